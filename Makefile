@@ -1,0 +1,33 @@
+# Dockyard: two commands on a fresh Debian 12 machine, as root.
+#   make up    set the machine up, then run `dockyard up` in the foreground
+#   make test  set the machine up, then run the whole test suite
+.PHONY: up test setup unit integration lint bench soak clean
+
+PY := .venv/bin
+DOCKYARD_UP_ARGS ?=
+
+setup:
+	./scripts/setup.sh
+
+up: setup
+	$(PY)/dockyard up $(DOCKYARD_UP_ARGS)
+
+test: setup
+	$(PY)/lint-imports
+	$(PY)/pytest tests -p no:cacheprovider
+
+unit:
+	$(PY)/pytest tests/unit -q
+
+integration: setup
+	$(PY)/pytest tests/integration -q
+
+lint:
+	$(PY)/ruff check src tests
+	$(PY)/lint-imports
+
+bench: setup
+	$(PY)/python bench/run.py
+
+clean:
+	rm -rf .venv build dist src/*.egg-info

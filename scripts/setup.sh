@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Idempotent host set-up for Dockyard (Debian 12, root): system packages, the venv, dockerd,
+# lxcfs and the base image. Safe to run again; works when dockerd already runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+LOGDIR=${DOCKYARD_LOGDIR:-/var/log/dockyard}
+mkdir -p "$LOGDIR"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+PKGS="docker.io busybox-static iproute2 iptables iputils-ping ethtool jq bc iperf3 lxcfs fuse3 procps"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  say "installing system packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends $missing
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.dockyard-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing Dockyard and its dependencies into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
+
+# dockerd: Dockyard wants live-restore so a dockerd restart leaves instances running.
+if ! timeout 5 docker info >/dev/null 2>&1; then
+  if [ ! -f /etc/docker/daemon.json ]; then
+    mkdir -p /etc/docker
+    echo '{"live-restore": true, "log-driver": "json-file"}' > /etc/docker/daemon.json
+  fi
+  say "starting dockerd (log: $LOGDIR/dockerd.log)"
+  setsid dockerd >"$LOGDIR/dockerd.log" 2>&1 </dev/null &
+  for _ in $(seq 1 60); do
+    timeout 5 docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  timeout 5 docker info >/dev/null 2>&1 || { echo "dockerd did not answer; see $LOGDIR/dockerd.log" >&2; exit 1; }
+fi
+
+# lxcfs: the instance's own view of /proc (free, top, uptime).
+if ! mountpoint -q /var/lib/lxcfs 2>/dev/null; then
+  say "starting lxcfs (log: $LOGDIR/lxcfs.log)"
+  mkdir -p /var/lib/lxcfs
+  setsid lxcfs -l --enable-cfs /var/lib/lxcfs >"$LOGDIR/lxcfs.log" 2>&1 </dev/null &
+  for _ in $(seq 1 40); do
+    [ -r /var/lib/lxcfs/proc/meminfo ] && break
+    sleep 0.25
+  done
+fi
+
+# The small base image, built from busybox-static without any network.
+if ! docker image inspect dockyard/busybox:latest >/dev/null 2>&1; then
+  say "building dockyard/busybox:latest"
+  ctx=$(mktemp -d)
+  cp /bin/busybox "$ctx/busybox"
+  cp images/busybox/Dockerfile "$ctx/Dockerfile"
+  docker build -q -t dockyard/busybox:latest "$ctx" >/dev/null
+  rm -rf "$ctx"
+fi
+say "set-up done"

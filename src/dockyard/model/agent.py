@@ -1,0 +1,77 @@
+"""The server ⇄ agent protocol: registration, heartbeat, watch of desired state, reports.
+
+The agent watches with `GET /v1/agent/watch?since=REV` (long poll): the server answers at once
+when the host's desired state changed after REV, else after the poll timeout with no changes.
+`since=0` is a full resync. The agent reports what it observes per instance.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from dockyard.model.host import HostInventory
+from dockyard.model.instance import DesiredState, Limits, VolumeSpec
+
+
+class Registration(BaseModel):
+    name: str
+    api_url: str
+    api_secret: str
+    inventory: HostInventory
+
+
+class RegistrationReply(BaseModel):
+    host_id: str
+    cluster: str
+    heartbeat_interval: float
+    host_path_root: str
+
+
+class Heartbeat(BaseModel):
+    inventory: HostInventory
+
+
+class DesiredNetwork(BaseModel):
+    id: str
+    name: str
+    bridge: str
+    subnet: str
+    gateway: str
+
+
+class DesiredInstance(BaseModel):
+    id: str
+    name: str
+    project: str
+    generation: int
+    desired_state: DesiredState
+    restart_serial: int
+    image: str
+    hostname: str
+    network: DesiredNetwork
+    ip: str
+    prefixlen: int
+    mac: str
+    dns: list[str]
+    limits: Limits
+    volumes: list[VolumeSpec]
+    env: dict[str, str]
+    revision: int
+
+
+class WatchReply(BaseModel):
+    revision: int
+    full: bool = Field(description="true when `instances` is the whole desired state")
+    instances: list[DesiredInstance]
+    networks: list[DesiredNetwork]
+
+
+class ObservedState(BaseModel):
+    """What the agent saw after a sync of one instance."""
+
+    state: str  # running | stopped | error | deleted | creating
+    container_id: str | None = None
+    message: str | None = None
+    generation: int
+    restart_serial: int = 0
+    failed_create: bool = False

@@ -1,0 +1,46 @@
+"""Hosts: machines running dockerd and a Dockyard agent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class HostState(StrEnum):
+    up = "up"
+    down = "down"
+
+
+class Route(BaseModel):
+    dst: str  # CIDR
+    dev: str | None = None
+
+
+class HostInventory(BaseModel):
+    """What an agent finds on its machine (overridable by the operator)."""
+
+    cores: list[int] = Field(min_length=1)
+    memory_bytes: int = Field(gt=0)
+    routes: list[Route] = Field(default_factory=list)
+    docker_version: str = ""
+    cgroup_version: int = 1
+    kernel: str = ""
+
+
+class Host(BaseModel):
+    id: str
+    name: str
+    state: HostState
+    cores: list[int]
+    exclusive_cores: dict[str, str] = Field(
+        default_factory=dict, description="core -> instance id holding it")
+    shared_cpuset: str
+    memory_bytes: int
+    memory_reserved_bytes: int
+    instances: int
+    docker_version: str
+    kernel: str
+    last_heartbeat: datetime | None
+    created_at: datetime

@@ -1,0 +1,211 @@
+"""Instance specs (what users ask for) and records (what the API answers)."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dockyard.model.units import parse_size
+from dockyard.model.validators import (
+    VOLUME_NAME_RE,
+    check_container_path,
+    check_env_key,
+    check_env_value,
+    check_host_path,
+    check_hostname,
+    check_name,
+)
+
+DOCKER_MEMORY_FLOOR = 6 * 1024 * 1024  # dockerd refuses less than 6 MiB
+DEFAULT_PIDS = 4096  # the seed's lesson: fork bombs must stay inside
+
+
+class InstanceState(StrEnum):
+    creating = "creating"
+    running = "running"
+    stopping = "stopping"
+    stopped = "stopped"
+    starting = "starting"
+    deleting = "deleting"
+    error = "error"
+
+
+class DesiredState(StrEnum):
+    running = "running"
+    stopped = "stopped"
+    deleted = "deleted"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitsSpec(Strict):
+    """Limits as users write them (`memory: "256M"`)."""
+
+    cores: int = Field(0, ge=0, le=1024, description="exclusive cores (cpuset)")
+    cpus: float | None = Field(None, gt=0, le=1024, description="CFS quota in CPUs, as docker")
+    cpu_weight: int | None = Field(None, ge=2, le=262144, description="cpu shares")
+    memory: str | int | None = Field(None, description="memory limit, e.g. 256M")
+    pids: int = Field(DEFAULT_PIDS, ge=16, le=4194304)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | int | None) -> str | int | None:
+        if value is None:
+            return None
+        size = parse_size(value)
+        if size == 0:
+            raise ValueError("memory must be more than 0")
+        if size < DOCKER_MEMORY_FLOOR:
+            raise ValueError("memory must be at least 6M (Docker's minimum)")
+        return size
+
+    def memory_bytes(self) -> int | None:
+        return None if self.memory is None else parse_size(self.memory)
+
+
+class Limits(BaseModel):
+    """Limits as stored and shown: sizes in bytes, cpuset resolved on the host."""
+
+    cores: int = 0
+    cpuset: str = ""
+    cpus: float | None = None
+    cpu_weight: int | None = None
+    memory_bytes: int | None = None
+    pids: int = DEFAULT_PIDS
+
+
+class VolumeSpec(Strict):
+    """`NAME:/path[:ro]` (a named volume) or `/host/path:/path[:ro]` (under the allowed root)."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+    @property
+    def is_host_path(self) -> bool:
+        return self.source.startswith("/")
+
+    @model_validator(mode="after")
+    def _check(self) -> VolumeSpec:
+        self.target = check_container_path(self.target)
+        if self.is_host_path:
+            self.source = check_host_path(self.source)
+        elif not VOLUME_NAME_RE.match(self.source):
+            raise ValueError(f"volume name {self.source!r} is not valid "
+                             "(letters, digits, '_', '.', '-'; or an absolute host path)")
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> VolumeSpec:
+        parts = text.split(":")
+        if len(parts) == 3 and parts[2] in ("ro", "rw"):
+            return cls(source=parts[0], target=parts[1], read_only=parts[2] == "ro")
+        if len(parts) == 2:
+            return cls(source=parts[0], target=parts[1])
+        raise ValueError(f"volume {text!r} must be SRC:DST or SRC:DST:ro")
+
+
+class InstanceCreate(Strict):
+    name: Annotated[str, Field(description="unique in the project; a DNS label")]
+    image: str = Field(min_length=1, max_length=255)
+    network: str = "default"
+    ip: str | None = None
+    hostname: str | None = None
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    volumes: list[VolumeSpec] = Field(default_factory=list, max_length=64)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value)
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str | None) -> str | None:
+        return None if value is None else check_hostname(value)
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.IPv4Address(value))
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an IPv4 address") from exc
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            check_env_key(key)
+            check_env_value(key, val)
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if any(ch.isspace() for ch in value) or value.startswith("-"):
+            raise ValueError(f"{value!r} is not an image reference")
+        return value
+
+    @model_validator(mode="after")
+    def _targets_unique(self) -> InstanceCreate:
+        targets = [v.target for v in self.volumes]
+        if len(set(targets)) != len(targets):
+            raise ValueError("two volumes have the same target")
+        return self
+
+
+class Instance(BaseModel):
+    """An instance as the API shows it (`show --json`)."""
+
+    id: str
+    name: str
+    project: str
+    state: InstanceState
+    desired_state: DesiredState
+    host: str | None
+    ip: str
+    mac: str
+    hostname: str
+    image: str
+    network: str
+    container_id: str | None
+    generation: int
+    limits: Limits
+    volumes: list[VolumeSpec]
+    env: dict[str, str]
+    message: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class InstanceAction(StrEnum):
+    start = "start"
+    stop = "stop"
+    restart = "restart"
+
+
+class ExecRequest(Strict):
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    user: str | None = None
+
+
+class ExecResult(BaseModel):
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def page_of(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
+    return {"items": items, "next": next_cursor}

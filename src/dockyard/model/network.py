@@ -1,0 +1,82 @@
+"""Networks: an L2 segment with a subnet, a gateway on the host bridge, and no NAT."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from dockyard.model.instance import Strict
+from dockyard.model.validators import check_name
+
+
+class NetworkMode(StrEnum):
+    bridge = "bridge"
+
+
+class NetworkCreate(Strict):
+    name: str
+    subnet: str
+    gateway: str | None = Field(None, description="default: the first address of the subnet")
+    dns: list[str] = Field(default_factory=list, max_length=8)
+    mode: NetworkMode = NetworkMode.bridge
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value)
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str) -> str:
+        try:
+            net = ipaddress.IPv4Network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an IPv4 subnet such as 10.240.0.0/16: {exc}") \
+                from exc
+        if net.prefixlen > 29 or net.prefixlen < 8:
+            raise ValueError("subnet prefix must be between /8 and /29")
+        if net.is_loopback or net.is_multicast or net.is_link_local or net.is_reserved:
+            raise ValueError(f"{value} is not a usable unicast subnet")
+        return str(net)
+
+    @field_validator("dns")
+    @classmethod
+    def _dns(cls, value: list[str]) -> list[str]:
+        out = []
+        for item in value:
+            try:
+                out.append(str(ipaddress.ip_address(item)))
+            except ValueError as exc:
+                raise ValueError(f"dns server {item!r} is not an IP address") from exc
+        return out
+
+    @model_validator(mode="after")
+    def _gateway(self) -> NetworkCreate:
+        net = ipaddress.IPv4Network(self.subnet)
+        if self.gateway is None:
+            self.gateway = str(net.network_address + 1)
+            return self
+        try:
+            gw = ipaddress.IPv4Address(self.gateway)
+        except ValueError as exc:
+            raise ValueError(f"gateway {self.gateway!r} is not an IPv4 address") from exc
+        if gw not in net or gw in (net.network_address, net.broadcast_address):
+            raise ValueError(f"gateway {gw} is not a host address of {net}")
+        self.gateway = str(gw)
+        return self
+
+
+class Network(BaseModel):
+    id: str
+    name: str
+    project: str
+    subnet: str
+    gateway: str
+    dns: list[str]
+    mode: NetworkMode
+    bridge: str
+    instances: int = 0
+    created_at: datetime
