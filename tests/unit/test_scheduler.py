@@ -1,0 +1,250 @@
+"""Scheduler: each filter's rejection, weighing, the plan and the "no valid host" message."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from dockyard.errors import Conflict, InvalidRequest, NoValidHost
+from dockyard.scheduler import (
+    ClusterSnapshot,
+    HostSnapshot,
+    PlacementRequest,
+    build_pipeline,
+    explain,
+    place,
+)
+from dockyard.scheduler.filters import (
+    REASON_CORES,
+    REASON_DOWN,
+    REASON_DRAINING,
+    REASON_MEMORY,
+    REASON_NETWORK,
+    REASON_PIDS,
+    ExclusiveCores,
+    Filter,
+    HostUp,
+    MemoryFits,
+    NetworkOnHost,
+    PidsFit,
+    PinnedHost,
+)
+from dockyard.scheduler.pipeline import no_valid_host_message
+from dockyard.scheduler.weighers import FewestTakenCores, MostFreeMemory, Weigher
+
+GiB = 1 << 30
+NET = "net1"
+
+
+def host(name: str = "h1", /, **changes: object) -> HostSnapshot:
+    base = HostSnapshot(
+        id=f"id-{name}", name=name, up=True, draining=False, cores=list(range(4)),
+        reserved_cores=[0], taken_cores=[], memory_bytes=8 * GiB, memory_reserved_bytes=0,
+        networks={NET}, labels={},
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def request(**changes: object) -> PlacementRequest:
+    base = PlacementRequest(cores=0, memory_bytes=GiB, pids=100, network_id=NET)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+# --- filters, one table ------------------------------------------------------------------
+
+FILTER_CASES = [
+    # (filter, host changes, request changes, expected reason)
+    (PinnedHost(), {}, {}, None),
+    (PinnedHost(), {}, {"host": "h1"}, None),
+    (PinnedHost(), {}, {"host": "h2"}, "not the requested host 'h2'"),
+    (HostUp(), {}, {}, None),
+    (HostUp(), {"up": False}, {}, REASON_DOWN),
+    (HostUp(), {"up": False, "draining": True}, {}, REASON_DOWN),
+    (HostUp(), {"draining": True}, {}, REASON_DRAINING),
+    (NetworkOnHost(), {}, {}, None),
+    (NetworkOnHost(), {"networks": {"other"}}, {}, REASON_NETWORK),
+    (NetworkOnHost(), {"networks": set()}, {}, REASON_NETWORK),
+    (MemoryFits(1.0), {"memory_reserved_bytes": 7 * GiB}, {}, None),  # exactly full
+    (MemoryFits(1.0), {"memory_reserved_bytes": 7 * GiB + 1}, {}, REASON_MEMORY),
+    (MemoryFits(1.0), {}, {"memory_bytes": 9 * GiB}, REASON_MEMORY),
+    (MemoryFits(1.5), {}, {"memory_bytes": 12 * GiB}, None),  # overcommit
+    (MemoryFits(1.5), {}, {"memory_bytes": 12 * GiB + 1}, REASON_MEMORY),
+    (MemoryFits(1.0), {"memory_reserved_bytes": 8 * GiB}, {"memory_bytes": None}, None),
+    # a host already over budget (its memory shrank) takes nothing more, not even 0 bytes
+    (MemoryFits(1.0), {"memory_reserved_bytes": 9 * GiB}, {"memory_bytes": None}, REASON_MEMORY),
+    (PidsFit(), {}, {"pids": 10**9}, None),  # no budget on the host
+    (PidsFit(), {"pids_limit_total": 1000, "pids_reserved": 900}, {"pids": 100}, None),
+    (PidsFit(), {"pids_limit_total": 1000, "pids_reserved": 901}, {"pids": 100}, REASON_PIDS),
+    (PidsFit(), {"pids_limit_total": 1000, "pids_reserved": 1000}, {"pids": 0}, None),
+    (ExclusiveCores(), {}, {"cores": 0}, None),
+    (ExclusiveCores(), {}, {"cores": 2}, None),  # cores 2,3; core 1 stays shared
+    (ExclusiveCores(), {}, {"cores": 3}, REASON_CORES),  # would empty the shared pool
+    (ExclusiveCores(), {"taken_cores": [3]}, {"cores": 2}, REASON_CORES),
+    (ExclusiveCores(), {"taken_cores": [1, 2, 3]}, {"cores": 0}, None),
+]
+
+
+@pytest.mark.parametrize(("check", "host_changes", "request_changes", "reason"), FILTER_CASES)
+def test_filter(
+    check: Filter, host_changes: dict[str, object], request_changes: dict[str, object],
+    reason: str | None,
+) -> None:
+    got = check.feasible(host(**host_changes), request(**request_changes))
+    assert got == reason
+
+
+def test_every_pipeline_filter_is_covered_by_the_table() -> None:
+    tested = {type(check) for check, *_ in FILTER_CASES}
+    assert {type(check) for check in build_pipeline().filters} == tested
+
+
+# --- weighers -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("weigher", "host_changes", "request_changes", "score"),
+    [
+        (MostFreeMemory(1.0), {}, {}, 7 / 8),
+        (MostFreeMemory(1.0), {"memory_reserved_bytes": 4 * GiB}, {}, 3 / 8),
+        (MostFreeMemory(1.0), {}, {"memory_bytes": None}, 1.0),
+        (MostFreeMemory(2.0), {}, {"memory_bytes": 8 * GiB}, 0.5),
+        (MostFreeMemory(1.0), {"memory_reserved_bytes": 20 * GiB}, {}, 0.0),  # clamped
+        (MostFreeMemory(1.0), {"memory_bytes": 0}, {}, 0.0),
+        (FewestTakenCores(), {}, {}, 3 / 4),  # core 0 reserved
+        (FewestTakenCores(), {}, {"cores": 2}, 1 / 4),
+        (FewestTakenCores(), {"taken_cores": [3]}, {"cores": 1}, 1 / 4),
+        (FewestTakenCores(), {"cores": []}, {}, 0.0),
+    ],
+)
+def test_weigher(
+    weigher: Weigher, host_changes: dict[str, object], request_changes: dict[str, object],
+    score: float,
+) -> None:
+    got = weigher.score(host(**host_changes), request(**request_changes))
+    assert got == pytest.approx(score)
+    assert 0.0 <= got <= 1.0
+
+
+# --- place --------------------------------------------------------------------------------
+
+def test_place_prefers_most_headroom_and_records_rejections() -> None:
+    snapshot = ClusterSnapshot(hosts=[
+        host("busy", memory_reserved_bytes=6 * GiB),
+        host("idle"),
+        host("down", up=False),
+        host("elsewhere", networks={"net2"}),
+    ])
+    plan = place(request(cores=1), snapshot)
+    assert (plan.host_id, plan.host_name, plan.cores) == ("id-idle", "idle", [3])
+    assert plan.rejected == {"down": REASON_DOWN, "elsewhere": REASON_NETWORK}
+    assert set(plan.scores) == {"busy", "idle"}
+    assert plan.scores["idle"] > plan.scores["busy"]
+    assert all(0.0 <= s <= 1.0 for s in plan.scores.values())
+
+
+def test_place_picks_highest_free_cores_on_the_chosen_host() -> None:
+    snapshot = ClusterSnapshot(hosts=[host(cores=list(range(8)), taken_cores=[7, 5])])
+    assert place(request(cores=3), snapshot).cores == [3, 4, 6]
+
+
+def test_place_ties_break_by_name() -> None:
+    snapshot = ClusterSnapshot(hosts=[host("b"), host("a"), host("c")])
+    plan = place(request(), snapshot)
+    assert plan.host_name == "a"
+    assert plan.scores["a"] == plan.scores["b"] == plan.scores["c"]
+
+
+def test_place_pinned_host_wins_even_if_worse() -> None:
+    snapshot = ClusterSnapshot(hosts=[host("full", memory_reserved_bytes=6 * GiB), host("idle")])
+    plan = place(request(host="full"), snapshot)
+    assert plan.host_name == "full"
+    assert plan.rejected == {"idle": "not the requested host 'full'"}
+
+
+def test_place_uses_the_snapshot_overcommit_ratio() -> None:
+    hosts = [host(memory_reserved_bytes=8 * GiB)]
+    with pytest.raises(NoValidHost):
+        place(request(), ClusterSnapshot(hosts=hosts))
+    assert place(request(), ClusterSnapshot(hosts=hosts, memory_overcommit=1.5)).host_name == "h1"
+
+
+def test_no_valid_host_counts_hosts_per_reason() -> None:
+    snapshot = ClusterSnapshot(hosts=[
+        host("m1", memory_reserved_bytes=8 * GiB),
+        host("m2", memory_reserved_bytes=8 * GiB),
+        host("m3", memory_reserved_bytes=8 * GiB),
+        host("c1", taken_cores=[2, 3]),
+    ])
+    with pytest.raises(NoValidHost) as info:
+        place(request(cores=1), snapshot)
+    assert info.value.message == (
+        "no valid host: 3 hosts: not enough memory; 1 host: not enough free cores")
+    assert isinstance(info.value, Conflict)
+    assert info.value.status == 409
+
+
+@pytest.mark.parametrize(
+    ("reasons", "message"),
+    [
+        ([], "no valid host: the cluster has no hosts"),
+        ([REASON_DOWN], "no valid host: 1 host: host is down"),
+        ([REASON_PIDS, REASON_DOWN, REASON_PIDS, REASON_DRAINING],
+         "no valid host: 2 hosts: not enough pids; 1 host: host is down; "
+         "1 host: host is draining"),
+    ],
+)
+def test_no_valid_host_message(reasons: list[str], message: str) -> None:
+    assert no_valid_host_message(reasons) == message
+
+
+def test_place_on_empty_cluster() -> None:
+    with pytest.raises(NoValidHost, match="the cluster has no hosts"):
+        place(request(), ClusterSnapshot(hosts=[]))
+
+
+def test_pinned_to_unknown_host() -> None:
+    snapshot = ClusterSnapshot(hosts=[host("a"), host("b")])
+    with pytest.raises(NoValidHost) as info:
+        place(request(host="zz"), snapshot)
+    assert info.value.message == "no valid host: 2 hosts: not the requested host 'zz'"
+
+
+def test_first_failing_filter_decides_the_reason() -> None:
+    # down, off-network and full: the liveness filter runs first and names it.
+    bad = host(up=False, networks=set(), memory_reserved_bytes=8 * GiB)
+    assert explain(request(), ClusterSnapshot(hosts=[bad])) == [("h1", REASON_DOWN)]
+
+
+def test_explain_matches_place() -> None:
+    snapshot = ClusterSnapshot(hosts=[
+        host("ok"),
+        host("draining", draining=True),
+        host("nomem", memory_bytes=GiB // 2),
+        host("nopids", pids_limit_total=50),
+        host("nocores", cores=[0, 1]),
+    ])
+    req = request(cores=1)
+    assert explain(req, snapshot) == [
+        ("ok", None),
+        ("draining", REASON_DRAINING),
+        ("nomem", REASON_MEMORY),
+        ("nopids", REASON_PIDS),
+        ("nocores", REASON_CORES),
+    ]
+    plan = place(req, snapshot)
+    assert plan.host_name == "ok"
+    assert plan.rejected == {name: r for name, r in explain(req, snapshot) if r is not None}
+
+
+@pytest.mark.parametrize(
+    "changes", [{"cores": -1}, {"memory_bytes": -1}, {"pids": -5}],
+)
+def test_request_rejects_negative_quantities(changes: dict[str, object]) -> None:
+    with pytest.raises(InvalidRequest, match="cannot be negative"):
+        request(**changes)
+
+
+@pytest.mark.parametrize("ratio", [0.0, -1.0])
+def test_snapshot_rejects_non_positive_overcommit(ratio: float) -> None:
+    with pytest.raises(InvalidRequest, match="overcommit"):
+        ClusterSnapshot(hosts=[], memory_overcommit=ratio)
