@@ -57,6 +57,8 @@ class DesiredInstance(BaseModel):
     volumes: list[VolumeSpec]
     env: dict[str, str]
     revision: int
+    creating: bool = Field(False, description="the first create has not succeeded yet: a "
+                           "failure rolls back and removes the instance")
 
 
 class WatchReply(BaseModel):

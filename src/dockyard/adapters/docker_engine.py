@@ -1,0 +1,206 @@
+"""The Docker adapter: a thin wrapper over the docker SDK's low-level API.
+
+Every docker/requests exception is translated here, in `_translate`, and nowhere else:
+ImageNotFound/NotFound -> NotFound, 409 -> Conflict, connection trouble -> TemporaryError,
+anything else -> BackendError. A container that vanished mid-operation is a normal answer
+(`inspect` returns None, `remove`/`stop` succeed), not a crash.
+
+The create path costs three round-trips: create, start, inspect (for the PID to plumb).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+from docker.types import LogConfig, Mount
+
+from dockyard.errors import BackendError, Conflict, NotFound, TemporaryError
+from dockyard.model.instance import ExecResult
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    source: str
+    target: str
+    read_only: bool
+    kind: str  # "bind" | "volume"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    hostname: str
+    labels: dict[str, str]
+    env: dict[str, str]
+    cpuset: str
+    pids_limit: int
+    nano_cpus: int | None = None
+    cpu_shares: int | None = None
+    memory: int | None = None
+    mounts: list[MountSpec] = field(default_factory=list)
+    restart_policy: str = "unless-stopped"
+    log_max_size: str = "10m"
+    log_max_file: int = 3
+    stop_timeout: int = 10
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    status: str  # created | running | paused | restarting | exited | dead
+    pid: int
+    labels: dict[str, str]
+    image: str
+    exit_code: int
+    oom_killed: bool
+    cpuset: str
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "paused", "restarting") and self.pid > 0
+
+
+@contextmanager
+def _translate(what: str) -> Iterator[None]:
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise NotFound(f"{what}: image not found: {exc.explanation}") from exc
+    except docker.errors.NotFound as exc:
+        raise NotFound(f"{what}: {exc.explanation}") from exc
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:
+            raise Conflict(f"{what}: {exc.explanation}") from exc
+        raise BackendError(f"{what}: {exc.explanation or exc}") from exc
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TemporaryError(f"{what}: dockerd unreachable: {exc}", delay=1.0) from exc
+    except docker.errors.DockerException as exc:
+        raise BackendError(f"{what}: {exc}") from exc
+
+
+def _info(data: dict[str, Any]) -> ContainerInfo:
+    state = data.get("State") or {}
+    config = data.get("Config") or {}
+    return ContainerInfo(
+        id=data["Id"], name=str(data.get("Name", "")).lstrip("/"),
+        status=str(state.get("Status", "")), pid=int(state.get("Pid") or 0),
+        labels=dict(config.get("Labels") or {}), image=str(config.get("Image", "")),
+        exit_code=int(state.get("ExitCode") or 0), oom_killed=bool(state.get("OOMKilled")),
+        cpuset=str((data.get("HostConfig") or {}).get("CpusetCpus") or ""))
+
+
+class DockerEngine:
+    def __init__(self, base_url: str | None = None, timeout: int = 60) -> None:
+        with _translate("connect to dockerd"):
+            if base_url:
+                self._client = docker.DockerClient(base_url=base_url, timeout=timeout)
+            else:
+                self._client = docker.from_env(timeout=timeout)
+        self.api = self._client.api
+
+    def close(self) -> None:
+        self._client.close()
+
+    def version(self) -> str:
+        with _translate("docker version"):
+            return str(self.api.version().get("Version", ""))
+
+    def image_exists(self, ref: str) -> bool:
+        try:
+            with _translate(f"inspect image {ref}"):
+                self.api.inspect_image(ref)
+        except NotFound:
+            return False
+        return True
+
+    def inspect(self, name: str) -> ContainerInfo | None:
+        try:
+            with _translate(f"inspect {name}"):
+                return _info(self.api.inspect_container(name))
+        except NotFound:
+            return None
+
+    def create(self, spec: ContainerSpec) -> str:
+        mounts = [Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only)
+                  for m in spec.mounts]
+        host_config = self.api.create_host_config(
+            network_mode="none", cpuset_cpus=spec.cpuset or None, nano_cpus=spec.nano_cpus,
+            cpu_shares=spec.cpu_shares, mem_limit=spec.memory,
+            memswap_limit=spec.memory, pids_limit=spec.pids_limit, mounts=mounts,
+            restart_policy={"Name": spec.restart_policy},
+            log_config=LogConfig(type="json-file", config={
+                "max-size": spec.log_max_size, "max-file": str(spec.log_max_file)}))
+        with _translate(f"create {spec.name}"):
+            reply = self.api.create_container(
+                spec.image, name=spec.name, hostname=spec.hostname, labels=spec.labels,
+                environment=[f"{k}={v}" for k, v in spec.env.items()],
+                host_config=host_config, stop_timeout=spec.stop_timeout, detach=True)
+        return str(reply["Id"])
+
+    def start(self, name: str) -> ContainerInfo:
+        """Start and return the fresh state (with the PID needed for plumbing)."""
+        with _translate(f"start {name}"):
+            self.api.start(name)
+            return _info(self.api.inspect_container(name))
+
+    def stop(self, name: str, timeout: int) -> None:
+        try:
+            with _translate(f"stop {name}"):
+                self.api.stop(name, timeout=timeout)
+        except NotFound:
+            pass
+
+    def remove(self, name: str) -> None:
+        try:
+            with _translate(f"remove {name}"):
+                self.api.remove_container(name, force=True, v=False)
+        except NotFound:
+            pass
+        except Conflict as exc:  # "removal already in progress"
+            if "in progress" not in exc.message:
+                raise
+
+    def update_cpuset(self, name: str, cpuset: str) -> None:
+        """Re-pin a running container live (same PID)."""
+        with _translate(f"update {name}"):
+            self.api.update_container(name, cpuset_cpus=cpuset)
+
+    def list_owned(self, cluster: str) -> list[ContainerInfo]:
+        """Every container labelled with this cluster's uuid (running or not)."""
+        with _translate("list containers"):
+            summaries = self.api.containers(all=True,
+                                            filters={"label": f"dockyard.cluster={cluster}"})
+            return [_info(self.api.inspect_container(s["Id"])) for s in summaries]
+
+    def exec(self, name: str, command: list[str], env: dict[str, str],
+             workdir: str | None, user: str | None) -> ExecResult:
+        with _translate(f"exec in {name}"):
+            handle = self.api.exec_create(name, command, stdout=True, stderr=True,
+                                          environment=[f"{k}={v}" for k, v in env.items()],
+                                          workdir=workdir, user=user or "")
+            out, err = self.api.exec_start(handle["Id"], demux=True)
+            code = self.api.exec_inspect(handle["Id"]).get("ExitCode")
+        return ExecResult(exit_code=int(code if code is not None else -1),
+                          stdout=(out or b"").decode(errors="replace"),
+                          stderr=(err or b"").decode(errors="replace"))
+
+    def logs(self, name: str, follow: bool, tail: int | str) -> Iterator[bytes]:
+        with _translate(f"logs of {name}"):
+            stream = self.api.logs(name, stream=True, follow=follow, tail=tail)
+        with _translate(f"logs of {name}"):
+            yield from stream
+
+    def events(self, cluster: str) -> Any:
+        """A blocking iterator of container events of this cluster; `.close()` ends it."""
+        with _translate("docker events"):
+            return self.api.events(decode=True, filters={
+                "type": "container", "label": f"dockyard.cluster={cluster}"})
+

@@ -1,0 +1,58 @@
+"""The agent's own small HTTP API, used by the server: image checks, exec and logs.
+
+Authenticated with the secret the agent handed the server at registration.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import StreamingResponse
+
+from dockyard import api_errors
+from dockyard.adapters.docker_engine import DockerEngine
+from dockyard.errors import NotFound, Unauthorized
+from dockyard.model import ids
+from dockyard.model.instance import ExecRequest, ExecResult
+
+
+def create_agent_app(engine: DockerEngine, secret: str, cluster: str) -> FastAPI:
+    app = FastAPI(title="Dockyard agent", version="0.1.0")
+    api_errors.install(app)
+
+    def authorized(request: Request) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), secret):
+            raise Unauthorized("agent API: bad or missing token")
+
+    def owned(instance_id: str) -> str:
+        name = ids.container_name(instance_id)
+        info = engine.inspect(name)
+        if info is None or info.labels.get(ids.LABEL_CLUSTER) != cluster:
+            raise NotFound(f"instance {instance_id} has no container on this host")
+        return name
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/images/exists", dependencies=[Depends(authorized)])
+    def image_exists(ref: str) -> dict[str, bool]:
+        return {"exists": engine.image_exists(ref)}
+
+    @app.post("/v1/instances/{instance_id}/exec", response_model=ExecResult,
+              dependencies=[Depends(authorized)])
+    def exec_(instance_id: str, body: ExecRequest) -> ExecResult:
+        return engine.exec(owned(instance_id), body.command, body.env, body.workdir, body.user)
+
+    @app.get("/v1/instances/{instance_id}/logs", dependencies=[Depends(authorized)])
+    def logs(instance_id: str, follow: bool = False,
+             tail: str = Query("all")) -> StreamingResponse:
+        name = owned(instance_id)
+        count: int | str = int(tail) if tail.isdigit() else "all"
+        stream: Iterator[bytes] = engine.logs(name, follow, count)
+        return StreamingResponse(stream, media_type="text/plain")
+
+    return app

@@ -1,0 +1,70 @@
+"""Per-instance files the agent bind-mounts read-only: /etc/hosts and /etc/resolv.conf.
+
+Written atomically (temp file + rename) under `<agent home>/instances/<id>/`, so a container
+never sees a half-written file and a crash leaves either the old or the new content.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from dockyard.model.agent import DesiredInstance
+
+
+def render_hosts(d: DesiredInstance) -> str:
+    return (
+        "127.0.0.1\tlocalhost\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"{d.ip}\t{d.hostname}\n"
+    )
+
+
+def render_resolv(d: DesiredInstance) -> str:
+    return "".join(f"nameserver {server}\n" for server in d.dns)
+
+
+class InstanceFiles:
+    def __init__(self, home: Path) -> None:
+        self.root = home / "instances"
+
+    def dir(self, instance_id: str) -> Path:
+        return self.root / instance_id
+
+    def hosts(self, instance_id: str) -> Path:
+        return self.dir(instance_id) / "hosts"
+
+    def resolv(self, instance_id: str) -> Path:
+        return self.dir(instance_id) / "resolv.conf"
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    def write(self, d: DesiredInstance) -> None:
+        self.dir(d.id).mkdir(parents=True, exist_ok=True)
+        for path, text in ((self.hosts(d.id), render_hosts(d)),
+                           (self.resolv(d.id), render_resolv(d))):
+            if not path.exists() or path.read_text() != text:
+                self._write(path, text)
+
+    def remove(self, instance_id: str) -> None:
+        shutil.rmtree(self.dir(instance_id), ignore_errors=True)
+
+    def applied_restart(self, instance_id: str) -> int:
+        try:
+            data = json.loads((self.dir(instance_id) / "state.json").read_text())
+        except (OSError, ValueError):
+            return 0
+        return int(data.get("restart_serial", 0))
+
+    def set_applied_restart(self, instance_id: str, serial: int) -> None:
+        self.dir(instance_id).mkdir(parents=True, exist_ok=True)
+        self._write(self.dir(instance_id) / "state.json", json.dumps({"restart_serial": serial}))
+
+    def known_ids(self) -> list[str]:
+        return [p.name for p in self.root.iterdir() if p.is_dir()] if self.root.exists() else []

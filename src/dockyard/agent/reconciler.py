@@ -1,0 +1,159 @@
+"""`sync(desired) -> observed`: one level-triggered pass over one instance.
+
+    read Docker (inspect by name, ownership labels) and netlink (eth0 in the netns)
+      ├─ desired deleted  → remove container, host veth, files            → "deleted"
+      ├─ missing          → files, create (labels, --network none, binds)
+      ├─ stale generation → stop (fencing: never delete)                  → "stopped"
+      ├─ desired running  → restart if asked, start, plumb eth0 if absent/wrong, cpuset
+      └─ desired stopped  → stop, unplumb                                  → "stopped"
+
+Every step is idempotent, so a crash at any line is repaired by the next pass. A failure
+during the *first* create rolls back everything this pass created and reports the instance
+`deleted` with `failed_create`, so the server releases its IP and cores. Temporary errors
+(dockerd unreachable) propagate to the caller, which retries with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from dockyard.adapters.docker_engine import ContainerInfo, ContainerSpec, DockerEngine, MountSpec
+from dockyard.agent.hostfiles import InstanceFiles
+from dockyard.errors import DockyardError, TemporaryError
+from dockyard.model import ids
+from dockyard.model.agent import DesiredInstance, DesiredNetwork, ObservedState
+from dockyard.model.instance import DesiredState
+
+log = logging.getLogger(__name__)
+
+
+class Eth0View(Protocol):
+    mac: str
+    addresses: list[str]
+    up: bool
+
+
+class HostNetwork(Protocol):
+    """The netlink/iptables operations the reconciler needs (fakes implement it in tests)."""
+
+    def ensure_network(self, net: DesiredNetwork) -> None: ...
+    def plumb(self, pid: int, d: DesiredInstance) -> None: ...
+    def unplumb(self, instance_id: str) -> None: ...
+    def eth0(self, pid: int) -> Eth0View | None: ...
+
+
+class Reconciler:
+    def __init__(self, engine: DockerEngine, network: HostNetwork, files: InstanceFiles,
+                 cluster: str, stop_timeout: int = 10) -> None:
+        self.engine = engine
+        self.network = network
+        self.files = files
+        self.cluster = cluster
+        self.stop_timeout = stop_timeout
+
+    def sync(self, d: DesiredInstance) -> ObservedState:
+        name = ids.container_name(d.id)
+        info = self.engine.inspect(name)
+        if info is not None and info.labels.get(ids.LABEL_CLUSTER) != self.cluster:
+            return self._observed(d, "error", None, f"container {name} belongs to another "
+                                  "cluster; not touching it")
+        if d.desired_state == DesiredState.deleted:
+            self._remove(d.id)
+            return self._observed(d, "deleted", None)
+        if info is None:
+            if not d.creating:
+                log.warning("instance %s lost its container; re-creating it", d.name)
+            return self._create(d)
+        if int(info.labels.get(ids.LABEL_GENERATION, "0")) != d.generation:
+            self.engine.stop(name, self.stop_timeout)  # fenced: a stale copy never runs
+            return self._observed(d, "stopped", info.id, "stale generation: stopped")
+        return self._converge(d, info)
+
+    def _converge(self, d: DesiredInstance, info: ContainerInfo) -> ObservedState:
+        name = ids.container_name(d.id)
+        self.files.write(d)
+        if d.desired_state == DesiredState.stopped:
+            if info.running:
+                self.engine.stop(name, self.stop_timeout)
+            self.network.unplumb(d.id)
+            return self._observed(d, "stopped", info.id)
+        self.network.ensure_network(d.network)
+        if d.restart_serial > self.files.applied_restart(d.id):
+            if info.running:
+                self.engine.stop(name, self.stop_timeout)
+                info = self._inspect(name)
+            self.files.set_applied_restart(d.id, d.restart_serial)
+        if not info.running:
+            info = self.engine.start(name)
+        self._ensure_plumbed(d, info)
+        self._ensure_cpuset(d, info)
+        return self._observed(d, "running", info.id)
+
+    def _create(self, d: DesiredInstance) -> ObservedState:
+        name = ids.container_name(d.id)
+        try:
+            self.files.write(d)
+            if d.creating:
+                self.files.set_applied_restart(d.id, d.restart_serial)
+            self.network.ensure_network(d.network)
+            container_id = self.engine.create(self._spec(d))
+            if d.desired_state == DesiredState.stopped:
+                return self._observed(d, "stopped", container_id)
+            info = self.engine.start(name)
+            self._ensure_plumbed(d, info)
+            return self._observed(d, "running", info.id)
+        except TemporaryError:
+            raise
+        except DockyardError as exc:
+            if not d.creating:
+                raise
+            log.warning("create of %s failed, rolling back: %s", d.name, exc.message)
+            self._remove(d.id)
+            return ObservedState(state="deleted", generation=d.generation, failed_create=True,
+                                 message=exc.message)
+
+    def _ensure_plumbed(self, d: DesiredInstance, info: ContainerInfo) -> None:
+        eth0 = self.network.eth0(info.pid)
+        want = f"{d.ip}/{d.prefixlen}"
+        if eth0 is None or eth0.mac != d.mac or want not in eth0.addresses or not eth0.up:
+            self.network.plumb(info.pid, d)
+
+    def _ensure_cpuset(self, d: DesiredInstance, info: ContainerInfo) -> None:
+        if d.limits.cpuset and info.cpuset != d.limits.cpuset:
+            self.engine.update_cpuset(info.id, d.limits.cpuset)
+
+    def _inspect(self, name: str) -> ContainerInfo:
+        info = self.engine.inspect(name)
+        if info is None:
+            raise TemporaryError(f"container {name} vanished during sync", delay=0.2)
+        return info
+
+    def _remove(self, instance_id: str) -> None:
+        self.engine.remove(ids.container_name(instance_id))
+        self.network.unplumb(instance_id)
+        self.files.remove(instance_id)
+
+    def _spec(self, d: DesiredInstance) -> ContainerSpec:
+        mounts = [
+            MountSpec(str(self.files.hosts(d.id)), "/etc/hosts", True, "bind"),
+            MountSpec(str(self.files.resolv(d.id)), "/etc/resolv.conf", True, "bind"),
+        ]
+        mounts += [MountSpec(v.source, v.target, v.read_only,
+                             "bind" if v.is_host_path else "volume") for v in d.volumes]
+        limits = d.limits
+        return ContainerSpec(
+            name=ids.container_name(d.id), image=d.image, hostname=d.hostname,
+            labels={ids.LABEL_CLUSTER: self.cluster, ids.LABEL_INSTANCE: d.id,
+                    ids.LABEL_NAME: d.name, ids.LABEL_PROJECT: d.project,
+                    ids.LABEL_GENERATION: str(d.generation)},
+            env=d.env, cpuset=limits.cpuset, pids_limit=limits.pids,
+            nano_cpus=int(limits.cpus * 1e9) if limits.cpus else None,
+            cpu_shares=limits.cpu_weight, memory=limits.memory_bytes, mounts=mounts,
+            stop_timeout=self.stop_timeout)
+
+    @staticmethod
+    def _observed(d: DesiredInstance, state: str, container_id: str | None,
+                  message: str | None = None) -> ObservedState:
+        return ObservedState(state=state, container_id=container_id, message=message,
+                             generation=d.generation, restart_serial=d.restart_serial)

@@ -1,0 +1,244 @@
+"""The agent process: register, then watch, work, heartbeat and listen to Docker events.
+
+Threads (one model for this process; the agent API's uvicorn runs in the main thread):
+    watch     long-polls desired state; stores it and enqueues changed ids
+    workers   N threads: queue.get → reconciler.sync → report (serial per id)
+    heartbeat posts the inventory every `heartbeat_interval`
+    events    docker events of this cluster (start/die/oom/destroy) only enqueue ids
+Periodic resync (`resync_interval`) asks for the full desired state again, which also repairs
+bridges deleted from outside and finds orphans (containers of this cluster the server does
+not know: reported as events and stopped, never deleted).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from dockyard.adapters import hostinfo, netlink
+from dockyard.adapters.docker_engine import DockerEngine
+from dockyard.agent.api import create_agent_app
+from dockyard.agent.hostfiles import InstanceFiles
+from dockyard.agent.network import LinuxHostNetwork
+from dockyard.agent.reconciler import Reconciler
+from dockyard.agent.workqueue import WorkQueue
+from dockyard.client import ApiClient
+from dockyard.config import AgentSettings, split_listen
+from dockyard.errors import DockyardError, NotFound, TemporaryError
+from dockyard.model import ids
+from dockyard.model.agent import (
+    DesiredInstance,
+    Heartbeat,
+    ObservedState,
+    Registration,
+    RegistrationReply,
+    WatchReply,
+)
+from dockyard.model.host import HostInventory
+
+log = logging.getLogger("dockyard.agent")
+WATCH_TIMEOUT = 25.0
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.engine = DockerEngine(settings.docker_url)
+        self.network = LinuxHostNetwork()
+        self.files = InstanceFiles(settings.home)
+        self.client = ApiClient(settings.server, settings.token, timeout=WATCH_TIMEOUT + 15)
+        self.queue = WorkQueue()
+        self.desired: dict[str, DesiredInstance] = {}
+        self.bridges: dict[str, str] = {}  # network id -> bridge
+        self.secret = secrets.token_urlsafe(32)
+        self.stopping = threading.Event()
+        self.cluster = ""
+        self.heartbeat_interval = 5.0
+        self.reconciler: Reconciler | None = None
+
+    # -- registration and inventory -------------------------------------------------------
+    def inventory(self) -> HostInventory:
+        s = self.settings
+        return HostInventory(
+            cores=s.cores or hostinfo.online_cores(),
+            memory_bytes=s.memory_bytes or hostinfo.memory_total(),
+            routes=netlink.list_routes(), docker_version=self.engine.version(),
+            kernel=hostinfo.kernel_release())
+
+    def register(self, api_url: str) -> RegistrationReply:
+        body = Registration(name=self.settings.name, api_url=api_url, api_secret=self.secret,
+                            inventory=self.inventory())
+        while True:
+            try:
+                reply = RegistrationReply.model_validate(
+                    self.client.post("/v1/agent/register", body.model_dump(mode="json")))
+                break
+            except TemporaryError as exc:
+                log.warning("server not ready (%s); retrying", exc.message)
+            except DockyardError as exc:
+                if exc.status < 500:
+                    raise
+                log.warning("cannot register yet: %s", exc.message)
+            time.sleep(1.0)
+        self.cluster = reply.cluster
+        self.heartbeat_interval = reply.heartbeat_interval
+        self.reconciler = Reconciler(self.engine, self.network, self.files, self.cluster,
+                                     self.settings.stop_timeout)
+        return reply
+
+    # -- loops -----------------------------------------------------------------------------
+    def _loop(self, name: str, body: Any, pause: float) -> None:
+        while not self.stopping.is_set():
+            try:
+                body()
+            except Exception as exc:  # a loop must outlive any one failure
+                log.warning("%s: %s", name, exc)
+                self.stopping.wait(pause)
+
+    def _watch_once(self, state: dict[str, float]) -> None:
+        full = time.monotonic() - state["last_full"] > self.settings.resync_interval
+        since = 0 if full else int(state["since"])
+        try:
+            raw = self.client.get("/v1/agent/watch", since=since, timeout=WATCH_TIMEOUT)
+        except DockyardError:
+            state["last_full"] = 0.0  # after any trouble, ask for everything again
+            raise
+        reply = WatchReply.model_validate(raw)
+        if reply.full:
+            state["last_full"] = time.monotonic()
+        self._apply(reply)
+        state["since"] = reply.revision
+
+    def _apply(self, reply: WatchReply) -> None:
+        if reply.full:
+            self.network.forget()
+        if reply.networks or reply.full:
+            self._sync_networks(reply)
+        for d in reply.instances:
+            self.desired[d.id] = d
+            self.queue.add(d.id)
+        if reply.full:
+            self._find_orphans({d.id for d in reply.instances})
+
+    def _sync_networks(self, reply: WatchReply) -> None:
+        current = {n.id: n.bridge for n in reply.networks}
+        for net in reply.networks:
+            try:
+                self.network.ensure_network(net)
+            except DockyardError as exc:
+                log.warning("network %s: %s", net.name, exc.message)
+        for net_id, bridge in self.bridges.items():
+            if net_id not in current and not any(d.network.id == net_id
+                                                 for d in self.desired.values()):
+                self.network.remove_network(bridge)
+        self.bridges = current
+
+    def _find_orphans(self, known: set[str]) -> None:
+        for info in self.engine.list_owned(self.cluster):
+            instance_id = info.labels.get(ids.LABEL_INSTANCE, "")
+            if instance_id in known:
+                continue
+            self.desired.pop(instance_id, None)
+            if info.running:
+                self.engine.stop(info.id, self.settings.stop_timeout)
+                self._event("orphan", f"container {info.name} ({instance_id}) is not known to "
+                            "the server: stopped, not deleted")
+
+    def _event(self, kind: str, message: str) -> None:
+        try:
+            self.client.post("/v1/agent/events", {"kind": kind, "message": message})
+        except DockyardError as exc:
+            log.warning("cannot send event: %s", exc.message)
+
+    def _work(self) -> None:
+        while (key := self.queue.get()) is not None:
+            try:
+                self._sync_one(key)
+            finally:
+                self.queue.done(key)
+
+    def _sync_one(self, key: str) -> None:
+        d = self.desired.get(key)
+        if d is None or self.reconciler is None:
+            return
+        try:
+            observed = self.reconciler.sync(d)
+        except TemporaryError as exc:
+            log.warning("sync %s: %s (retrying in %.1fs)", d.name, exc.message, exc.delay)
+            threading.Timer(exc.delay, self.queue.add, (key,)).start()
+            return
+        except DockyardError as exc:
+            observed = ObservedState(state="error", message=exc.message,
+                                     generation=d.generation, restart_serial=d.restart_serial)
+        self._report(key, observed)
+
+    def _report(self, key: str, observed: ObservedState) -> None:
+        try:
+            self.client.post(f"/v1/agent/instances/{key}/report", observed.model_dump())
+        except NotFound:
+            self.desired.pop(key, None)
+            return
+        except DockyardError as exc:
+            log.warning("report %s: %s (will retry)", key, exc.message)
+            threading.Timer(1.0, self.queue.add, (key,)).start()
+            return
+        if observed.state == "deleted":
+            self.desired.pop(key, None)
+
+    def _heartbeat_once(self) -> None:
+        self.client.post("/v1/agent/heartbeat",
+                         Heartbeat(inventory=self.inventory()).model_dump(mode="json"))
+        self.stopping.wait(self.heartbeat_interval)
+
+    def _events_once(self) -> None:
+        stream = self.engine.events(self.cluster)
+        try:
+            for event in stream:
+                attrs = (event.get("Actor") or {}).get("Attributes") or {}
+                instance_id = attrs.get(ids.LABEL_INSTANCE)
+                if instance_id and event.get("status") in ("start", "die", "oom", "destroy"):
+                    if instance_id in self.desired:
+                        self.queue.add(instance_id)
+                if self.stopping.is_set():
+                    return
+        finally:
+            stream.close()
+
+    def start_threads(self) -> None:
+        state = {"since": 0.0, "last_full": 0.0}
+        threads = [("watch", lambda: self._watch_once(state), 1.0),
+                   ("heartbeat", self._heartbeat_once, 2.0),
+                   ("events", self._events_once, 1.0)]
+        for name, body, pause in threads:
+            threading.Thread(target=self._loop, args=(name, body, pause), name=name,
+                             daemon=True).start()
+        for n in range(self.settings.workers):
+            threading.Thread(target=self._work, name=f"worker-{n}", daemon=True).start()
+
+
+def run_agent(settings: AgentSettings) -> None:
+    """Run until SIGINT/SIGTERM. Instances keep running when the agent stops."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    host, port = split_listen(settings.api_listen)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    api_url = f"http://{host}:{sock.getsockname()[1]}"
+    agent = Agent(settings)
+    agent.register(api_url)
+    log.info("agent %s registered (cluster %s), API at %s", settings.name, agent.cluster, api_url)
+    agent.start_threads()
+    app = create_agent_app(agent.engine, agent.secret, agent.cluster)
+    config = uvicorn.Config(app, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=1)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        agent.stopping.set()
+        agent.queue.close()

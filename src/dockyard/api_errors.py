@@ -1,0 +1,59 @@
+"""One place that turns every failure of a Dockyard HTTP API (server or agent) into `{"error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from dockyard.errors import DockyardError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {400: "malformed", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 415: "unsupported_media_type",
+               422: "invalid"}
+
+
+def _body(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _describe(err: dict[str, object]) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))  # type: ignore[attr-defined]
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DockyardError)
+    async def _dockyard(_: Request, exc: DockyardError) -> JSONResponse:
+        return _body(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") in ("json_invalid", "model_attributes_type") or
+               (e.get("type") == "dict_type" and tuple(e.get("loc", ())) == ("body",))
+               for e in errors):
+            return _body(400, "malformed", "the request body is not a JSON object of the "
+                         "expected shape: " + "; ".join(_describe(e) for e in errors))
+        return _body(422, "invalid", "; ".join(_describe(e) for e in errors))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return _body(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(json.JSONDecodeError)
+    async def _json(_: Request, exc: json.JSONDecodeError) -> JSONResponse:
+        return _body(400, "malformed", f"the request body is not valid JSON: {exc}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _body(500, "internal", f"internal error: {type(exc).__name__}")

@@ -1,0 +1,48 @@
+"""Where the CLI finds the server: DOCKYARD_URL / DOCKYARD_TOKEN, else the config file
+(`$DOCKYARD_CONFIG`, default `~/.config/dockyard/config.json`, mode 0600)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from dockyard.client import ApiClient
+from dockyard.errors import InvalidRequest
+
+
+def config_path() -> Path:
+    env = os.environ.get("DOCKYARD_CONFIG")
+    return Path(env) if env else Path.home() / ".config" / "dockyard" / "config.json"
+
+
+def write_config(url: str, token: str, path: Path | None = None) -> Path:
+    path = path or config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"url": url, "token": token}, fh)
+    os.replace(tmp, path)
+    return path
+
+
+def read_config(path: Path | None = None) -> dict[str, str]:
+    path = path or config_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise InvalidRequest(f"config file {path} is not valid JSON: {exc}") from exc
+    return {k: str(v) for k, v in data.items()}
+
+
+def client(timeout: float = 130.0) -> ApiClient:
+    cfg = read_config()
+    url = os.environ.get("DOCKYARD_URL") or cfg.get("url")
+    token = os.environ.get("DOCKYARD_TOKEN") or cfg.get("token")
+    if not url or not token:
+        raise InvalidRequest(f"no Dockyard server configured: run `dockyard up`, or set "
+                             f"DOCKYARD_URL and DOCKYARD_TOKEN (config: {config_path()})")
+    return ApiClient(url, token, timeout=timeout)

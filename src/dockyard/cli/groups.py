@@ -1,0 +1,104 @@
+"""Command groups with explicit verbs: `host list|show`, `network list|show|create|delete`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dockyard.cli.config import client
+from dockyard.cli.output import console, details, print_json, table
+from dockyard.model.units import format_size
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
+
+host_app = typer.Typer(help="Hosts (machines with dockerd and an agent).", no_args_is_help=True)
+network_app = typer.Typer(help="Networks (bridges with a subnet, no NAT).", no_args_is_help=True)
+
+
+@host_app.command("list")
+def host_list(as_json: JsonOpt = False) -> None:
+    """List hosts."""
+    with client() as api:
+        page = api.get("/v1/hosts")
+    if as_json:
+        print_json(page)
+        return
+    table(page["items"], [
+        ("NAME", lambda r: r["name"]), ("STATE", lambda r: r["state"]),
+        ("CORES", lambda r: len(r["cores"])), ("SHARED", lambda r: r["shared_cpuset"]),
+        ("MEMORY", lambda r: f"{format_size(r['memory_reserved_bytes'])}/"
+                             f"{format_size(r['memory_bytes'])}"),
+        ("INSTANCES", lambda r: r["instances"]), ("DOCKER", lambda r: r["docker_version"])],
+        "no hosts")
+
+
+@host_app.command("show")
+def host_show(name: str, as_json: JsonOpt = False) -> None:
+    """Show one host."""
+    with client() as api:
+        host = api.get(f"/v1/hosts/{name}")
+    if as_json:
+        print_json(host)
+        return
+    details([("name", host["name"]), ("id", host["id"]), ("state", host["state"]),
+             ("cores", ",".join(map(str, host["cores"]))),
+             ("exclusive", ", ".join(f"{c}→{i}" for c, i in host["exclusive_cores"].items())),
+             ("shared cpuset", host["shared_cpuset"]),
+             ("memory", format_size(host["memory_bytes"])),
+             ("memory reserved", format_size(host["memory_reserved_bytes"])),
+             ("instances", host["instances"]), ("docker", host["docker_version"]),
+             ("kernel", host["kernel"]), ("last heartbeat", host["last_heartbeat"])])
+
+
+@network_app.command("list")
+def network_list(as_json: JsonOpt = False) -> None:
+    """List networks."""
+    with client() as api:
+        page = api.get("/v1/networks", limit=1000)
+    if as_json:
+        print_json(page)
+        return
+    table(page["items"], [("NAME", lambda r: r["name"]), ("SUBNET", lambda r: r["subnet"]),
+                          ("GATEWAY", lambda r: r["gateway"]), ("MODE", lambda r: r["mode"]),
+                          ("BRIDGE", lambda r: r["bridge"]),
+                          ("INSTANCES", lambda r: r["instances"])], "no networks")
+
+
+@network_app.command("show")
+def network_show(name: str, as_json: JsonOpt = False) -> None:
+    """Show one network."""
+    with client() as api:
+        net = api.get(f"/v1/networks/{name}")
+    if as_json:
+        print_json(net)
+        return
+    details([(k, net[k]) for k in ("name", "id", "subnet", "gateway", "mode", "bridge",
+                                   "instances")] + [("dns", ", ".join(net["dns"]))])
+
+
+@network_app.command("create")
+def network_create(
+    name: str,
+    subnet: Annotated[str, typer.Option(help="IPv4 subnet, e.g. 10.241.0.0/24")],
+    gateway: Annotated[str | None, typer.Option(help="default: first address")] = None,
+    dns: Annotated[list[str], typer.Option(help="DNS server (repeatable)")] = [],  # noqa: B006
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a network (a Linux bridge on every host, gateway on the bridge, no NAT)."""
+    with client() as api:
+        net = api.post("/v1/networks", {"name": name, "subnet": subnet, "gateway": gateway,
+                                        "dns": dns})
+    if as_json:
+        print_json(net)
+    else:
+        console.print(f"network {net['name']} {net['subnet']} gateway {net['gateway']} "
+                      f"bridge {net['bridge']}")
+
+
+@network_app.command("delete")
+def network_delete(name: str) -> None:
+    """Delete a network that no instance uses."""
+    with client() as api:
+        api.delete(f"/v1/networks/{name}")
+    console.print(f"network {name} deleted")

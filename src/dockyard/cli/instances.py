@@ -1,0 +1,179 @@
+"""Instance verbs: launch, list, show, start, stop, restart, delete, exec, logs, events."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from dockyard.cli.config import client
+from dockyard.cli.output import console, details, print_json, table
+from dockyard.errors import InvalidRequest
+from dockyard.model.instance import VolumeSpec
+from dockyard.model.units import format_size
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidRequest(f"-e {pair!r} must be KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def _volumes(specs: list[str]) -> list[dict[str, Any]]:
+    try:
+        return [VolumeSpec.parse(s).model_dump() for s in specs]
+    except ValueError as exc:
+        raise InvalidRequest(str(exc).splitlines()[-1]) from exc
+
+
+def launch(
+    image: Annotated[str, typer.Argument(help="image, e.g. dockyard/busybox:latest")],
+    name: Annotated[str, typer.Argument(help="instance name (a DNS label)")],
+    cores: Annotated[int, typer.Option(help="exclusive cores (cpuset)")] = 0,
+    cpus: Annotated[float | None, typer.Option(help="CFS quota in CPUs, as docker")] = None,
+    cpu_weight: Annotated[int | None, typer.Option(help="CPU shares")] = None,
+    memory: Annotated[str | None, typer.Option(help="memory limit, e.g. 256M")] = None,
+    pids: Annotated[int, typer.Option(help="process limit")] = 4096,
+    network: Annotated[str, typer.Option(help="network name")] = "default",
+    ip: Annotated[str | None, typer.Option(help="fixed IPv4 address")] = None,
+    hostname: Annotated[str | None, typer.Option(help="hostname (default: the name)")] = None,
+    volume: Annotated[list[str], typer.Option("-v", "--volume", help="SRC:DST[:ro]")] = [],  # noqa: B006
+    env: Annotated[list[str], typer.Option("-e", "--env", help="KEY=VALUE")] = [],  # noqa: B006
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until running")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create and start an instance."""
+    limits: dict[str, Any] = {"cores": cores, "pids": pids}
+    for key, value in (("cpus", cpus), ("cpu_weight", cpu_weight), ("memory", memory)):
+        if value is not None:
+            limits[key] = value
+    body = {"name": name, "image": image, "network": network, "ip": ip, "hostname": hostname,
+            "limits": limits, "volumes": _volumes(volume), "env": _env(env)}
+    with client() as api:
+        if wait and not as_json:
+            with console.status(f"launching {name} …", spinner="dots"):
+                inst = api.post("/v1/instances", body, wait="true")
+        else:
+            inst = api.post("/v1/instances", body, wait=str(wait).lower())
+    if as_json:
+        print_json(inst)
+    else:
+        console.print(f"[green]{inst['name']}[/green] {inst['state']} on {inst['host']} "
+                      f"ip {inst['ip']} mac {inst['mac']}")
+
+
+def list_(as_json: JsonOpt = False) -> None:
+    """List instances."""
+    with client() as api:
+        if as_json:
+            print_json(api.get("/v1/instances", limit=1000))
+            return
+        items = api.list_all("/v1/instances", limit=1000)
+    table(items, [("NAME", lambda r: r["name"]), ("STATE", lambda r: r["state"]),
+                  ("IP", lambda r: r["ip"]), ("HOST", lambda r: r["host"]),
+                  ("IMAGE", lambda r: r["image"]), ("CPUSET", lambda r: r["limits"]["cpuset"]),
+                  ("MEMORY", lambda r: format_size(r["limits"]["memory_bytes"]))],
+          "no instances")
+
+
+def show(name: str, as_json: JsonOpt = False) -> None:
+    """Show one instance."""
+    with client() as api:
+        inst = api.get(f"/v1/instances/{name}")
+    if as_json:
+        print_json(inst)
+        return
+    lim = inst["limits"]
+    details([("name", inst["name"]), ("id", inst["id"]), ("state", inst["state"]),
+             ("host", inst["host"]), ("image", inst["image"]), ("network", inst["network"]),
+             ("ip", inst["ip"]), ("mac", inst["mac"]), ("hostname", inst["hostname"]),
+             ("container", (inst["container_id"] or "")[:12]),
+             ("generation", inst["generation"]),
+             ("cores", f"{lim['cores']} exclusive" if lim["cores"] else "shared pool"),
+             ("cpuset", lim["cpuset"]), ("cpus", lim["cpus"]), ("cpu weight", lim["cpu_weight"]),
+             ("memory", format_size(lim["memory_bytes"])), ("pids", lim["pids"]),
+             ("volumes", ", ".join(f"{v['source']}:{v['target']}" for v in inst["volumes"])),
+             ("message", inst["message"])])
+
+
+def _action(name: str, action: str, wait: bool, as_json: bool) -> None:
+    with client() as api:
+        inst = api.post(f"/v1/instances/{name}/actions/{action}", wait=str(wait).lower())
+    if as_json:
+        print_json(inst)
+    else:
+        console.print(f"{inst['name']} {inst['state']}")
+
+
+def start(name: str, wait: bool = typer.Option(True, "--wait/--no-wait"),
+          as_json: JsonOpt = False) -> None:
+    """Start a stopped instance (same IP and MAC)."""
+    _action(name, "start", wait, as_json)
+
+
+def stop(name: str, wait: bool = typer.Option(True, "--wait/--no-wait"),
+         as_json: JsonOpt = False) -> None:
+    """Stop an instance."""
+    _action(name, "stop", wait, as_json)
+
+
+def restart(name: str, wait: bool = typer.Option(True, "--wait/--no-wait"),
+            as_json: JsonOpt = False) -> None:
+    """Restart an instance (same IP and MAC)."""
+    _action(name, "restart", wait, as_json)
+
+
+def delete(name: str, force: bool = typer.Option(False, "--force", "-f",
+                                                 help="delete even if running"),
+           wait: bool = typer.Option(True, "--wait/--no-wait")) -> None:
+    """Delete an instance, its veth, its IP reservation and its cores."""
+    with client() as api:
+        api.delete(f"/v1/instances/{name}", force=str(force).lower(), wait=str(wait).lower())
+    console.print(f"{name} deleted" if wait else f"{name} deleting")
+
+
+def exec_(name: str, command: Annotated[list[str], typer.Argument(help="-- CMD …")],
+          workdir: str | None = typer.Option(None, "--workdir", "-w"),
+          user: str | None = typer.Option(None, "--user", "-u"),
+          env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE")) -> None:  # noqa: B008
+    """Run a command in an instance; its output and exit code are passed back."""
+    with client(timeout=3700) as api:
+        result = api.post(f"/v1/instances/{name}/exec",
+                          {"command": command, "env": _env(env), "workdir": workdir,
+                           "user": user})
+    sys.stdout.write(result["stdout"])
+    sys.stderr.write(result["stderr"])
+    sys.stdout.flush()
+    raise typer.Exit(result["exit_code"])
+
+
+def logs(name: str, follow: bool = typer.Option(False, "--follow", "-f"),
+         tail: str = typer.Option("all", "--tail", help="lines from the end")) -> None:
+    """Print an instance's console output."""
+    with client(timeout=3700) as api:
+        for chunk in api.stream(f"/v1/instances/{name}/logs", follow=str(follow).lower(),
+                                tail=tail):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+
+
+def events(name: Annotated[str | None, typer.Argument()] = None,
+           as_json: JsonOpt = False) -> None:
+    """Events of one instance, or of the whole cluster."""
+    path = f"/v1/instances/{name}/events" if name else "/v1/events"
+    with client() as api:
+        if as_json:
+            print_json(api.get(path, limit=1000))
+            return
+        items = api.list_all(path, limit=1000)
+    table(items, [("TIME", lambda r: r["time"][:19].replace("T", " ")),
+                  ("INSTANCE", lambda r: r["instance_name"]), ("HOST", lambda r: r["host"]),
+                  ("KIND", lambda r: r["kind"]), ("MESSAGE", lambda r: r["message"])],
+          "no events")

@@ -1,0 +1,43 @@
+"""`dockyard`: the command line. Errors print one clear line on stderr and exit non-zero."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dockyard.cli import instances, up
+from dockyard.cli.groups import host_app, network_app
+from dockyard.cli.output import err_console
+from dockyard.errors import DockyardError
+
+app = typer.Typer(help="Dockyard: a private container cloud of VM-like machine containers.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+app.command("up")(up.up)
+app.command("server")(up.server)
+app.command("agent")(up.agent)
+app.command("launch")(instances.launch)
+app.command("list")(instances.list_)
+app.command("show")(instances.show)
+app.command("start")(instances.start)
+app.command("stop")(instances.stop)
+app.command("restart")(instances.restart)
+app.command("delete")(instances.delete)
+app.command("exec", context_settings={"allow_interspersed_args": False})(instances.exec_)
+app.command("logs")(instances.logs)
+app.command("events")(instances.events)
+app.add_typer(host_app, name="host")
+app.add_typer(network_app, name="network")
+
+
+def main() -> None:
+    try:
+        app()
+    except DockyardError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Printing: `--json` prints exactly the API's JSON; otherwise Rich tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]],
+          empty: str) -> None:
+    if not rows:
+        console.print(f"[dim]{empty}[/dim]")
+        return
+    tbl = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for title, _ in columns:
+        tbl.add_column(title)
+    for row in rows:
+        tbl.add_row(*[str(get(row)) if get(row) is not None else "-" for _, get in columns])
+    console.print(tbl)
+
+
+def details(pairs: Sequence[tuple[str, Any]]) -> None:
+    width = max(len(k) for k, _ in pairs)
+    for key, value in pairs:
+        console.print(f"[bold]{key.ljust(width)}[/bold]  {value if value not in (None, '') else '-'}")

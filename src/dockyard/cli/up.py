@@ -1,0 +1,170 @@
+"""`dockyard up` (server + agent as two processes over loopback HTTP), `server`, `agent`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Annotated
+
+import httpx
+import typer
+
+from dockyard.cli.config import config_path, read_config, write_config
+from dockyard.cli.output import console, err_console
+from dockyard.client import ApiClient
+from dockyard.config import DEFAULT_LISTEN, DEFAULT_SUBNET, AgentSettings, ServerSettings, env_home
+from dockyard.errors import BackendError, DockyardError, NotFound
+from dockyard.model.units import parse_size
+from dockyard.scheduler.cpusets import parse_cpuset
+from dockyard.server.bootstrap import init_store, mint_admin_token, mint_host_token
+from dockyard.store import tokens
+from dockyard.store.db import Database
+
+HomeOpt = Annotated[Path, typer.Option(help="state directory [env DOCKYARD_HOME]",
+                                       default_factory=env_home)]
+LOCAL_HOST = "local"
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT"),
+           database_url: str | None = typer.Option(None, help="SQLAlchemy URL (default SQLite "
+                                                   "in HOME)"),
+           heartbeat_timeout: float = typer.Option(30.0, help="seconds without heartbeat → down"),
+           host_path_root: str = typer.Option("", help="allowed root of host-path volumes"),
+           verbose: bool = False) -> None:
+    """Run the API server in the foreground."""
+    from dockyard.server.app import run_server
+    _logging(verbose)
+    run_server(ServerSettings(home=home, listen=listen, database_url=database_url,
+                              heartbeat_timeout=heartbeat_timeout,
+                              heartbeat_interval=min(5.0, heartbeat_timeout / 3),
+                              host_path_root=host_path_root))
+
+
+def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
+          token: str = typer.Option(..., envvar="DOCKYARD_TOKEN", help="host token"),
+          name: str = typer.Option(os.uname().nodename, help="host name"),
+          home: Path = typer.Option(Path("/var/lib/dockyard/agent"), help="agent state dir"),
+          api_listen: str = typer.Option("127.0.0.1:0", help="agent API HOST:PORT"),
+          docker_url: str | None = typer.Option(None, envvar="DOCKER_HOST"),
+          cores: str | None = typer.Option(None, help="cores to offer, e.g. 0-3"),
+          memory: str | None = typer.Option(None, help="memory to offer, e.g. 8G"),
+          resync_interval: float = typer.Option(60.0, help="seconds between full resyncs"),
+          verbose: bool = False) -> None:
+    """Run a host agent in the foreground."""
+    from dockyard.agent.runtime import run_agent
+    _logging(verbose)
+    run_agent(AgentSettings(server=server_url, token=token, name=name, home=home,
+                            api_listen=api_listen, docker_url=docker_url,
+                            cores=parse_cpuset(cores) if cores else None,
+                            memory_bytes=parse_size(memory) if memory else None,
+                            resync_interval=resync_interval))
+
+
+def _admin_token(db: Database, project_id: str, url: str) -> str:
+    """Reuse the configured admin token when it is this server's, else mint one."""
+    cfg = read_config()
+    if cfg.get("url") == url and cfg.get("token"):
+        with db.session() as sess:
+            if tokens.lookup(sess, cfg["token"]) is not None:
+                return cfg["token"]
+    token = mint_admin_token(db, project_id)
+    write_config(url, token)
+    return token
+
+
+def _spawn(args: list[str], log: IO[bytes], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "dockyard", *args], stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
+
+
+def _wait_until(check: object, what: str, proc: subprocess.Popen[bytes], log: Path,
+                timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BackendError(f"{what} exited with {proc.returncode}; see {log}")
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except (DockyardError, httpx.HTTPError):
+            pass
+        time.sleep(0.1)
+    raise BackendError(f"{what} did not become ready in {timeout:.0f}s; see {log}")
+
+
+def _ensure_default_network(api: ApiClient, subnet: str) -> None:
+    try:
+        api.get("/v1/networks/default")
+    except NotFound:
+        api.post("/v1/networks", {"name": "default", "subnet": subnet})
+
+
+def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT"),
+       subnet: str = typer.Option(DEFAULT_SUBNET, envvar="DOCKYARD_SUBNET",
+                                  help="subnet of the default network"),
+       heartbeat_timeout: float = typer.Option(30.0, help="seconds without heartbeat → down"),
+       resync_interval: float = typer.Option(60.0, help="agent full-resync period")) -> None:
+    """Run Dockyard on this machine: server and agent (separate processes) in the foreground.
+
+    Ctrl-C stops both; instances keep running."""
+    home = home.resolve()
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    url = f"http://{listen}"
+    db = Database(f"sqlite:///{home / 'dockyard.db'}")
+    project_id = init_store(db)
+    token = _admin_token(db, project_id, url)
+    host_token = mint_host_token(db, LOCAL_HOST)
+    db.close()
+    server_log, agent_log = home / "logs" / "server.log", home / "logs" / "agent.log"
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def stop(*_: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        raise typer.Exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        with open(server_log, "ab") as slog, open(agent_log, "ab") as alog:
+            procs.append(_spawn(["server", "--home", str(home), "--listen", listen,
+                                 "--heartbeat-timeout", str(heartbeat_timeout)], slog))
+            api = ApiClient(url, token, timeout=30)
+            _wait_until(lambda: api.get("/healthz"), "server", procs[0], server_log)
+            procs.append(_spawn(["agent", "--server", url, "--name", LOCAL_HOST, "--home",
+                                 str(home / "agent"), "--resync-interval", str(resync_interval)],
+                                alog, {"DOCKYARD_TOKEN": host_token}))
+            _wait_until(lambda: api.get(f"/v1/hosts/{LOCAL_HOST}")["state"] == "up", "agent",
+                        procs[1], agent_log)
+            _ensure_default_network(api, subnet)
+            console.print(f"[green]Dockyard is up[/green] at {url} (home {home})\n"
+                          f"  CLI config: {config_path()}\n  logs: {server_log}, {agent_log}\n"
+                          "  Ctrl-C stops server and agent; instances keep running.")
+            while all(p.poll() is None for p in procs):
+                time.sleep(0.5)
+            dead = [p for p in procs if p.poll() is not None]
+            err_console.print(f"a Dockyard process exited ({dead[0].args[3]}); see logs")
+            stop()
+    except KeyboardInterrupt:
+        stop()
+    except DockyardError:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        raise

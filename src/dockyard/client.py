@@ -1,0 +1,84 @@
+"""The HTTP client of the Dockyard API, used by the CLI and by agents.
+
+Errors come back as the same `dockyard.errors` classes the server raised (rebuilt from the
+`{"error": {...}}` body), so callers handle one error tree whether local or remote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from dockyard.errors import BackendError, from_body
+
+
+class ApiClient:
+    def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        kwargs: dict[str, Any] = {"json": json, "params": params}
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise BackendError(f"cannot reach Dockyard at {self.url}: {exc}") from exc
+        if resp.status_code >= 400:
+            try:
+                body: Any = resp.json()
+            except ValueError:
+                body = resp.text
+            raise from_body(resp.status_code, body)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        return resp.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params or None)
+
+    def post(self, path: str, body: Any = None, timeout: float | None = None,
+             **params: Any) -> Any:
+        return self.request("POST", path, json=body, params=params or None, timeout=timeout)
+
+    def delete(self, path: str, **params: Any) -> Any:
+        return self.request("DELETE", path, params=params or None)
+
+    def list_all(self, path: str, **params: Any) -> list[Any]:
+        """Follow `next` cursors until the list is complete."""
+        items: list[Any] = []
+        after: str | None = None
+        while True:
+            query = dict(params)
+            if after:
+                query["after"] = after
+            page = self.get(path, **query)
+            items.extend(page["items"])
+            after = page.get("next")
+            if not after:
+                return items
+
+    def stream(self, path: str, **params: Any) -> Iterator[bytes]:
+        try:
+            with self._http.stream("GET", path, params=params,
+                                   timeout=httpx.Timeout(10.0, read=None)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise from_body(resp.status_code, resp.json())
+                yield from resp.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise BackendError(f"cannot reach Dockyard at {self.url}: {exc}") from exc

@@ -1,0 +1,56 @@
+"""Settings of the server and the agent. Durations are settings so tests can shorten them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOME = Path("/var/lib/dockyard")
+DEFAULT_LISTEN = "127.0.0.1:7070"
+DEFAULT_SUBNET = "10.240.0.0/16"
+
+
+def env_home() -> Path:
+    return Path(os.environ.get("DOCKYARD_HOME", str(DEFAULT_HOME)))
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--listen must be HOST:PORT, not {listen!r}")
+    return host, int(port)
+
+
+@dataclass
+class ServerSettings:
+    home: Path
+    listen: str = DEFAULT_LISTEN
+    database_url: str | None = None
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 30.0
+    watch_timeout: float = 25.0
+    host_path_root: str = ""  # allowed root of host-path volumes; "" = home/host-paths
+    wait_timeout: float = 120.0
+
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'dockyard.db'}"
+
+    def allowed_host_root(self) -> str:
+        return self.host_path_root or str(self.home / "host-paths")
+
+
+@dataclass
+class AgentSettings:
+    server: str
+    token: str
+    name: str
+    home: Path
+    api_listen: str = "127.0.0.1:0"
+    docker_url: str | None = None
+    workers: int = 8
+    resync_interval: float = 60.0
+    stop_timeout: int = 10
+    cores: list[int] | None = None
+    memory_bytes: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)

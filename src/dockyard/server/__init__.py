@@ -1,0 +1,1 @@
+"""The Dockyard server: REST API, agent feed (watch), the ledger's writers and operations."""

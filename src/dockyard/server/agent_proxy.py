@@ -1,0 +1,67 @@
+"""Calls from the server to an agent's own API (exec, logs, image checks).
+
+The agent's API URL and secret come from its registration; the server presents the secret as
+a bearer token. Transport failures become BackendError (502) with the host's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from dockyard.errors import BackendError, DockyardError, from_body
+from dockyard.model.instance import ExecRequest, ExecResult
+
+
+class AgentProxy:
+    def __init__(self, timeout: float = 30.0) -> None:
+        self._client = httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, host: str, url: str, secret: str, method: str, path: str,
+              **kwargs: Any) -> Any:
+        try:
+            resp = self._client.request(method, url.rstrip("/") + path,
+                                        headers={"Authorization": f"Bearer {secret}"}, **kwargs)
+        except httpx.HTTPError as exc:
+            raise BackendError(f"host {host}: agent unreachable: {exc}") from exc
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = resp.text
+            raise from_body(resp.status_code, body)
+        return resp.json()
+
+    def image_exists(self, host: str, url: str, secret: str, image: str) -> bool:
+        reply = self._call(host, url, secret, "GET", "/v1/images/exists", params={"ref": image})
+        return bool(reply["exists"])
+
+    def exec(self, host: str, url: str, secret: str, instance_id: str,
+             req: ExecRequest, timeout: float | None) -> ExecResult:
+        reply = self._call(host, url, secret, "POST", f"/v1/instances/{instance_id}/exec",
+                           json=req.model_dump(), timeout=timeout)
+        return ExecResult.model_validate(reply)
+
+    @staticmethod
+    async def stream_logs(host: str, url: str, secret: str, instance_id: str,
+                          params: dict[str, str]) -> AsyncIterator[bytes]:
+        target = url.rstrip("/") + f"/v1/instances/{instance_id}/logs"
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)) as client:
+            try:
+                async with client.stream("GET", target, params=params,
+                                         headers={"Authorization": f"Bearer {secret}"}) as resp:
+                    if resp.status_code >= 400:
+                        await resp.aread()
+                        raise from_body(resp.status_code, resp.json())
+                    async for chunk in resp.aiter_bytes():
+                        yield chunk
+            except httpx.HTTPError as exc:
+                raise BackendError(f"host {host}: agent unreachable: {exc}") from exc
+
+
+__all__ = ["AgentProxy", "DockyardError"]

@@ -1,0 +1,55 @@
+"""The FastAPI application and `run_server`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from dockyard.config import ServerSettings, split_listen
+from dockyard import api_errors
+from dockyard.server.agent_proxy import AgentProxy
+from dockyard.server.bootstrap import init_store
+from dockyard.server.context import ServerContext
+from dockyard.server.feed import router as feed_router
+from dockyard.server.notifier import Notifier
+from dockyard.server.routers import cluster, instances, networks
+from dockyard.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url())
+    init_store(db)
+    ctx = ServerContext(settings=settings, db=db, notifier=Notifier(), agents=AgentProxy())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        ctx.notifier.bind(asyncio.get_running_loop())
+        yield
+        ctx.agents.close()
+        db.close()
+
+    app = FastAPI(title="Dockyard", version="0.1.0", lifespan=lifespan,
+                  description="A private container cloud: VM-like machine containers.")
+    app.state.ctx = ctx
+    api_errors.install(app)
+    app.include_router(cluster.router)
+    app.include_router(instances.router)
+    app.include_router(networks.router)
+    app.include_router(feed_router)
+    return app
+
+
+def run_server(settings: ServerSettings) -> None:
+    host, port = split_listen(settings.listen)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=2)
+    uvicorn.Server(config).run()

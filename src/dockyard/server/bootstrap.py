@@ -1,0 +1,37 @@
+"""First-start set-up of a store: schema, cluster id, the `default` project, tokens."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from dockyard.model.ids import new_id
+from dockyard.store import meta, tokens
+from dockyard.store.db import Database
+from dockyard.store.tables import ProjectRow
+
+DEFAULT_PROJECT = "default"
+
+
+def init_store(db: Database) -> str:
+    """Migrate and ensure the default project; returns its id (idempotent)."""
+    db.migrate()
+    with db.session() as sess:
+        meta.cluster_id(sess)
+        row = sess.scalar(select(ProjectRow).where(ProjectRow.name == DEFAULT_PROJECT))
+        if row is None:
+            row = ProjectRow(id=new_id(), name=DEFAULT_PROJECT)
+            sess.add(row)
+            sess.flush()
+        return row.id
+
+
+def mint_admin_token(db: Database, project_id: str, description: str = "admin") -> str:
+    with db.session() as sess:
+        return tokens.mint(sess, "admin", project_id=project_id, description=description)
+
+
+def mint_host_token(db: Database, host_name: str) -> str:
+    """A new token for the agent of `host_name`; earlier ones for that host stop working."""
+    with db.session() as sess:
+        tokens.revoke_host_tokens(sess, host_name)
+        return tokens.mint(sess, "host", host_name=host_name, description=f"host {host_name}")

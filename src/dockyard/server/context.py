@@ -1,0 +1,18 @@
+"""What every request handler shares: settings, the database, the notifier, agent access."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard.config import ServerSettings
+from dockyard.server.agent_proxy import AgentProxy
+from dockyard.server.notifier import Notifier
+from dockyard.store.db import Database
+
+
+@dataclass
+class ServerContext:
+    settings: ServerSettings
+    db: Database
+    notifier: Notifier
+    agents: AgentProxy

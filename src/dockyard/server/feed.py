@@ -1,0 +1,145 @@
+"""The agent feed: register, heartbeat, watch desired state (long poll), report observed state.
+
+Watch: the agent sends the highest revision it has applied; the server answers with every
+instance of the host whose revision is newer, at once if there are any, else as soon as a
+writer bumps the notifier, else empty after `timeout` seconds. No polling interval sits on
+the create path: the create's commit wakes the watch directly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dockyard.errors import NotFound
+from dockyard.model.agent import (
+    DesiredInstance,
+    DesiredNetwork,
+    Heartbeat,
+    ObservedState,
+    Registration,
+    RegistrationReply,
+    WatchReply,
+)
+from dockyard.model.ids import new_id
+from dockyard.model.instance import DesiredState, VolumeSpec
+from dockyard.server import auth
+from dockyard.server.auth import Caller
+from dockyard.server.context import ServerContext
+from dockyard.server.instances import record_event
+from dockyard.server.placement import prefixlen
+from dockyard.server.reports import apply_report
+from dockyard.store import meta, records, revision
+from dockyard.store.tables import HostRow, InstanceRow, NetworkRow, ProjectRow
+
+router = APIRouter(prefix="/v1/agent", tags=["agent"])
+
+
+def _host(sess: Session, caller: Caller) -> HostRow:
+    row = sess.scalar(select(HostRow).where(HostRow.name == caller.host_name))
+    if row is None:
+        raise NotFound(f"host {caller.host_name} has not registered")
+    return row
+
+
+@router.post("/register", response_model=RegistrationReply)
+def register(body: Registration, caller: Caller = Depends(auth.host),
+             ctx: ServerContext = Depends(auth.context)) -> RegistrationReply:
+    with ctx.db.session() as sess:
+        row = sess.scalar(select(HostRow).where(HostRow.name == caller.host_name))
+        if row is None:
+            row = HostRow(id=new_id(), name=caller.host_name or body.name)
+            sess.add(row)
+        was_up = row.last_heartbeat is not None
+        row.api_url, row.api_secret = body.api_url, body.api_secret
+        row.inventory = body.inventory.model_dump()
+        row.last_heartbeat = datetime.now(UTC)
+        row.state = "up"
+        row.version += 1
+        record_event(sess, None, "host_registered",
+                     f"agent {'re-' if was_up else ''}registered at {body.api_url}", row.name)
+        reply = RegistrationReply(host_id=row.id, cluster=meta.cluster_id(sess),
+                                  heartbeat_interval=ctx.settings.heartbeat_interval,
+                                  host_path_root=ctx.settings.allowed_host_root())
+    ctx.notifier.bump()
+    return reply
+
+
+@router.post("/heartbeat", status_code=204)
+def heartbeat(body: Heartbeat, caller: Caller = Depends(auth.host),
+              ctx: ServerContext = Depends(auth.context)) -> None:
+    with ctx.db.session() as sess:
+        row = _host(sess, caller)
+        row.inventory = body.inventory.model_dump()
+        row.last_heartbeat = datetime.now(UTC)
+        row.state = "up"
+
+
+def _network(row: NetworkRow) -> DesiredNetwork:
+    return DesiredNetwork(id=row.id, name=row.name, bridge=row.bridge, subnet=row.subnet,
+                          gateway=row.gateway)
+
+
+def _desired(sess: Session, row: InstanceRow, net: NetworkRow) -> DesiredInstance:
+    project = sess.get(ProjectRow, row.project_id)
+    return DesiredInstance(
+        id=row.id, name=row.name, project=project.name if project else row.project_id,
+        generation=row.generation, desired_state=DesiredState(row.desired_state),
+        restart_serial=row.restart_serial, image=row.image, hostname=row.hostname,
+        network=_network(net), ip=row.ip, prefixlen=prefixlen(net.subnet), mac=row.mac,
+        dns=list(net.dns) or [net.gateway], limits=records.effective_limits(sess, row),
+        volumes=[VolumeSpec.model_validate(v) for v in row.volumes], env=dict(row.env),
+        revision=row.revision, creating=row.state == "creating")
+
+
+def _changes(ctx: ServerContext, host_name: str, since: int) -> WatchReply:
+    with ctx.db.session() as sess:
+        host = sess.scalar(select(HostRow).where(HostRow.name == host_name))
+        if host is None:
+            raise NotFound(f"host {host_name} has not registered")
+        current = revision.current(sess)
+        query = select(InstanceRow).where(InstanceRow.host_id == host.id)
+        if since > 0:
+            query = query.where(InstanceRow.revision > since)
+        nets = {n.id: n for n in sess.scalars(select(NetworkRow))}
+        instances = [_desired(sess, row, nets[row.network_id]) for row in sess.scalars(query)]
+        net_changed = since == 0 or int(meta.get(sess, meta.NETWORKS_REVISION) or 0) > since
+        return WatchReply(revision=current, full=since == 0, instances=instances,
+                          networks=[_network(n) for n in nets.values()] if net_changed else [])
+
+
+@router.get("/watch", response_model=WatchReply)
+async def watch(since: int = Query(0, ge=0), timeout: float = Query(25.0, ge=0, le=300),
+                caller: Caller = Depends(auth.host),
+                ctx: ServerContext = Depends(auth.context)) -> WatchReply:
+    assert caller.host_name is not None
+    token = ctx.notifier.token()
+    reply = await run_in_threadpool(_changes, ctx, caller.host_name, since)
+    if reply.instances or reply.networks or reply.full or timeout == 0:
+        return reply
+    await ctx.notifier.wait(token, min(timeout, ctx.settings.watch_timeout))
+    return await run_in_threadpool(_changes, ctx, caller.host_name, since)
+
+
+@router.post("/instances/{instance_id}/report", status_code=204)
+def report(instance_id: str, body: ObservedState, caller: Caller = Depends(auth.host),
+           ctx: ServerContext = Depends(auth.context)) -> None:
+    with ctx.db.session() as sess:
+        host = _host(sess, caller)
+        row = sess.get(InstanceRow, instance_id)
+        if row is None or row.host_id != host.id:
+            raise NotFound(f"instance {instance_id} is not on host {host.name}")
+        apply_report(sess, row, body, host.name)
+    ctx.notifier.bump()
+
+
+@router.post("/events", status_code=204)
+def host_event(body: dict[str, str], caller: Caller = Depends(auth.host),
+               ctx: ServerContext = Depends(auth.context)) -> None:
+    with ctx.db.session() as sess:
+        record_event(sess, None, body.get("kind", "host"), body.get("message", "")[:1000],
+                     caller.host_name)

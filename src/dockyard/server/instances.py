@@ -1,0 +1,192 @@
+"""Instance lifecycle on the server side: validate, place, reserve, record; then agents converge.
+
+Create (DESIGN.md "Instance creation"):
+    validate spec ─▶ snapshot ─▶ scheduler.place ─▶ image known on the host? (agent)
+        ─▶ one transaction: host version CAS, IP + cores reserved, row, operation, event,
+           revision bump ─▶ 202 ─▶ the agent's watch wakes at once.
+Anything wrong before the transaction is a 4xx and nothing is stored. A lost CAS retries.
+Desired-state changes (stop/start/restart/delete) bump the revision the same way; the agent's
+reports close the instance's running operations.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dockyard import ipam
+from dockyard.errors import Conflict, InvalidRequest
+from dockyard.model.ids import mac_for_ip, new_id
+from dockyard.model.instance import (
+    DesiredState,
+    InstanceAction,
+    InstanceCreate,
+    InstanceState,
+    Limits,
+)
+from dockyard.scheduler import PlacementRequest, Plan, place
+from dockyard.scheduler.cpusets import format_cpuset
+from dockyard.server.context import ServerContext
+from dockyard.server.placement import snapshot
+from dockyard.store import ledger, records, revision
+from dockyard.store.tables import EventRow, HostRow, InstanceRow, NetworkRow, OperationRow
+
+PLACEMENT_ATTEMPTS = 5
+
+
+def record_event(sess: Session, row: InstanceRow | None, kind: str, message: str,
+                 host_name: str | None = None) -> None:
+    sess.add(EventRow(project_id=row.project_id if row else None,
+                      instance_id=row.id if row else None,
+                      instance_name=row.name if row else None,
+                      host_name=host_name, kind=kind, message=message))
+
+
+def start_operation(sess: Session, row: InstanceRow, kind: str, **target: object) -> OperationRow:
+    op = OperationRow(id=new_id(), kind=kind, project_id=row.project_id, instance_id=row.id,
+                      status="running", steps=[{"step": "requested", "target": target,
+                                                "at": datetime.now(UTC).isoformat()}])
+    sess.add(op)
+    return op
+
+
+def _check_volumes(spec: InstanceCreate, allowed_root: str) -> None:
+    root = posixpath.normpath(allowed_root)
+    for vol in spec.volumes:
+        if vol.is_host_path and not (vol.source == root or vol.source.startswith(root + "/")):
+            raise InvalidRequest(f"host path {vol.source} is outside the allowed root {root}")
+
+
+def _check_ip_shape(spec: InstanceCreate, net: NetworkRow) -> None:
+    if spec.ip is not None:  # full check (and in-use) happens under the ledger
+        ipam.allocate(net.subnet, net.gateway, (), spec.ip)
+
+
+def validate(ctx: ServerContext, project_id: str, spec: InstanceCreate) -> tuple[Plan, str]:
+    """Everything that can be checked before writing; returns the plan and the network id."""
+    _check_volumes(spec, ctx.settings.allowed_host_root())
+    with ctx.db.session() as sess:
+        net = records.network_by_ref(sess, spec.network)
+        _check_ip_shape(spec, net)
+        if sess.scalar(select(InstanceRow.id).where(InstanceRow.project_id == project_id,
+                                                    InstanceRow.name == spec.name)):
+            raise Conflict(f"an instance named {spec.name!r} already exists")
+        snap, _ = snapshot(sess, ctx.settings.heartbeat_timeout)
+        request = PlacementRequest(cores=spec.limits.cores, memory_bytes=spec.limits.memory_bytes(),
+                                   pids=spec.limits.pids, network_id=net.id)
+        plan = place(request, snap)
+        host = sess.get(HostRow, plan.host_id)
+        assert host is not None
+        url, secret, host_name = host.api_url, host.api_secret, host.name
+    if not ctx.agents.image_exists(host_name, url, secret, spec.image):
+        raise InvalidRequest(f"image {spec.image!r} is not known on host {host_name} "
+                             "(build, pull or import it first)")
+    return plan, net.id
+
+
+def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
+            network_id: str) -> tuple[str, str]:
+    """Place and reserve in one transaction; returns (instance id, operation id)."""
+    with ctx.db.session() as sess:
+        snap, versions = snapshot(sess, ctx.settings.heartbeat_timeout)
+        request = PlacementRequest(cores=spec.limits.cores, memory_bytes=spec.limits.memory_bytes(),
+                                   pids=spec.limits.pids, network_id=network_id)
+        plan = place(request, snap)
+        ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
+        net = sess.get(NetworkRow, network_id)
+        assert net is not None
+        ip = ipam.allocate(net.subnet, net.gateway, ledger.used_ips(sess, net.id), spec.ip)
+        instance_id = new_id()
+        ledger.reserve_ip(sess, net.id, ip, instance_id)
+        ledger.reserve_cores(sess, plan.host_id, plan.cores, instance_id)
+        limits = Limits(cores=spec.limits.cores, cpuset=format_cpuset(plan.cores),
+                        cpus=spec.limits.cpus, cpu_weight=spec.limits.cpu_weight,
+                        memory_bytes=spec.limits.memory_bytes(), pids=spec.limits.pids)
+        rev = revision.bump(sess)
+        row = InstanceRow(
+            id=instance_id, name=spec.name, project_id=project_id, host_id=plan.host_id,
+            network_id=net.id, image=spec.image, hostname=spec.hostname or spec.name, ip=ip,
+            mac=mac_for_ip(ip), state=InstanceState.creating, desired_state=DesiredState.running,
+            generation=1, limits=limits.model_dump(),
+            volumes=[v.model_dump() for v in spec.volumes], env=dict(spec.env), revision=rev)
+        sess.add(row)
+        sess.flush()
+        if plan.cores:
+            touch_shared(sess, plan.host_id, rev)
+        op = start_operation(sess, row, "create", state="running")
+        record_event(sess, row, "created", f"placed on {plan.host_name} with {ip}",
+                     plan.host_name)
+        return instance_id, op.id
+
+
+def create(ctx: ServerContext, project_id: str, spec: InstanceCreate) -> tuple[str, str]:
+    _, network_id = validate(ctx, project_id, spec)
+    for attempt in range(PLACEMENT_ATTEMPTS):
+        try:
+            result = _commit(ctx, project_id, spec, network_id)
+        except Conflict as exc:
+            if "retry" not in exc.message or attempt == PLACEMENT_ATTEMPTS - 1:
+                raise
+            continue
+        ctx.notifier.bump()
+        return result
+    raise AssertionError("unreachable")
+
+
+def touch_shared(sess: Session, host_id: str, rev: int) -> None:
+    """The shared pool changed: every shared-pool instance on the host must be re-pinned."""
+    for row in sess.scalars(select(InstanceRow).where(InstanceRow.host_id == host_id)):
+        if int(row.limits.get("cores", 0)) == 0:
+            row.revision = rev
+
+
+def set_desired(ctx: ServerContext, project_id: str, ref: str, action: InstanceAction) -> str:
+    """Stop, start or restart; returns the operation id."""
+    with ctx.db.session() as sess:
+        row = records.instance_by_ref(sess, project_id, ref)
+        if row.desired_state == DesiredState.deleted:
+            raise Conflict(f"instance {row.name} is being deleted")
+        if row.state == InstanceState.creating:
+            raise Conflict(f"instance {row.name} is still being created")
+        row.revision = revision.bump(sess)
+        if action == InstanceAction.stop:
+            row.desired_state = DesiredState.stopped
+            if row.state != InstanceState.stopped:
+                row.state = InstanceState.stopping
+            op = start_operation(sess, row, "stop", state="stopped")
+        elif action == InstanceAction.start:
+            row.desired_state = DesiredState.running
+            if row.state != InstanceState.running:
+                row.state = InstanceState.starting
+            op = start_operation(sess, row, "start", state="running")
+        else:
+            row.desired_state = DesiredState.running
+            row.restart_serial += 1
+            row.state = InstanceState.starting
+            op = start_operation(sess, row, "restart", state="running",
+                                 restart_serial=row.restart_serial)
+        record_event(sess, row, action.value, f"{action.value} requested")
+        op_id = op.id
+    ctx.notifier.bump()
+    return op_id
+
+
+def delete(ctx: ServerContext, project_id: str, ref: str, force: bool) -> str:
+    with ctx.db.session() as sess:
+        row = records.instance_by_ref(sess, project_id, ref)
+        if row.state == InstanceState.running and not force:
+            raise Conflict(f"instance {row.name} is running; stop it first or use --force")
+        row.desired_state = DesiredState.deleted
+        row.state = InstanceState.deleting
+        row.revision = revision.bump(sess)
+        sess.execute(update(OperationRow).where(OperationRow.instance_id == row.id,
+                                                OperationRow.status == "running")
+                     .values(status="failure", error="superseded by delete"))
+        op = start_operation(sess, row, "delete", state="deleted")
+        record_event(sess, row, "delete", "delete requested")
+        op_id = op.id
+    ctx.notifier.bump()
+    return op_id

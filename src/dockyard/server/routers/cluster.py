@@ -1,0 +1,88 @@
+"""/v1/hosts, /v1/events, /v1/projects, /v1/operations, /healthz."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+
+from dockyard.errors import NotFound
+from dockyard.model.common import Operation, Project
+from dockyard.model.host import Host, HostState
+from dockyard.server import auth
+from dockyard.server.auth import Caller
+from dockyard.server.context import ServerContext
+from dockyard.server.placement import host_is_up
+from dockyard.store import records
+from dockyard.store.tables import EventRow, HostRow, OperationRow, ProjectRow
+
+router = APIRouter(tags=["cluster"])
+
+
+@router.get("/healthz", tags=["health"])
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _host(ctx: ServerContext, sess: Any, row: HostRow) -> Host:
+    model = records.host_model(sess, row)
+    if not host_is_up(row, ctx.settings.heartbeat_timeout):
+        model.state = HostState.down
+    return model
+
+
+@router.get("/v1/hosts")
+def list_hosts(_: Caller = Depends(auth.user),
+               ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    with ctx.db.session() as sess:
+        items = [_host(ctx, sess, r).model_dump(mode="json")
+                 for r in sess.scalars(select(HostRow).order_by(HostRow.name))]
+    return {"items": items, "next": None}
+
+
+@router.get("/v1/hosts/{ref}", response_model=Host)
+def show_host(ref: str, _: Caller = Depends(auth.user),
+              ctx: ServerContext = Depends(auth.context)) -> Host:
+    with ctx.db.session() as sess:
+        return _host(ctx, sess, records.host_by_ref(sess, ref))
+
+
+@router.get("/v1/events")
+def list_events(limit: int = Query(100, ge=1, le=1000), after: int = 0,
+                caller: Caller = Depends(auth.user),
+                ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    with ctx.db.session() as sess:
+        query = select(EventRow).where(EventRow.id > after)
+        if caller.role != "admin":
+            query = query.where(EventRow.project_id == caller.project_id)
+        rows = list(sess.scalars(query.order_by(EventRow.id).limit(limit + 1)))
+        more = len(rows) > limit
+        items = [records.event_model(sess, r).model_dump(mode="json") for r in rows[:limit]]
+    return {"items": items, "next": str(rows[limit - 1].id) if more else None}
+
+
+@router.get("/v1/projects")
+def list_projects(_: Caller = Depends(auth.user),
+                  ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    with ctx.db.session() as sess:
+        items = [records.project_model(r).model_dump(mode="json")
+                 for r in sess.scalars(select(ProjectRow).order_by(ProjectRow.name))]
+    return {"items": items, "next": None}
+
+
+@router.get("/v1/projects/{ref}", response_model=Project)
+def show_project(ref: str, _: Caller = Depends(auth.user),
+                 ctx: ServerContext = Depends(auth.context)) -> Project:
+    with ctx.db.session() as sess:
+        return records.project_model(records.project_by_name(sess, ref))
+
+
+@router.get("/v1/operations/{op_id}", response_model=Operation)
+def show_operation(op_id: str, caller: Caller = Depends(auth.user),
+                   ctx: ServerContext = Depends(auth.context)) -> Operation:
+    with ctx.db.session() as sess:
+        row = sess.get(OperationRow, op_id)
+        if row is None or row.project_id not in (None, caller.project_id):
+            raise NotFound(f"operation {op_id} not found")
+        return records.operation_model(row)

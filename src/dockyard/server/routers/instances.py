@@ -1,0 +1,167 @@
+"""/v1/instances: create, list, show, delete, start/stop/restart, exec, logs, events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import select
+
+from dockyard.errors import Conflict
+from dockyard.model.common import Event
+from dockyard.model.instance import (
+    ExecRequest,
+    ExecResult,
+    Instance,
+    InstanceAction,
+    InstanceCreate,
+    InstanceState,
+)
+from dockyard.server import auth, instances
+from dockyard.server.auth import Caller
+from dockyard.server.context import ServerContext
+from dockyard.server.waiting import wait_for
+from dockyard.store import records
+from dockyard.store.tables import EventRow, HostRow, InstanceRow
+
+router = APIRouter(prefix="/v1/instances", tags=["instances"])
+
+
+def _project(caller: Caller) -> str:
+    assert caller.project_id is not None
+    return caller.project_id
+
+
+def _show(ctx: ServerContext, project_id: str, ref: str) -> dict[str, Any]:
+    with ctx.db.session() as sess:
+        row = records.instance_by_ref(sess, project_id, ref)
+        return records.instance_model(sess, row).model_dump(mode="json")
+
+
+def _accepted(ctx: ServerContext, project_id: str, ref: str, op_id: str) -> JSONResponse:
+    body = _show(ctx, project_id, ref)
+    body["operation"] = op_id
+    return JSONResponse(body, status_code=202)
+
+
+@router.post("", status_code=202, response_model=Instance,
+             responses={202: {"description": "accepted; state `creating`"}})
+async def create_instance(spec: InstanceCreate, wait: bool = False,
+                          caller: Caller = Depends(auth.user),
+                          ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
+    project = _project(caller)
+    instance_id, op_id = await run_in_threadpool(instances.create, ctx, project, spec)
+    if wait:
+        await wait_for(ctx, op_id, ctx.settings.wait_timeout)
+        body = await run_in_threadpool(_show, ctx, project, instance_id)
+        body["operation"] = op_id
+        return JSONResponse(body, status_code=201)
+    return await run_in_threadpool(_accepted, ctx, project, instance_id, op_id)
+
+
+@router.get("")
+def list_instances(limit: int = Query(100, ge=1, le=1000), after: str = "",
+                   caller: Caller = Depends(auth.user),
+                   ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    with ctx.db.session() as sess:
+        rows = list(sess.scalars(select(InstanceRow)
+                                 .where(InstanceRow.project_id == _project(caller),
+                                        InstanceRow.name > after)
+                                 .order_by(InstanceRow.name).limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [records.instance_model(sess, r).model_dump(mode="json") for r in rows]
+    return {"items": items, "next": rows[-1].name if more else None}
+
+
+@router.get("/{ref}", response_model=Instance)
+def show_instance(ref: str, caller: Caller = Depends(auth.user),
+                  ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    return _show(ctx, _project(caller), ref)
+
+
+@router.delete("/{ref}", status_code=202)
+async def delete_instance(ref: str, force: bool = False, wait: bool = False,
+                          caller: Caller = Depends(auth.user),
+                          ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
+    project = _project(caller)
+    body = await run_in_threadpool(_show, ctx, project, ref)
+    op_id = await run_in_threadpool(instances.delete, ctx, project, ref, force)
+    if wait:
+        await wait_for(ctx, op_id, ctx.settings.wait_timeout)
+        return JSONResponse({"id": body["id"], "name": body["name"], "operation": op_id,
+                             "deleted": True}, status_code=200)
+    return await run_in_threadpool(_accepted, ctx, project, ref, op_id)
+
+
+@router.post("/{ref}/actions/{action}", status_code=202, response_model=Instance)
+async def instance_action(ref: str, action: InstanceAction, wait: bool = False,
+                          caller: Caller = Depends(auth.user),
+                          ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
+    project = _project(caller)
+    op_id = await run_in_threadpool(instances.set_desired, ctx, project, ref, action)
+    if wait:
+        await wait_for(ctx, op_id, ctx.settings.wait_timeout)
+        body = await run_in_threadpool(_show, ctx, project, ref)
+        body["operation"] = op_id
+        return JSONResponse(body, status_code=200)
+    return await run_in_threadpool(_accepted, ctx, project, ref, op_id)
+
+
+def _agent_target(ctx: ServerContext, project_id: str, ref: str) -> tuple[str, str, str, str]:
+    with ctx.db.session() as sess:
+        row = records.instance_by_ref(sess, project_id, ref)
+        if row.state != InstanceState.running:
+            raise Conflict(f"instance {row.name} is {row.state}, not running")
+        host = sess.get(HostRow, row.host_id) if row.host_id else None
+        if host is None:
+            raise Conflict(f"instance {row.name} has no host")
+        return host.name, host.api_url, host.api_secret, row.id
+
+
+@router.post("/{ref}/exec", response_model=ExecResult)
+def exec_instance(ref: str, body: ExecRequest, timeout: float = Query(300, gt=0, le=3600),
+                  caller: Caller = Depends(auth.user),
+                  ctx: ServerContext = Depends(auth.context)) -> ExecResult:
+    host, url, secret, instance_id = _agent_target(ctx, _project(caller), ref)
+    return ctx.agents.exec(host, url, secret, instance_id, body, timeout)
+
+
+@router.get("/{ref}/logs")
+async def instance_logs(ref: str, follow: bool = False, tail: str = "all",
+                        caller: Caller = Depends(auth.user),
+                        ctx: ServerContext = Depends(auth.context)) -> StreamingResponse:
+    with ctx.db.session() as sess:
+        row = records.instance_by_ref(sess, _project(caller), ref)
+        host = sess.get(HostRow, row.host_id) if row.host_id else None
+        if host is None or row.container_id is None:
+            raise Conflict(f"instance {row.name} has no container yet")
+        target = (host.name, host.api_url, host.api_secret, row.id)
+    stream = ctx.agents.stream_logs(*target, {"follow": str(follow).lower(), "tail": tail})
+    first = await anext(aiter(stream), b"")  # surface agent errors as a proper status
+
+    async def body() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in stream:
+            yield chunk
+
+    return StreamingResponse(body(), media_type="text/plain")
+
+
+@router.get("/{ref}/events")
+def instance_events(ref: str, limit: int = Query(100, ge=1, le=1000), after: int = 0,
+                    caller: Caller = Depends(auth.user),
+                    ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    with ctx.db.session() as sess:
+        row = records.instance_by_ref(sess, _project(caller), ref)
+        rows = list(sess.scalars(select(EventRow).where(EventRow.instance_id == row.id,
+                                                        EventRow.id > after)
+                                 .order_by(EventRow.id).limit(limit + 1)))
+        more = len(rows) > limit
+        items = [Event.model_validate(records.event_model(sess, r)).model_dump(mode="json")
+                 for r in rows[:limit]]
+    return {"items": items, "next": str(rows[limit - 1].id) if more else None}

@@ -1,0 +1,93 @@
+"""/v1/networks: Linux-bridge segments with a subnet and a gateway on the bridge, no NAT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dockyard import ipam
+from dockyard.errors import Conflict
+from dockyard.model.ids import bridge_name, new_id
+from dockyard.model.network import Network, NetworkCreate
+from dockyard.server import auth
+from dockyard.server.auth import Caller
+from dockyard.server.context import ServerContext
+from dockyard.store import meta, records, revision
+from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
+
+router = APIRouter(prefix="/v1/networks", tags=["networks"])
+
+
+def _check_routes(sess: Session, subnet: str, own_bridges: set[str]) -> None:
+    """A subnet overlapping a route of any host would break that host's own traffic."""
+    for host in sess.scalars(select(HostRow)):
+        routes = [r["dst"] for r in host.inventory.get("routes", [])
+                  if r.get("dev") not in own_bridges]
+        ipam.validate_subnet_free(subnet, routes)
+
+
+def create_network(ctx: ServerContext, project_id: str, spec: NetworkCreate) -> Network:
+    with ctx.db.session() as sess:
+        if sess.scalar(select(NetworkRow.id).where(NetworkRow.name == spec.name)):
+            raise Conflict(f"a network named {spec.name!r} already exists")
+        existing = list(sess.scalars(select(NetworkRow)))
+        for net in existing:
+            if ipam.overlaps(net.subnet, spec.subnet):
+                raise Conflict(f"subnet {spec.subnet} overlaps network {net.name} ({net.subnet})")
+        _check_routes(sess, spec.subnet, {n.bridge for n in existing})
+        network_id = new_id()
+        rev = revision.bump(sess)
+        assert spec.gateway is not None
+        row = NetworkRow(id=network_id, name=spec.name, project_id=project_id,
+                         subnet=spec.subnet, gateway=spec.gateway, dns=spec.dns,
+                         mode=spec.mode.value, bridge=bridge_name(network_id), revision=rev)
+        sess.add(row)
+        meta.put(sess, meta.NETWORKS_REVISION, str(rev))
+        sess.flush()
+        model = records.network_model(sess, row)
+    ctx.notifier.bump()
+    return model
+
+
+@router.post("", status_code=201, response_model=Network)
+def post_network(spec: NetworkCreate, caller: Caller = Depends(auth.admin),
+                 ctx: ServerContext = Depends(auth.context)) -> Network:
+    assert caller.project_id is not None
+    return create_network(ctx, caller.project_id, spec)
+
+
+@router.get("")
+def list_networks(limit: int = Query(100, ge=1, le=1000), after: str = "",
+                  _: Caller = Depends(auth.user),
+                  ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    with ctx.db.session() as sess:
+        rows = list(sess.scalars(select(NetworkRow).where(NetworkRow.name > after)
+                                 .order_by(NetworkRow.name).limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [records.network_model(sess, r).model_dump(mode="json") for r in rows]
+    return {"items": items, "next": rows[-1].name if more else None}
+
+
+@router.get("/{ref}", response_model=Network)
+def show_network(ref: str, _: Caller = Depends(auth.user),
+                 ctx: ServerContext = Depends(auth.context)) -> Network:
+    with ctx.db.session() as sess:
+        return records.network_model(sess, records.network_by_ref(sess, ref))
+
+
+@router.delete("/{ref}", status_code=204)
+def delete_network(ref: str, _: Caller = Depends(auth.admin),
+                   ctx: ServerContext = Depends(auth.context)) -> None:
+    with ctx.db.session() as sess:
+        row = records.network_by_ref(sess, ref)
+        used = sess.scalar(select(func.count()).select_from(InstanceRow)
+                           .where(InstanceRow.network_id == row.id)) or 0
+        if used:
+            raise Conflict(f"network {row.name} is used by {used} instance(s)")
+        sess.delete(row)
+        meta.put(sess, meta.NETWORKS_REVISION, str(revision.bump(sess)))
+    ctx.notifier.bump()

@@ -1,0 +1,145 @@
+"""Lookups by user-facing reference and row → API model conversions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from dockyard.errors import NotFound
+from dockyard.model.common import Event, Operation, OperationStatus, Project
+from dockyard.model.host import Host, HostState
+from dockyard.model.instance import (
+    DesiredState,
+    Instance,
+    InstanceState,
+    Limits,
+    VolumeSpec,
+)
+from dockyard.model.network import Network, NetworkMode
+from dockyard.scheduler.cpusets import format_cpuset, shared_pool
+from dockyard.store import ledger
+from dockyard.store.tables import (
+    EventRow,
+    HostRow,
+    InstanceRow,
+    NetworkRow,
+    OperationRow,
+    ProjectRow,
+)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def project_by_name(sess: Session, name: str) -> ProjectRow:
+    row = sess.scalar(select(ProjectRow).where(ProjectRow.name == name))
+    if row is None:
+        raise NotFound(f"project {name!r} not found")
+    return row
+
+
+def instance_by_ref(sess: Session, project_id: str, ref: str) -> InstanceRow:
+    row = sess.scalar(select(InstanceRow).where(
+        InstanceRow.project_id == project_id,
+        or_(InstanceRow.name == ref, InstanceRow.id == ref)))
+    if row is None:
+        raise NotFound(f"instance {ref!r} not found")
+    return row
+
+
+def network_by_ref(sess: Session, ref: str) -> NetworkRow:
+    row = sess.scalar(select(NetworkRow).where(or_(NetworkRow.name == ref, NetworkRow.id == ref)))
+    if row is None:
+        raise NotFound(f"network {ref!r} not found")
+    return row
+
+
+def host_by_ref(sess: Session, ref: str) -> HostRow:
+    row = sess.scalar(select(HostRow).where(or_(HostRow.name == ref, HostRow.id == ref)))
+    if row is None:
+        raise NotFound(f"host {ref!r} not found")
+    return row
+
+
+def _names(sess: Session, row: InstanceRow) -> tuple[str, str | None, str]:
+    project = sess.get(ProjectRow, row.project_id)
+    host = sess.get(HostRow, row.host_id) if row.host_id else None
+    network = sess.get(NetworkRow, row.network_id)
+    return (project.name if project else row.project_id, host.name if host else None,
+            network.name if network else row.network_id)
+
+
+def instance_model(sess: Session, row: InstanceRow) -> Instance:
+    project, host, network = _names(sess, row)
+    return Instance(
+        id=row.id, name=row.name, project=project, state=InstanceState(row.state),
+        desired_state=DesiredState(row.desired_state), host=host, ip=row.ip, mac=row.mac,
+        hostname=row.hostname, image=row.image, network=network,
+        container_id=row.container_id, generation=row.generation,
+        limits=effective_limits(sess, row),
+        volumes=[VolumeSpec.model_validate(v) for v in row.volumes], env=dict(row.env),
+        message=row.message, created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at))
+
+
+def shared_cpuset(sess: Session, host: HostRow) -> str:
+    cores = list(host.inventory.get("cores", []))
+    taken = set(ledger.taken_cores(sess, host.id))
+    return format_cpuset(shared_pool(cores, taken, set(host.reserved_cores)))
+
+
+def effective_limits(sess: Session, row: InstanceRow) -> Limits:
+    """Stored limits with the cpuset resolved: an exclusive instance's own cores, or the
+    host's current shared pool (which changes as exclusive allocations come and go)."""
+    limits = Limits.model_validate(row.limits)
+    if limits.cores == 0 and row.host_id:
+        host = sess.get(HostRow, row.host_id)
+        if host is not None:
+            limits.cpuset = shared_cpuset(sess, host)
+    return limits
+
+
+def network_model(sess: Session, row: NetworkRow) -> Network:
+    project = sess.get(ProjectRow, row.project_id)
+    count = sess.scalar(select(func.count()).select_from(InstanceRow)
+                        .where(InstanceRow.network_id == row.id)) or 0
+    return Network(id=row.id, name=row.name, project=project.name if project else "",
+                   subnet=row.subnet, gateway=row.gateway, dns=list(row.dns),
+                   mode=NetworkMode(row.mode), bridge=row.bridge, instances=int(count),
+                   created_at=as_utc(row.created_at))
+
+
+def host_model(sess: Session, row: HostRow) -> Host:
+    taken = ledger.taken_cores(sess, row.id)
+    inv = row.inventory
+    return Host(
+        id=row.id, name=row.name, state=HostState(row.state), cores=list(inv.get("cores", [])),
+        exclusive_cores={str(core): inst for core, inst in sorted(taken.items())},
+        shared_cpuset=shared_cpuset(sess, row),
+        memory_bytes=int(inv.get("memory_bytes", 0)),
+        memory_reserved_bytes=ledger.memory_reserved(sess, row.id),
+        instances=ledger.instance_count(sess, row.id),
+        docker_version=str(inv.get("docker_version", "")), kernel=str(inv.get("kernel", "")),
+        last_heartbeat=as_utc(row.last_heartbeat) if row.last_heartbeat else None,
+        created_at=as_utc(row.created_at))
+
+
+def event_model(sess: Session, row: EventRow) -> Event:
+    project = sess.get(ProjectRow, row.project_id) if row.project_id else None
+    return Event(id=row.id, time=as_utc(row.time), project=project.name if project else None,
+                 instance=row.instance_id, instance_name=row.instance_name,
+                 host=row.host_name, kind=row.kind, message=row.message)
+
+
+def operation_model(row: OperationRow) -> Operation:
+    return Operation(id=row.id, kind=row.kind, instance=row.instance_id,
+                     status=OperationStatus(row.status), error=row.error, steps=list(row.steps),
+                     created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+
+
+def project_model(row: ProjectRow) -> Project:
+    return Project(id=row.id, name=row.name, created_at=as_utc(row.created_at))

@@ -1,0 +1,144 @@
+"""Tables. The ledger's invariants live in UNIQUE constraints, not in code:
+an address is held by at most one instance per network ((network_id, ip)), a core by at most
+one instance per host ((host_id, core)), and a name is unique in its project.
+`hosts.version` is bumped by every placement on the host (optimistic concurrency).
+`instances.revision` is the global revision at which the instance's desired state last
+changed; agents watch for revisions greater than the one they have seen.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
+class ProjectRow(Base):
+    __tablename__ = "projects"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TokenRow(Base):
+    __tablename__ = "tokens"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | member | host
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id"), nullable=True)
+    host_name: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class HostRow(Base):
+    __tablename__ = "hosts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="up")
+    draining: Mapped[bool] = mapped_column(default=False)
+    api_url: Mapped[str] = mapped_column(String(255), default="")
+    api_secret: Mapped[str] = mapped_column(String(128), default="")
+    inventory: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reserved_cores: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    last_heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class NetworkRow(Base):
+    __tablename__ = "networks"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    subnet: Mapped[str] = mapped_column(String(43))
+    gateway: Mapped[str] = mapped_column(String(39))
+    dns: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    mode: Mapped[str] = mapped_column(String(16), default="bridge")
+    bridge: Mapped[str] = mapped_column(String(15), unique=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class InstanceRow(Base):
+    __tablename__ = "instances"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_instance_name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), index=True)
+    network_id: Mapped[str] = mapped_column(ForeignKey("networks.id"))
+    image: Mapped[str] = mapped_column(String(255))
+    hostname: Mapped[str] = mapped_column(String(63))
+    ip: Mapped[str] = mapped_column(String(39))
+    mac: Mapped[str] = mapped_column(String(17))
+    state: Mapped[str] = mapped_column(String(16))
+    desired_state: Mapped[str] = mapped_column(String(16))
+    container_id: Mapped[str | None] = mapped_column(String(64))
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    restart_serial: Mapped[int] = mapped_column(Integer, default=0)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    volumes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    revision: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    message: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 onupdate=utcnow)
+
+
+class IpAllocationRow(Base):
+    __tablename__ = "ip_allocations"
+    network_id: Mapped[str] = mapped_column(ForeignKey("networks.id"), primary_key=True)
+    ip: Mapped[str] = mapped_column(String(39), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(32), index=True)
+
+
+class CoreAllocationRow(Base):
+    __tablename__ = "core_allocations"
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"), primary_key=True)
+    core: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(32), index=True)
+
+
+class OperationRow(Base):
+    __tablename__ = "operations"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[str | None] = mapped_column(String(32))
+    instance_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    error: Mapped[str | None] = mapped_column(String(1024))
+    steps: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 onupdate=utcnow)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    project_id: Mapped[str | None] = mapped_column(String(32))
+    instance_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    instance_name: Mapped[str | None] = mapped_column(String(63))
+    host_name: Mapped[str | None] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(String(1024))

@@ -1,0 +1,36 @@
+"""Bearer tokens, stored as SHA-256 hashes: the plain token is shown once and never kept."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from dockyard.model.ids import new_id
+from dockyard.store.tables import TokenRow
+
+PREFIX = "dy_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def mint(sess: Session, role: str, *, project_id: str | None = None,
+         host_name: str | None = None, description: str = "") -> str:
+    token = PREFIX + secrets.token_urlsafe(32)
+    sess.add(TokenRow(id=new_id(), hash=hash_token(token), role=role, project_id=project_id,
+                      host_name=host_name, description=description))
+    sess.flush()
+    return token
+
+
+def lookup(sess: Session, token: str) -> TokenRow | None:
+    return sess.scalar(select(TokenRow).where(TokenRow.hash == hash_token(token)))
+
+
+def revoke_host_tokens(sess: Session, host_name: str) -> None:
+    sess.execute(delete(TokenRow).where(TokenRow.role == "host",
+                                        TokenRow.host_name == host_name))
