@@ -1,0 +1,69 @@
+"""Facts about this machine for the agent's inventory: cores, memory, kernel.
+
+Invariants: read-only; every value describes the whole machine, not the agent's own limits
+(the agent may itself run confined, but instances are placed on the machine's cores).
+"""
+
+from __future__ import annotations
+
+import os
+
+from dockyard.errors import BackendError
+
+__all__ = ["kernel_release", "memory_total", "online_cores", "parse_cpu_list"]
+
+_CPU_ONLINE = "/sys/devices/system/cpu/online"
+_MEMINFO = "/proc/meminfo"
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """Parse a kernel CPU list such as "0-3,5,7-8" into sorted unique ints ("" -> [])."""
+    cores: set[int] = set()
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError as exc:
+            raise ValueError(f"bad CPU list {text!r}") from exc
+        if last < first:
+            raise ValueError(f"bad CPU range {part!r} in {text!r}")
+        cores.update(range(first, last + 1))
+    return sorted(cores)
+
+
+def online_cores() -> list[int]:
+    """Online CPUs of the machine (/sys/devices/system/cpu/online).
+
+    Falls back to the agent's own affinity (os.sched_getaffinity) when sysfs is unreadable.
+    """
+    try:
+        with open(_CPU_ONLINE, encoding="ascii") as fh:
+            cores = parse_cpu_list(fh.read())
+        if cores:
+            return cores
+    except (OSError, ValueError):
+        pass
+    return sorted(os.sched_getaffinity(0))
+
+
+def memory_total() -> int:
+    """Physical memory in bytes (MemTotal of /proc/meminfo)."""
+    try:
+        with open(_MEMINFO, encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    value, unit = line.split()[1:3]
+                    if unit != "kB":
+                        raise BackendError(f"unexpected MemTotal unit {unit!r}")
+                    return int(value) * 1024
+    except OSError as exc:
+        raise BackendError(f"reading {_MEMINFO}: {exc}") from exc
+    raise BackendError(f"no MemTotal in {_MEMINFO}")
+
+
+def kernel_release() -> str:
+    """The running kernel's release string, as `uname -r` prints it."""
+    return os.uname().release

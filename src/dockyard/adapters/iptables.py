@@ -1,0 +1,93 @@
+"""iptables rules that let instances on one Dockyard bridge reach each other.
+
+dockerd sets the FORWARD policy to DROP and enables bridge-nf-call-iptables, so even frames
+bridged between two ports of *our* bridge traverse FORWARD and are dropped. The fix is one rule
+per bridge, `-i BR -o BR -j ACCEPT`:
+
+* it goes to position 1 of DOCKER-USER when that chain exists: dockerd re-creates its own
+  FORWARD rules on every start but keeps `FORWARD -j DOCKER-USER` first and never flushes
+  DOCKER-USER, so the rule survives dockerd restarts and precedes DOCKER-USER's final RETURN;
+* otherwise (no dockerd, or `--iptables=false`) it goes to position 1 of FORWARD.
+
+Invariants: exactly one copy of the rule after `ensure_bridge_forwarding`; none in either chain
+after `remove_bridge_forwarding`; no other rule is ever touched. Every call shells out to
+`iptables -w` (waits for the xtables lock) and raises BackendError with its stderr on failure.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from dockyard.errors import BackendError
+
+__all__ = ["ensure_bridge_forwarding", "remove_bridge_forwarding"]
+
+_DOCKER_USER = "DOCKER-USER"
+_FORWARD = "FORWARD"
+_TIMEOUT_S = 30.0
+_MAX_COPIES = 64  # bound on the delete loop; one copy is normal
+
+
+def _iptables(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `iptables -w ARGS` (filter table); never raises for a non-zero exit status."""
+    cmd = ["iptables", "-w", *args]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT_S,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BackendError(f"running {' '.join(cmd)}: {exc}") from exc
+
+
+def _fail(proc: subprocess.CompletedProcess[str]) -> BackendError:
+    cmd = " ".join(str(a) for a in proc.args)
+    detail = (proc.stderr or proc.stdout).strip() or f"exit status {proc.returncode}"
+    return BackendError(f"{cmd}: {detail}")
+
+
+def _rule(bridge: str) -> list[str]:
+    if not bridge or len(bridge) > 15 or bridge.startswith("-") or any(
+            c.isspace() for c in bridge):
+        raise BackendError(f"invalid bridge name {bridge!r}")
+    return ["-i", bridge, "-o", bridge, "-j", "ACCEPT"]
+
+
+def _chain_exists(chain: str) -> bool:
+    return _iptables("-S", chain).returncode == 0
+
+
+def _rule_present(chain: str, rule: list[str]) -> bool:
+    """`iptables -C`: exit 0 = present, 1 = absent; anything else is a real failure."""
+    proc = _iptables("-C", chain, *rule)
+    if proc.returncode in (0, 1):
+        return proc.returncode == 0
+    raise _fail(proc)
+
+
+def _target_chain() -> str:
+    return _DOCKER_USER if _chain_exists(_DOCKER_USER) else _FORWARD
+
+
+def ensure_bridge_forwarding(bridge: str) -> None:
+    """Accept traffic bridged between ports of `bridge` (idempotent, see module docstring)."""
+    rule = _rule(bridge)
+    chain = _target_chain()
+    if _rule_present(chain, rule):
+        return
+    proc = _iptables("-I", chain, "1", *rule)
+    if proc.returncode != 0:
+        raise _fail(proc)
+
+
+def remove_bridge_forwarding(bridge: str) -> None:
+    """Delete every copy of the rule for `bridge` from DOCKER-USER and FORWARD (idempotent)."""
+    rule = _rule(bridge)
+    chains = [_FORWARD]
+    if _chain_exists(_DOCKER_USER):
+        chains.insert(0, _DOCKER_USER)
+    for chain in chains:
+        for _ in range(_MAX_COPIES):
+            if not _rule_present(chain, rule):
+                break
+            proc = _iptables("-D", chain, *rule)
+            if proc.returncode != 0:
+                raise _fail(proc)

@@ -1,0 +1,518 @@
+"""Host networking through netlink (pyroute2): bridges, veth plumbing, instance eth0, routes.
+
+Invariants
+----------
+* Only interfaces Dockyard names are created or deleted: bridges passed by name, veth host ends
+  (ours by naming convention) and, inside an instance's network namespace, the peer that
+  `plumb` creates there. A name held by a different kind of link raises `Conflict`.
+* `plumb` never touches the agent's own network namespace from the peer side: a pid living in
+  the agent's netns is refused (plumbing "into" it would rename and readdress host links).
+* Every failure leaves no half-made veth behind and surfaces as `BackendError` (or `Conflict`).
+* Every public function is idempotent: calling it again with the same arguments is a no-op.
+
+How we reach the container's netns
+----------------------------------
+pyroute2 0.9.7 implements ``IPRoute(netns=...)`` / ``NetNS(...)`` by forking a
+``multiprocessing`` child that does setns(2) and passes the netlink socket back: ~6 ms per
+socket, a ResourceWarning in the child, and with the default ``flags=os.O_CREAT`` an unknown
+path is *created* as a new netns instead of failing. We instead open ``/proc/PID/ns/net`` once
+(the fd pins the netns even if the pid exits mid-way), run setns(2) in a short-lived thread
+(setns(CLONE_NEWNET) only moves the calling thread) that just creates the netlink socket, and
+hand the socket to ``IPRoute(fileno=...)``: ~1 ms. The same fd is given to the kernel as the
+veth peer's ``IFLA_NET_NS_FD``, so the peer is born inside the netns with its final MAC and
+never appears in the host namespace (no udev/NetworkManager races, no rename collisions).
+
+Cost: one RTM_NEWLINK on the host (veth + peer-in-netns + MAC + master + up), then four
+small requests in the netns (rename+up, address, lo up, default route), plus lookups by name
+(RTM_GETLINK by IFLA_IFNAME, never a full dump). Measured on the 2-core test machine
+(kernel 6.18, pyroute2 0.9.7), 3 x 50 runs: plumb median 5.9 ms (p90 7-12 ms); idempotent
+re-plumb median 3.1 ms. Two fresh IPRoute objects (host + netns) are ~1.5 ms of that; they
+are made per call so that concurrent agent threads never share one (0.9's sync IPRoute drives
+its own asyncio loop with run_until_complete).
+
+Gratuitous ARP: after plumbing, one ARP request announcing ``ip`` at ``mac`` is sent from eth0
+through a packet socket created in the netns (one sendto, best-effort, errors ignored). It
+refreshes stale neighbour entries on the host and other instances when an address is reused
+with a new MAC, and stays on the instance's own bridge segment. Closing a packet socket waits
+for an RCU grace period (8-20 ms here), so a throw-away daemon thread closes it instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import ipaddress
+import logging
+import os
+import re
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from dockyard.errors import BackendError, Conflict
+from dockyard.model.host import Route
+
+__all__ = [
+    "Eth0",
+    "delete_bridge",
+    "ensure_bridge",
+    "instance_eth0",
+    "link_exists",
+    "list_routes",
+    "plumb",
+    "unplumb",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_CLONE_NEWNET = 0x40000000
+_IFF_UP = 0x1
+_IFNAMSIZ = 15  # usable characters of an interface name
+_MAIN_TABLE = 254
+_INSTANCE_IFNAME = "eth0"
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_libc: ctypes.CDLL | None = None
+
+
+@dataclass(frozen=True)
+class Eth0:
+    """What an instance's eth0 looks like from inside its netns.
+
+    `up` is the administrative IFF_UP flag; `addresses` are IPv4 "a.b.c.d/len" strings.
+    """
+
+    mac: str
+    addresses: list[str]
+    up: bool
+
+
+# --------------------------------------------------------------------------- errors, sockets
+
+
+def _reason(exc: BaseException) -> str:
+    code = getattr(exc, "code", None) if isinstance(exc, NetlinkError) else None
+    if code is None and isinstance(exc, OSError):
+        code = exc.errno
+    if isinstance(code, int) and code > 0:
+        return f"{os.strerror(code)} (errno {code})"
+    return str(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _backend(what: str) -> Iterator[None]:
+    """Translate netlink/OS failures of one step into BackendError naming the step."""
+    try:
+        yield
+    except (NetlinkError, OSError) as exc:
+        raise BackendError(f"{what}: {_reason(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _host() -> Iterator[Any]:
+    """A fresh IPRoute in the agent's own netns (cheap, ~0.5 ms; not shared across threads)."""
+    with _backend("opening a netlink socket"):
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _setns_libc() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _run_in_netns(nsfd: int, fn: Callable[[], T]) -> T:
+    """Run `fn` in a new thread that first joins the netns `nsfd`; the caller never moves.
+
+    Sockets created by `fn` stay bound to that netns after the thread has exited.
+    """
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            if _setns_libc().setns(nsfd, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns: {os.strerror(err)}")
+            result.append(fn())
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=body, name="dockyard-netns", daemon=True)
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def _open_netns(pid: int) -> int | None:
+    """An O_RDONLY fd on the netns of `pid`, or None when the process is gone."""
+    try:
+        return os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError as exc:
+        raise BackendError(f"opening the netns of pid {pid}: {_reason(exc)}") from exc
+
+
+def _refuse_own_netns(nsfd: int, pid: int) -> None:
+    """Invariant guard: never treat the agent's own netns as an instance's."""
+    theirs = os.fstat(nsfd)
+    ours = os.stat("/proc/self/ns/net")
+    if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+        raise BackendError(f"pid {pid} shares the host network namespace; refusing to plumb it")
+
+
+@contextlib.contextmanager
+def _netns(pid: int) -> Iterator[tuple[int, Any] | None]:
+    """(netns fd, IPRoute inside it) for `pid`, or None when the process is gone."""
+    nsfd = _open_netns(pid)
+    if nsfd is None:
+        yield None
+        return
+    try:
+        _refuse_own_netns(nsfd, pid)
+        with _backend(f"opening a netlink socket in the netns of pid {pid}"):
+            sock = _run_in_netns(
+                nsfd, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
+            fileno = sock.detach()
+            try:
+                ipr = IPRoute(fileno=fileno)
+            except BaseException:
+                os.close(fileno)
+                raise
+        try:
+            yield nsfd, ipr
+        finally:
+            ipr.close()
+    finally:
+        os.close(nsfd)
+
+
+# --------------------------------------------------------------------------- link helpers
+
+
+def _get_link(ipr: Any, name: str) -> Any | None:
+    """The RTM_NEWLINK message of `name`, or None (the kernel looks the name up: no dump)."""
+    try:
+        return ipr.link("get", ifname=name)[0]
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            return None
+        raise BackendError(f"looking up link {name}: {_reason(exc)}") from exc
+
+
+def _kind(link: Any) -> str | None:
+    kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+    return str(kind) if kind is not None else None
+
+
+def _delete_link(ipr: Any, index: int, what: str) -> None:
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as exc:
+        if exc.code != errno.ENODEV:  # already gone: fine
+            raise BackendError(f"deleting {what}: {_reason(exc)}") from exc
+
+
+def _random_mac() -> str:
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFE) | 0x02  # unicast, locally administered
+    return ":".join(f"{b:02x}" for b in octets)
+
+
+def _check_ifname(name: str) -> None:
+    if not name or len(name) > _IFNAMSIZ or "/" in name or any(c.isspace() for c in name):
+        raise BackendError(f"invalid interface name {name!r} (1-{_IFNAMSIZ} chars, no / or space)")
+
+
+def _check_addressing(mac: str, ip: str, prefixlen: int, gateway: str) -> str:
+    """Validate plumb's addressing arguments; return the MAC in canonical lower case."""
+    mac = mac.lower()
+    if not _MAC_RE.match(mac) or int(mac[:2], 16) & 1:
+        raise BackendError(f"invalid unicast MAC address {mac!r}")
+    try:
+        iface = ipaddress.IPv4Interface(f"{ip}/{prefixlen}")
+        gw = ipaddress.IPv4Address(gateway)
+    except ValueError as exc:
+        raise BackendError(f"invalid address {ip}/{prefixlen} via {gateway}: {exc}") from exc
+    if gw not in iface.network or gw == iface.ip:
+        raise BackendError(f"gateway {gateway} is not another address of {iface.network}")
+    return mac
+
+
+# --------------------------------------------------------------------------- bridges
+
+
+def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
+    """Make bridge `name` exist, carry `gateway/prefixlen` and be up. Nothing else (no NAT).
+
+    A new bridge gets a fixed random MAC: a bridge whose MAC was never set takes the lowest
+    port MAC and changes it as ports come and go, which would leave instances with a stale
+    ARP entry for their gateway. Other addresses already on the bridge are left alone.
+    """
+    _check_ifname(name)
+    try:
+        ipaddress.IPv4Interface(f"{gateway}/{prefixlen}")
+    except ValueError as exc:
+        raise BackendError(f"invalid bridge address {gateway}/{prefixlen}: {exc}") from exc
+    with _host() as ipr:
+        index = _ensure_bridge_link(ipr, name)
+        try:
+            ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise BackendError(f"adding {gateway}/{prefixlen} to {name}: "
+                                   f"{_reason(exc)}") from exc
+        with _backend(f"bringing bridge {name} up"):
+            ipr.link("set", index=index, state="up")
+
+
+def _ensure_bridge_link(ipr: Any, name: str) -> int:
+    """Index of bridge `name`, created if missing; Conflict if the name is another kind."""
+    link = _get_link(ipr, name)
+    if link is None:
+        try:
+            ipr.link("add", ifname=name, kind="bridge", address=_random_mac())
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:  # EEXIST: a concurrent ensure_bridge won
+                raise BackendError(f"creating bridge {name}: {_reason(exc)}") from exc
+        link = _get_link(ipr, name)
+        if link is None:
+            raise BackendError(f"bridge {name} vanished right after creation")
+    if _kind(link) != "bridge":
+        raise Conflict(f"link {name} exists and is a {_kind(link) or 'device'}, not a bridge")
+    return int(link["index"])
+
+
+def delete_bridge(name: str) -> None:
+    """Delete bridge `name` if present. Ports still attached are detached, not deleted."""
+    with _host() as ipr:
+        link = _get_link(ipr, name)
+        if link is None:
+            return
+        if _kind(link) != "bridge":
+            raise Conflict(f"link {name} is a {_kind(link) or 'device'}, not a bridge; "
+                           "not deleting it")
+        _delete_link(ipr, int(link["index"]), f"bridge {name}")
+
+
+def link_exists(name: str) -> bool:
+    """True when a link called `name` exists in the agent's netns (any kind)."""
+    with _host() as ipr:
+        return _get_link(ipr, name) is not None
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def plumb(pid: int, host_ifname: str, peer_ifname: str, bridge: str, mac: str, ip: str,
+          prefixlen: int, gateway: str) -> None:
+    """Give the netns of `pid` an eth0 (mac, ip/prefixlen, default via gateway) on `bridge`.
+
+    The host end `host_ifname` is attached to `bridge` and up; the peer is created directly
+    inside the netns as `peer_ifname` and renamed eth0. A stale `host_ifname` (ours by naming
+    convention) is deleted first, which also removes its old peer. If eth0 already has this
+    mac and address and is the peer of `host_ifname`, only cheap state (links up, master,
+    default route) is re-asserted. On failure the veth made by this call is deleted.
+    """
+    _check_ifname(host_ifname)
+    _check_ifname(peer_ifname)
+    mac = _check_addressing(mac, ip, prefixlen, gateway)
+    cidr = f"{ip}/{prefixlen}"
+    with _host() as host, _netns(pid) as target:
+        if target is None:
+            raise BackendError(f"cannot plumb {host_ifname}: process {pid} is gone")
+        nsfd, ns = target
+        br_index = _bridge_index(host, bridge)
+        if _reassert_if_plumbed(host, ns, host_ifname, br_index, mac, cidr, gateway):
+            return
+        _remove_stale(host, ns, host_ifname, pid)
+        _create_veth(host, nsfd, host_ifname, peer_ifname, br_index, mac, pid)
+        try:
+            eth0 = _configure_peer(ns, peer_ifname, ip, prefixlen, gateway, pid)
+        except BaseException:
+            _delete_quietly(host, host_ifname)
+            raise
+        _send_garp(nsfd, eth0, mac, ip)
+
+
+def _bridge_index(ipr: Any, bridge: str) -> int:
+    link = _get_link(ipr, bridge)
+    if link is None:
+        raise BackendError(f"bridge {bridge} does not exist (ensure_bridge first)")
+    if _kind(link) != "bridge":
+        raise Conflict(f"link {bridge} is a {_kind(link) or 'device'}, not a bridge")
+    return int(link["index"])
+
+
+def _reassert_if_plumbed(host: Any, ns: Any, host_ifname: str, br_index: int, mac: str,
+                         cidr: str, gateway: str) -> bool:
+    """Idempotent path: True (after re-asserting ups/master/route) when already plumbed."""
+    eth0 = _get_link(ns, _INSTANCE_IFNAME)
+    host_end = _get_link(host, host_ifname)
+    if eth0 is None or host_end is None:
+        return False
+    same_pair = eth0.get_attr("IFLA_LINK") == host_end["index"]
+    if not same_pair or eth0.get_attr("IFLA_ADDRESS") != mac:
+        return False
+    if cidr not in _ipv4_addresses(ns, int(eth0["index"])):
+        return False
+    with _backend(f"re-asserting {host_ifname} on bridge"):
+        host.link("set", index=int(host_end["index"]), master=br_index, state="up")
+    _finish_ns_config(ns, int(eth0["index"]), gateway)
+    return True
+
+
+def _remove_stale(host: Any, ns: Any, host_ifname: str, pid: int) -> None:
+    """Delete a leftover host end (and with it its peer); refuse a foreign eth0 in the netns."""
+    stale = _get_link(host, host_ifname)
+    if stale is not None:
+        if _kind(stale) != "veth":
+            raise Conflict(f"link {host_ifname} exists and is a {_kind(stale) or 'device'}, "
+                           "not a veth")
+        _delete_link(host, int(stale["index"]), f"stale veth {host_ifname}")
+    if _get_link(ns, _INSTANCE_IFNAME) is not None:
+        raise Conflict(f"the netns of pid {pid} already has an eth0 that is not the peer of "
+                       f"{host_ifname}; unplumb its host end first")
+
+
+def _create_veth(host: Any, nsfd: int, host_ifname: str, peer_ifname: str, br_index: int,
+                 mac: str, pid: int) -> None:
+    """One RTM_NEWLINK: host end on the bridge and up, peer born in the netns with `mac`."""
+    peer = {"ifname": peer_ifname, "net_ns_fd": nsfd, "address": mac}
+    try:
+        host.link("add", ifname=host_ifname, kind="veth", peer=peer, master=br_index,
+                  state="up")
+    except NetlinkError as exc:
+        raise BackendError(f"creating veth {host_ifname} (peer {peer_ifname} in the netns of "
+                           f"pid {pid}): {_reason(exc)}") from exc
+
+
+def _configure_peer(ns: Any, peer_ifname: str, ip: str, prefixlen: int, gateway: str,
+                    pid: int) -> int:
+    """Inside the netns: rename the peer to eth0, address it, routes; return its index."""
+    where = f"in the netns of pid {pid}"
+    peer = _get_link(ns, peer_ifname)
+    if peer is None:
+        raise BackendError(f"veth peer {peer_ifname} did not appear {where}")
+    index = int(peer["index"])
+    with _backend(f"renaming {peer_ifname} to eth0 {where}"):
+        ns.link("set", index=index, ifname=_INSTANCE_IFNAME, state="up")
+    with _backend(f"adding {ip}/{prefixlen} to eth0 {where}"):
+        ns.addr("add", index=index, address=ip, prefixlen=prefixlen)
+    _finish_ns_config(ns, index, gateway)
+    return index
+
+
+def _finish_ns_config(ns: Any, eth0_index: int, gateway: str) -> None:
+    """eth0 up, lo up, default route via `gateway` (replace: idempotent)."""
+    with _backend("bringing eth0 and lo up"):
+        ns.link("set", index=eth0_index, state="up")
+        lo = _get_link(ns, "lo")
+        if lo is not None:
+            ns.link("set", index=int(lo["index"]), state="up")
+    with _backend(f"setting the default route via {gateway}"):
+        ns.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=eth0_index)
+
+
+def _delete_quietly(host: Any, host_ifname: str) -> None:
+    """Rollback helper: remove what plumb created; never masks the original error."""
+    try:
+        link = _get_link(host, host_ifname)
+        if link is not None:
+            host.link("del", index=int(link["index"]))
+    except (BackendError, NetlinkError, OSError) as exc:
+        log.warning("rollback: could not delete %s: %s", host_ifname, exc)
+
+
+def _send_garp(nsfd: int, eth0_index: int, mac: str, ip: str) -> None:
+    """Best-effort gratuitous ARP request from eth0 (see module docstring)."""
+    hw = bytes.fromhex(mac.replace(":", ""))
+    pa = socket.inet_aton(ip)
+    frame = (b"\xff" * 6 + hw + struct.pack("!H", 0x0806)
+             + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + pa + b"\x00" * 6 + pa)
+
+    def send() -> socket.socket:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # 0: receives nothing
+        try:
+            sock.sendto(frame, (_INSTANCE_IFNAME, 0))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    try:
+        sock = _run_in_netns(nsfd, send)
+    except OSError as exc:
+        log.debug("gratuitous ARP from eth0 (index %d) failed: %s", eth0_index, exc)
+        return
+    # Closing a packet socket waits for an RCU grace period (synchronize_net, 8-20 ms here):
+    # let a throw-away thread pay it instead of the caller.
+    threading.Thread(target=sock.close, name="dockyard-garp-close", daemon=True).start()
+
+
+def unplumb(host_ifname: str) -> None:
+    """Delete the host end `host_ifname` (its peer eth0 goes with it). Idempotent."""
+    with _host() as host:
+        link = _get_link(host, host_ifname)
+        if link is None:
+            return
+        if _kind(link) != "veth":
+            raise Conflict(f"link {host_ifname} is a {_kind(link) or 'device'}, not a veth; "
+                           "not deleting it")
+        _delete_link(host, int(link["index"]), f"veth {host_ifname}")
+
+
+# --------------------------------------------------------------------------- observation
+
+
+def _ipv4_addresses(ipr: Any, index: int) -> list[str]:
+    with _backend("listing addresses"):
+        msgs = ipr.addr("dump", family=socket.AF_INET)
+    return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}" for m in msgs if m["index"] == index]
+
+
+def instance_eth0(pid: int) -> Eth0 | None:
+    """eth0 as seen inside the netns of `pid`; None if there is none or the pid is gone."""
+    with _netns(pid) as target:
+        if target is None:
+            return None
+        _, ns = target
+        link = _get_link(ns, _INSTANCE_IFNAME)
+        if link is None:
+            return None
+        index = int(link["index"])
+        return Eth0(mac=str(link.get_attr("IFLA_ADDRESS")),
+                    addresses=_ipv4_addresses(ns, index),
+                    up=bool(link["flags"] & _IFF_UP))
+
+
+def list_routes() -> list[Route]:
+    """IPv4 routes of the main table except the default route, e.g. 10.0.0.0/24 dev br0."""
+    with _host() as ipr, _backend("listing routes"):
+        names = {int(m["index"]): str(m.get_attr("IFLA_IFNAME")) for m in ipr.link("dump")}
+        routes = ipr.route("dump", family=socket.AF_INET)
+        out: list[Route] = []
+        for msg in routes:
+            table = msg.get_attr("RTA_TABLE") or msg["table"]
+            if table != _MAIN_TABLE or msg["dst_len"] == 0:
+                continue
+            oif = msg.get_attr("RTA_OIF")
+            out.append(Route(dst=f"{msg.get_attr('RTA_DST')}/{msg['dst_len']}",
+                             dev=names.get(int(oif)) if oif is not None else None))
+        return out
