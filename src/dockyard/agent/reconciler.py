@@ -74,9 +74,9 @@ class Reconciler:
         name = ids.container_name(d.id)
         self.files.write(d)
         if d.desired_state == DesiredState.stopped:
+            self.network.unplumb(d.id)
             if info.running:
                 self.engine.stop(name, self.stop_timeout)
-            self.network.unplumb(d.id)
             return self._observed(d, "stopped", info.id)
         self.network.ensure_network(d.network)
         if d.restart_serial > self.files.applied_restart(d.id):
@@ -130,8 +130,10 @@ class Reconciler:
         return info
 
     def _remove(self, instance_id: str) -> None:
-        self.engine.remove(ids.container_name(instance_id))
+        # The veth goes first: once the container is gone the kernel tears its netns down
+        # asynchronously, and the host end would linger for a while.
         self.network.unplumb(instance_id)
+        self.engine.remove(ids.container_name(instance_id))
         self.files.remove(instance_id)
 
     def _spec(self, d: DesiredInstance) -> ContainerSpec:

@@ -103,9 +103,9 @@ class Agent:
 
     def _watch_once(self, state: dict[str, float]) -> None:
         full = time.monotonic() - state["last_full"] > self.settings.resync_interval
-        since = 0 if full else int(state["since"])
         try:
-            raw = self.client.get("/v1/agent/watch", since=since, timeout=WATCH_TIMEOUT)
+            raw = self.client.get("/v1/agent/watch", since=int(state["since"]),
+                                  full=str(full).lower(), timeout=WATCH_TIMEOUT)
         except DockyardError:
             state["last_full"] = 0.0  # after any trouble, ask for everything again
             raise

@@ -144,6 +144,10 @@ def exec_(name: str, command: Annotated[list[str], typer.Argument(help="-- CMD â
           user: str | None = typer.Option(None, "--user", "-u"),
           env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE")) -> None:  # noqa: B008
     """Run a command in an instance; its output and exit code are passed back."""
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise InvalidRequest("exec needs a command: dockyard exec NAME -- CMD â€¦")
     with client(timeout=3700) as api:
         result = api.post(f"/v1/instances/{name}/exec",
                           {"command": command, "env": _env(env), "workdir": workdir,

@@ -33,6 +33,7 @@ LOCAL_HOST = "local"
 def _logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT"),

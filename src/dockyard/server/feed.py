@@ -52,7 +52,8 @@ def register(body: Registration, caller: Caller = Depends(auth.host),
     with ctx.db.session() as sess:
         row = sess.scalar(select(HostRow).where(HostRow.name == caller.host_name))
         if row is None:
-            row = HostRow(id=new_id(), name=caller.host_name or body.name)
+            row = HostRow(id=new_id(), name=caller.host_name or body.name, version=0,
+                          draining=False, reserved_cores=[], labels={})
             sess.add(row)
         was_up = row.last_heartbeat is not None
         row.api_url, row.api_secret = body.api_url, body.api_secret
@@ -96,33 +97,34 @@ def _desired(sess: Session, row: InstanceRow, net: NetworkRow) -> DesiredInstanc
         revision=row.revision, creating=row.state == "creating")
 
 
-def _changes(ctx: ServerContext, host_name: str, since: int) -> WatchReply:
+def _changes(ctx: ServerContext, host_name: str, since: int, full: bool) -> WatchReply:
     with ctx.db.session() as sess:
         host = sess.scalar(select(HostRow).where(HostRow.name == host_name))
         if host is None:
             raise NotFound(f"host {host_name} has not registered")
         current = revision.current(sess)
         query = select(InstanceRow).where(InstanceRow.host_id == host.id)
-        if since > 0:
+        if not full:
             query = query.where(InstanceRow.revision > since)
         nets = {n.id: n for n in sess.scalars(select(NetworkRow))}
         instances = [_desired(sess, row, nets[row.network_id]) for row in sess.scalars(query)]
-        net_changed = since == 0 or int(meta.get(sess, meta.NETWORKS_REVISION) or 0) > since
-        return WatchReply(revision=current, full=since == 0, instances=instances,
+        net_changed = full or int(meta.get(sess, meta.NETWORKS_REVISION) or 0) > since
+        return WatchReply(revision=current, full=full, instances=instances,
                           networks=[_network(n) for n in nets.values()] if net_changed else [])
 
 
 @router.get("/watch", response_model=WatchReply)
-async def watch(since: int = Query(0, ge=0), timeout: float = Query(25.0, ge=0, le=300),
+async def watch(since: int = Query(0, ge=0), full: bool = False,
+                timeout: float = Query(25.0, ge=0, le=300),
                 caller: Caller = Depends(auth.host),
                 ctx: ServerContext = Depends(auth.context)) -> WatchReply:
     assert caller.host_name is not None
     token = ctx.notifier.token()
-    reply = await run_in_threadpool(_changes, ctx, caller.host_name, since)
-    if reply.instances or reply.networks or reply.full or timeout == 0:
+    reply = await run_in_threadpool(_changes, ctx, caller.host_name, since, full)
+    if reply.instances or reply.networks or full or timeout == 0:
         return reply
     await ctx.notifier.wait(token, min(timeout, ctx.settings.watch_timeout))
-    return await run_in_threadpool(_changes, ctx, caller.host_name, since)
+    return await run_in_threadpool(_changes, ctx, caller.host_name, since, False)
 
 
 @router.post("/instances/{instance_id}/report", status_code=204)

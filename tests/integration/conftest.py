@@ -1,0 +1,36 @@
+"""Integration fixtures: one real Dockyard per session, and a leak check after every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.dockyard_env import Dockyard, leaks, make_dockyard
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def dy() -> Iterator[Dockyard]:
+    env = make_dockyard()
+    try:
+        env.start()
+        yield env
+    finally:
+        env.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def assert_no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that used the session Dockyard: no container, veth, IP, core,
+    operation or agent file without an instance."""
+    yield
+    if "dy" in request.fixturenames:
+        env: Dockyard = request.getfixturevalue("dy")
+        if env.proc is not None:
+            assert leaks(env) == []

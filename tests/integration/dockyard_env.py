@@ -1,0 +1,206 @@
+"""A real single-host Dockyard for integration tests: `dockyard up` as a subprocess with its
+own home, HOME (CLI config), port, subnet and therefore its own bridge, so it never collides
+with a user's Dockyard. Everything it creates is removed afterwards, even when tests fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from dockyard.client import ApiClient
+
+IMAGE = "dockyard/busybox:latest"
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_subnet() -> str:
+    """A /24 in 10.243.0.0/16 that no route of this machine uses."""
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+    for _ in range(100):
+        third = random.randint(1, 254)
+        if f"10.243.{third}." not in routes:
+            return f"10.243.{third}.0/24"
+    raise RuntimeError("no free test subnet")
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class Dockyard:
+    root: Path
+    port: int
+    subnet: str
+    proc: subprocess.Popen[bytes] | None = None
+    cluster: str = ""
+    bridges: set[str] = field(default_factory=set)
+    seen_instances: set[str] = field(default_factory=set)
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+        env["HOME"] = str(self.root)
+        env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+        return env
+
+    def start(self, timeout: float = 60.0) -> None:
+        with open(self.root / "up.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(VENV_BIN / "dockyard"), "up", "--home", str(self.home), "--listen",
+                 f"127.0.0.1:{self.port}", "--subnet", self.subnet, "--resync-interval", "5"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockyard up exited: {self.log_tail()}")
+            if b"is up" in (self.root / "up.log").read_bytes():
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"dockyard up did not come up: {self.log_tail()}")
+        self.cluster = self.db_query("SELECT value FROM meta WHERE key='cluster'")[0][0]
+        with self.api() as api:
+            self.bridges |= {n["bridge"] for n in api.get("/v1/networks")["items"]}
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log_tail(self) -> str:
+        parts = []
+        for name in ("up.log", "home/logs/server.log", "home/logs/agent.log"):
+            path = self.root / name
+            if path.exists():
+                parts.append(f"--- {name}\n" + path.read_text(errors="replace")[-3000:])
+        return "\n".join(parts)
+
+    def token(self) -> str:
+        cfg = json.loads((self.root / ".config/dockyard/config.json").read_text())
+        return str(cfg["token"])
+
+    def api(self) -> ApiClient:
+        return ApiClient(self.url, self.token(), timeout=120)
+
+    def cli(self, *args: str, timeout: float = 120) -> CliResult:
+        proc = subprocess.run([str(VENV_BIN / "dockyard"), *args], capture_output=True,
+                              text=True, env=self.env(), timeout=timeout)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def ok(self, *args: str) -> CliResult:
+        result = self.cli(*args)
+        assert result.code == 0, f"dockyard {' '.join(args)} failed: {result.err}{result.out}"
+        return result
+
+    def db_query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(f"file:{self.home / 'dockyard.db'}?mode=ro", uri=True,
+                               timeout=10)
+        try:
+            return list(conn.execute(sql, params))
+        finally:
+            conn.close()
+
+    def containers(self) -> list[Any]:
+        client = docker.from_env()
+        try:
+            return list(client.containers.list(
+                all=True, filters={"label": f"dockyard.cluster={self.cluster}"}))
+        finally:
+            client.close()
+
+    def cleanup(self) -> None:
+        """Remove everything this Dockyard made on the machine."""
+        self.stop()
+        for container in self.containers():
+            container.remove(force=True)
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        for bridge in self.bridges:
+            subprocess.run(["iptables", "-w", "-D", "DOCKER-USER", "-i", bridge, "-o", bridge,
+                            "-j", "ACCEPT"], capture_output=True)
+            if f" {bridge}:" in links:
+                subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def make_dockyard() -> Dockyard:
+    root = Path(tempfile.mkdtemp(prefix="dockyard-test-"))
+    return Dockyard(root=root, port=free_port(), subnet=free_subnet())
+
+
+def host_links(master: str | None = None) -> set[str]:
+    cmd = ["ip", "-o", "link", "show"] + (["master", master] if master else [])
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line}
+
+
+def leaks(dy: Dockyard) -> list[str]:
+    """Everything that exists on the machine or in the ledger without a live instance."""
+    problems = []
+    known = {row[0] for row in dy.db_query("SELECT id FROM instances")}
+    dy.seen_instances |= known | {row[0] for row in dy.db_query(
+        "SELECT instance_id FROM events WHERE instance_id IS NOT NULL")}
+    for container in dy.containers():
+        iid = container.labels.get("dockyard.instance")
+        if iid not in known:
+            problems.append(f"container {container.name} of unknown instance {iid}")
+    ours = set().union(*(host_links(b) for b in dy.bridges)) if dy.bridges else set()
+    ours |= {link for link in host_links() if link[3:] in dy.seen_instances}
+    for link in ours:
+        if link.startswith(("dyh", "dyc")) and link[3:] not in known:
+            problems.append(f"veth {link} of unknown instance")
+    for (iid,) in dy.db_query("SELECT instance_id FROM ip_allocations"):
+        if iid not in known:
+            problems.append(f"ip reservation of unknown instance {iid}")
+    for (iid,) in dy.db_query("SELECT instance_id FROM core_allocations"):
+        if iid not in known:
+            problems.append(f"core reservation of unknown instance {iid}")
+    for (iid,) in dy.db_query("SELECT id FROM operations WHERE status='running'"):
+        row = dy.db_query("SELECT instance_id FROM operations WHERE id=?", iid)
+        if row and row[0][0] not in known:
+            problems.append(f"running operation {iid} of unknown instance")
+    instances_dir = dy.home / "agent" / "instances"
+    if instances_dir.exists():
+        for path in instances_dir.iterdir():
+            if path.name not in known:
+                problems.append(f"agent files of unknown instance {path.name}")
+    return problems
