@@ -6,6 +6,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from dockyard.cli.config import client
 from dockyard.cli.output import console, details, print_json, table
@@ -29,8 +30,11 @@ def _env(pairs: list[str]) -> dict[str, str]:
 def _volumes(specs: list[str]) -> list[dict[str, Any]]:
     try:
         return [VolumeSpec.parse(s).model_dump() for s in specs]
+    except ValidationError as exc:
+        msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise InvalidRequest(f"-v: {msg}") from exc
     except ValueError as exc:
-        raise InvalidRequest(str(exc).splitlines()[-1]) from exc
+        raise InvalidRequest(f"-v: {exc}") from exc
 
 
 def launch(

@@ -35,7 +35,8 @@ def main() -> None:
     try:
         app()
     except DockyardError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False, markup=True,
+                          soft_wrap=True)
         sys.exit(1)
 
 
