@@ -1,0 +1,86 @@
+"""Small fakes at the adapter seams: a Docker engine and a host network kept in dicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from dockyard.adapters.docker_engine import ContainerInfo, ContainerSpec
+from dockyard.errors import BackendError, NotFound
+from dockyard.model.agent import DesiredInstance, DesiredNetwork
+
+
+class FakeEngine:
+    def __init__(self, images: set[str] | None = None) -> None:
+        self.images = images or {"img"}
+        self.containers: dict[str, ContainerInfo] = {}
+        self.specs: dict[str, ContainerSpec] = {}
+        self.calls: list[str] = []
+        self.fail_start = False
+        self._pid = 1000
+
+    def inspect(self, name: str) -> ContainerInfo | None:
+        return self.containers.get(name)
+
+    def create(self, spec: ContainerSpec) -> str:
+        self.calls.append(f"create {spec.name}")
+        if spec.image not in self.images:
+            raise NotFound(f"image {spec.image} not found")
+        self.specs[spec.name] = spec
+        self.containers[spec.name] = ContainerInfo(
+            id=f"c-{spec.name}", name=spec.name, status="created", pid=0, labels=spec.labels,
+            image=spec.image, exit_code=0, oom_killed=False, cpuset=spec.cpuset)
+        return f"c-{spec.name}"
+
+    def start(self, name: str) -> ContainerInfo:
+        self.calls.append(f"start {name}")
+        if self.fail_start:
+            raise BackendError("start failed")
+        self._pid += 1
+        info = replace(self.containers[name], status="running", pid=self._pid)
+        self.containers[name] = info
+        return info
+
+    def stop(self, name: str, timeout: int) -> None:
+        self.calls.append(f"stop {name}")
+        if name in self.containers:
+            self.containers[name] = replace(self.containers[name], status="exited", pid=0)
+
+    def remove(self, name: str) -> None:
+        self.calls.append(f"remove {name}")
+        self.containers.pop(name, None)
+
+    def update_cpuset(self, name: str, cpuset: str) -> None:
+        self.calls.append(f"cpuset {name} {cpuset}")
+        for key, info in self.containers.items():
+            if info.id == name or key == name:
+                self.containers[key] = replace(info, cpuset=cpuset)
+
+
+@dataclass
+class FakeEth0:
+    mac: str
+    addresses: list[str]
+    up: bool = True
+
+
+@dataclass
+class FakeNetwork:
+    bridges: set[str] = field(default_factory=set)
+    plumbed: dict[int, FakeEth0] = field(default_factory=dict)
+    veths: set[str] = field(default_factory=set)
+    fail_plumb: bool = False
+
+    def ensure_network(self, net: DesiredNetwork) -> None:
+        self.bridges.add(net.bridge)
+
+    def plumb(self, pid: int, d: DesiredInstance) -> None:
+        if self.fail_plumb:
+            raise BackendError("veth name taken")
+        self.plumbed[pid] = FakeEth0(d.mac, [f"{d.ip}/{d.prefixlen}"])
+        self.veths.add(d.id)
+
+    def unplumb(self, instance_id: str) -> None:
+        self.veths.discard(instance_id)
+
+    def eth0(self, pid: int) -> FakeEth0 | None:
+        return self.plumbed.get(pid)

@@ -1,0 +1,123 @@
+"""The capacity ledger on a real SQLite store: UNIQUE constraints and the version CAS."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dockyard.errors import Conflict
+from dockyard.model.ids import new_id
+from dockyard.server.bootstrap import init_store
+from dockyard.store import ledger, revision, tokens
+from dockyard.store.db import Database
+from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[tuple[Database, str]]:
+    database = Database(f"sqlite:///{tmp_path / 'd.db'}")
+    project = init_store(database)
+    with database.session() as sess:
+        sess.add(HostRow(id="h1", name="h1", version=0, inventory={"cores": [0, 1, 2, 3]},
+                         reserved_cores=[], labels={}, draining=False))
+        sess.add(NetworkRow(id="n1", name="n1", project_id=project, subnet="10.0.0.0/24",
+                            gateway="10.0.0.1", dns=[], bridge="dybn1"))
+    yield database, project
+    database.close()
+
+
+def test_migrations_are_idempotent(db: tuple[Database, str]) -> None:
+    database, project = db
+    assert init_store(database) == project
+
+
+def test_ip_is_held_once(db: tuple[Database, str]) -> None:
+    database, _ = db
+    with database.session() as sess:
+        ledger.reserve_ip(sess, "n1", "10.0.0.5", "i1")
+    with pytest.raises(Conflict, match="already in use"), database.session() as sess:
+        ledger.reserve_ip(sess, "n1", "10.0.0.5", "i2")
+    with database.session() as sess:
+        assert ledger.used_ips(sess, "n1") == {"10.0.0.5"}
+
+
+def test_core_is_held_once_and_failed_transaction_rolls_back(db: tuple[Database, str]) -> None:
+    database, _ = db
+    with database.session() as sess:
+        ledger.reserve_cores(sess, "h1", [3], "i1")
+    with pytest.raises(Conflict), database.session() as sess:
+        ledger.reserve_ip(sess, "n1", "10.0.0.9", "i2")  # rolled back with the failure below
+        ledger.reserve_cores(sess, "h1", [2, 3], "i2")
+    with database.session() as sess:
+        assert ledger.taken_cores(sess, "h1") == {3: "i1"}
+        assert ledger.used_ips(sess, "n1") == set()
+
+
+def test_release_is_idempotent(db: tuple[Database, str]) -> None:
+    database, _ = db
+    with database.session() as sess:
+        ledger.reserve_ip(sess, "n1", "10.0.0.5", "i1")
+        ledger.reserve_cores(sess, "h1", [1, 2], "i1")
+    for _ in range(2):
+        with database.session() as sess:
+            ledger.release_instance(sess, "i1")
+    with database.session() as sess:
+        assert ledger.taken_cores(sess, "h1") == {} and ledger.used_ips(sess, "n1") == set()
+
+
+def test_placement_cas_rejects_a_stale_plan(db: tuple[Database, str]) -> None:
+    database, _ = db
+    with database.session() as sess:
+        ledger.commit_placement(sess, "h1", 0)
+    with pytest.raises(Conflict, match="retry"), database.session() as sess:
+        ledger.commit_placement(sess, "h1", 0)
+
+
+def test_memory_reserved_sums_instances(db: tuple[Database, str]) -> None:
+    database, project = db
+    with database.session() as sess:
+        for n, mem in enumerate((64 << 20, None, 128 << 20)):
+            sess.add(InstanceRow(id=f"i{n}", name=f"i{n}", project_id=project, host_id="h1",
+                                 network_id="n1", image="x", hostname="x", ip=f"10.0.0.{n + 2}",
+                                 mac="m", state="running", desired_state="running",
+                                 limits={"memory_bytes": mem}))
+    with database.session() as sess:
+        assert ledger.memory_reserved(sess, "h1") == 192 << 20
+        assert ledger.instance_count(sess, "h1") == 3
+
+
+def test_concurrent_reservations_never_share_an_ip(db: tuple[Database, str]) -> None:
+    database, _ = db
+    wins: list[str] = []
+    losses: list[str] = []
+
+    def grab(instance_id: str) -> None:
+        try:
+            with database.session() as sess:
+                ledger.reserve_ip(sess, "n1", "10.0.0.77", instance_id)
+            wins.append(instance_id)
+        except Conflict:
+            losses.append(instance_id)
+
+    threads = [threading.Thread(target=grab, args=(new_id(),)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1 and len(losses) == 7
+
+
+def test_revision_is_monotonic_and_tokens_are_hashed(db: tuple[Database, str]) -> None:
+    database, project = db
+    with database.session() as sess:
+        first = revision.bump(sess)
+        second = revision.bump(sess)
+        token = tokens.mint(sess, "admin", project_id=project)
+    assert second == first + 1
+    with database.session() as sess:
+        row = tokens.lookup(sess, token)
+        assert row is not None and row.hash != token and token not in row.hash
+        assert tokens.lookup(sess, token + "x") is None

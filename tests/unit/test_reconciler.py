@@ -1,0 +1,158 @@
+"""The level-triggered reconciler against fakes: convergence, idempotence, rollback, fencing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockyard.agent.hostfiles import InstanceFiles
+from dockyard.agent.reconciler import Reconciler
+from dockyard.agent.workqueue import WorkQueue
+from dockyard.model.agent import DesiredInstance, DesiredNetwork
+from dockyard.model.instance import DesiredState, Limits
+from tests.unit.fakes import FakeEngine, FakeNetwork
+
+NET = DesiredNetwork(id="n1", name="default", bridge="dybn1", subnet="10.0.0.0/24",
+                     gateway="10.0.0.1")
+
+
+def desired(**over: Any) -> DesiredInstance:
+    base: dict[str, Any] = dict(
+        id="abc123", name="web", project="default", generation=1,
+        desired_state=DesiredState.running, restart_serial=0, image="img", hostname="web",
+        network=NET, ip="10.0.0.5", prefixlen=24, mac="02:d7:0a:00:00:05", dns=["10.0.0.1"],
+        limits=Limits(cpuset="0-1"), volumes=[], env={}, revision=1, creating=True)
+    base.update(over)
+    return DesiredInstance(**base)
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[Reconciler, FakeEngine, FakeNetwork, InstanceFiles]:
+    engine, network, files = FakeEngine(), FakeNetwork(), InstanceFiles(tmp_path)
+    return Reconciler(engine, network, files, "cluster-1"), engine, network, files  # type: ignore[arg-type]
+
+
+def test_create_start_plumb_and_files(parts: Any) -> None:
+    rec, engine, network, files = parts
+    obs = rec.sync(desired())
+    assert obs.state == "running" and obs.container_id == "c-dy-abc123"
+    spec = engine.specs["dy-abc123"]
+    assert spec.labels == {"dockyard.cluster": "cluster-1", "dockyard.instance": "abc123",
+                           "dockyard.name": "web", "dockyard.project": "default",
+                           "dockyard.generation": "1"}
+    assert {m.target for m in spec.mounts} == {"/etc/hosts", "/etc/resolv.conf"}
+    assert "10.0.0.5\tweb" in files.hosts("abc123").read_text()
+    assert files.resolv("abc123").read_text() == "nameserver 10.0.0.1\n"
+    assert network.bridges == {"dybn1"} and "abc123" in network.veths
+
+
+def test_second_pass_is_a_no_op(parts: Any) -> None:
+    rec, engine, _, _ = parts
+    rec.sync(desired())
+    calls = list(engine.calls)
+    assert rec.sync(desired(creating=False)).state == "running"
+    assert engine.calls == calls
+
+
+def test_failed_first_create_rolls_back_everything(parts: Any) -> None:
+    rec, engine, network, files = parts
+    network.fail_plumb = True
+    obs = rec.sync(desired())
+    assert obs.state == "deleted" and obs.failed_create and "veth" in (obs.message or "")
+    assert engine.containers == {} and network.veths == set()
+    assert not files.dir("abc123").exists()
+
+
+def test_unknown_image_rolls_back(parts: Any) -> None:
+    rec, engine, _, files = parts
+    obs = rec.sync(desired(image="nope"))
+    assert obs.failed_create and engine.containers == {} and not files.dir("abc123").exists()
+
+
+def test_failure_after_first_create_is_an_error_not_a_rollback(parts: Any) -> None:
+    rec, engine, network, _ = parts
+    rec.sync(desired())
+    engine.containers.clear()  # someone removed the container behind our back
+    network.fail_plumb = True
+    with pytest.raises(Exception, match="veth"):
+        rec.sync(desired(creating=False))
+
+
+def test_stop_then_start_replumbs_same_ip_and_mac(parts: Any) -> None:
+    rec, engine, network, _ = parts
+    rec.sync(desired())
+    assert rec.sync(desired(desired_state=DesiredState.stopped)).state == "stopped"
+    assert "abc123" not in network.veths
+    obs = rec.sync(desired(creating=False))
+    pid = engine.containers["dy-abc123"].pid
+    assert obs.state == "running"
+    assert network.plumbed[pid].mac == "02:d7:0a:00:00:05"
+    assert network.plumbed[pid].addresses == ["10.0.0.5/24"]
+
+
+def test_restart_serial_restarts_once(parts: Any) -> None:
+    rec, engine, _, _ = parts
+    rec.sync(desired())
+    first_pid = engine.containers["dy-abc123"].pid
+    rec.sync(desired(restart_serial=1, creating=False))
+    second_pid = engine.containers["dy-abc123"].pid
+    assert second_pid != first_pid
+    rec.sync(desired(restart_serial=1, creating=False))
+    assert engine.containers["dy-abc123"].pid == second_pid
+
+
+def test_delete_removes_container_veth_and_files(parts: Any) -> None:
+    rec, engine, network, files = parts
+    rec.sync(desired())
+    obs = rec.sync(desired(desired_state=DesiredState.deleted))
+    assert obs.state == "deleted" and not obs.failed_create
+    assert engine.containers == {} and network.veths == set()
+    assert not files.dir("abc123").exists()
+    assert rec.sync(desired(desired_state=DesiredState.deleted)).state == "deleted"
+
+
+def test_stale_generation_is_stopped_never_deleted(parts: Any) -> None:
+    rec, engine, _, _ = parts
+    rec.sync(desired())
+    obs = rec.sync(desired(generation=2, creating=False))
+    assert obs.state == "stopped"
+    assert "dy-abc123" in engine.containers
+    assert engine.containers["dy-abc123"].status == "exited"
+
+
+def test_other_clusters_container_is_left_alone(parts: Any, tmp_path: Path) -> None:
+    rec, engine, _, _ = parts
+    other = Reconciler(engine, FakeNetwork(), InstanceFiles(tmp_path / "o"), "cluster-2")
+    other.sync(desired())
+    obs = rec.sync(desired(desired_state=DesiredState.deleted))
+    assert obs.state == "error" and "another cluster" in (obs.message or "")
+    assert "dy-abc123" in engine.containers
+
+
+def test_shared_pool_cpuset_is_updated_live(parts: Any) -> None:
+    rec, engine, _, _ = parts
+    rec.sync(desired())
+    pid = engine.containers["dy-abc123"].pid
+    rec.sync(desired(limits=Limits(cpuset="0"), creating=False))
+    assert engine.containers["dy-abc123"].cpuset == "0"
+    assert engine.containers["dy-abc123"].pid == pid
+
+
+def test_workqueue_is_serial_per_key_and_dedupes() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    queue.add("a")
+    queue.add("b")
+    assert len(queue) == 2
+    key = queue.get()
+    assert key == "a"
+    queue.add("a")  # while processing: marked dirty, not handed to another worker
+    assert queue.get() == "b"
+    queue.done("b")
+    queue.done("a")  # dirty → queued again
+    assert queue.get() == "a"
+    queue.done("a")
+    queue.close()
+    assert queue.get() is None
