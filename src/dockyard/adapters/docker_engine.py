@@ -6,12 +6,19 @@ anything else -> BackendError. A container that vanished mid-operation is a norm
 (`inspect` returns None, `remove`/`stop` succeed), not a crash.
 
 The create path costs three round-trips: create, start, inspect (for the PID to plumb).
+
+`attach_exec` hands out an `ExecSession`: an exec with stdin attached over the hijacked
+dockerd connection (raw bytes with a tty; 8-byte-header frames without one, which the session
+unwraps, merging stdout and stderr). Its methods block; callers give it its own thread.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +102,81 @@ def _info(data: dict[str, Any]) -> ContainerInfo:
         labels=dict(config.get("Labels") or {}), image=str(config.get("Image", "")),
         exit_code=int(state.get("ExitCode") or 0), oom_killed=bool(state.get("OOMKilled")),
         cpuset=str((data.get("HostConfig") or {}).get("CpusetCpus") or ""))
+
+
+class ExecSession:
+    """One attached exec: `send`/`recv` raw bytes, `resize` its tty, `close_stdin`, `close`.
+
+    `recv` returns b"" once the process closed its output; `exit_code` then waits briefly for
+    dockerd to record the exit (the stream ends a moment before inspect says so).
+    """
+
+    def __init__(self, api: Any, exec_id: str, raw: Any, tty: bool, what: str) -> None:
+        self._api = api
+        self._id = exec_id
+        self._raw = raw  # socket.SocketIO of the hijacked connection
+        self._sock: socket.socket = raw._sock
+        self._tty = tty
+        self._what = what
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:  # the process is gone; its exit code tells the story
+            raise BackendError(f"{self._what}: stdin closed: {exc}") from exc
+
+    def recv(self) -> bytes:
+        """The next chunk of output, or b"" at the end."""
+        try:
+            if self._tty:
+                return self._sock.recv(65536)
+            while True:  # without a tty dockerd frames stdout/stderr: skip empty frames
+                header = self._read_exactly(8)
+                if len(header) < 8:
+                    return b""
+                _, length = struct.unpack(">BxxxL", header)
+                if length:
+                    return self._read_exactly(length)
+        except OSError:  # closed under us (close() from another thread)
+            return b""
+
+    def _read_exactly(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self._sock.recv(size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def resize(self, cols: int, rows: int) -> None:
+        if self._tty:
+            with _translate(f"resize {self._what}"):
+                self._api.exec_resize(self._id, height=rows, width=cols)
+
+    def close_stdin(self) -> None:
+        with suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+
+    def exit_code(self, wait: float = 5.0) -> int:
+        """The process's exit code (-1 if dockerd does not know it within `wait`)."""
+        deadline = time.monotonic() + wait
+        while True:
+            with _translate(f"inspect {self._what}"):
+                info = self._api.exec_inspect(self._id)
+            code = info.get("ExitCode")
+            if not info.get("Running") and code is not None:
+                return int(code)
+            if time.monotonic() >= deadline:
+                return -1
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Idempotent; unblocks a `recv` waiting in another thread."""
+        with suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._raw.close()
+        self._sock.close()
 
 
 class DockerEngine:
@@ -191,6 +273,17 @@ class DockerEngine:
         return ExecResult(exit_code=int(code if code is not None else -1),
                           stdout=(out or b"").decode(errors="replace"),
                           stderr=(err or b"").decode(errors="replace"))
+
+    def attach_exec(self, name: str, command: list[str], env: dict[str, str],
+                    workdir: str | None, user: str | None, tty: bool) -> ExecSession:
+        """Start `command` with stdin attached (and a tty if asked); the caller closes it."""
+        what = f"exec in {name}"
+        with _translate(what):
+            handle = self.api.exec_create(name, command, stdout=True, stderr=True, stdin=True,
+                                          tty=tty, environment=[f"{k}={v}" for k, v in env.items()],
+                                          workdir=workdir, user=user or "")
+            raw = self.api.exec_start(handle["Id"], tty=tty, socket=True)
+        return ExecSession(self.api, handle["Id"], raw, tty, what)
 
     def logs(self, name: str, follow: bool, tail: int | str) -> Iterator[bytes]:
         with _translate(f"logs of {name}"):

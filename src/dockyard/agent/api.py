@@ -1,4 +1,5 @@
-"""The agent's own small HTTP API, used by the server: image checks, exec and logs.
+"""The agent's own small HTTP API, used by the server: image checks, exec, logs and the
+interactive console (a websocket, see `agent/console.py`).
 
 Authenticated with the secret the agent handed the server at registration.
 """
@@ -8,11 +9,13 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterator
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import StreamingResponse
+from starlette.requests import HTTPConnection
 
 from dockyard import api_errors
 from dockyard.adapters.docker_engine import DockerEngine
+from dockyard.agent.console import install_console
 from dockyard.errors import NotFound, Unauthorized
 from dockyard.model import ids
 from dockyard.model.instance import ExecRequest, ExecResult
@@ -22,8 +25,8 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str) -> FastAPI
     app = FastAPI(title="Dockyard agent", version="0.1.0")
     api_errors.install(app)
 
-    def authorized(request: Request) -> None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    def authorized(conn: HTTPConnection) -> None:  # a Request or a WebSocket
+        scheme, _, token = conn.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), secret):
             raise Unauthorized("agent API: bad or missing token")
 
@@ -55,4 +58,5 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str) -> FastAPI
         stream: Iterator[bytes] = engine.logs(name, follow, count)
         return StreamingResponse(stream, media_type="text/plain")
 
+    install_console(app, engine, authorized, owned)
     return app

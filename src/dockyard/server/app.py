@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from dockyard.config import ServerSettings, split_listen
 from dockyard import api_errors
 from dockyard.server.agent_proxy import AgentProxy
+from dockyard.server import console
 from dockyard.server.bootstrap import init_store
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
@@ -42,6 +43,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     api_errors.install(app)
     app.include_router(cluster.router)
     app.include_router(instances.router)
+    app.include_router(console.router)
     app.include_router(networks.router)
     app.include_router(feed_router)
     return app
