@@ -30,7 +30,8 @@ def assert_no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """After every test that used the session Dockyard: no container, veth, IP, core,
     operation or agent file without an instance."""
     yield
-    if "dy" in request.fixturenames:
-        env: Dockyard = request.getfixturevalue("dy")
-        if env.proc is not None:
-            assert leaks(env) == []
+    for name in ("dy", "split"):
+        if name in request.fixturenames:
+            env: Dockyard = request.getfixturevalue(name)
+            if env.proc is not None:
+                assert leaks(env) == []

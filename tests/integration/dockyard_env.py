@@ -79,7 +79,9 @@ class Dockyard:
         return env
 
     def start(self, timeout: float = 60.0) -> None:
-        with open(self.root / "up.log", "ab") as log:
+        log_path = self.root / "up.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "dockyard"), "up", "--home", str(self.home), "--listen",
                  f"127.0.0.1:{self.port}", "--subnet", self.subnet, "--resync-interval", "5"],
@@ -88,7 +90,7 @@ class Dockyard:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dockyard up exited: {self.log_tail()}")
-            if b"is up" in (self.root / "up.log").read_bytes():
+            if b"is up" in log_path.read_bytes()[offset:]:
                 break
             time.sleep(0.1)
         else:

@@ -1,7 +1,8 @@
 """The real HostNetwork: bridges, veths and forwarding rules through the adapters.
 
-Bridges already made are remembered so the hot path (a create) does not re-check them; a full
-resync forgets them, which re-verifies every bridge (repairing one deleted from outside).
+Bridges already made are remembered so the hot path (a create) only checks that the bridge
+still exists (one netlink lookup); a bridge deleted from outside is made again with its
+address and forwarding rule. A full resync forgets them all and re-verifies everything.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class LinuxHostNetwork:
         self._lock = threading.Lock()
 
     def ensure_network(self, net: DesiredNetwork) -> None:
-        if net.bridge in self._ready:
+        if net.bridge in self._ready and netlink.link_exists(net.bridge):
             return
         with self._lock:
             prefix = ipaddress.IPv4Network(net.subnet).prefixlen

@@ -19,6 +19,7 @@ import logging
 from typing import Protocol
 
 from dockyard.adapters.docker_engine import ContainerInfo, ContainerSpec, DockerEngine, MountSpec
+from dockyard import faults
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.errors import DockyardError, TemporaryError
 from dockyard.model import ids
@@ -75,8 +76,10 @@ class Reconciler:
         self.files.write(d)
         if d.desired_state == DesiredState.stopped:
             self.network.unplumb(d.id)
+            faults.point("agent.stop.unplumbed")
             if info.running:
                 self.engine.stop(name, self.stop_timeout)
+                faults.point("agent.stop.stopped")
             return self._observed(d, "stopped", info.id)
         self.network.ensure_network(d.network)
         if d.restart_serial > self.files.applied_restart(d.id):
@@ -86,6 +89,7 @@ class Reconciler:
             self.files.set_applied_restart(d.id, d.restart_serial)
         if not info.running:
             info = self.engine.start(name)
+            faults.point("agent.start.started")
         self._ensure_plumbed(d, info)
         self._ensure_cpuset(d, info)
         return self._observed(d, "running", info.id)
@@ -96,12 +100,16 @@ class Reconciler:
             self.files.write(d)
             if d.creating:
                 self.files.set_applied_restart(d.id, d.restart_serial)
+            faults.point("agent.create.files_written")
             self.network.ensure_network(d.network)
             container_id = self.engine.create(self._spec(d))
+            faults.point("agent.create.container_created")
             if d.desired_state == DesiredState.stopped:
                 return self._observed(d, "stopped", container_id)
             info = self.engine.start(name)
+            faults.point("agent.create.started")
             self._ensure_plumbed(d, info)
+            faults.point("agent.create.plumbed")
             return self._observed(d, "running", info.id)
         except TemporaryError:
             raise
@@ -133,7 +141,9 @@ class Reconciler:
         # The veth goes first: once the container is gone the kernel tears its netns down
         # asynchronously, and the host end would linger for a while.
         self.network.unplumb(instance_id)
+        faults.point("agent.delete.unplumbed")
         self.engine.remove(ids.container_name(instance_id))
+        faults.point("agent.delete.container_removed")
         self.files.remove(instance_id)
 
     def _spec(self, d: DesiredInstance) -> ContainerSpec:

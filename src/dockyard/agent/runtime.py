@@ -21,6 +21,7 @@ from typing import Any
 
 import uvicorn
 
+from dockyard import faults
 from dockyard.adapters import hostinfo, netlink
 from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.agent.api import create_agent_app
@@ -179,6 +180,7 @@ class Agent:
         self._report(key, observed)
 
     def _report(self, key: str, observed: ObservedState) -> None:
+        faults.point("agent.report.before")
         try:
             self.client.post(f"/v1/agent/instances/{key}/report", observed.model_dump())
         except NotFound:
@@ -198,6 +200,8 @@ class Agent:
 
     def _events_once(self) -> None:
         stream = self.engine.events(self.cluster)
+        for instance_id in list(self.desired):  # whatever happened while we were not listening
+            self.queue.add(instance_id)
         try:
             for event in stream:
                 attrs = (event.get("Actor") or {}).get("Attributes") or {}

@@ -115,7 +115,9 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
        subnet: str = typer.Option(DEFAULT_SUBNET, envvar="DOCKYARD_SUBNET",
                                   help="subnet of the default network"),
        heartbeat_timeout: float = typer.Option(30.0, help="seconds without heartbeat → down"),
-       resync_interval: float = typer.Option(60.0, help="agent full-resync period")) -> None:
+       resync_interval: float = typer.Option(60.0, help="agent full-resync period"),
+       docker_url: str | None = typer.Option(None, help="dockerd of this host (default: "
+                                             "DOCKER_HOST or the local socket)")) -> None:
     """Run Dockyard on this machine: server and agent (separate processes) in the foreground.
 
     Ctrl-C stops both; instances keep running."""
@@ -149,7 +151,8 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
             api = ApiClient(url, token, timeout=30)
             _wait_until(lambda: api.get("/healthz"), "server", procs[0], server_log)
             procs.append(_spawn(["agent", "--server", url, "--name", LOCAL_HOST, "--home",
-                                 str(home / "agent"), "--resync-interval", str(resync_interval)],
+                                 str(home / "agent"), "--resync-interval", str(resync_interval),
+                                 *(["--docker-url", docker_url] if docker_url else [])],
                                 alog, {"DOCKYARD_TOKEN": host_token}))
             _wait_until(lambda: api.get(f"/v1/hosts/{LOCAL_HOST}")["state"] == "up", "agent",
                         procs[1], agent_log)

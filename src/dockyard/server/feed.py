@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dockyard import faults
 from dockyard.errors import NotFound
 from dockyard.model.agent import (
     DesiredInstance,
@@ -26,7 +27,7 @@ from dockyard.model.agent import (
     WatchReply,
 )
 from dockyard.model.ids import new_id
-from dockyard.model.instance import DesiredState, VolumeSpec
+from dockyard.model.instance import DesiredState
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
@@ -93,7 +94,7 @@ def _desired(sess: Session, row: InstanceRow, net: NetworkRow) -> DesiredInstanc
         restart_serial=row.restart_serial, image=row.image, hostname=row.hostname,
         network=_network(net), ip=row.ip, prefixlen=prefixlen(net.subnet), mac=row.mac,
         dns=list(net.dns) or [net.gateway], limits=records.effective_limits(sess, row),
-        volumes=[VolumeSpec.model_validate(v) for v in row.volumes], env=dict(row.env),
+        volumes=records.docker_volumes(sess, row), env=dict(row.env),
         revision=row.revision, creating=row.state == "creating")
 
 
@@ -130,6 +131,7 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
 @router.post("/instances/{instance_id}/report", status_code=204)
 def report(instance_id: str, body: ObservedState, caller: Caller = Depends(auth.host),
            ctx: ServerContext = Depends(auth.context)) -> None:
+    faults.point("server.report.before_apply")
     with ctx.db.session() as sess:
         host = _host(sess, caller)
         row = sess.get(InstanceRow, instance_id)

@@ -2,8 +2,9 @@
 
 Create (DESIGN.md "Instance creation"):
     validate spec ─▶ snapshot ─▶ scheduler.place ─▶ image known on the host? (agent)
-        ─▶ one transaction: host version CAS, IP + cores reserved, row, operation, event,
-           revision bump ─▶ 202 ─▶ the agent's watch wakes at once.
+        ─▶ one transaction: host version CAS, IP + cores reserved, named volumes created or
+           bound to the host, row, operation, event, revision bump ─▶ 202 ─▶ the agent's
+           watch wakes at once.
 Anything wrong before the transaction is a 4xx and nothing is stored. A lost CAS retries.
 Desired-state changes (stop/start/restart/delete) bump the revision the same way; the agent's
 reports close the instance's running operations.
@@ -15,9 +16,10 @@ import posixpath
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dockyard import ipam
+from dockyard import faults, ipam
 from dockyard.errors import Conflict, InvalidRequest
 from dockyard.model.ids import mac_for_ip, new_id
 from dockyard.model.instance import (
@@ -32,7 +34,14 @@ from dockyard.scheduler.cpusets import format_cpuset
 from dockyard.server.context import ServerContext
 from dockyard.server.placement import snapshot
 from dockyard.store import ledger, records, revision
-from dockyard.store.tables import EventRow, HostRow, InstanceRow, NetworkRow, OperationRow
+from dockyard.store.tables import (
+    EventRow,
+    HostRow,
+    InstanceRow,
+    NetworkRow,
+    OperationRow,
+    VolumeRow,
+)
 
 PLACEMENT_ATTEMPTS = 5
 
@@ -58,6 +67,31 @@ def _check_volumes(spec: InstanceCreate, allowed_root: str) -> None:
     for vol in spec.volumes:
         if vol.is_host_path and not (vol.source == root or vol.source.startswith(root + "/")):
             raise InvalidRequest(f"host path {vol.source} is outside the allowed root {root}")
+
+
+def _bind_volumes(sess: Session, project_id: str, spec: InstanceCreate, host_id: str,
+                  host_name: str) -> None:
+    """Named volumes live where they were first used: an unknown name is created (as docker
+    does), an unbound volume is bound to this host, one bound to another host is refused."""
+    for vol in spec.volumes:
+        if vol.is_host_path:
+            continue
+        row = sess.scalar(select(VolumeRow).where(VolumeRow.project_id == project_id,
+                                                  VolumeRow.name == vol.source)
+                          .with_for_update())  # serializes with a concurrent volume delete
+        if row is None:
+            try:
+                with sess.begin_nested():
+                    sess.add(VolumeRow(id=new_id(), name=vol.source, project_id=project_id,
+                                       host_id=host_id))
+            except IntegrityError as exc:
+                raise Conflict(f"volume {vol.source} was created concurrently; retry") from exc
+        elif row.host_id is None:
+            row.host_id = host_id
+        elif row.host_id != host_id:
+            other = sess.get(HostRow, row.host_id)
+            raise Conflict(f"volume {vol.source} is on host {other.name if other else '?'}; "
+                           f"the instance was placed on {host_name}")
 
 
 def _check_ip_shape(spec: InstanceCreate, net: NetworkRow) -> None:
@@ -102,6 +136,7 @@ def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
         instance_id = new_id()
         ledger.reserve_ip(sess, net.id, ip, instance_id)
         ledger.reserve_cores(sess, plan.host_id, plan.cores, instance_id)
+        _bind_volumes(sess, project_id, spec, plan.host_id, plan.host_name)
         limits = Limits(cores=spec.limits.cores, cpuset=format_cpuset(plan.cores),
                         cpus=spec.limits.cpus, cpu_weight=spec.limits.cpu_weight,
                         memory_bytes=spec.limits.memory_bytes(), pids=spec.limits.pids)
@@ -131,6 +166,7 @@ def create(ctx: ServerContext, project_id: str, spec: InstanceCreate) -> tuple[s
             if "retry" not in exc.message or attempt == PLACEMENT_ATTEMPTS - 1:
                 raise
             continue
+        faults.point("server.create.committed")
         ctx.notifier.bump()
         return result
     raise AssertionError("unreachable")
@@ -170,6 +206,7 @@ def set_desired(ctx: ServerContext, project_id: str, ref: str, action: InstanceA
                                  restart_serial=row.restart_serial)
         record_event(sess, row, action.value, f"{action.value} requested")
         op_id = op.id
+    faults.point("server.action.committed")
     ctx.notifier.bump()
     return op_id
 
@@ -188,5 +225,6 @@ def delete(ctx: ServerContext, project_id: str, ref: str, force: bool) -> str:
         op = start_operation(sess, row, "delete", state="deleted")
         record_event(sess, row, "delete", "delete requested")
         op_id = op.id
+    faults.point("server.delete.committed")
     ctx.notifier.bump()
     return op_id
