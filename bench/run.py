@@ -1,0 +1,487 @@
+"""Dockyard benchmarks against raw Docker, in the same run, reported as ratios.
+
+    .venv/bin/python bench/run.py [--quick] [--only create,burst,network] [--out FILE]
+
+Benchmarks (they are not tests; they write bench/RESULTS.md):
+  create   sequential launches: POST /v1/instances?wait=true until the IP answers ping, vs
+           `docker run -d --network none` + raw_plumb.sh until the IP answers ping (alternated)
+  burst    N concurrent launches (threads) vs N concurrent docker run + plumbing;
+           throughput = instances reachable by ping per second
+  network  iperf3 between two Dockyard instances on the default bridge vs a bare veth pair
+           between two network namespaces (the floor)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    BENCH,
+    PrivateDockyard,
+    RawNet,
+    bench_tag,
+    container_pid,
+    machine_facts,
+    pick_octets,
+    ping_until,
+    quiet,
+    run,
+    sigterm_as_interrupt,
+    stats,
+)
+
+GOALS = {"create": ("≤", 1.15), "burst": ("≥", 0.9), "network": ("≥", 0.95)}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.0f}"
+
+
+def verdict(kind: str, ratio: float) -> str:
+    op, goal = GOALS[kind]
+    ok = ratio <= goal if op == "≤" else ratio >= goal
+    return "PASS" if ok else "FAIL"
+
+
+# -- docker events (for the per-step breakdown) ------------------------------------------------
+
+def docker_events(since: float, until: float, label: str) -> dict[str, dict[str, float]]:
+    """name → {"create": t, "start": t} (wall-clock seconds) from `docker events`."""
+    out = run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
+               "--filter", "type=container", "--filter", f"label={label}",
+               "--format", "{{json .}}"], check=False, timeout=60)
+    result: dict[str, dict[str, float]] = {}
+    for line in out.splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        name = (ev.get("Actor") or {}).get("Attributes", {}).get("name", "")
+        status = ev.get("status") or ev.get("Action")
+        if status in ("create", "start") and name:
+            result.setdefault(name, {}).setdefault(status, ev["timeNano"] / 1e9)
+    return result
+
+
+# -- create latency ----------------------------------------------------------------------------
+
+def one_dockyard(dy: PrivateDockyard, name: str) -> dict[str, Any]:
+    t0 = time.time()
+    m0 = time.monotonic()
+    body = dy.launch(name)
+    m1 = time.monotonic()
+    t_ping, attempts = ping_until(body["ip"])
+    return {"name": name, "container": f"dy-{body['id']}", "ip": body["ip"], "wall0": t0,
+            "api": m1 - m0, "total": t_ping - m0, "ping": t_ping - m1, "attempts": attempts,
+            "api_end_wall": t0 + (m1 - m0)}
+
+
+def one_raw(raw: RawNet, name: str) -> dict[str, Any]:
+    t0 = time.time()
+    m0 = time.monotonic()
+    inst = raw.launch(name)
+    m1 = time.monotonic()
+    t_ping, attempts = ping_until(inst.ip)
+    return {"name": name, "container": name, "ip": inst.ip, "wall0": t0,
+            "docker_run": inst.timings["docker_run"], "plumb": inst.timings["plumb"],
+            "api": m1 - m0, "total": t_ping - m0, "ping": t_ping - m1, "attempts": attempts,
+            "run_end_wall": t0 + inst.timings["docker_run"]}
+
+
+def attach_events(samples: list[dict[str, Any]], label: str, since: float) -> None:
+    evs = docker_events(since - 1, time.time() + 1, label)
+    for s in samples:
+        e = evs.get(s["container"], {})
+        if "create" in e and "start" in e:
+            s["to_create_event"] = e["create"] - s["wall0"]
+            s["create_to_start"] = e["start"] - e["create"]
+            end = s.get("api_end_wall") or s.get("run_end_wall")
+            s["start_to_return"] = end - e["start"]
+
+
+def bench_create(dy: PrivateDockyard, raw: RawNet, n: int) -> dict[str, Any]:
+    log(f"create latency: {n} sequential launches each, alternated")
+    since = time.time()
+    # warm-up (not measured): first launch pays image/bridge/cache costs on both sides
+    one_dockyard(dy, "warm-dy")
+    dy.delete("warm-dy")
+    one_raw(raw, "warm-raw-" + raw.tag)
+    raw.delete("warm-raw-" + raw.tag)
+    d_samples: list[dict[str, Any]] = []
+    r_samples: list[dict[str, Any]] = []
+    for i in range(n):
+        order = ("dy", "raw") if i % 2 == 0 else ("raw", "dy")
+        for kind in order:
+            if kind == "dy":
+                s = one_dockyard(dy, f"lat{i}")
+                d_samples.append(s)
+                dy.delete(f"lat{i}")
+            else:
+                name = f"rawlat{i}-{raw.tag}"
+                s = one_raw(raw, name)
+                r_samples.append(s)
+                raw.delete(name)
+        log(f"  {i + 1}/{n}: dockyard {ms(d_samples[-1]['total'])} ms, "
+            f"raw {ms(r_samples[-1]['total'])} ms")
+    attach_events(d_samples, f"dockyard.cluster={dy.cluster}", since)
+    attach_events(r_samples, f"dockyard.bench={raw.tag}", since)
+    d, r = stats([s["total"] for s in d_samples]), stats([s["total"] for s in r_samples])
+    return {"n": n, "dockyard": d, "raw": r, "ratio": d["median"] / r["median"],
+            "dy_samples": d_samples, "raw_samples": r_samples}
+
+
+# -- burst -------------------------------------------------------------------------------------
+
+def burst_round(kind: str, n: int, dy: PrivateDockyard, raw: RawNet, rnd: int) -> dict[str, Any]:
+    names = [f"b{rnd}x{i}" if kind == "dy" else f"rawb{rnd}x{i}-{raw.tag}" for i in range(n)]
+    barrier = threading.Barrier(n)
+
+    def one(name: str) -> tuple[float, float, float]:
+        barrier.wait()
+        m0 = time.monotonic()
+        ip = dy.launch(name)["ip"] if kind == "dy" else raw.launch(name).ip
+        m1 = time.monotonic()
+        t, _ = ping_until(ip, 120)
+        return m0, m1, t
+
+    with ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(one, names))
+    t0 = min(r[0] for r in results)
+    t_end = max(r[2] for r in results)
+    per = [r[2] - r[0] for r in results]
+    launch = [r[1] - r[0] for r in results]
+    last_launch = max(r[1] for r in results) - t0
+    wall = t_end - t0
+    # clean up (not measured)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(dy.delete if kind == "dy" else raw.delete, names))
+    return {"kind": kind, "n": n, "wall": wall, "throughput": n / wall, "per": stats(per),
+            "launch": stats(launch), "last_launch": last_launch}
+
+
+def bench_burst(dy: PrivateDockyard, raw: RawNet, n: int, rounds: int) -> dict[str, Any]:
+    log(f"burst: {n} concurrent launches, {rounds} round(s) each, alternated")
+    res: dict[str, list[dict[str, Any]]] = {"dy": [], "raw": []}
+    for rnd in range(rounds):
+        order = ("dy", "raw") if rnd % 2 == 0 else ("raw", "dy")
+        for kind in order:
+            r = burst_round(kind, n, dy, raw, rnd)
+            res[kind].append(r)
+            log(f"  round {rnd + 1} {kind}: {n} reachable in {r['wall']:.2f} s "
+                f"= {r['throughput']:.2f}/s (per-instance median {ms(r['per']['median'])} ms)")
+    d = stats([r["throughput"] for r in res["dy"]])
+    w = stats([r["throughput"] for r in res["raw"]])
+    return {"n": n, "rounds": rounds, "dockyard": d, "raw": w, "ratio": d["median"] / w["median"],
+            "detail": res}
+
+
+# -- network -----------------------------------------------------------------------------------
+
+def iperf(server_pid: int | None, server_ns: str | None, client_pid: int | None,
+          client_ns: str | None, server_ip: str, seconds: int) -> float:
+    """One iperf3 TCP run (received Gbit/s); server and client each in their netns."""
+    def enter(pid: int | None, ns: str | None) -> list[str]:
+        return ["nsenter", "-t", str(pid), "-n"] if pid else ["ip", "netns", "exec", str(ns)]
+
+    errors = []
+    for _ in range(5):
+        srv = subprocess.Popen([*enter(server_pid, server_ns), "iperf3", "-s", "-1", "-B",
+                                server_ip, "-p", "5201"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.3)  # let the server listen
+            r = subprocess.run([*enter(client_pid, client_ns), "iperf3", "-c", server_ip,
+                                "-p", "5201", "-t", str(seconds), "-J"],
+                               capture_output=True, text=True, timeout=seconds + 30)
+            try:
+                data = json.loads(r.stdout)
+                return float(data["end"]["sum_received"]["bits_per_second"]) / 1e9
+            except (ValueError, KeyError):
+                errors.append(f"rc={r.returncode} {r.stdout[-300:]!r} {r.stderr[-300:]!r}")
+                log(f"  iperf3 attempt failed: {errors[-1]}")
+        finally:
+            if srv.poll() is None:
+                srv.terminate()
+            try:
+                srv.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                srv.kill()
+                srv.wait()
+    raise RuntimeError(f"iperf3 failed: {errors}")
+
+
+def bench_network(dy: PrivateDockyard, octet: int, tag: str, seconds: int,
+                  runs: int) -> dict[str, Any]:
+    log(f"network: iperf3 {seconds} s × {runs} runs, Dockyard bridge vs bare veth pair")
+    a = dy.launch("net-a")
+    b = dy.launch("net-b")
+    ns_a, ns_b = f"ybn{tag}a", f"ybn{tag}b"
+    va, vb = f"ybv{tag}a", f"ybv{tag}b"
+    ip_a, ip_b = f"10.244.{octet}.1", f"10.244.{octet}.2"
+    # diagnostic (no goal): the same two namespaces' traffic over a plain Linux bridge made
+    # here, with the same DOCKER-USER accept rule as Dockyard's; separates the cost of
+    # bridge + br_netfilter from anything Dockyard itself adds
+    ns_c, ns_d, br = f"ybn{tag}c", f"ybn{tag}d", f"ybb{tag}"
+    ip_c, ip_d = f"10.244.{octet}.11", f"10.244.{octet}.12"
+    dy_runs: list[float] = []
+    floor_runs: list[float] = []
+    bridge_runs: list[float] = []
+    try:
+        pa, pb = container_pid(a["container_id"]), container_pid(b["container_id"])
+        ping_until(a["ip"])
+        ping_until(b["ip"])
+        run(["ip", "netns", "add", ns_a])
+        run(["ip", "netns", "add", ns_b])
+        run(["ip", "link", "add", va, "netns", ns_a, "type", "veth", "peer", "name", vb,
+             "netns", ns_b])
+        for ns, dev, ip in ((ns_a, va, ip_a), (ns_b, vb, ip_b)):
+            run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        run(["ip", "link", "add", br, "type", "bridge"])
+        run(["ip", "link", "set", br, "up"])
+        run(["iptables", "-w", "-I", "DOCKER-USER", "-i", br, "-o", br, "-j", "ACCEPT"])
+        for ns, ip, n in ((ns_c, ip_c, "c"), (ns_d, ip_d, "d")):
+            run(["ip", "netns", "add", ns])
+            run(["ip", "link", "add", f"ybh{tag}{n}", "type", "veth", "peer", "name", "eth0",
+                 "netns", ns])
+            run(["ip", "link", "set", f"ybh{tag}{n}", "master", br, "up"])
+            run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0"])
+            run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        for i in range(runs):
+            order = ("dy", "floor", "bridge") if i % 2 == 0 else ("bridge", "floor", "dy")
+            for kind in order:
+                if kind == "dy":
+                    dy_runs.append(iperf(pa, None, pb, None, a["ip"], seconds))
+                elif kind == "floor":
+                    floor_runs.append(iperf(None, ns_a, None, ns_b, ip_a, seconds))
+                else:
+                    bridge_runs.append(iperf(None, ns_c, None, ns_d, ip_c, seconds))
+            log(f"  run {i + 1}: dockyard {dy_runs[-1]:.2f} Gbit/s, "
+                f"veth floor {floor_runs[-1]:.2f} Gbit/s, plain bridge {bridge_runs[-1]:.2f}")
+    finally:
+        for ns in (ns_a, ns_b, ns_c, ns_d):
+            quiet(["ip", "netns", "del", ns])
+        quiet(["ip", "link", "del", br])
+        quiet(["iptables", "-w", "-D", "DOCKER-USER", "-i", br, "-o", br, "-j", "ACCEPT"])
+        for name in ("net-a", "net-b"):
+            try:
+                dy.delete(name)
+            except Exception as exc:  # the Dockyard stop removes its containers anyway
+                log(f"  delete {name}: {exc}")
+    d, f = stats(dy_runs), stats(floor_runs)
+    return {"seconds": seconds, "runs": runs, "dockyard": d, "floor": f,
+            "ratio": d["median"] / f["median"], "dy_runs": dy_runs, "floor_runs": floor_runs,
+            "bridge": stats(bridge_runs), "bridge_runs": bridge_runs}
+
+
+# -- report ------------------------------------------------------------------------------------
+
+def breakdown(samples: list[dict[str, Any]], keys: list[tuple[str, str]]) -> list[str]:
+    rows = []
+    for key, label in keys:
+        vals = [s[key] for s in samples if key in s]
+        if vals:
+            st = stats(vals)
+            rows.append(f"| {label} | {ms(st['median'])} | {ms(st['p90'])} |")
+    return rows
+
+
+def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: float,
+           failed: dict[str, str], now: str) -> str:
+    lines = [
+        "# Dockyard benchmark results", "",
+        f"Generated by `bench/run.py{' --quick' if quick else ''}` on {now} "
+        f"(took {took:.0f} s). Benchmarks, not tests: Dockyard and the "
+        "raw-Docker baseline run alternately in the same run and are compared as ratios.", "",
+        "## Machine", "",
+        f"- nproc: {facts['nproc']} ({facts['cpu']}), memory {facts['memory']}",
+        f"- kernel: {facts['kernel']}",
+        f"- docker: {facts['docker']}", "",
+        "## Summary", "",
+        "| benchmark | Dockyard (median) | baseline (median) | ratio | goal | result |",
+        "|---|---|---|---|---|---|",
+    ]
+    c, b, n = results.get("create"), results.get("burst"), results.get("network")
+    if c:
+        lines.append(f"| create latency | {ms(c['dockyard']['median'])} ms | "
+                     f"{ms(c['raw']['median'])} ms | {c['ratio']:.2f} | ≤ 1.15 | "
+                     f"{verdict('create', c['ratio'])} |")
+    if b:
+        lines.append(f"| burst throughput ({b['n']}) | {b['dockyard']['median']:.2f}/s | "
+                     f"{b['raw']['median']:.2f}/s | {b['ratio']:.2f} | ≥ 0.90 | "
+                     f"{verdict('burst', b['ratio'])} |")
+    if n:
+        lines.append(f"| network throughput | {n['dockyard']['median']:.2f} Gbit/s | "
+                     f"{n['floor']['median']:.2f} Gbit/s | {n['ratio']:.2f} | ≥ 0.95 | "
+                     f"{verdict('network', n['ratio'])} |")
+    if c:
+        lines += [
+            "", "## Create latency", "",
+            f"{c['n']} sequential launches each, alternating Dockyard and raw (a warm-up launch "
+            "of each first, not counted). Time from the request until the instance IP answers "
+            "one `ping -c1 -W1` from the host (retried every 10 ms). Each instance is deleted "
+            "after it answered (not timed).", "",
+            "- Dockyard: `POST /v1/instances?wait=true` `{name, image: dockyard/busybox:latest}` "
+            "(httpx, keep-alive), then ping the returned `ip`.",
+            "- raw: `docker run -d --network none dockyard/busybox:latest` (CLI), then "
+            "`bench/raw_plumb.sh` (veth pair, peer into the netns by PID, rename eth0, MAC, "
+            "address, lo+eth0 up, default route; host end on a benchmark bridge with a gateway "
+            "address and an `iptables -I DOCKER-USER -i BR -o BR -j ACCEPT` rule), then ping.", "",
+            "| | median ms | p90 ms | min ms | max ms |", "|---|---|---|---|---|",
+            f"| Dockyard | {ms(c['dockyard']['median'])} | {ms(c['dockyard']['p90'])} | "
+            f"{ms(c['dockyard']['min'])} | {ms(c['dockyard']['max'])} |",
+            f"| raw docker + script | {ms(c['raw']['median'])} | {ms(c['raw']['p90'])} | "
+            f"{ms(c['raw']['min'])} | {ms(c['raw']['max'])} |",
+            f"| **ratio dockyard/raw** | **{c['ratio']:.2f}** (goal ≤ 1.15: "
+            f"{verdict('create', c['ratio'])}) | | | |", "",
+            "Where the time goes (medians; step boundaries from client timestamps and "
+            "`docker events` create/start times, wall clock):", "",
+            "| Dockyard step | median ms | p90 ms |", "|---|---|---|",
+            *breakdown(c["dy_samples"], [
+                ("to_create_event", "POST sent → container `create` event (server accepts, "
+                 "agent watch wakes, files, docker create)"),
+                ("create_to_start", "`create` → `start` event (docker start)"),
+                ("start_to_return", "`start` event → API response (inspect, plumbing, report, "
+                 "wait wakes)"),
+                ("api", "POST total (until the 201 response)"),
+                ("ping", "response → first ping reply"),
+                ("total", "total")]),
+            "", "| raw step | median ms | p90 ms |", "|---|---|---|",
+            *breakdown(c["raw_samples"], [
+                ("to_create_event", "`docker run` exec → `create` event"),
+                ("create_to_start", "`create` → `start` event"),
+                ("start_to_return", "`start` event → `docker run` returns"),
+                ("docker_run", "`docker run` total"),
+                ("plumb", "raw_plumb.sh"),
+                ("ping", "script end → first ping reply"),
+                ("total", "total")]),
+        ]
+    if b:
+        lines += [
+            "", "## Burst", "",
+            f"{b['n']} launches started at once (threads released by a barrier), "
+            f"{b['rounds']} round(s) per side, sides alternated. Throughput = {b['n']} / "
+            "(time from the first request until the last instance answered ping). Instances "
+            "are deleted between rounds (not timed).", "",
+            "| round | side | wall s | instances/s | per-instance median ms | p90 ms | "
+            "launch call median ms (API / docker run+script) | last launch call returned s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for kind, label in (("dy", "Dockyard"), ("raw", "raw")):
+            for i, r in enumerate(b["detail"][kind]):
+                lines.append(f"| {i + 1} | {label} | {r['wall']:.2f} | {r['throughput']:.2f} | "
+                             f"{ms(r['per']['median'])} | {ms(r['per']['p90'])} | "
+                             f"{ms(r['launch']['median'])} | {r['last_launch']:.2f} |")
+        lines += ["", f"Median throughput: Dockyard {b['dockyard']['median']:.2f}/s, raw "
+                  f"{b['raw']['median']:.2f}/s, **ratio {b['ratio']:.2f}** (goal ≥ 0.90: "
+                  f"{verdict('burst', b['ratio'])})."]
+    if n:
+        lines += [
+            "", "## Network", "",
+            f"iperf3 TCP, one stream, {n['seconds']} s per run, {n['runs']} runs per side, "
+            "alternated. Dockyard: two instances on the default bridge (server and client run "
+            "in each instance's netns with `nsenter -t PID -n iperf3`). Floor: a bare veth pair "
+            "between two `ip netns` namespaces. Received bit rate.", "",
+            "| | runs Gbit/s | median Gbit/s |", "|---|---|---|",
+            f"| Dockyard (bridge) | {', '.join(f'{x:.2f}' for x in n['dy_runs'])} | "
+            f"{n['dockyard']['median']:.2f} |",
+            f"| veth pair (floor) | {', '.join(f'{x:.2f}' for x in n['floor_runs'])} | "
+            f"{n['floor']['median']:.2f} |",
+            f"| diagnostic: plain bridge made by the benchmark, two netns, same DOCKER-USER rule "
+            f"| {', '.join(f'{x:.2f}' for x in n['bridge_runs'])} | "
+            f"{n['bridge']['median']:.2f} |",
+            "", f"**Ratio {n['ratio']:.2f}** (goal ≥ 0.95: {verdict('network', n['ratio'])}). "
+            f"Dockyard / plain bridge: {n['dockyard']['median'] / n['bridge']['median']:.2f}; "
+            f"plain bridge / veth floor: {n['bridge']['median'] / n['floor']['median']:.2f}.",
+        ]
+    for key, err in failed.items():
+        lines += ["", f"**{key} benchmark failed:** `{err}`"]
+    notes = BENCH / "NOTES.md"
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: fewer, shorter runs")
+    ap.add_argument("--only", default="create,burst,network")
+    ap.add_argument("--out", default=str(BENCH / "RESULTS.md"))
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="only re-render the report from a saved RESULTS.json (no benchmark)")
+    args = ap.parse_args()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        text = report(saved["results"], saved["facts"], saved["quick"], saved["took"],
+                      saved.get("failed", {}), saved["generated"])
+        Path(args.out).write_text(text)
+        return 0
+    only = set(args.only.split(","))
+    sigterm_as_interrupt()
+    started = time.monotonic()
+    facts = machine_facts()
+    log(f"machine: {facts}")
+    tag = bench_tag()
+    dy_octet, raw_octet, veth_octet = pick_octets(3)
+    dy = PrivateDockyard(dy_octet)
+    raw = RawNet(raw_octet, tag)
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    try:
+        log(f"starting private Dockyard on {dy.url}, subnet {dy.subnet}")
+        dy.start()
+        raw.setup()
+        benches = {
+            "create": lambda: bench_create(dy, raw, 5 if args.quick else 20),
+            "burst": lambda: bench_burst(dy, raw, 10 if args.quick else 50,
+                                         1 if args.quick else 2),
+            "network": lambda: bench_network(dy, veth_octet, tag, 2 if args.quick else 5,
+                                             1 if args.quick else 3),
+        }
+        for key, fn in benches.items():
+            if key in only:
+                try:
+                    results[key] = fn()
+                except Exception as exc:  # report the others anyway
+                    log(f"{key} failed: {exc!r}")
+                    failed[key] = repr(exc)
+    except KeyboardInterrupt:
+        log("interrupted; cleaning up")
+        return 130
+    finally:
+        log("cleaning up")
+        raw.teardown()
+        dy.stop()
+    took = time.monotonic() - started
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = report(results, facts, args.quick, took, failed, now)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    (Path(args.out).with_suffix(".json")).write_text(json.dumps(
+        {"facts": facts, "quick": args.quick, "took": took, "generated": now, "failed": failed,
+         "results": results}, indent=1, default=str))
+    log(f"wrote {args.out}")
+    print(text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
