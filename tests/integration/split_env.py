@@ -25,6 +25,7 @@ class SplitDockyard(Dockyard):
     server: subprocess.Popen[bytes] | None = None
     agent: subprocess.Popen[bytes] | None = None
     host_token: str = ""
+    image: str = "dockyard/busybox:latest"
 
     def bootstrap(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

@@ -156,3 +156,18 @@ def test_workqueue_is_serial_per_key_and_dedupes() -> None:
     queue.done("a")
     queue.close()
     assert queue.get() is None
+
+
+def test_rollback_goes_on_when_one_step_fails(parts: Any) -> None:
+    from dockyard.errors import Conflict
+
+    rec, engine, network, files = parts
+
+    def refuse(instance_id: str) -> None:
+        raise Conflict(f"dyh{instance_id} is not a veth")
+
+    network.fail_plumb = True
+    network.unplumb = refuse  # a name held by something that is not ours
+    obs = rec.sync(desired())
+    assert obs.failed_create
+    assert engine.containers == {} and not files.dir("abc123").exists()

@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from dockyard.errors import BackendError
 from dockyard.model.agent import DesiredInstance
 
 
@@ -46,11 +47,14 @@ class InstanceFiles:
         os.replace(tmp, path)
 
     def write(self, d: DesiredInstance) -> None:
-        self.dir(d.id).mkdir(parents=True, exist_ok=True)
-        for path, text in ((self.hosts(d.id), render_hosts(d)),
-                           (self.resolv(d.id), render_resolv(d))):
-            if not path.exists() or path.read_text() != text:
-                self._write(path, text)
+        try:
+            self.dir(d.id).mkdir(parents=True, exist_ok=True)
+            for path, text in ((self.hosts(d.id), render_hosts(d)),
+                               (self.resolv(d.id), render_resolv(d))):
+                if not path.exists() or path.read_text() != text:
+                    self._write(path, text)
+        except OSError as exc:
+            raise BackendError(f"cannot write the files of instance {d.name}: {exc}") from exc
 
     def remove(self, instance_id: str) -> None:
         shutil.rmtree(self.dir(instance_id), ignore_errors=True)
@@ -63,8 +67,13 @@ class InstanceFiles:
         return int(data.get("restart_serial", 0))
 
     def set_applied_restart(self, instance_id: str, serial: int) -> None:
-        self.dir(instance_id).mkdir(parents=True, exist_ok=True)
-        self._write(self.dir(instance_id) / "state.json", json.dumps({"restart_serial": serial}))
+        try:
+            self.dir(instance_id).mkdir(parents=True, exist_ok=True)
+            self._write(self.dir(instance_id) / "state.json",
+                        json.dumps({"restart_serial": serial}))
+        except OSError as exc:
+            raise BackendError(f"cannot write the state of instance {instance_id}: {exc}") \
+                from exc
 
     def known_ids(self) -> list[str]:
         return [p.name for p in self.root.iterdir() if p.is_dir()] if self.root.exists() else []

@@ -117,7 +117,7 @@ class Reconciler:
             if not d.creating:
                 raise
             log.warning("create of %s failed, rolling back: %s", d.name, exc.message)
-            self._remove(d.id)
+            self._rollback(d.id)
             return ObservedState(state="deleted", generation=d.generation, failed_create=True,
                                  message=exc.message)
 
@@ -145,6 +145,20 @@ class Reconciler:
         self.engine.remove(ids.container_name(instance_id))
         faults.point("agent.delete.container_removed")
         self.files.remove(instance_id)
+
+    def _rollback(self, instance_id: str) -> None:
+        """Undo a failed first create, step by step: one step failing (a veth name held by
+        something that is not ours, say) must not keep the others from running."""
+        steps = (lambda: self.network.unplumb(instance_id),
+                 lambda: self.engine.remove(ids.container_name(instance_id)),
+                 lambda: self.files.remove(instance_id))
+        for step in steps:
+            try:
+                step()
+            except TemporaryError:
+                raise
+            except DockyardError as exc:
+                log.warning("rollback of %s: %s (left as is)", instance_id, exc.message)
 
     def _spec(self, d: DesiredInstance) -> ContainerSpec:
         mounts = [

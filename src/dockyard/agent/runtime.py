@@ -177,6 +177,10 @@ class Agent:
         except DockyardError as exc:
             observed = ObservedState(state="error", message=exc.message,
                                      generation=d.generation, restart_serial=d.restart_serial)
+        except Exception as exc:  # a bug must not kill the worker; the next pass retries
+            log.exception("sync %s failed", d.name)
+            observed = ObservedState(state="error", message=f"internal error: {exc!r}",
+                                     generation=d.generation, restart_serial=d.restart_serial)
         self._report(key, observed)
 
     def _report(self, key: str, observed: ObservedState) -> None:
