@@ -1,0 +1,44 @@
+"""Housekeeping: size-capped logs, and orphans (this cluster's containers that the store does
+not know) reported as events and stopped, never deleted."""
+
+from __future__ import annotations
+
+import time
+
+import docker
+
+from tests.integration.dockyard_env import IMAGE, Dockyard
+
+
+def test_container_logs_are_size_capped(dy: Dockyard) -> None:
+    inst = dy.ok("launch", IMAGE, "logcap", "--json").json()
+    client = docker.from_env()
+    try:
+        log_config = client.api.inspect_container(inst["container_id"])["HostConfig"]["LogConfig"]
+    finally:
+        client.close()
+        dy.cli("delete", "logcap", "--force")
+    assert log_config["Type"] == "json-file"
+    assert log_config["Config"] == {"max-size": "10m", "max-file": "3"}
+
+
+def test_orphan_is_reported_and_stopped_never_deleted(dy: Dockyard) -> None:
+    client = docker.from_env()
+    orphan = client.containers.run(
+        IMAGE, detach=True, name=f"dy-orphan{int(time.time())}", network_mode="none",
+        labels={"dockyard.cluster": dy.cluster, "dockyard.instance": "0rphan000000",
+                "dockyard.name": "orphan", "dockyard.generation": "1"})
+    try:
+        deadline = time.monotonic() + 30  # the agent's full resync runs every 5 s in tests
+        while time.monotonic() < deadline:
+            orphan.reload()
+            if orphan.status == "exited":
+                break
+            time.sleep(0.3)
+        assert orphan.status == "exited"
+        orphan.reload()  # stopped, still there
+        events = dy.ok("events", "--json").json()["items"]
+        assert any(e["kind"] == "orphan" and orphan.name in e["message"] for e in events)
+    finally:
+        orphan.remove(force=True)
+        client.close()
