@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dockyard.model.units import parse_size
+from dockyard.model.units import parse_rate, parse_size
 from dockyard.model.validators import (
     VOLUME_NAME_RE,
     check_container_path,
@@ -44,33 +44,142 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _memory_value(value: str | int | None) -> int | None:
+    if value is None:
+        return None
+    size = parse_size(value)
+    if size == 0:
+        raise ValueError("memory must be more than 0")
+    if size < DOCKER_MEMORY_FLOOR:
+        raise ValueError("memory must be at least 6M (Docker's minimum)")
+    return size
+
+
+def _io_value(value: str | int | None) -> int | None:
+    """Bytes (or operations) per second; 0 means "no limit"."""
+    if value is None:
+        return None
+    amount = parse_size(value)
+    if 0 < amount < 1024 and isinstance(value, str) and not value.strip().isdigit():
+        raise ValueError("IO limits below 1K/s are not useful")
+    return amount
+
+
+def _rate_value(value: str | int | None) -> int | None:
+    """Bits per second; 0 means "no limit"."""
+    if value is None or value == 0 or value == "0":
+        return None if value is None else 0
+    rate = parse_rate(value)
+    if rate < 8000:
+        raise ValueError("network rates below 8kbit are not supported")
+    return rate
+
+
+IO_FIELDS = ("read_bps", "write_bps", "read_iops", "write_iops")
+NET_FIELDS = ("ingress", "egress")
+
+
 class LimitsSpec(Strict):
-    """Limits as users write them (`memory: "256M"`)."""
+    """Limits as users write them (`memory: "256M"`, `ingress: "50mbit"`)."""
 
     cores: int = Field(0, ge=0, le=1024, description="exclusive cores (cpuset)")
     cpus: float | None = Field(None, gt=0, le=1024, description="CFS quota in CPUs, as docker")
     cpu_weight: int | None = Field(None, ge=2, le=262144, description="cpu shares")
     memory: str | int | None = Field(None, description="memory limit, e.g. 256M")
     pids: int = Field(DEFAULT_PIDS, ge=16, le=4194304)
+    read_bps: str | int | None = Field(None, description="disk read bytes/s, e.g. 10M")
+    write_bps: str | int | None = Field(None, description="disk write bytes/s, e.g. 10M")
+    read_iops: int | None = Field(None, ge=0, description="disk read operations/s")
+    write_iops: int | None = Field(None, ge=0, description="disk write operations/s")
+    ingress: str | int | None = Field(None, description="network rate to the instance, "
+                                      "e.g. 50mbit")
+    egress: str | int | None = Field(None, description="network rate from the instance")
 
     @field_validator("memory")
     @classmethod
-    def _memory(cls, value: str | int | None) -> str | int | None:
-        if value is None:
-            return None
-        size = parse_size(value)
-        if size == 0:
-            raise ValueError("memory must be more than 0")
-        if size < DOCKER_MEMORY_FLOOR:
-            raise ValueError("memory must be at least 6M (Docker's minimum)")
-        return size
+    def _memory(cls, value: str | int | None) -> int | None:
+        return _memory_value(value)
+
+    @field_validator("read_bps", "write_bps")
+    @classmethod
+    def _io(cls, value: str | int | None) -> int | None:
+        return _io_value(value)
+
+    @field_validator("ingress", "egress")
+    @classmethod
+    def _rate(cls, value: str | int | None) -> int | None:
+        return _rate_value(value)
 
     def memory_bytes(self) -> int | None:
         return None if self.memory is None else parse_size(self.memory)
 
+    def to_limits(self, cpuset: str = "") -> Limits:
+        def opt(value: str | int | None) -> int | None:
+            return int(value) if value else None
+
+        return Limits(cores=self.cores, cpuset=cpuset, cpus=self.cpus,
+                      cpu_weight=self.cpu_weight, memory_bytes=self.memory_bytes(),
+                      pids=self.pids, read_bps=opt(self.read_bps),
+                      write_bps=opt(self.write_bps), read_iops=self.read_iops or None,
+                      write_iops=self.write_iops or None, ingress_bps=opt(self.ingress),
+                      egress_bps=opt(self.egress))
+
+
+class LimitsPatch(Strict):
+    """A live resize: only the fields given change; 0 removes an IO or network limit."""
+
+    cores: int | None = Field(None, ge=0, le=1024)
+    cpus: float | None = Field(None, ge=0, le=1024, description="0 removes the quota")
+    cpu_weight: int | None = Field(None, ge=2, le=262144)
+    memory: str | int | None = None
+    pids: int | None = Field(None, ge=16, le=4194304)
+    read_bps: str | int | None = None
+    write_bps: str | int | None = None
+    read_iops: int | None = Field(None, ge=0)
+    write_iops: int | None = Field(None, ge=0)
+    ingress: str | int | None = None
+    egress: str | int | None = None
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | int | None) -> int | None:
+        return _memory_value(value)
+
+    @field_validator("read_bps", "write_bps")
+    @classmethod
+    def _io(cls, value: str | int | None) -> int | None:
+        return _io_value(value)
+
+    @field_validator("ingress", "egress")
+    @classmethod
+    def _rate(cls, value: str | int | None) -> int | None:
+        return _rate_value(value)
+
+    def apply(self, current: Limits) -> Limits:
+        """The limits after this patch (cpuset is resolved by the caller)."""
+        new = current.model_copy()
+        given = self.model_dump(exclude_none=True)
+        if "cores" in given:
+            new.cores = int(given["cores"])
+        if "cpus" in given:
+            new.cpus = float(given["cpus"]) or None
+        for key in ("cpu_weight", "pids"):
+            if key in given:
+                setattr(new, key, int(given[key]))
+        if "memory" in given:
+            new.memory_bytes = int(given["memory"])
+        for key in ("read_bps", "write_bps", "read_iops", "write_iops"):
+            if key in given:
+                setattr(new, key, int(given[key]) or None)
+        for key, field in (("ingress", "ingress_bps"), ("egress", "egress_bps")):
+            if key in given:
+                setattr(new, field, int(given[key]) or None)
+        return new
+
 
 class Limits(BaseModel):
-    """Limits as stored and shown: sizes in bytes, cpuset resolved on the host."""
+    """Limits as stored and shown: sizes in bytes, rates in bits/s, cpuset resolved on the
+    host. None means "no limit"."""
 
     cores: int = 0
     cpuset: str = ""
@@ -78,6 +187,12 @@ class Limits(BaseModel):
     cpu_weight: int | None = None
     memory_bytes: int | None = None
     pids: int = DEFAULT_PIDS
+    read_bps: int | None = None
+    write_bps: int | None = None
+    read_iops: int | None = None
+    write_iops: int | None = None
+    ingress_bps: int | None = None
+    egress_bps: int | None = None
 
 
 class VolumeSpec(Strict):

@@ -31,3 +31,39 @@ def format_size(num: int | None) -> str:
             value = num / mult
             return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
     return f"{num}B"
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps|[kmg]?)\s*$",
+                   re.IGNORECASE)
+_RATE_MULT = {"": 1, "bit": 1, "k": 10**3, "kbit": 10**3, "m": 10**6, "mbit": 10**6,
+              "g": 10**9, "gbit": 10**9, "bps": 8, "kbps": 8 * 10**3, "mbps": 8 * 10**6,
+              "gbps": 8 * 10**9}
+
+
+def parse_rate(value: str | int) -> int:
+    """Bits per second from tc-style rates: `50mbit`, `1gbit`, `500kbit`, `10mbps` (bytes),
+    `50M` (= 50mbit), or an int (bits/s). Decimal multiples, as tc."""
+    if isinstance(value, bool):
+        raise ValueError("rate must be a number with an optional unit such as 50mbit")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("rate must be positive")
+        return value
+    match = _RATE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a rate (use e.g. 50mbit, 1gbit, 500kbit)")
+    number, unit = match.groups()
+    rate = int(float(number) * _RATE_MULT[unit.lower()])
+    if rate <= 0:
+        raise ValueError("rate must be positive")
+    return rate
+
+
+def format_rate(bits: int | None) -> str:
+    if bits is None:
+        return "-"
+    for unit, mult in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
+        if bits >= mult:
+            value = bits / mult
+            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
+    return f"{bits}bit"

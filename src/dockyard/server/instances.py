@@ -27,7 +27,6 @@ from dockyard.model.instance import (
     InstanceAction,
     InstanceCreate,
     InstanceState,
-    Limits,
 )
 from dockyard.scheduler import PlacementRequest, Plan, place
 from dockyard.scheduler.cpusets import format_cpuset
@@ -137,9 +136,7 @@ def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
         ledger.reserve_ip(sess, net.id, ip, instance_id)
         ledger.reserve_cores(sess, plan.host_id, plan.cores, instance_id)
         _bind_volumes(sess, project_id, spec, plan.host_id, plan.host_name)
-        limits = Limits(cores=spec.limits.cores, cpuset=format_cpuset(plan.cores),
-                        cpus=spec.limits.cpus, cpu_weight=spec.limits.cpu_weight,
-                        memory_bytes=spec.limits.memory_bytes(), pids=spec.limits.pids)
+        limits = spec.limits.to_limits(cpuset=format_cpuset(plan.cores))
         rev = revision.bump(sess)
         row = InstanceRow(
             id=instance_id, name=spec.name, project_id=project_id, host_id=plan.host_id,
