@@ -14,6 +14,8 @@ unwraps, merging stdout and stderr). Its methods block; callers give it its own 
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import struct
 import time
@@ -111,11 +113,15 @@ class ExecSession:
     dockerd to record the exit (the stream ends a moment before inspect says so).
     """
 
-    def __init__(self, api: Any, exec_id: str, raw: Any, tty: bool, what: str) -> None:
+    def __init__(self, api: Any, exec_id: str, response: Any, tty: bool, what: str) -> None:
         self._api = api
         self._id = exec_id
-        self._raw = raw  # socket.SocketIO of the hijacked connection
-        self._sock: socket.socket = raw._sock
+        self._response = response  # requests.Response of the hijacked POST /exec/ID/start
+        # Read through http.client's buffer: output that arrived together with the 101
+        # answer sits there, not in the socket (docker-py's socket=True loses it).
+        self._reader = response.raw._fp.fp  # io.BufferedReader over the connection
+        self._sock: socket.socket = self._reader.raw._sock
+        self._sock.settimeout(None)  # an idle console is not a timeout
         self._tty = tty
         self._what = what
 
@@ -129,25 +135,16 @@ class ExecSession:
         """The next chunk of output, or b"" at the end."""
         try:
             if self._tty:
-                return self._sock.recv(65536)
+                return bytes(self._reader.read1(65536))
             while True:  # without a tty dockerd frames stdout/stderr: skip empty frames
-                header = self._read_exactly(8)
+                header = self._reader.read(8)
                 if len(header) < 8:
                     return b""
                 _, length = struct.unpack(">BxxxL", header)
                 if length:
-                    return self._read_exactly(length)
-        except OSError:  # closed under us (close() from another thread)
+                    return bytes(self._reader.read(length))
+        except (OSError, ValueError):  # closed under us (close() from another thread)
             return b""
-
-    def _read_exactly(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self._sock.recv(size - len(data))
-            if not chunk:
-                break
-            data += chunk
-        return data
 
     def resize(self, cols: int, rows: int) -> None:
         if self._tty:
@@ -157,6 +154,17 @@ class ExecSession:
     def close_stdin(self) -> None:
         with suppress(OSError):
             self._sock.shutdown(socket.SHUT_WR)
+
+    def hangup(self) -> None:
+        """SIGHUP a still-running tty process, as a terminal hanging up would: dockerd keeps
+        a tty exec alive after its client left (without a tty, stdin's end does the job)."""
+        if not self._tty:
+            return
+        with _translate(f"inspect {self._what}"):
+            info = self._api.exec_inspect(self._id)
+        if info.get("Running") and info.get("Pid"):
+            with suppress(ProcessLookupError):
+                os.kill(int(info["Pid"]), signal.SIGHUP)
 
     def exit_code(self, wait: float = 5.0) -> int:
         """The process's exit code (-1 if dockerd does not know it within `wait`)."""
@@ -172,11 +180,12 @@ class ExecSession:
             time.sleep(0.05)
 
     def close(self) -> None:
-        """Idempotent; unblocks a `recv` waiting in another thread."""
+        """Idempotent; unblocks a `recv` waiting in another thread first."""
         with suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        self._raw.close()
-        self._sock.close()
+        with suppress(OSError):
+            self._response.close()
+            self._sock.close()
 
 
 class DockerEngine:
@@ -276,14 +285,26 @@ class DockerEngine:
 
     def attach_exec(self, name: str, command: list[str], env: dict[str, str],
                     workdir: str | None, user: str | None, tty: bool) -> ExecSession:
-        """Start `command` with stdin attached (and a tty if asked); the caller closes it."""
+        """Start `command` with stdin attached (and a tty if asked); the caller closes it.
+
+        Like the SDK's `exec_start(socket=True)`, but keeping the response, whose buffer
+        may already hold the first output (see ExecSession)."""
         what = f"exec in {name}"
+        environment = [f"{k}={v}" for k, v in env.items()]
         with _translate(what):
             handle = self.api.exec_create(name, command, stdout=True, stderr=True, stdin=True,
-                                          tty=tty, environment=[f"{k}={v}" for k, v in env.items()],
-                                          workdir=workdir, user=user or "")
-            raw = self.api.exec_start(handle["Id"], tty=tty, socket=True)
-        return ExecSession(self.api, handle["Id"], raw, tty, what)
+                                          tty=tty, environment=environment, workdir=workdir,
+                                          user=user or "")
+            response = self.api.post(self.api._url("/exec/{0}/start", handle["Id"]),
+                                     json={"Tty": tty, "Detach": False}, stream=True,
+                                     headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                                     timeout=self.api.timeout)
+            try:
+                self.api._raise_for_status(response)
+            except docker.errors.APIError:
+                response.close()
+                raise
+        return ExecSession(self.api, handle["Id"], response, tty, what)
 
     def logs(self, name: str, follow: bool, tail: int | str) -> Iterator[bytes]:
         with _translate(f"logs of {name}"):

@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from dockyard.cli.config import client
+from dockyard.cli.console import run_console
 from dockyard.cli.output import console, details, print_json, table
 from dockyard.errors import InvalidRequest
 from dockyard.model.instance import VolumeSpec
@@ -146,12 +147,19 @@ def delete(name: str, force: bool = typer.Option(False, "--force", "-f",
 def exec_(name: str, command: Annotated[list[str], typer.Argument(help="-- CMD …")],
           workdir: str | None = typer.Option(None, "--workdir", "-w"),
           user: str | None = typer.Option(None, "--user", "-u"),
-          env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE")) -> None:  # noqa: B008
-    """Run a command in an instance; its output and exit code are passed back."""
+          env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE"),  # noqa: B008
+          interactive: bool = typer.Option(False, "--interactive", "-i",
+                                           help="attach stdin (over a websocket)"),
+          tty: bool = typer.Option(False, "--tty", "-t", help="allocate a terminal")) -> None:
+    """Run a command in an instance; its output and exit code are passed back.
+
+    `-it` attaches this terminal like a VM console: `dockyard exec -it NAME -- sh`."""
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise InvalidRequest("exec needs a command: dockyard exec NAME -- CMD …")
+    if interactive or tty:
+        raise typer.Exit(run_console(name, command, _env(env), workdir, user, interactive, tty))
     with client(timeout=3700) as api:
         result = api.post(f"/v1/instances/{name}/exec",
                           {"command": command, "env": _env(env), "workdir": workdir,
