@@ -50,16 +50,10 @@ if ! timeout 5 docker info >/dev/null 2>&1; then
   timeout 5 docker info >/dev/null 2>&1 || { echo "dockerd did not answer; see $LOGDIR/dockerd.log" >&2; exit 1; }
 fi
 
-# lxcfs: the instance's own view of /proc (free, top, uptime).
-if ! mountpoint -q /var/lib/lxcfs 2>/dev/null; then
-  say "starting lxcfs (log: $LOGDIR/lxcfs.log)"
-  mkdir -p /var/lib/lxcfs
-  setsid lxcfs -l --enable-cfs /var/lib/lxcfs >"$LOGDIR/lxcfs.log" 2>&1 </dev/null &
-  for _ in $(seq 1 40); do
-    [ -r /var/lib/lxcfs/proc/meminfo ] && break
-    sleep 0.25
-  done
-fi
+# lxcfs: the instance's own view of /proc (free, top, uptime), on a shared bind mount so that
+# instances survive an lxcfs restart (scripts/lxcfs.sh; an older /var/lib/lxcfs one is left be).
+say "lxcfs for instances (log: $LOGDIR/lxcfs.log)"
+DOCKYARD_LOGDIR="$LOGDIR" scripts/lxcfs.sh start
 
 # The small base image, built from busybox-static without any network.
 if ! docker image inspect dockyard/busybox:latest >/dev/null 2>&1; then

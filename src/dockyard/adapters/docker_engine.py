@@ -39,6 +39,7 @@ class MountSpec:
     target: str
     read_only: bool
     kind: str  # "bind" | "volume"
+    propagation: str | None = None  # bind only: "rslave", "rshared", ... (None: Docker's default)
 
 
 @dataclass(frozen=True)
@@ -220,8 +221,8 @@ class DockerEngine:
             return None
 
     def create(self, spec: ContainerSpec) -> str:
-        mounts = [Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only)
-                  for m in spec.mounts]
+        mounts = [Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only,
+                        propagation=m.propagation) for m in spec.mounts]
         host_config = self.api.create_host_config(
             network_mode="none", cpuset_cpus=spec.cpuset or None, nano_cpus=spec.nano_cpus,
             cpu_shares=spec.cpu_shares, mem_limit=spec.memory,
