@@ -152,11 +152,7 @@ def test_fixed_ip_volume_env_and_logs(dy: Dockyard) -> None:
         assert "to-console" in dy.ok("logs", "fixed").out
     finally:
         dy.cli("delete", "fixed", "--force")
-        client = docker.from_env()
-        try:
-            client.volumes.get("dydata-test").remove(force=True)
-        finally:
-            client.close()
+        dy.cli("volume", "delete", "dydata-test")
 
 
 def test_list_show_json_is_the_api_json(dy: Dockyard) -> None:

@@ -260,6 +260,14 @@ class DockerEngine:
             if "in progress" not in exc.message:
                 raise
 
+    def remove_volume(self, name: str) -> None:
+        """Remove a Docker volume; one already gone is success. In use → Conflict."""
+        try:
+            with _translate(f"remove volume {name}"):
+                self.api.remove_volume(name)
+        except NotFound:
+            pass
+
     def update_cpuset(self, name: str, cpuset: str) -> None:
         """Re-pin a running container live (same PID)."""
         with _translate(f"update {name}"):

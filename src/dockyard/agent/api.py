@@ -1,5 +1,5 @@
-"""The agent's own small HTTP API, used by the server: image checks, exec, logs and the
-interactive console (a websocket, see `agent/console.py`).
+"""The agent's own small HTTP API, used by the server: image checks, exec, logs, volume
+removal and the interactive console (a websocket, see `agent/console.py`).
 
 Authenticated with the secret the agent handed the server at registration.
 """
@@ -19,6 +19,7 @@ from dockyard.agent.console import install_console
 from dockyard.errors import NotFound, Unauthorized
 from dockyard.model import ids
 from dockyard.model.instance import ExecRequest, ExecResult
+from dockyard.model.volume import DOCKER_PREFIX
 
 
 def create_agent_app(engine: DockerEngine, secret: str, cluster: str) -> FastAPI:
@@ -57,6 +58,13 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str) -> FastAPI
         count: int | str = int(tail) if tail.isdigit() else "all"
         stream: Iterator[bytes] = engine.logs(name, follow, count)
         return StreamingResponse(stream, media_type="text/plain")
+
+    @app.delete("/v1/volumes/{docker_name}", status_code=204,
+                dependencies=[Depends(authorized)])
+    def remove_volume(docker_name: str) -> None:
+        if not docker_name.startswith(DOCKER_PREFIX):  # only volumes Dockyard named
+            raise NotFound(f"volume {docker_name} is not a Dockyard volume")
+        engine.remove_volume(docker_name)
 
     install_console(app, engine, authorized, owned)
     return app

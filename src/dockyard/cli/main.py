@@ -7,7 +7,7 @@ import sys
 import typer
 
 from dockyard.cli import instances, up
-from dockyard.cli.groups import host_app, network_app
+from dockyard.cli.groups import host_app, network_app, volume_app
 from dockyard.cli.output import err_console
 from dockyard.errors import DockyardError
 
@@ -29,6 +29,7 @@ app.command("logs")(instances.logs)
 app.command("events")(instances.events)
 app.add_typer(host_app, name="host")
 app.add_typer(network_app, name="network")
+app.add_typer(volume_app, name="volume")
 
 
 def main() -> None:

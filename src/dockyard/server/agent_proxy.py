@@ -1,4 +1,4 @@
-"""Calls from the server to an agent's own API (exec, logs, image checks).
+"""Calls from the server to an agent's own API (exec, logs, image checks, volume removal).
 
 The agent's API URL and secret come from its registration; the server presents the secret as
 a bearer token. Transport failures become BackendError (502) with the host's name.
@@ -35,11 +35,14 @@ class AgentProxy:
             except ValueError:
                 body = resp.text
             raise from_body(resp.status_code, body)
-        return resp.json()
+        return resp.json() if resp.content else None
 
     def image_exists(self, host: str, url: str, secret: str, image: str) -> bool:
         reply = self._call(host, url, secret, "GET", "/v1/images/exists", params={"ref": image})
         return bool(reply["exists"])
+
+    def remove_volume(self, host: str, url: str, secret: str, docker_name: str) -> None:
+        self._call(host, url, secret, "DELETE", f"/v1/volumes/{docker_name}")
 
     def exec(self, host: str, url: str, secret: str, instance_id: str,
              req: ExecRequest, timeout: float | None) -> ExecResult:

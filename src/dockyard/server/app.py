@@ -18,7 +18,7 @@ from dockyard.server.bootstrap import init_store
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
 from dockyard.server.notifier import Notifier
-from dockyard.server.routers import cluster, instances, networks
+from dockyard.server.routers import cluster, instances, networks, volumes
 from dockyard.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(instances.router)
     app.include_router(console.router)
     app.include_router(networks.router)
+    app.include_router(volumes.router)
     app.include_router(feed_router)
     return app
 

@@ -18,6 +18,7 @@ from dockyard.model.instance import (
     VolumeSpec,
 )
 from dockyard.model.network import Network, NetworkMode
+from dockyard.model.volume import Volume, docker_volume_name
 from dockyard.scheduler.cpusets import format_cpuset, shared_pool
 from dockyard.store import ledger
 from dockyard.store.tables import (
@@ -27,6 +28,7 @@ from dockyard.store.tables import (
     NetworkRow,
     OperationRow,
     ProjectRow,
+    VolumeRow,
 )
 
 
@@ -55,6 +57,14 @@ def network_by_ref(sess: Session, ref: str) -> NetworkRow:
     row = sess.scalar(select(NetworkRow).where(or_(NetworkRow.name == ref, NetworkRow.id == ref)))
     if row is None:
         raise NotFound(f"network {ref!r} not found")
+    return row
+
+
+def volume_by_ref(sess: Session, project_id: str, ref: str) -> VolumeRow:
+    row = sess.scalar(select(VolumeRow).where(
+        VolumeRow.project_id == project_id, or_(VolumeRow.name == ref, VolumeRow.id == ref)))
+    if row is None:
+        raise NotFound(f"volume {ref!r} not found")
     return row
 
 
@@ -143,3 +153,40 @@ def operation_model(row: OperationRow) -> Operation:
 
 def project_model(row: ProjectRow) -> Project:
     return Project(id=row.id, name=row.name, created_at=as_utc(row.created_at))
+
+
+def volume_users(sess: Session, project_id: str) -> dict[str, list[str]]:
+    """Volume name -> names of the project's instances that mount it (sorted)."""
+    users: dict[str, list[str]] = {}
+    rows = sess.execute(select(InstanceRow.name, InstanceRow.volumes)
+                        .where(InstanceRow.project_id == project_id)
+                        .order_by(InstanceRow.name))
+    for name, volumes in rows:
+        for vol in volumes:
+            if not VolumeSpec.model_validate(vol).is_host_path:
+                users.setdefault(vol["source"], []).append(name)
+    return users
+
+
+def volume_model(sess: Session, row: VolumeRow, users: dict[str, list[str]]) -> Volume:
+    project = sess.get(ProjectRow, row.project_id)
+    host = sess.get(HostRow, row.host_id) if row.host_id else None
+    return Volume(id=row.id, name=row.name, project=project.name if project else row.project_id,
+                  host=host.name if host else None, docker_name=docker_volume_name(row.id),
+                  attached_to=users.get(row.name, []), created_at=as_utc(row.created_at))
+
+
+def docker_volumes(sess: Session, row: InstanceRow) -> list[VolumeSpec]:
+    """The instance's volumes as its host must mount them: named sources become the Docker
+    volume `dyv-<id>`. A name without a volume row (an instance older than volumes as a
+    resource) keeps its own name, so its data stays where it was."""
+    specs = [VolumeSpec.model_validate(v) for v in row.volumes]
+    wanted = [s.source for s in specs if not s.is_host_path]
+    if not wanted:
+        return specs
+    names = {name: vid for name, vid in sess.execute(select(VolumeRow.name, VolumeRow.id).where(
+        VolumeRow.project_id == row.project_id, VolumeRow.name.in_(wanted)))}
+    for spec in specs:
+        if not spec.is_host_path and spec.source in names:
+            spec.source = docker_volume_name(names[spec.source])
+    return specs

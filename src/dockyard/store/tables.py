@@ -1,6 +1,7 @@
 """Tables. The ledger's invariants live in UNIQUE constraints, not in code:
 an address is held by at most one instance per network ((network_id, ip)), a core by at most
-one instance per host ((host_id, core)), and a name is unique in its project.
+one instance per host ((host_id, core)), and a name is unique in its project (instances,
+volumes).
 `hosts.version` is bumped by every placement on the host (optimistic concurrency).
 `instances.revision` is the global revision at which the instance's desired state last
 changed; agents watch for revisions greater than the one they have seen.
@@ -102,6 +103,16 @@ class InstanceRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
                                                  onupdate=utcnow)
+
+
+class VolumeRow(Base):
+    __tablename__ = "volumes"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_volume_name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class IpAllocationRow(Base):
