@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from dockyard.adapters.docker_engine import ContainerInfo, ContainerSpec
+from dockyard.adapters.docker_engine import ContainerInfo, ContainerSpec, Resources
 from dockyard.errors import BackendError, NotFound
 from dockyard.model.agent import DesiredInstance, DesiredNetwork
 
@@ -28,7 +28,10 @@ class FakeEngine:
         self.specs[spec.name] = spec
         self.containers[spec.name] = ContainerInfo(
             id=f"c-{spec.name}", name=spec.name, status="created", pid=0, labels=spec.labels,
-            image=spec.image, exit_code=0, oom_killed=False, cpuset=spec.cpuset)
+            image=spec.image, exit_code=0, oom_killed=False, cpuset=spec.cpuset,
+            resources=Resources(cpuset=spec.cpuset, cpu_shares=spec.cpu_shares,
+                                cpu_quota=spec.cpu_quota, memory=spec.memory,
+                                pids_limit=spec.pids_limit))
         return f"c-{spec.name}"
 
     def start(self, name: str) -> ContainerInfo:
@@ -49,11 +52,12 @@ class FakeEngine:
         self.calls.append(f"remove {name}")
         self.containers.pop(name, None)
 
-    def update_cpuset(self, name: str, cpuset: str) -> None:
-        self.calls.append(f"cpuset {name} {cpuset}")
+    def update(self, name: str, want: Resources, fields: set[str]) -> None:
+        self.calls.append(f"update {name} {sorted(fields)}")
         for key, info in self.containers.items():
             if info.id == name or key == name:
-                self.containers[key] = replace(info, cpuset=cpuset)
+                res = replace(info.resources, **{f: getattr(want, f) for f in fields})
+                self.containers[key] = replace(info, resources=res, cpuset=res.cpuset)
 
 
 @dataclass

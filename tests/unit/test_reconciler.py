@@ -140,6 +140,23 @@ def test_shared_pool_cpuset_is_updated_live(parts: Any) -> None:
     assert engine.containers["dy-abc123"].pid == pid
 
 
+def test_live_resize_updates_only_what_changed(parts: Any) -> None:
+    rec, engine, _, _ = parts
+    rec.sync(desired(limits=Limits(cpuset="0-1", memory_bytes=64 << 20, pids=100)))
+    pid = engine.containers["dy-abc123"].pid
+    engine.calls.clear()
+    rec.sync(desired(limits=Limits(cpuset="0-1", memory_bytes=128 << 20, pids=200, cpus=0.5),
+                     creating=False))
+    assert engine.calls == ["update c-dy-abc123 ['cpu_quota', 'memory', 'pids_limit']"]
+    res = engine.containers["dy-abc123"].resources
+    assert (res.memory, res.pids_limit, res.cpu_quota) == (128 << 20, 200, 50_000)
+    assert engine.containers["dy-abc123"].pid == pid
+    engine.calls.clear()
+    rec.sync(desired(limits=Limits(cpuset="0-1", memory_bytes=128 << 20, pids=200, cpus=0.5),
+                     creating=False))
+    assert engine.calls == []
+
+
 def test_workqueue_is_serial_per_key_and_dedupes() -> None:
     queue = WorkQueue()
     queue.add("a")

@@ -51,7 +51,7 @@ class ContainerSpec:
     env: dict[str, str]
     cpuset: str
     pids_limit: int
-    nano_cpus: int | None = None
+    cpu_quota: int | None = None
     cpu_shares: int | None = None
     memory: int | None = None
     mounts: list[MountSpec] = field(default_factory=list)
@@ -59,6 +59,24 @@ class ContainerSpec:
     log_max_size: str = "10m"
     log_max_file: int = 3
     stop_timeout: int = 10
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The limits dockerd can change on a running container (`docker update`)."""
+
+    cpuset: str = ""
+    cpu_shares: int | None = None
+    cpu_quota: int | None = None  # microseconds per CPU_PERIOD; None = no quota
+    memory: int | None = None
+    pids_limit: int | None = None
+
+
+CPU_PERIOD = 100_000  # µs, as docker's --cpus
+
+
+def cpu_quota(cpus: float | None) -> int | None:
+    return int(cpus * CPU_PERIOD) if cpus else None
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,7 @@ class ContainerInfo:
     exit_code: int
     oom_killed: bool
     cpuset: str
+    resources: Resources = field(default_factory=lambda: Resources())
 
     @property
     def running(self) -> bool:
@@ -104,7 +123,18 @@ def _info(data: dict[str, Any]) -> ContainerInfo:
         status=str(state.get("Status", "")), pid=int(state.get("Pid") or 0),
         labels=dict(config.get("Labels") or {}), image=str(config.get("Image", "")),
         exit_code=int(state.get("ExitCode") or 0), oom_killed=bool(state.get("OOMKilled")),
-        cpuset=str((data.get("HostConfig") or {}).get("CpusetCpus") or ""))
+        cpuset=str((data.get("HostConfig") or {}).get("CpusetCpus") or ""),
+        resources=_resources(data.get("HostConfig") or {}))
+
+
+def _resources(host: dict[str, Any]) -> Resources:
+    def positive(key: str) -> int | None:
+        value = host.get(key)
+        return int(value) if value and int(value) > 0 else None
+
+    return Resources(cpuset=str(host.get("CpusetCpus") or ""), cpu_shares=positive("CpuShares"),
+                     cpu_quota=positive("CpuQuota"), memory=positive("Memory"),
+                     pids_limit=positive("PidsLimit"))
 
 
 class ExecSession:
@@ -224,7 +254,8 @@ class DockerEngine:
         mounts = [Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only,
                         propagation=m.propagation) for m in spec.mounts]
         host_config = self.api.create_host_config(
-            network_mode="none", cpuset_cpus=spec.cpuset or None, nano_cpus=spec.nano_cpus,
+            network_mode="none", cpuset_cpus=spec.cpuset or None,
+            cpu_period=CPU_PERIOD if spec.cpu_quota else None, cpu_quota=spec.cpu_quota,
             cpu_shares=spec.cpu_shares, mem_limit=spec.memory,
             memswap_limit=spec.memory, pids_limit=spec.pids_limit, mounts=mounts,
             restart_policy={"Name": spec.restart_policy},
@@ -270,8 +301,32 @@ class DockerEngine:
 
     def update_cpuset(self, name: str, cpuset: str) -> None:
         """Re-pin a running container live (same PID)."""
+        self.update(name, Resources(cpuset=cpuset), {"cpuset"})
+
+    def update(self, name: str, want: Resources, fields: set[str]) -> None:
+        """`docker update` of the given fields, live (same PID); kept across restarts."""
+        body: dict[str, Any] = {}
+        if "cpuset" in fields:
+            body["CpusetCpus"] = want.cpuset
+        if "cpu_shares" in fields:
+            body["CpuShares"] = want.cpu_shares or 1024
+        if "cpu_quota" in fields:
+            body["CpuPeriod"] = CPU_PERIOD
+            body["CpuQuota"] = want.cpu_quota or -1
+        if "memory" in fields and want.memory:
+            body["Memory"] = want.memory
+            body["MemorySwap"] = want.memory
+        if "pids_limit" in fields:
+            body["PidsLimit"] = want.pids_limit or -1
+        if not body:
+            return
         with _translate(f"update {name}"):
-            self.api.update_container(name, cpuset_cpus=cpuset)
+            url = self.api._url("/containers/{0}/update", name)
+            self.api._raise_for_status(self.api._post_json(url, data=body))
+
+    def data_root(self) -> str:
+        with _translate("docker info"):
+            return str(self.api.info().get("DockerRootDir", "/var/lib/docker"))
 
     def list_owned(self, cluster: str) -> list[ContainerInfo]:
         """Every container labelled with this cluster's uuid (running or not)."""

@@ -14,11 +14,12 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import HTTPConnection
 
 from dockyard import api_errors
+from dockyard.adapters import cgroup_io
 from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.agent.console import install_console
-from dockyard.errors import NotFound, Unauthorized
+from dockyard.errors import Conflict, NotFound, Unauthorized
 from dockyard.model import ids
-from dockyard.model.instance import ExecRequest, ExecResult
+from dockyard.model.instance import ExecRequest, ExecResult, Usage
 from dockyard.model.volume import DOCKER_PREFIX
 
 
@@ -50,6 +51,18 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str) -> FastAPI
               dependencies=[Depends(authorized)])
     def exec_(instance_id: str, body: ExecRequest) -> ExecResult:
         return engine.exec(owned(instance_id), body.command, body.env, body.workdir, body.user)
+
+    @app.get("/v1/instances/{instance_id}/usage", response_model=Usage,
+             dependencies=[Depends(authorized)])
+    def usage(instance_id: str) -> Usage:
+        info = engine.inspect(owned(instance_id))
+        if info is None or not info.running:
+            raise Conflict(f"instance {instance_id} is not running")
+        now = cgroup_io.read_usage(info.pid)
+        return Usage(memory_rss_bytes=now.memory_rss, memory_cache_bytes=now.memory_cache,
+                     memory_usage_bytes=now.memory_usage, memory_limit_bytes=now.memory_limit,
+                     memory_failcnt=now.memory_failcnt, oom_kills=now.oom_kills,
+                     pids_current=now.pids_current, pids_limit=now.pids_max)
 
     @app.get("/v1/instances/{instance_id}/logs", dependencies=[Depends(authorized)])
     def logs(instance_id: str, follow: bool = False,

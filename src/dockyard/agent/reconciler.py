@@ -18,13 +18,20 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from dockyard.adapters.docker_engine import ContainerInfo, ContainerSpec, DockerEngine, MountSpec
+from dockyard.adapters.docker_engine import (
+    ContainerInfo,
+    ContainerSpec,
+    DockerEngine,
+    MountSpec,
+    Resources,
+    cpu_quota,
+)
 from dockyard import faults
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.errors import DockyardError, TemporaryError
 from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance, DesiredNetwork, ObservedState
-from dockyard.model.instance import DesiredState
+from dockyard.model.instance import DesiredState, Limits
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +51,47 @@ class HostNetwork(Protocol):
     def eth0(self, pid: int) -> Eth0View | None: ...
 
 
+class HostLimits(Protocol):
+    """Limits enforced outside docker (disk IO throttles, network rates)."""
+
+    def ensure_io(self, pid: int, limits: Limits) -> None: ...
+
+
+class NoHostLimits:
+    def ensure_io(self, pid: int, limits: Limits) -> None:
+        return None
+
+
+RESOURCE_FIELDS = ("cpuset", "cpu_shares", "cpu_quota", "memory", "pids_limit")
+
+
+def wanted_resources(limits: Limits) -> Resources:
+    return Resources(cpuset=limits.cpuset, cpu_shares=limits.cpu_weight,
+                     cpu_quota=cpu_quota(limits.cpus), memory=limits.memory_bytes,
+                     pids_limit=limits.pids)
+
+
+def resource_changes(want: Resources, have: Resources) -> set[str]:
+    """Fields `docker update` must change. An empty cpuset means "unpinned"; a memory limit
+    can be changed live but not removed (dockerd refuses), so None there is left alone."""
+    fields = {f for f in RESOURCE_FIELDS if getattr(want, f) != getattr(have, f)}
+    if not want.cpuset:
+        fields.discard("cpuset")
+    if want.memory is None:
+        fields.discard("memory")
+    return fields
+
+
 class Reconciler:
     def __init__(self, engine: DockerEngine, network: HostNetwork, files: InstanceFiles,
-                 cluster: str, stop_timeout: int = 10) -> None:
+                 cluster: str, stop_timeout: int = 10,
+                 limits: HostLimits | None = None) -> None:
         self.engine = engine
         self.network = network
         self.files = files
         self.cluster = cluster
         self.stop_timeout = stop_timeout
+        self.limits = limits or NoHostLimits()
 
     def sync(self, d: DesiredInstance) -> ObservedState:
         name = ids.container_name(d.id)
@@ -91,7 +131,7 @@ class Reconciler:
             info = self.engine.start(name)
             faults.point("agent.start.started")
         self._ensure_plumbed(d, info)
-        self._ensure_cpuset(d, info)
+        self._ensure_limits(d, info)
         return self._observed(d, "running", info.id)
 
     def _create(self, d: DesiredInstance) -> ObservedState:
@@ -109,6 +149,7 @@ class Reconciler:
             info = self.engine.start(name)
             faults.point("agent.create.started")
             self._ensure_plumbed(d, info)
+            self.limits.ensure_io(info.pid, d.limits)
             faults.point("agent.create.plumbed")
             return self._observed(d, "running", info.id)
         except TemporaryError:
@@ -127,9 +168,12 @@ class Reconciler:
         if eth0 is None or eth0.mac != d.mac or want not in eth0.addresses or not eth0.up:
             self.network.plumb(info.pid, d)
 
-    def _ensure_cpuset(self, d: DesiredInstance, info: ContainerInfo) -> None:
-        if d.limits.cpuset and info.cpuset != d.limits.cpuset:
-            self.engine.update_cpuset(info.id, d.limits.cpuset)
+    def _ensure_limits(self, d: DesiredInstance, info: ContainerInfo) -> None:
+        want = wanted_resources(d.limits)
+        fields = resource_changes(want, info.resources)
+        if fields:
+            self.engine.update(info.id, want, fields)
+        self.limits.ensure_io(info.pid, d.limits)
 
     def _inspect(self, name: str) -> ContainerInfo:
         info = self.engine.inspect(name)
@@ -174,7 +218,7 @@ class Reconciler:
                     ids.LABEL_NAME: d.name, ids.LABEL_PROJECT: d.project,
                     ids.LABEL_GENERATION: str(d.generation)},
             env=d.env, cpuset=limits.cpuset, pids_limit=limits.pids,
-            nano_cpus=int(limits.cpus * 1e9) if limits.cpus else None,
+            cpu_quota=cpu_quota(limits.cpus),
             cpu_shares=limits.cpu_weight, memory=limits.memory_bytes, mounts=mounts,
             stop_timeout=self.stop_timeout)
 
@@ -182,4 +226,5 @@ class Reconciler:
     def _observed(d: DesiredInstance, state: str, container_id: str | None,
                   message: str | None = None) -> ObservedState:
         return ObservedState(state=state, container_id=container_id, message=message,
-                             generation=d.generation, restart_serial=d.restart_serial)
+                             generation=d.generation, restart_serial=d.restart_serial,
+                             revision=d.revision)

@@ -26,6 +26,7 @@ from dockyard.adapters import hostinfo, netlink
 from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.hostfiles import InstanceFiles
+from dockyard.agent.limits import LinuxHostLimits
 from dockyard.agent.network import LinuxHostNetwork
 from dockyard.agent.reconciler import Reconciler
 from dockyard.agent.workqueue import WorkQueue
@@ -34,6 +35,7 @@ from dockyard.config import AgentSettings, split_listen
 from dockyard.errors import DockyardError, NotFound, TemporaryError
 from dockyard.model import ids
 from dockyard.model.agent import (
+    AgentEvent,
     DesiredInstance,
     Heartbeat,
     ObservedState,
@@ -90,7 +92,8 @@ class Agent:
         self.cluster = reply.cluster
         self.heartbeat_interval = reply.heartbeat_interval
         self.reconciler = Reconciler(self.engine, self.network, self.files, self.cluster,
-                                     self.settings.stop_timeout)
+                                     self.settings.stop_timeout,
+                                     LinuxHostLimits(self.engine.data_root()))
         return reply
 
     # -- loops -----------------------------------------------------------------------------
@@ -151,9 +154,10 @@ class Agent:
                 self._event("orphan", f"container {info.name} ({instance_id}) is not known to "
                             "the server: stopped, not deleted")
 
-    def _event(self, kind: str, message: str) -> None:
+    def _event(self, kind: str, message: str, instance_id: str | None = None) -> None:
         try:
-            self.client.post("/v1/agent/events", {"kind": kind, "message": message})
+            self.client.post("/v1/agent/events", AgentEvent(
+                kind=kind, message=message, instance_id=instance_id).model_dump())
         except DockyardError as exc:
             log.warning("cannot send event: %s", exc.message)
 
@@ -210,7 +214,11 @@ class Agent:
             for event in stream:
                 attrs = (event.get("Actor") or {}).get("Attributes") or {}
                 instance_id = attrs.get(ids.LABEL_INSTANCE)
-                if instance_id and event.get("status") in ("start", "die", "oom", "destroy"):
+                status = event.get("status")
+                if instance_id and status == "oom":
+                    self._event("oom", "out of memory: the kernel killed a process "
+                                "(OOM kill)", instance_id)
+                if instance_id and status in ("start", "die", "oom", "destroy"):
                     if instance_id in self.desired:
                         self.queue.add(instance_id)
                 if self.stopping.is_set():

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from dockyard.cli.config import client
 from dockyard.cli.console import run_console
 from dockyard.cli.output import console, details, print_json, table
-from dockyard.errors import InvalidRequest
+from dockyard.errors import DockyardError, InvalidRequest
 from dockyard.model.instance import VolumeSpec
-from dockyard.model.units import format_size
+from dockyard.model.units import format_rate, format_size
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
 
@@ -46,6 +46,12 @@ def launch(
     cpu_weight: Annotated[int | None, typer.Option(help="CPU shares")] = None,
     memory: Annotated[str | None, typer.Option(help="memory limit, e.g. 256M")] = None,
     pids: Annotated[int, typer.Option(help="process limit")] = 4096,
+    read_bps: Annotated[str | None, typer.Option(help="disk read bytes/s, e.g. 10M")] = None,
+    write_bps: Annotated[str | None, typer.Option(help="disk write bytes/s")] = None,
+    read_iops: Annotated[int | None, typer.Option(help="disk read ops/s")] = None,
+    write_iops: Annotated[int | None, typer.Option(help="disk write ops/s")] = None,
+    ingress: Annotated[str | None, typer.Option(help="rate to the instance, e.g. 50mbit")] = None,
+    egress: Annotated[str | None, typer.Option(help="rate from the instance")] = None,
     network: Annotated[str, typer.Option(help="network name")] = "default",
     ip: Annotated[str | None, typer.Option(help="fixed IPv4 address")] = None,
     hostname: Annotated[str | None, typer.Option(help="hostname (default: the name)")] = None,
@@ -56,7 +62,10 @@ def launch(
 ) -> None:
     """Create and start an instance."""
     limits: dict[str, Any] = {"cores": cores, "pids": pids}
-    for key, value in (("cpus", cpus), ("cpu_weight", cpu_weight), ("memory", memory)):
+    for key, value in (("cpus", cpus), ("cpu_weight", cpu_weight), ("memory", memory),
+                       ("read_bps", read_bps), ("write_bps", write_bps),
+                       ("read_iops", read_iops), ("write_iops", write_iops),
+                       ("ingress", ingress), ("egress", egress)):
         if value is not None:
             limits[key] = value
     body = {"name": name, "image": image, "network": network, "ip": ip, "hostname": hostname,
@@ -96,16 +105,75 @@ def show(name: str, as_json: JsonOpt = False) -> None:
         print_json(inst)
         return
     lim = inst["limits"]
+    use = _usage(name) if inst["state"] == "running" else None
     details([("name", inst["name"]), ("id", inst["id"]), ("state", inst["state"]),
              ("host", inst["host"]), ("image", inst["image"]), ("network", inst["network"]),
              ("ip", inst["ip"]), ("mac", inst["mac"]), ("hostname", inst["hostname"]),
              ("container", (inst["container_id"] or "")[:12]),
              ("generation", inst["generation"]),
-             ("cores", f"{lim['cores']} exclusive" if lim["cores"] else "shared pool"),
-             ("cpuset", lim["cpuset"]), ("cpus", lim["cpus"]), ("cpu weight", lim["cpu_weight"]),
-             ("memory", format_size(lim["memory_bytes"])), ("pids", lim["pids"]),
              ("volumes", ", ".join(f"{v['source']}:{v['target']}" for v in inst["volumes"])),
-             ("message", inst["message"])])
+             ("message", inst["message"])] + _limit_lines(lim, use))
+
+
+def _usage(name: str) -> dict[str, Any] | None:
+    try:
+        with client() as api:
+            return dict(api.get(f"/v1/instances/{name}/usage"))
+    except DockyardError:
+        return None
+
+
+def _limit_lines(lim: dict[str, Any], use: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    use = use or {}
+    mem = format_size(lim["memory_bytes"]) if lim["memory_bytes"] else "unlimited"
+    if use:
+        mem = (f"rss {format_size(use['memory_rss_bytes'])}, cache "
+               f"{format_size(use['memory_cache_bytes'])}, limit {mem}"
+               + (f", {use['oom_kills']} OOM kills" if use.get("oom_kills") else ""))
+    pids = f"{use['pids_current']} / {lim['pids']}" if use else str(lim["pids"])
+    io = ", ".join(f"{k} {format_size(lim[k]) if 'bps' in k else lim[k]}"
+                   for k in ("read_bps", "write_bps", "read_iops", "write_iops") if lim[k])
+    net = ", ".join(f"{k} {format_rate(lim[k + '_bps'])}" for k in ("ingress", "egress")
+                    if lim[k + "_bps"])
+    return [("cores", f"{lim['cores']} exclusive" if lim["cores"] else "shared pool"),
+            ("cpuset", lim["cpuset"]), ("cpus", lim["cpus"]), ("cpu weight", lim["cpu_weight"]),
+            ("memory", mem), ("pids", pids), ("disk io", io or "unlimited"),
+            ("network", net or "unlimited")]
+
+
+def resize(
+    name: str,
+    memory: Annotated[str | None, typer.Option(help="e.g. 512M")] = None,
+    cores: Annotated[int | None, typer.Option(help="exclusive cores")] = None,
+    cpus: Annotated[float | None, typer.Option(help="CFS quota in CPUs (0: none)")] = None,
+    cpu_weight: Annotated[int | None, typer.Option(help="CPU shares")] = None,
+    pids: Annotated[int | None, typer.Option(help="process limit")] = None,
+    read_bps: Annotated[str | None, typer.Option(help="disk read bytes/s (0: none)")] = None,
+    write_bps: Annotated[str | None, typer.Option(help="disk write bytes/s (0: none)")] = None,
+    read_iops: Annotated[int | None, typer.Option(help="disk read ops/s (0: none)")] = None,
+    write_iops: Annotated[int | None, typer.Option(help="disk write ops/s (0: none)")] = None,
+    ingress: Annotated[str | None, typer.Option(help="rate to the instance (0: none)")] = None,
+    egress: Annotated[str | None, typer.Option(help="rate from the instance (0: none)")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change limits live (same PID); a resize that does not fit changes nothing."""
+    given = {k: v for k, v in (("memory", memory), ("cores", cores), ("cpus", cpus),
+                               ("cpu_weight", cpu_weight), ("pids", pids),
+                               ("read_bps", read_bps), ("write_bps", write_bps),
+                               ("read_iops", read_iops), ("write_iops", write_iops),
+                               ("ingress", ingress), ("egress", egress)) if v is not None}
+    if not given:
+        raise InvalidRequest("resize needs at least one limit, e.g. --memory 512M")
+    with client() as api:
+        inst = api.request("PATCH", f"/v1/instances/{name}", json={"limits": given},
+                           params={"wait": str(wait).lower()})
+    if as_json:
+        print_json(inst)
+    else:
+        console.print(f"{inst['name']} resized: cpuset {inst['limits']['cpuset']}, memory "
+                      f"{format_size(inst['limits']['memory_bytes'])}, pids "
+                      f"{inst['limits']['pids']}")
 
 
 def _action(name: str, action: str, wait: bool, as_json: bool) -> None:

@@ -8,6 +8,7 @@ import typer
 
 from dockyard.cli import instances, up
 from dockyard.cli.groups import host_app, network_app, volume_app
+from dockyard.cli.images import image_app
 from dockyard.cli.output import err_console
 from dockyard.errors import DockyardError
 
@@ -24,12 +25,14 @@ app.command("start")(instances.start)
 app.command("stop")(instances.stop)
 app.command("restart")(instances.restart)
 app.command("delete")(instances.delete)
+app.command("resize")(instances.resize)
 app.command("exec", context_settings={"allow_interspersed_args": False})(instances.exec_)
 app.command("logs")(instances.logs)
 app.command("events")(instances.events)
 app.add_typer(host_app, name="host")
 app.add_typer(network_app, name="network")
 app.add_typer(volume_app, name="volume")
+app.add_typer(image_app, name="image")
 
 
 def main() -> None:

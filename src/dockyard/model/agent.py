@@ -76,4 +76,13 @@ class ObservedState(BaseModel):
     message: str | None = None
     generation: int
     restart_serial: int = 0
+    revision: int = 0  # the desired-state revision this observation reflects
     failed_create: bool = False
+
+
+class AgentEvent(BaseModel):
+    """Something the agent saw that is not a state (an OOM kill, an orphan)."""
+
+    kind: str
+    message: str
+    instance_id: str | None = None

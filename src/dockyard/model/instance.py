@@ -303,6 +303,25 @@ class Instance(BaseModel):
     updated_at: datetime
 
 
+class InstancePatch(Strict):
+    """`PATCH /v1/instances/{ref}`: a live resize."""
+
+    limits: LimitsPatch
+
+
+class Usage(BaseModel):
+    """What the instance uses now, read from its cgroups (None: not available)."""
+
+    memory_rss_bytes: int | None
+    memory_cache_bytes: int | None
+    memory_usage_bytes: int | None
+    memory_limit_bytes: int | None
+    memory_failcnt: int | None
+    oom_kills: int | None
+    pids_current: int | None
+    pids_limit: int | None
+
+
 class InstanceAction(StrEnum):
     start = "start"
     stop = "stop"

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from dockyard.errors import BackendError, DockyardError, from_body
-from dockyard.model.instance import ExecRequest, ExecResult
+from dockyard.model.instance import ExecRequest, ExecResult, Usage
 
 
 class AgentProxy:
@@ -43,6 +43,10 @@ class AgentProxy:
 
     def remove_volume(self, host: str, url: str, secret: str, docker_name: str) -> None:
         self._call(host, url, secret, "DELETE", f"/v1/volumes/{docker_name}")
+
+    def usage(self, host: str, url: str, secret: str, instance_id: str) -> Usage:
+        reply = self._call(host, url, secret, "GET", f"/v1/instances/{instance_id}/usage")
+        return Usage.model_validate(reply)
 
     def exec(self, host: str, url: str, secret: str, instance_id: str,
              req: ExecRequest, timeout: float | None) -> ExecResult:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from dockyard import faults
 from dockyard.errors import NotFound
 from dockyard.model.agent import (
+    AgentEvent,
     DesiredInstance,
     DesiredNetwork,
     Heartbeat,
@@ -142,8 +143,11 @@ def report(instance_id: str, body: ObservedState, caller: Caller = Depends(auth.
 
 
 @router.post("/events", status_code=204)
-def host_event(body: dict[str, str], caller: Caller = Depends(auth.host),
+def host_event(body: AgentEvent, caller: Caller = Depends(auth.host),
                ctx: ServerContext = Depends(auth.context)) -> None:
     with ctx.db.session() as sess:
-        record_event(sess, None, body.get("kind", "host"), body.get("message", "")[:1000],
-                     caller.host_name)
+        host = _host(sess, caller)
+        row = sess.get(InstanceRow, body.instance_id) if body.instance_id else None
+        if row is not None and row.host_id != host.id:
+            row = None
+        record_event(sess, row, body.kind[:32], body.message[:1000], caller.host_name)

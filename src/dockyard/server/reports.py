@@ -34,7 +34,8 @@ def _satisfied(op: OperationRow, obs: ObservedState) -> bool:
     target = op.steps[0].get("target", {}) if op.steps else {}
     if target.get("state") != obs.state:
         return False
-    return obs.restart_serial >= int(target.get("restart_serial", 0))
+    return (obs.restart_serial >= int(target.get("restart_serial", 0))
+            and obs.revision >= int(target.get("revision", 0)))
 
 
 def _remove(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str) -> None:

@@ -18,9 +18,11 @@ from dockyard.model.instance import (
     Instance,
     InstanceAction,
     InstanceCreate,
+    InstancePatch,
     InstanceState,
+    Usage,
 )
-from dockyard.server import auth, instances
+from dockyard.server import auth, instances, resize
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.server.waiting import wait_for
@@ -95,6 +97,29 @@ async def delete_instance(ref: str, force: bool = False, wait: bool = False,
         return JSONResponse({"id": body["id"], "name": body["name"], "operation": op_id,
                              "deleted": True}, status_code=200)
     return await run_in_threadpool(_accepted, ctx, project, ref, op_id)
+
+
+@router.patch("/{ref}", status_code=202, response_model=Instance)
+async def resize_instance(ref: str, body: InstancePatch, wait: bool = False,
+                          caller: Caller = Depends(auth.user),
+                          ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
+    """Live resize: the new limits take effect in place (same PID)."""
+    project = _project(caller)
+    op_id = await run_in_threadpool(resize.resize, ctx, project, ref, body.limits)
+    if wait:
+        await wait_for(ctx, op_id, ctx.settings.wait_timeout)
+        result = await run_in_threadpool(_show, ctx, project, ref)
+        result["operation"] = op_id
+        return JSONResponse(result, status_code=200)
+    return await run_in_threadpool(_accepted, ctx, project, ref, op_id)
+
+
+@router.get("/{ref}/usage", response_model=Usage)
+def instance_usage(ref: str, caller: Caller = Depends(auth.user),
+                   ctx: ServerContext = Depends(auth.context)) -> Usage:
+    """Memory (rss and page cache apart), OOM kills and pids, read now from the cgroups."""
+    host, url, secret, instance_id = _agent_target(ctx, _project(caller), ref)
+    return ctx.agents.usage(host, url, secret, instance_id)
 
 
 @router.post("/{ref}/actions/{action}", status_code=202, response_model=Instance)

@@ -1,0 +1,39 @@
+"""Limits the agent enforces outside `docker update`: disk IO throttles (cgroup files) and,
+later in the pipeline, network rates (tc). Each `ensure_*` reads what is in force, compares
+it with the desired value and writes only the difference, so it is cheap to call on every
+sync and repairs limits lost by a restart of the container."""
+
+from __future__ import annotations
+
+import logging
+
+from dockyard.adapters import blockdev, cgroup_io
+from dockyard.adapters.cgroup_io import IoLimits
+from dockyard.errors import BackendError
+from dockyard.model.instance import Limits
+
+log = logging.getLogger(__name__)
+
+
+def io_limits(limits: Limits) -> IoLimits:
+    return IoLimits(read_bps=limits.read_bps, write_bps=limits.write_bps,
+                    read_iops=limits.read_iops, write_iops=limits.write_iops)
+
+
+class LinuxHostLimits:
+    def __init__(self, data_root: str) -> None:
+        try:
+            self.device: str | None = blockdev.device_of(data_root)
+        except BackendError as exc:
+            log.warning("disk IO limits unavailable: %s", exc.message)
+            self.device = None
+
+    def ensure_io(self, pid: int, limits: Limits) -> None:
+        want = io_limits(limits)
+        if self.device is None:
+            if want != IoLimits():
+                raise BackendError("disk IO limits are not available on this host "
+                                   "(Docker's data root is not on a block device)")
+            return
+        if cgroup_io.read_io(pid, self.device) != want:
+            cgroup_io.write_io(pid, self.device, want)
