@@ -54,3 +54,5 @@ class AgentSettings:
     cores: list[int] | None = None
     memory_bytes: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    lxcfs_root: str = "/var/lib/dockyard/lxcfs"
+    lxcfs_check_interval: float = 2.0

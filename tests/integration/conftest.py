@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from dockyard.adapters.docker_engine import DockerEngine
+from dockyard.adapters.machine_image import DEFAULT_CACHE_DIR, build_machine_image
 from tests.integration.dockyard_env import Dockyard, leaks, make_dockyard
 
 
@@ -13,6 +15,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def machine_image() -> str:
+    """dockyard/machine:bookworm, built once per machine (debootstrap tree cached)."""
+    engine = DockerEngine(timeout=300)
+    try:
+        return build_machine_image(engine, DEFAULT_CACHE_DIR)  # no-op when the tag exists
+    finally:
+        engine.close()
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,6 @@ from typer.testing import CliRunner
 
 from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.adapters.machine_image import (
-    DEFAULT_CACHE_DIR,
     INIT,
     MACHINE_TAG,
     build_machine_image,
@@ -39,15 +38,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
     pytest.mark.skipif(shutil.which("debootstrap") is None, reason="needs debootstrap"),
 ]
-
-
-@pytest.fixture(scope="session")
-def machine_image() -> str:
-    engine = DockerEngine(timeout=300)
-    try:
-        return build_machine_image(engine, DEFAULT_CACHE_DIR)  # no-op when the tag exists
-    finally:
-        engine.close()
 
 
 @pytest.fixture(scope="module")

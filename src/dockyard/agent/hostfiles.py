@@ -40,6 +40,9 @@ class InstanceFiles:
     def resolv(self, instance_id: str) -> Path:
         return self.dir(instance_id) / "resolv.conf"
 
+    def authorized_keys(self, instance_id: str) -> Path:
+        return self.dir(instance_id) / "authorized_keys"
+
     @staticmethod
     def _write(path: Path, text: str) -> None:
         tmp = path.with_suffix(".tmp")
@@ -49,8 +52,10 @@ class InstanceFiles:
     def write(self, d: DesiredInstance) -> None:
         try:
             self.dir(d.id).mkdir(parents=True, exist_ok=True)
-            for path, text in ((self.hosts(d.id), render_hosts(d)),
-                               (self.resolv(d.id), render_resolv(d))):
+            files = [(self.hosts(d.id), render_hosts(d)), (self.resolv(d.id), render_resolv(d))]
+            if d.ssh_keys:
+                files.append((self.authorized_keys(d.id), "".join(k + "\n" for k in d.ssh_keys)))
+            for path, text in files:
                 if not path.exists() or path.read_text() != text:
                     self._write(path, text)
         except OSError as exc:

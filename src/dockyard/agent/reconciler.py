@@ -27,6 +27,7 @@ from dockyard.adapters.docker_engine import (
     cpu_quota,
 )
 from dockyard import faults
+from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.errors import DockyardError, TemporaryError
 from dockyard.model import ids
@@ -85,13 +86,14 @@ def resource_changes(want: Resources, have: Resources) -> set[str]:
 class Reconciler:
     def __init__(self, engine: DockerEngine, network: HostNetwork, files: InstanceFiles,
                  cluster: str, stop_timeout: int = 10,
-                 limits: HostLimits | None = None) -> None:
+                 limits: HostLimits | None = None, lxcfs: Lxcfs | None = None) -> None:
         self.engine = engine
         self.network = network
         self.files = files
         self.cluster = cluster
         self.stop_timeout = stop_timeout
         self.limits = limits or NoHostLimits()
+        self.lxcfs = lxcfs
 
     def sync(self, d: DesiredInstance) -> ObservedState:
         name = ids.container_name(d.id)
@@ -211,12 +213,21 @@ class Reconciler:
         ]
         mounts += [MountSpec(v.source, v.target, v.read_only,
                              "bind" if v.is_host_path else "volume") for v in d.volumes]
+        if d.ssh_keys:
+            mounts.append(MountSpec(str(self.files.authorized_keys(d.id)),
+                                    "/etc/dockyard/authorized_keys", True, "bind"))
+        labels = {ids.LABEL_CLUSTER: self.cluster, ids.LABEL_INSTANCE: d.id,
+                  ids.LABEL_NAME: d.name, ids.LABEL_PROJECT: d.project,
+                  ids.LABEL_GENERATION: str(d.generation)}
+        if d.lxcfs and self.lxcfs is not None and self.lxcfs.available():
+            mounts += self.lxcfs.mounts()
+            labels[ids.LABEL_LXCFS] = "1"
+        elif d.lxcfs:
+            log.warning("lxcfs is not running: %s gets the host's view of /proc", d.name)
         limits = d.limits
         return ContainerSpec(
             name=ids.container_name(d.id), image=d.image, hostname=d.hostname,
-            labels={ids.LABEL_CLUSTER: self.cluster, ids.LABEL_INSTANCE: d.id,
-                    ids.LABEL_NAME: d.name, ids.LABEL_PROJECT: d.project,
-                    ids.LABEL_GENERATION: str(d.generation)},
+            labels=labels,
             env=d.env, cpuset=limits.cpuset, pids_limit=limits.pids,
             cpu_quota=cpu_quota(limits.cpus),
             cpu_shares=limits.cpu_weight, memory=limits.memory_bytes, mounts=mounts,

@@ -26,7 +26,9 @@ from dockyard.adapters import hostinfo, netlink
 from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.hostfiles import InstanceFiles
+from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.limits import LinuxHostLimits
+from dockyard.agent.lxcfs_watch import LxcfsWatch
 from dockyard.agent.network import LinuxHostNetwork
 from dockyard.agent.reconciler import Reconciler
 from dockyard.agent.workqueue import WorkQueue
@@ -64,6 +66,9 @@ class Agent:
         self.cluster = ""
         self.heartbeat_interval = 5.0
         self.reconciler: Reconciler | None = None
+        self.lxcfs = Lxcfs(settings.lxcfs_root)
+        self.lxcfs_watch = LxcfsWatch(self.lxcfs, self._lxcfs_pids,
+                                      interval=settings.lxcfs_check_interval)
 
     # -- registration and inventory -------------------------------------------------------
     def inventory(self) -> HostInventory:
@@ -93,7 +98,7 @@ class Agent:
         self.heartbeat_interval = reply.heartbeat_interval
         self.reconciler = Reconciler(self.engine, self.network, self.files, self.cluster,
                                      self.settings.stop_timeout,
-                                     LinuxHostLimits(self.engine.data_root()))
+                                     LinuxHostLimits(self.engine.data_root()), self.lxcfs)
         return reply
 
     # -- loops -----------------------------------------------------------------------------
@@ -226,6 +231,10 @@ class Agent:
         finally:
             stream.close()
 
+    def _lxcfs_pids(self) -> list[int]:
+        return [c.pid for c in self.engine.list_owned(self.cluster)
+                if c.running and c.labels.get(ids.LABEL_LXCFS) == "1"]
+
     def start_threads(self) -> None:
         state = {"since": 0.0, "last_full": 0.0}
         threads = [("watch", lambda: self._watch_once(state), 1.0),
@@ -234,6 +243,8 @@ class Agent:
         for name, body, pause in threads:
             threading.Thread(target=self._loop, args=(name, body, pause), name=name,
                              daemon=True).start()
+        threading.Thread(target=self.lxcfs_watch.run, args=(self.stopping,),
+                         name="lxcfs-watch", daemon=True).start()
         for n in range(self.settings.workers):
             threading.Thread(target=self._work, name=f"worker-{n}", daemon=True).start()
 

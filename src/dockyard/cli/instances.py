@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +27,13 @@ def _env(pairs: list[str]) -> dict[str, str]:
             raise InvalidRequest(f"-e {pair!r} must be KEY=VALUE")
         env[key] = value
     return env
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise InvalidRequest(f"--ssh-key {path}: {exc.strerror}") from exc
 
 
 def _volumes(specs: list[str]) -> list[dict[str, Any]]:
@@ -57,6 +65,10 @@ def launch(
     hostname: Annotated[str | None, typer.Option(help="hostname (default: the name)")] = None,
     volume: Annotated[list[str], typer.Option("-v", "--volume", help="SRC:DST[:ro]")] = [],  # noqa: B006
     env: Annotated[list[str], typer.Option("-e", "--env", help="KEY=VALUE")] = [],  # noqa: B006
+    lxcfs: Annotated[bool, typer.Option("--lxcfs/--no-lxcfs",
+                                        help="the instance's own /proc view")] = True,
+    ssh_key: Annotated[list[Path], typer.Option("--ssh-key", help="public key file for "
+                                                "root (machine images)")] = [],  # noqa: B006
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until running")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -69,7 +81,8 @@ def launch(
         if value is not None:
             limits[key] = value
     body = {"name": name, "image": image, "network": network, "ip": ip, "hostname": hostname,
-            "limits": limits, "volumes": _volumes(volume), "env": _env(env)}
+            "limits": limits, "volumes": _volumes(volume), "env": _env(env), "lxcfs": lxcfs,
+            "ssh_keys": [_read_key(path) for path in ssh_key]}
     with client() as api:
         if wait and not as_json:
             with console.status(f"launching {name} …", spinner="dots"):

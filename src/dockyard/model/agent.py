@@ -56,6 +56,8 @@ class DesiredInstance(BaseModel):
     limits: Limits
     volumes: list[VolumeSpec]
     env: dict[str, str]
+    lxcfs: bool = True
+    ssh_keys: list[str] = Field(default_factory=list)
     revision: int
     creating: bool = Field(False, description="the first create has not succeeded yet: a "
                            "failure rolls back and removes the instance")

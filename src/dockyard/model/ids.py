@@ -51,3 +51,4 @@ LABEL_INSTANCE = "dockyard.instance"
 LABEL_NAME = "dockyard.name"
 LABEL_PROJECT = "dockyard.project"
 LABEL_GENERATION = "dockyard.generation"
+LABEL_LXCFS = "dockyard.lxcfs"  # "1": the container has the lxcfs mounts (re-bound on restart)

@@ -235,6 +235,20 @@ class InstanceCreate(Strict):
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     volumes: list[VolumeSpec] = Field(default_factory=list, max_length=64)
     env: dict[str, str] = Field(default_factory=dict)
+    lxcfs: bool = Field(True, description="the instance's own view of /proc (free, top, "
+                        "uptime) through lxcfs")
+    ssh_keys: list[str] = Field(default_factory=list, max_length=32,
+                                description="public keys installed for root (machine images)")
+
+    @field_validator("ssh_keys")
+    @classmethod
+    def _ssh_keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            parts = key.strip().split()
+            if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-", "sk-")) \
+                    or "\n" in key.strip() or len(key) > 16384:
+                raise ValueError("an ssh key must be one line: TYPE BASE64 [COMMENT]")
+        return [key.strip() for key in value]
 
     @field_validator("name")
     @classmethod
@@ -298,6 +312,7 @@ class Instance(BaseModel):
     limits: Limits
     volumes: list[VolumeSpec]
     env: dict[str, str]
+    lxcfs: bool = True
     message: str | None = None
     created_at: datetime
     updated_at: datetime

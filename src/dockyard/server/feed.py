@@ -96,6 +96,8 @@ def _desired(sess: Session, row: InstanceRow, net: NetworkRow) -> DesiredInstanc
         network=_network(net), ip=row.ip, prefixlen=prefixlen(net.subnet), mac=row.mac,
         dns=list(net.dns) or [net.gateway], limits=records.effective_limits(sess, row),
         volumes=records.docker_volumes(sess, row), env=dict(row.env),
+        lxcfs=bool(row.options.get("lxcfs", True)),
+        ssh_keys=list(row.options.get("ssh_keys", [])),
         revision=row.revision, creating=row.state == "creating")
 
 

@@ -143,7 +143,8 @@ def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
             network_id=net.id, image=spec.image, hostname=spec.hostname or spec.name, ip=ip,
             mac=mac_for_ip(ip), state=InstanceState.creating, desired_state=DesiredState.running,
             generation=1, limits=limits.model_dump(),
-            volumes=[v.model_dump() for v in spec.volumes], env=dict(spec.env), revision=rev)
+            volumes=[v.model_dump() for v in spec.volumes], env=dict(spec.env), revision=rev,
+            options={"lxcfs": spec.lxcfs, "ssh_keys": spec.ssh_keys})
         sess.add(row)
         sess.flush()
         if plan.cores:

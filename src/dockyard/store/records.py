@@ -92,6 +92,7 @@ def instance_model(sess: Session, row: InstanceRow) -> Instance:
         container_id=row.container_id, generation=row.generation,
         limits=effective_limits(sess, row),
         volumes=[VolumeSpec.model_validate(v) for v in row.volumes], env=dict(row.env),
+        lxcfs=bool((row.options or {}).get("lxcfs", True)),
         message=row.message, created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at))
 

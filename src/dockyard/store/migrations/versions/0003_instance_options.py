@@ -1,0 +1,26 @@
+"""instance options (lxcfs, ssh keys)
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-28 07:40:00
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0003'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('instances', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('options', sa.JSON(), nullable=False,
+                                      server_default='{}'))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('instances', schema=None) as batch_op:
+        batch_op.drop_column('options')
