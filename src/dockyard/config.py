@@ -52,6 +52,7 @@ class AgentSettings:
     resync_interval: float = 60.0
     stop_timeout: int = 10
     cores: list[int] | None = None
+    reserved_cores: list[int] = field(default_factory=list)
     memory_bytes: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     lxcfs_root: str = "/var/lib/dockyard/lxcfs"

@@ -74,7 +74,7 @@ class Agent:
     def inventory(self) -> HostInventory:
         s = self.settings
         return HostInventory(
-            cores=s.cores or hostinfo.online_cores(),
+            cores=s.cores or hostinfo.online_cores(), reserved_cores=s.reserved_cores,
             memory_bytes=s.memory_bytes or hostinfo.memory_total(),
             routes=netlink.list_routes(), docker_version=self.engine.version(),
             kernel=hostinfo.kernel_release())

@@ -58,6 +58,8 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
           api_listen: str = typer.Option("127.0.0.1:0", help="agent API HOST:PORT"),
           docker_url: str | None = typer.Option(None, envvar="DOCKER_HOST"),
           cores: str | None = typer.Option(None, help="cores to offer, e.g. 0-3"),
+          reserved_cores: str = typer.Option("", help="cores kept for the system, e.g. 0 "
+                                             "(never exclusive, never in the shared pool)"),
           memory: str | None = typer.Option(None, help="memory to offer, e.g. 8G"),
           resync_interval: float = typer.Option(60.0, help="seconds between full resyncs"),
           verbose: bool = False) -> None:
@@ -67,6 +69,8 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
     run_agent(AgentSettings(server=server_url, token=token, name=name, home=home,
                             api_listen=api_listen, docker_url=docker_url,
                             cores=parse_cpuset(cores) if cores else None,
+                            reserved_cores=parse_cpuset(reserved_cores) if reserved_cores
+                            else [],
                             memory_bytes=parse_size(memory) if memory else None,
                             resync_interval=resync_interval))
 

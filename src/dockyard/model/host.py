@@ -22,6 +22,8 @@ class HostInventory(BaseModel):
     """What an agent finds on its machine (overridable by the operator)."""
 
     cores: list[int] = Field(min_length=1)
+    reserved_cores: list[int] = Field(default_factory=list,
+                                      description="cores kept for the system: never handed out")
     memory_bytes: int = Field(gt=0)
     routes: list[Route] = Field(default_factory=list)
     docker_version: str = ""
@@ -34,6 +36,7 @@ class Host(BaseModel):
     name: str
     state: HostState
     cores: list[int]
+    reserved_cores: list[int] = Field(default_factory=list)
     exclusive_cores: dict[str, str] = Field(
         default_factory=dict, description="core -> instance id holding it")
     shared_cpuset: str

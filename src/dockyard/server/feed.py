@@ -60,6 +60,7 @@ def register(body: Registration, caller: Caller = Depends(auth.host),
         was_up = row.last_heartbeat is not None
         row.api_url, row.api_secret = body.api_url, body.api_secret
         row.inventory = body.inventory.model_dump()
+        row.reserved_cores = list(body.inventory.reserved_cores)
         row.last_heartbeat = datetime.now(UTC)
         row.state = "up"
         row.version += 1

@@ -129,6 +129,7 @@ def host_model(sess: Session, row: HostRow) -> Host:
     inv = row.inventory
     return Host(
         id=row.id, name=row.name, state=HostState(row.state), cores=list(inv.get("cores", [])),
+        reserved_cores=list(row.reserved_cores or []),
         exclusive_cores={str(core): inst for core, inst in sorted(taken.items())},
         shared_cpuset=shared_cpuset(sess, row),
         memory_bytes=int(inv.get("memory_bytes", 0)),
