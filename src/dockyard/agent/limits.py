@@ -1,5 +1,5 @@
-"""Limits the agent enforces outside `docker update`: disk IO throttles (cgroup files) and,
-later in the pipeline, network rates (tc). Each `ensure_*` reads what is in force, compares
+"""Limits the agent enforces outside `docker update`: disk IO throttles (cgroup files) and
+network rates (tc qdiscs on both ends of the instance's veth). Each `ensure_*` reads what is in force, compares
 it with the desired value and writes only the difference, so it is cheap to call on every
 sync and repairs limits lost by a restart of the container."""
 
@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 
-from dockyard.adapters import blockdev, cgroup_io
+from dockyard.adapters import blockdev, cgroup_io, tc
 from dockyard.adapters.cgroup_io import IoLimits
 from dockyard.errors import BackendError
+from dockyard.model import ids
 from dockyard.model.instance import Limits
 
 log = logging.getLogger(__name__)
@@ -37,3 +38,11 @@ class LinuxHostLimits:
             return
         if cgroup_io.read_io(pid, self.device) != want:
             cgroup_io.write_io(pid, self.device, want)
+
+    @staticmethod
+    def ensure_rates(pid: int, instance_id: str, limits: Limits) -> None:
+        """Ingress: tbf on the host end of the veth (traffic *to* the instance). Egress: tbf
+        on eth0 inside the instance's netns, where it holds on a Linux bridge and on OVS
+        alike and the instance (no CAP_NET_ADMIN) cannot remove it. Both go with the veth."""
+        tc.set_ingress(ids.host_veth_name(instance_id), limits.ingress_bps)
+        tc.set_egress(pid, limits.egress_bps)

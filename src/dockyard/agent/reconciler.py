@@ -56,10 +56,14 @@ class HostLimits(Protocol):
     """Limits enforced outside docker (disk IO throttles, network rates)."""
 
     def ensure_io(self, pid: int, limits: Limits) -> None: ...
+    def ensure_rates(self, pid: int, instance_id: str, limits: Limits) -> None: ...
 
 
 class NoHostLimits:
     def ensure_io(self, pid: int, limits: Limits) -> None:
+        return None
+
+    def ensure_rates(self, pid: int, instance_id: str, limits: Limits) -> None:
         return None
 
 
@@ -152,6 +156,7 @@ class Reconciler:
             faults.point("agent.create.started")
             self._ensure_plumbed(d, info)
             self.limits.ensure_io(info.pid, d.limits)
+            self.limits.ensure_rates(info.pid, d.id, d.limits)
             faults.point("agent.create.plumbed")
             return self._observed(d, "running", info.id)
         except TemporaryError:
@@ -176,6 +181,7 @@ class Reconciler:
         if fields:
             self.engine.update(info.id, want, fields)
         self.limits.ensure_io(info.pid, d.limits)
+        self.limits.ensure_rates(info.pid, d.id, d.limits)
 
     def _inspect(self, name: str) -> ContainerInfo:
         info = self.engine.inspect(name)
