@@ -13,6 +13,7 @@ up: setup
 	$(PY)/dockyard up $(DOCKYARD_UP_ARGS)
 
 test: setup
+	$(PY)/ruff check src tests
 	$(PY)/lint-imports
 	$(PY)/pytest tests -p no:cacheprovider
 
@@ -23,6 +24,7 @@ integration: setup
 	$(PY)/pytest tests/integration -q
 
 lint:
+	$(PY)/ruff check src tests
 	$(PY)/ruff check src tests
 	$(PY)/lint-imports
 

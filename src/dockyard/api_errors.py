@@ -1,4 +1,5 @@
-"""One place that turns every failure of a Dockyard HTTP API (server or agent) into `{"error": {"code", "message"}}`."""
+"""One place that turns every failure of a Dockyard HTTP API (server or agent) into
+`{"error": {"code", "message"}}`."""
 
 from __future__ import annotations
 

@@ -148,9 +148,8 @@ def test_disk_write_refused(split: SplitDockyard, image: str) -> None:
     files.mkdir(parents=True, exist_ok=True)
     subprocess.run(["chattr", "+i", str(files)], check=True)
     try:
-        with split.api() as api:
-            with pytest.raises(DockyardError) as info:
-                api.post("/v1/instances", {"name": "nodisk", "image": image}, wait="true")
+        with split.api() as api, pytest.raises(DockyardError) as info:
+            api.post("/v1/instances", {"name": "nodisk", "image": image}, wait="true")
         assert "cannot write" in info.value.message
         until(lambda: gone(split, "nodisk"))
     finally:

@@ -4,6 +4,7 @@ that every point in `dockyard.faults.POINTS` was hit."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -62,11 +63,8 @@ def show(env: SplitDockyard, name: str) -> dict[str, Any] | None:
 
 
 def launch(env: SplitDockyard, name: str) -> None:
-    with env.api() as api:
-        try:
-            api.post("/v1/instances", {"name": name, "image": IMAGE})
-        except DockyardError:
-            pass  # the server may die right after committing
+    with env.api() as api, contextlib.suppress(DockyardError):
+        api.post("/v1/instances", {"name": name, "image": IMAGE})  # the server may die here
 
 
 def died(proc: Any, timeout: float = 30.0) -> None:

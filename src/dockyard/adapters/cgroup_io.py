@@ -24,11 +24,11 @@ import os
 from dataclasses import dataclass
 
 from dockyard.adapters.cgroups import (
+    _PROC,
     _ROOT,
     _file_number,
     _join,
     _memberships,
-    _PROC,
     _read,
     _v1_dir,
     cgroup_version,

@@ -1,7 +1,7 @@
 """Limits the agent enforces outside `docker update`: disk IO throttles (cgroup files) and
-network rates (tc qdiscs on both ends of the instance's veth). Each `ensure_*` reads what is in force, compares
-it with the desired value and writes only the difference, so it is cheap to call on every
-sync and repairs limits lost by a restart of the container."""
+network rates (tc qdiscs on both ends of the instance's veth). Each `ensure_*` reads what is
+in force, compares it with the desired value and writes only the difference, so it is cheap
+to call on every sync and repairs limits lost by a restart of the container."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from dockyard import faults
 from dockyard.adapters.docker_engine import (
     ContainerInfo,
     ContainerSpec,
@@ -26,7 +27,6 @@ from dockyard.adapters.docker_engine import (
     Resources,
     cpu_quota,
 )
-from dockyard import faults
 from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.errors import DockyardError, TemporaryError

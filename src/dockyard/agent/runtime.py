@@ -24,9 +24,9 @@ import uvicorn
 from dockyard import faults
 from dockyard.adapters import hostinfo, netlink
 from dockyard.adapters.docker_engine import DockerEngine
+from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.hostfiles import InstanceFiles
-from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.limits import LinuxHostLimits
 from dockyard.agent.lxcfs_watch import LxcfsWatch
 from dockyard.agent.network import LinuxHostNetwork
@@ -223,9 +223,9 @@ class Agent:
                 if instance_id and status == "oom":
                     self._event("oom", "out of memory: the kernel killed a process "
                                 "(OOM kill)", instance_id)
-                if instance_id and status in ("start", "die", "oom", "destroy"):
-                    if instance_id in self.desired:
-                        self.queue.add(instance_id)
+                if instance_id in self.desired and status in ("start", "die", "oom",
+                                                              "destroy"):
+                    self.queue.add(instance_id)
                 if self.stopping.is_set():
                     return
         finally:

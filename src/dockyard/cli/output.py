@@ -17,8 +17,10 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=False))
 
 
-def table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]],
-          empty: str) -> None:
+Column = tuple[str, Callable[[dict[str, Any]], Any]]
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[Column], empty: str) -> None:
     if not rows:
         console.print(f"[dim]{empty}[/dim]")
         return
@@ -33,4 +35,5 @@ def table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, Callable[[dic
 def details(pairs: Sequence[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for key, value in pairs:
-        console.print(f"[bold]{key.ljust(width)}[/bold]  {value if value not in (None, '') else '-'}")
+        shown = value if value not in (None, "") else "-"
+        console.print(f"[bold]{key.ljust(width)}[/bold]  {shown}")

@@ -87,7 +87,8 @@ def _admin_token(db: Database, project_id: str, url: str) -> str:
     return token
 
 
-def _spawn(args: list[str], log: IO[bytes], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _spawn(args: list[str], log: IO[bytes],
+           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "dockyard", *args], stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})})

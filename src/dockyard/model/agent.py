@@ -2,7 +2,8 @@
 
 The agent watches with `GET /v1/agent/watch?since=REV` (long poll): the server answers at once
 when the host's desired state changed after REV, else after the poll timeout with no changes.
-`full=true` asks for the whole desired state (a resync). The agent reports what it observes per instance.
+`full=true` asks for the whole desired state (a resync). The agent reports what it observes
+per instance.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from dockyard.config import ServerSettings, split_listen
 from dockyard import api_errors
-from dockyard.server.agent_proxy import AgentProxy
+from dockyard.config import ServerSettings, split_listen
 from dockyard.server import console
+from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.bootstrap import init_store
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router

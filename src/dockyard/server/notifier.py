@@ -8,6 +8,7 @@ change committed between its read and its wait is never missed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 
 class Notifier:
@@ -35,7 +36,5 @@ class Notifier:
 
     @staticmethod
     async def wait(token: asyncio.Event, timeout: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(token.wait(), timeout)
-        except TimeoutError:
-            pass

@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from dockyard.store.tables import Meta
 
-
 NETWORKS_REVISION = "networks_revision"  # revision of the last network create/delete
 
 
