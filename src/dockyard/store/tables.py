@@ -154,3 +154,17 @@ class EventRow(Base):
     host_name: Mapped[str | None] = mapped_column(String(63))
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(String(1024))
+
+
+class SampleRow(Base):
+    """A collector sample. `resolution` is the seconds one row stands for: raw rows (the
+    collector's interval) are kept for the retention window, older ones are down-sampled to
+    coarser rows (see store/stats.py). `instance_id` is NULL for a host's own sample."""
+
+    __tablename__ = "samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    host_id: Mapped[str] = mapped_column(String(32), index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    resolution: Mapped[int] = mapped_column(Integer, default=0)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
