@@ -31,6 +31,8 @@ from typing import Any
 
 import httpx
 
+from dockyard.adapters.iptables import remove_bridge_forwarding
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 DOCKYARD = ROOT / ".venv" / "bin" / "dockyard"
@@ -189,11 +191,7 @@ class PrivateDockyard:
                 quiet(["docker", "rm", "-f", *ids[chunk:chunk + 50]])
         for br in self.bridges:
             quiet(["ip", "link", "del", br])
-            for _ in range(5):  # delete every copy of the rule
-                r = subprocess.run(["iptables", "-w", "-D", "DOCKER-USER", "-i", br, "-o", br,
-                                    "-j", "ACCEPT"], capture_output=True)
-                if r.returncode != 0:
-                    break
+            remove_bridge_forwarding(br)  # the filter ACCEPT and the raw NOTRACK rules
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # REST

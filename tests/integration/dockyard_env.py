@@ -22,6 +22,7 @@ from typing import Any
 
 import docker
 
+from dockyard.adapters.iptables import remove_bridge_forwarding
 from dockyard.client import ApiClient
 
 IMAGE = "dockyard/busybox:latest"
@@ -84,7 +85,8 @@ class Dockyard:
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "dockyard"), "up", "--home", str(self.home), "--listen",
-                 f"127.0.0.1:{self.port}", "--subnet", self.subnet, "--resync-interval", "5"],
+                 f"127.0.0.1:{self.port}", "--subnet", self.subnet, "--resync-interval", "5",
+                 "--collector-interval", "1"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -157,8 +159,7 @@ class Dockyard:
             container.remove(force=True)
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
         for bridge in self.bridges:
-            subprocess.run(["iptables", "-w", "-D", "DOCKER-USER", "-i", bridge, "-o", bridge,
-                            "-j", "ACCEPT"], capture_output=True)
+            remove_bridge_forwarding(bridge)
             if f" {bridge}:" in links:
                 subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
