@@ -328,6 +328,11 @@ class DockerEngine:
         with _translate("docker info"):
             return str(self.api.info().get("DockerRootDir", "/var/lib/docker"))
 
+    def info(self) -> dict[str, Any]:
+        """`docker info` as dockerd answers it (Driver, DriverStatus, LiveRestoreEnabled, ...)."""
+        with _translate("docker info"):
+            return dict(self.api.info())
+
     def list_owned(self, cluster: str) -> list[ContainerInfo]:
         """Every container labelled with this cluster's uuid (running or not)."""
         with _translate("list containers"):

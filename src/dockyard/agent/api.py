@@ -1,5 +1,5 @@
 """The agent's own small HTTP API, used by the server: image checks, exec, logs, volume
-removal and the interactive console (a websocket, see `agent/console.py`).
+removal, the host doctor and the interactive console (a websocket, see `agent/console.py`).
 
 Authenticated with the secret the agent handed the server at registration.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI, Query
 from fastapi.responses import StreamingResponse
@@ -16,14 +17,18 @@ from starlette.requests import HTTPConnection
 from dockyard import api_errors
 from dockyard.adapters import cgroup_io
 from dockyard.adapters.docker_engine import DockerEngine
+from dockyard.adapters.lxcfs import Lxcfs
+from dockyard.agent import doctor
 from dockyard.agent.console import install_console
 from dockyard.errors import Conflict, NotFound, Unauthorized
 from dockyard.model import ids
+from dockyard.model.doctor import CheckResult
 from dockyard.model.instance import ExecRequest, ExecResult, Usage
 from dockyard.model.volume import DOCKER_PREFIX
 
 
-def create_agent_app(engine: DockerEngine, secret: str, cluster: str) -> FastAPI:
+def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
+                     lxcfs: Lxcfs) -> FastAPI:
     app = FastAPI(title="Dockyard agent", version="0.1.0")
     api_errors.install(app)
 
@@ -78,6 +83,18 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str) -> FastAPI
         if not docker_name.startswith(DOCKER_PREFIX):  # only volumes Dockyard named
             raise NotFound(f"volume {docker_name} is not a Dockyard volume")
         engine.remove_volume(docker_name)
+
+    @app.get("/v1/doctor", response_model=list[CheckResult],
+             dependencies=[Depends(authorized)])
+    def doctor_(server_time: datetime | None = None, bridges: str = "",
+                ovs: bool = False) -> list[CheckResult]:
+        """Host checks; `server_time` (ISO) measures clock skew, `bridges` (comma-separated)
+        are the cluster's bridges whose forwarding rule is checked, `ovs`: OVS networks exist."""
+        received_at = datetime.now(UTC)
+        if server_time is not None and server_time.tzinfo is None:
+            server_time = server_time.replace(tzinfo=UTC)
+        wanted = [b for b in bridges.split(",") if b]
+        return doctor.examine(engine, lxcfs, cluster, wanted, ovs, server_time, received_at)
 
     install_console(app, engine, authorized, owned)
     return app

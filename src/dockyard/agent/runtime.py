@@ -261,7 +261,7 @@ def run_agent(settings: AgentSettings) -> None:
     agent.register(api_url)
     log.info("agent %s registered (cluster %s), API at %s", settings.name, agent.cluster, api_url)
     agent.start_threads()
-    app = create_agent_app(agent.engine, agent.secret, agent.cluster)
+    app = create_agent_app(agent.engine, agent.secret, agent.cluster, agent.lxcfs)
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=1)
     try:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from dockyard.cli import instances, up
+from dockyard.cli import doctor, instances, up
 from dockyard.cli.groups import host_app, network_app, volume_app
 from dockyard.cli.images import image_app
 from dockyard.cli.output import err_console
@@ -29,6 +29,7 @@ app.command("resize")(instances.resize)
 app.command("exec", context_settings={"allow_interspersed_args": False})(instances.exec_)
 app.command("logs")(instances.logs)
 app.command("events")(instances.events)
+app.command("doctor")(doctor.doctor)
 app.add_typer(host_app, name="host")
 app.add_typer(network_app, name="network")
 app.add_typer(volume_app, name="volume")

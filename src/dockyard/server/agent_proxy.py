@@ -1,4 +1,5 @@
-"""Calls from the server to an agent's own API (exec, logs, image checks, volume removal).
+"""Calls from the server to an agent's own API (exec, logs, image checks, volume removal,
+the host doctor).
 
 The agent's API URL and secret come from its registration; the server presents the secret as
 a bearer token. Transport failures become BackendError (502) with the host's name.
@@ -7,11 +8,13 @@ a bearer token. Transport failures become BackendError (502) with the host's nam
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from dockyard.errors import BackendError, DockyardError, from_body
+from dockyard.model.doctor import CheckResult
 from dockyard.model.instance import ExecRequest, ExecResult, Usage
 
 
@@ -47,6 +50,14 @@ class AgentProxy:
     def usage(self, host: str, url: str, secret: str, instance_id: str) -> Usage:
         reply = self._call(host, url, secret, "GET", f"/v1/instances/{instance_id}/usage")
         return Usage.model_validate(reply)
+
+    def doctor(self, host: str, url: str, secret: str, bridges: list[str],
+               ovs: bool) -> list[CheckResult]:
+        """The host's checks; the server's time goes along for the agent's clock check."""
+        params = {"server_time": datetime.now(UTC).isoformat(), "bridges": ",".join(bridges),
+                  "ovs": str(ovs).lower()}
+        reply = self._call(host, url, secret, "GET", "/v1/doctor", params=params)
+        return [CheckResult.model_validate(item) for item in reply]
 
     def exec(self, host: str, url: str, secret: str, instance_id: str,
              req: ExecRequest, timeout: float | None) -> ExecResult:

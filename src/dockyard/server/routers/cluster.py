@@ -1,4 +1,4 @@
-"""/v1/hosts, /v1/events, /v1/projects, /v1/operations, /healthz."""
+"""/v1/hosts (+ the host doctor), /v1/events, /v1/projects, /v1/operations, /healthz."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from sqlalchemy import select
 
 from dockyard.errors import NotFound
 from dockyard.model.common import Operation, Project
+from dockyard.model.doctor import DoctorReport
 from dockyard.model.host import Host, HostState
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.server.placement import host_is_up
 from dockyard.store import records
-from dockyard.store.tables import EventRow, HostRow, OperationRow, ProjectRow
+from dockyard.store.tables import EventRow, HostRow, NetworkRow, OperationRow, ProjectRow
 
 router = APIRouter(tags=["cluster"])
 
@@ -46,6 +47,20 @@ def show_host(ref: str, _: Caller = Depends(auth.user),
               ctx: ServerContext = Depends(auth.context)) -> Host:
     with ctx.db.session() as sess:
         return _host(ctx, sess, records.host_by_ref(sess, ref))
+
+
+@router.get("/v1/hosts/{ref}/doctor", response_model=DoctorReport)
+def host_doctor(ref: str, _: Caller = Depends(auth.admin),
+                ctx: ServerContext = Depends(auth.context)) -> DoctorReport:
+    """Check the host's setup (storage driver, pid_max, pids controller, live-restore, lxcfs,
+    each network's forwarding rule, OVS, disk, clock) and say how to fix what is wrong."""
+    with ctx.db.session() as sess:
+        host = records.host_by_ref(sess, ref)
+        name, url, secret = host.name, host.api_url, host.api_secret
+        networks = list(sess.scalars(select(NetworkRow).order_by(NetworkRow.name)))
+        bridges = [n.bridge for n in networks if n.mode == "bridge"]
+        ovs = any(n.mode == "ovs" for n in networks)
+    return DoctorReport(host=name, checks=ctx.agents.doctor(name, url, secret, bridges, ovs))
 
 
 @router.get("/v1/events")
