@@ -9,6 +9,9 @@ Benchmarks (they are not tests; they write bench/RESULTS.md):
            throughput = instances reachable by ping per second
   network  iperf3 between two Dockyard instances on the default bridge vs a bare veth pair
            between two network namespaces (the floor)
+  collector  stats collector CPU per pass and agent RSS at 10, 100, 300 instances
+           (bench/collector.py)
+With --only, the other benchmarks' results are carried over from the previous RESULTS.json.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from collector import bench_collector, report_lines  # noqa: E402
 from common import (  # noqa: E402
     BENCH,
     PrivateDockyard,
@@ -331,6 +335,12 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
         lines.append(f"| network throughput | {n['dockyard']['median']:.2f} Gbit/s | "
                      f"{n['floor']['median']:.2f} Gbit/s | {n['ratio']:.2f} | ≥ 0.95 | "
                      f"{verdict('network', n['ratio'])} |")
+    col = results.get("collector")
+    if col:
+        row = next((x for x in col["rows"] if x["instances"] == 100), col["rows"][-1])
+        lines.append(f"| collector CPU ({row['instances']} instances, 10 s) | "
+                     f"{row['core_percent']:.3f} % of a core | cAdvisor 3–7 % | - | ≤ 1 % | "
+                     f"{'PASS' if col['ok'] else 'FAIL'} |")
     if c:
         lines += [
             "", "## Create latency", "",
@@ -411,6 +421,8 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
             f"Dockyard / plain bridge: {n['dockyard']['median'] / n['bridge']['median']:.2f}; "
             f"plain bridge / veth floor: {n['bridge']['median'] / n['floor']['median']:.2f}.",
         ]
+    if results.get("collector"):
+        lines += report_lines(results["collector"])
     for key, err in failed.items():
         lines += ["", f"**{key} benchmark failed:** `{err}`"]
     notes = BENCH / "NOTES.md"
@@ -419,11 +431,20 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
     return "\n".join(lines) + "\n"
 
 
+def previous_results(path: Path, only: set[str]) -> dict[str, Any]:
+    """Results of the benchmarks not run this time, from the last report (if any)."""
+    try:
+        saved = json.loads(path.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {k: v for k, v in saved.items() if k not in only}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: fewer, shorter runs")
-    ap.add_argument("--only", default="create,burst,network")
+    ap.add_argument("--only", default="create,burst,network,collector")
     ap.add_argument("--out", default=str(BENCH / "RESULTS.md"))
     ap.add_argument("--from-json", metavar="FILE",
                     help="only re-render the report from a saved RESULTS.json (no benchmark)")
@@ -455,6 +476,8 @@ def main() -> int:
                                          1 if args.quick else 2),
             "network": lambda: bench_network(dy, veth_octet, tag, 2 if args.quick else 5,
                                              1 if args.quick else 3),
+            "collector": lambda: bench_collector(dy, [10, 30] if args.quick else [10, 100, 300],
+                                                 10.0 if args.quick else 30.0, log),
         }
         for key, fn in benches.items():
             if key in only:
@@ -472,6 +495,7 @@ def main() -> int:
         dy.stop()
     took = time.monotonic() - started
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    results = {**previous_results(Path(args.out).with_suffix(".json"), only), **results}
     text = report(results, facts, args.quick, took, failed, now)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

@@ -32,6 +32,8 @@ class ServerSettings:
     watch_timeout: float = 25.0
     host_path_root: str = ""  # allowed root of host-path volumes; "" = home/host-paths
     wait_timeout: float = 120.0
+    stats_raw_retention: float = 24 * 3600.0  # raw samples; older ones are down-sampled
+    stats_max_age: float = 7 * 24 * 3600.0  # samples older than this are dropped
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'dockyard.db'}"
@@ -57,3 +59,4 @@ class AgentSettings:
     labels: dict[str, str] = field(default_factory=dict)
     lxcfs_root: str = "/var/lib/dockyard/lxcfs"
     lxcfs_check_interval: float = 2.0
+    collector_interval: float = 10.0  # seconds between stats passes

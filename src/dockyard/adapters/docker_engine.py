@@ -340,6 +340,21 @@ class DockerEngine:
                                             filters={"label": f"dockyard.cluster={cluster}"})
             return [_info(self.api.inspect_container(s["Id"])) for s in summaries]
 
+    def running_owned(self, cluster: str) -> dict[str, dict[str, str]]:
+        """Container id -> labels of this cluster's running containers: one list call, no
+        inspect (the collector's cheap view)."""
+        with _translate("list containers"):
+            summaries = self.api.containers(filters={"label": f"dockyard.cluster={cluster}",
+                                                     "status": "running"})
+        return {str(s["Id"]): dict(s.get("Labels") or {}) for s in summaries}
+
+    def top(self, name: str) -> dict[str, Any]:
+        """`docker top`: {"titles": [...], "processes": [[...], ...]}."""
+        with _translate(f"top of {name}"):
+            reply = self.api.top(name)
+        return {"titles": list(reply.get("Titles") or []),
+                "processes": [list(p) for p in reply.get("Processes") or []]}
+
     def exec(self, name: str, command: list[str], env: dict[str, str],
              workdir: str | None, user: str | None) -> ExecResult:
         with _translate(f"exec in {name}"):

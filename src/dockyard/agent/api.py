@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import Depends, FastAPI, Query
 from fastapi.responses import StreamingResponse
@@ -68,6 +69,11 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
                      memory_usage_bytes=now.memory_usage, memory_limit_bytes=now.memory_limit,
                      memory_failcnt=now.memory_failcnt, oom_kills=now.oom_kills,
                      pids_current=now.pids_current, pids_limit=now.pids_max)
+
+    @app.get("/v1/instances/{instance_id}/top", dependencies=[Depends(authorized)])
+    def top(instance_id: str) -> dict[str, Any]:
+        """The instance's processes, as `docker top` lists them."""
+        return engine.top(owned(instance_id))
 
     @app.get("/v1/instances/{instance_id}/logs", dependencies=[Depends(authorized)])
     def logs(instance_id: str, follow: bool = False,

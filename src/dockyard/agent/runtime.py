@@ -5,6 +5,7 @@ Threads (one model for this process; the agent API's uvicorn runs in the main th
     workers   N threads: queue.get → reconciler.sync → report (serial per id)
     heartbeat posts the inventory every `heartbeat_interval`
     events    docker events of this cluster (start/die/oom/destroy) only enqueue ids
+    stats     a collector pass every `collector_interval`, posted to the server
 Periodic resync (`resync_interval`) asks for the full desired state again, which also repairs
 bridges deleted from outside and finds orphans (containers of this cluster the server does
 not know: reported as events and stopped, never deleted).
@@ -26,6 +27,7 @@ from dockyard.adapters import hostinfo, netlink
 from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.api import create_agent_app
+from dockyard.agent.collector import Collector
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.agent.limits import LinuxHostLimits
 from dockyard.agent.lxcfs_watch import LxcfsWatch
@@ -66,6 +68,7 @@ class Agent:
         self.cluster = ""
         self.heartbeat_interval = 5.0
         self.reconciler: Reconciler | None = None
+        self.collector: Collector | None = None
         self.lxcfs = Lxcfs(settings.lxcfs_root)
         self.lxcfs_watch = LxcfsWatch(self.lxcfs, self._lxcfs_pids,
                                       interval=settings.lxcfs_check_interval)
@@ -99,6 +102,8 @@ class Agent:
         self.reconciler = Reconciler(self.engine, self.network, self.files, self.cluster,
                                      self.settings.stop_timeout,
                                      LinuxHostLimits(self.engine.data_root()), self.lxcfs)
+        self.collector = Collector(self.engine, self.cluster, lambda: self.desired,
+                                   body.inventory.cores, body.inventory.reserved_cores)
         return reply
 
     # -- loops -----------------------------------------------------------------------------
@@ -223,6 +228,8 @@ class Agent:
                 if instance_id and status == "oom":
                     self._event("oom", "out of memory: the kernel killed a process "
                                 "(OOM kill)", instance_id)
+                if self.collector is not None and status in ("start", "die", "destroy"):
+                    self.collector.invalidate()
                 if instance_id in self.desired and status in ("start", "die", "oom",
                                                               "destroy"):
                     self.queue.add(instance_id)
@@ -230,6 +237,14 @@ class Agent:
                     return
         finally:
             stream.close()
+
+    def _stats_once(self) -> None:
+        started = time.monotonic()
+        if self.collector is not None:
+            report = self.collector.collect()
+            self.client.post("/v1/agent/stats", report.model_dump(mode="json"))
+        self.stopping.wait(max(0.1, self.settings.collector_interval
+                               - (time.monotonic() - started)))
 
     def _lxcfs_pids(self) -> list[int]:
         return [c.pid for c in self.engine.list_owned(self.cluster)
@@ -239,7 +254,8 @@ class Agent:
         state = {"since": 0.0, "last_full": 0.0}
         threads = [("watch", lambda: self._watch_once(state), 1.0),
                    ("heartbeat", self._heartbeat_once, 2.0),
-                   ("events", self._events_once, 1.0)]
+                   ("events", self._events_once, 1.0),
+                   ("stats", self._stats_once, self.settings.collector_interval)]
         for name, body, pause in threads:
             threading.Thread(target=self._loop, args=(name, body, pause), name=name,
                              daemon=True).start()

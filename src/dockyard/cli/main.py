@@ -7,6 +7,7 @@ import sys
 import typer
 
 from dockyard.cli import doctor, instances, up
+from dockyard.cli import stats as stats_cli
 from dockyard.cli.groups import host_app, network_app, volume_app
 from dockyard.cli.images import image_app
 from dockyard.cli.output import err_console
@@ -29,6 +30,8 @@ app.command("resize")(instances.resize)
 app.command("exec", context_settings={"allow_interspersed_args": False})(instances.exec_)
 app.command("logs")(instances.logs)
 app.command("events")(instances.events)
+app.command("stats")(stats_cli.stats)
+app.command("top")(stats_cli.top)
 app.command("doctor")(doctor.doctor)
 app.add_typer(host_app, name="host")
 app.add_typer(network_app, name="network")

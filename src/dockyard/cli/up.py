@@ -62,6 +62,8 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                                              "(never exclusive, never in the shared pool)"),
           memory: str | None = typer.Option(None, help="memory to offer, e.g. 8G"),
           resync_interval: float = typer.Option(60.0, help="seconds between full resyncs"),
+          collector_interval: float = typer.Option(10.0, help="seconds between stats "
+                                                   "samples"),
           verbose: bool = False) -> None:
     """Run a host agent in the foreground."""
     from dockyard.agent.runtime import run_agent
@@ -72,7 +74,8 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                             reserved_cores=parse_cpuset(reserved_cores) if reserved_cores
                             else [],
                             memory_bytes=parse_size(memory) if memory else None,
-                            resync_interval=resync_interval))
+                            resync_interval=resync_interval,
+                            collector_interval=collector_interval))
 
 
 def _admin_token(db: Database, project_id: str, url: str) -> str:
@@ -121,6 +124,7 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
                                   help="subnet of the default network"),
        heartbeat_timeout: float = typer.Option(30.0, help="seconds without heartbeat → down"),
        resync_interval: float = typer.Option(60.0, help="agent full-resync period"),
+       collector_interval: float = typer.Option(10.0, help="agent stats sampling period"),
        docker_url: str | None = typer.Option(None, help="dockerd of this host (default: "
                                              "DOCKER_HOST or the local socket)")) -> None:
     """Run Dockyard on this machine: server and agent (separate processes) in the foreground.
@@ -157,6 +161,7 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
             _wait_until(lambda: api.get("/healthz"), "server", procs[0], server_log)
             procs.append(_spawn(["agent", "--server", url, "--name", LOCAL_HOST, "--home",
                                  str(home / "agent"), "--resync-interval", str(resync_interval),
+                                 "--collector-interval", str(collector_interval),
                                  *(["--docker-url", docker_url] if docker_url else [])],
                                 alog, {"DOCKYARD_TOKEN": host_token}))
             _wait_until(lambda: api.get(f"/v1/hosts/{LOCAL_HOST}")["state"] == "up", "agent",

@@ -51,6 +51,9 @@ class AgentProxy:
         reply = self._call(host, url, secret, "GET", f"/v1/instances/{instance_id}/usage")
         return Usage.model_validate(reply)
 
+    def top(self, host: str, url: str, secret: str, instance_id: str) -> dict[str, Any]:
+        return dict(self._call(host, url, secret, "GET", f"/v1/instances/{instance_id}/top"))
+
     def doctor(self, host: str, url: str, secret: str, bridges: list[str],
                ovs: bool) -> list[CheckResult]:
         """The host's checks; the server's time goes along for the agent's clock check."""

@@ -19,6 +19,7 @@ from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
 from dockyard.server.notifier import Notifier
 from dockyard.server.routers import cluster, instances, networks, volumes
+from dockyard.server.routers import stats as stats_router
 from dockyard.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(networks.router)
     app.include_router(volumes.router)
     app.include_router(feed_router)
+    app.include_router(stats_router.router)
     return app
 
 

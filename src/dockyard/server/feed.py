@@ -8,7 +8,7 @@ the create path: the create's commit wakes the watch directly.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
@@ -29,13 +29,14 @@ from dockyard.model.agent import (
 )
 from dockyard.model.ids import new_id
 from dockyard.model.instance import DesiredState
+from dockyard.model.stats import StatsReport
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.server.instances import record_event
 from dockyard.server.placement import prefixlen
 from dockyard.server.reports import apply_report
-from dockyard.store import meta, records, revision
+from dockyard.store import meta, records, revision, stats
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow, ProjectRow
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
@@ -154,3 +155,17 @@ def host_event(body: AgentEvent, caller: Caller = Depends(auth.host),
         if row is not None and row.host_id != host.id:
             row = None
         record_event(sess, row, body.kind[:32], body.message[:1000], caller.host_name)
+
+
+@router.post("/stats", status_code=204)
+def host_stats(body: StatsReport, caller: Caller = Depends(auth.host),
+               ctx: ServerContext = Depends(auth.context)) -> None:
+    """One collector pass; samples of instances not on this host are dropped."""
+    with ctx.db.session() as sess:
+        host = _host(sess, caller)
+        mine = set(sess.scalars(select(InstanceRow.id).where(InstanceRow.host_id == host.id)))
+        body.instances = [s for s in body.instances if s.instance_id in mine]
+        stats.insert(sess, host.id, body)
+        stats.compact_if_due(sess, datetime.now(UTC),
+                             timedelta(seconds=ctx.settings.stats_raw_retention),
+                             timedelta(seconds=ctx.settings.stats_max_age))

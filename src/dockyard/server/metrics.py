@@ -1,0 +1,111 @@
+"""Prometheus exposition of the latest samples (`/metrics`, no auth).
+
+A custom collector reads the store on every scrape — nothing is kept in process, so any
+server of a cluster answers the same. Instance series carry the labels instance (name), host
+and project; host series the label host. `dockyard_host_instances_*` are the sums of the
+instance series of that host. Instances not sampled for 5 minutes (stopped, deleted,
+host down) drop out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import select
+
+from dockyard.model.stats import HostSample, InstanceSample
+from dockyard.store import stats
+from dockyard.store.db import Database
+from dockyard.store.tables import HostRow, InstanceRow, ProjectRow
+
+# (metric name without _total, sample field, counter?, help)
+INSTANCE_METRICS: list[tuple[str, str, bool, str]] = [
+    ("cpu_seconds", "cpu_seconds", True, "CPU time used"),
+    ("cpu_throttled_seconds", "cpu_throttled_seconds", True, "time throttled by the quota"),
+    ("memory_rss_bytes", "memory_rss_bytes", False, "anonymous memory (rss)"),
+    ("memory_cache_bytes", "memory_cache_bytes", False, "page cache"),
+    ("memory_swap_bytes", "memory_swap_bytes", False, "swap used"),
+    ("memory_limit_bytes", "memory_limit_bytes", False, "memory limit"),
+    ("memory_failures", "memory_failcnt", True, "times the memory limit was hit"),
+    ("oom_kills", "oom_kills", True, "processes killed by the OOM killer"),
+    ("pids", "pids_current", False, "processes and threads"),
+    ("pids_limit", "pids_limit", False, "process limit"),
+    ("network_receive_bytes", "net_rx_bytes", True, "bytes received"),
+    ("network_transmit_bytes", "net_tx_bytes", True, "bytes sent"),
+    ("network_receive_packets", "net_rx_packets", True, "packets received"),
+    ("network_transmit_packets", "net_tx_packets", True, "packets sent"),
+    ("blkio_read_bytes", "blkio_read_bytes", True, "bytes read from block devices"),
+    ("blkio_write_bytes", "blkio_write_bytes", True, "bytes written to block devices"),
+    ("blkio_read_ops", "blkio_read_ops", True, "block read operations"),
+    ("blkio_write_ops", "blkio_write_ops", True, "block write operations"),
+]
+HOST_METRICS: list[tuple[str, str, bool, str]] = [
+    ("load1", "load1", False, "load average, 1 minute"),
+    ("load5", "load5", False, "load average, 5 minutes"),
+    ("load15", "load15", False, "load average, 15 minutes"),
+    ("cores", "cores", False, "cores of the machine"),
+    ("free_cores", "free_cores", False, "cores not held exclusively by instances"),
+    ("memory_total_bytes", "memory_total_bytes", False, "physical memory"),
+    ("memory_available_bytes", "memory_available_bytes", False, "MemAvailable"),
+    ("instances_running", "instances_running", False, "running instances"),
+    ("cpu_seconds", "cpu_seconds", True, "busy CPU time of the whole machine"),
+]
+INSTANCE_LABELS = ["instance", "host", "project"]
+
+
+def _family(name: str, counter: bool, doc: str,
+            labels: list[str]) -> CounterMetricFamily | GaugeMetricFamily:
+    if counter:
+        return CounterMetricFamily(name, doc, labels=labels)
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+class SamplesCollector(Collector):
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _read(self) -> tuple[list[tuple[list[str], str, InstanceSample]],
+                             dict[str, HostSample]]:
+        with self.db.session() as sess:
+            latest = stats.latest_per_instance(sess)
+            hosts = {h.id: h.name for h in sess.scalars(select(HostRow))}
+            projects = {p.id: p.name for p in sess.scalars(select(ProjectRow))}
+            rows = sess.scalars(select(InstanceRow).where(InstanceRow.id.in_(list(latest))))
+            found = [([r.name, hosts.get(r.host_id or "", ""),
+                       projects.get(r.project_id, r.project_id)], r.host_id or "", latest[r.id])
+                     for r in rows]
+            host_samples = {hosts.get(k, k): v for k, v in stats.latest_host(sess).items()}
+            return found, host_samples
+
+    def collect(self) -> Iterator[Metric]:
+        instances, hosts = self._read()
+        for name, field, counter, doc in INSTANCE_METRICS:
+            family = _family(f"dockyard_instance_{name}", counter, doc, INSTANCE_LABELS)
+            sums: dict[str, float] = {}
+            for labels, _, sample in instances:
+                value = getattr(sample, field)
+                if value is not None:
+                    family.add_metric(labels, float(value))
+                    sums[labels[1]] = sums.get(labels[1], 0.0) + float(value)
+            yield family
+            total = _family(f"dockyard_host_instances_{name}", counter,
+                            f"{doc}, summed over the host's instances", ["host"])
+            for host, value in sums.items():
+                total.add_metric([host], value)
+            yield total
+        for name, field, counter, doc in HOST_METRICS:
+            family = _family(f"dockyard_host_{name}", counter, doc, ["host"])
+            for host, host_sample in hosts.items():
+                value = getattr(host_sample, field)
+                if value is not None:
+                    family.add_metric([host], float(value))
+            yield family
+
+
+def registry(db: Database) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(SamplesCollector(db))
+    return reg

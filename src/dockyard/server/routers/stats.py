@@ -1,0 +1,79 @@
+"""Monitoring: sample history, latest samples, `top` (via the agent) and `/metrics`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import select
+
+from dockyard.errors import InvalidRequest
+from dockyard.server import auth, metrics
+from dockyard.server.auth import Caller
+from dockyard.server.context import ServerContext
+from dockyard.server.routers.instances import _agent_target, _project
+from dockyard.store import records, stats
+from dockyard.store.tables import InstanceRow
+
+router = APIRouter(tags=["stats"])
+DEFAULT_WINDOW = timedelta(minutes=10)
+
+
+def parse_since(value: str | None, now: datetime) -> datetime:
+    """An ISO 8601 time (UTC if no offset) or a number of seconds ago; default 10 min ago."""
+    if value is None or value == "":
+        return now - DEFAULT_WINDOW
+    try:
+        return now - timedelta(seconds=float(value))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequest(f"since={value!r}: not an ISO time nor seconds ago") from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@router.get("/v1/instances/{ref}/stats")
+def instance_stats(ref: str, since: str | None = Query(
+                       None, description="ISO time or seconds ago (default 600)"),
+                   limit: int = Query(10000, ge=1, le=100000),
+                   caller: Caller = Depends(auth.user),
+                   ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    """Samples of one instance, oldest first: raw for 24 h, 10-minute rows beyond."""
+    start = parse_since(since, datetime.now(UTC))
+    with ctx.db.session() as sess:
+        row = records.instance_by_ref(sess, _project(caller), ref)
+        items = stats.history(sess, row.id, start, limit)
+    return {"items": [s.model_dump(mode="json") for s in items]}
+
+
+@router.get("/v1/stats")
+def project_stats(caller: Caller = Depends(auth.user),
+                  ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    """The newest sample of every instance of the caller's project (with its name)."""
+    with ctx.db.session() as sess:
+        latest = stats.latest_per_instance(sess)
+        rows = sess.execute(select(InstanceRow.id, InstanceRow.name)
+                            .where(InstanceRow.project_id == _project(caller))
+                            .order_by(InstanceRow.name))
+        items = [{"name": name, **latest[iid].model_dump(mode="json")}
+                 for iid, name in rows if iid in latest]
+    return {"items": items}
+
+
+@router.get("/v1/instances/{ref}/top")
+def instance_top(ref: str, caller: Caller = Depends(auth.user),
+                 ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    """The instance's processes (`docker top` on its host): titles and rows."""
+    host, url, secret, instance_id = _agent_target(ctx, _project(caller), ref)
+    return ctx.agents.top(host, url, secret, instance_id)
+
+
+@router.get("/metrics", include_in_schema=False)
+def prometheus_metrics(ctx: ServerContext = Depends(auth.context)) -> Response:
+    """Prometheus text format of the latest samples (no auth, like most exporters)."""
+    return Response(generate_latest(metrics.registry(ctx.db)), media_type=CONTENT_TYPE_LATEST)
