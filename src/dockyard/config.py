@@ -60,3 +60,5 @@ class AgentSettings:
     lxcfs_root: str = "/var/lib/dockyard/lxcfs"
     lxcfs_check_interval: float = 2.0
     collector_interval: float = 10.0  # seconds between stats passes
+    uplink: str | None = None  # NIC trunking networks to other hosts (agent/network.py)
+    ovs_db: str | None = None  # ovsdb-server of this host, e.g. unix:/run/ovs/db.sock

@@ -63,6 +63,7 @@ __all__ = [
     "Eth0",
     "delete_bridge",
     "ensure_bridge",
+    "ensure_link_pair",
     "instance_eth0",
     "link_exists",
     "list_routes",
@@ -258,12 +259,14 @@ def _check_addressing(mac: str, ip: str, prefixlen: int, gateway: str) -> str:
 # --------------------------------------------------------------------------- bridges
 
 
-def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
+def ensure_bridge(name: str, gateway: str, prefixlen: int, mac: str | None = None) -> None:
     """Make bridge `name` exist, carry `gateway/prefixlen` and be up. Nothing else (no NAT).
 
     A new bridge gets a fixed random MAC: a bridge whose MAC was never set takes the lowest
     port MAC and changes it as ports come and go, which would leave instances with a stale
     ARP entry for their gateway. Other addresses already on the bridge are left alone.
+    `mac` fixes that MAC (the same on every host: an anycast gateway for a network that
+    spans hosts, so duplicate ARP replies for the gateway all agree).
     """
     _check_ifname(name)
     try:
@@ -271,7 +274,7 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
     except ValueError as exc:
         raise BackendError(f"invalid bridge address {gateway}/{prefixlen}: {exc}") from exc
     with _host() as ipr:
-        index = _ensure_bridge_link(ipr, name)
+        index = _ensure_bridge_link(ipr, name, mac)
         try:
             ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
         except NetlinkError as exc:
@@ -282,12 +285,15 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
             ipr.link("set", index=index, state="up")
 
 
-def _ensure_bridge_link(ipr: Any, name: str) -> int:
+def _ensure_bridge_link(ipr: Any, name: str, mac: str | None = None) -> int:
     """Index of bridge `name`, created if missing; Conflict if the name is another kind."""
     link = _get_link(ipr, name)
+    if link is not None and mac and link.get_attr("IFLA_ADDRESS") != mac:
+        with _backend(f"setting the MAC of {name}"):
+            ipr.link("set", index=int(link["index"]), address=mac)
     if link is None:
         try:
-            ipr.link("add", ifname=name, kind="bridge", address=_random_mac())
+            ipr.link("add", ifname=name, kind="bridge", address=mac or _random_mac())
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:  # EEXIST: a concurrent ensure_bridge won
                 raise BackendError(f"creating bridge {name}: {_reason(exc)}") from exc
@@ -320,7 +326,7 @@ def link_exists(name: str) -> bool:
 # --------------------------------------------------------------------------- plumbing
 
 
-def plumb(pid: int, host_ifname: str, peer_ifname: str, bridge: str, mac: str, ip: str,
+def plumb(pid: int, host_ifname: str, peer_ifname: str, bridge: str | None, mac: str, ip: str,
           prefixlen: int, gateway: str) -> None:
     """Give the netns of `pid` an eth0 (mac, ip/prefixlen, default via gateway) on `bridge`.
 
@@ -329,6 +335,7 @@ def plumb(pid: int, host_ifname: str, peer_ifname: str, bridge: str, mac: str, i
     convention) is deleted first, which also removes its old peer. If eth0 already has this
     mac and address and is the peer of `host_ifname`, only cheap state (links up, master,
     default route) is re-asserted. On failure the veth made by this call is deleted.
+    `bridge` None leaves the host end without a master (an Open vSwitch port).
     """
     _check_ifname(host_ifname)
     _check_ifname(peer_ifname)
@@ -338,7 +345,7 @@ def plumb(pid: int, host_ifname: str, peer_ifname: str, bridge: str, mac: str, i
         if target is None:
             raise BackendError(f"cannot plumb {host_ifname}: process {pid} is gone")
         nsfd, ns = target
-        br_index = _bridge_index(host, bridge)
+        br_index = _bridge_index(host, bridge) if bridge else None
         if _reassert_if_plumbed(host, ns, host_ifname, br_index, mac, cidr, gateway):
             return
         _remove_stale(host, ns, host_ifname, pid)
@@ -360,7 +367,7 @@ def _bridge_index(ipr: Any, bridge: str) -> int:
     return int(link["index"])
 
 
-def _reassert_if_plumbed(host: Any, ns: Any, host_ifname: str, br_index: int, mac: str,
+def _reassert_if_plumbed(host: Any, ns: Any, host_ifname: str, br_index: int | None, mac: str,
                          cidr: str, gateway: str) -> bool:
     """Idempotent path: True (after re-asserting ups/master/route) when already plumbed."""
     eth0 = _get_link(ns, _INSTANCE_IFNAME)
@@ -373,7 +380,8 @@ def _reassert_if_plumbed(host: Any, ns: Any, host_ifname: str, br_index: int, ma
     if cidr not in _ipv4_addresses(ns, int(eth0["index"])):
         return False
     with _backend(f"re-asserting {host_ifname} on bridge"):
-        host.link("set", index=int(host_end["index"]), master=br_index, state="up")
+        host.link("set", index=int(host_end["index"]), state="up",
+                  **({"master": br_index} if br_index is not None else {}))
     _finish_ns_config(ns, int(eth0["index"]), gateway)
     return True
 
@@ -391,13 +399,13 @@ def _remove_stale(host: Any, ns: Any, host_ifname: str, pid: int) -> None:
                        f"{host_ifname}; unplumb its host end first")
 
 
-def _create_veth(host: Any, nsfd: int, host_ifname: str, peer_ifname: str, br_index: int,
+def _create_veth(host: Any, nsfd: int, host_ifname: str, peer_ifname: str, br_index: int | None,
                  mac: str, pid: int) -> None:
     """One RTM_NEWLINK: host end on the bridge and up, peer born in the netns with `mac`."""
     peer = {"ifname": peer_ifname, "net_ns_fd": nsfd, "address": mac}
     try:
-        host.link("add", ifname=host_ifname, kind="veth", peer=peer, master=br_index,
-                  state="up")
+        host.link("add", ifname=host_ifname, kind="veth", peer=peer, state="up",
+                  **({"master": br_index} if br_index is not None else {}))
     except NetlinkError as exc:
         raise BackendError(f"creating veth {host_ifname} (peer {peer_ifname} in the netns of "
                            f"pid {pid}): {_reason(exc)}") from exc
@@ -464,6 +472,26 @@ def _send_garp(nsfd: int, eth0_index: int, mac: str, ip: str) -> None:
     # Closing a packet socket waits for an RCU grace period (synchronize_net, 8-20 ms here):
     # let a throw-away thread pay it instead of the caller.
     threading.Thread(target=sock.close, name="dockyard-garp-close", daemon=True).start()
+
+
+def ensure_link_pair(near: str, far: str, bridge: str) -> None:
+    """A veth `near` (a port of Linux bridge `bridge`) ↔ `far` (left for a switch), both up.
+
+    Joins a network's Linux bridge to another switch; a leftover pair is reused."""
+    _check_ifname(near)
+    _check_ifname(far)
+    with _host() as ipr:
+        br_index = _bridge_index(ipr, bridge)
+        if _get_link(ipr, near) is None or _get_link(ipr, far) is None:
+            _delete_quietly(ipr, near)
+            with _backend(f"creating veth {near} ↔ {far}"):
+                ipr.link("add", ifname=near, kind="veth", peer={"ifname": far})
+        for name, extra in ((near, {"master": br_index}), (far, {})):
+            link = _get_link(ipr, name)
+            if link is None:
+                raise BackendError(f"veth end {name} vanished right after creation")
+            with _backend(f"bringing {name} up"):
+                ipr.link("set", index=int(link["index"]), state="up", **extra)
 
 
 def unplumb(host_ifname: str) -> None:

@@ -3,6 +3,15 @@
 Bridges already made are remembered so the hot path (a create) only checks that the bridge
 still exists (one netlink lookup); a bridge deleted from outside is made again with its
 address and forwarding rule. A full resync forgets them all and re-verifies everything.
+
+Across hosts (`uplink` set, or any `ovs` network): one Open vSwitch bridge per host,
+`dytrunk`, is the trunk. The uplink (a NIC in production, `uplink0` in the dev-cluster) is
+its trunk port, carrying every network's VLAN tagged. Each network keeps its Linux bridge
+with the gateway (the same MAC on every host: an anycast gateway), joined to the trunk by a
+veth `dyp<id>` ↔ `dyt<id>` whose trunk end is an access port of the network's VLAN. Instances
+of a `bridge` network sit on the Linux bridge; instances of an `ovs` network are access ports
+of the trunk themselves (tx checksum offload off on their eth0, see adapters/ovs.py). No
+uplink and no ovs network: nothing of this is made and a host works exactly as before.
 """
 
 from __future__ import annotations
@@ -10,24 +19,54 @@ from __future__ import annotations
 import ipaddress
 import threading
 
-from dockyard.adapters import iptables, netlink
+from dockyard.adapters import iptables, netlink, ovs
 from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance, DesiredNetwork
 
+TRUNK = "dytrunk"
+
+
+def anycast_mac(network_id: str) -> str:
+    """The gateway MAC of a network on every host (locally administered, from its id)."""
+    raw = network_id[:10].ljust(10, "0")
+    return "02:" + ":".join(raw[i:i + 2] for i in range(0, 10, 2))
+
 
 class LinuxHostNetwork:
-    def __init__(self) -> None:
+    def __init__(self, uplink: str | None = None, ovs_db: str | None = None) -> None:
         self._ready: set[str] = set()
         self._lock = threading.Lock()
+        self._uplink = uplink
+        self._ovs_db = ovs_db
+        self._trunk_ready = False
+
+    def _trunked(self, net: DesiredNetwork) -> bool:
+        return net.vlan is not None and (self._uplink is not None or net.mode == "ovs")
 
     def ensure_network(self, net: DesiredNetwork) -> None:
         if net.bridge in self._ready and netlink.link_exists(net.bridge):
             return
         with self._lock:
             prefix = ipaddress.IPv4Network(net.subnet).prefixlen
-            netlink.ensure_bridge(net.bridge, net.gateway, prefix)
+            trunked = self._trunked(net)
+            netlink.ensure_bridge(net.bridge, net.gateway, prefix,
+                                  anycast_mac(net.id) if trunked else None)
             iptables.ensure_bridge_forwarding(net.bridge)
+            if trunked:
+                self._ensure_trunk()
+                near, far = _link_names(net.id)
+                netlink.ensure_link_pair(near, far, net.bridge)
+                ovs.tx_offload_off(near)
+                ovs.add_port(self._ovs_db, TRUNK, far, net.vlan)
             self._ready.add(net.bridge)
+
+    def _ensure_trunk(self) -> None:
+        if self._trunk_ready and netlink.link_exists(TRUNK):
+            return
+        ovs.ensure_bridge(self._ovs_db, TRUNK)
+        if self._uplink is not None:
+            ovs.add_port(self._ovs_db, TRUNK, self._uplink, None)
+        self._trunk_ready = True
 
     def forget(self) -> None:
         with self._lock:
@@ -36,15 +75,34 @@ class LinuxHostNetwork:
     def remove_network(self, bridge: str) -> None:
         with self._lock:
             iptables.remove_bridge_forwarding(bridge)
+            network_id = bridge.removeprefix("dyb")
+            near, far = _link_names(network_id)
+            if self._trunk_ready or self._uplink is not None:
+                ovs.del_port(self._ovs_db, far)
+            netlink.unplumb(near)
             netlink.delete_bridge(bridge)
             self._ready.discard(bridge)
 
     def plumb(self, pid: int, d: DesiredInstance) -> None:
-        netlink.plumb(pid, ids.host_veth_name(d.id), ids.peer_veth_name(d.id),
-                      d.network.bridge, d.mac, d.ip, d.prefixlen, d.network.gateway)
+        on_ovs = d.network.mode == "ovs" and d.network.vlan is not None
+        host_end = ids.host_veth_name(d.id)
+        netlink.plumb(pid, host_end, ids.peer_veth_name(d.id),
+                      None if on_ovs else d.network.bridge, d.mac, d.ip, d.prefixlen,
+                      d.network.gateway)
+        if on_ovs:
+            ovs.tx_offload_off_in(pid, "eth0")
+            ovs.add_port(self._ovs_db, TRUNK, host_end, d.network.vlan)
 
     def unplumb(self, instance_id: str) -> None:
-        netlink.unplumb(ids.host_veth_name(instance_id))
+        host_end = ids.host_veth_name(instance_id)
+        if self._trunk_ready or self._uplink is not None:
+            ovs.del_port(self._ovs_db, host_end)
+        netlink.unplumb(host_end)
 
     def eth0(self, pid: int) -> netlink.Eth0 | None:
         return netlink.instance_eth0(pid)
+
+
+def _link_names(network_id: str) -> tuple[str, str]:
+    """(Linux-bridge end, trunk end) of the veth joining a network's bridge to the trunk."""
+    return f"dyp{network_id[:ids.ID_LEN]}", f"dyt{network_id[:ids.ID_LEN]}"

@@ -57,7 +57,7 @@ class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self.engine = DockerEngine(settings.docker_url)
-        self.network = LinuxHostNetwork()
+        self.network = LinuxHostNetwork(settings.uplink, settings.ovs_db)
         self.files = InstanceFiles(settings.home)
         self.client = ApiClient(settings.server, settings.token, timeout=WATCH_TIMEOUT + 15)
         self.queue = WorkQueue()

@@ -86,17 +86,22 @@ def network_create(
     subnet: Annotated[str, typer.Option(help="IPv4 subnet, e.g. 10.241.0.0/24")],
     gateway: Annotated[str | None, typer.Option(help="default: first address")] = None,
     dns: Annotated[list[str], typer.Option(help="DNS server (repeatable)")] = [],  # noqa: B006
+    mode: Annotated[str, typer.Option(help="bridge (Linux bridge) or ovs (Open vSwitch)")]
+    = "bridge",
+    vlan: Annotated[int | None, typer.Option(help="802.1Q tag across hosts (2-4094); "
+                                             "default: the server picks one")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a network (a Linux bridge on every host, gateway on the bridge, no NAT)."""
+    """Create a network (a bridge on every host, gateway on the bridge, no NAT); hosts
+    with an uplink join it across hosts on its VLAN."""
     with client() as api:
         net = api.post("/v1/networks", {"name": name, "subnet": subnet, "gateway": gateway,
-                                        "dns": dns})
+                                        "dns": dns, "mode": mode, "vlan": vlan})
     if as_json:
         print_json(net)
     else:
         console.print(f"network {net['name']} {net['subnet']} gateway {net['gateway']} "
-                      f"bridge {net['bridge']}")
+                      f"{net['mode']} {net['bridge']} vlan {net['vlan']}")
 
 
 @network_app.command("delete")

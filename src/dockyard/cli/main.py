@@ -8,6 +8,7 @@ import typer
 
 from dockyard.cli import doctor, instances, up
 from dockyard.cli import stats as stats_cli
+from dockyard.cli.devcluster import dev_cluster_app
 from dockyard.cli.groups import host_app, network_app, volume_app
 from dockyard.cli.images import image_app
 from dockyard.cli.output import err_console
@@ -37,6 +38,7 @@ app.add_typer(host_app, name="host")
 app.add_typer(network_app, name="network")
 app.add_typer(volume_app, name="volume")
 app.add_typer(image_app, name="image")
+app.add_typer(dev_cluster_app, name="dev-cluster")
 
 
 def main() -> None:

@@ -64,6 +64,10 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
           resync_interval: float = typer.Option(60.0, help="seconds between full resyncs"),
           collector_interval: float = typer.Option(10.0, help="seconds between stats "
                                                    "samples"),
+          uplink: str | None = typer.Option(None, help="NIC that trunks networks to other "
+                                            "hosts (VLAN-tagged, through Open vSwitch)"),
+          ovs_db: str | None = typer.Option(None, help="ovsdb-server socket (default: the "
+                                            "system's), e.g. unix:/run/openvswitch/db.sock"),
           verbose: bool = False) -> None:
     """Run a host agent in the foreground."""
     from dockyard.agent.runtime import run_agent
@@ -75,7 +79,8 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                             else [],
                             memory_bytes=parse_size(memory) if memory else None,
                             resync_interval=resync_interval,
-                            collector_interval=collector_interval))
+                            collector_interval=collector_interval, uplink=uplink,
+                            ovs_db=ovs_db))
 
 
 def _admin_token(db: Database, project_id: str, url: str) -> str:

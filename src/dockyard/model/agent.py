@@ -38,6 +38,8 @@ class DesiredNetwork(BaseModel):
     bridge: str
     subnet: str
     gateway: str
+    mode: str = "bridge"  # bridge | ovs (model.network.NetworkMode)
+    vlan: int | None = Field(None, description="tag on the uplink trunk / OVS ports")
 
 
 class DesiredInstance(BaseModel):

@@ -13,7 +13,11 @@ from dockyard.model.validators import check_name
 
 
 class NetworkMode(StrEnum):
-    bridge = "bridge"
+    bridge = "bridge"  # a Linux bridge per host; spans hosts through the uplink trunk
+    ovs = "ovs"  # an Open vSwitch port per instance, tagged with the network's VLAN
+
+
+VLAN_MIN, VLAN_MAX = 2, 4094  # VLAN 1 is the default/untagged VLAN of every bridge port
 
 
 class NetworkCreate(Strict):
@@ -22,6 +26,9 @@ class NetworkCreate(Strict):
     gateway: str | None = Field(None, description="default: the first address of the subnet")
     dns: list[str] = Field(default_factory=list, max_length=8)
     mode: NetworkMode = NetworkMode.bridge
+    vlan: int | None = Field(None, ge=VLAN_MIN, le=VLAN_MAX,
+                             description="802.1Q tag on the uplink trunk (and of the OVS "
+                             "ports); default: the server picks a free one")
 
     @field_validator("name")
     @classmethod
@@ -77,6 +84,7 @@ class Network(BaseModel):
     gateway: str
     dns: list[str]
     mode: NetworkMode
+    vlan: int | None = None
     bridge: str
     instances: int = 0
     created_at: datetime

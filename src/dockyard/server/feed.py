@@ -86,7 +86,7 @@ def heartbeat(body: Heartbeat, caller: Caller = Depends(auth.host),
 
 def _network(row: NetworkRow) -> DesiredNetwork:
     return DesiredNetwork(id=row.id, name=row.name, bridge=row.bridge, subnet=row.subnet,
-                          gateway=row.gateway)
+                          gateway=row.gateway, mode=row.mode, vlan=row.vlan)
 
 
 def _desired(sess: Session, row: InstanceRow, net: NetworkRow) -> DesiredInstance:

@@ -120,7 +120,8 @@ def network_model(sess: Session, row: NetworkRow) -> Network:
                         .where(InstanceRow.network_id == row.id)) or 0
     return Network(id=row.id, name=row.name, project=project.name if project else "",
                    subnet=row.subnet, gateway=row.gateway, dns=list(row.dns),
-                   mode=NetworkMode(row.mode), bridge=row.bridge, instances=int(count),
+                   mode=NetworkMode(row.mode), vlan=row.vlan, bridge=row.bridge,
+                   instances=int(count),
                    created_at=as_utc(row.created_at))
 
 

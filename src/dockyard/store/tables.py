@@ -73,6 +73,7 @@ class NetworkRow(Base):
     gateway: Mapped[str] = mapped_column(String(39))
     dns: Mapped[list[Any]] = mapped_column(JSON, default=list)
     mode: Mapped[str] = mapped_column(String(16), default="bridge")
+    vlan: Mapped[int | None] = mapped_column(Integer, unique=True, nullable=True)
     bridge: Mapped[str] = mapped_column(String(15), unique=True)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

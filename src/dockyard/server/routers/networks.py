@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from dockyard import ipam
 from dockyard.errors import Conflict
 from dockyard.model.ids import bridge_name, new_id
-from dockyard.model.network import Network, NetworkCreate
+from dockyard.model.network import VLAN_MAX, VLAN_MIN, Network, NetworkCreate
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
@@ -19,6 +19,7 @@ from dockyard.store import meta, records, revision
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
+_AUTO_VLAN = 1000
 
 
 def _check_routes(sess: Session, subnet: str, own_bridges: set[str]) -> None:
@@ -27,6 +28,22 @@ def _check_routes(sess: Session, subnet: str, own_bridges: set[str]) -> None:
         routes = [r["dst"] for r in host.inventory.get("routes", [])
                   if r.get("dev") not in own_bridges]
         ipam.validate_subnet_free(subnet, routes)
+
+
+def _vlan(sess: Session, wanted: int | None) -> int:
+    """The network's tag on the uplink trunk: `wanted` if free, else the lowest free one.
+
+    Tags are unique across all networks (UNIQUE in the store): one tag = one L2 segment."""
+    used = {v for v in sess.scalars(select(NetworkRow.vlan)) if v is not None}
+    if wanted is not None:
+        if wanted in used:
+            raise Conflict(f"VLAN {wanted} is already used by another network")
+        return wanted
+    # automatic tags start at 1000: the low ones are left for operators to choose
+    for vlan in [*range(_AUTO_VLAN, VLAN_MAX + 1), *range(VLAN_MIN, _AUTO_VLAN)]:
+        if vlan not in used:
+            return vlan
+    raise Conflict("no free VLAN left for a new network")
 
 
 def create_network(ctx: ServerContext, project_id: str, spec: NetworkCreate) -> Network:
@@ -43,7 +60,8 @@ def create_network(ctx: ServerContext, project_id: str, spec: NetworkCreate) -> 
         assert spec.gateway is not None
         row = NetworkRow(id=network_id, name=spec.name, project_id=project_id,
                          subnet=spec.subnet, gateway=spec.gateway, dns=spec.dns,
-                         mode=spec.mode.value, bridge=bridge_name(network_id), revision=rev)
+                         mode=spec.mode.value, vlan=_vlan(sess, spec.vlan),
+                         bridge=bridge_name(network_id), revision=rev)
         sess.add(row)
         meta.put(sess, meta.NETWORKS_REVISION, str(rev))
         sess.flush()

@@ -1,0 +1,76 @@
+"""Open vSwitch through `ovs-vsctl`, and tx checksum offload through `ethtool`.
+
+Invariants
+----------
+* Bridges are made with `datapath_type=netdev` (the userspace datapath): the kernel datapath
+  is missing on the machines this runs on, and netdev works everywhere.
+* Every call is idempotent (`--may-exist`, `--if-exists`) and raises BackendError with the
+  tool's stderr on failure. Only names Dockyard passes in are touched.
+* `db` selects the ovsdb-server (`unix:/path/db.sock`); None means the system's default. A
+  simulated host of the dev-cluster runs its own ovsdb-server and ovs-vswitchd inside its
+  network namespace, so each has its own switch.
+
+Why tx offload off: a veth hands packets to the userspace switch with the checksum still to
+be filled in (CHECKSUM_PARTIAL); OVS netdev forwards them as they are and the receiver drops
+them, so TCP hangs (ping works). Turning tx checksumming off on the sending veth makes the
+kernel fill checksums in before the packet leaves it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from dockyard.errors import BackendError
+
+__all__ = ["add_port", "del_port", "ensure_bridge", "tx_offload_off", "tx_offload_off_in"]
+
+_TIMEOUT_S = 30.0
+
+
+def _run(cmd: list[str]) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT_S,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BackendError(f"running {' '.join(cmd)}: {exc}") from exc
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip() or f"exit status {proc.returncode}"
+        raise BackendError(f"{' '.join(cmd)}: {detail}")
+    return proc.stdout
+
+
+def _vsctl(db: str | None, *args: str) -> str:
+    return _run(["ovs-vsctl", f"--timeout={int(_TIMEOUT_S)}",
+                 *([f"--db={db}"] if db else []), *args])
+
+
+def ensure_bridge(db: str | None, bridge: str) -> None:
+    """OVS bridge `bridge` on the userspace datapath, with its internal port up."""
+    _vsctl(db, "--may-exist", "add-br", bridge, "--", "set", "bridge", bridge,
+           "datapath_type=netdev")
+    _run(["ip", "link", "set", bridge, "up"])
+
+
+def add_port(db: str | None, bridge: str, port: str, tag: int | None) -> None:
+    """`port` on `bridge`: an access port of VLAN `tag`, or a trunk (all VLANs) when None."""
+    args = ["--may-exist", "add-port", bridge, port]
+    if tag is not None:
+        args += ["--", "set", "port", port, f"tag={tag}"]
+    else:
+        args += ["--", "clear", "port", port, "tag"]
+    _vsctl(db, *args)
+
+
+def del_port(db: str | None, port: str) -> None:
+    """Remove `port` from whatever bridge holds it (no-op when absent)."""
+    _vsctl(db, "--if-exists", "del-port", port)
+
+
+def tx_offload_off(ifname: str) -> None:
+    """`ethtool -K IFNAME tx off` in our own network namespace."""
+    _run(["ethtool", "-K", ifname, "tx", "off"])
+
+
+def tx_offload_off_in(pid: int, ifname: str) -> None:
+    """`ethtool -K IFNAME tx off` inside the network namespace of `pid` (an instance)."""
+    _run(["nsenter", f"--net=/proc/{pid}/ns/net", "ethtool", "-K", ifname, "tx", "off"])

@@ -1,0 +1,70 @@
+"""`dockyard dev-cluster up|down|status|cut-uplink|restore-uplink`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dockyard.cli.config import config_path, write_config
+from dockyard.cli.output import console, table
+
+dev_cluster_app = typer.Typer(help="A real cluster on this machine: N simulated hosts, each "
+                              "with its own netns, dockerd, OVS and agent.",
+                              no_args_is_help=True)
+HomeOpt = Annotated[Path, typer.Option(help="state directory of the dev-cluster")]
+DEFAULT_HOME = Path("/var/lib/dockyard/dev-cluster")
+
+
+@dev_cluster_app.command("up")
+def up(hosts: Annotated[int, typer.Option(min=1, max=50, help="number of hosts")] = 3,
+       home: HomeOpt = DEFAULT_HOME,
+       listen: Annotated[str | None, typer.Option(help="server HOST:PORT (default: "
+                                                  "10.239.<k>.1:7070, the management "
+                                                  "bridge)")] = None,
+       heartbeat_timeout: Annotated[float, typer.Option(help="seconds without heartbeat → "
+                                                        "host down")] = 30.0,
+       resync_interval: Annotated[float, typer.Option(help="agent full-resync period")]
+       = 60.0) -> None:
+    """Start the cluster (returns once every host is up) and point the CLI at it."""
+    from dockyard.devcluster import cluster
+    st, token = cluster.up(hosts, home.resolve(), listen, heartbeat_timeout, resync_interval)
+    write_config(st.url, token)
+    console.print(f"[green]dev-cluster up[/green]: {len(st.hosts)} hosts, server {st.url}\n"
+                  f"  CLI config: {config_path()}\n  state: {home.resolve()}")
+
+
+@dev_cluster_app.command("down")
+def down(home: HomeOpt = DEFAULT_HOME) -> None:
+    """Remove everything the dev-cluster made (containers, daemons, netns, links, dirs)."""
+    from dockyard.devcluster import cluster
+    if cluster.down(home.resolve()):
+        console.print("dev-cluster removed")
+    else:
+        console.print(f"no dev-cluster in {home}")
+
+
+@dev_cluster_app.command("status")
+def status(home: HomeOpt = DEFAULT_HOME) -> None:
+    """Each simulated host: netns, management address, uplink, processes."""
+    from dockyard.devcluster import cluster
+    rows = cluster.status(home.resolve())
+    keys = list(rows[0]) if rows else ["host"]
+    table(rows, [(key.upper(), lambda r, k=key: r.get(k, "")) for key in keys], "no hosts")
+
+
+@dev_cluster_app.command("cut-uplink")
+def cut_uplink(host: str, home: HomeOpt = DEFAULT_HOME) -> None:
+    """Take HOST's uplink down at the fabric: its instances lose every other host."""
+    from dockyard.devcluster import cluster
+    cluster.set_uplink(home.resolve(), host, False)
+    console.print(f"{host}: uplink cut")
+
+
+@dev_cluster_app.command("restore-uplink")
+def restore_uplink(host: str, home: HomeOpt = DEFAULT_HOME) -> None:
+    """Bring HOST's uplink back up."""
+    from dockyard.devcluster import cluster
+    cluster.set_uplink(home.resolve(), host, True)
+    console.print(f"{host}: uplink restored")

@@ -1,0 +1,1 @@
+"""A real multi-host Dockyard cluster on one machine (see README.md)."""

@@ -1,0 +1,186 @@
+"""The pieces of a simulated host, made with the same tools an operator would use: `ip`,
+`nsenter --net` (the root mount namespace stays: dockerd's mounts and /sys/fs/cgroup are the
+machine's), dockerd, ovsdb-server and ovs-vswitchd. Every daemon is started detached, output
+to a log file, stdin from /dev/null, and waited for."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dockyard.errors import BackendError
+
+IMAGE = "dockyard/busybox:latest"
+DOCKER_BRIDGE = "dyd0"
+DOCKER_BRIDGE_CIDR = "10.238.0.1/24"  # the private dockerd's own bridge (instances don't use it)
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+
+
+def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    if check and proc.returncode != 0:
+        raise BackendError(f"{' '.join(cmd)}: {(proc.stderr or proc.stdout).strip()}")
+    return proc
+
+
+def in_netns(netns: str, *cmd: str) -> list[str]:
+    return ["nsenter", f"--net=/run/netns/{netns}", *cmd]
+
+
+def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, **(env or {})})
+    return proc.pid
+
+
+def wait_for(check: Callable[[], bool], what: str, pid: int | None, log: Path,
+             timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pid is not None and not alive(pid):
+            raise BackendError(f"{what} exited; see {log}")
+        try:
+            if check():
+                return
+        except Exception:  # not ready yet, whatever the reason
+            pass
+        time.sleep(0.2)
+    raise BackendError(f"{what} did not become ready in {timeout:.0f}s; see {log}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in _status(pid)
+
+
+def _status(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return ""
+
+
+def stop(pid: int, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; only this pid."""
+    if pid <= 0 or not alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.1)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------- links
+
+
+def make_bridge(name: str, cidr: str | None, netns: str | None = None) -> None:
+    pre = ["ip", "-n", netns] if netns else ["ip"]
+    if run(*pre, "link", "show", name, check=False).returncode != 0:
+        run(*pre, "link", "add", name, "type", "bridge")
+    if cidr:
+        run(*pre, "addr", "replace", cidr, "dev", name)
+    run(*pre, "link", "set", name, "up")
+
+
+def make_veth_into(root_end: str, netns: str, inner: str, master: str,
+                   cidr: str | None = None) -> None:
+    """veth `root_end` (root netns, port of `master`) ↔ `inner` (inside `netns`), both up."""
+    if run("ip", "link", "show", root_end, check=False).returncode != 0:
+        run("ip", "link", "add", root_end, "type", "veth", "peer", "name", inner, "netns",
+            netns)
+    run("ip", "link", "set", root_end, "master", master, "up")
+    if cidr:
+        run("ip", "-n", netns, "addr", "replace", cidr, "dev", inner)
+    run("ip", "-n", netns, "link", "set", inner, "up")
+
+
+def delete_link(name: str) -> None:
+    run("ip", "link", "del", name, check=False)
+
+
+# ------------------------------------------------------------------------------- daemons
+
+
+def start_dockerd(netns: str, root: Path, cgroup_parent: str) -> int:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "daemon.json").write_text("{}")  # /etc/docker/daemon.json sets live-restore too
+    make_bridge(DOCKER_BRIDGE, DOCKER_BRIDGE_CIDR, netns)
+    url = f"unix://{root / 'docker.sock'}"
+    log = root / "dockerd.log"
+    pid = spawn(in_netns(netns, "dockerd", "--config-file", str(root / "daemon.json"),
+                         "--data-root", str(root / "data"), "--exec-root",
+                         str(root / "exec"), "-H", url, "--pidfile", str(root / "docker.pid"),
+                         "--bridge", DOCKER_BRIDGE, "--iptables=false", "--live-restore",
+                         "--cgroup-parent", cgroup_parent), log)
+    wait_for(lambda: run("docker", "-H", url, "info", check=False).returncode == 0,
+             f"dockerd of {netns}", pid, log, timeout=120)
+    return pid
+
+
+def load_image(root: Path, tarball: Path) -> None:
+    """Until the registry lands: the base image goes in by `docker load` (not a pull)."""
+    if not tarball.exists():
+        run("docker", "save", "-o", str(tarball), IMAGE)
+    run("docker", "-H", f"unix://{root / 'docker.sock'}", "load", "-i", str(tarball))
+
+
+def start_ovs(netns: str, root: Path) -> tuple[int, int]:
+    """ovsdb-server + ovs-vswitchd of one simulated host, inside its netns, own run dir."""
+    root.mkdir(parents=True, exist_ok=True)
+    env = {"OVS_RUNDIR": str(root), "OVS_LOGDIR": str(root), "OVS_DBDIR": str(root)}
+    db = root / "conf.db"
+    if not db.exists():
+        run("ovsdb-tool", "create", str(db), OVS_SCHEMA)
+    sock = root / "db.sock"
+    dbpid = spawn(in_netns(netns, "ovsdb-server", str(db), f"--remote=punix:{sock}",
+                           f"--unixctl={root / 'ovsdb-server.ctl'}"), root / "ovsdb.log", env)
+    wait_for(sock.exists, f"ovsdb-server of {netns}", dbpid, root / "ovsdb.log")
+    run("ovs-vsctl", f"--db=unix:{sock}", "--no-wait", "init")
+    swpid = spawn(in_netns(netns, "ovs-vswitchd", f"unix:{sock}",
+                           f"--unixctl={root / 'ovs-vswitchd.ctl'}"), root / "vswitchd.log",
+                  env)
+    wait_for(lambda: run("ovs-appctl", "-t", str(root / "ovs-vswitchd.ctl"), "version",
+                         check=False).returncode == 0,
+             f"ovs-vswitchd of {netns}", swpid, root / "vswitchd.log")
+    return dbpid, swpid
+
+
+def remove_containers(root: Path) -> None:
+    url = f"unix://{root / 'docker.sock'}"
+    ids = run("docker", "-H", url, "ps", "-aq", check=False).stdout.split()
+    if ids:
+        run("docker", "-H", url, "rm", "-f", *ids, check=False)
+
+
+def remove_cgroups(parent: str) -> None:
+    base = Path("/sys/fs/cgroup")
+    for ctrl in base.iterdir() if base.exists() else []:
+        path = ctrl / parent
+        if path.is_dir():
+            for sub in sorted(path.rglob("*"), reverse=True):
+                if sub.is_dir():
+                    _rmdir(sub)
+            _rmdir(path)
+
+
+def _rmdir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # a cgroup still in use stays; down says nothing
+        os.rmdir(path)
