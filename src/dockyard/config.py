@@ -32,6 +32,14 @@ class ServerSettings:
     watch_timeout: float = 25.0
     host_path_root: str = ""  # allowed root of host-path volumes; "" = home/host-paths
     wait_timeout: float = 120.0
+    alert_interval: float = 10.0  # seconds between alert passes
+    alert_stale: float = 60.0  # samples older than this are unknown to the alert rules
+    rss_for: float = 60.0  # builtin memory rule: rss >= 90 % of the limit this long
+    load_for: float = 300.0  # builtin load rule: CPU demand >= the cores this long
+    oom_window: float = 300.0  # builtin oom rule: firing this long after an OOM kill
+    webhook_retry_base: float = 5.0  # first webhook retry delay; doubles per attempt
+    webhook_max_attempts: int = 8
+    webhook_timeout: float = 10.0
     stats_raw_retention: float = 24 * 3600.0  # raw samples; older ones are down-sampled
     stats_max_age: float = 7 * 24 * 3600.0  # samples older than this are dropped
 

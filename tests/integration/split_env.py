@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard.cli.config import write_config
@@ -26,6 +26,8 @@ class SplitDockyard(Dockyard):
     agent: subprocess.Popen[bytes] | None = None
     host_token: str = ""
     image: str = "dockyard/busybox:latest"
+    server_args: list[str] = field(default_factory=list)  # e.g. shorter alert durations
+    agent_args: list[str] = field(default_factory=list)
 
     def bootstrap(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -54,7 +56,8 @@ class SplitDockyard(Dockyard):
     def start_server(self, fault: str | None = None) -> None:
         self.server = self._spawn("server", ["server", "--home", str(self.home), "--listen",
                                              f"127.0.0.1:{self.port}",
-                                             "--heartbeat-timeout", "30"], fault)
+                                             "--heartbeat-timeout", "30",
+                                             *self.server_args], fault)
         with ApiClient(self.url, "x", timeout=5) as api:
             for _ in range(200):
                 try:
@@ -67,7 +70,7 @@ class SplitDockyard(Dockyard):
 
     def start_agent(self, fault: str | None = None, wait: bool = True) -> None:
         args = ["agent", "--server", self.url, "--name", "local", "--home",
-                str(self.home / "agent"), "--resync-interval", "5"]
+                str(self.home / "agent"), "--resync-interval", "5", *self.agent_args]
         if self.docker_url:
             args += ["--docker-url", self.docker_url]
         self.agent = self._spawn("agent", args, fault, {"DOCKYARD_TOKEN": self.host_token})

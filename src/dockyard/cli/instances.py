@@ -11,6 +11,8 @@ from pydantic import ValidationError
 
 from dockyard.cli.config import client
 from dockyard.cli.console import run_console
+from dockyard.cli.events import event_line
+from dockyard.cli.events import follow as follow_events
 from dockyard.cli.output import console, details, print_json, table
 from dockyard.errors import DockyardError, InvalidRequest
 from dockyard.model.instance import VolumeSpec
@@ -262,14 +264,24 @@ def logs(name: str, follow: bool = typer.Option(False, "--follow", "-f"),
 
 
 def events(name: Annotated[str | None, typer.Argument()] = None,
-           as_json: JsonOpt = False) -> None:
-    """Events of one instance, or of the whole cluster."""
+           as_json: JsonOpt = False,
+           follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new "
+                                                "events as they happen (JSON lines with "
+                                                "--json)")] = False) -> None:
+    """Events of one instance, or of the whole cluster (instances and hosts)."""
     path = f"/v1/instances/{name}/events" if name else "/v1/events"
     with client() as api:
-        if as_json:
+        if as_json and not follow:
             print_json(api.get(path, limit=1000))
             return
         items = api.list_all(path, limit=1000)
+        if follow:
+            last = max((int(e["id"]) for e in items), default=0)
+            for event in items if not as_json else []:
+                console.print(event_line(event), highlight=False, markup=False,
+                              soft_wrap=True)
+            follow_events(api, name, last, as_json)
+            return
     table(items, [("TIME", lambda r: r["time"][:19].replace("T", " ")),
                   ("INSTANCE", lambda r: r["instance_name"]), ("HOST", lambda r: r["host"]),
                   ("KIND", lambda r: r["kind"]), ("MESSAGE", lambda r: r["message"])],

@@ -9,6 +9,7 @@ import typer
 from dockyard.cli import doctor, instances, up
 from dockyard.cli import stats as stats_cli
 from dockyard.cli.devcluster import dev_cluster_app
+from dockyard.cli.alerts import alert_app, alerts, webhook_app
 from dockyard.cli.groups import host_app, network_app, volume_app
 from dockyard.cli.images import image_app
 from dockyard.cli.output import err_console
@@ -31,12 +32,15 @@ app.command("resize")(instances.resize)
 app.command("exec", context_settings={"allow_interspersed_args": False})(instances.exec_)
 app.command("logs")(instances.logs)
 app.command("events")(instances.events)
+app.command("alerts")(alerts)
 app.command("stats")(stats_cli.stats)
 app.command("top")(stats_cli.top)
 app.command("doctor")(doctor.doctor)
 app.add_typer(host_app, name="host")
 app.add_typer(network_app, name="network")
 app.add_typer(volume_app, name="volume")
+app.add_typer(alert_app, name="alert")
+app.add_typer(webhook_app, name="webhook")
 app.add_typer(image_app, name="image")
 app.add_typer(dev_cluster_app, name="dev-cluster")
 

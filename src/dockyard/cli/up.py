@@ -41,6 +41,13 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                                                    "in HOME)"),
            heartbeat_timeout: float = typer.Option(30.0, help="seconds without heartbeat → down"),
            host_path_root: str = typer.Option("", help="allowed root of host-path volumes"),
+           alert_interval: float = typer.Option(10.0, help="seconds between alert passes"),
+           rss_for: float = typer.Option(60.0, help="builtin memory alert: seconds rss stays "
+                                         ">= 90 % of the limit"),
+           load_for: float = typer.Option(300.0, help="builtin load alert: seconds CPU demand "
+                                          "stays >= the instance's cores"),
+           webhook_retry_base: float = typer.Option(5.0, help="first webhook retry delay "
+                                                    "(doubles per attempt)"),
            verbose: bool = False) -> None:
     """Run the API server in the foreground."""
     from dockyard.server.app import run_server
@@ -48,7 +55,9 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
     run_server(ServerSettings(home=home, listen=listen, database_url=database_url,
                               heartbeat_timeout=heartbeat_timeout,
                               heartbeat_interval=min(5.0, heartbeat_timeout / 3),
-                              host_path_root=host_path_root))
+                              host_path_root=host_path_root, alert_interval=alert_interval,
+                              rss_for=rss_for, load_for=load_for,
+                              webhook_retry_base=webhook_retry_base))
 
 
 def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
@@ -129,6 +138,9 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
                                   help="subnet of the default network"),
        heartbeat_timeout: float = typer.Option(30.0, help="seconds without heartbeat → down"),
        resync_interval: float = typer.Option(60.0, help="agent full-resync period"),
+       alert_interval: float = typer.Option(10.0, help="seconds between alert passes"),
+       rss_for: float = typer.Option(60.0, help="builtin memory alert duration (seconds)"),
+       load_for: float = typer.Option(300.0, help="builtin load alert duration (seconds)"),
        collector_interval: float = typer.Option(10.0, help="agent stats sampling period"),
        docker_url: str | None = typer.Option(None, help="dockerd of this host (default: "
                                              "DOCKER_HOST or the local socket)")) -> None:
@@ -161,7 +173,9 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
     try:
         with open(server_log, "ab") as slog, open(agent_log, "ab") as alog:
             procs.append(_spawn(["server", "--home", str(home), "--listen", listen,
-                                 "--heartbeat-timeout", str(heartbeat_timeout)], slog))
+                                 "--heartbeat-timeout", str(heartbeat_timeout),
+                                 "--alert-interval", str(alert_interval), "--rss-for",
+                                 str(rss_for), "--load-for", str(load_for)], slog))
             api = ApiClient(url, token, timeout=30)
             _wait_until(lambda: api.get("/healthz"), "server", procs[0], server_log)
             procs.append(_spawn(["agent", "--server", url, "--name", LOCAL_HOST, "--home",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,11 +15,12 @@ from dockyard import api_errors
 from dockyard.config import ServerSettings, split_listen
 from dockyard.server import console
 from dockyard.server.agent_proxy import AgentProxy
+from dockyard.server.alerts.engine import AlertEngine, ensure_default_rules
 from dockyard.server.bootstrap import init_store
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
 from dockyard.server.notifier import Notifier
-from dockyard.server.routers import cluster, instances, networks, volumes
+from dockyard.server.routers import alerts, cluster, instances, networks, volumes
 from dockyard.server.routers import stats as stats_router
 from dockyard.store.db import Database
 
@@ -29,12 +31,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url())
     init_store(db)
+    ensure_default_rules(db, settings)
     ctx = ServerContext(settings=settings, db=db, notifier=Notifier(), agents=AgentProxy())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         ctx.notifier.bind(asyncio.get_running_loop())
+        alert_loop = asyncio.create_task(AlertEngine(db, settings, ctx.notifier.bump).run())
         yield
+        alert_loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await alert_loop
         ctx.agents.close()
         db.close()
 
@@ -48,6 +55,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(networks.router)
     app.include_router(volumes.router)
     app.include_router(feed_router)
+    app.include_router(alerts.router)
     app.include_router(stats_router.router)
     return app
 

@@ -59,6 +59,7 @@ def register(body: Registration, caller: Caller = Depends(auth.host),
                           draining=False, reserved_cores=[], labels={})
             sess.add(row)
         was_up = row.last_heartbeat is not None
+        came_back = row.state == "down"
         row.api_url, row.api_secret = body.api_url, body.api_secret
         row.inventory = body.inventory.model_dump()
         row.reserved_cores = list(body.inventory.reserved_cores)
@@ -67,6 +68,8 @@ def register(body: Registration, caller: Caller = Depends(auth.host),
         row.version += 1
         record_event(sess, None, "host_registered",
                      f"agent {'re-' if was_up else ''}registered at {body.api_url}", row.name)
+        if came_back:
+            record_event(sess, None, "host_up", "the agent registered again", row.name)
         reply = RegistrationReply(host_id=row.id, cluster=meta.cluster_id(sess),
                                   heartbeat_interval=ctx.settings.heartbeat_interval,
                                   host_path_root=ctx.settings.allowed_host_root())
@@ -81,7 +84,12 @@ def heartbeat(body: Heartbeat, caller: Caller = Depends(auth.host),
         row = _host(sess, caller)
         row.inventory = body.inventory.model_dump()
         row.last_heartbeat = datetime.now(UTC)
+        came_back = row.state == "down"
         row.state = "up"
+        if came_back:
+            record_event(sess, None, "host_up", "heartbeats are back", row.name)
+    if came_back:
+        ctx.notifier.bump()  # wakes `events --follow`
 
 
 def _network(row: NetworkRow) -> DesiredNetwork:
@@ -155,6 +163,7 @@ def host_event(body: AgentEvent, caller: Caller = Depends(auth.host),
         if row is not None and row.host_id != host.id:
             row = None
         record_event(sess, row, body.kind[:32], body.message[:1000], caller.host_name)
+    ctx.notifier.bump()  # wakes `events --follow`
 
 
 @router.post("/stats", status_code=204)

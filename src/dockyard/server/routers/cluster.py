@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from dockyard.errors import NotFound
@@ -63,10 +65,10 @@ def host_doctor(ref: str, _: Caller = Depends(auth.admin),
     return DoctorReport(host=name, checks=ctx.agents.doctor(name, url, secret, bridges, ovs))
 
 
-@router.get("/v1/events")
-def list_events(limit: int = Query(100, ge=1, le=1000), after: int = 0,
-                caller: Caller = Depends(auth.user),
-                ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+EVENTS_RECHECK = 5.0  # a long poll re-reads this often even unwoken (writers that forget)
+
+
+def _events_page(ctx: ServerContext, caller: Caller, after: int, limit: int) -> dict[str, Any]:
     with ctx.db.session() as sess:
         query = select(EventRow).where(EventRow.id > after)
         if caller.role != "admin":
@@ -75,6 +77,23 @@ def list_events(limit: int = Query(100, ge=1, le=1000), after: int = 0,
         more = len(rows) > limit
         items = [records.event_model(sess, r).model_dump(mode="json") for r in rows[:limit]]
     return {"items": items, "next": str(rows[limit - 1].id) if more else None}
+
+
+@router.get("/v1/events")
+async def list_events(limit: int = Query(100, ge=1, le=1000), after: int = 0,
+                      wait: float = Query(0, ge=0, le=300, description=(
+                          "long poll: wait up to this many seconds for an event newer than "
+                          "`after`; answers as soon as one is recorded")),
+                      caller: Caller = Depends(auth.user),
+                      ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    deadline = time.monotonic() + wait
+    while True:
+        token = ctx.notifier.token()  # before the read: a commit in between still wakes us
+        page = await run_in_threadpool(_events_page, ctx, caller, after, limit)
+        remaining = deadline - time.monotonic()
+        if page["items"] or remaining <= 0:
+            return page
+        await ctx.notifier.wait(token, min(remaining, EVENTS_RECHECK))
 
 
 @router.get("/v1/projects")

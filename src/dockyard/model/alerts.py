@@ -1,0 +1,95 @@
+"""Alerts: rules evaluated over samples, events and host heartbeats; webhooks notified of
+every state change of an alert (firing, resolved)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, field_validator
+
+from dockyard.model.instance import Strict
+
+
+class RuleKind(StrEnum):
+    """What a rule measures. Its value is compared with `value >= threshold`."""
+
+    oom = "oom"  # OOM kills of an instance within the last `for_seconds` (a window)
+    memory_rss_ratio = "memory_rss_ratio"  # rss / memory limit, held for `for_seconds`
+    pids_ratio = "pids_ratio"  # processes / pids limit, held for `for_seconds`
+    load_over_cores = "load_over_cores"  # CPU demand / the instance's cores, held
+    host_down = "host_down"  # 1 while a host misses heartbeats, held for `for_seconds`
+
+
+class AlertState(StrEnum):
+    firing = "firing"
+    resolved = "resolved"
+
+
+class WebhookFormat(StrEnum):
+    generic = "generic"  # the alert as JSON (plus a `text` line)
+    slack = "slack"  # {"text": ...}: Slack incoming webhooks and most IM bots
+
+
+class AlertRuleCreate(Strict):
+    name: str = Field(min_length=1, max_length=63)
+    kind: RuleKind
+    threshold: float = Field(ge=0)
+    for_seconds: float = Field(0.0, ge=0, le=7 * 86400)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ValueError("rule name must be letters, digits, '-', '_' and '.'")
+        return value
+
+
+class AlertRule(BaseModel):
+    id: str
+    name: str
+    kind: RuleKind
+    threshold: float
+    for_seconds: float
+    project: str | None = Field(description="null: the rule sees every project and host")
+    enabled: bool
+    builtin: bool
+
+
+class Alert(BaseModel):
+    id: int
+    rule: str
+    rule_id: str
+    kind: RuleKind
+    subject_kind: str = Field(description="instance | host")
+    subject_id: str
+    subject_name: str
+    project: str | None
+    state: AlertState
+    value: float | None
+    threshold: float
+    started_at: datetime
+    resolved_at: datetime | None
+
+
+class WebhookCreate(Strict):
+    url: str = Field(min_length=8, max_length=1024)
+    format: WebhookFormat = WebhookFormat.generic
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("webhook url must start with http:// or https://")
+        return value
+
+
+class Webhook(BaseModel):
+    id: str
+    url: str
+    format: WebhookFormat
+    project: str | None
+    created_at: datetime
+    delivered: int = Field(0, description="notifications sent")
+    failed: int = Field(0, description="notifications given up after every retry")
+    pending: int = Field(0, description="notifications waiting for a (re)try")

@@ -1,0 +1,1 @@
+"""Alerts: pure rules, the evaluation loop, webhook delivery (see README.md)."""
