@@ -8,8 +8,8 @@ import typer
 
 from dockyard.cli import doctor, instances, up
 from dockyard.cli import stats as stats_cli
-from dockyard.cli.devcluster import dev_cluster_app
 from dockyard.cli.alerts import alert_app, alerts, webhook_app
+from dockyard.cli.devcluster import dev_cluster_app
 from dockyard.cli.groups import host_app, network_app, volume_app
 from dockyard.cli.images import image_app
 from dockyard.cli.output import err_console
