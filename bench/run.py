@@ -1,6 +1,6 @@
 """Dockyard benchmarks against raw Docker, in the same run, reported as ratios.
 
-    .venv/bin/python bench/run.py [--quick] [--only create,burst,network] [--out FILE]
+    .venv/bin/python bench/run.py [--quick] [--only create,burst,network,scheduler] [--out FILE]
 
 Benchmarks (they are not tests; they write bench/RESULTS.md):
   create   sequential launches: POST /v1/instances?wait=true until the IP answers ping, vs
@@ -11,6 +11,8 @@ Benchmarks (they are not tests; they write bench/RESULTS.md):
            between two network namespaces (the floor)
   collector  stats collector CPU per pass and agent RSS at 10, 100, 300 instances
            (bench/collector.py)
+  scheduler  scheduler.place on a synthetic 10,000-host snapshot: p50/p99 latency and
+           placements per second on one core (bench/scheduler.py; no Docker needed)
 With --only, the other benchmarks' results are carried over from the previous RESULTS.json.
 """
 
@@ -44,6 +46,9 @@ from common import (  # noqa: E402
     sigterm_as_interrupt,
     stats,
 )
+from scheduler import bench_scheduler  # noqa: E402
+from scheduler import report_lines as scheduler_lines  # noqa: E402
+from scheduler import summary_row as scheduler_row  # noqa: E402
 
 GOALS = {"create": ("≤", 1.15), "burst": ("≥", 0.9), "network": ("≥", 0.95)}
 
@@ -336,6 +341,8 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
                      f"{n['floor']['median']:.2f} Gbit/s | {n['ratio']:.2f} | ≥ 0.95 | "
                      f"{verdict('network', n['ratio'])} |")
     col = results.get("collector")
+    if results.get("scheduler"):
+        lines.append(scheduler_row(results["scheduler"]))
     if col:
         row = next((x for x in col["rows"] if x["instances"] == 100), col["rows"][-1])
         lines.append(f"| collector CPU ({row['instances']} instances, 10 s) | "
@@ -423,6 +430,8 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
         ]
     if results.get("collector"):
         lines += report_lines(results["collector"])
+    if results.get("scheduler"):
+        lines += scheduler_lines(results["scheduler"])
     for key, err in failed.items():
         lines += ["", f"**{key} benchmark failed:** `{err}`"]
     notes = BENCH / "NOTES.md"
@@ -444,7 +453,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: fewer, shorter runs")
-    ap.add_argument("--only", default="create,burst,network,collector")
+    ap.add_argument("--only", default="create,burst,network,collector,scheduler")
     ap.add_argument("--out", default=str(BENCH / "RESULTS.md"))
     ap.add_argument("--from-json", metavar="FILE",
                     help="only re-render the report from a saved RESULTS.json (no benchmark)")
@@ -466,10 +475,12 @@ def main() -> int:
     raw = RawNet(raw_octet, tag)
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
+    needs_docker = bool(only - {"scheduler"})  # the scheduler benchmark is pure Python
     try:
-        log(f"starting private Dockyard on {dy.url}, subnet {dy.subnet}")
-        dy.start()
-        raw.setup()
+        if needs_docker:
+            log(f"starting private Dockyard on {dy.url}, subnet {dy.subnet}")
+            dy.start()
+            raw.setup()
         benches = {
             "create": lambda: bench_create(dy, raw, 5 if args.quick else 20),
             "burst": lambda: bench_burst(dy, raw, 10 if args.quick else 50,
@@ -478,6 +489,7 @@ def main() -> int:
                                              1 if args.quick else 3),
             "collector": lambda: bench_collector(dy, [10, 30] if args.quick else [10, 100, 300],
                                                  10.0 if args.quick else 30.0, log),
+            "scheduler": lambda: bench_scheduler(args.quick, log),
         }
         for key, fn in benches.items():
             if key in only:
@@ -490,9 +502,10 @@ def main() -> int:
         log("interrupted; cleaning up")
         return 130
     finally:
-        log("cleaning up")
-        raw.teardown()
-        dy.stop()
+        if needs_docker:
+            log("cleaning up")
+            raw.teardown()
+            dy.stop()
     took = time.monotonic() - started
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     results = {**previous_results(Path(args.out).with_suffix(".json"), only), **results}

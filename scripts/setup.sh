@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent host set-up for Dockyard (Debian 12, root): system packages, the venv, dockerd,
-# lxcfs and the base image. Safe to run again; works when dockerd already runs.
+# lxcfs, a test PostgreSQL and the base image. Safe to run again; works when dockerd already runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -9,7 +9,7 @@ mkdir -p "$LOGDIR"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-PKGS="docker.io busybox-static iproute2 iptables iputils-ping ethtool jq bc iperf3 lxcfs fuse3 procps debootstrap"
+PKGS="docker.io busybox-static iproute2 iptables iputils-ping ethtool jq bc iperf3 lxcfs fuse3 procps debootstrap postgresql"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -54,6 +54,11 @@ fi
 # instances survive an lxcfs restart (scripts/lxcfs.sh; an older /var/lib/lxcfs one is left be).
 say "lxcfs for instances (log: $LOGDIR/lxcfs.log)"
 DOCKYARD_LOGDIR="$LOGDIR" scripts/lxcfs.sh start
+
+# PostgreSQL for the store and API tests on PostgreSQL and the two-server test (a private
+# cluster on 127.0.0.1:55432, scripts/postgres.sh; the distribution's cluster is left alone).
+say "postgresql for tests (log: $LOGDIR/postgres.log)"
+DOCKYARD_LOGDIR="$LOGDIR" scripts/postgres.sh start
 
 # The small base image, built from busybox-static without any network.
 if ! docker image inspect dockyard/busybox:latest >/dev/null 2>&1; then

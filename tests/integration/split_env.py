@@ -1,5 +1,6 @@
 """Dockyard with the server and the agent as separately controlled processes (each can be
-killed, restarted or run with a fault point armed), optionally on its own dockerd."""
+killed, restarted or run with a fault point armed), optionally on its own dockerd, optionally
+on PostgreSQL with a second server process on the same database."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dockyard.cli.config import write_config
 from dockyard.client import ApiClient
 from dockyard.server.bootstrap import init_store, mint_admin_token, mint_host_token
-from dockyard.store.db import Database
+from dockyard.store.db import Database, libpq_url
 from tests.integration.dockyard_env import Dockyard, free_port, free_subnet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,12 +28,15 @@ class SplitDockyard(Dockyard):
     agent: subprocess.Popen[bytes] | None = None
     host_token: str = ""
     image: str = "dockyard/busybox:latest"
+    database_url: str | None = None  # postgresql://…; None = SQLite in the home
+    port2: int = 0
+    server2: subprocess.Popen[bytes] | None = None  # start_second_server(): same database
     server_args: list[str] = field(default_factory=list)  # e.g. shorter alert durations
     agent_args: list[str] = field(default_factory=list)
 
     def bootstrap(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        db = Database(f"sqlite:///{self.home / 'dockyard.db'}")
+        db = Database(self.database_url or f"sqlite:///{self.home / 'dockyard.db'}")
         project = init_store(db)
         write_config(self.url, mint_admin_token(db, project),
                      self.root / ".config" / "dockyard" / "config.json")
@@ -53,20 +58,36 @@ class SplitDockyard(Dockyard):
     def marker(self) -> Path:
         return self.root / "faults-hit"
 
-    def start_server(self, fault: str | None = None) -> None:
-        self.server = self._spawn("server", ["server", "--home", str(self.home), "--listen",
-                                             f"127.0.0.1:{self.port}",
-                                             "--heartbeat-timeout", "30",
-                                             *self.server_args], fault)
-        with ApiClient(self.url, "x", timeout=5) as api:
+    def _server_args(self, port: int) -> list[str]:
+        args = ["server", "--home", str(self.home), "--listen", f"127.0.0.1:{port}",
+                "--heartbeat-timeout", "30"]
+        return [*args, "--db", self.database_url] if self.database_url else args
+
+    def _wait_healthy(self, url: str, proc: subprocess.Popen[bytes]) -> None:
+        with ApiClient(url, "x", timeout=5) as api:
             for _ in range(200):
                 try:
                     api.get("/healthz")
                     return
                 except Exception:
-                    assert self.server.poll() is None, self.log_tail()
+                    assert proc.poll() is None, self.log_tail()
                     time.sleep(0.05)
         raise RuntimeError("server did not start")
+
+    def start_server(self, fault: str | None = None) -> None:
+        self.server = self._spawn("server", self._server_args(self.port), fault)
+        self._wait_healthy(self.url, self.server)
+
+    @property
+    def url2(self) -> str:
+        return f"http://127.0.0.1:{self.port2}"
+
+    def start_second_server(self) -> None:
+        """Another `dockyard server` on the same PostgreSQL database, at `url2`."""
+        assert self.database_url, "two servers share one PostgreSQL database"
+        self.port2 = self.port2 or free_port()
+        self.server2 = self._spawn("server2", self._server_args(self.port2), None)
+        self._wait_healthy(self.url2, self.server2)
 
     def start_agent(self, fault: str | None = None, wait: bool = True) -> None:
         args = ["agent", "--server", self.url, "--name", "local", "--home",
@@ -123,6 +144,7 @@ class SplitDockyard(Dockyard):
     def stop(self) -> None:
         self.stop_agent()
         self.stop_server()
+        self._end(self.server2, signal.SIGTERM)
         self.proc = None
 
     def restart_server(self) -> None:
@@ -132,11 +154,18 @@ class SplitDockyard(Dockyard):
 
     def log_tail(self) -> str:
         parts = []
-        for name in ("server.log", "agent.log"):
+        for name in ("server.log", "server2.log", "agent.log"):
             path = self.root / name
             if path.exists():
                 parts.append(f"--- {name}\n" + path.read_text(errors="replace")[-3000:])
         return "\n".join(parts)
+
+    def db_query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        if not self.database_url:
+            return super().db_query(sql, *params)
+        import psycopg
+        with psycopg.connect(libpq_url(self.database_url)) as conn:
+            return list(conn.execute(sql.replace("?", "%s"), params))  # type: ignore[arg-type]
 
     def docker_client(self):  # type: ignore[no-untyped-def]
         import docker

@@ -1,4 +1,5 @@
-"""The capacity ledger on a real SQLite store: UNIQUE constraints and the version CAS."""
+"""The capacity ledger on a real store, SQLite and PostgreSQL: UNIQUE constraints, the version
+CAS, migrations."""
 
 from __future__ import annotations
 
@@ -7,18 +8,39 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text, update
 
 from dockyard.errors import Conflict
 from dockyard.model.ids import new_id
 from dockyard.server.bootstrap import init_store
 from dockyard.store import ledger, revision, tokens
-from dockyard.store.db import Database
-from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
+from dockyard.store.db import Database, normalize_url
+from dockyard.store.tables import Base, HostRow, InstanceRow, Meta, NetworkRow
+from tests.postgres import fresh_database
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[tuple[Database, str]]:
-    database = Database(f"sqlite:///{tmp_path / 'd.db'}")
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with fresh_database("ledger") as url:
+        yield url
+
+
+def _empty_postgres(url: str) -> Database:
+    """The module's PostgreSQL database, migrated, with every table emptied."""
+    database = Database(url)
+    database.migrate()
+    with database.session() as sess:
+        names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        sess.execute(text(f"TRUNCATE {names} CASCADE"))
+    return database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, str]]:
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'd.db'}")
+    else:
+        database = _empty_postgres(request.getfixturevalue("pg_url"))
     project = init_store(database)
     with database.session() as sess:
         sess.add(HostRow(id="h1", name="h1", version=0, inventory={"cores": [0, 1, 2, 3]},
@@ -121,3 +143,39 @@ def test_revision_is_monotonic_and_tokens_are_hashed(db: tuple[Database, str]) -
         row = tokens.lookup(sess, token)
         assert row is not None and row.hash != token and token not in row.hash
         assert tokens.lookup(sess, token + "x") is None
+
+
+def test_postgres_urls_use_psycopg() -> None:
+    assert normalize_url("postgresql://u:pw@h:5/d") == "postgresql+psycopg://u:pw@h:5/d"
+    assert normalize_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_postgres_deadlock_becomes_a_conflict_to_retry(pg_url: str) -> None:
+    """Two writers locking rows in opposite orders: PostgreSQL aborts one, which the store
+    reports as Conflict("…; retry") so the caller's retry loop takes it again."""
+    database = _empty_postgres(pg_url)
+    init_store(database)
+    with database.session() as sess:
+        sess.add_all([Meta(key="a", value="0"), Meta(key="b", value="0")])
+    barrier = threading.Barrier(2, timeout=30)
+    outcome: list[str] = []
+
+    def write(first: str, second: str) -> None:
+        try:
+            with database.session() as sess:
+                sess.execute(update(Meta).where(Meta.key == first).values(value="1"))
+                barrier.wait()
+                sess.execute(update(Meta).where(Meta.key == second).values(value="2"))
+            outcome.append("committed")
+        except Conflict as exc:
+            outcome.append(exc.message)
+
+    threads = [threading.Thread(target=write, args=keys) for keys in (("a", "b"), ("b", "a"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    database.close()
+    assert sorted(outcome) == ["a concurrent change in the store interfered; retry",
+                               "committed"], outcome

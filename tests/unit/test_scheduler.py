@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -11,17 +12,22 @@ from dockyard.scheduler import (
     ClusterSnapshot,
     HostSnapshot,
     PlacementRequest,
+    assume,
     build_pipeline,
     explain,
     place,
 )
 from dockyard.scheduler.filters import (
     REASON_CORES,
+    REASON_DISK,
     REASON_DOWN,
     REASON_DRAINING,
     REASON_MEMORY,
     REASON_NETWORK,
     REASON_PIDS,
+    AntiAffinityFilter,
+    ConstraintFilter,
+    DiskFits,
     ExclusiveCores,
     Filter,
     HostUp,
@@ -31,7 +37,14 @@ from dockyard.scheduler.filters import (
     PinnedHost,
 )
 from dockyard.scheduler.pipeline import no_valid_host_message
-from dockyard.scheduler.weighers import FewestTakenCores, MostFreeMemory, Weigher
+from dockyard.scheduler.weighers import (
+    FewestInstances,
+    FewestTakenCores,
+    MostFreeMemory,
+    PackWeigher,
+    SpreadWeigher,
+    Weigher,
+)
 
 GiB = 1 << 30
 NET = "net1"
@@ -82,6 +95,32 @@ FILTER_CASES = [
     (ExclusiveCores(), {}, {"cores": 3}, REASON_CORES),  # would empty the shared pool
     (ExclusiveCores(), {"taken_cores": [3]}, {"cores": 2}, REASON_CORES),
     (ExclusiveCores(), {"taken_cores": [1, 2, 3]}, {"cores": 0}, None),
+    (PidsFit(2.0), {"pids_limit_total": 1000, "pids_reserved": 1900}, {"pids": 100}, None),
+    (PidsFit(2.0), {"pids_limit_total": 1000, "pids_reserved": 1901}, {"pids": 100},
+     REASON_PIDS),
+    (DiskFits(1.0), {}, {"disk_bytes": 10**15}, None),  # no budget on the host
+    (DiskFits(1.0), {"disk_bytes": 10 * GiB, "disk_reserved_bytes": 9 * GiB},
+     {"disk_bytes": GiB}, None),
+    (DiskFits(1.0), {"disk_bytes": 10 * GiB, "disk_reserved_bytes": 9 * GiB},
+     {"disk_bytes": GiB + 1}, REASON_DISK),
+    (DiskFits(1.5), {"disk_bytes": 10 * GiB, "disk_reserved_bytes": 14 * GiB},
+     {"disk_bytes": GiB}, None),
+    (DiskFits(1.0), {"disk_bytes": 10 * GiB, "disk_reserved_bytes": 11 * GiB}, {}, REASON_DISK),
+    (ConstraintFilter(), {}, {}, None),
+    (ConstraintFilter(), {"labels": {"zone": "eu"}}, {"constraints": {"zone": "eu"}}, None),
+    (ConstraintFilter(), {"labels": {"zone": "us"}}, {"constraints": {"zone": "eu"}},
+     "constraint zone=eu not met"),
+    (ConstraintFilter(), {}, {"constraints": {"zone": "eu"}}, "constraint zone=eu not met"),
+    # several unmet: the first key in order names the host
+    (ConstraintFilter(), {"labels": {"zone": "eu"}},
+     {"constraints": {"zone": "us", "disk": "ssd"}}, "constraint disk=ssd not met"),
+    (ConstraintFilter(), {"labels": {"zone": "eu", "disk": "ssd"}},
+     {"constraints": {"zone": "eu", "disk": "ssd"}}, None),
+    (AntiAffinityFilter(), {"groups": frozenset({"web"})}, {}, None),
+    (AntiAffinityFilter(), {}, {"anti_affinity": "web"}, None),
+    (AntiAffinityFilter(), {"groups": frozenset({"db"})}, {"anti_affinity": "web"}, None),
+    (AntiAffinityFilter(), {"groups": frozenset({"db", "web"})}, {"anti_affinity": "web"},
+     "anti-affinity: group web already on host"),
 ]
 
 
@@ -90,8 +129,12 @@ def test_filter(
     check: Filter, host_changes: dict[str, object], request_changes: dict[str, object],
     reason: str | None,
 ) -> None:
-    got = check.feasible(host(**host_changes), request(**request_changes))
-    assert got == reason
+    one, req = host(**host_changes), request(**request_changes)
+    assert check.feasible(one, req) == reason
+    # the vectorized form says the same about a one-host snapshot
+    index = ClusterSnapshot(hosts=[one]).index()
+    rejections = [r for r, mask in check.rejects(index, req) if mask[0]]
+    assert (rejections[0] if rejections else None) == reason
 
 
 def test_every_pipeline_filter_is_covered_by_the_table() -> None:
@@ -101,33 +144,54 @@ def test_every_pipeline_filter_is_covered_by_the_table() -> None:
 
 # --- weighers -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    ("weigher", "host_changes", "request_changes", "score"),
-    [
-        (MostFreeMemory(1.0), {}, {}, 7 / 8),
-        (MostFreeMemory(1.0), {"memory_reserved_bytes": 4 * GiB}, {}, 3 / 8),
-        (MostFreeMemory(1.0), {}, {"memory_bytes": None}, 1.0),
-        (MostFreeMemory(2.0), {}, {"memory_bytes": 8 * GiB}, 0.5),
-        (MostFreeMemory(1.0), {"memory_reserved_bytes": 20 * GiB}, {}, 0.0),  # clamped
-        (MostFreeMemory(1.0), {"memory_bytes": 0}, {}, 0.0),
-        (FewestTakenCores(), {}, {}, 3 / 4),  # core 0 reserved
-        (FewestTakenCores(), {}, {"cores": 2}, 1 / 4),
-        (FewestTakenCores(), {"taken_cores": [3]}, {"cores": 1}, 1 / 4),
-        (FewestTakenCores(), {"cores": []}, {}, 0.0),
-    ],
-)
+SPREAD_IDLE = (7 / 8 + 3 / 4 + 1.0) / 3  # the default host with the default request
+
+WEIGHER_CASES = [
+    # (weigher, host changes, request changes, expected score)
+    (MostFreeMemory(1.0), {}, {}, 7 / 8),
+    (MostFreeMemory(1.0), {"memory_reserved_bytes": 4 * GiB}, {}, 3 / 8),
+    (MostFreeMemory(1.0), {}, {"memory_bytes": None}, 1.0),
+    (MostFreeMemory(2.0), {}, {"memory_bytes": 8 * GiB}, 0.5),
+    (MostFreeMemory(1.0), {"memory_reserved_bytes": 20 * GiB}, {}, 0.0),  # clamped
+    (MostFreeMemory(1.0), {"memory_bytes": 0}, {}, 0.0),
+    (FewestTakenCores(), {}, {}, 3 / 4),  # core 0 reserved
+    (FewestTakenCores(), {}, {"cores": 2}, 1 / 4),
+    (FewestTakenCores(), {"taken_cores": [3]}, {"cores": 1}, 1 / 4),
+    (FewestTakenCores(), {"cores": []}, {}, 0.0),
+    (FewestInstances(), {}, {}, 1.0),
+    (FewestInstances(), {"instances": 3}, {}, 1 / 4),
+    (SpreadWeigher(1.0), {}, {}, SPREAD_IDLE),
+    (SpreadWeigher(1.0), {"instances": 1, "memory_reserved_bytes": 4 * GiB}, {},
+     (3 / 8 + 3 / 4 + 1 / 2) / 3),
+    (SpreadWeigher(2.0), {}, {"memory_bytes": 8 * GiB, "cores": 2}, (1 / 2 + 1 / 4 + 1) / 3),
+    (PackWeigher(1.0), {}, {}, 1 - SPREAD_IDLE),
+    (PackWeigher(1.0), {"instances": 1, "memory_reserved_bytes": 4 * GiB}, {},
+     1 - (3 / 8 + 3 / 4 + 1 / 2) / 3),
+]
+
+
+@pytest.mark.parametrize(("weigher", "host_changes", "request_changes", "score"),
+                         WEIGHER_CASES)
 def test_weigher(
     weigher: Weigher, host_changes: dict[str, object], request_changes: dict[str, object],
     score: float,
 ) -> None:
-    got = weigher.score(host(**host_changes), request(**request_changes))
+    one, req = host(**host_changes), request(**request_changes)
+    got = weigher.score(one, req)
     assert got == pytest.approx(score)
     assert 0.0 <= got <= 1.0
+    # the vectorized form computes the very same number
+    assert weigher.scores(ClusterSnapshot(hosts=[one]).index(), req)[0] == got
+
+
+def test_strategy_chooses_the_weigher() -> None:
+    assert [type(w) for w, _ in build_pipeline("spread").weighers] == [SpreadWeigher]
+    assert [type(w) for w, _ in build_pipeline("pack").weighers] == [PackWeigher]
 
 
 # --- place --------------------------------------------------------------------------------
 
-def test_place_prefers_most_headroom_and_records_rejections() -> None:
+def test_place_prefers_most_headroom_and_counts_rejections() -> None:
     snapshot = ClusterSnapshot(hosts=[
         host("busy", memory_reserved_bytes=6 * GiB),
         host("idle"),
@@ -136,10 +200,62 @@ def test_place_prefers_most_headroom_and_records_rejections() -> None:
     ])
     plan = place(request(cores=1), snapshot)
     assert (plan.host_id, plan.host_name, plan.cores) == ("id-idle", "idle", [3])
-    assert plan.rejected == {"down": REASON_DOWN, "elsewhere": REASON_NETWORK}
-    assert set(plan.scores) == {"busy", "idle"}
-    assert plan.scores["idle"] > plan.scores["busy"]
-    assert all(0.0 <= s <= 1.0 for s in plan.scores.values())
+    assert plan.rejected == {REASON_DOWN: 1, REASON_NETWORK: 1}
+    assert plan.feasible == 2
+    verdicts = {v.name: v for v in explain(request(cores=1), snapshot)}
+    assert verdicts["idle"].score == plan.score
+    assert verdicts["busy"].score is not None and verdicts["busy"].score < plan.score
+    assert verdicts["down"].score is None
+    assert 0.0 <= plan.score <= 1.0
+
+
+def test_placement_spreads() -> None:
+    snapshot = ClusterSnapshot(hosts=[host("a"), host("b"), host("c")])
+    chosen = []
+    for _ in range(6):
+        plan = place(request(memory_bytes=None), snapshot)
+        chosen.append(plan.host_name)
+        snapshot = assume(snapshot, plan, request(memory_bytes=None))
+    assert chosen == ["a", "b", "c", "a", "b", "c"]
+
+
+def test_placement_packs() -> None:
+    snapshot = ClusterSnapshot(hosts=[host("a"), host("b", instances=1)])
+    req = request(strategy="pack")
+    chosen = []
+    for _ in range(3):
+        plan = place(req, snapshot)
+        chosen.append(plan.host_name)
+        snapshot = assume(snapshot, plan, req)
+    assert chosen == ["b", "b", "b"]
+
+
+def test_anti_affinity_holds() -> None:
+    snapshot = ClusterSnapshot(hosts=[host("a"), host("b"),
+                                      host("c", groups=frozenset({"web"}))])
+    req = request(anti_affinity="web", strategy="pack")  # pack would reuse a host otherwise
+    first = place(req, snapshot)
+    snapshot = assume(snapshot, first, req)
+    second = place(req, snapshot)
+    assert {first.host_name, second.host_name} == {"a", "b"}
+    with pytest.raises(NoValidHost) as info:
+        place(req, assume(snapshot, second, req))
+    assert info.value.message == "no valid host: 3 hosts: anti-affinity: group web already on host"
+    # another group is not affected
+    assert place(request(anti_affinity="db"), snapshot).host_name in {"a", "b", "c"}
+
+
+def test_constraints_filter() -> None:
+    snapshot = ClusterSnapshot(hosts=[
+        host("a", labels={"zone": "eu"}), host("b", labels={"zone": "us"}),
+        host("c", labels={"zone": "us", "disk": "ssd"}), host("d"),
+    ])
+    plan = place(request(constraints={"zone": "us", "disk": "ssd"}), snapshot)
+    assert plan.host_name == "c"
+    assert plan.rejected == {"constraint disk=ssd not met": 3}
+    with pytest.raises(NoValidHost) as info:
+        place(request(constraints={"zone": "mars"}), snapshot)
+    assert info.value.message == "no valid host: 4 hosts: constraint zone=mars not met"
 
 
 def test_place_picks_highest_free_cores_on_the_chosen_host() -> None:
@@ -151,14 +267,14 @@ def test_place_ties_break_by_name() -> None:
     snapshot = ClusterSnapshot(hosts=[host("b"), host("a"), host("c")])
     plan = place(request(), snapshot)
     assert plan.host_name == "a"
-    assert plan.scores["a"] == plan.scores["b"] == plan.scores["c"]
+    assert len({v.score for v in explain(request(), snapshot)}) == 1
 
 
 def test_place_pinned_host_wins_even_if_worse() -> None:
     snapshot = ClusterSnapshot(hosts=[host("full", memory_reserved_bytes=6 * GiB), host("idle")])
     plan = place(request(host="full"), snapshot)
     assert plan.host_name == "full"
-    assert plan.rejected == {"idle": "not the requested host 'full'"}
+    assert plan.rejected == {"not the requested host 'full'": 1}
 
 
 def test_place_uses_the_snapshot_overcommit_ratio() -> None:
@@ -194,7 +310,7 @@ def test_no_valid_host_counts_hosts_per_reason() -> None:
     ],
 )
 def test_no_valid_host_message(reasons: list[str], message: str) -> None:
-    assert no_valid_host_message(reasons) == message
+    assert no_valid_host_message(Counter(reasons)) == message
 
 
 def test_place_on_empty_cluster() -> None:
@@ -212,7 +328,8 @@ def test_pinned_to_unknown_host() -> None:
 def test_first_failing_filter_decides_the_reason() -> None:
     # down, off-network and full: the liveness filter runs first and names it.
     bad = host(up=False, networks=set(), memory_reserved_bytes=8 * GiB)
-    assert explain(request(), ClusterSnapshot(hosts=[bad])) == [("h1", REASON_DOWN)]
+    assert [(v.name, v.reason) for v in explain(request(), ClusterSnapshot(hosts=[bad]))] == [
+        ("h1", REASON_DOWN)]
 
 
 def test_explain_matches_place() -> None:
@@ -224,7 +341,7 @@ def test_explain_matches_place() -> None:
         host("nocores", cores=[0, 1]),
     ])
     req = request(cores=1)
-    assert explain(req, snapshot) == [
+    assert [(v.name, v.reason) for v in explain(req, snapshot)] == [
         ("ok", None),
         ("draining", REASON_DRAINING),
         ("nomem", REASON_MEMORY),
@@ -233,11 +350,11 @@ def test_explain_matches_place() -> None:
     ]
     plan = place(req, snapshot)
     assert plan.host_name == "ok"
-    assert plan.rejected == {name: r for name, r in explain(req, snapshot) if r is not None}
+    assert plan.rejected == Counter(v.reason for v in explain(req, snapshot) if v.reason)
 
 
 @pytest.mark.parametrize(
-    "changes", [{"cores": -1}, {"memory_bytes": -1}, {"pids": -5}],
+    "changes", [{"cores": -1}, {"memory_bytes": -1}, {"pids": -5}, {"disk_bytes": -1}],
 )
 def test_request_rejects_negative_quantities(changes: dict[str, object]) -> None:
     with pytest.raises(InvalidRequest, match="cannot be negative"):
@@ -245,6 +362,12 @@ def test_request_rejects_negative_quantities(changes: dict[str, object]) -> None
 
 
 @pytest.mark.parametrize("ratio", [0.0, -1.0])
-def test_snapshot_rejects_non_positive_overcommit(ratio: float) -> None:
-    with pytest.raises(InvalidRequest, match="overcommit"):
-        ClusterSnapshot(hosts=[], memory_overcommit=ratio)
+@pytest.mark.parametrize("what", ["memory", "disk", "pids"])
+def test_snapshot_rejects_non_positive_overcommit(what: str, ratio: float) -> None:
+    with pytest.raises(InvalidRequest, match=f"{what} overcommit"):
+        ClusterSnapshot(hosts=[], **{f"{what}_overcommit": ratio})
+
+
+def test_request_rejects_unknown_strategy() -> None:
+    with pytest.raises(InvalidRequest, match="strategy"):
+        request(strategy="random")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,14 +22,42 @@ from dockyard.model.units import format_rate, format_size
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
 
 
-def _env(pairs: list[str]) -> dict[str, str]:
-    env = {}
+def _pairs(pairs: list[str], option: str) -> dict[str, str]:
+    result = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise InvalidRequest(f"-e {pair!r} must be KEY=VALUE")
-        env[key] = value
-    return env
+            raise InvalidRequest(f"{option} {pair!r} must be KEY=VALUE")
+        result[key] = value
+    return result
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    return _pairs(pairs, "-e")
+
+
+class Strategy(StrEnum):
+    spread = "spread"
+    pack = "pack"
+
+
+def _explain(body: dict[str, Any], as_json: bool) -> None:
+    """`launch --explain`: each host's verdict, reason and score; exit 1 if none fits."""
+    with client() as api:
+        result = api.post("/v1/instances", body, explain="true")
+    if as_json:
+        print_json(result)
+    else:
+        table(result["hosts"], [
+            ("HOST", lambda r: r["host"]), ("VERDICT", lambda r: r["verdict"]),
+            ("REASON", lambda r: r["reason"] or ""),
+            ("SCORE", lambda r: "" if r["score"] is None else f"{r['score']:.3f}")],
+            "no hosts")
+        console.print(result["message"] if result["chosen"] is None
+                      else f"would be placed on {result['chosen']}", highlight=False,
+                      markup=False, soft_wrap=True)
+    if result["chosen"] is None:
+        raise typer.Exit(1)
 
 
 def _read_key(path: Path) -> str:
@@ -71,23 +100,39 @@ def launch(
                                         help="the instance's own /proc view")] = True,
     ssh_key: Annotated[list[Path], typer.Option("--ssh-key", help="public key file for "
                                                 "root (machine images)")] = [],  # noqa: B006
+    host: Annotated[str | None, typer.Option(help="place on this host (admin)")] = None,
+    constraint: Annotated[list[str], typer.Option(help="KEY=VALUE: only hosts with this "
+                                                  "label (repeatable)")] = [],  # noqa: B006
+    anti_affinity: Annotated[str | None, typer.Option(
+        help="GROUP: never on a host that runs another instance of GROUP")] = None,
+    strategy: Annotated[Strategy, typer.Option(help="spread: most headroom; pack: fullest "
+                                               "host that fits")] = Strategy.spread,
+    explain: Annotated[bool, typer.Option("--explain", help="show each host's verdict and "
+                                          "score; create nothing")] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until running")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create and start an instance."""
-    limits: dict[str, Any] = {"cores": cores, "pids": pids}
-    for key, value in (("cpus", cpus), ("cpu_weight", cpu_weight), ("memory", memory),
-                       ("read_bps", read_bps), ("write_bps", write_bps),
-                       ("read_iops", read_iops), ("write_iops", write_iops),
-                       ("ingress", ingress), ("egress", egress)):
-        if value is not None:
-            limits[key] = value
+    """Create and start an instance (`--explain`: only say where it would go, and why)."""
+    limits = {key: value for key, value in (
+        ("cores", cores), ("pids", pids), ("cpus", cpus), ("cpu_weight", cpu_weight),
+        ("memory", memory), ("read_bps", read_bps), ("write_bps", write_bps),
+        ("read_iops", read_iops), ("write_iops", write_iops), ("ingress", ingress),
+        ("egress", egress)) if value is not None}
     body = {"name": name, "image": image, "network": network, "ip": ip, "hostname": hostname,
             "limits": limits, "volumes": _volumes(volume), "env": _env(env), "lxcfs": lxcfs,
-            "ssh_keys": [_read_key(path) for path in ssh_key]}
+            "ssh_keys": [_read_key(path) for path in ssh_key], "host": host,
+            "constraints": _pairs(constraint, "--constraint"),
+            "anti_affinity": anti_affinity, "strategy": strategy.value}
+    if explain:
+        _explain(body, as_json)
+    else:
+        _launch(body, wait, as_json)
+
+
+def _launch(body: dict[str, Any], wait: bool, as_json: bool) -> None:
     with client() as api:
         if wait and not as_json:
-            with console.status(f"launching {name} …", spinner="dots"):
+            with console.status(f"launching {body['name']} …", spinner="dots"):
                 inst = api.post("/v1/instances", body, wait="true")
         else:
             inst = api.post("/v1/instances", body, wait=str(wait).lower())

@@ -37,8 +37,10 @@ def _logging(verbose: bool) -> None:
 
 
 def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT"),
-           database_url: str | None = typer.Option(None, help="SQLAlchemy URL (default SQLite "
-                                                   "in HOME)"),
+           database_url: str | None = typer.Option(
+               None, "--db", "--database-url",
+               help="database URL: postgresql://USER:PW@HOST/DB (several servers may share "
+               "one) or a SQLAlchemy URL; default SQLite in HOME"),
            heartbeat_timeout: float = typer.Option(30.0, help="seconds without heartbeat → down"),
            host_path_root: str = typer.Option("", help="allowed root of host-path volumes"),
            alert_interval: float = typer.Option(10.0, help="seconds between alert passes"),

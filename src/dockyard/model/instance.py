@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -240,6 +240,28 @@ class InstanceCreate(Strict):
     ssh_keys: list[str] = Field(default_factory=list, max_length=32,
                                 description="public keys installed for root (machine images)")
 
+    host: str | None = Field(None, description="place on this host (admin only)")
+    constraints: dict[str, str] = Field(default_factory=dict, max_length=32,
+                                        description="host labels that must equal these values")
+    anti_affinity: str | None = Field(None, description="group: no two instances of the "
+                                      "same group on one host")
+    strategy: Literal["spread", "pack"] = Field("spread", description="spread: the host "
+                                                "with most headroom; pack: the fullest that "
+                                                "fits")
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            if not key or len(key) > 63 or len(val) > 255 or "=" in key:
+                raise ValueError(f"constraint {key}={val} must be KEY=VALUE (key 1-63 "
+                                 "characters without '=', value up to 255)")
+        return value
+
+    @field_validator("anti_affinity")
+    @classmethod
+    def _anti_affinity(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value)
     @field_validator("ssh_keys")
     @classmethod
     def _ssh_keys(cls, value: list[str]) -> list[str]:
@@ -319,6 +341,24 @@ class Instance(BaseModel):
 
 
 class InstancePatch(Strict):
+class HostVerdict(BaseModel):
+    """One host in a placement explanation."""
+
+    host: str
+    verdict: Literal["fits", "rejected"]
+    reason: str | None = Field(None, description="the first filter that rejected the host")
+    score: float | None = Field(None, description="weigher score in [0, 1]; highest wins")
+
+
+class PlacementExplanation(BaseModel):
+    """`POST /v1/instances?explain=true`: where the instance would go, and why; nothing is
+    created."""
+
+    chosen: str | None = Field(None, description="the host placement would choose")
+    message: str | None = Field(None, description='"no valid host: …" when none fits')
+    hosts: list[HostVerdict]
+
+
     """`PATCH /v1/instances/{ref}`: a live resize."""
 
     limits: LimitsPatch

@@ -4,14 +4,16 @@ See README.md in this folder for the pipeline. No I/O: the caller reads the snap
 store and commits the returned `Plan` under a version check.
 """
 
-from dockyard.scheduler.pipeline import build_pipeline, explain, place
+from dockyard.scheduler.pipeline import HostVerdict, assume, build_pipeline, explain, place
 from dockyard.scheduler.snapshot import ClusterSnapshot, HostSnapshot, PlacementRequest, Plan
 
 __all__ = [
     "ClusterSnapshot",
     "HostSnapshot",
+    "HostVerdict",
     "PlacementRequest",
     "Plan",
+    "assume",
     "build_pipeline",
     "explain",
     "place",

@@ -1,43 +1,69 @@
 """Feasibility filters: may this host take this instance at all?
 
-A filter has a `name` and `feasible(host, request) -> str | None`, returning the reason it
-rejects the host or `None` when the host passes. Reasons are fixed phrases (no per-host
-numbers) so that "no valid host" can count hosts per reason; the details are in `explain`'s
-per-host view and in the host listing.
+A filter has a `name` and two forms of the same check:
+
+* `feasible(host, request) -> str | None`: the reason it rejects one host, or `None` when the
+  host passes. The readable specification; the table-driven tests pin it down.
+* `rejects(index, request)`: the same check over every host at once (numpy), as a sequence of
+  `(reason, mask)` pairs, the mask True where the host is rejected for that reason. Several
+  pairs when one filter has several reasons; their order is the order `feasible` tests them.
+  `place` and `explain` run this form; a test checks it agrees with `feasible` on random
+  snapshots.
+
+Reasons are fixed phrases (no per-host numbers) so that "no valid host" can count hosts per
+reason; the details are in `explain`'s per-host view and in the host listing.
 
 Filters are pure and cheap; `build_pipeline` in `pipeline.py` orders them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
+
+import numpy as np
 
 from dockyard.errors import NoCapacity
 from dockyard.scheduler.cpusets import allocate_exclusive
+from dockyard.scheduler.index import BoolArray, HostIndex
 from dockyard.scheduler.snapshot import HostSnapshot, PlacementRequest
 
 __all__ = [
-    "REASON_CORES", "REASON_DOWN", "REASON_DRAINING", "REASON_MEMORY", "REASON_NETWORK",
-    "REASON_PIDS", "ExclusiveCores", "Filter", "HostUp", "MemoryFits", "NetworkOnHost",
-    "PidsFit", "PinnedHost", "pinned_reason",
+    "REASON_CORES", "REASON_DISK", "REASON_DOWN", "REASON_DRAINING", "REASON_MEMORY",
+    "REASON_NETWORK", "REASON_PIDS", "AntiAffinityFilter", "ConstraintFilter", "DiskFits",
+    "ExclusiveCores", "Filter", "HostUp", "MemoryFits", "NetworkOnHost", "PidsFit",
+    "PinnedHost", "Rejections", "anti_affinity_reason", "constraint_reason", "pinned_reason",
 ]
 
 REASON_DOWN = "host is down"
 REASON_DRAINING = "host is draining"
 REASON_NETWORK = "network not on host"
 REASON_MEMORY = "not enough memory"
+REASON_DISK = "not enough disk"
 REASON_PIDS = "not enough pids"
 REASON_CORES = "not enough free cores"
+
+Rejections = Sequence[tuple[str, BoolArray]]
 
 
 def pinned_reason(host_name: str) -> str:
     return f"not the requested host {host_name!r}"
 
 
+def constraint_reason(key: str, value: str) -> str:
+    return f"constraint {key}={value} not met"
+
+
+def anti_affinity_reason(group: str) -> str:
+    return f"anti-affinity: group {group} already on host"
+
+
 class Filter(Protocol):
     name: str
 
     def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None: ...
+
+    def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections: ...
 
 
 class PinnedHost:
@@ -49,6 +75,15 @@ class PinnedHost:
         if request.host is not None and host.name != request.host:
             return pinned_reason(request.host)
         return None
+
+    def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
+        if request.host is None:
+            return ()
+        mask = np.ones(len(index), dtype=np.bool_)
+        position = index.position.get(request.host)
+        if position is not None:
+            mask[position] = False
+        return ((pinned_reason(request.host), mask),)
 
 
 class HostUp:
@@ -63,6 +98,9 @@ class HostUp:
             return REASON_DRAINING
         return None
 
+    def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
+        return ((REASON_DOWN, index.down), (REASON_DRAINING, index.draining))
+
 
 class NetworkOnHost:
     """The instance's network must be plumbed (bridge or OVS) on the host."""
@@ -71,6 +109,45 @@ class NetworkOnHost:
 
     def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
         return None if request.network_id in host.networks else REASON_NETWORK
+
+    def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
+        return ((REASON_NETWORK, ~index.on_network(request.network_id)),)
+
+
+class ConstraintFilter:
+    """`--constraint key=value`: the host's label `key` must equal `value`.
+
+    Constraints are checked in key order, so a host failing several is named by the first.
+    """
+
+    name = "constraint"
+
+    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+        for key, value in sorted(request.constraints.items()):
+            if host.labels.get(key) != value:
+                return constraint_reason(key, value)
+        return None
+
+    def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
+        return [(constraint_reason(key, value), ~index.label_is(key, value))
+                for key, value in sorted(request.constraints.items())]
+
+
+class AntiAffinityFilter:
+    """`--anti-affinity GROUP`: no host runs two instances of the same group."""
+
+    name = "anti-affinity"
+
+    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+        group = request.anti_affinity
+        return anti_affinity_reason(group) if group is not None and group in host.groups \
+            else None
+
+    def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
+        if request.anti_affinity is None:
+            return ()
+        group = request.anti_affinity
+        return ((anti_affinity_reason(group), index.has_group(group)),)
 
 
 class MemoryFits:
@@ -87,18 +164,52 @@ class MemoryFits:
             return None
         return REASON_MEMORY
 
+    def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
+        need = request.memory_bytes or 0
+        return ((REASON_MEMORY,
+                 index.memory_reserved + need > index.capacity("memory", self.overcommit)),)
+
+
+class DiskFits:
+    """Hosts with a disk budget keep reserved disk plus the request within it × overcommit."""
+
+    name = "disk"
+
+    def __init__(self, overcommit: float) -> None:
+        self.overcommit = overcommit
+
+    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+        if host.disk_bytes is None:
+            return None
+        need = request.disk_bytes or 0
+        if host.disk_reserved_bytes + need <= host.disk_bytes * self.overcommit:
+            return None
+        return REASON_DISK
+
+    def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
+        need = request.disk_bytes or 0
+        return ((REASON_DISK,
+                 index.disk_reserved + need > index.capacity("disk", self.overcommit)),)
+
 
 class PidsFit:
-    """Hosts with a pids budget keep the sum of instance pids limits within it."""
+    """Hosts with a pids budget keep the sum of instance pids limits within it × overcommit."""
 
     name = "pids"
+
+    def __init__(self, overcommit: float = 1.0) -> None:
+        self.overcommit = overcommit
 
     def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
         if host.pids_limit_total is None:
             return None
-        if host.pids_reserved + request.pids <= host.pids_limit_total:
+        if host.pids_reserved + request.pids <= host.pids_limit_total * self.overcommit:
             return None
         return REASON_PIDS
+
+    def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
+        return ((REASON_PIDS,
+                 index.pids_reserved + request.pids > index.capacity("pids", self.overcommit)),)
 
 
 class ExclusiveCores:
@@ -112,3 +223,8 @@ class ExclusiveCores:
         except NoCapacity:
             return REASON_CORES
         return None
+
+    def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
+        if request.cores == 0:
+            return ()
+        return ((REASON_CORES, index.free_cores < request.cores + 1),)

@@ -1,27 +1,34 @@
 """The placement pipeline: filters, then weighers, then the exclusive cores.
 
-    hosts ─▶ filters (first rejection wins, its reason recorded) ─▶ feasible hosts
-          ─▶ weighers (weighted average in [0, 1]) ─▶ best host (ties: name, then id)
-          ─▶ cpusets.allocate_exclusive on it ─▶ Plan
+    hosts ─▶ filters (first rejection wins, its reason counted) ─▶ feasible hosts
+          ─▶ weigher of the strategy (spread | pack; score in [0, 1]) ─▶ best host
+             (ties: name, then id) ─▶ cpusets.allocate_exclusive on it ─▶ Plan
 
 Invariants:
 
-* `place` and `explain` run the same `Pipeline`, so `explain` says exactly why `place`
-  rejected each host;
+* `place` and `explain` run the same `Pipeline` through the same vectorized code
+  (`_judge`), so `explain` says exactly why `place` rejected each host;
 * a host is judged by the first filter that rejects it; every host ends up either feasible
-  or in `Plan.rejected` / the `NoValidHost` counts;
-* the result depends only on the request and the snapshot (deterministic, no I/O).
+  or counted under exactly one reason in `Plan.rejected` / the `NoValidHost` message;
+* the result depends only on the request and the snapshot (deterministic, no I/O);
+* `Pipeline.reject_reason` / `Pipeline.score` are the per-host specification of the same
+  checks (tests hold the vectorized form to it).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
 
 from dockyard.errors import NoValidHost
 from dockyard.scheduler.cpusets import allocate_exclusive
 from dockyard.scheduler.filters import (
+    AntiAffinityFilter,
+    ConstraintFilter,
+    DiskFits,
     ExclusiveCores,
     Filter,
     HostUp,
@@ -30,10 +37,27 @@ from dockyard.scheduler.filters import (
     PidsFit,
     PinnedHost,
 )
-from dockyard.scheduler.snapshot import ClusterSnapshot, HostSnapshot, PlacementRequest, Plan
-from dockyard.scheduler.weighers import FewestTakenCores, MostFreeMemory, Weigher
+from dockyard.scheduler.index import BoolArray, FloatArray, HostIndex
+from dockyard.scheduler.snapshot import (
+    ClusterSnapshot,
+    HostSnapshot,
+    PlacementRequest,
+    Plan,
+    Strategy,
+)
+from dockyard.scheduler.weighers import PackWeigher, SpreadWeigher, Weigher
 
-__all__ = ["Pipeline", "build_pipeline", "explain", "no_valid_host_message", "place"]
+__all__ = ["HostVerdict", "Pipeline", "assume", "build_pipeline", "explain",
+           "no_valid_host_message", "place"]
+
+
+@dataclass(frozen=True)
+class HostVerdict:
+    """One host in `explain`: why it was rejected (`None`: it fits) and its score if it fits."""
+
+    name: str
+    reason: str | None
+    score: float | None
 
 
 @dataclass(frozen=True)
@@ -54,8 +78,23 @@ class Pipeline:
             return 0.0
         return sum(w.score(host, request) * weight for w, weight in self.weighers) / total
 
+    def scores(self, index: HostIndex, request: PlacementRequest) -> FloatArray:
+        """`score` for every host at once (same operations, same order)."""
+        total = sum(weight for _, weight in self.weighers)
+        if total <= 0:
+            return np.zeros(len(index), dtype=np.float64)
+        acc: FloatArray = np.zeros(len(index), dtype=np.float64)
+        for weigher, weight in self.weighers:
+            acc = acc + weigher.scores(index, request) * weight
+        result: FloatArray = acc / total
+        return result
 
-def build_pipeline(memory_overcommit: float = 1.0) -> Pipeline:
+
+@lru_cache(maxsize=64)
+def build_pipeline(strategy: Strategy = "spread", memory_overcommit: float = 1.0,
+                   disk_overcommit: float = 1.0, pids_overcommit: float = 1.0) -> Pipeline:
+    weigher: Weigher = (PackWeigher(memory_overcommit) if strategy == "pack"
+                        else SpreadWeigher(memory_overcommit))
     return Pipeline(
         filters=(
             # Pinning first: the other hosts are then rejected as "not the requested host"
@@ -65,59 +104,109 @@ def build_pipeline(memory_overcommit: float = 1.0) -> Pipeline:
             # is the useful answer for it.
             HostUp(),
             NetworkOnHost(),
+            # Placement rules the user wrote come before capacity: "constraint zone=eu not
+            # met" is the answer for a host in the wrong zone, full or not.
+            ConstraintFilter(),
+            AntiAffinityFilter(),
             MemoryFits(memory_overcommit),
-            PidsFit(),
+            DiskFits(disk_overcommit),
+            PidsFit(pids_overcommit),
             # Last: the only filter doing set arithmetic, and its reason is the least obvious.
             ExclusiveCores(),
         ),
-        weighers=(
-            (MostFreeMemory(memory_overcommit), 1.0),
-            (FewestTakenCores(), 1.0),
-        ),
+        weighers=((weigher, 1.0),),
     )
+
+
+def _pipeline_for(request: PlacementRequest, snapshot: ClusterSnapshot) -> Pipeline:
+    return build_pipeline(request.strategy, snapshot.memory_overcommit,
+                          snapshot.disk_overcommit, snapshot.pids_overcommit)
 
 
 def _plural_hosts(n: int) -> str:
     return "1 host" if n == 1 else f"{n} hosts"
 
 
-def no_valid_host_message(reasons: Iterable[str]) -> str:
+def no_valid_host_message(counts: Mapping[str, int]) -> str:
     """`"no valid host: 3 hosts: not enough memory; 1 host: not enough free cores"`.
 
-    Most common reason first; equal counts in alphabetical order.
+    `counts` is hosts per reason. Most common reason first; equal counts in alphabetical order.
     """
-    counts = Counter(reasons)
-    if not counts:
+    ordered = sorted(((r, n) for r, n in counts.items() if n > 0),
+                     key=lambda item: (-item[1], item[0]))
+    if not ordered:
         return "no valid host: the cluster has no hosts"
-    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return "no valid host: " + "; ".join(f"{_plural_hosts(n)}: {r}" for r, n in ordered)
 
 
-def _verdicts(
-    pipeline: Pipeline, request: PlacementRequest, snapshot: ClusterSnapshot
-) -> list[tuple[HostSnapshot, str | None]]:
-    return [(host, pipeline.reject_reason(host, request)) for host in snapshot.hosts]
+def _judge(pipeline: Pipeline, index: HostIndex,
+           request: PlacementRequest) -> Iterator[tuple[str, BoolArray, int]]:
+    """Run the filters in order; yield each reason with the hosts it newly rejects and how
+    many. A host already rejected by an earlier check is not counted again. The last item
+    is `("", feasible hosts, their number)`."""
+    alive: BoolArray = np.ones(len(index), dtype=np.bool_)
+    for check in pipeline.filters:
+        for reason, rejects in check.rejects(index, request):
+            newly = rejects & alive
+            count = int(np.count_nonzero(newly))
+            if count:
+                alive ^= newly
+                yield reason, newly, count
+    yield "", alive, int(np.count_nonzero(alive))
 
 
-def explain(request: PlacementRequest, snapshot: ClusterSnapshot) -> list[tuple[str, str | None]]:
-    """Each host's name with the reason it is rejected, or `None` if it could take the request.
-
-    Hosts are listed in snapshot order.
-    """
-    pipeline = build_pipeline(snapshot.memory_overcommit)
-    return [(host.name, reason) for host, reason in _verdicts(pipeline, request, snapshot)]
+def explain(request: PlacementRequest, snapshot: ClusterSnapshot) -> list[HostVerdict]:
+    """Each host, in snapshot order, with the reason it is rejected or its score."""
+    index = snapshot.index()
+    pipeline = _pipeline_for(request, snapshot)
+    reasons: list[str | None] = [None] * len(index)
+    for reason, hosts, _ in _judge(pipeline, index, request):
+        if reason:
+            for position in np.flatnonzero(hosts):
+                reasons[position] = reason
+    scores = pipeline.scores(index, request)
+    return [HostVerdict(host.name, reason, None if reason else float(scores[i]))
+            for i, (host, reason) in enumerate(zip(index.hosts, reasons, strict=True))]
 
 
 def place(request: PlacementRequest, snapshot: ClusterSnapshot) -> Plan:
     """Choose the best feasible host and its exclusive cores; `NoValidHost` if none fits."""
-    pipeline = build_pipeline(snapshot.memory_overcommit)
-    verdicts = _verdicts(pipeline, request, snapshot)
-    feasible = [host for host, reason in verdicts if reason is None]
-    rejected = {host.name: reason for host, reason in verdicts if reason is not None}
-    if not feasible:
-        raise NoValidHost(no_valid_host_message(r for _, r in verdicts if r is not None))
-    scores = {host.name: pipeline.score(host, request) for host in feasible}
-    best = min(feasible, key=lambda host: (-scores[host.name], host.name, host.id))
+    index = snapshot.index()
+    pipeline = _pipeline_for(request, snapshot)
+    rejected: dict[str, int] = {}
+    feasible, count = None, 0
+    for reason, hosts, n in _judge(pipeline, index, request):
+        if reason:
+            rejected[reason] = n
+        else:
+            feasible, count = hosts, n
+    if feasible is None or count == 0:
+        raise NoValidHost(no_valid_host_message(rejected))
+    scores = pipeline.scores(index, request)
+    position = index.best(feasible, scores)
+    best = index.hosts[position]
     cores = allocate_exclusive(best.cores, best.taken_cores, best.reserved_cores, request.cores)
-    return Plan(host_id=best.id, host_name=best.name, cores=cores, rejected=rejected,
-                scores=scores)
+    return Plan(host_id=best.id, host_name=best.name, cores=cores,
+                score=float(scores[position]), feasible=count, rejected=rejected)
+
+
+def assume(snapshot: ClusterSnapshot, plan: Plan, request: PlacementRequest) -> ClusterSnapshot:
+    """The snapshot as if `plan` were committed: its host holds the request's resources.
+
+    For callers placing many instances against one snapshot (a batch, the benchmark); the
+    index is updated incrementally rather than rebuilt.
+    """
+    index = snapshot.index()
+    position = index.position[plan.host_name]
+    old = index.hosts[position]
+    groups = old.groups | {request.anti_affinity} if request.anti_affinity else old.groups
+    host = replace(
+        old, taken_cores=sorted([*old.taken_cores, *plan.cores]),
+        memory_reserved_bytes=old.memory_reserved_bytes + (request.memory_bytes or 0),
+        disk_reserved_bytes=old.disk_reserved_bytes + (request.disk_bytes or 0),
+        pids_reserved=old.pids_reserved + request.pids, groups=groups,
+        instances=old.instances + 1)
+    hosts = list(snapshot.hosts)
+    hosts[position] = host
+    after = replace(snapshot, hosts=hosts)
+    return after.with_index(index.with_placement(position, host, len(plan.cores)))

@@ -22,6 +22,7 @@ from dockyard.server.feed import router as feed_router
 from dockyard.server.notifier import Notifier
 from dockyard.server.routers import alerts, cluster, instances, networks, volumes
 from dockyard.server.routers import stats as stats_router
+from dockyard.store.changes import ChangeChannel
 from dockyard.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     db = Database(settings.db_url())
     init_store(db)
     ensure_default_rules(db, settings)
-    ctx = ServerContext(settings=settings, db=db, notifier=Notifier(), agents=AgentProxy())
+    channel = ChangeChannel(db.url) if db.is_postgres else None  # several servers, one db
+    ctx = ServerContext(settings=settings, db=db, notifier=Notifier(channel),
+                        agents=AgentProxy())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -42,6 +45,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         alert_loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await alert_loop
+        await ctx.notifier.close()
         ctx.agents.close()
         db.close()
 

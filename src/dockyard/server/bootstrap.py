@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from dockyard.model.ids import new_id
 from dockyard.store import meta, tokens
@@ -13,8 +14,16 @@ DEFAULT_PROJECT = "default"
 
 
 def init_store(db: Database) -> str:
-    """Migrate and ensure the default project; returns its id (idempotent)."""
+    """Migrate and ensure the default project; returns its id (idempotent). Servers starting
+    together on one PostgreSQL may race on the first rows: the loser reads the winner's."""
     db.migrate()
+    try:
+        return _ensure_defaults(db)
+    except IntegrityError:
+        return _ensure_defaults(db)
+
+
+def _ensure_defaults(db: Database) -> str:
     with db.session() as sess:
         meta.cluster_id(sess)
         row = sess.scalar(select(ProjectRow).where(ProjectRow.name == DEFAULT_PROJECT))

@@ -13,6 +13,8 @@ reports close the instance's running operations.
 from __future__ import annotations
 
 import posixpath
+import random
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -42,7 +44,9 @@ from dockyard.store.tables import (
     VolumeRow,
 )
 
-PLACEMENT_ATTEMPTS = 5
+PLACEMENT_ATTEMPTS = 40  # lost version checks under contention (PostgreSQL, many servers)
+PLACEMENT_BACKOFF = 0.005  # seconds, doubled per lost attempt up to PLACEMENT_BACKOFF_MAX
+PLACEMENT_BACKOFF_MAX = 0.25
 
 
 def record_event(sess: Session, row: InstanceRow | None, kind: str, message: str,
@@ -133,7 +137,7 @@ def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
         assert net is not None
         ip = ipam.allocate(net.subnet, net.gateway, ledger.used_ips(sess, net.id), spec.ip)
         instance_id = new_id()
-        ledger.reserve_ip(sess, net.id, ip, instance_id)
+        ledger.reserve_ip(sess, net.id, ip, instance_id, chosen=spec.ip is not None)
         ledger.reserve_cores(sess, plan.host_id, plan.cores, instance_id)
         _bind_volumes(sess, project_id, spec, plan.host_id, plan.host_name)
         limits = spec.limits.to_limits(cpuset=format_cpuset(plan.cores))
@@ -163,6 +167,9 @@ def create(ctx: ServerContext, project_id: str, spec: InstanceCreate) -> tuple[s
         except Conflict as exc:
             if "retry" not in exc.message or attempt == PLACEMENT_ATTEMPTS - 1:
                 raise
+            # jittered backoff: contenders that lost together do not collide again together
+            time.sleep(random.uniform(0, min(PLACEMENT_BACKOFF_MAX,
+                                             PLACEMENT_BACKOFF * 2 ** attempt)))
             continue
         faults.point("server.create.committed")
         ctx.notifier.bump()

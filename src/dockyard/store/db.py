@@ -1,8 +1,16 @@
-"""Engine, sessions and migrations.
+"""Engine, sessions and migrations, on SQLite or PostgreSQL.
 
 SQLite runs in WAL mode and every transaction starts with BEGIN IMMEDIATE: writers queue on
 the database lock instead of failing to upgrade a read lock midway (SQLITE_BUSY), which is
 what makes the ledger's check-then-insert safe across threads and processes.
+
+PostgreSQL (several servers on one database) runs READ COMMITTED, and the ledger stays safe
+without a global lock: UNIQUE constraints refuse a second holder of an IP or core, the hosts'
+version compare-and-set (`UPDATE … WHERE version = seen`) re-reads the newest row after waiting
+for a concurrent writer, and the revision bump takes `SELECT … FOR UPDATE`. A serialization
+failure or deadlock is raised as `Conflict("…; retry")`, which callers that loop on conflicts
+(instance create) retry. Migrations run under an advisory lock, so servers starting together
+migrate once.
 """
 
 from __future__ import annotations
@@ -14,17 +22,43 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from dockyard.errors import Conflict
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+MIGRATION_LOCK = 0x646F636B79617264  # pg_advisory_xact_lock key ("dockyard")
 
 
 def sqlite_url(home: Path) -> str:
     return f"sqlite:///{home / 'dockyard.db'}"
 
 
+def normalize_url(url: str) -> str:
+    """`postgresql://…` and `postgres://…` use the psycopg (3) driver; others pass unchanged."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """The URL for a plain psycopg connection (LISTEN/NOTIFY), without the driver suffix."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def is_postgres(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
+
+
 def make_engine(url: str) -> Engine:
+    if is_postgres(url):
+        return create_engine(normalize_url(url), pool_pre_ping=True, pool_size=10,
+                             max_overflow=20, isolation_level="READ COMMITTED")
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -51,20 +85,33 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # one migrator at a time; the others then no-op
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
 
+def _retryable(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
 class Database:
     def __init__(self, url: str) -> None:
+        self.url = url
         self.engine = make_engine(url)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any exception."""
-        with self._sessions() as sess, sess.begin():
-            yield sess
+        try:
+            with self._sessions() as sess, sess.begin():
+                yield sess
+        except OperationalError as exc:
+            if not _retryable(exc):
+                raise
+            raise Conflict("a concurrent change in the store interfered; retry") from exc
 
     def migrate(self) -> None:
         migrate(self.engine)

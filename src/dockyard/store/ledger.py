@@ -40,11 +40,17 @@ def instance_count(sess: Session, host_id: str) -> int:
                            .where(InstanceRow.host_id == host_id)) or 0)
 
 
-def reserve_ip(sess: Session, network_id: str, ip: str, instance_id: str) -> None:
+def reserve_ip(sess: Session, network_id: str, ip: str, instance_id: str,
+               chosen: bool = True) -> None:
+    """`chosen=False`: the address was picked from the free ones, so losing it to a concurrent
+    placement (possible on PostgreSQL, where placements on different hosts run in parallel)
+    is retried with another address, not refused."""
     try:
         with sess.begin_nested():
             sess.add(IpAllocationRow(network_id=network_id, ip=ip, instance_id=instance_id))
     except IntegrityError as exc:
+        if not chosen:
+            raise Conflict(f"address {ip} was taken concurrently; retry") from exc
         raise Conflict(f"address {ip} is already in use") from exc
 
 

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import select
 
-from dockyard.errors import Conflict
+from dockyard.errors import Conflict, Forbidden
 from dockyard.model.common import Event
 from dockyard.model.instance import (
     ExecRequest,
@@ -20,6 +20,7 @@ from dockyard.model.instance import (
     InstanceCreate,
     InstancePatch,
     InstanceState,
+    PlacementExplanation,
     Usage,
 )
 from dockyard.server import auth, instances, resize
@@ -50,11 +51,22 @@ def _accepted(ctx: ServerContext, project_id: str, ref: str, op_id: str) -> JSON
 
 
 @router.post("", status_code=202, response_model=Instance,
-             responses={202: {"description": "accepted; state `creating`"}})
+             responses={202: {"description": "accepted; state `creating`"},
+                        200: {"model": PlacementExplanation,
+                              "description": "`explain=true`: where it would go; nothing "
+                              "is created"}})
 async def create_instance(spec: InstanceCreate, wait: bool = False,
+                          explain: bool = Query(False, description="validate and explain the "
+                                                "placement (each host's verdict and score) "
+                                                "without creating anything"),
                           caller: Caller = Depends(auth.user),
                           ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
     project = _project(caller)
+    if spec.host is not None and caller.role != "admin":
+        raise Forbidden("only an admin may pin an instance to a host")
+    if explain:
+        result = await run_in_threadpool(instances.explain_placement, ctx, project, spec)
+        return JSONResponse(result.model_dump(mode="json"), status_code=200)
     instance_id, op_id = await run_in_threadpool(instances.create, ctx, project, spec)
     if wait:
         await wait_for(ctx, op_id, ctx.settings.wait_timeout)
