@@ -9,7 +9,7 @@ mkdir -p "$LOGDIR"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-PKGS="docker.io busybox-static iproute2 iptables iputils-ping ethtool jq bc iperf3 lxcfs fuse3 procps debootstrap postgresql"
+PKGS="docker.io busybox-static iproute2 iptables iputils-ping ethtool jq bc iperf3 lxcfs fuse3 procps debootstrap postgresql openvswitch-switch"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
