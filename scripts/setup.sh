@@ -10,6 +10,7 @@ mkdir -p "$LOGDIR"
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 PKGS="docker.io busybox-static iproute2 iptables iputils-ping ethtool jq bc iperf3 lxcfs fuse3 procps debootstrap postgresql openvswitch-switch"
+PKGS="$PKGS docker-registry"  # the image registry: `dockyard server` runs it (data in its home)
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -19,6 +20,13 @@ if [ -n "$missing" ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends $missing
+  # Where systemd started Debian's registry service it holds :5000 with the package's config
+  # (htpasswd auth): Dockyard's server starts its own instead.
+  case " $missing " in *" docker-registry "*)
+    if command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi;;
+  esac
 fi
 
 PY=${PYTHON:-python3.11}

@@ -72,9 +72,10 @@ class ApiClient:
             if not after:
                 return items
 
-    def stream(self, path: str, **params: Any) -> Iterator[bytes]:
+    def stream(self, path: str, *, method: str = "GET", body: Any = None,
+               **params: Any) -> Iterator[bytes]:
         try:
-            with self._http.stream("GET", path, params=params,
+            with self._http.stream(method, path, params=params, json=body,
                                    timeout=httpx.Timeout(10.0, read=None)) as resp:
                 if resp.status_code >= 400:
                     resp.read()

@@ -9,6 +9,7 @@ from pathlib import Path
 DEFAULT_HOME = Path("/var/lib/dockyard")
 DEFAULT_LISTEN = "127.0.0.1:7070"
 DEFAULT_SUBNET = "10.240.0.0/16"
+DEFAULT_REGISTRY_LISTEN = "127.0.0.1:5000"
 
 
 def env_home() -> Path:
@@ -45,12 +46,18 @@ class ServerSettings:
     webhook_timeout: float = 10.0
     stats_raw_retention: float = 24 * 3600.0  # raw samples; older ones are down-sampled
     stats_max_age: float = 7 * 24 * 3600.0  # samples older than this are dropped
+    registry_url: str = f"http://{DEFAULT_REGISTRY_LISTEN}"  # where instances' images live
+    registry_managed: bool = False  # the server starts docker-registry there (unless it answers)
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'dockyard.db'}"
 
     def allowed_host_root(self) -> str:
         return self.host_path_root or str(self.home / "host-paths")
+
+    def registry_address(self) -> str:
+        """HOST:PORT of the registry, as image references name it."""
+        return self.registry_url.split("://", 1)[-1].rstrip("/")
 
 
 @dataclass

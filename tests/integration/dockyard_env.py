@@ -60,6 +60,7 @@ class Dockyard:
     root: Path
     port: int
     subnet: str
+    registry_port: int = 0  # its own registry (never a user's on :5000); 0 = a free port
     proc: subprocess.Popen[bytes] | None = None
     cluster: str = ""
     bridges: set[str] = field(default_factory=set)
@@ -79,14 +80,19 @@ class Dockyard:
         env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
         return env
 
+    @property
+    def registry(self) -> str:
+        return f"127.0.0.1:{self.registry_port}"
+
     def start(self, timeout: float = 60.0) -> None:
+        self.registry_port = self.registry_port or free_port()
         log_path = self.root / "up.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "dockyard"), "up", "--home", str(self.home), "--listen",
                  f"127.0.0.1:{self.port}", "--subnet", self.subnet, "--resync-interval", "5",
-                 "--collector-interval", "1"],
+                 "--collector-interval", "1", "--registry-listen", self.registry],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

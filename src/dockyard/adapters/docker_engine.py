@@ -115,6 +115,11 @@ def _translate(what: str) -> Iterator[None]:
         raise BackendError(f"{what}: {exc}") from exc
 
 
+def _raise_stream_error(what: str, message: dict[str, Any]) -> None:
+    if message.get("error"):
+        raise BackendError(f"{what}: {message['error']}")
+
+
 def _info(data: dict[str, Any]) -> ContainerInfo:
     state = data.get("State") or {}
     config = data.get("Config") or {}
@@ -242,6 +247,32 @@ class DockerEngine:
         except NotFound:
             return False
         return True
+
+    def pull(self, ref: str) -> Iterator[dict[str, Any]]:
+        """`docker pull`, yielding dockerd's progress messages. An error dockerd reports
+        inside the stream (registry gone, manifest unknown) raises like any other."""
+        with _translate(f"pull {ref}"):
+            stream = self.api.pull(ref, stream=True, decode=True)
+        with _translate(f"pull {ref}"):
+            for message in stream:
+                _raise_stream_error(f"pull {ref}", message)
+                yield message
+
+    def push(self, source: str, target: str) -> Iterator[dict[str, Any]]:
+        """Tag `source` as `target`, `docker push` it (yielding progress) and drop that tag
+        again, so the engine's list shows only the user's own names."""
+        with _translate(f"tag {source}"):
+            repository, _, tag = target.rpartition(":")
+            self.api.tag(source, repository, tag)
+        try:
+            with _translate(f"push {target}"):
+                for message in self.api.push(repository, tag, stream=True, decode=True):
+                    _raise_stream_error(f"push {target}", message)
+                    yield message
+        finally:
+            if target != source:
+                with suppress(NotFound, Conflict, BackendError), _translate(f"untag {target}"):
+                    self.api.remove_image(target, noprune=True)
 
     def inspect(self, name: str) -> ContainerInfo | None:
         try:

@@ -1,5 +1,6 @@
-"""The agent's own small HTTP API, used by the server: image checks, exec, logs, volume
-removal, the host doctor and the interactive console (a websocket, see `agent/console.py`).
+"""The agent's own small HTTP API, used by the server: image checks, listing and pushes to the
+registry, exec, logs, volume removal, the host doctor and the interactive console (a websocket,
+see `agent/console.py`).
 
 Authenticated with the secret the agent handed the server at registration.
 """
@@ -19,17 +20,43 @@ from dockyard import api_errors
 from dockyard.adapters import cgroup_io
 from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.adapters.lxcfs import Lxcfs
+from dockyard.adapters.machine_image import list_images
 from dockyard.agent import doctor
 from dockyard.agent.console import install_console
-from dockyard.errors import Conflict, NotFound, Unauthorized
+from dockyard.errors import Conflict, DockyardError, InvalidRequest, NotFound, Unauthorized
 from dockyard.model import ids
 from dockyard.model.doctor import CheckResult
+from dockyard.model.image import ImagePush, PushProgress, split_ref
 from dockyard.model.instance import ExecRequest, ExecResult, Usage
 from dockyard.model.volume import DOCKER_PREFIX
 
 
+def push_target(source: str, registry: str) -> str:
+    """Where `source` goes in the registry: REGISTRY/NAME:TAG (its own name, tag kept)."""
+    if not registry:
+        raise InvalidRequest("this cluster has no image registry")
+    named, name, tag = split_ref(source)
+    if named and named != registry:
+        raise InvalidRequest(f"{source} names another registry than {registry}")
+    return f"{registry}/{name}:{tag}"
+
+
+def push_lines(engine: DockerEngine, source: str, target: str) -> Iterator[bytes]:
+    """The push's progress as JSON lines; the last one carries `ref` or `error`."""
+    try:
+        for message in engine.push(source, target):
+            detail = message.get("progressDetail") or {}
+            line = PushProgress(status=str(message.get("status") or ""), id=message.get("id"),
+                                current=detail.get("current"), total=detail.get("total"))
+            yield (line.model_dump_json(exclude_none=True) + "\n").encode()
+        last = PushProgress(status="pushed", ref=target)
+    except DockyardError as exc:
+        last = PushProgress(status="failed", error=exc.message)
+    yield (last.model_dump_json(exclude_none=True) + "\n").encode()
+
+
 def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
-                     lxcfs: Lxcfs) -> FastAPI:
+                     lxcfs: Lxcfs, registry: str = "") -> FastAPI:
     app = FastAPI(title="Dockyard agent", version="0.1.0")
     api_errors.install(app)
 
@@ -52,6 +79,20 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
     @app.get("/v1/images/exists", dependencies=[Depends(authorized)])
     def image_exists(ref: str) -> dict[str, bool]:
         return {"exists": engine.image_exists(ref)}
+
+    @app.get("/v1/images", dependencies=[Depends(authorized)])
+    def images() -> dict[str, list[str]]:
+        """Every tag this host's engine has."""
+        return {"tags": sorted({t for i in list_images(engine) for t in i.tags})}
+
+    @app.post("/v1/images/push", dependencies=[Depends(authorized)])
+    def push(body: ImagePush) -> StreamingResponse:
+        """Push a local image into the cluster's registry, streaming progress lines."""
+        if not engine.image_exists(body.source):
+            raise NotFound(f"image {body.source} is not on this host's engine")
+        target = push_target(body.source, registry)
+        return StreamingResponse(push_lines(engine, body.source, target),
+                                 media_type="application/x-ndjson")
 
     @app.post("/v1/instances/{instance_id}/exec", response_model=ExecResult,
               dependencies=[Depends(authorized)])

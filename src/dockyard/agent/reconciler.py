@@ -2,7 +2,8 @@
 
     read Docker (inspect by name, ownership labels) and netlink (eth0 in the netns)
       ├─ desired deleted  → remove container, host veth, files            → "deleted"
-      ├─ missing          → files, create (labels, --network none, binds)
+      ├─ missing          → files, pull a registry image the engine lacks (progress is
+      │                     reported as `creating` "pulling 37%"), create (labels, binds)
       ├─ stale generation → stop (fencing: never delete)                  → "stopped"
       ├─ desired running  → restart if asked, start, plumb eth0 if absent/wrong, cpuset
       └─ desired stopped  → stop, unplumb                                  → "stopped"
@@ -16,6 +17,7 @@ during the *first* create rolls back everything this pass created and reports th
 from __future__ import annotations
 
 import logging
+import time
 from typing import Protocol
 
 from dockyard import faults
@@ -29,9 +31,11 @@ from dockyard.adapters.docker_engine import (
 )
 from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.hostfiles import InstanceFiles
+from dockyard.agent.pull import PullMeter
 from dockyard.errors import DockyardError, TemporaryError
 from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance, DesiredNetwork, ObservedState
+from dockyard.model.image import names_registry
 from dockyard.model.instance import DesiredState, Limits
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,21 @@ class NoHostLimits:
         return None
 
 
+class Progress(Protocol):
+    """Where the reconciler tells the server about a long step (an image pull) as it goes."""
+
+    def report(self, d: DesiredInstance, observed: ObservedState) -> None: ...
+    def event(self, d: DesiredInstance, kind: str, message: str) -> None: ...
+
+
+class NoProgress:
+    def report(self, d: DesiredInstance, observed: ObservedState) -> None:
+        return None
+
+    def event(self, d: DesiredInstance, kind: str, message: str) -> None:
+        return None
+
+
 RESOURCE_FIELDS = ("cpuset", "cpu_shares", "cpu_quota", "memory", "pids_limit")
 
 
@@ -90,7 +109,8 @@ def resource_changes(want: Resources, have: Resources) -> set[str]:
 class Reconciler:
     def __init__(self, engine: DockerEngine, network: HostNetwork, files: InstanceFiles,
                  cluster: str, stop_timeout: int = 10,
-                 limits: HostLimits | None = None, lxcfs: Lxcfs | None = None) -> None:
+                 limits: HostLimits | None = None, lxcfs: Lxcfs | None = None,
+                 progress: Progress | None = None) -> None:
         self.engine = engine
         self.network = network
         self.files = files
@@ -98,6 +118,7 @@ class Reconciler:
         self.stop_timeout = stop_timeout
         self.limits = limits or NoHostLimits()
         self.lxcfs = lxcfs
+        self.progress = progress or NoProgress()
 
     def sync(self, d: DesiredInstance) -> ObservedState:
         name = ids.container_name(d.id)
@@ -148,6 +169,7 @@ class Reconciler:
                 self.files.set_applied_restart(d.id, d.restart_serial)
             faults.point("agent.create.files_written")
             self.network.ensure_network(d.network)
+            self._ensure_image(d)
             container_id = self.engine.create(self._spec(d))
             faults.point("agent.create.container_created")
             if d.desired_state == DesiredState.stopped:
@@ -168,6 +190,25 @@ class Reconciler:
             self._rollback(d.id)
             return ObservedState(state="deleted", generation=d.generation, failed_create=True,
                                  message=exc.message)
+
+    def _ensure_image(self, d: DesiredInstance) -> None:
+        """Pull a registry image this engine lacks; a local-only name is left to `create`."""
+        if not names_registry(d.image) or self.engine.image_exists(d.image):
+            return
+        started = time.monotonic()
+        self.progress.event(d, "pull", f"pulling {d.image}")
+
+        def report(message: str) -> None:
+            self.progress.report(d, ObservedState(state="creating", message=message,
+                                                  generation=d.generation,
+                                                  restart_serial=d.restart_serial))
+
+        report(f"pulling {d.image}")
+        meter = PullMeter(report)
+        for message in self.engine.pull(d.image):
+            meter.feed(message)
+        self.progress.event(d, "pulled", f"pulled {d.image} in "
+                            f"{time.monotonic() - started:.1f} s")
 
     def _ensure_plumbed(self, d: DesiredInstance, info: ContainerInfo) -> None:
         eth0 = self.network.eth0(info.pid)

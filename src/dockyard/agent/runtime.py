@@ -53,6 +53,27 @@ log = logging.getLogger("dockyard.agent")
 WATCH_TIMEOUT = 25.0
 
 
+class ServerProgress:
+    """Progress of a long step (an image pull), told to the server as it goes. Best effort:
+    a report that does not get through never stops the step."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+
+    def report(self, d: DesiredInstance, observed: ObservedState) -> None:
+        try:
+            self.client.post(f"/v1/agent/instances/{d.id}/report", observed.model_dump())
+        except DockyardError as exc:
+            log.debug("progress of %s: %s", d.name, exc.message)
+
+    def event(self, d: DesiredInstance, kind: str, message: str) -> None:
+        try:
+            self.client.post("/v1/agent/events", AgentEvent(
+                kind=kind, message=message, instance_id=d.id).model_dump())
+        except DockyardError as exc:
+            log.debug("event of %s: %s", d.name, exc.message)
+
+
 class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
@@ -66,6 +87,7 @@ class Agent:
         self.secret = secrets.token_urlsafe(32)
         self.stopping = threading.Event()
         self.cluster = ""
+        self.registry = ""  # HOST:PORT of the cluster's registry, from the registration
         self.heartbeat_interval = 5.0
         self.reconciler: Reconciler | None = None
         self.collector: Collector | None = None
@@ -99,9 +121,11 @@ class Agent:
             time.sleep(1.0)
         self.cluster = reply.cluster
         self.heartbeat_interval = reply.heartbeat_interval
+        self.registry = reply.registry
         self.reconciler = Reconciler(self.engine, self.network, self.files, self.cluster,
                                      self.settings.stop_timeout,
-                                     LinuxHostLimits(self.engine.data_root()), self.lxcfs)
+                                     LinuxHostLimits(self.engine.data_root()), self.lxcfs,
+                                     ServerProgress(self.client))
         self.collector = Collector(self.engine, self.cluster, lambda: self.desired,
                                    body.inventory.cores, body.inventory.reserved_cores)
         return reply
@@ -277,7 +301,8 @@ def run_agent(settings: AgentSettings) -> None:
     agent.register(api_url)
     log.info("agent %s registered (cluster %s), API at %s", settings.name, agent.cluster, api_url)
     agent.start_threads()
-    app = create_agent_app(agent.engine, agent.secret, agent.cluster, agent.lxcfs)
+    app = create_agent_app(agent.engine, agent.secret, agent.cluster, agent.lxcfs,
+                           agent.registry)
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=1)
     try:

@@ -1,12 +1,14 @@
-"""`image build|list`: images on this host's dockerd (no registry needed).
+"""`image build|list|push`: the cluster registry's images, and this host's engine.
 
-For now these talk to the local engine directly; the adapter functions they call are the ones
-a server/registry route will reuse.
+`build` and `list --local` talk to the local engine directly; `list` and `push` go through the
+server (`push` asks the agent of the host with the image to push it into the registry).
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -19,11 +21,13 @@ from dockyard.adapters.machine_image import (
     build_machine_image,
     list_images,
 )
+from dockyard.cli.config import client
 from dockyard.cli.output import console, print_json, table
-from dockyard.errors import InvalidRequest
+from dockyard.errors import BackendError, InvalidRequest
+from dockyard.model.image import PushProgress
 from dockyard.model.units import format_size
 
-image_app = typer.Typer(help="Images on this host (built locally, no registry).",
+image_app = typer.Typer(help="Images: the cluster's registry, and this host's engine.",
                         no_args_is_help=True)
 
 # Images `image build` knows, by name: what each builds by default.
@@ -64,8 +68,68 @@ def image_build(
 @image_app.command("list")
 def image_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    local: Annotated[bool, typer.Option("--local", help="this host's engine instead of the "
+                                        "registry")] = False,
 ) -> None:
-    """List the images on this host's dockerd."""
+    """List the registry's images (what instances are created from), or with --local the
+    images on this host's dockerd."""
+    if local:
+        _list_local(as_json)
+        return
+    with client() as api:
+        reply = api.get("/v1/images")
+    if as_json:
+        print_json(reply)
+        return
+    table(reply["items"], [
+        ("NAME", lambda r: r["name"]), ("TAG", lambda r: r["tag"]),
+        ("SIZE", lambda r: format_size(r["size"])),
+        ("HOSTS", lambda r: ", ".join(r["hosts"]) or None), ("REF", lambda r: r["ref"])],
+        "no images in the registry (dockyard image push LOCALNAME)")
+
+
+def _progress_lines(chunks: Iterator[bytes]) -> Iterator[PushProgress]:
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip():
+                yield PushProgress.model_validate(json.loads(line))
+
+
+def _push_status(layers: dict[str, tuple[int, int]]) -> str:
+    current = sum(c for c, _ in layers.values())
+    total = sum(t for _, t in layers.values())
+    if not total:
+        return ""
+    return f"{current * 100 // total}% ({format_size(current)} of {format_size(total)})"
+
+
+@image_app.command("push")
+def image_push(
+    source: Annotated[str, typer.Argument(help="local image NAME[:TAG] (default tag latest)")],
+    host: Annotated[str | None, typer.Option(help="the host whose engine has it (default: "
+                                             "the only host, or `local`)")] = None,
+) -> None:
+    """Push an image from a host's engine into the cluster's registry."""
+    layers: dict[str, tuple[int, int]] = {}
+    last = PushProgress()
+    with client() as api, console.status(f"pushing {source}") as status:
+        chunks = api.stream("/v1/images/push", method="POST",
+                            body={"source": source, "host": host})
+        for last in _progress_lines(chunks):
+            if last.id and last.total:
+                layers[last.id] = (last.current or 0, last.total)
+            elif last.id and last.status in ("Pushed", "Layer already exists"):
+                layers[last.id] = (layers.get(last.id, (1, 1))[1],) * 2
+            status.update(f"pushing {source}: {_push_status(layers) or last.status}")
+    if last.error or not last.ref:
+        raise BackendError(f"push of {source} failed: {last.error or 'no answer'}")
+    console.print(f"pushed {source} as {last.ref}", highlight=False)
+
+
+def _list_local(as_json: bool) -> None:
     engine = DockerEngine()
     try:
         images = list_images(engine)

@@ -17,7 +17,14 @@ import typer
 from dockyard.cli.config import config_path, read_config, write_config
 from dockyard.cli.output import console, err_console
 from dockyard.client import ApiClient
-from dockyard.config import DEFAULT_LISTEN, DEFAULT_SUBNET, AgentSettings, ServerSettings, env_home
+from dockyard.config import (
+    DEFAULT_LISTEN,
+    DEFAULT_REGISTRY_LISTEN,
+    DEFAULT_SUBNET,
+    AgentSettings,
+    ServerSettings,
+    env_home,
+)
 from dockyard.errors import BackendError, DockyardError, NotFound
 from dockyard.model.units import parse_size
 from dockyard.scheduler.cpusets import parse_cpuset
@@ -50,6 +57,12 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                                           "stays >= the instance's cores"),
            webhook_retry_base: float = typer.Option(5.0, help="first webhook retry delay "
                                                     "(doubles per attempt)"),
+           registry: str | None = typer.Option(None, help="URL of an image registry to use "
+                                               "(default: start one, see --registry-listen)"),
+           registry_listen: str = typer.Option(DEFAULT_REGISTRY_LISTEN, help="HOST:PORT of "
+                                               "the registry the server starts (data in "
+                                               "HOME/registry); one already answering there "
+                                               "is used"),
            verbose: bool = False) -> None:
     """Run the API server in the foreground."""
     from dockyard.server.app import run_server
@@ -59,7 +72,9 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                               heartbeat_interval=min(5.0, heartbeat_timeout / 3),
                               host_path_root=host_path_root, alert_interval=alert_interval,
                               rss_for=rss_for, load_for=load_for,
-                              webhook_retry_base=webhook_retry_base))
+                              webhook_retry_base=webhook_retry_base,
+                              registry_url=registry or f"http://{registry_listen}",
+                              registry_managed=registry is None))
 
 
 def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
@@ -145,7 +160,11 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
        load_for: float = typer.Option(300.0, help="builtin load alert duration (seconds)"),
        collector_interval: float = typer.Option(10.0, help="agent stats sampling period"),
        docker_url: str | None = typer.Option(None, help="dockerd of this host (default: "
-                                             "DOCKER_HOST or the local socket)")) -> None:
+                                             "DOCKER_HOST or the local socket)"),
+       registry: str | None = typer.Option(None, help="URL of an image registry to use "
+                                           "(default: the server starts one)"),
+       registry_listen: str = typer.Option(DEFAULT_REGISTRY_LISTEN, help="HOST:PORT of the "
+                                           "registry the server starts")) -> None:
     """Run Dockyard on this machine: server and agent (separate processes) in the foreground.
 
     Ctrl-C stops both; instances keep running."""
@@ -177,7 +196,9 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
             procs.append(_spawn(["server", "--home", str(home), "--listen", listen,
                                  "--heartbeat-timeout", str(heartbeat_timeout),
                                  "--alert-interval", str(alert_interval), "--rss-for",
-                                 str(rss_for), "--load-for", str(load_for)], slog))
+                                 str(rss_for), "--load-for", str(load_for),
+                                 *(["--registry", registry] if registry else
+                                   ["--registry-listen", registry_listen])], slog))
             api = ApiClient(url, token, timeout=30)
             _wait_until(lambda: api.get("/healthz"), "server", procs[0], server_log)
             procs.append(_spawn(["agent", "--server", url, "--name", LOCAL_HOST, "--home",

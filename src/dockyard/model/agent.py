@@ -26,6 +26,8 @@ class RegistrationReply(BaseModel):
     cluster: str
     heartbeat_interval: float
     host_path_root: str
+    registry: str = Field("", description="HOST:PORT of the cluster's image registry "
+                          "(\"\": none)")
 
 
 class Heartbeat(BaseModel):

@@ -44,6 +44,40 @@ class AgentProxy:
         reply = self._call(host, url, secret, "GET", "/v1/images/exists", params={"ref": image})
         return bool(reply["exists"])
 
+    def image_tags(self, host: str, url: str, secret: str) -> set[str]:
+        """Every image tag the host's engine has."""
+        return set(self._call(host, url, secret, "GET", "/v1/images")["tags"])
+
+    @staticmethod
+    async def open_push(host: str, url: str, secret: str,
+                        body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """Start a push on the agent; errors before the first byte (no such image) raise
+        here, the progress lines then come from the returned iterator."""
+        client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+        request = client.build_request("POST", url.rstrip("/") + "/v1/images/push", json=body,
+                                       headers={"Authorization": f"Bearer {secret}"})
+        try:
+            resp = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            await client.aclose()
+            raise BackendError(f"host {host}: agent unreachable: {exc}") from exc
+        if resp.status_code >= 400:
+            await resp.aread()
+            await client.aclose()
+            raise from_body(resp.status_code, resp.json())
+
+        async def lines() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in resp.aiter_bytes():
+                    yield chunk
+            except httpx.HTTPError as exc:
+                raise BackendError(f"host {host}: push interrupted: {exc}") from exc
+            finally:
+                await resp.aclose()
+                await client.aclose()
+
+        return lines()
+
     def remove_volume(self, host: str, url: str, secret: str, docker_name: str) -> None:
         self._call(host, url, secret, "DELETE", f"/v1/volumes/{docker_name}")
 

@@ -20,7 +20,8 @@ from dockyard.server.bootstrap import init_store
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
 from dockyard.server.notifier import Notifier
-from dockyard.server.routers import alerts, cluster, instances, networks, volumes
+from dockyard.server.registry import RegistryClient, RegistryProcess
+from dockyard.server.routers import alerts, cluster, images, instances, networks, volumes
 from dockyard.server.routers import stats as stats_router
 from dockyard.store.changes import ChangeChannel
 from dockyard.store.db import Database
@@ -35,11 +36,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
     ensure_default_rules(db, settings)
     channel = ChangeChannel(db.url) if db.is_postgres else None  # several servers, one db
     ctx = ServerContext(settings=settings, db=db, notifier=Notifier(channel),
-                        agents=AgentProxy())
+                        agents=AgentProxy(), registry=RegistryClient(settings.registry_url))
+    registry = RegistryProcess(settings.registry_url, settings.home)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         ctx.notifier.bind(asyncio.get_running_loop())
+        if settings.registry_managed:
+            registry.start()  # here, in the main thread: the child dies with it
+            await asyncio.to_thread(registry.wait_ready)
         alert_loop = asyncio.create_task(AlertEngine(db, settings, ctx.notifier.bump).run())
         yield
         alert_loop.cancel()
@@ -47,6 +52,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             await alert_loop
         await ctx.notifier.close()
         ctx.agents.close()
+        ctx.registry.close()
+        registry.stop()
         db.close()
 
     app = FastAPI(title="Dockyard", version="0.1.0", lifespan=lifespan,
@@ -58,6 +65,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(console.router)
     app.include_router(networks.router)
     app.include_router(volumes.router)
+    app.include_router(images.router)
     app.include_router(feed_router)
     app.include_router(alerts.router)
     app.include_router(stats_router.router)

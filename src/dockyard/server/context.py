@@ -1,4 +1,5 @@
-"""What every request handler shares: settings, the database, the notifier, agent access."""
+"""What every request handler shares: settings, the database, the notifier, agent access,
+the registry."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from dockyard.config import ServerSettings
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.notifier import Notifier
+from dockyard.server.registry import RegistryClient
 from dockyard.store.db import Database
 
 
@@ -16,3 +18,4 @@ class ServerContext:
     db: Database
     notifier: Notifier
     agents: AgentProxy
+    registry: RegistryClient

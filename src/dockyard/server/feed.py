@@ -72,7 +72,8 @@ def register(body: Registration, caller: Caller = Depends(auth.host),
             record_event(sess, None, "host_up", "the agent registered again", row.name)
         reply = RegistrationReply(host_id=row.id, cluster=meta.cluster_id(sess),
                                   heartbeat_interval=ctx.settings.heartbeat_interval,
-                                  host_path_root=ctx.settings.allowed_host_root())
+                                  host_path_root=ctx.settings.allowed_host_root(),
+                                  registry=ctx.registry.address)
     ctx.notifier.bump()
     return reply
 

@@ -1,7 +1,8 @@
 """Instance lifecycle on the server side: validate, place, reserve, record; then agents converge.
 
 Create (DESIGN.md "Instance creation"):
-    validate spec ─▶ snapshot ─▶ scheduler.place ─▶ image known on the host? (agent)
+    validate spec ─▶ snapshot ─▶ scheduler.place ─▶ image in the registry (the agent pulls
+        it: the instance keeps its registry reference) or known on the host? (agent)
         ─▶ one transaction: host version CAS, IP + cores reserved, named volumes created or
            bound to the host, row, operation, event, revision bump ─▶ 202 ─▶ the agent's
            watch wakes at once.
@@ -102,8 +103,10 @@ def _check_ip_shape(spec: InstanceCreate, net: NetworkRow) -> None:
         ipam.allocate(net.subnet, net.gateway, (), spec.ip)
 
 
-def validate(ctx: ServerContext, project_id: str, spec: InstanceCreate) -> tuple[Plan, str]:
-    """Everything that can be checked before writing; returns the plan and the network id."""
+def validate(ctx: ServerContext, project_id: str,
+             spec: InstanceCreate) -> tuple[Plan, str, str]:
+    """Everything that can be checked before writing; returns the plan, the network id and
+    the image reference the agent gets."""
     _check_volumes(spec, ctx.settings.allowed_host_root())
     with ctx.db.session() as sess:
         net = records.network_by_ref(sess, spec.network)
@@ -118,14 +121,15 @@ def validate(ctx: ServerContext, project_id: str, spec: InstanceCreate) -> tuple
         host = sess.get(HostRow, plan.host_id)
         assert host is not None
         url, secret, host_name = host.api_url, host.api_secret, host.name
-    if not ctx.agents.image_exists(host_name, url, secret, spec.image):
-        raise InvalidRequest(f"image {spec.image!r} is not known on host {host_name} "
-                             "(build, pull or import it first)")
-    return plan, net.id
+    image = ctx.registry.resolve(spec.image)
+    if image is None and not ctx.agents.image_exists(host_name, url, secret, spec.image):
+        raise InvalidRequest(f"image {spec.image!r} is neither in the registry nor known on "
+                             f"host {host_name} (push, build or import it first)")
+    return plan, net.id, image or spec.image
 
 
 def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
-            network_id: str) -> tuple[str, str]:
+            network_id: str, image: str) -> tuple[str, str]:
     """Place and reserve in one transaction; returns (instance id, operation id)."""
     with ctx.db.session() as sess:
         snap, versions = snapshot(sess, ctx.settings.heartbeat_timeout)
@@ -144,7 +148,7 @@ def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
         rev = revision.bump(sess)
         row = InstanceRow(
             id=instance_id, name=spec.name, project_id=project_id, host_id=plan.host_id,
-            network_id=net.id, image=spec.image, hostname=spec.hostname or spec.name, ip=ip,
+            network_id=net.id, image=image, hostname=spec.hostname or spec.name, ip=ip,
             mac=mac_for_ip(ip), state=InstanceState.creating, desired_state=DesiredState.running,
             generation=1, limits=limits.model_dump(),
             volumes=[v.model_dump() for v in spec.volumes], env=dict(spec.env), revision=rev,
@@ -160,10 +164,10 @@ def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
 
 
 def create(ctx: ServerContext, project_id: str, spec: InstanceCreate) -> tuple[str, str]:
-    _, network_id = validate(ctx, project_id, spec)
+    _, network_id, image = validate(ctx, project_id, spec)
     for attempt in range(PLACEMENT_ATTEMPTS):
         try:
-            result = _commit(ctx, project_id, spec, network_id)
+            result = _commit(ctx, project_id, spec, network_id, image)
         except Conflict as exc:
             if "retry" not in exc.message or attempt == PLACEMENT_ATTEMPTS - 1:
                 raise

@@ -1,0 +1,108 @@
+"""/v1/images: the cluster registry's images, and pushes into it from a host's engine.
+
+    GET  /v1/images              catalog × tags × manifest sizes; `hosts`: the up hosts whose
+                                 engine has the image (asked through their agents, in parallel)
+    GET  /v1/images/{NAME:TAG}   one image, 404 when the registry lacks it
+    POST /v1/images/push         the host's agent tags + pushes; progress as JSON lines
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+
+from dockyard.errors import BackendError, InvalidRequest, NotFound
+from dockyard.model.image import ImagePush, RegistryImage, split_ref
+from dockyard.server import auth
+from dockyard.server.auth import Caller
+from dockyard.server.context import ServerContext
+from dockyard.store.tables import HostRow
+
+router = APIRouter(prefix="/v1/images", tags=["images"])
+
+Target = tuple[str, str, str]  # host name, agent API url, secret
+
+
+def _up_hosts(ctx: ServerContext) -> list[Target]:
+    with ctx.db.session() as sess:
+        rows = sess.scalars(select(HostRow).where(HostRow.state == "up", HostRow.api_url != "")
+                            .order_by(HostRow.name))
+        return [(r.name, r.api_url, r.api_secret) for r in rows]
+
+
+def _hosts_having(ctx: ServerContext, images: list[RegistryImage]) -> None:
+    """Fill in `hosts`: a host has an image when its engine knows the registry reference or
+    the bare NAME:TAG (a push leaves only the latter). Hosts that do not answer are left out."""
+    def tags(target: Target) -> set[str]:
+        try:
+            return ctx.agents.image_tags(*target)
+        except BackendError:
+            return set()
+
+    targets = _up_hosts(ctx)
+    if not targets or not images:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
+        having = dict(zip((t[0] for t in targets), pool.map(tags, targets), strict=True))
+    for image in images:
+        bare = f"{image.name}:{image.tag}"
+        image.hosts = [h for h, t in having.items() if image.ref in t or bare in t]
+
+
+def _list(ctx: ServerContext) -> list[RegistryImage]:
+    images = ctx.registry.images()
+    _hosts_having(ctx, images)
+    return images
+
+
+@router.get("")
+async def list_images(_: Caller = Depends(auth.user),
+                      ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    images = await run_in_threadpool(_list, ctx)
+    return {"items": [i.model_dump() for i in images], "next": None}
+
+
+def _show(ctx: ServerContext, ref: str) -> RegistryImage:
+    registry, name, tag = split_ref(ref)
+    image = None if registry not in ("", ctx.registry.address) else ctx.registry.image(name, tag)
+    if image is None:
+        raise NotFound(f"image {ref} is not in the registry {ctx.registry.address}")
+    _hosts_having(ctx, [image])
+    return image
+
+
+@router.get("/{ref:path}", response_model=RegistryImage)
+async def show_image(ref: str, _: Caller = Depends(auth.user),
+                     ctx: ServerContext = Depends(auth.context)) -> RegistryImage:
+    return await run_in_threadpool(_show, ctx, ref)
+
+
+def _push_host(ctx: ServerContext, wanted: str | None) -> Target:
+    targets = _up_hosts(ctx)
+    if wanted is not None:
+        found = [t for t in targets if t[0] == wanted]
+        if not found:
+            raise NotFound(f"host {wanted} is not up")
+        return found[0]
+    if len(targets) == 1:
+        return targets[0]
+    local = [t for t in targets if t[0] == "local"]
+    if local:
+        return local[0]
+    raise InvalidRequest(f"{len(targets)} hosts are up: say which one has the image (host)")
+
+
+@router.post("/push", responses={200: {"content": {"application/x-ndjson": {}},
+                                       "description": "progress lines (PushProgress)"}})
+async def push_image(body: ImagePush, _: Caller = Depends(auth.admin),
+                     ctx: ServerContext = Depends(auth.context)) -> StreamingResponse:
+    """Push a local image of a host's engine into the registry (progress as JSON lines; the
+    last line has `ref` on success, `error` on failure)."""
+    host, url, secret = await run_in_threadpool(_push_host, ctx, body.host)
+    lines = await ctx.agents.open_push(host, url, secret, body.model_dump())
+    return StreamingResponse(lines, media_type="application/x-ndjson")
