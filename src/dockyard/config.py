@@ -31,10 +31,10 @@ class ServerSettings:
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 30.0
     watch_timeout: float = 25.0
-    host_path_root: str = ""  # allowed root of host-path volumes; "" = home/host-paths
     memory_overcommit: float = 1.0  # scheduler: reserved memory <= host memory × this
     disk_overcommit: float = 1.0  # same for disk (hosts that report a disk budget)
     pids_overcommit: float = 1.0  # same for the sum of pids limits (hosts with pid_max)
+    host_path_root: str = ""  # allowed root of host-path volumes; "" = home/host-paths
     wait_timeout: float = 120.0
     alert_interval: float = 10.0  # seconds between alert passes
     alert_stale: float = 60.0  # samples older than this are unknown to the alert rules

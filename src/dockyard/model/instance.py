@@ -239,7 +239,6 @@ class InstanceCreate(Strict):
                         "uptime) through lxcfs")
     ssh_keys: list[str] = Field(default_factory=list, max_length=32,
                                 description="public keys installed for root (machine images)")
-
     host: str | None = Field(None, description="place on this host (admin only)")
     constraints: dict[str, str] = Field(default_factory=dict, max_length=32,
                                         description="host labels that must equal these values")
@@ -262,6 +261,7 @@ class InstanceCreate(Strict):
     @classmethod
     def _anti_affinity(cls, value: str | None) -> str | None:
         return None if value is None else check_name(value)
+
     @field_validator("ssh_keys")
     @classmethod
     def _ssh_keys(cls, value: list[str]) -> list[str]:
@@ -340,7 +340,6 @@ class Instance(BaseModel):
     updated_at: datetime
 
 
-class InstancePatch(Strict):
 class HostVerdict(BaseModel):
     """One host in a placement explanation."""
 
@@ -359,6 +358,7 @@ class PlacementExplanation(BaseModel):
     hosts: list[HostVerdict]
 
 
+class InstancePatch(Strict):
     """`PATCH /v1/instances/{ref}`: a live resize."""
 
     limits: LimitsPatch

@@ -7,6 +7,7 @@ Create (DESIGN.md "Instance creation"):
            bound to the host, row, operation, event, revision bump ─▶ 202 ─▶ the agent's
            watch wakes at once.
 Anything wrong before the transaction is a 4xx and nothing is stored. A lost CAS retries.
+`explain_placement` runs the same checks and the same scheduler, and stops before the agent.
 Desired-state changes (stop/start/restart/delete) bump the revision the same way; the agent's
 reports close the instance's running operations.
 """
@@ -23,15 +24,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dockyard import faults, ipam
-from dockyard.errors import Conflict, InvalidRequest
+from dockyard.errors import Conflict, InvalidRequest, NotFound, NoValidHost
 from dockyard.model.ids import mac_for_ip, new_id
 from dockyard.model.instance import (
     DesiredState,
+    HostVerdict,
     InstanceAction,
     InstanceCreate,
     InstanceState,
+    PlacementExplanation,
 )
-from dockyard.scheduler import PlacementRequest, Plan, place
+from dockyard.scheduler import PlacementRequest, Plan, explain, place
 from dockyard.scheduler.cpusets import format_cpuset
 from dockyard.server.context import ServerContext
 from dockyard.server.placement import snapshot
@@ -103,21 +106,36 @@ def _check_ip_shape(spec: InstanceCreate, net: NetworkRow) -> None:
         ipam.allocate(net.subnet, net.gateway, (), spec.ip)
 
 
+def _request(spec: InstanceCreate, network_id: str) -> PlacementRequest:
+    return PlacementRequest(cores=spec.limits.cores, memory_bytes=spec.limits.memory_bytes(),
+                            pids=spec.limits.pids, network_id=network_id, host=spec.host,
+                            constraints=dict(spec.constraints),
+                            anti_affinity=spec.anti_affinity, strategy=spec.strategy)
+
+
+def _checked(ctx: ServerContext, sess: Session, project_id: str,
+             spec: InstanceCreate) -> NetworkRow:
+    """The checks before placement; returns the instance's network."""
+    _check_volumes(spec, ctx.settings.allowed_host_root())
+    net = records.network_by_ref(sess, spec.network)
+    _check_ip_shape(spec, net)
+    if sess.scalar(select(InstanceRow.id).where(InstanceRow.project_id == project_id,
+                                                InstanceRow.name == spec.name)):
+        raise Conflict(f"an instance named {spec.name!r} already exists")
+    if spec.host is not None and sess.scalar(
+            select(HostRow.id).where(HostRow.name == spec.host)) is None:
+        raise NotFound(f"host {spec.host!r} not found")
+    return net
+
+
 def validate(ctx: ServerContext, project_id: str,
              spec: InstanceCreate) -> tuple[Plan, str, str]:
     """Everything that can be checked before writing; returns the plan, the network id and
     the image reference the agent gets."""
-    _check_volumes(spec, ctx.settings.allowed_host_root())
     with ctx.db.session() as sess:
-        net = records.network_by_ref(sess, spec.network)
-        _check_ip_shape(spec, net)
-        if sess.scalar(select(InstanceRow.id).where(InstanceRow.project_id == project_id,
-                                                    InstanceRow.name == spec.name)):
-            raise Conflict(f"an instance named {spec.name!r} already exists")
-        snap, _ = snapshot(sess, ctx.settings.heartbeat_timeout)
-        request = PlacementRequest(cores=spec.limits.cores, memory_bytes=spec.limits.memory_bytes(),
-                                   pids=spec.limits.pids, network_id=net.id)
-        plan = place(request, snap)
+        net = _checked(ctx, sess, project_id, spec)
+        snap, _ = snapshot(sess, ctx.settings)
+        plan = place(_request(spec, net.id), snap)
         host = sess.get(HostRow, plan.host_id)
         assert host is not None
         url, secret, host_name = host.api_url, host.api_secret, host.name
@@ -128,14 +146,29 @@ def validate(ctx: ServerContext, project_id: str,
     return plan, net.id, image or spec.image
 
 
+def explain_placement(ctx: ServerContext, project_id: str,
+                      spec: InstanceCreate) -> PlacementExplanation:
+    """Validate the spec and say where it would be placed and why; nothing is written."""
+    with ctx.db.session() as sess:
+        net = _checked(ctx, sess, project_id, spec)
+        snap, _ = snapshot(sess, ctx.settings)
+    request = _request(spec, net.id)
+    chosen, message = None, None
+    try:
+        chosen = place(request, snap).host_name
+    except NoValidHost as exc:
+        message = exc.message
+    hosts = [HostVerdict(host=v.name, verdict="fits" if v.reason is None else "rejected",
+                         reason=v.reason, score=v.score) for v in explain(request, snap)]
+    return PlacementExplanation(chosen=chosen, message=message, hosts=hosts)
+
+
 def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
             network_id: str, image: str) -> tuple[str, str]:
     """Place and reserve in one transaction; returns (instance id, operation id)."""
     with ctx.db.session() as sess:
-        snap, versions = snapshot(sess, ctx.settings.heartbeat_timeout)
-        request = PlacementRequest(cores=spec.limits.cores, memory_bytes=spec.limits.memory_bytes(),
-                                   pids=spec.limits.pids, network_id=network_id)
-        plan = place(request, snap)
+        snap, versions = snapshot(sess, ctx.settings)
+        plan = place(_request(spec, network_id), snap)
         ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
         net = sess.get(NetworkRow, network_id)
         assert net is not None
@@ -152,7 +185,10 @@ def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
             mac=mac_for_ip(ip), state=InstanceState.creating, desired_state=DesiredState.running,
             generation=1, limits=limits.model_dump(),
             volumes=[v.model_dump() for v in spec.volumes], env=dict(spec.env), revision=rev,
-            options={"lxcfs": spec.lxcfs, "ssh_keys": spec.ssh_keys})
+            options={"lxcfs": spec.lxcfs, "ssh_keys": spec.ssh_keys,
+                     # the snapshot reads anti_affinity back: the host's groups
+                     "anti_affinity": spec.anti_affinity, "constraints": dict(spec.constraints),
+                     "strategy": spec.strategy})
         sess.add(row)
         sess.flush()
         if plan.cores:
