@@ -28,7 +28,7 @@ class ServerSettings:
     home: Path
     listen: str = DEFAULT_LISTEN
     database_url: str | None = None
-    heartbeat_interval: float = 5.0
+    heartbeat_interval: float = 60.0  # agent inventory check; liveness rides on the watch
     heartbeat_timeout: float = 30.0
     watch_timeout: float = 25.0
     memory_overcommit: float = 1.0  # scheduler: reserved memory <= host memory × this

@@ -98,9 +98,11 @@ class SplitDockyard(Dockyard):
         if wait:
             with self.api() as api:
                 for _ in range(200):
-                    host = next(iter(api.get("/v1/hosts")["items"]), None)
+                    host = next((h for h in api.get("/v1/hosts")["items"]
+                                 if h["name"] == "local"), None)
                     if host and host["state"] == "up" and self.agent.poll() is None:
-                        registered = self.db_query("SELECT api_url FROM hosts")[0][0]
+                        registered = self.db_query(
+                            "SELECT api_url FROM hosts WHERE name='local'")[0][0]
                         if registered and self._agent_answers(registered):
                             return
                     assert self.agent.poll() is None, self.log_tail()

@@ -26,13 +26,16 @@ class FakeEngine:
         if spec.image not in self.images:
             raise NotFound(f"image {spec.image} not found")
         self.specs[spec.name] = spec
+        cid = f"c-{spec.name}"
+        if any(c.id == cid for c in self.containers.values()):
+            cid += f"-{len(self.calls)}"
         self.containers[spec.name] = ContainerInfo(
-            id=f"c-{spec.name}", name=spec.name, status="created", pid=0, labels=spec.labels,
+            id=cid, name=spec.name, status="created", pid=0, labels=spec.labels,
             image=spec.image, exit_code=0, oom_killed=False, cpuset=spec.cpuset,
             resources=Resources(cpuset=spec.cpuset, cpu_shares=spec.cpu_shares,
                                 cpu_quota=spec.cpu_quota, memory=spec.memory,
                                 pids_limit=spec.pids_limit))
-        return f"c-{spec.name}"
+        return cid
 
     def start(self, name: str) -> ContainerInfo:
         self.calls.append(f"start {name}")
@@ -45,12 +48,29 @@ class FakeEngine:
 
     def stop(self, name: str, timeout: int) -> None:
         self.calls.append(f"stop {name}")
-        if name in self.containers:
-            self.containers[name] = replace(self.containers[name], status="exited", pid=0)
+        key = self._key(name)
+        if key is not None:
+            self.containers[key] = replace(self.containers[key], status="exited", pid=0)
 
     def remove(self, name: str) -> None:
         self.calls.append(f"remove {name}")
-        self.containers.pop(name, None)
+        key = self._key(name)
+        if key is not None:
+            self.containers.pop(key)
+
+    def _key(self, name: str) -> str | None:
+        return next((k for k, c in self.containers.items() if name in (k, c.id)), None)
+
+    def rename(self, name: str, new_name: str) -> None:
+        self.calls.append(f"rename {name} {new_name}")
+        key = self._key(name)
+        if key is None:
+            raise NotFound(f"container {name} not found")
+        self.containers[new_name] = replace(self.containers.pop(key), name=new_name)
+
+    def list_owned(self, cluster: str) -> list[ContainerInfo]:
+        return [c for c in self.containers.values()
+                if c.labels.get("dockyard.cluster") == cluster]
 
     def update(self, name: str, want: Resources, fields: set[str]) -> None:
         self.calls.append(f"update {name} {sorted(fields)}")

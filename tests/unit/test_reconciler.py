@@ -113,13 +113,29 @@ def test_delete_removes_container_veth_and_files(parts: Any) -> None:
     assert rec.sync(desired(desired_state=DesiredState.deleted)).state == "deleted"
 
 
-def test_stale_generation_is_stopped_never_deleted(parts: Any) -> None:
+def test_stale_generation_is_set_aside_stopped_and_replaced(parts: Any) -> None:
     rec, engine, _, _ = parts
     rec.sync(desired())
+    old_id = engine.containers["dy-abc123"].id
     obs = rec.sync(desired(generation=2, creating=False))
-    assert obs.state == "stopped"
-    assert "dy-abc123" in engine.containers
-    assert engine.containers["dy-abc123"].status == "exited"
+    assert obs.state == "running"
+    assert engine.containers["dy-abc123"].labels["dockyard.generation"] == "2"
+    aside = [c for c in engine.containers.values() if c.id == old_id]
+    assert len(aside) == 1 and aside[0].status == "exited"  # fenced: stopped, not deleted
+    assert aside[0].name.startswith("dy-abc123.stale-g1-")
+    assert engine.calls.index(f"stop {old_id}") < engine.calls.index("create dy-abc123", 1)
+    rec.sync(desired(generation=2, creating=False))  # the set-aside copy is never started
+    assert [c.status for c in engine.containers.values() if c.id == old_id] == ["exited"]
+    rec.sync(desired(generation=2, desired_state=DesiredState.deleted))
+    assert engine.containers == {}  # deleting the instance removes its set-aside copies
+
+
+def test_containers_carry_the_host_label(parts: Any, tmp_path: Path) -> None:
+    engine = parts[1]
+    rec = Reconciler(engine, FakeNetwork(), InstanceFiles(tmp_path / "h"), "cluster-1",
+                     host="h2")
+    rec.sync(desired())
+    assert engine.containers["dy-abc123"].labels["dockyard.host"] == "h2"
 
 
 def test_other_clusters_container_is_left_alone(parts: Any, tmp_path: Path) -> None:

@@ -322,6 +322,10 @@ class DockerEngine:
             if "in progress" not in exc.message:
                 raise
 
+    def rename(self, name: str, new_name: str) -> None:
+        with _translate(f"rename {name}"):
+            self.api.rename(name, new_name)
+
     def remove_volume(self, name: str) -> None:
         """Remove a Docker volume; one already gone is success. In use → Conflict."""
         try:

@@ -4,7 +4,7 @@
       ├─ desired deleted  → remove container, host veth, files            → "deleted"
       ├─ missing          → files, pull a registry image the engine lacks (progress is
       │                     reported as `creating` "pulling 37%"), create (labels, binds)
-      ├─ stale generation → stop (fencing: never delete)                  → "stopped"
+      ├─ stale generation → stop, set aside (rename, never delete), create anew
       ├─ desired running  → restart if asked, start, plumb eth0 if absent/wrong, cpuset
       └─ desired stopped  → stop, unplumb                                  → "stopped"
 
@@ -12,6 +12,15 @@ Every step is idempotent, so a crash at any line is repaired by the next pass. A
 during the *first* create rolls back everything this pass created and reports the instance
 `deleted` with `failed_create`, so the server releases its IP and cores. Temporary errors
 (dockerd unreachable) propagate to the caller, which retries with backoff.
+
+Fencing (DESIGN.md): a container whose generation differs from the desired one is a stale
+copy. The server only sends an agent the instances placed on its own host, so a stale copy
+seen here means the instance is wanted on *this* host again with a newer generation (it was
+re-placed while the host was down, and came back here): the copy is ours to replace. It is
+stopped and renamed `dy-<id>.stale-g<gen>-<short id>` (kept, with its data, never deleted by
+fencing), and `dy-<id>` is created for the new generation. A stale copy of an instance that
+now lives on *another* host is not in this host's desired state at all: the resync finds it
+as an orphan and stops it, never deletes it. Set-aside copies go when the instance is deleted.
 """
 
 from __future__ import annotations
@@ -110,7 +119,7 @@ class Reconciler:
     def __init__(self, engine: DockerEngine, network: HostNetwork, files: InstanceFiles,
                  cluster: str, stop_timeout: int = 10,
                  limits: HostLimits | None = None, lxcfs: Lxcfs | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, host: str = "") -> None:
         self.engine = engine
         self.network = network
         self.files = files
@@ -119,6 +128,7 @@ class Reconciler:
         self.limits = limits or NoHostLimits()
         self.lxcfs = lxcfs
         self.progress = progress or NoProgress()
+        self.host = host  # labelled on containers: agents may share a dockerd
 
     def sync(self, d: DesiredInstance) -> ObservedState:
         name = ids.container_name(d.id)
@@ -134,9 +144,20 @@ class Reconciler:
                 log.warning("instance %s lost its container; re-creating it", d.name)
             return self._create(d)
         if int(info.labels.get(ids.LABEL_GENERATION, "0")) != d.generation:
-            self.engine.stop(name, self.stop_timeout)  # fenced: a stale copy never runs
-            return self._observed(d, "stopped", info.id, "stale generation: stopped")
+            self._set_aside(d, info)
+            return self._create(d)
         return self._converge(d, info)
+
+    def _set_aside(self, d: DesiredInstance, info: ContainerInfo) -> None:
+        """Fence a stale copy: stopped first (it must never run next to the new one with the
+        same IP), then renamed out of the way, never deleted."""
+        old = info.labels.get(ids.LABEL_GENERATION, "0")
+        self.engine.stop(info.id, self.stop_timeout)
+        self.network.unplumb(d.id)
+        aside = f"{ids.container_name(d.id)}.stale-g{old}-{info.id[:8]}"
+        self.engine.rename(info.id, aside)
+        log.warning("instance %s: generation %s is stale (now %d): stopped and kept as %s",
+                    d.name, old, d.generation, aside)
 
     def _converge(self, d: DesiredInstance, info: ContainerInfo) -> ObservedState:
         name = ids.container_name(d.id)
@@ -237,6 +258,9 @@ class Reconciler:
         faults.point("agent.delete.unplumbed")
         self.engine.remove(ids.container_name(instance_id))
         faults.point("agent.delete.container_removed")
+        for info in self.engine.list_owned(self.cluster):  # copies set aside by fencing
+            if info.labels.get(ids.LABEL_INSTANCE) == instance_id:
+                self.engine.remove(info.id)
         self.files.remove(instance_id)
 
     def _rollback(self, instance_id: str) -> None:
@@ -266,6 +290,8 @@ class Reconciler:
         labels = {ids.LABEL_CLUSTER: self.cluster, ids.LABEL_INSTANCE: d.id,
                   ids.LABEL_NAME: d.name, ids.LABEL_PROJECT: d.project,
                   ids.LABEL_GENERATION: str(d.generation)}
+        if self.host:
+            labels[ids.LABEL_HOST] = self.host
         if d.lxcfs and self.lxcfs is not None and self.lxcfs.available():
             mounts += self.lxcfs.mounts()
             labels[ids.LABEL_LXCFS] = "1"

@@ -1,14 +1,17 @@
 """The agent process: register, then watch, work, heartbeat and listen to Docker events.
 
 Threads (one model for this process; the agent API's uvicorn runs in the main thread):
-    watch     long-polls desired state; stores it and enqueues changed ids
-    workers   N threads: queue.get → reconciler.sync → report (serial per id)
-    heartbeat posts the inventory every `heartbeat_interval`
+    watch     long-polls desired state; stores it and enqueues changed ids. The watch is also
+              the heartbeat: an idle agent makes one request per server watch timeout
+    workers   N threads: queue.get → reconciler.sync → report (serial per id); a report equal
+              to the last one sent for the same desired revision is not sent again
+    heartbeat checks the inventory every `heartbeat_interval`, posts it when it changed
     events    docker events of this cluster (start/die/oom/destroy) only enqueue ids
     stats     a collector pass every `collector_interval`, posted to the server
 Periodic resync (`resync_interval`) asks for the full desired state again, which also repairs
 bridges deleted from outside and finds orphans (containers of this cluster the server does
-not know: reported as events and stopped, never deleted).
+not know: reported as events and stopped, never deleted). Agents may share a dockerd (several
+simulated hosts on one machine): containers labelled with another host are not ours.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import uvicorn
 
 from dockyard import faults
 from dockyard.adapters import hostinfo, netlink
-from dockyard.adapters.docker_engine import DockerEngine
+from dockyard.adapters.docker_engine import ContainerInfo, DockerEngine
 from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
@@ -88,7 +91,10 @@ class Agent:
         self.stopping = threading.Event()
         self.cluster = ""
         self.registry = ""  # HOST:PORT of the cluster's registry, from the registration
-        self.heartbeat_interval = 5.0
+        self.heartbeat_interval = 60.0
+        self.watch_timeout = WATCH_TIMEOUT
+        self.posted_inventory: HostInventory | None = None
+        self.reported: dict[str, ObservedState] = {}
         self.reconciler: Reconciler | None = None
         self.collector: Collector | None = None
         self.lxcfs = Lxcfs(settings.lxcfs_root)
@@ -106,7 +112,7 @@ class Agent:
 
     def register(self, api_url: str) -> RegistrationReply:
         body = Registration(name=self.settings.name, api_url=api_url, api_secret=self.secret,
-                            inventory=self.inventory())
+                            inventory=self.inventory(), labels=dict(self.settings.labels))
         while True:
             try:
                 reply = RegistrationReply.model_validate(
@@ -121,11 +127,13 @@ class Agent:
             time.sleep(1.0)
         self.cluster = reply.cluster
         self.heartbeat_interval = reply.heartbeat_interval
+        self.watch_timeout = reply.watch_timeout
+        self.posted_inventory = body.inventory
         self.registry = reply.registry
         self.reconciler = Reconciler(self.engine, self.network, self.files, self.cluster,
                                      self.settings.stop_timeout,
                                      LinuxHostLimits(self.engine.data_root()), self.lxcfs,
-                                     ServerProgress(self.client))
+                                     ServerProgress(self.client), host=self.settings.name)
         self.collector = Collector(self.engine, self.cluster, lambda: self.desired,
                                    body.inventory.cores, body.inventory.reserved_cores)
         return reply
@@ -141,11 +149,15 @@ class Agent:
 
     def _watch_once(self, state: dict[str, float]) -> None:
         full = time.monotonic() - state["last_full"] > self.settings.resync_interval
+        params = {"since": int(state["since"]), "full": str(full).lower(),
+                  "timeout": self.watch_timeout}
         try:
-            raw = self.client.get("/v1/agent/watch", since=int(state["since"]),
-                                  full=str(full).lower(), timeout=WATCH_TIMEOUT)
+            raw = self.client.request("GET", "/v1/agent/watch", params=params,
+                                      timeout=self.watch_timeout + 15)
         except DockyardError:
-            state["last_full"] = 0.0  # after any trouble, ask for everything again
+            # after any trouble, ask for everything again, at once (since=0 is not held)
+            state["last_full"], state["since"] = 0.0, 0.0
+            self.reported.clear()
             raise
         reply = WatchReply.model_validate(raw)
         if reply.full:
@@ -178,7 +190,7 @@ class Agent:
         self.bridges = current
 
     def _find_orphans(self, known: set[str]) -> None:
-        for info in self.engine.list_owned(self.cluster):
+        for info in self._own_containers():
             instance_id = info.labels.get(ids.LABEL_INSTANCE, "")
             if instance_id in known:
                 continue
@@ -187,6 +199,12 @@ class Agent:
                 self.engine.stop(info.id, self.settings.stop_timeout)
                 self._event("orphan", f"container {info.name} ({instance_id}) is not known to "
                             "the server: stopped, not deleted")
+
+    def _own_containers(self) -> list[ContainerInfo]:
+        """This cluster's containers, less those another host's agent made on a shared
+        dockerd (unlabelled ones predate host labels and are ours)."""
+        return [c for c in self.engine.list_owned(self.cluster)
+                if c.labels.get(ids.LABEL_HOST, self.settings.name) == self.settings.name]
 
     def _event(self, kind: str, message: str, instance_id: str | None = None) -> None:
         try:
@@ -223,6 +241,8 @@ class Agent:
 
     def _report(self, key: str, observed: ObservedState) -> None:
         faults.point("agent.report.before")
+        if self.reported.get(key) == observed:
+            return  # a resync found nothing new: the server already knows this
         try:
             self.client.post(f"/v1/agent/instances/{key}/report", observed.model_dump())
         except NotFound:
@@ -232,13 +252,19 @@ class Agent:
             log.warning("report %s: %s (will retry)", key, exc.message)
             threading.Timer(1.0, self.queue.add, (key,)).start()
             return
+        self.reported[key] = observed
         if observed.state == "deleted":
             self.desired.pop(key, None)
+            self.reported.pop(key, None)
 
     def _heartbeat_once(self) -> None:
-        self.client.post("/v1/agent/heartbeat",
-                         Heartbeat(inventory=self.inventory()).model_dump(mode="json"))
+        """Liveness rides on the watch; this only keeps the server's inventory current."""
         self.stopping.wait(self.heartbeat_interval)
+        inventory = self.inventory()
+        if inventory != self.posted_inventory:
+            self.client.post("/v1/agent/heartbeat",
+                             Heartbeat(inventory=inventory).model_dump(mode="json"))
+            self.posted_inventory = inventory
 
     def _events_once(self) -> None:
         stream = self.engine.events(self.cluster)
@@ -271,7 +297,7 @@ class Agent:
                                - (time.monotonic() - started)))
 
     def _lxcfs_pids(self) -> list[int]:
-        return [c.pid for c in self.engine.list_owned(self.cluster)
+        return [c.pid for c in self._own_containers()
                 if c.running and c.labels.get(ids.LABEL_LXCFS) == "1"]
 
     def start_threads(self) -> None:

@@ -1,4 +1,5 @@
-"""Command groups with explicit verbs: `host list|show`, `network list|show|create|delete`,
+"""Command groups with explicit verbs: `host list|show|add|drain|undrain|remove`,
+`network list|show|create|delete`,
 `volume list|show|create|delete`."""
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def host_list(as_json: JsonOpt = False) -> None:
         print_json(page)
         return
     table(page["items"], [
-        ("NAME", lambda r: r["name"]), ("STATE", lambda r: r["state"]),
+        ("NAME", lambda r: r["name"]),
+        ("STATE", lambda r: r["state"] + (" (draining)" if r.get("draining") else "")),
         ("CORES", lambda r: len(r["cores"])), ("SHARED", lambda r: r["shared_cpuset"]),
         ("MEMORY", lambda r: f"{format_size(r['memory_reserved_bytes'])}/"
                              f"{format_size(r['memory_bytes'])}"),
@@ -51,7 +53,65 @@ def host_show(name: str, as_json: JsonOpt = False) -> None:
              ("memory", format_size(host["memory_bytes"])),
              ("memory reserved", format_size(host["memory_reserved_bytes"])),
              ("instances", host["instances"]), ("docker", host["docker_version"]),
-             ("kernel", host["kernel"]), ("last heartbeat", host["last_heartbeat"])])
+             ("kernel", host["kernel"]), ("last heartbeat", host["last_heartbeat"]),
+             ("draining", host.get("draining", False)),
+             ("labels", ", ".join(f"{k}={v}" for k, v in host.get("labels", {}).items())),
+             ("feed requests", ", ".join(f"{k} {v}" for k, v
+                                         in sorted(host.get("feed_requests", {}).items())))])
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """`k=v` options into a dict (a later key wins)."""
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r}: a label is KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+@host_app.command("add")
+def host_add(name: str, label: Annotated[list[str], typer.Option(
+                 help="label k=v (repeatable); wins over the agent's own --label")] = [],  # noqa: B006
+             as_json: JsonOpt = False) -> None:
+    """Add a host: mint its agent's token (shown once) and print the agent command."""
+    with client() as api:
+        host = api.post("/v1/hosts", {"name": name, "labels": parse_labels(label)})
+    if as_json:
+        print_json(host)
+        return
+    console.print(f"host [bold]{host['name']}[/] added (down until its agent registers)")
+    console.print(f"token (shown once): {host['token']}")
+    console.print("run on the host:")
+    console.print(f"  dockyard agent --server {api.url} --token {host['token']} "
+                  f"--name {host['name']}", soft_wrap=True)
+
+
+def _host_action(name: str, verb: str, done: str) -> None:
+    with client() as api:
+        api.post(f"/v1/hosts/{name}/{verb}")
+    console.print(f"host {name} {done}")
+
+
+@host_app.command("drain")
+def host_drain(name: str) -> None:
+    """Stop placing new instances on a host (its instances stay)."""
+    _host_action(name, "drain", "is draining: no new placements")
+
+
+@host_app.command("undrain")
+def host_undrain(name: str) -> None:
+    """Allow placements on a drained host again."""
+    _host_action(name, "undrain", "takes placements again")
+
+
+@host_app.command("remove")
+def host_remove(name: str) -> None:
+    """Forget a host and revoke its tokens (refused while it has instances)."""
+    with client() as api:
+        api.delete(f"/v1/hosts/{name}")
+    console.print(f"host {name} removed")
 
 
 @network_app.command("list")

@@ -15,6 +15,7 @@ import httpx
 import typer
 
 from dockyard.cli.config import config_path, read_config, write_config
+from dockyard.cli.groups import parse_labels
 from dockyard.cli.output import console, err_console
 from dockyard.client import ApiClient
 from dockyard.config import (
@@ -49,6 +50,8 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                help="database URL: postgresql://USER:PW@HOST/DB (several servers may share "
                "one) or a SQLAlchemy URL; default SQLite in HOME"),
            heartbeat_timeout: float = typer.Option(30.0, help="seconds without heartbeat → down"),
+           inventory_interval: float = typer.Option(60.0, help="seconds between the agents' "
+                                                    "inventory checks (posted when changed)"),
            host_path_root: str = typer.Option("", help="allowed root of host-path volumes"),
            alert_interval: float = typer.Option(10.0, help="seconds between alert passes"),
            rss_for: float = typer.Option(60.0, help="builtin memory alert: seconds rss stays "
@@ -69,7 +72,7 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
     _logging(verbose)
     run_server(ServerSettings(home=home, listen=listen, database_url=database_url,
                               heartbeat_timeout=heartbeat_timeout,
-                              heartbeat_interval=min(5.0, heartbeat_timeout / 3),
+                              heartbeat_interval=inventory_interval,
                               host_path_root=host_path_root, alert_interval=alert_interval,
                               rss_for=rss_for, load_for=load_for,
                               webhook_retry_base=webhook_retry_base,
@@ -90,12 +93,14 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
           resync_interval: float = typer.Option(60.0, help="seconds between full resyncs"),
           collector_interval: float = typer.Option(10.0, help="seconds between stats "
                                                    "samples"),
+          label: list[str] = typer.Option([], help="host label k=v (repeatable); labels "
+                                          "given at `host add` win"),
           uplink: str | None = typer.Option(None, help="NIC that trunks networks to other "
                                             "hosts (VLAN-tagged, through Open vSwitch)"),
           ovs_db: str | None = typer.Option(None, help="ovsdb-server socket (default: the "
                                             "system's), e.g. unix:/run/openvswitch/db.sock"),
           verbose: bool = False) -> None:
-    """Run a host agent in the foreground."""
+    """Run a host agent in the foreground (`dockyard host add NAME` prints the token)."""
     from dockyard.agent.runtime import run_agent
     _logging(verbose)
     run_agent(AgentSettings(server=server_url, token=token, name=name, home=home,
@@ -105,8 +110,8 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                             else [],
                             memory_bytes=parse_size(memory) if memory else None,
                             resync_interval=resync_interval,
-                            collector_interval=collector_interval, uplink=uplink,
-                            ovs_db=ovs_db))
+                            collector_interval=collector_interval,
+                            labels=parse_labels(label), uplink=uplink, ovs_db=ovs_db))
 
 
 def _admin_token(db: Database, project_id: str, url: str) -> str:

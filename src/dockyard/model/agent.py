@@ -2,8 +2,10 @@
 
 The agent watches with `GET /v1/agent/watch?since=REV` (long poll): the server answers at once
 when the host's desired state changed after REV, else after the poll timeout with no changes.
-`full=true` asks for the whole desired state (a resync). The agent reports what it observes
-per instance.
+`full=true` asks for the whole desired state (a resync): at once with `since=0`, else held like
+any watch. The watch is the heartbeat: every watch request (arrival and answer) refreshes the
+host's `last_heartbeat`, so an idle agent costs one request per poll timeout. The agent
+reports what it observes per instance.
 """
 
 from __future__ import annotations
@@ -19,13 +21,18 @@ class Registration(BaseModel):
     api_url: str
     api_secret: str
     inventory: HostInventory
+    labels: dict[str, str] = Field(default_factory=dict, description="merged into the host's "
+                                   "labels; those given at `host add` win")
 
 
 class RegistrationReply(BaseModel):
     host_id: str
     cluster: str
-    heartbeat_interval: float
+    heartbeat_interval: float = Field(description="seconds between inventory checks; the "
+                                      "inventory is posted when it changed")
     host_path_root: str
+    watch_timeout: float = Field(25.0, description="the server holds an idle watch this long; "
+                                 "each watch request counts as a heartbeat")
     registry: str = Field("", description="HOST:PORT of the cluster's image registry "
                           "(\"\": none)")
 

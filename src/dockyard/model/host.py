@@ -47,3 +47,20 @@ class Host(BaseModel):
     kernel: str
     last_heartbeat: datetime | None
     created_at: datetime
+    draining: bool = Field(False, description="no new placements while set")
+    labels: dict[str, str] = Field(default_factory=dict)
+    feed_requests: dict[str, int] = Field(
+        default_factory=dict, description="agent-feed requests of this host since the server "
+        "started, per endpoint (watch, heartbeat, report, ...); in memory, per server")
+
+
+class HostCreate(BaseModel):
+    """`POST /v1/hosts`: a host row (state `down`) and a token for its agent."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+    labels: dict[str, str] = Field(default_factory=dict, description="win over the labels "
+                                   "the agent registers with")
+
+
+class HostAdded(Host):
+    token: str = Field(description="the agent's host token; shown once, stored hashed")

@@ -51,4 +51,5 @@ LABEL_INSTANCE = "dockyard.instance"
 LABEL_NAME = "dockyard.name"
 LABEL_PROJECT = "dockyard.project"
 LABEL_GENERATION = "dockyard.generation"
+LABEL_HOST = "dockyard.host"  # the host whose agent owns it (agents may share a dockerd)
 LABEL_LXCFS = "dockyard.lxcfs"  # "1": the container has the lxcfs mounts (re-bound on restart)

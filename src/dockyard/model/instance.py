@@ -32,6 +32,7 @@ class InstanceState(StrEnum):
     starting = "starting"
     deleting = "deleting"
     error = "error"
+    unknown = "unknown"  # never stored: shown while the instance's host is down
 
 
 class DesiredState(StrEnum):

@@ -3,13 +3,32 @@ the registry."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
 
 from dockyard.config import ServerSettings
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.notifier import Notifier
 from dockyard.server.registry import RegistryClient
 from dockyard.store.db import Database
+
+
+class FeedCounter:
+    """Agent-feed requests per host and endpoint, in this server's memory (shown in host
+    show as `feed_requests`, to keep the watch economy observable)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, Counter[str]] = {}
+
+    def count(self, host: str, endpoint: str) -> None:
+        with self._lock:
+            self._counts.setdefault(host, Counter())[endpoint] += 1
+
+    def of(self, host: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts.get(host, Counter()))
 
 
 @dataclass
@@ -19,3 +38,4 @@ class ServerContext:
     notifier: Notifier
     agents: AgentProxy
     registry: RegistryClient
+    feed: FeedCounter = field(default_factory=FeedCounter)

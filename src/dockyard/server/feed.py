@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,13 +33,21 @@ from dockyard.model.stats import StatsReport
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
+from dockyard.server.hosts import touch, watch_timeout
 from dockyard.server.instances import record_event
 from dockyard.server.placement import prefixlen
 from dockyard.server.reports import apply_report
 from dockyard.store import meta, records, revision, stats
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow, ProjectRow
 
-router = APIRouter(prefix="/v1/agent", tags=["agent"])
+
+def _count(request: Request, caller: Caller = Depends(auth.host),
+           ctx: ServerContext = Depends(auth.context)) -> None:
+    route = request.scope.get("route")
+    ctx.feed.count(caller.host_name or "", getattr(route, "name", "") or request.url.path)
+
+
+router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=[Depends(_count)])
 
 
 def _host(sess: Session, caller: Caller) -> HostRow:
@@ -61,7 +69,7 @@ def register(body: Registration, caller: Caller = Depends(auth.host),
         was_up = row.last_heartbeat is not None
         came_back = row.state == "down"
         row.api_url, row.api_secret = body.api_url, body.api_secret
-        row.inventory = body.inventory.model_dump()
+        row.inventory = {**body.inventory.model_dump(), "labels": dict(body.labels)}
         row.reserved_cores = list(body.inventory.reserved_cores)
         row.last_heartbeat = datetime.now(UTC)
         row.state = "up"
@@ -73,7 +81,8 @@ def register(body: Registration, caller: Caller = Depends(auth.host),
         reply = RegistrationReply(host_id=row.id, cluster=meta.cluster_id(sess),
                                   heartbeat_interval=ctx.settings.heartbeat_interval,
                                   host_path_root=ctx.settings.allowed_host_root(),
-                                  registry=ctx.registry.address)
+                                  registry=ctx.registry.address,
+                                  watch_timeout=watch_timeout(ctx.settings))
     ctx.notifier.bump()
     return reply
 
@@ -83,7 +92,7 @@ def heartbeat(body: Heartbeat, caller: Caller = Depends(auth.host),
               ctx: ServerContext = Depends(auth.context)) -> None:
     with ctx.db.session() as sess:
         row = _host(sess, caller)
-        row.inventory = body.inventory.model_dump()
+        row.inventory = {**body.inventory.model_dump(), "labels": row.inventory.get("labels", {})}
         row.last_heartbeat = datetime.now(UTC)
         came_back = row.state == "down"
         row.state = "up"
@@ -113,10 +122,13 @@ def _desired(sess: Session, row: InstanceRow, net: NetworkRow) -> DesiredInstanc
 
 
 def _changes(ctx: ServerContext, host_name: str, since: int, full: bool) -> WatchReply:
+    """The changes since `since` (or everything); reading them is the host's heartbeat."""
     with ctx.db.session() as sess:
         host = sess.scalar(select(HostRow).where(HostRow.name == host_name))
         if host is None:
             raise NotFound(f"host {host_name} has not registered")
+        if touch(sess, host):
+            ctx.notifier.bump()  # wakes `events --follow`
         current = revision.current(sess)
         query = select(InstanceRow).where(InstanceRow.host_id == host.id)
         if not full:
@@ -133,13 +145,17 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
                 timeout: float = Query(25.0, ge=0, le=300),
                 caller: Caller = Depends(auth.host),
                 ctx: ServerContext = Depends(auth.context)) -> WatchReply:
+    """Held up to min(`timeout`, the server's watch timeout) unless something changed after
+    `since`. A resync (`full`) is held too, unless `since` is 0 (the agent knows nothing)."""
     assert caller.host_name is not None
     token = ctx.notifier.token()
-    reply = await run_in_threadpool(_changes, ctx, caller.host_name, since, full)
-    if reply.instances or reply.networks or full or timeout == 0:
-        return reply
-    await ctx.notifier.wait(token, min(timeout, ctx.settings.watch_timeout))
-    return await run_in_threadpool(_changes, ctx, caller.host_name, since, False)
+    reply = await run_in_threadpool(_changes, ctx, caller.host_name, since, False)
+    if not (reply.instances or reply.networks or timeout == 0 or (full and since == 0)):
+        await ctx.notifier.wait(token, min(timeout, watch_timeout(ctx.settings)))
+        reply = await run_in_threadpool(_changes, ctx, caller.host_name, since, False)
+    if full:
+        return await run_in_threadpool(_changes, ctx, caller.host_name, since, True)
+    return reply
 
 
 @router.post("/instances/{instance_id}/report", status_code=204)

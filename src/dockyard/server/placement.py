@@ -20,6 +20,13 @@ def host_is_up(row: HostRow, timeout: float) -> bool:
     return as_utc(row.last_heartbeat) > datetime.now(UTC) - timedelta(seconds=timeout)
 
 
+def effective_labels(row: HostRow) -> dict[str, str]:
+    """The agent's labels (`inventory.labels`, from its registration) overridden by those
+    given at `host add` (`hosts.labels`)."""
+    agent = row.inventory.get("labels") or {}
+    return {str(k): str(v) for k, v in {**agent, **(row.labels or {})}.items()}
+
+
 def _instance_totals(sess: Session) -> dict[str, tuple[int, int, int, set[str]]]:
     """host id -> (memory reserved, pids reserved, instances, anti-affinity groups)."""
     totals: dict[str, tuple[int, int, int, set[str]]] = {}

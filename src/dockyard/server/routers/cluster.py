@@ -12,11 +12,10 @@ from sqlalchemy import select
 from dockyard.errors import NotFound
 from dockyard.model.common import Operation, Project
 from dockyard.model.doctor import DoctorReport
-from dockyard.model.host import Host, HostState
-from dockyard.server import auth
+from dockyard.model.host import Host, HostAdded, HostCreate
+from dockyard.server import auth, hosts
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
-from dockyard.server.placement import host_is_up
 from dockyard.store import records
 from dockyard.store.tables import EventRow, HostRow, NetworkRow, OperationRow, ProjectRow
 
@@ -29,10 +28,7 @@ def healthz() -> dict[str, str]:
 
 
 def _host(ctx: ServerContext, sess: Any, row: HostRow) -> Host:
-    model = records.host_model(sess, row)
-    if not host_is_up(row, ctx.settings.heartbeat_timeout):
-        model.state = HostState.down
-    return model
+    return hosts.host_view(sess, row, ctx.settings, ctx.feed)
 
 
 @router.get("/v1/hosts")
@@ -49,6 +45,46 @@ def show_host(ref: str, _: Caller = Depends(auth.user),
               ctx: ServerContext = Depends(auth.context)) -> Host:
     with ctx.db.session() as sess:
         return _host(ctx, sess, records.host_by_ref(sess, ref))
+
+
+@router.post("/v1/hosts", status_code=201, response_model=HostAdded)
+def add_host(spec: HostCreate, _: Caller = Depends(auth.admin),
+             ctx: ServerContext = Depends(auth.context)) -> HostAdded:
+    """A host row (`down` until its agent registers) and its agent's token, shown once.
+    Run `dockyard agent --server URL --token TOKEN --name NAME` on the host."""
+    with ctx.db.session() as sess:
+        return hosts.add(sess, spec, ctx.settings, ctx.feed)
+
+
+def _set_draining(ctx: ServerContext, ref: str, draining: bool) -> Host:
+    with ctx.db.session() as sess:
+        row = hosts.set_draining(sess, ref, draining)
+        view = _host(ctx, sess, row)
+    ctx.notifier.bump()
+    return view
+
+
+@router.post("/v1/hosts/{ref}/drain", response_model=Host)
+def drain_host(ref: str, _: Caller = Depends(auth.admin),
+               ctx: ServerContext = Depends(auth.context)) -> Host:
+    """No new placements on the host; its instances stay where they are."""
+    return _set_draining(ctx, ref, True)
+
+
+@router.post("/v1/hosts/{ref}/undrain", response_model=Host)
+def undrain_host(ref: str, _: Caller = Depends(auth.admin),
+                 ctx: ServerContext = Depends(auth.context)) -> Host:
+    return _set_draining(ctx, ref, False)
+
+
+@router.delete("/v1/hosts/{ref}")
+def remove_host(ref: str, _: Caller = Depends(auth.admin),
+                ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    """Forget a host and revoke its tokens; 409 while instances are placed on it."""
+    with ctx.db.session() as sess:
+        name = hosts.remove(sess, ref)
+    ctx.notifier.bump()
+    return {"name": name, "deleted": True}
 
 
 @router.get("/v1/hosts/{ref}/doctor", response_model=DoctorReport)

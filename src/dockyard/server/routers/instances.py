@@ -23,7 +23,7 @@ from dockyard.model.instance import (
     PlacementExplanation,
     Usage,
 )
-from dockyard.server import auth, instances, resize
+from dockyard.server import auth, hosts, instances, resize
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.server.waiting import wait_for
@@ -41,7 +41,7 @@ def _project(caller: Caller) -> str:
 def _show(ctx: ServerContext, project_id: str, ref: str) -> dict[str, Any]:
     with ctx.db.session() as sess:
         row = records.instance_by_ref(sess, project_id, ref)
-        return records.instance_model(sess, row).model_dump(mode="json")
+        return hosts.instance_view(sess, row, ctx.settings).model_dump(mode="json")
 
 
 def _accepted(ctx: ServerContext, project_id: str, ref: str, op_id: str) -> JSONResponse:
@@ -87,7 +87,8 @@ def list_instances(limit: int = Query(100, ge=1, le=1000), after: str = "",
                                  .order_by(InstanceRow.name).limit(limit + 1)))
         more = len(rows) > limit
         rows = rows[:limit]
-        items = [records.instance_model(sess, r).model_dump(mode="json") for r in rows]
+        items = [hosts.instance_view(sess, r, ctx.settings).model_dump(mode="json")
+                 for r in rows]
     return {"items": items, "next": rows[-1].name if more else None}
 
 
