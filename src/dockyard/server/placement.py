@@ -20,13 +20,6 @@ def host_is_up(row: HostRow, timeout: float) -> bool:
     return as_utc(row.last_heartbeat) > datetime.now(UTC) - timedelta(seconds=timeout)
 
 
-def effective_labels(row: HostRow) -> dict[str, str]:
-    """The agent's labels (`inventory.labels`, from its registration) overridden by those
-    given at `host add` (`hosts.labels`)."""
-    agent = row.inventory.get("labels") or {}
-    return {str(k): str(v) for k, v in {**agent, **(row.labels or {})}.items()}
-
-
 def _instance_totals(sess: Session) -> dict[str, tuple[int, int, int, set[str]]]:
     """host id -> (memory reserved, pids reserved, instances, anti-affinity groups)."""
     totals: dict[str, tuple[int, int, int, set[str]]] = {}
@@ -53,6 +46,13 @@ def _optional_int(value: object) -> int | None:
     return None if value is None else int(str(value))
 
 
+def effective_labels(row: HostRow) -> dict[str, str]:
+    """The agent's labels (`inventory.labels`, from its registration) overridden by those
+    given at `host add` (`hosts.labels`)."""
+    agent = row.inventory.get("labels") or {}
+    return {str(k): str(v) for k, v in {**agent, **(row.labels or {})}.items()}
+
+
 def snapshot(sess: Session, settings: ServerSettings) -> tuple[ClusterSnapshot, dict[str, int]]:
     """The cluster as the scheduler sees it, plus each host's version for the commit.
 
@@ -72,7 +72,7 @@ def snapshot(sess: Session, settings: ServerSettings) -> tuple[ClusterSnapshot, 
             reserved_cores=list(row.reserved_cores),
             taken_cores=sorted(taken.get(row.id, [])),
             memory_bytes=int(inv.get("memory_bytes", 0)), memory_reserved_bytes=memory,
-            networks=networks, labels={str(k): str(v) for k, v in (row.labels or {}).items()},
+            networks=networks, labels=effective_labels(row),
             pids_limit_total=_optional_int(inv.get("pid_max")), pids_reserved=pids,
             disk_bytes=_optional_int(inv.get("disk_bytes")), groups=frozenset(groups),
             instances=count))
