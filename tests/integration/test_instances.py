@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 
 import docker
@@ -171,3 +172,22 @@ def test_list_show_json_is_the_api_json(dy: Dockyard) -> None:
         assert dy.ok("network", "list", "--json").json()["items"][0]["name"] == "default"
     finally:
         dy.cli("delete", "listed", "--force")
+
+
+def test_instances_of_a_network_resolve_each_other(dy: Dockyard) -> None:
+    first = dy.ok("launch", IMAGE, "alpha", "--hostname", "alpha-host", "--json").json()
+    try:
+        second = dy.ok("launch", IMAGE, "beta", "--json").json()
+        hosts = dy.ok("exec", "alpha", "--", "cat", "/etc/hosts").out
+        assert f"{second['ip']}\tbeta" in hosts  # a peer that came after alpha started
+        assert dy.ok("exec", "alpha", "--", "ping", "-c1", "-W2", "beta").code == 0
+        assert dy.ok("exec", "beta", "--", "ping", "-c1", "-W2", "alpha-host").code == 0
+        assert first["ip"] in dy.ok("exec", "beta", "--", "cat", "/etc/hosts").out
+        dy.ok("delete", "beta", "--force")
+        deadline = time.monotonic() + 10
+        while "beta" in dy.ok("exec", "alpha", "--", "cat", "/etc/hosts").out:
+            assert time.monotonic() < deadline, "beta was not removed from alpha's /etc/hosts"
+            time.sleep(0.2)
+    finally:
+        dy.cli("delete", "beta", "--force")
+        dy.cli("delete", "alpha", "--force")

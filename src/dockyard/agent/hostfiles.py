@@ -16,11 +16,15 @@ from dockyard.model.agent import DesiredInstance
 
 
 def render_hosts(d: DesiredInstance) -> str:
-    return (
-        "127.0.0.1\tlocalhost\n"
-        "::1\tlocalhost ip6-localhost ip6-loopback\n"
-        f"{d.ip}\t{d.hostname}\n"
-    )
+    """localhost, the instance itself, then every other instance of its network (by hostname
+    and by instance name), so instances of a network resolve each other's names."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             f"{d.ip}\t{d.hostname}" + (f" {d.name}" if d.name != d.hostname else "")]
+    for peer in d.network.peers:
+        if peer.ip != d.ip:
+            names = peer.hostname + (f" {peer.name}" if peer.name != peer.hostname else "")
+            lines.append(f"{peer.ip}\t{names}")
+    return "\n".join(lines) + "\n"
 
 
 def render_resolv(d: DesiredInstance) -> str:
@@ -45,9 +49,26 @@ class InstanceFiles:
 
     @staticmethod
     def _write(path: Path, text: str) -> None:
+        """New files appear atomically (temp + rename). An existing file is rewritten in
+        place: it is bind-mounted into a running container, and a rename would leave the
+        container looking at the old inode."""
+        if path.exists():
+            with open(path, "r+") as fh:
+                fh.write(text)
+                fh.truncate()
+            return
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
+
+    def write_hosts(self, d: DesiredInstance) -> None:
+        """Refresh /etc/hosts of an existing instance (a peer came or went)."""
+        path = self.hosts(d.id)
+        if path.exists() and path.read_text() != render_hosts(d):
+            try:
+                self._write(path, render_hosts(d))
+            except OSError as exc:
+                raise BackendError(f"cannot write the hosts file of {d.name}: {exc}") from exc
 
     def write(self, d: DesiredInstance) -> None:
         try:

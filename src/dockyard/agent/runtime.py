@@ -29,6 +29,7 @@ from dockyard import faults
 from dockyard.adapters import hostinfo, netlink
 from dockyard.adapters.docker_engine import ContainerInfo, DockerEngine
 from dockyard.adapters.lxcfs import Lxcfs
+from dockyard.agent import imagegc
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
 from dockyard.agent.hostfiles import InstanceFiles
@@ -36,6 +37,7 @@ from dockyard.agent.limits import LinuxHostLimits
 from dockyard.agent.lxcfs_watch import LxcfsWatch
 from dockyard.agent.network import LinuxHostNetwork
 from dockyard.agent.reconciler import Reconciler
+from dockyard.agent.security import HostPolicy
 from dockyard.agent.workqueue import WorkQueue
 from dockyard.client import ApiClient
 from dockyard.config import AgentSettings, split_listen
@@ -43,6 +45,7 @@ from dockyard.errors import DockyardError, NotFound, TemporaryError
 from dockyard.model import ids
 from dockyard.model.agent import (
     AgentEvent,
+    DesiredNetwork,
     DesiredInstance,
     Heartbeat,
     ObservedState,
@@ -87,6 +90,7 @@ class Agent:
         self.queue = WorkQueue()
         self.desired: dict[str, DesiredInstance] = {}
         self.bridges: dict[str, str] = {}  # network id -> bridge
+        self.networks: dict[str, DesiredNetwork] = {}  # the newest, with peers
         self.secret = secrets.token_urlsafe(32)
         self.stopping = threading.Event()
         self.cluster = ""
@@ -133,7 +137,9 @@ class Agent:
         self.reconciler = Reconciler(self.engine, self.network, self.files, self.cluster,
                                      self.settings.stop_timeout,
                                      LinuxHostLimits(self.engine.data_root()), self.lxcfs,
-                                     ServerProgress(self.client), host=self.settings.name)
+                                     ServerProgress(self.client), host=self.settings.name,
+                                     policy=HostPolicy(reply.host_path_root,
+                                                       hostinfo.bounding_capabilities()))
         self.collector = Collector(self.engine, self.cluster, lambda: self.desired,
                                    body.inventory.cores, body.inventory.reserved_cores)
         return reply
@@ -183,11 +189,30 @@ class Agent:
                 self.network.ensure_network(net)
             except DockyardError as exc:
                 log.warning("network %s: %s", net.name, exc.message)
+            self._refresh_peers(net)
         for net_id, bridge in self.bridges.items():
             if net_id not in current and not any(d.network.id == net_id
                                                  for d in self.desired.values()):
                 self.network.remove_network(bridge)
         self.bridges = current
+
+    def _refresh_peers(self, net: DesiredNetwork) -> None:
+        """A peer came or went: rewrite /etc/hosts of this host's instances on `net` directly
+        (a file write, not a full sync per instance: a burst of N launches would otherwise
+        cost N² syncs). A worker syncing an instance concurrently uses the newest network
+        too (see `_sync_one`), so the file ends up current."""
+        previous = self.networks.get(net.id)
+        self.networks[net.id] = net
+        if previous is None or previous.peers == net.peers:
+            return
+        for key, d in list(self.desired.items()):
+            if d.network.id == net.id:
+                fresh = d.model_copy(update={"network": net})
+                self.desired[key] = fresh
+                try:
+                    self.files.write_hosts(fresh)
+                except DockyardError as exc:
+                    log.warning("hosts of %s: %s", d.name, exc.message)
 
     def _find_orphans(self, known: set[str]) -> None:
         for info in self._own_containers():
@@ -224,6 +249,9 @@ class Agent:
         d = self.desired.get(key)
         if d is None or self.reconciler is None:
             return
+        net = self.networks.get(d.network.id)
+        if net is not None and net.peers != d.network.peers:
+            d = d.model_copy(update={"network": net})
         try:
             observed = self.reconciler.sync(d)
         except TemporaryError as exc:
@@ -296,6 +324,16 @@ class Agent:
         self.stopping.wait(max(0.1, self.settings.collector_interval
                                - (time.monotonic() - started)))
 
+    def forget(self, instance_id: str) -> None:
+        """The instance left this host (migrated away): stop syncing its old desired state."""
+        self.desired.pop(instance_id, None)
+        self.reported.pop(instance_id, None)
+
+    def _image_gc_once(self) -> None:
+        self.stopping.wait(self.settings.image_gc_interval)
+        if self.settings.image_budget is not None:
+            imagegc.collect(self.engine, self.settings.image_budget)
+
     def _lxcfs_pids(self) -> list[int]:
         return [c.pid for c in self._own_containers()
                 if c.running and c.labels.get(ids.LABEL_LXCFS) == "1"]
@@ -305,7 +343,8 @@ class Agent:
         threads = [("watch", lambda: self._watch_once(state), 1.0),
                    ("heartbeat", self._heartbeat_once, 2.0),
                    ("events", self._events_once, 1.0),
-                   ("stats", self._stats_once, self.settings.collector_interval)]
+                   ("stats", self._stats_once, self.settings.collector_interval),
+                   ("image-gc", self._image_gc_once, 10.0)]
         for name, body, pause in threads:
             threading.Thread(target=self._loop, args=(name, body, pause), name=name,
                              daemon=True).start()
@@ -328,7 +367,7 @@ def run_agent(settings: AgentSettings) -> None:
     log.info("agent %s registered (cluster %s), API at %s", settings.name, agent.cluster, api_url)
     agent.start_threads()
     app = create_agent_app(agent.engine, agent.secret, agent.cluster, agent.lxcfs,
-                           agent.registry)
+                           agent.registry, settings.home, agent.forget)
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=1)
     try:

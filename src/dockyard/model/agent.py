@@ -31,14 +31,22 @@ class RegistrationReply(BaseModel):
     heartbeat_interval: float = Field(description="seconds between inventory checks; the "
                                       "inventory is posted when it changed")
     host_path_root: str
-    watch_timeout: float = Field(25.0, description="the server holds an idle watch this long; "
-                                 "each watch request counts as a heartbeat")
     registry: str = Field("", description="HOST:PORT of the cluster's image registry "
                           "(\"\": none)")
+    watch_timeout: float = Field(25.0, description="the server holds an idle watch this long; "
+                                 "each watch request counts as a heartbeat")
 
 
 class Heartbeat(BaseModel):
     inventory: HostInventory
+
+
+class Peer(BaseModel):
+    """An instance of a network, for the other instances' /etc/hosts."""
+
+    ip: str
+    hostname: str
+    name: str
 
 
 class DesiredNetwork(BaseModel):
@@ -49,6 +57,9 @@ class DesiredNetwork(BaseModel):
     gateway: str
     mode: str = "bridge"  # bridge | ovs (model.network.NetworkMode)
     vlan: int | None = Field(None, description="tag on the uplink trunk / OVS ports")
+    peers: list[Peer] = Field(default_factory=list,
+                              description="the network's instances (names resolve through "
+                                          "/etc/hosts)")
 
 
 class DesiredInstance(BaseModel):
@@ -70,6 +81,10 @@ class DesiredInstance(BaseModel):
     env: dict[str, str]
     lxcfs: bool = True
     ssh_keys: list[str] = Field(default_factory=list)
+    cap_add: list[str] = Field(default_factory=list, description="extra capabilities an "
+                               "admin granted (ALL: every one this host has)")
+    no_new_privileges: bool = Field(True, description="security_opt no-new-privileges (every "
+                                    "member's instance)")
     revision: int
     creating: bool = Field(False, description="the first create has not succeeded yet: a "
                            "failure rolls back and removes the instance")

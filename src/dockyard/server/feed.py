@@ -19,6 +19,7 @@ from dockyard import faults
 from dockyard.errors import NotFound
 from dockyard.model.agent import (
     AgentEvent,
+    Peer,
     DesiredInstance,
     DesiredNetwork,
     Heartbeat,
@@ -102,22 +103,37 @@ def heartbeat(body: Heartbeat, caller: Caller = Depends(auth.host),
         ctx.notifier.bump()  # wakes `events --follow`
 
 
-def _network(row: NetworkRow) -> DesiredNetwork:
+def _network(row: NetworkRow, peers: list[Peer] | None = None) -> DesiredNetwork:
     return DesiredNetwork(id=row.id, name=row.name, bridge=row.bridge, subnet=row.subnet,
-                          gateway=row.gateway, mode=row.mode, vlan=row.vlan)
+                          gateway=row.gateway, mode=row.mode, vlan=row.vlan, peers=peers or [])
 
 
-def _desired(sess: Session, row: InstanceRow, net: NetworkRow) -> DesiredInstance:
+def _peers(sess: Session) -> dict[str, list[Peer]]:
+    """network id -> its instances (not being deleted), for /etc/hosts; one query."""
+    out: dict[str, list[Peer]] = {}
+    rows = sess.execute(select(InstanceRow.network_id, InstanceRow.ip, InstanceRow.hostname,
+                               InstanceRow.name)
+                        .where(InstanceRow.desired_state != DesiredState.deleted)
+                        .order_by(InstanceRow.ip))
+    for network_id, ip, hostname, name in rows:
+        out.setdefault(network_id, []).append(Peer(ip=ip, hostname=hostname, name=name))
+    return out
+
+
+def _desired(sess: Session, row: InstanceRow, net: DesiredNetwork,
+             dns: list[str], subnet: str) -> DesiredInstance:
     project = sess.get(ProjectRow, row.project_id)
     return DesiredInstance(
         id=row.id, name=row.name, project=project.name if project else row.project_id,
         generation=row.generation, desired_state=DesiredState(row.desired_state),
         restart_serial=row.restart_serial, image=row.image, hostname=row.hostname,
-        network=_network(net), ip=row.ip, prefixlen=prefixlen(net.subnet), mac=row.mac,
-        dns=list(net.dns) or [net.gateway], limits=records.effective_limits(sess, row),
+        network=net, ip=row.ip, prefixlen=prefixlen(subnet), mac=row.mac,
+        dns=dns, limits=records.effective_limits(sess, row),
         volumes=records.docker_volumes(sess, row), env=dict(row.env),
         lxcfs=bool(row.options.get("lxcfs", True)),
         ssh_keys=list(row.options.get("ssh_keys", [])),
+        cap_add=list(row.options.get("cap_add", [])),
+        no_new_privileges=bool(row.options.get("no_new_privileges", True)),
         revision=row.revision, creating=row.state == "creating")
 
 
@@ -133,11 +149,16 @@ def _changes(ctx: ServerContext, host_name: str, since: int, full: bool) -> Watc
         query = select(InstanceRow).where(InstanceRow.host_id == host.id)
         if not full:
             query = query.where(InstanceRow.revision > since)
-        nets = {n.id: n for n in sess.scalars(select(NetworkRow))}
-        instances = [_desired(sess, row, nets[row.network_id]) for row in sess.scalars(query)]
+        rows = {n.id: n for n in sess.scalars(select(NetworkRow))}
+        peers = _peers(sess)
+        nets = {n.id: _network(n, peers.get(n.id)) for n in rows.values()}
+        instances = [_desired(sess, row, nets[row.network_id],
+                              list(rows[row.network_id].dns) or [rows[row.network_id].gateway],
+                              rows[row.network_id].subnet)
+                     for row in sess.scalars(query)]
         net_changed = full or int(meta.get(sess, meta.NETWORKS_REVISION) or 0) > since
         return WatchReply(revision=current, full=full, instances=instances,
-                          networks=[_network(n) for n in nets.values()] if net_changed else [])
+                          networks=list(nets.values()) if net_changed else [])
 
 
 @router.get("/watch", response_model=WatchReply)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from dockyard.model.agent import ObservedState
 from dockyard.model.instance import DesiredState, InstanceState
 from dockyard.server.instances import record_event, touch_shared
-from dockyard.store import ledger, revision
+from dockyard.store import ledger, meta, revision
 from dockyard.store.tables import InstanceRow, OperationRow
 
 
@@ -54,8 +54,10 @@ def _remove(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str)
     host_id = row.host_id
     sess.delete(row)
     sess.flush()
+    rev = revision.bump(sess)
+    meta.put(sess, meta.NETWORKS_REVISION, str(rev))  # one peer fewer in /etc/hosts
     if had_cores and host_id:
-        touch_shared(sess, host_id, revision.bump(sess))
+        touch_shared(sess, host_id, rev)
 
 
 def apply_report(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str) -> None:
