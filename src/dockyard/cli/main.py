@@ -9,6 +9,8 @@ import typer
 from dockyard.cli import doctor, instances, up
 from dockyard.cli import stats as stats_cli
 from dockyard.cli.alerts import alert_app, alerts, webhook_app
+from dockyard.cli.audit import audit
+from dockyard.cli.backup import backup, restore
 from dockyard.cli.devcluster import dev_cluster_app
 from dockyard.cli.groups import host_app, network_app, volume_app
 from dockyard.cli.images import image_app
@@ -36,6 +38,9 @@ app.command("alerts")(alerts)
 app.command("stats")(stats_cli.stats)
 app.command("top")(stats_cli.top)
 app.command("doctor")(doctor.doctor)
+app.command("audit")(audit)
+app.command("backup")(backup)
+app.command("restore")(restore)
 app.add_typer(host_app, name="host")
 app.add_typer(network_app, name="network")
 app.add_typer(volume_app, name="volume")

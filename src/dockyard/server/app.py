@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from dockyard import api_errors
 from dockyard.config import ServerSettings, split_listen
-from dockyard.server import console
+from dockyard.server import audit, console
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.alerts.engine import AlertEngine, ensure_default_rules
 from dockyard.server.bootstrap import init_store
@@ -60,6 +60,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                   description="A private container cloud: VM-like machine containers.")
     app.state.ctx = ctx
     api_errors.install(app)
+    app.add_middleware(audit.AuditMiddleware, ctx=ctx)
     app.include_router(cluster.router)
     app.include_router(instances.router)
     app.include_router(console.router)
@@ -69,6 +70,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(feed_router)
     app.include_router(alerts.router)
     app.include_router(stats_router.router)
+    app.include_router(audit.router)
     return app
 
 
