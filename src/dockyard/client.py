@@ -7,7 +7,7 @@ Errors come back as the same `dockyard.errors` classes the server raised (rebuil
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -71,6 +71,21 @@ class ApiClient:
             after = page.get("next")
             if not after:
                 return items
+
+    def upload(self, path: str, data: BinaryIO, timeout: float = 3600.0, **params: Any) -> Any:
+        """POST a file as the raw request body, streamed from disk (never read whole)."""
+        try:
+            resp = self._http.post(path, content=iter(lambda: data.read(1 << 16), b""),
+                                   params=params, timeout=httpx.Timeout(10.0, read=timeout))
+        except httpx.HTTPError as exc:
+            raise BackendError(f"cannot reach Dockyard at {self.url}: {exc}") from exc
+        if resp.status_code >= 400:
+            try:
+                body: Any = resp.json()
+            except ValueError:
+                body = resp.text
+            raise from_body(resp.status_code, body)
+        return resp.json() if resp.content else None
 
     def stream(self, path: str, *, method: str = "GET", body: Any = None,
                **params: Any) -> Iterator[bytes]:

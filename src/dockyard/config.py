@@ -80,3 +80,5 @@ class AgentSettings:
     collector_interval: float = 10.0  # seconds between stats passes
     uplink: str | None = None  # NIC trunking networks to other hosts (agent/network.py)
     ovs_db: str | None = None  # ovsdb-server of this host, e.g. unix:/run/ovs/db.sock
+    image_budget: int | None = None  # bytes of images kept on the host; None: no image GC
+    image_gc_interval: float = 300.0  # seconds between image GC passes

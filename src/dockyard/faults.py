@@ -31,6 +31,14 @@ POINTS: frozenset[str] = frozenset({
     "server.delete.committed",
     "server.action.committed",
     "server.report.before_apply",
+    # server, cold migration (server/migrate.py): after each journalled step
+    "server.migrate.prepared",
+    "server.migrate.volumes_copied",
+    "server.migrate.stopped",
+    "server.migrate.committed",
+    "server.migrate.delta_copied",
+    "server.migrate.switched",
+    "server.migrate.running",
 })
 
 _hook: Callable[[str], None] | None = None

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import docker
 import docker.errors
@@ -77,6 +77,14 @@ CPU_PERIOD = 100_000  # µs, as docker's --cpus
 
 def cpu_quota(cpus: float | None) -> int | None:
     return int(cpus * CPU_PERIOD) if cpus else None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str
+    tags: list[str]
+    size: int
+    created: float  # epoch seconds
 
 
 @dataclass(frozen=True)
@@ -273,6 +281,59 @@ class DockerEngine:
             if target != source:
                 with suppress(NotFound, Conflict, BackendError), _translate(f"untag {target}"):
                     self.api.remove_image(target, noprune=True)
+
+    def load(self, archive: BinaryIO) -> list[str]:
+        """`docker load` from an open `docker save` archive (streamed from the file); the
+        names (or ids) dockerd says it loaded."""
+        loaded: list[str] = []
+        with _translate("load image archive"):
+            for message in self.api.load_image(archive):
+                _raise_stream_error("load image archive", message)
+                text = str(message.get("stream") or "")
+                for prefix in ("Loaded image: ", "Loaded image ID: "):
+                    if text.startswith(prefix):
+                        loaded.append(text[len(prefix):].strip())
+        return loaded
+
+    def tag(self, source: str, target: str) -> None:
+        repository, _, tag = target.rpartition(":")
+        with _translate(f"tag {source}"):
+            self.api.tag(source, repository, tag)
+
+    def remove_image(self, ref: str, untag_only: bool = False) -> None:
+        """Remove an image (or only this tag of it); one already gone is success."""
+        with suppress(NotFound), _translate(f"remove image {ref}"):
+            self.api.remove_image(ref, noprune=untag_only)
+
+    def commit(self, name: str, target: str, pause: bool) -> str:
+        """`docker commit` of a (running) container as `target`; the container keeps running
+        with the same PID (frozen meanwhile when `pause`)."""
+        repository, _, tag = target.rpartition(":")
+        with _translate(f"commit {name}"):
+            reply = self.api.commit(name, repository=repository, tag=tag, pause=pause)
+        return str(reply["Id"])
+
+    def image_records(self) -> list[ImageRecord]:
+        """Every image of the engine with its tags, size and creation time."""
+        with _translate("list images"):
+            rows = self.api.images()
+        return [ImageRecord(id=str(r["Id"]), tags=[t for t in r.get("RepoTags") or []
+                                                    if t != "<none>:<none>"],
+                            size=int(r.get("Size") or 0), created=float(r.get("Created") or 0))
+                for r in rows]
+
+    def images_in_use(self) -> set[str]:
+        """Image ids that any container (running or not) of the engine was made from."""
+        with _translate("list containers"):
+            return {str(c.get("ImageID") or "") for c in self.api.containers(all=True)}
+
+    def volume_path(self, name: str, create: bool = False) -> str:
+        """The host directory of a local volume (created first when asked)."""
+        if create:
+            with _translate(f"create volume {name}"):
+                self.api.create_volume(name)
+        with _translate(f"inspect volume {name}"):
+            return str(self.api.inspect_volume(name)["Mountpoint"])
 
     def inspect(self, name: str) -> ContainerInfo | None:
         try:

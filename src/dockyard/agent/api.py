@@ -8,8 +8,9 @@ Authenticated with the secret the agent handed the server at registration.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query
@@ -23,6 +24,7 @@ from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.adapters.machine_image import list_images
 from dockyard.agent import doctor
 from dockyard.agent.console import install_console
+from dockyard.agent.transfer import install_transfer
 from dockyard.errors import Conflict, DockyardError, InvalidRequest, NotFound, Unauthorized
 from dockyard.model import ids
 from dockyard.model.doctor import CheckResult
@@ -56,7 +58,8 @@ def push_lines(engine: DockerEngine, source: str, target: str) -> Iterator[bytes
 
 
 def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
-                     lxcfs: Lxcfs, registry: str = "") -> FastAPI:
+                     lxcfs: Lxcfs, registry: str = "", home: Path | None = None,
+                     forget: Callable[[str], None] | None = None) -> FastAPI:
     app = FastAPI(title="Dockyard agent", version="0.1.0")
     api_errors.install(app)
 
@@ -144,4 +147,6 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
         return doctor.examine(engine, lxcfs, cluster, wanted, ovs, server_time, received_at)
 
     install_console(app, engine, authorized, owned)
+    if home is not None:  # images, snapshots, migration (agent/transfer.py)
+        install_transfer(app, engine, authorized, registry, home, forget or (lambda _: None))
     return app

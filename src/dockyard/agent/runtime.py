@@ -29,6 +29,7 @@ from dockyard import faults
 from dockyard.adapters import hostinfo, netlink
 from dockyard.adapters.docker_engine import ContainerInfo, DockerEngine
 from dockyard.adapters.lxcfs import Lxcfs
+from dockyard.agent import imagegc
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
 from dockyard.agent.hostfiles import InstanceFiles
@@ -320,6 +321,16 @@ class Agent:
         self.stopping.wait(max(0.1, self.settings.collector_interval
                                - (time.monotonic() - started)))
 
+    def forget(self, instance_id: str) -> None:
+        """The instance left this host (migrated away): stop syncing its old desired state."""
+        self.desired.pop(instance_id, None)
+        self.reported.pop(instance_id, None)
+
+    def _image_gc_once(self) -> None:
+        self.stopping.wait(self.settings.image_gc_interval)
+        if self.settings.image_budget is not None:
+            imagegc.collect(self.engine, self.settings.image_budget)
+
     def _lxcfs_pids(self) -> list[int]:
         return [c.pid for c in self._own_containers()
                 if c.running and c.labels.get(ids.LABEL_LXCFS) == "1"]
@@ -329,7 +340,8 @@ class Agent:
         threads = [("watch", lambda: self._watch_once(state), 1.0),
                    ("heartbeat", self._heartbeat_once, 2.0),
                    ("events", self._events_once, 1.0),
-                   ("stats", self._stats_once, self.settings.collector_interval)]
+                   ("stats", self._stats_once, self.settings.collector_interval),
+                   ("image-gc", self._image_gc_once, 10.0)]
         for name, body, pause in threads:
             threading.Thread(target=self._loop, args=(name, body, pause), name=name,
                              daemon=True).start()
@@ -352,7 +364,7 @@ def run_agent(settings: AgentSettings) -> None:
     log.info("agent %s registered (cluster %s), API at %s", settings.name, agent.cluster, api_url)
     agent.start_threads()
     app = create_agent_app(agent.engine, agent.secret, agent.cluster, agent.lxcfs,
-                           agent.registry)
+                           agent.registry, settings.home, agent.forget)
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=1)
     try:

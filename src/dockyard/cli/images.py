@@ -129,6 +129,30 @@ def image_push(
     console.print(f"pushed {source} as {last.ref}", highlight=False)
 
 
+@image_app.command("import")
+def image_import(
+    archive: Annotated[Path, typer.Argument(help="a `docker save` tar", exists=True,
+                                            dir_okay=False)],
+    name: Annotated[str, typer.Argument(help="NAME:TAG in the registry")],
+    host: Annotated[str | None, typer.Option(help="the host whose agent loads and pushes it "
+                                             "(default: the only host, or `local`)")] = None,
+) -> None:
+    """Import an image archive into the registry (streamed; never held in memory)."""
+    params = {"name": name, **({"host": host} if host else {})}
+    with client() as api, archive.open("rb") as fh, console.status(f"importing {name}"):
+        reply = api.upload("/v1/images/import", fh, **params)
+    console.print(f"imported {archive.name} as {reply['ref']} (via {reply['host']})",
+                  highlight=False)
+
+
+@image_app.command("delete")
+def image_delete(ref: Annotated[str, typer.Argument(help="NAME:TAG")]) -> None:
+    """Delete an image from the registry (refused while an instance or snapshot uses it)."""
+    with client() as api:
+        api.delete(f"/v1/images/{ref}")
+    console.print(f"deleted {ref}", highlight=False)
+
+
 def _list_local(as_json: bool) -> None:
     engine = DockerEngine()
     try:

@@ -15,6 +15,7 @@ from dockyard.cli.devcluster import dev_cluster_app
 from dockyard.cli.groups import host_app, network_app, volume_app
 from dockyard.cli.images import image_app
 from dockyard.cli.output import err_console
+from dockyard.cli.snapshots import evacuate, migrate, rebuild, snapshot_app
 from dockyard.errors import DockyardError
 
 app = typer.Typer(help="Dockyard: a private container cloud of VM-like machine containers.",
@@ -31,6 +32,9 @@ app.command("stop")(instances.stop)
 app.command("restart")(instances.restart)
 app.command("delete")(instances.delete)
 app.command("resize")(instances.resize)
+app.command("migrate")(migrate)
+app.command("rebuild")(rebuild)
+app.command("evacuate")(evacuate)
 app.command("exec", context_settings={"allow_interspersed_args": False})(instances.exec_)
 app.command("logs")(instances.logs)
 app.command("events")(instances.events)
@@ -47,6 +51,7 @@ app.add_typer(volume_app, name="volume")
 app.add_typer(alert_app, name="alert")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(image_app, name="image")
+app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(dev_cluster_app, name="dev-cluster")
 
 

@@ -99,6 +99,9 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                                             "hosts (VLAN-tagged, through Open vSwitch)"),
           ovs_db: str | None = typer.Option(None, help="ovsdb-server socket (default: the "
                                             "system's), e.g. unix:/run/openvswitch/db.sock"),
+          image_budget: str | None = typer.Option(None, help="disk for images on this host, "
+                                                  "e.g. 20G: unused images beyond it are "
+                                                  "removed, oldest first (default: no GC)"),
           verbose: bool = False) -> None:
     """Run a host agent in the foreground (`dockyard host add NAME` prints the token)."""
     from dockyard.agent.runtime import run_agent
@@ -111,7 +114,8 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                             memory_bytes=parse_size(memory) if memory else None,
                             resync_interval=resync_interval,
                             collector_interval=collector_interval,
-                            labels=parse_labels(label), uplink=uplink, ovs_db=ovs_db))
+                            labels=parse_labels(label), uplink=uplink, ovs_db=ovs_db,
+                            image_budget=parse_size(image_budget) if image_budget else None))
 
 
 def _admin_token(db: Database, project_id: str, url: str) -> str:

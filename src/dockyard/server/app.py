@@ -19,10 +19,12 @@ from dockyard.server.alerts.engine import AlertEngine, ensure_default_rules
 from dockyard.server.bootstrap import init_store
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
+from dockyard.server.migrate import recover as recover_migrations
 from dockyard.server.notifier import Notifier
 from dockyard.server.registry import RegistryClient, RegistryProcess
 from dockyard.server.routers import alerts, cluster, images, instances, networks, volumes
 from dockyard.server.routers import stats as stats_router
+from dockyard.server.routers.snapshots import router as snapshots_router
 from dockyard.store.changes import ChangeChannel
 from dockyard.store.db import Database
 
@@ -46,7 +48,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
             registry.start()  # here, in the main thread: the child dies with it
             await asyncio.to_thread(registry.wait_ready)
         alert_loop = asyncio.create_task(AlertEngine(db, settings, ctx.notifier.bump).run())
+        recovery = asyncio.create_task(asyncio.to_thread(recover_migrations, ctx))
         yield
+        recovery.cancel()
         alert_loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await alert_loop
@@ -66,6 +70,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(console.router)
     app.include_router(networks.router)
     app.include_router(volumes.router)
+    app.include_router(snapshots_router)
     app.include_router(images.router)
     app.include_router(feed_router)
     app.include_router(alerts.router)

@@ -175,6 +175,22 @@ class RegistryClient:
                  *(manifest.get("manifests") or [])]  # an index: its manifests' own sizes
         return sum(int(p.get("size") or 0) for p in parts)
 
+    def delete(self, name: str, tag: str) -> bool:
+        """Delete NAME:TAG's manifest (every tag of that manifest goes with it; blobs stay
+        until the registry's garbage collection). False when the tag was unknown."""
+        resp = self._get(f"/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES})
+        digest = resp.headers.get("Docker-Content-Digest")
+        if resp.status_code == 404 or not digest:
+            return False
+        try:
+            gone = self._http.delete(f"/v2/{name}/manifests/{digest}")
+        except httpx.HTTPError as exc:
+            raise BackendError(f"registry {self.address} unreachable: {exc}") from exc
+        if gone.status_code >= 400 and gone.status_code != 404:
+            raise BackendError(f"registry {self.address}: DELETE {name}:{tag}: "
+                               f"{gone.status_code} {gone.text[:200]}")
+        return True
+
     def image(self, name: str, tag: str) -> RegistryImage | None:
         size = self.size(name, tag)
         if size is None:

@@ -155,6 +155,25 @@ class OperationRow(Base):
                                                  onupdate=utcnow)
 
 
+class SnapshotRow(Base):
+    """An image committed from an instance and pushed to the registry; its named volumes are
+    archived beside it (HOME/snapshots/<id>/volumes/<name>.tar). `spec` keeps what a launch
+    from it needs (hostname, limits, env, network, options)."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_snapshot_name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    instance_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    instance_name: Mapped[str] = mapped_column(String(63))
+    image: Mapped[str] = mapped_column(String(255))
+    volumes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class EventRow(Base):
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -4,6 +4,9 @@
                                  engine has the image (asked through their agents, in parallel)
     GET  /v1/images/{NAME:TAG}   one image, 404 when the registry lacks it
     POST /v1/images/push         the host's agent tags + pushes; progress as JSON lines
+    POST /v1/images/import       body: a `docker save` archive, streamed through to the
+                                 chosen host's agent (docker load, tag, push); never in memory
+    DELETE /v1/images/{NAME:TAG} 409 while an instance or a snapshot uses it
 """
 
 from __future__ import annotations
@@ -11,17 +14,18 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from dockyard.errors import BackendError, InvalidRequest, NotFound
+from dockyard.errors import BackendError, Conflict, InvalidRequest, NotFound
 from dockyard.model.image import ImagePush, RegistryImage, split_ref
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
-from dockyard.store.tables import HostRow
+from dockyard.server.transfers import HostTarget
+from dockyard.store.tables import HostRow, InstanceRow, SnapshotRow
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
@@ -95,6 +99,41 @@ def _push_host(ctx: ServerContext, wanted: str | None) -> Target:
     if local:
         return local[0]
     raise InvalidRequest(f"{len(targets)} hosts are up: say which one has the image (host)")
+
+
+@router.post("/import")
+async def import_image(name: str, request: Request, host: str | None = None,
+                       _: Caller = Depends(auth.admin),
+                       ctx: ServerContext = Depends(auth.context)) -> dict[str, str]:
+    """Import a `docker save` archive (the request body) as NAME:TAG into the registry,
+    through one host's agent; 400 when the body is not an image archive."""
+    registry, repo, tag = split_ref(name)
+    if registry or not repo:
+        raise InvalidRequest(f"{name}: give NAME:TAG without a registry")
+    target = HostTarget(*await run_in_threadpool(_push_host, ctx, host))
+    ref = await target.load_image(f"{repo}:{tag}", request.stream())
+    return {"ref": ref, "host": target.name}
+
+
+def _delete(ctx: ServerContext, ref: str) -> None:
+    registry, name, tag = split_ref(ref)
+    full = f"{ctx.registry.address}/{name}:{tag}"
+    if registry not in ("", ctx.registry.address) or ctx.registry.size(name, tag) is None:
+        raise NotFound(f"image {ref} is not in the registry {ctx.registry.address}")
+    with ctx.db.session() as sess:
+        users = list(sess.scalars(select(InstanceRow.name).where(
+            InstanceRow.image.in_([full, f"{name}:{tag}"]))))
+        users += [f"snapshot {s}" for s in sess.scalars(
+            select(SnapshotRow.name).where(SnapshotRow.image == full))]
+    if users:
+        raise Conflict(f"image {ref} is in use by {', '.join(sorted(users))}")
+    ctx.registry.delete(name, tag)
+
+
+@router.delete("/{ref:path}", status_code=204)
+async def delete_image(ref: str, _: Caller = Depends(auth.admin),
+                       ctx: ServerContext = Depends(auth.context)) -> None:
+    await run_in_threadpool(_delete, ctx, ref)
 
 
 @router.post("/push", responses={200: {"content": {"application/x-ndjson": {}},

@@ -26,6 +26,7 @@ from dockyard.model.instance import (
 from dockyard.server import auth, hosts, instances, resize
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
+from dockyard.server.snapshots import prepare_launch
 from dockyard.server.waiting import wait_for
 from dockyard.store import records
 from dockyard.store.tables import EventRow, HostRow, InstanceRow
@@ -67,6 +68,7 @@ async def create_instance(spec: InstanceCreate, wait: bool = False,
     if explain:
         result = await run_in_threadpool(instances.explain_placement, ctx, project, spec)
         return JSONResponse(result.model_dump(mode="json"), status_code=200)
+    spec = await run_in_threadpool(prepare_launch, ctx, project, spec)  # SNAPSHOT as image
     instance_id, op_id = await run_in_threadpool(instances.create, ctx, project, spec)
     if wait:
         await wait_for(ctx, op_id, ctx.settings.wait_timeout)

@@ -1,0 +1,75 @@
+"""Volume contents as tar streams (GNU tar): archive a directory, fill one from a stream,
+and the delta pass of a migration (files changed since a time, then prune what the source no
+longer has). Streams go through pipes, never whole into memory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from dockyard.errors import BackendError, InvalidRequest
+
+CHUNK = 1 << 16
+
+
+def tar_stream(path: str, newer_than: float | None = None) -> Iterator[bytes]:
+    """The directory as a tar stream; with `newer_than` (epoch seconds) only entries whose
+    data or status changed since then (directories always come along)."""
+    args = ["tar", "-C", path, "--numeric-owner", "-cf", "-"]
+    if newer_than is not None:
+        args.append(f"--newer=@{newer_than:.3f}")
+    proc = subprocess.Popen([*args, "."], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        while chunk := proc.stdout.read(CHUNK):
+            yield chunk
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read() if proc.stderr else b""
+        if proc.wait() not in (0, 1):  # 1: a file changed while read (the live pass)
+            raise BackendError(f"tar of {path}: {err.decode(errors='replace')[:300]}")
+
+
+def untar(path: str, chunks: Iterable[bytes]) -> None:
+    """Extract a tar stream into `path` (kept: owners, modes, times)."""
+    os.makedirs(path, exist_ok=True)
+    proc = subprocess.Popen(["tar", "-C", path, "--numeric-owner", "-xpf", "-"],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        for chunk in chunks:
+            proc.stdin.write(chunk)
+    except BrokenPipeError:
+        pass
+    finally:
+        proc.stdin.close()
+    err = proc.stderr.read() if proc.stderr else b""
+    if proc.wait() != 0:
+        raise InvalidRequest(f"not a tar archive (or cannot extract into {path}): "
+                             f"{err.decode(errors='replace')[:300]}")
+
+
+def paths(path: str) -> list[str]:
+    """Every entry below `path`, relative."""
+    root = Path(path)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def prune(path: str, keep: set[str]) -> int:
+    """Remove entries the source no longer has; returns how many went."""
+    root = Path(path)
+    gone = 0
+    for rel in sorted(paths(path), key=len, reverse=True):
+        if rel in keep:
+            continue
+        target = root / rel
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+        gone += 1
+    return gone

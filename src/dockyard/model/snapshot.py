@@ -1,0 +1,46 @@
+"""Snapshots: an instance committed to the registry, its named volumes archived beside it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from dockyard.model.validators import NAME_RE
+
+
+class SnapshotCreate(BaseModel):
+    tag: str | None = Field(None, pattern=NAME_RE.pattern, description="the snapshot's "
+                            "name (default: INSTANCE-YYYYMMDD-HHMMSS)")
+    pause: bool = Field(False, description="freeze the instance during the commit "
+                        "(consistent root filesystem; the same PID after)")
+
+
+class SnapshotVolume(BaseModel):
+    name: str
+    target: str
+    read_only: bool = False
+    size: int = 0
+
+
+class Snapshot(BaseModel):
+    id: str
+    name: str
+    project: str
+    instance: str
+    image: str
+    volumes: list[SnapshotVolume]
+    size: int
+    created_at: datetime
+
+
+class MigrateRequest(BaseModel):
+    host: str | None = Field(None, description="target host (default: the scheduler picks)")
+
+
+class RebuildRequest(BaseModel):
+    image: str = Field(min_length=1, max_length=255)
+
+
+class EvacuateRequest(BaseModel):
+    force: bool = Field(False, description="also for a host that is up")

@@ -1,0 +1,351 @@
+"""Cold migration, as an operation whose steps are journalled (DESIGN.md "Operations").
+
+    begin: checks (running, not moving, target up/other/room: 409 with the scheduler's
+           reasons) ─▶ target cores reserved (host version CAS), op `migrate` recorded
+    volumes_copied   target agent pulls each named volume from the source agent (one-time
+                     token from the server) while the instance runs
+    stopped          desired stopped on the source; its agent stops it and reports
+    committed        source agent: docker commit + push REGISTRY/migrate/…:g<gen+1>
+    delta_copied     second pass: entries changed since the first pass began, then pruned
+    switched         ONE transaction: host_id = target, generation + 1, image = the commit,
+                     source cores released, volumes re-bound ─▶ the target's agent creates it
+                     with the same IP/MAC/hostname/limits (plumb sends a gratuitous ARP)
+    running          the target reported running at the new generation
+    source_removed   the source copy (and its volumes) removed; downtime recorded as an event
+Any failure ─▶ rollback: before `switched` the source simply runs again (desired running);
+after it, the instance is switched back to the source with generation + 1 more (the stale
+source container is set aside and remade from the commit, its volumes still there). A server
+that died mid-way calls `recover` at start: the same rollback, or finishing the clean-up when
+the target already runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from dockyard import faults
+from dockyard.errors import BackendError, Conflict, DockyardError, NotFound, NoValidHost
+from dockyard.model.instance import DesiredState, InstanceState
+from dockyard.model.volume import docker_volume_name
+from dockyard.scheduler import PlacementRequest, explain, place
+from dockyard.server.context import ServerContext
+from dockyard.server.instances import record_event, start_operation, touch_shared
+from dockyard.server.placement import snapshot
+from dockyard.server.snapshots import host_target, named_volumes
+from dockyard.server.transfers import HostTarget
+from dockyard.store import ledger, records, revision
+from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, OperationRow, VolumeRow
+
+log = logging.getLogger(__name__)
+STATE_TIMEOUT = 90.0  # seconds to wait for an agent's report of a stop or a start
+DELTA_MARGIN = 2.0  # seconds: the delta pass re-sends what changed a little before pass one
+
+
+def request_for(row: InstanceRow, host: str | None) -> PlacementRequest:
+    opts = row.options
+    return PlacementRequest(cores=int(row.limits.get("cores", 0)),
+                            memory_bytes=row.limits.get("memory_bytes"),
+                            pids=int(row.limits.get("pids", 0) or 0) or None,
+                            network_id=row.network_id, host=host,
+                            constraints=dict(opts.get("constraints", {})),
+                            anti_affinity=opts.get("anti_affinity"),
+                            strategy=opts.get("strategy", "spread"))
+
+
+def choose_target(ctx: ServerContext, sess: Session, row: InstanceRow,
+                  to: str | None) -> tuple[HostRow, list[int]]:
+    """The target host and its cores, reserved (version CAS); 409 with reasons otherwise."""
+    snap, versions = snapshot(sess, ctx.settings)
+    if to is not None:
+        host = sess.scalar(select(HostRow).where(HostRow.name == to))
+        if host is None:
+            raise NotFound(f"host {to!r} not found")
+        if host.id == row.host_id:
+            raise Conflict(f"instance {row.name} already runs on {to}")
+        if host.state != "up":
+            raise Conflict(f"host {to} is {host.state}")
+        plan = place(request_for(row, to), snap)
+    else:
+        request = request_for(row, None)
+        fits = [v for v in explain(request, snap) if v.reason is None
+                and v.name != _host_name(sess, row.host_id)]
+        if not fits:
+            raise NoValidHost(f"no other host fits: {_reasons(request, snap, sess, row)}")
+        best = max(fits, key=lambda v: v.score or 0.0)
+        plan = place(request_for(row, best.name), snap)
+    ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
+    ledger.reserve_cores(sess, plan.host_id, plan.cores, row.id)
+    host = sess.get(HostRow, plan.host_id)
+    assert host is not None
+    return host, list(plan.cores)
+
+
+def _reasons(request: PlacementRequest, snap: Any, sess: Session, row: InstanceRow) -> str:
+    own = _host_name(sess, row.host_id)
+    return "; ".join(f"{v.name}: {v.reason or 'is the source'}" for v in explain(request, snap)
+                     if v.name != own or v.reason) or "the cluster has no other host"
+
+
+def _host_name(sess: Session, host_id: str | None) -> str:
+    host = sess.get(HostRow, host_id) if host_id else None
+    return host.name if host else ""
+
+
+def _begin(ctx: ServerContext, project_id: str, ref: str,
+           to: str | None) -> tuple[str, str]:
+    with ctx.db.session() as sess:
+        row = records.instance_by_ref(sess, project_id, ref)
+        if row.state != InstanceState.running or row.desired_state != DesiredState.running:
+            raise Conflict(f"instance {row.name} is {row.state}: only a running instance "
+                           "migrates")
+        if row.options.get("migrating"):
+            raise Conflict(f"instance {row.name} is already being migrated")
+        source = host_target(sess, row.host_id, f"instance {row.name}")
+        target, cores = choose_target(ctx, sess, row, to)
+        op = start_operation(sess, row, "migrate", state="running", source=source.name,
+                             target=target.name, source_id=row.host_id, target_id=target.id,
+                             cores=cores, generation=row.generation)
+        row.options = {**row.options, "migrating": op.id}
+        record_event(sess, row, "migrate", f"migration {source.name} -> {target.name} begins")
+        return op.id, row.id
+
+
+def step(ctx: ServerContext, op_id: str, name: str, **data: Any) -> None:
+    with ctx.db.session() as sess:
+        op = sess.get(OperationRow, op_id)
+        assert op is not None
+        op.steps = [*op.steps, {"step": name, "at": datetime.now(UTC).isoformat(), **data}]
+    faults.point(f"server.migrate.{name}")
+
+
+def _targets(ctx: ServerContext, op_id: str) -> tuple[dict[str, Any], HostTarget, HostTarget]:
+    with ctx.db.session() as sess:
+        op = sess.get(OperationRow, op_id)
+        assert op is not None
+        plan = dict(op.steps[0]["target"])
+        hosts = [sess.get(HostRow, plan[k]) for k in ("source_id", "target_id")]
+        src, dst = (HostTarget(h.name, h.api_url, h.api_secret) if h else
+                    HostTarget("?", "", "") for h in hosts)
+        return plan, src, dst
+
+
+def _volumes(ctx: ServerContext, instance_id: str) -> list[str]:
+    with ctx.db.session() as sess:
+        row = sess.get(InstanceRow, instance_id)
+        return [name for _, name in named_volumes(sess, row)] if row else []
+
+
+def migrate(ctx: ServerContext, project_id: str, ref: str, to: str | None) -> dict[str, Any]:
+    op_id, instance_id = _begin(ctx, project_id, ref, to)
+    try:
+        downtime = _run(ctx, op_id, instance_id)
+    except DockyardError as exc:
+        log.warning("migration %s failed: %s", op_id, exc.message)
+        rollback(ctx, op_id, instance_id, exc.message)
+        raise BackendError(f"migration failed, the instance runs on its source host "
+                           f"again: {exc.message}") from exc
+    plan, _, _ = _targets(ctx, op_id)
+    return {"operation": op_id, "source": plan["source"], "target": plan["target"],
+            "downtime": round(downtime, 3)}
+
+
+def _run(ctx: ServerContext, op_id: str, instance_id: str) -> float:
+    plan, src, dst = _targets(ctx, op_id)
+    volumes = _volumes(ctx, instance_id)
+    dst.pull_image(_image(ctx, instance_id))  # the base layers, before the downtime
+    step(ctx, op_id, "prepared")
+    first = time.time()
+    for name in volumes:
+        first = min(first, dst.pull_volume(name, src, None, prune=False))
+    step(ctx, op_id, "volumes_copied", volumes=volumes)
+    stopped_at = time.monotonic()
+    set_desired(ctx, instance_id, DesiredState.stopped)
+    wait_state(ctx, instance_id, InstanceState.stopped, int(plan["generation"]))
+    step(ctx, op_id, "stopped")
+    image = _commit_image(ctx, instance_id, src, int(plan["generation"]) + 1)
+    step(ctx, op_id, "committed", image=image)
+    for name in volumes:
+        dst.pull_volume(name, src, first - DELTA_MARGIN, prune=True)
+    step(ctx, op_id, "delta_copied")
+    switch(ctx, instance_id, plan, image, to_target=True)
+    step(ctx, op_id, "switched")
+    wait_state(ctx, instance_id, InstanceState.running, int(plan["generation"]) + 1)
+    downtime = time.monotonic() - stopped_at
+    step(ctx, op_id, "running", downtime=round(downtime, 3))
+    _remove_source(src, instance_id, int(plan["generation"]), volumes)
+    finish(ctx, op_id, instance_id, "success", None,
+           f"migrated {plan['source']} -> {plan['target']}, downtime {downtime:.2f} s")
+    return downtime
+
+
+def _image(ctx: ServerContext, instance_id: str) -> str:
+    with ctx.db.session() as sess:
+        row = sess.get(InstanceRow, instance_id)
+        return row.image if row else ""
+
+
+def _commit_image(ctx: ServerContext, instance_id: str, src: HostTarget, gen: int) -> str:
+    with ctx.db.session() as sess:
+        row = sess.get(InstanceRow, instance_id)
+        assert row is not None
+        target = f"{ctx.registry.address}/migrate/{row.project_id}-{row.name}:g{gen}"
+    return src.commit(instance_id, target, pause=False)
+
+
+def _remove_source(src: HostTarget, instance_id: str, generation: int,
+                   volumes: list[str]) -> None:
+    try:
+        src.discard(instance_id, generation)
+        for name in volumes:
+            src.remove_volume(name)
+    except DockyardError as exc:  # the orphan scan stops it; never fatal after the switch
+        log.warning("migration: source copy of %s left: %s", instance_id, exc.message)
+
+
+def set_desired(ctx: ServerContext, instance_id: str, desired: DesiredState) -> None:
+    with ctx.db.session() as sess:
+        row = sess.get(InstanceRow, instance_id)
+        if row is None:
+            raise NotFound(f"instance {instance_id} vanished")
+        row.desired_state = desired
+        row.state = (InstanceState.stopping if desired == DesiredState.stopped
+                     else InstanceState.starting)
+        row.revision = revision.bump(sess)
+    ctx.notifier.bump()
+
+
+def wait_state(ctx: ServerContext, instance_id: str, state: InstanceState,
+               generation: int, timeout: float = STATE_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with ctx.db.session() as sess:
+            row = sess.get(InstanceRow, instance_id)
+            if row is None:
+                raise NotFound(f"instance {instance_id} vanished")
+            if row.state == state and row.generation == generation:
+                return
+            if row.state == InstanceState.error:
+                raise BackendError(f"instance {row.name}: {row.message or 'error'}")
+        if time.monotonic() > deadline:
+            raise BackendError(f"no {state} report within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def switch(ctx: ServerContext, instance_id: str, plan: dict[str, Any], image: str | None,
+           to_target: bool) -> None:
+    """Host and generation change in one transaction, cores and volumes follow."""
+    new, old = ((plan["target_id"], plan["source_id"]) if to_target
+                else (plan["source_id"], plan["target_id"]))
+    with ctx.db.session() as sess:
+        row = sess.get(InstanceRow, instance_id)
+        assert row is not None
+        row.host_id = new
+        row.generation += 1
+        row.image = image or row.image
+        row.desired_state, row.state = DesiredState.running, InstanceState.starting
+        sess.execute(delete(CoreAllocationRow).where(CoreAllocationRow.instance_id == row.id,
+                                                     CoreAllocationRow.host_id == old))
+        if not to_target:
+            ledger.reserve_cores(sess, new, _source_cores(row), row.id)
+        for vol in sess.scalars(select(VolumeRow).where(VolumeRow.host_id == old)):
+            if docker_volume_name(vol.id) in [n for _, n in named_volumes(sess, row)]:
+                vol.host_id = new
+        rev = revision.bump(sess)
+        row.revision = rev
+        if int(row.limits.get("cores", 0)):
+            touch_shared(sess, new, rev)
+            touch_shared(sess, old, rev)
+    ctx.notifier.bump()
+
+
+def _source_cores(row: InstanceRow) -> list[int]:
+    cpuset = str(row.limits.get("cpuset") or "")
+    if not int(row.limits.get("cores", 0)) or not cpuset:
+        return []
+    return records_cores(cpuset)
+
+
+def records_cores(cpuset: str) -> list[int]:
+    cores: list[int] = []
+    for part in cpuset.split(","):
+        lo, _, hi = part.partition("-")
+        cores += list(range(int(lo), int(hi or lo) + 1))
+    return cores
+
+
+def finish(ctx: ServerContext, op_id: str, instance_id: str, status: str, error: str | None,
+           message: str) -> None:
+    with ctx.db.session() as sess:
+        op = sess.get(OperationRow, op_id)
+        row = sess.get(InstanceRow, instance_id)
+        if op is not None:
+            op.status, op.error = status, error
+            op.steps = [*op.steps, {"step": status, "at": datetime.now(UTC).isoformat()}]
+        if row is not None:
+            row.options = {k: v for k, v in row.options.items() if k != "migrating"}
+            record_event(sess, row, "migrated" if status == "success" else "migrate_failed",
+                         message)
+    ctx.notifier.bump()
+
+
+def rollback(ctx: ServerContext, op_id: str, instance_id: str, reason: str) -> None:
+    """Back to the source: the instance runs there as before (see the module docstring)."""
+    plan, src, dst = _targets(ctx, op_id)
+    with ctx.db.session() as sess:
+        op = sess.get(OperationRow, op_id)
+        done = {s.get("step") for s in op.steps} if op else set()
+        row = sess.get(InstanceRow, instance_id)
+        generation = row.generation if row else 0
+    if "switched" in done:
+        switch(ctx, instance_id, plan, None, to_target=False)
+        _best_effort(lambda: dst.discard(instance_id, generation))
+    else:
+        with ctx.db.session() as sess:
+            sess.execute(delete(CoreAllocationRow).where(
+                CoreAllocationRow.instance_id == instance_id,
+                CoreAllocationRow.host_id == plan["target_id"]))
+        set_desired(ctx, instance_id, DesiredState.running)
+    for name in _volumes(ctx, instance_id):
+        _best_effort(lambda n=name: dst.remove_volume(n))  # type: ignore[misc]
+    finish(ctx, op_id, instance_id, "failure", reason,
+           f"migration to {plan['target']} failed ({reason}); back on {plan['source']}")
+    _best_effort(lambda: wait_state(ctx, instance_id, InstanceState.running,
+                                    _generation(ctx, instance_id), timeout=60.0))
+
+
+def _generation(ctx: ServerContext, instance_id: str) -> int:
+    with ctx.db.session() as sess:
+        row = sess.get(InstanceRow, instance_id)
+        return row.generation if row else 0
+
+
+def _best_effort(call: Any) -> None:
+    try:
+        call()
+    except DockyardError as exc:
+        log.warning("migration clean-up: %s", exc.message)
+
+
+def recover(ctx: ServerContext) -> None:
+    """At server start: every migration left running is rolled back, or finished when its
+    instance already runs on the target (the switch committed)."""
+    with ctx.db.session() as sess:
+        ops = [(op.id, op.instance_id, {s.get("step") for s in op.steps})
+               for op in sess.scalars(select(OperationRow).where(
+                   OperationRow.kind == "migrate", OperationRow.status == "running"))]
+    for op_id, instance_id, done in ops:
+        if instance_id is None:
+            continue
+        if "running" in done:
+            plan, src, _ = _targets(ctx, op_id)
+            _remove_source(src, instance_id, int(plan["generation"]), _volumes(ctx, instance_id))
+            finish(ctx, op_id, instance_id, "success", None, "migration finished after a "
+                   "server restart")
+        else:
+            rollback(ctx, op_id, instance_id, "the server restarted mid-migration")
