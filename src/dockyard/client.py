@@ -7,17 +7,22 @@ Errors come back as the same `dockyard.errors` classes the server raised (rebuil
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import httpx
 
 from dockyard.errors import BackendError, from_body
+from dockyard.tls import client_context
 
 
 class ApiClient:
-    def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, token: str, timeout: float = 60.0,
+                 ca: Path | str | None = None) -> None:
+        """`ca`: the cluster CA that signed an https server's certificate (None: the
+        system's trust store)."""
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout,
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=client_context(ca),
                                   headers={"Authorization": f"Bearer {token}"})
 
     def close(self) -> None:

@@ -48,6 +48,7 @@ class ServerSettings:
     stats_max_age: float = 7 * 24 * 3600.0  # samples older than this are dropped
     registry_url: str = f"http://{DEFAULT_REGISTRY_LISTEN}"  # where instances' images live
     registry_managed: bool = False  # the server starts docker-registry there (unless it answers)
+    tls_dir: Path | None = None  # serve HTTPS with the cluster CA kept here (see dockyard/tls.py)
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'dockyard.db'}"
@@ -80,5 +81,6 @@ class AgentSettings:
     collector_interval: float = 10.0  # seconds between stats passes
     uplink: str | None = None  # NIC trunking networks to other hosts (agent/network.py)
     ovs_db: str | None = None  # ovsdb-server of this host, e.g. unix:/run/ovs/db.sock
+    ca: Path | None = None  # the cluster CA: trust the server by it, serve the API over TLS
     image_budget: int | None = None  # bytes of images kept on the host; None: no image GC
     image_gc_interval: float = 300.0  # seconds between image GC passes

@@ -61,6 +61,7 @@ class Dockyard:
     port: int
     subnet: str
     registry_port: int = 0  # its own registry (never a user's on :5000); 0 = a free port
+    tls: bool = False  # `up --tls`: https with the cluster CA in home/tls
     proc: subprocess.Popen[bytes] | None = None
     cluster: str = ""
     bridges: set[str] = field(default_factory=set)
@@ -72,7 +73,7 @@ class Dockyard:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
@@ -92,7 +93,8 @@ class Dockyard:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "dockyard"), "up", "--home", str(self.home), "--listen",
                  f"127.0.0.1:{self.port}", "--subnet", self.subnet, "--resync-interval", "5",
-                 "--collector-interval", "1", "--registry-listen", self.registry],
+                 "--collector-interval", "1", "--registry-listen", self.registry,
+                 *(["--tls"] if self.tls else [])],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -130,7 +132,8 @@ class Dockyard:
         return str(cfg["token"])
 
     def api(self) -> ApiClient:
-        return ApiClient(self.url, self.token(), timeout=120)
+        ca = self.home / "tls" / "ca.pem" if self.tls else None
+        return ApiClient(self.url, self.token(), timeout=120, ca=ca)
 
     def cli(self, *args: str, timeout: float = 120) -> CliResult:
         proc = subprocess.run([str(VENV_BIN / "dockyard"), *args], capture_output=True,

@@ -29,7 +29,7 @@ from dockyard import faults
 from dockyard.adapters import hostinfo, netlink
 from dockyard.adapters.docker_engine import ContainerInfo, DockerEngine
 from dockyard.adapters.lxcfs import Lxcfs
-from dockyard.agent import imagegc
+from dockyard.agent import certs, imagegc
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
 from dockyard.agent.hostfiles import InstanceFiles
@@ -44,8 +44,8 @@ from dockyard.errors import DockyardError, NotFound, TemporaryError
 from dockyard.model import ids
 from dockyard.model.agent import (
     AgentEvent,
-    DesiredNetwork,
     DesiredInstance,
+    DesiredNetwork,
     Heartbeat,
     ObservedState,
     Registration,
@@ -85,7 +85,8 @@ class Agent:
         self.engine = DockerEngine(settings.docker_url)
         self.network = LinuxHostNetwork(settings.uplink, settings.ovs_db)
         self.files = InstanceFiles(settings.home)
-        self.client = ApiClient(settings.server, settings.token, timeout=WATCH_TIMEOUT + 15)
+        self.client = ApiClient(settings.server, settings.token, timeout=WATCH_TIMEOUT + 15,
+                                ca=settings.ca)
         self.queue = WorkQueue()
         self.desired: dict[str, DesiredInstance] = {}
         self.bridges: dict[str, str] = {}  # network id -> bridge
@@ -113,9 +114,10 @@ class Agent:
             routes=netlink.list_routes(), docker_version=self.engine.version(),
             kernel=hostinfo.kernel_release())
 
-    def register(self, api_url: str) -> RegistrationReply:
+    def register(self, api_url: str, csr: str = "") -> RegistrationReply:
         body = Registration(name=self.settings.name, api_url=api_url, api_secret=self.secret,
-                            inventory=self.inventory(), labels=dict(self.settings.labels))
+                            inventory=self.inventory(), labels=dict(self.settings.labels),
+                            csr=csr)
         while True:
             try:
                 reply = RegistrationReply.model_validate(
@@ -358,15 +360,18 @@ def run_agent(settings: AgentSettings) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    api_url = f"http://{host}:{sock.getsockname()[1]}"
+    pending = certs.request(settings)  # TLS cluster: serve https with a CA-signed cert
+    api_url = f"{'https' if pending else 'http'}://{host}:{sock.getsockname()[1]}"
     agent = Agent(settings)
-    agent.register(api_url)
+    reply = agent.register(api_url, pending.csr if pending else "")
+    cert, key = certs.install(settings.home, pending, reply.certificate) if pending \
+        else (None, None)
     log.info("agent %s registered (cluster %s), API at %s", settings.name, agent.cluster, api_url)
     agent.start_threads()
     app = create_agent_app(agent.engine, agent.secret, agent.cluster, agent.lxcfs,
                            agent.registry, settings.home, agent.forget)
     config = uvicorn.Config(app, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=1)
+                            timeout_graceful_shutdown=1, ssl_certfile=cert, ssl_keyfile=key)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

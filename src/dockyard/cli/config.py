@@ -1,5 +1,6 @@
-"""Where the CLI finds the server: DOCKYARD_URL / DOCKYARD_TOKEN, else the config file
-(`$DOCKYARD_CONFIG`, default `~/.config/dockyard/config.json`, mode 0600)."""
+"""Where the CLI finds the server: DOCKYARD_URL / DOCKYARD_TOKEN / DOCKYARD_CA, else the config
+file (`$DOCKYARD_CONFIG`, default `~/.config/dockyard/config.json`, mode 0600; `ca` is the
+cluster CA an https server's certificate is checked against)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ def config_path() -> Path:
     return Path(env) if env else Path.home() / ".config" / "dockyard" / "config.json"
 
 
-def write_config(url: str, token: str, path: Path | None = None) -> Path:
+def write_config(url: str, token: str, path: Path | None = None, ca: Path | None = None) -> Path:
+    """`ca`: the cluster CA of an https server, kept as the config's `ca` field."""
     path = path or config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"url": url, "token": token}, fh)
+        json.dump({"url": url, "token": token, **({"ca": str(ca)} if ca else {})}, fh)
     os.replace(tmp, path)
     return path
 
@@ -45,4 +47,9 @@ def client(timeout: float = 130.0) -> ApiClient:
     if not url or not token:
         raise InvalidRequest(f"no Dockyard server configured: run `dockyard up`, or set "
                              f"DOCKYARD_URL and DOCKYARD_TOKEN (config: {config_path()})")
-    return ApiClient(url, token, timeout=timeout)
+    return ApiClient(url, token, timeout=timeout, ca=ca_path(cfg))
+
+
+def ca_path(cfg: dict[str, str]) -> str | None:
+    """The CA the CLI trusts for Dockyard: DOCKYARD_CA, else the config's `ca`."""
+    return os.environ.get("DOCKYARD_CA") or cfg.get("ca") or None

@@ -14,6 +14,7 @@ import json
 import os
 import select
 import signal
+import ssl
 import sys
 import termios
 import threading
@@ -25,7 +26,7 @@ from urllib.parse import quote, urlencode
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from dockyard.cli.config import config_path, read_config
+from dockyard.cli.config import ca_path, config_path, read_config
 from dockyard.errors import BackendError, InvalidRequest, from_body
 
 DEFAULT_SIZE = (80, 24)
@@ -57,8 +58,10 @@ def terminal_size() -> tuple[int, int]:
 def _connect(name: str, query: str) -> ClientConnection:
     url, token = _server()
     target = (url.replace("http", "ws", 1) + f"/v1/instances/{quote(name, safe='')}/console")
+    ca = ca_path(read_config())
+    context = ssl.create_default_context(cafile=ca) if ca and url.startswith("https") else None
     try:
-        return connect(f"{target}?{query}", open_timeout=30,
+        return connect(f"{target}?{query}", open_timeout=30, ssl=context,
                        additional_headers={"Authorization": f"Bearer {token}"})
     except InvalidStatus as exc:
         body = exc.response.body.decode(errors="replace") if exc.response.body else ""

@@ -25,6 +25,7 @@ from dockyard.config import (
     AgentSettings,
     ServerSettings,
     env_home,
+    split_listen,
 )
 from dockyard.errors import BackendError, DockyardError, NotFound
 from dockyard.model.units import parse_size
@@ -32,6 +33,7 @@ from dockyard.scheduler.cpusets import parse_cpuset
 from dockyard.server.bootstrap import init_store, mint_admin_token, mint_host_token
 from dockyard.store import tokens
 from dockyard.store.db import Database
+from dockyard.tls import TlsFiles, ensure_ca, ensure_server_cert, server_names
 
 HomeOpt = Annotated[Path, typer.Option(help="state directory [env DOCKYARD_HOME]",
                                        default_factory=env_home)]
@@ -66,6 +68,9 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                                                "the registry the server starts (data in "
                                                "HOME/registry); one already answering there "
                                                "is used"),
+           tls: bool = typer.Option(False, "--tls", help="serve HTTPS with the cluster CA "
+                                    "in HOME/tls (created when missing); agents then need "
+                                    "--ca HOME/tls/ca.pem"),
            verbose: bool = False) -> None:
     """Run the API server in the foreground."""
     from dockyard.server.app import run_server
@@ -77,7 +82,8 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                               rss_for=rss_for, load_for=load_for,
                               webhook_retry_base=webhook_retry_base,
                               registry_url=registry or f"http://{registry_listen}",
-                              registry_managed=registry is None))
+                              registry_managed=registry is None,
+                              tls_dir=home / "tls" if tls else None))
 
 
 def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
@@ -102,6 +108,9 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
           image_budget: str | None = typer.Option(None, help="disk for images on this host, "
                                                   "e.g. 20G: unused images beyond it are "
                                                   "removed, oldest first (default: no GC)"),
+          ca: Path | None = typer.Option(None, envvar="DOCKYARD_CA", help="the cluster CA "
+                                         "(ca.pem) of a TLS server: trust it, and serve the "
+                                         "agent API over TLS with a certificate it signs"),
           verbose: bool = False) -> None:
     """Run a host agent in the foreground (`dockyard host add NAME` prints the token)."""
     from dockyard.agent.runtime import run_agent
@@ -114,19 +123,19 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                             memory_bytes=parse_size(memory) if memory else None,
                             resync_interval=resync_interval,
                             collector_interval=collector_interval,
-                            labels=parse_labels(label), uplink=uplink, ovs_db=ovs_db,
+                            labels=parse_labels(label), uplink=uplink, ovs_db=ovs_db, ca=ca,
                             image_budget=parse_size(image_budget) if image_budget else None))
 
 
-def _admin_token(db: Database, project_id: str, url: str) -> str:
+def _admin_token(db: Database, project_id: str, url: str, ca: Path | None = None) -> str:
     """Reuse the configured admin token when it is this server's, else mint one."""
     cfg = read_config()
-    if cfg.get("url") == url and cfg.get("token"):
+    if cfg.get("url") == url and cfg.get("token") and cfg.get("ca") == (str(ca) if ca else None):
         with db.session() as sess:
             if tokens.lookup(sess, cfg["token"]) is not None:
                 return cfg["token"]
     token = mint_admin_token(db, project_id)
-    write_config(url, token)
+    write_config(url, token, ca=ca)
     return token
 
 
@@ -152,6 +161,15 @@ def _wait_until(check: object, what: str, proc: subprocess.Popen[bytes], log: Pa
     raise BackendError(f"{what} did not become ready in {timeout:.0f}s; see {log}")
 
 
+def _cluster_ca(home: Path, listen: str) -> Path:
+    """HOME/tls: the cluster CA and the server's certificate, made before the server starts
+    so the CLI config can name the CA."""
+    files = TlsFiles(home / "tls")
+    ensure_ca(files)
+    ensure_server_cert(files, server_names(split_listen(listen)[0]))
+    return files.ca
+
+
 def _ensure_default_network(api: ApiClient, subnet: str) -> None:
     try:
         api.get("/v1/networks/default")
@@ -173,16 +191,20 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
        registry: str | None = typer.Option(None, help="URL of an image registry to use "
                                            "(default: the server starts one)"),
        registry_listen: str = typer.Option(DEFAULT_REGISTRY_LISTEN, help="HOST:PORT of the "
-                                           "registry the server starts")) -> None:
+                                           "registry the server starts"),
+       tls: bool = typer.Option(False, "--tls", help="HTTPS for the API and the agent API "
+                                "with a cluster CA in HOME/tls (the CLI config trusts it)"),
+       ) -> None:
     """Run Dockyard on this machine: server and agent (separate processes) in the foreground.
 
     Ctrl-C stops both; instances keep running."""
     home = home.resolve()
     (home / "logs").mkdir(parents=True, exist_ok=True)
-    url = f"http://{listen}"
+    url = f"{'https' if tls else 'http'}://{listen}"
+    ca = _cluster_ca(home, listen) if tls else None
     db = Database(f"sqlite:///{home / 'dockyard.db'}")
     project_id = init_store(db)
-    token = _admin_token(db, project_id, url)
+    token = _admin_token(db, project_id, url, ca)
     host_token = mint_host_token(db, LOCAL_HOST)
     db.close()
     server_log, agent_log = home / "logs" / "server.log", home / "logs" / "agent.log"
@@ -207,12 +229,14 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
                                  "--alert-interval", str(alert_interval), "--rss-for",
                                  str(rss_for), "--load-for", str(load_for),
                                  *(["--registry", registry] if registry else
-                                   ["--registry-listen", registry_listen])], slog))
-            api = ApiClient(url, token, timeout=30)
+                                   ["--registry-listen", registry_listen]),
+                                 *(["--tls"] if tls else [])], slog))
+            api = ApiClient(url, token, timeout=30, ca=ca)
             _wait_until(lambda: api.get("/healthz"), "server", procs[0], server_log)
             procs.append(_spawn(["agent", "--server", url, "--name", LOCAL_HOST, "--home",
                                  str(home / "agent"), "--resync-interval", str(resync_interval),
                                  "--collector-interval", str(collector_interval),
+                                 *(["--ca", str(ca)] if ca else []),
                                  *(["--docker-url", docker_url] if docker_url else [])],
                                 alog, {"DOCKYARD_TOKEN": host_token}))
             _wait_until(lambda: api.get(f"/v1/hosts/{LOCAL_HOST}")["state"] == "up", "agent",

@@ -23,6 +23,8 @@ class Registration(BaseModel):
     inventory: HostInventory
     labels: dict[str, str] = Field(default_factory=dict, description="merged into the host's "
                                    "labels; those given at `host add` win")
+    csr: str = Field("", description="PEM certificate request for the agent API's TLS "
+                     "certificate (TLS clusters; the server signs it for api_url's host)")
 
 
 class RegistrationReply(BaseModel):
@@ -35,6 +37,8 @@ class RegistrationReply(BaseModel):
                           "(\"\": none)")
     watch_timeout: float = Field(25.0, description="the server holds an idle watch this long; "
                                  "each watch request counts as a heartbeat")
+    certificate: str = Field("", description="PEM certificate signed by the cluster CA for the "
+                             "registration's csr (\"\": none asked)")
 
 
 class Heartbeat(BaseModel):

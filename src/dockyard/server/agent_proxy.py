@@ -2,13 +2,17 @@
 the host doctor).
 
 The agent's API URL and secret come from its registration; the server presents the secret as
-a bearer token. Transport failures become BackendError (502) with the host's name.
+a bearer token. Transport failures become BackendError (502) with the host's name. In a TLS
+cluster agents serve https with a certificate the cluster CA signed at registration, and every
+call here (and the console relay) verifies it against that CA only.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,11 +20,15 @@ import httpx
 from dockyard.errors import BackendError, DockyardError, from_body
 from dockyard.model.doctor import CheckResult
 from dockyard.model.instance import ExecRequest, ExecResult, Usage
+from dockyard.tls import client_context
 
 
 class AgentProxy:
-    def __init__(self, timeout: float = 30.0) -> None:
-        self._client = httpx.Client(timeout=timeout)
+    def __init__(self, timeout: float = 30.0, ca: Path | None = None) -> None:
+        self.verify: ssl.SSLContext | bool = client_context(ca)
+        self.ssl: ssl.SSLContext | None = self.verify if isinstance(self.verify, ssl.SSLContext) \
+            else None  # for the console's wss:// connection to an agent
+        self._client = httpx.Client(timeout=timeout, verify=self.verify)
 
     def close(self) -> None:
         self._client.close()
@@ -48,12 +56,11 @@ class AgentProxy:
         """Every image tag the host's engine has."""
         return set(self._call(host, url, secret, "GET", "/v1/images")["tags"])
 
-    @staticmethod
-    async def open_push(host: str, url: str, secret: str,
+    async def open_push(self, host: str, url: str, secret: str,
                         body: dict[str, Any]) -> AsyncIterator[bytes]:
         """Start a push on the agent; errors before the first byte (no such image) raise
         here, the progress lines then come from the returned iterator."""
-        client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+        client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None), verify=self.verify)
         request = client.build_request("POST", url.rstrip("/") + "/v1/images/push", json=body,
                                        headers={"Authorization": f"Bearer {secret}"})
         try:
@@ -102,11 +109,11 @@ class AgentProxy:
                            json=req.model_dump(), timeout=timeout)
         return ExecResult.model_validate(reply)
 
-    @staticmethod
-    async def stream_logs(host: str, url: str, secret: str, instance_id: str,
+    async def stream_logs(self, host: str, url: str, secret: str, instance_id: str,
                           params: dict[str, str]) -> AsyncIterator[bytes]:
         target = url.rstrip("/") + f"/v1/instances/{instance_id}/logs"
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)) as client:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None),
+                                     verify=self.verify) as client:
             try:
                 async with client.stream("GET", target, params=params,
                                          headers={"Authorization": f"Bearer {secret}"}) as resp:

@@ -27,6 +27,7 @@ from dockyard.server.routers import stats as stats_router
 from dockyard.server.routers.snapshots import router as snapshots_router
 from dockyard.store.changes import ChangeChannel
 from dockyard.store.db import Database
+from dockyard.tls import TlsFiles, ensure_ca, ensure_server_cert, server_names
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     init_store(db)
     ensure_default_rules(db, settings)
     channel = ChangeChannel(db.url) if db.is_postgres else None  # several servers, one db
+    tls = TlsFiles(settings.tls_dir) if settings.tls_dir else None
     ctx = ServerContext(settings=settings, db=db, notifier=Notifier(channel),
-                        agents=AgentProxy(), registry=RegistryClient(settings.registry_url))
+                        agents=AgentProxy(ca=tls.ca if tls else None),
+                        registry=RegistryClient(settings.registry_url))
     registry = RegistryProcess(settings.registry_url, settings.home)
 
     @asynccontextmanager
@@ -79,9 +82,24 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
+def server_tls(settings: ServerSettings) -> TlsFiles | None:
+    """The CA and this server's certificate (created when missing; the certificate names the
+    listen host, this machine's name, localhost and 127.0.0.1)."""
+    if settings.tls_dir is None:
+        return None
+    files = TlsFiles(settings.tls_dir)
+    ensure_ca(files)
+    host, _ = split_listen(settings.listen)
+    ensure_server_cert(files, server_names(host))
+    return files
+
+
 def run_server(settings: ServerSettings) -> None:
     host, port = split_listen(settings.listen)
+    tls = server_tls(settings)
     app = create_app(settings)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=2)
+                            timeout_graceful_shutdown=2,
+                            ssl_certfile=tls.cert if tls else None,
+                            ssl_keyfile=tls.key if tls else None)
     uvicorn.Server(config).run()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from typing import cast
 
 from fastapi import APIRouter, Request, WebSocket
@@ -50,11 +51,14 @@ def _target(websocket: WebSocket, ref: str) -> tuple[str, str, str, str]:
     return _agent_target(auth.context(cast(Request, websocket)), caller.project_id, ref)
 
 
-async def _open_agent(target: tuple[str, str, str, str], query: str) -> ClientConnection:
+async def _open_agent(target: tuple[str, str, str, str], query: str,
+                      context: ssl.SSLContext | None) -> ClientConnection:
+    """`context`: the cluster CA's, for an agent that serves wss:// (TLS clusters)."""
     host, url, secret, instance_id = target
     ws_url = url.rstrip("/").replace("http", "ws", 1) + f"/v1/instances/{instance_id}/console"
     try:
         return await connect(f"{ws_url}?{query}", open_timeout=10,
+                             ssl=context if ws_url.startswith("wss") else None,
                              additional_headers={"Authorization": f"Bearer {secret}"})
     except (OSError, TimeoutError, WebSocketException) as exc:
         raise BackendError(f"host {host}: agent console unreachable: {exc}") from exc
@@ -109,7 +113,8 @@ async def instance_console(websocket: WebSocket, ref: str) -> None:
     await websocket.accept()
     try:
         target = await run_in_threadpool(_target, websocket, ref)
-        agent = await _open_agent(target, websocket.url.query)
+        agent = await _open_agent(target, websocket.url.query,
+                                  auth.context(cast(Request, websocket)).agents.ssl)
     except DockyardError as exc:
         await _refuse(websocket, exc)
         return

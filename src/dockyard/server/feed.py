@@ -9,21 +9,22 @@ the create path: the create's commit wakes the watch directly.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dockyard import faults
-from dockyard.errors import NotFound
+from dockyard import faults, tls
+from dockyard.errors import InvalidRequest, NotFound
 from dockyard.model.agent import (
     AgentEvent,
-    Peer,
     DesiredInstance,
     DesiredNetwork,
     Heartbeat,
     ObservedState,
+    Peer,
     Registration,
     RegistrationReply,
     WatchReply,
@@ -79,13 +80,26 @@ def register(body: Registration, caller: Caller = Depends(auth.host),
                      f"agent {'re-' if was_up else ''}registered at {body.api_url}", row.name)
         if came_back:
             record_event(sess, None, "host_up", "the agent registered again", row.name)
+        certificate = _certificate(ctx, body, row.name)
         reply = RegistrationReply(host_id=row.id, cluster=meta.cluster_id(sess),
                                   heartbeat_interval=ctx.settings.heartbeat_interval,
                                   host_path_root=ctx.settings.allowed_host_root(),
                                   registry=ctx.registry.address,
-                                  watch_timeout=watch_timeout(ctx.settings))
+                                  watch_timeout=watch_timeout(ctx.settings),
+                                  certificate=certificate)
     ctx.notifier.bump()
     return reply
+
+
+def _certificate(ctx: ServerContext, body: Registration, host_name: str) -> str:
+    """The agent API's certificate, for the host of the URL it registers and its name."""
+    if not body.csr:
+        return ""
+    if ctx.settings.tls_dir is None:
+        raise InvalidRequest("this server does not run TLS; register without a csr")
+    address = urlsplit(body.api_url).hostname or ""
+    return tls.sign_csr(tls.TlsFiles(ctx.settings.tls_dir), body.csr, f"dockyard-agent-{host_name}",
+                        [address, host_name])
 
 
 @router.post("/heartbeat", status_code=204)
