@@ -63,6 +63,9 @@ def up(hosts: int, home: Path, listen: str | None, heartbeat_timeout: float,
     return st, token
 
 
+REGISTRY_PORT = 5070
+
+
 def _server(st: ClusterState, listen: str | None, heartbeat_timeout: float) -> str:
     k, home = st.index, Path(st.home)
     pl.make_bridge(st.mgmt_bridge, f"10.239.{k}.1/24")
@@ -77,7 +80,9 @@ def _server(st: ClusterState, listen: str | None, heartbeat_timeout: float) -> s
     log = home / "server.log"
     st.server_pid = pl.spawn([sys.executable, "-m", "dockyard", "server", "--home", str(home),
                               "--listen", listen, "--heartbeat-timeout",
-                              str(heartbeat_timeout)], log)
+                              str(heartbeat_timeout),
+                              # the hosts' dockerd reach the registry on the management bridge
+                              "--registry-listen", f"10.239.{k}.1:{REGISTRY_PORT}"], log)
     st.save()
     pl.wait_for(lambda: httpx.get(f"{st.url}/healthz", timeout=2).status_code == 200,
                 "server", st.server_pid, log)

@@ -121,7 +121,9 @@ def delete_link(name: str) -> None:
 
 def start_dockerd(netns: str, root: Path, cgroup_parent: str) -> int:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "daemon.json").write_text("{}")  # /etc/docker/daemon.json sets live-restore too
+    # /etc/docker/daemon.json sets live-restore too; the cluster registry is plain HTTP on
+    # the management bridge
+    (root / "daemon.json").write_text('{"insecure-registries": ["10.239.0.0/16"]}')
     make_bridge(DOCKER_BRIDGE, DOCKER_BRIDGE_CIDR, netns)
     url = f"unix://{root / 'docker.sock'}"
     log = root / "dockerd.log"
