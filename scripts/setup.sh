@@ -9,7 +9,7 @@ mkdir -p "$LOGDIR"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-PKGS="docker.io busybox-static iproute2 iptables iputils-ping ethtool jq bc iperf3 lxcfs fuse3 procps debootstrap postgresql openvswitch-switch"
+PKGS="docker.io busybox-static iproute2 iptables nftables iputils-ping ethtool jq bc iperf3 lxcfs fuse3 procps debootstrap postgresql openvswitch-switch"
 PKGS="$PKGS docker-registry"  # the image registry: `dockyard server` runs it (data in its home)
 missing=""
 for p in $PKGS; do

@@ -22,6 +22,7 @@ from typing import Any
 
 import docker
 
+from dockyard.adapters import antispoof
 from dockyard.adapters.iptables import remove_bridge_forwarding
 from dockyard.client import ApiClient
 
@@ -200,6 +201,9 @@ def leaks(dy: Dockyard) -> list[str]:
     for link in ours:
         if link.startswith(("dyh", "dyc")) and link[3:] not in known:
             problems.append(f"veth {link} of unknown instance")
+    for port in antispoof.ports():
+        if port[3:] in dy.seen_instances and port[3:] not in known:
+            problems.append(f"anti-spoofing rules of {port} of unknown instance")
     for (iid,) in dy.db_query("SELECT instance_id FROM ip_allocations"):
         if iid not in known:
             problems.append(f"ip reservation of unknown instance {iid}")

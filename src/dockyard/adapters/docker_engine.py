@@ -59,6 +59,9 @@ class ContainerSpec:
     log_max_size: str = "10m"
     log_max_file: int = 3
     stop_timeout: int = 10
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)  # e.g. no-new-privileges
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,8 @@ class DockerEngine:
             cpu_period=CPU_PERIOD if spec.cpu_quota else None, cpu_quota=spec.cpu_quota,
             cpu_shares=spec.cpu_shares, mem_limit=spec.memory,
             memswap_limit=spec.memory, pids_limit=spec.pids_limit, mounts=mounts,
+            cap_add=spec.cap_add or None, cap_drop=spec.cap_drop or None,
+            security_opt=spec.security_opt or None,
             restart_policy={"Name": spec.restart_policy},
             log_config=LogConfig(type="json-file", config={
                 "max-size": spec.log_max_size, "max-file": str(spec.log_max_file)}))

@@ -1,4 +1,4 @@
-"""Facts about this machine for the agent's inventory: cores, memory, kernel.
+"""Facts about this machine for the agent's inventory: cores, memory, kernel, capabilities.
 
 Invariants: read-only; every value describes the whole machine, not the agent's own limits
 (the agent may itself run confined, but instances are placed on the machine's cores).
@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 
 from dockyard.errors import BackendError
+from dockyard.model.validators import CAPABILITIES
 
-__all__ = ["kernel_release", "memory_total", "online_cores", "parse_cpu_list"]
+__all__ = ["bounding_capabilities", "kernel_release", "memory_total", "online_cores",
+           "parse_cpu_list"]
 
 _CPU_ONLINE = "/sys/devices/system/cpu/online"
 _MEMINFO = "/proc/meminfo"
+_STATUS = "/proc/self/status"
 
 
 def parse_cpu_list(text: str) -> list[int]:
@@ -67,3 +70,15 @@ def memory_total() -> int:
 def kernel_release() -> str:
     """The running kernel's release string, as `uname -r` prints it."""
     return os.uname().release
+
+
+def bounding_capabilities() -> frozenset[str]:
+    """The capabilities this machine grants (the agent's bounding set, as dockerd's: both run
+    as root here), by kernel name without `CAP_`. Containers cannot get any other."""
+    try:
+        with open(_STATUS, encoding="ascii") as fh:
+            line = next((ln for ln in fh if ln.startswith("CapBnd:")), "")
+    except OSError as exc:
+        raise BackendError(f"reading {_STATUS}: {exc}") from exc
+    mask = int(line.split(":", 1)[1].strip() or "0", 16) if line else 0
+    return frozenset(cap for bit, cap in enumerate(CAPABILITIES) if mask >> bit & 1)

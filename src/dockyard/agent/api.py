@@ -24,6 +24,7 @@ from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.adapters.machine_image import list_images
 from dockyard.agent import doctor
 from dockyard.agent.console import install_console
+from dockyard.agent.security import resolve_host_path
 from dockyard.agent.transfer import install_transfer
 from dockyard.errors import Conflict, DockyardError, InvalidRequest, NotFound, Unauthorized
 from dockyard.model import ids
@@ -82,6 +83,11 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
     @app.get("/v1/images/exists", dependencies=[Depends(authorized)])
     def image_exists(ref: str) -> dict[str, bool]:
         return {"exists": engine.image_exists(ref)}
+
+    @app.get("/v1/host-paths/check", dependencies=[Depends(authorized)])
+    def check_host_path(path: str, root: str) -> dict[str, str]:
+        """The path resolved on this host; 422 when it leaves `root` (see agent/security.py)."""
+        return {"resolved": resolve_host_path(path, root)}
 
     @app.get("/v1/images", dependencies=[Depends(authorized)])
     def images() -> dict[str, list[str]]:

@@ -12,6 +12,11 @@ veth `dyp<id>` ↔ `dyt<id>` whose trunk end is an access port of the network's 
 of a `bridge` network sit on the Linux bridge; instances of an `ovs` network are access ports
 of the trunk themselves (tx checksum offload off on their eth0, see adapters/ovs.py). No
 uplink and no ovs network: nothing of this is made and a host works exactly as before.
+
+Anti-spoofing (adapters/antispoof.py): the host end of every instance on a Linux bridge gets
+nftables rules, made just before plumbing and deleted on unplumb (they name the veth, so
+they would outlive it). Not covered: instances of an `ovs` network, whose ports are on the
+userspace OVS datapath, which bridge netfilter never sees (OVS flow rules would be needed).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 
-from dockyard.adapters import iptables, netlink, ovs
+from dockyard.adapters import antispoof, iptables, netlink, ovs
 from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance, DesiredNetwork
 
@@ -86,6 +91,8 @@ class LinuxHostNetwork:
     def plumb(self, pid: int, d: DesiredInstance) -> None:
         on_ovs = d.network.mode == "ovs" and d.network.vlan is not None
         host_end = ids.host_veth_name(d.id)
+        if not on_ovs:  # before the veth exists: the rules name it, and no frame slips by
+            antispoof.ensure(host_end, d.mac, d.ip)
         netlink.plumb(pid, host_end, ids.peer_veth_name(d.id),
                       None if on_ovs else d.network.bridge, d.mac, d.ip, d.prefixlen,
                       d.network.gateway)
@@ -98,6 +105,7 @@ class LinuxHostNetwork:
         if self._trunk_ready or self._uplink is not None:
             ovs.del_port(self._ovs_db, host_end)
         netlink.unplumb(host_end)
+        antispoof.remove(host_end)
 
     def eth0(self, pid: int) -> netlink.Eth0 | None:
         return netlink.instance_eth0(pid)

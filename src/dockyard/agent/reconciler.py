@@ -41,6 +41,7 @@ from dockyard.adapters.docker_engine import (
 from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.agent.pull import PullMeter
+from dockyard.agent.security import HostPolicy, confinement, resolve_host_path
 from dockyard.errors import DockyardError, TemporaryError
 from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance, DesiredNetwork, ObservedState
@@ -119,7 +120,8 @@ class Reconciler:
     def __init__(self, engine: DockerEngine, network: HostNetwork, files: InstanceFiles,
                  cluster: str, stop_timeout: int = 10,
                  limits: HostLimits | None = None, lxcfs: Lxcfs | None = None,
-                 progress: Progress | None = None, host: str = "") -> None:
+                 progress: Progress | None = None, host: str = "",
+                 policy: HostPolicy | None = None) -> None:
         self.engine = engine
         self.network = network
         self.files = files
@@ -129,6 +131,7 @@ class Reconciler:
         self.lxcfs = lxcfs
         self.progress = progress or NoProgress()
         self.host = host  # labelled on containers: agents may share a dockerd
+        self.policy = policy or HostPolicy()
 
     def sync(self, d: DesiredInstance) -> ObservedState:
         name = ids.container_name(d.id)
@@ -282,8 +285,11 @@ class Reconciler:
             MountSpec(str(self.files.hosts(d.id)), "/etc/hosts", True, "bind"),
             MountSpec(str(self.files.resolv(d.id)), "/etc/resolv.conf", True, "bind"),
         ]
-        mounts += [MountSpec(v.source, v.target, v.read_only,
-                             "bind" if v.is_host_path else "volume") for v in d.volumes]
+        # host paths are mounted by their resolved name, checked against the allowed root
+        mounts += [MountSpec(resolve_host_path(v.source, self.policy.host_path_root),
+                             v.target, v.read_only, "bind") if v.is_host_path
+                   else MountSpec(v.source, v.target, v.read_only, "volume")
+                   for v in d.volumes]
         if d.ssh_keys:
             mounts.append(MountSpec(str(self.files.authorized_keys(d.id)),
                                     "/etc/dockyard/authorized_keys", True, "bind"))
@@ -298,13 +304,15 @@ class Reconciler:
         elif d.lxcfs:
             log.warning("lxcfs is not running: %s gets the host's view of /proc", d.name)
         limits = d.limits
+        confine = confinement(d, self.policy)
         return ContainerSpec(
             name=ids.container_name(d.id), image=d.image, hostname=d.hostname,
             labels=labels,
             env=d.env, cpuset=limits.cpuset, pids_limit=limits.pids,
             cpu_quota=cpu_quota(limits.cpus),
             cpu_shares=limits.cpu_weight, memory=limits.memory_bytes, mounts=mounts,
-            stop_timeout=self.stop_timeout)
+            stop_timeout=self.stop_timeout, cap_add=confine.cap_add,
+            cap_drop=confine.cap_drop, security_opt=confine.security_opt)
 
     @staticmethod
     def _observed(d: DesiredInstance, state: str, container_id: str | None,

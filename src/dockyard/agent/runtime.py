@@ -37,6 +37,7 @@ from dockyard.agent.limits import LinuxHostLimits
 from dockyard.agent.lxcfs_watch import LxcfsWatch
 from dockyard.agent.network import LinuxHostNetwork
 from dockyard.agent.reconciler import Reconciler
+from dockyard.agent.security import HostPolicy
 from dockyard.agent.workqueue import WorkQueue
 from dockyard.client import ApiClient
 from dockyard.config import AgentSettings, split_listen
@@ -138,7 +139,9 @@ class Agent:
         self.reconciler = Reconciler(self.engine, self.network, self.files, self.cluster,
                                      self.settings.stop_timeout,
                                      LinuxHostLimits(self.engine.data_root()), self.lxcfs,
-                                     ServerProgress(self.client), host=self.settings.name)
+                                     ServerProgress(self.client), host=self.settings.name,
+                                     policy=HostPolicy(reply.host_path_root,
+                                                       hostinfo.bounding_capabilities()))
         self.collector = Collector(self.engine, self.cluster, lambda: self.desired,
                                    body.inventory.cores, body.inventory.reserved_cores)
         return reply

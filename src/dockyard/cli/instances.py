@@ -101,6 +101,9 @@ def launch(
     ssh_key: Annotated[list[Path], typer.Option("--ssh-key", help="public key file for "
                                                 "root (machine images)")] = [],  # noqa: B006
     host: Annotated[str | None, typer.Option(help="place on this host (admin)")] = None,
+    cap_add: Annotated[list[str], typer.Option("--cap-add", help="extra capability, e.g. "
+                                               "NET_ADMIN (repeatable or comma-separated; "
+                                               "ALL: every one; admin)")] = [],  # noqa: B006
     constraint: Annotated[list[str], typer.Option(help="KEY=VALUE: only hosts with this "
                                                   "label (repeatable)")] = [],  # noqa: B006
     anti_affinity: Annotated[str | None, typer.Option(
@@ -121,6 +124,7 @@ def launch(
     body = {"name": name, "image": image, "network": network, "ip": ip, "hostname": hostname,
             "limits": limits, "volumes": _volumes(volume), "env": _env(env), "lxcfs": lxcfs,
             "ssh_keys": [_read_key(path) for path in ssh_key], "host": host,
+            "cap_add": [cap for item in cap_add for cap in item.split(",") if cap],
             "constraints": _pairs(constraint, "--constraint"),
             "anti_affinity": anti_affinity, "strategy": strategy.value}
     if explain:

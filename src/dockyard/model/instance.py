@@ -9,14 +9,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dockyard.model.units import parse_rate, parse_size
+from dockyard.model.units import MAX_AMOUNT, parse_rate, parse_size
 from dockyard.model.validators import (
     VOLUME_NAME_RE,
+    check_capability,
     check_container_path,
     check_env_key,
     check_env_value,
     check_host_path,
     check_hostname,
+    check_image_ref,
     check_name,
 )
 
@@ -90,8 +92,10 @@ class LimitsSpec(Strict):
     pids: int = Field(DEFAULT_PIDS, ge=16, le=4194304)
     read_bps: str | int | None = Field(None, description="disk read bytes/s, e.g. 10M")
     write_bps: str | int | None = Field(None, description="disk write bytes/s, e.g. 10M")
-    read_iops: int | None = Field(None, ge=0, description="disk read operations/s")
-    write_iops: int | None = Field(None, ge=0, description="disk write operations/s")
+    read_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT,
+                                  description="disk read operations/s")
+    write_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT,
+                                   description="disk write operations/s")
     ingress: str | int | None = Field(None, description="network rate to the instance, "
                                       "e.g. 50mbit")
     egress: str | int | None = Field(None, description="network rate from the instance")
@@ -136,8 +140,8 @@ class LimitsPatch(Strict):
     pids: int | None = Field(None, ge=16, le=4194304)
     read_bps: str | int | None = None
     write_bps: str | int | None = None
-    read_iops: int | None = Field(None, ge=0)
-    write_iops: int | None = Field(None, ge=0)
+    read_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT)
+    write_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT)
     ingress: str | int | None = None
     egress: str | int | None = None
 
@@ -235,9 +239,12 @@ class InstanceCreate(Strict):
     hostname: str | None = None
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     volumes: list[VolumeSpec] = Field(default_factory=list, max_length=64)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict, max_length=256)
     lxcfs: bool = Field(True, description="the instance's own view of /proc (free, top, "
                         "uptime) through lxcfs")
+    cap_add: list[str] = Field(default_factory=list, max_length=64,
+                               description="extra Linux capabilities, e.g. NET_ADMIN, or ALL "
+                               "(admin only; none by default)")
     ssh_keys: list[str] = Field(default_factory=list, max_length=32,
                                 description="public keys installed for root (machine images)")
     host: str | None = Field(None, description="place on this host (admin only)")
@@ -257,6 +264,12 @@ class InstanceCreate(Strict):
                 raise ValueError(f"constraint {key}={val} must be KEY=VALUE (key 1-63 "
                                  "characters without '=', value up to 255)")
         return value
+
+    @field_validator("cap_add")
+    @classmethod
+    def _cap_add(cls, value: list[str]) -> list[str]:
+        caps = [check_capability(cap) for cap in value]
+        return ["ALL"] if "ALL" in caps else sorted(set(caps))
 
     @field_validator("anti_affinity")
     @classmethod
@@ -297,6 +310,8 @@ class InstanceCreate(Strict):
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         for key, val in value.items():
+            if len(key) > 255:
+                raise ValueError("environment names are at most 255 characters")
             check_env_key(key)
             check_env_value(key, val)
         return value
@@ -304,9 +319,7 @@ class InstanceCreate(Strict):
     @field_validator("image")
     @classmethod
     def _image(cls, value: str) -> str:
-        if any(ch.isspace() for ch in value) or value.startswith("-"):
-            raise ValueError(f"{value!r} is not an image reference")
-        return value
+        return check_image_ref(value)
 
     @model_validator(mode="after")
     def _targets_unique(self) -> InstanceCreate:
@@ -336,6 +349,7 @@ class Instance(BaseModel):
     volumes: list[VolumeSpec]
     env: dict[str, str]
     lxcfs: bool = True
+    cap_add: list[str] = Field(default_factory=list)
     message: str | None = None
     created_at: datetime
     updated_at: datetime

@@ -15,12 +15,27 @@ def parse_size(value: str | int) -> int:
     if isinstance(value, int):
         if value < 0:
             raise ValueError("size must not be negative")
+        if value > MAX_AMOUNT:
+            raise ValueError(f"size is too large (at most {MAX_AMOUNT})")
         return value
     match = _SIZE.match(value)
     if not match:
         raise ValueError(f"{value!r} is not a size (use e.g. 256M, 1G, 1048576)")
     number, unit, _ = match.groups()
-    return int(float(number) * _MULT[unit.lower()])
+    return _amount(number, _MULT[unit.lower()], "size")
+
+
+MAX_AMOUNT = 2**63 - 1  # what dockerd, the kernel's int64 limits and SQLite can hold
+
+
+def _amount(number: str, mult: int, what: str) -> int:
+    try:
+        amount = int(float(number) * mult)
+    except OverflowError as exc:
+        raise ValueError(f"{what} {number} is too large") from exc
+    if amount > MAX_AMOUNT:
+        raise ValueError(f"{what} is too large (at most {MAX_AMOUNT})")
+    return amount
 
 
 def format_size(num: int | None) -> str:
@@ -48,12 +63,14 @@ def parse_rate(value: str | int) -> int:
     if isinstance(value, int):
         if value <= 0:
             raise ValueError("rate must be positive")
+        if value > MAX_AMOUNT:
+            raise ValueError(f"rate is too large (at most {MAX_AMOUNT})")
         return value
     match = _RATE.match(value)
     if not match:
         raise ValueError(f"{value!r} is not a rate (use e.g. 50mbit, 1gbit, 500kbit)")
     number, unit = match.groups()
-    rate = int(float(number) * _RATE_MULT[unit.lower()])
+    rate = _amount(number, _RATE_MULT[unit.lower()], "rate")
     if rate <= 0:
         raise ValueError("rate must be positive")
     return rate

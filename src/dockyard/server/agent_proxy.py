@@ -52,6 +52,12 @@ class AgentProxy:
         reply = self._call(host, url, secret, "GET", "/v1/images/exists", params={"ref": image})
         return bool(reply["exists"])
 
+    def check_host_path(self, host: str, url: str, secret: str, path: str, root: str) -> str:
+        """The path resolved on the host; 4xx when it leaves `root` or is never allowed."""
+        reply = self._call(host, url, secret, "GET", "/v1/host-paths/check",
+                           params={"path": path, "root": root})
+        return str(reply["resolved"])
+
     def image_tags(self, host: str, url: str, secret: str) -> set[str]:
         """Every image tag the host's engine has."""
         return set(self._call(host, url, secret, "GET", "/v1/images")["tags"])

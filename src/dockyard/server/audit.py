@@ -52,7 +52,7 @@ def target_of(path: str, body: bytes) -> str:
         return parts[2]
     try:
         data: Any = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # a body nested thousands deep
         return ""
     name = data.get("name") if isinstance(data, dict) else None
     return name if isinstance(name, str) else ""

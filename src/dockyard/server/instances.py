@@ -38,6 +38,7 @@ from dockyard.scheduler import PlacementRequest, Plan, explain, place
 from dockyard.scheduler.cpusets import format_cpuset
 from dockyard.server.context import ServerContext
 from dockyard.server.placement import snapshot
+from dockyard.server.powers import check_host_paths
 from dockyard.store import ledger, meta, records, revision
 from dockyard.store.tables import (
     EventRow,
@@ -143,6 +144,7 @@ def validate(ctx: ServerContext, project_id: str,
     if image is None and not ctx.agents.image_exists(host_name, url, secret, spec.image):
         raise InvalidRequest(f"image {spec.image!r} is neither in the registry nor known on "
                              f"host {host_name} (push, build or import it first)")
+    check_host_paths(ctx, spec, host_name, url, secret)
     return plan, net.id, image or spec.image
 
 
@@ -164,7 +166,7 @@ def explain_placement(ctx: ServerContext, project_id: str,
 
 
 def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
-            network_id: str, image: str) -> tuple[str, str]:
+            network_id: str, image: str, admin: bool) -> tuple[str, str]:
     """Place and reserve in one transaction; returns (instance id, operation id)."""
     with ctx.db.session() as sess:
         snap, versions = snapshot(sess, ctx.settings)
@@ -188,7 +190,8 @@ def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
             options={"lxcfs": spec.lxcfs, "ssh_keys": spec.ssh_keys,
                      # the snapshot reads anti_affinity back: the host's groups
                      "anti_affinity": spec.anti_affinity, "constraints": dict(spec.constraints),
-                     "strategy": spec.strategy})
+                     "strategy": spec.strategy, "cap_add": spec.cap_add,
+                     "no_new_privileges": not admin})
         sess.add(row)
         sess.flush()
         if plan.cores:
@@ -200,11 +203,14 @@ def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
         return instance_id, op.id
 
 
-def create(ctx: ServerContext, project_id: str, spec: InstanceCreate) -> tuple[str, str]:
+def create(ctx: ServerContext, project_id: str, spec: InstanceCreate,
+           admin: bool = False) -> tuple[str, str]:
+    """`admin`: the caller is an admin (the router checked admin-only powers); a member's
+    instance runs with no-new-privileges."""
     _, network_id, image = validate(ctx, project_id, spec)
     for attempt in range(PLACEMENT_ATTEMPTS):
         try:
-            result = _commit(ctx, project_id, spec, network_id, image)
+            result = _commit(ctx, project_id, spec, network_id, image, admin)
         except Conflict as exc:
             if "retry" not in exc.message or attempt == PLACEMENT_ATTEMPTS - 1:
                 raise

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import select
 
-from dockyard.errors import Conflict, Forbidden
+from dockyard.errors import Conflict
 from dockyard.model.common import Event
 from dockyard.model.instance import (
     ExecRequest,
@@ -23,7 +23,7 @@ from dockyard.model.instance import (
     PlacementExplanation,
     Usage,
 )
-from dockyard.server import auth, hosts, instances, resize
+from dockyard.server import auth, hosts, instances, powers, resize
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.server.snapshots import prepare_launch
@@ -63,13 +63,13 @@ async def create_instance(spec: InstanceCreate, wait: bool = False,
                           caller: Caller = Depends(auth.user),
                           ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
     project = _project(caller)
-    if spec.host is not None and caller.role != "admin":
-        raise Forbidden("only an admin may pin an instance to a host")
+    powers.check_admin_powers(spec, caller.role)
     if explain:
         result = await run_in_threadpool(instances.explain_placement, ctx, project, spec)
         return JSONResponse(result.model_dump(mode="json"), status_code=200)
     spec = await run_in_threadpool(prepare_launch, ctx, project, spec)  # SNAPSHOT as image
-    instance_id, op_id = await run_in_threadpool(instances.create, ctx, project, spec)
+    instance_id, op_id = await run_in_threadpool(instances.create, ctx, project, spec,
+                                                 caller.role == powers.ADMIN)
     if wait:
         await wait_for(ctx, op_id, ctx.settings.wait_timeout)
         body = await run_in_threadpool(_show, ctx, project, instance_id)
