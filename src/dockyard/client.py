@@ -60,6 +60,9 @@ class ApiClient:
              **params: Any) -> Any:
         return self.request("POST", path, json=body, params=params or None, timeout=timeout)
 
+    def put(self, path: str, body: Any = None, **params: Any) -> Any:
+        return self.request("PUT", path, json=body, params=params or None)
+
     def delete(self, path: str, **params: Any) -> Any:
         return self.request("DELETE", path, params=params or None)
 

@@ -9,6 +9,7 @@
     ├── Conflict (409)             duplicate name, IP in use, busy, wrong state
     │   ├── NoCapacity (409)       cores / memory / pids do not fit on the host
     │   ├── NoValidHost (409)      the scheduler found no host, with counts per reason
+    │   ├── QuotaExceeded (409)    the project's quota does not allow it (with the numbers)
     │   └── PoolExhausted (409)    no free address in the network
     └── BackendError (502)         Docker, netlink or an agent failed
         └── TemporaryError (503)   worth retrying after `delay` seconds
@@ -70,6 +71,10 @@ class NoValidHost(Conflict):
     code = "no_valid_host"
 
 
+class QuotaExceeded(Conflict):
+    code = "quota_exceeded"
+
+
 class PoolExhausted(Conflict):
     code = "pool_exhausted"
 
@@ -92,7 +97,8 @@ _BY_CODE: dict[str, type[DockyardError]] = {
     cls.code: cls
     for cls in (
         DockyardError, InvalidRequest, MalformedRequest, Unauthorized, Forbidden, NotFound,
-        Conflict, NoCapacity, NoValidHost, PoolExhausted, BackendError, TemporaryError,
+        Conflict, NoCapacity, NoValidHost, QuotaExceeded, PoolExhausted, BackendError,
+        TemporaryError,
     )
 }
 

@@ -16,6 +16,7 @@ from dockyard.cli.groups import host_app, network_app, volume_app
 from dockyard.cli.images import image_app
 from dockyard.cli.output import err_console
 from dockyard.cli.snapshots import evacuate, migrate, rebuild, snapshot_app
+from dockyard.cli.tenants import login, project_app, quota_app, token_app
 from dockyard.errors import DockyardError
 
 app = typer.Typer(help="Dockyard: a private container cloud of VM-like machine containers.",
@@ -45,6 +46,7 @@ app.command("doctor")(doctor.doctor)
 app.command("audit")(audit)
 app.command("backup")(backup)
 app.command("restore")(restore)
+app.command("login")(login)
 app.add_typer(host_app, name="host")
 app.add_typer(network_app, name="network")
 app.add_typer(volume_app, name="volume")
@@ -52,6 +54,9 @@ app.add_typer(alert_app, name="alert")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(image_app, name="image")
 app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(project_app, name="project")
+app.add_typer(token_app, name="token")
+app.add_typer(quota_app, name="quota")
 app.add_typer(dev_cluster_app, name="dev-cluster")
 
 

@@ -132,7 +132,8 @@ def _admin_token(db: Database, project_id: str, url: str, ca: Path | None = None
     cfg = read_config()
     if cfg.get("url") == url and cfg.get("token") and cfg.get("ca") == (str(ca) if ca else None):
         with db.session() as sess:
-            if tokens.lookup(sess, cfg["token"]) is not None:
+            row = tokens.lookup(sess, cfg["token"])
+            if row is not None and row.role == "admin":  # not a member's after `login`
                 return cfg["token"]
     token = mint_admin_token(db, project_id)
     write_config(url, token, ca=ca)

@@ -29,6 +29,8 @@ class NetworkCreate(Strict):
     vlan: int | None = Field(None, ge=VLAN_MIN, le=VLAN_MAX,
                              description="802.1Q tag on the uplink trunk (and of the OVS "
                              "ports); default: the server picks a free one")
+    shared: bool = Field(False, description="every project may launch on it (read-only); "
+                         "`default` is always shared")
 
     @field_validator("name")
     @classmethod
@@ -85,6 +87,7 @@ class Network(BaseModel):
     dns: list[str]
     mode: NetworkMode
     vlan: int | None = None
+    shared: bool = False
     bridge: str
     instances: int = 0
     created_at: datetime

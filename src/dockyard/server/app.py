@@ -22,7 +22,15 @@ from dockyard.server.feed import router as feed_router
 from dockyard.server.migrate import recover as recover_migrations
 from dockyard.server.notifier import Notifier
 from dockyard.server.registry import RegistryClient, RegistryProcess
-from dockyard.server.routers import alerts, cluster, images, instances, networks, volumes
+from dockyard.server.routers import (
+    alerts,
+    cluster,
+    images,
+    instances,
+    networks,
+    projects,
+    volumes,
+)
 from dockyard.server.routers import stats as stats_router
 from dockyard.server.routers.snapshots import router as snapshots_router
 from dockyard.store.changes import ChangeChannel
@@ -69,6 +77,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     api_errors.install(app)
     app.add_middleware(audit.AuditMiddleware, ctx=ctx)
     app.include_router(cluster.router)
+    app.include_router(projects.router)
     app.include_router(instances.router)
     app.include_router(console.router)
     app.include_router(networks.router)

@@ -3,9 +3,9 @@
 Create (DESIGN.md "Instance creation"):
     validate spec ─▶ snapshot ─▶ scheduler.place ─▶ image in the registry (the agent pulls
         it: the instance keeps its registry reference) or known on the host? (agent)
-        ─▶ one transaction: host version CAS, IP + cores reserved, named volumes created or
-           bound to the host, row, operation, event, revision bump ─▶ 202 ─▶ the agent's
-           watch wakes at once.
+        ─▶ one transaction: project quota (project row locked), host version CAS, IP + cores
+           reserved, named volumes created or bound to the host, row, operation, event,
+           revision bump ─▶ 202 ─▶ the agent's watch wakes at once.
 Anything wrong before the transaction is a 4xx and nothing is stored. A lost CAS retries.
 `explain_placement` runs the same checks and the same scheduler, and stops before the agent.
 Desired-state changes (stop/start/restart/delete) bump the revision the same way; the agent's
@@ -39,7 +39,7 @@ from dockyard.scheduler.cpusets import format_cpuset
 from dockyard.server.context import ServerContext
 from dockyard.server.placement import snapshot
 from dockyard.server.powers import check_host_paths
-from dockyard.store import ledger, meta, records, revision
+from dockyard.store import ledger, meta, quotas, records, revision
 from dockyard.store.tables import (
     EventRow,
     HostRow,
@@ -88,6 +88,7 @@ def _bind_volumes(sess: Session, project_id: str, spec: InstanceCreate, host_id:
                                                   VolumeRow.name == vol.source)
                           .with_for_update())  # serializes with a concurrent volume delete
         if row is None:
+            quotas.enforce(sess, project_id, quotas.Claim(volumes=1))
             try:
                 with sess.begin_nested():
                     sess.add(VolumeRow(id=new_id(), name=vol.source, project_id=project_id,
@@ -114,15 +115,21 @@ def _request(spec: InstanceCreate, network_id: str) -> PlacementRequest:
                             anti_affinity=spec.anti_affinity, strategy=spec.strategy)
 
 
+def _claim(spec: InstanceCreate) -> quotas.Claim:
+    return quotas.Claim(instances=1, cores=spec.limits.cores,
+                        memory_bytes=spec.limits.memory_bytes())
+
+
 def _checked(ctx: ServerContext, sess: Session, project_id: str,
              spec: InstanceCreate) -> NetworkRow:
     """The checks before placement; returns the instance's network."""
     _check_volumes(spec, ctx.settings.allowed_host_root())
-    net = records.network_by_ref(sess, spec.network)
+    net = records.visible_network(sess, project_id, spec.network)
     _check_ip_shape(spec, net)
     if sess.scalar(select(InstanceRow.id).where(InstanceRow.project_id == project_id,
                                                 InstanceRow.name == spec.name)):
         raise Conflict(f"an instance named {spec.name!r} already exists")
+    quotas.enforce(sess, project_id, _claim(spec))  # early answer; _commit decides
     if spec.host is not None and sess.scalar(
             select(HostRow.id).where(HostRow.name == spec.host)) is None:
         raise NotFound(f"host {spec.host!r} not found")
@@ -169,6 +176,7 @@ def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
             network_id: str, image: str, admin: bool) -> tuple[str, str]:
     """Place and reserve in one transaction; returns (instance id, operation id)."""
     with ctx.db.session() as sess:
+        quotas.enforce(sess, project_id, _claim(spec))  # first: it locks the project
         snap, versions = snapshot(sess, ctx.settings)
         plan = place(_request(spec, network_id), snap)
         ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])

@@ -2,7 +2,8 @@
 transaction (cores re-reserved under the ledger's constraints, memory checked against what
 the host has left, the host's version compare-and-set); the agent applies them in place.
 
-A resize that does not fit answers 409 with the reason and changes nothing.
+A resize that does not fit (the host, or the project's quota of cores and memory, counted
+under the project's lock) answers 409 with the reason and changes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dockyard.server.instances import (
     start_operation,
     touch_shared,
 )
-from dockyard.store import ledger, records, revision
+from dockyard.store import ledger, quotas, records, revision
 from dockyard.store.tables import HostRow, InstanceRow
 
 
@@ -51,6 +52,12 @@ def _reserve(sess: Session, row: InstanceRow, host: HostRow, old: Limits, new: L
                              f"{host.name}: {format_size(max(total - others, 0))} free")
 
 
+def _claim(old: Limits, new: Limits) -> quotas.Claim:
+    """What a resize adds to the project (growth only; shrinking always fits)."""
+    return quotas.Claim(cores=max(new.cores - old.cores, 0),
+                        memory_bytes=max((new.memory_bytes or 0) - (old.memory_bytes or 0), 0))
+
+
 def _resize_once(ctx: ServerContext, project_id: str, ref: str, patch: LimitsPatch) -> str:
     with ctx.db.session() as sess:
         row = records.instance_by_ref(sess, project_id, ref)
@@ -62,6 +69,7 @@ def _resize_once(ctx: ServerContext, project_id: str, ref: str, patch: LimitsPat
             raise Conflict(f"instance {row.name} has no host")
         old = Limits.model_validate(row.limits)
         new = patch.apply(old)
+        quotas.enforce(sess, project_id, _claim(old, new))
         seen = host.version
         _reserve(sess, row, host, old, new)
         ledger.commit_placement(sess, host.id, seen)

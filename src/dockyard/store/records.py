@@ -60,6 +60,16 @@ def network_by_ref(sess: Session, ref: str) -> NetworkRow:
     return row
 
 
+def visible_network(sess: Session, project_id: str, ref: str,
+                    admin: bool = False) -> NetworkRow:
+    """A network the project may use: its own or a shared one; any network for an admin
+    (operators manage the fabric). Others answer 404 as if they did not exist."""
+    row = network_by_ref(sess, ref)
+    if not (admin or row.shared or row.project_id == project_id):
+        raise NotFound(f"network {ref!r} not found")
+    return row
+
+
 def volume_by_ref(sess: Session, project_id: str, ref: str) -> VolumeRow:
     row = sess.scalar(select(VolumeRow).where(
         VolumeRow.project_id == project_id, or_(VolumeRow.name == ref, VolumeRow.id == ref)))
@@ -121,7 +131,8 @@ def network_model(sess: Session, row: NetworkRow) -> Network:
                         .where(InstanceRow.network_id == row.id)) or 0
     return Network(id=row.id, name=row.name, project=project.name if project else "",
                    subnet=row.subnet, gateway=row.gateway, dns=list(row.dns),
-                   mode=NetworkMode(row.mode), vlan=row.vlan, bridge=row.bridge,
+                   mode=NetworkMode(row.mode), vlan=row.vlan, shared=row.shared,
+                   bridge=row.bridge,
                    instances=int(count),
                    created_at=as_utc(row.created_at))
 

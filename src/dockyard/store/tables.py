@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -45,6 +47,18 @@ class ProjectRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProjectQuotaRow(Base):
+    """A project's limits; NULL = unlimited, no row = no limits (see store/quotas.py)."""
+
+    __tablename__ = "project_quotas"
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    instances: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cores: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    memory_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    volumes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    snapshots: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class TokenRow(Base):
@@ -84,6 +98,7 @@ class NetworkRow(Base):
     dns: Mapped[list[Any]] = mapped_column(JSON, default=list)
     mode: Mapped[str] = mapped_column(String(16), default="bridge")
     vlan: Mapped[int | None] = mapped_column(Integer, unique=True, nullable=True)
+    shared: Mapped[bool] = mapped_column(default=False, server_default=false())
     bridge: Mapped[str] = mapped_column(String(15), unique=True)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

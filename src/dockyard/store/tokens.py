@@ -34,3 +34,21 @@ def lookup(sess: Session, token: str) -> TokenRow | None:
 def revoke_host_tokens(sess: Session, host_name: str) -> None:
     sess.execute(delete(TokenRow).where(TokenRow.role == "host",
                                         TokenRow.host_name == host_name))
+
+
+def user_tokens(sess: Session, project_id: str | None = None) -> list[TokenRow]:
+    """Admin and member tokens (not hosts'), oldest first, of one project or all."""
+    query = select(TokenRow).where(TokenRow.role.in_(("admin", "member")))
+    if project_id is not None:
+        query = query.where(TokenRow.project_id == project_id)
+    return list(sess.scalars(query.order_by(TokenRow.created_at, TokenRow.id)))
+
+
+def revoke(sess: Session, token_id: str) -> TokenRow | None:
+    """Delete a user token; it answers 401 from the next request on (the row is gone)."""
+    row = sess.scalar(select(TokenRow).where(TokenRow.id == token_id,
+                                             TokenRow.role.in_(("admin", "member"))))
+    if row is not None:
+        sess.delete(row)
+        sess.flush()
+    return row

@@ -1,4 +1,4 @@
-"""/v1/hosts (+ the host doctor), /v1/events, /v1/projects, /v1/operations, /healthz."""
+"""/v1/hosts (+ the host doctor), /v1/events, /v1/operations, /healthz (projects: projects.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from dockyard.errors import NotFound
-from dockyard.model.common import Operation, Project
+from dockyard.model.common import Operation
 from dockyard.model.doctor import DoctorReport
 from dockyard.model.host import Host, HostAdded, HostCreate
 from dockyard.server import auth, hosts
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.store import records
-from dockyard.store.tables import EventRow, HostRow, NetworkRow, OperationRow, ProjectRow
+from dockyard.store.tables import EventRow, HostRow, NetworkRow, OperationRow
 
 router = APIRouter(tags=["cluster"])
 
@@ -130,22 +130,6 @@ async def list_events(limit: int = Query(100, ge=1, le=1000), after: int = 0,
         if page["items"] or remaining <= 0:
             return page
         await ctx.notifier.wait(token, min(remaining, EVENTS_RECHECK))
-
-
-@router.get("/v1/projects")
-def list_projects(_: Caller = Depends(auth.user),
-                  ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
-    with ctx.db.session() as sess:
-        items = [records.project_model(r).model_dump(mode="json")
-                 for r in sess.scalars(select(ProjectRow).order_by(ProjectRow.name))]
-    return {"items": items, "next": None}
-
-
-@router.get("/v1/projects/{ref}", response_model=Project)
-def show_project(ref: str, _: Caller = Depends(auth.user),
-                 ctx: ServerContext = Depends(auth.context)) -> Project:
-    with ctx.db.session() as sess:
-        return records.project_model(records.project_by_name(sess, ref))
 
 
 @router.get("/v1/operations/{op_id}", response_model=Operation)

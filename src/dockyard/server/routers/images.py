@@ -30,6 +30,7 @@ from dockyard.store.tables import HostRow, InstanceRow, SnapshotRow
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
 Target = tuple[str, str, str]  # host name, agent API url, secret
+SNAPSHOT_PREFIX = "snapshot/"  # server/snapshots.py names them snapshot/PROJECT_ID-INSTANCE
 
 
 def _up_hosts(ctx: ServerContext) -> list[Target]:
@@ -64,11 +65,18 @@ def _list(ctx: ServerContext) -> list[RegistryImage]:
     return images
 
 
+def _visible(name: str, caller: Caller) -> bool:
+    """Base images are shared; a snapshot image (`snapshot/PROJECT_ID-…`) is its project's."""
+    return caller.is_admin or not name.startswith(SNAPSHOT_PREFIX) or \
+        name.startswith(f"{SNAPSHOT_PREFIX}{caller.project_id}-")
+
+
 @router.get("")
-async def list_images(_: Caller = Depends(auth.user),
+async def list_images(caller: Caller = Depends(auth.user),
                       ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     images = await run_in_threadpool(_list, ctx)
-    return {"items": [i.model_dump() for i in images], "next": None}
+    return {"items": [i.model_dump() for i in images if _visible(i.name, caller)],
+            "next": None}
 
 
 def _show(ctx: ServerContext, ref: str) -> RegistryImage:
@@ -81,8 +89,10 @@ def _show(ctx: ServerContext, ref: str) -> RegistryImage:
 
 
 @router.get("/{ref:path}", response_model=RegistryImage)
-async def show_image(ref: str, _: Caller = Depends(auth.user),
+async def show_image(ref: str, caller: Caller = Depends(auth.user),
                      ctx: ServerContext = Depends(auth.context)) -> RegistryImage:
+    if not _visible(split_ref(ref)[1], caller):
+        raise NotFound(f"image {ref} is not in the registry {ctx.registry.address}")
     return await run_in_threadpool(_show, ctx, ref)
 
 

@@ -1,4 +1,8 @@
-"""/v1/networks: Linux-bridge segments with a subnet and a gateway on the bridge, no NAT."""
+"""/v1/networks: Linux-bridge segments with a subnet and a gateway on the bridge, no NAT.
+
+A network belongs to the project of the admin who created it. Members see and launch on their
+project's networks and the shared ones (`default` is always shared); others answer 404.
+Only admins create or delete networks."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from dockyard.store import meta, records, revision
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
+DEFAULT_NETWORK = "default"
 _AUTO_VLAN = 1000
 
 
@@ -61,6 +66,7 @@ def create_network(ctx: ServerContext, project_id: str, spec: NetworkCreate) -> 
         row = NetworkRow(id=network_id, name=spec.name, project_id=project_id,
                          subnet=spec.subnet, gateway=spec.gateway, dns=spec.dns,
                          mode=spec.mode.value, vlan=_vlan(sess, spec.vlan),
+                         shared=spec.shared or spec.name == DEFAULT_NETWORK,
                          bridge=bridge_name(network_id), revision=rev)
         sess.add(row)
         meta.put(sess, meta.NETWORKS_REVISION, str(rev))
@@ -79,11 +85,13 @@ def post_network(spec: NetworkCreate, caller: Caller = Depends(auth.admin),
 
 @router.get("")
 def list_networks(limit: int = Query(100, ge=1, le=1000), after: str = "",
-                  _: Caller = Depends(auth.user),
+                  caller: Caller = Depends(auth.user),
                   ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     with ctx.db.session() as sess:
-        rows = list(sess.scalars(select(NetworkRow).where(NetworkRow.name > after)
-                                 .order_by(NetworkRow.name).limit(limit + 1)))
+        query = select(NetworkRow).where(NetworkRow.name > after)
+        if not caller.is_admin:
+            query = query.where(NetworkRow.shared | (NetworkRow.project_id == caller.project_id))
+        rows = list(sess.scalars(query.order_by(NetworkRow.name).limit(limit + 1)))
         more = len(rows) > limit
         rows = rows[:limit]
         items = [records.network_model(sess, r).model_dump(mode="json") for r in rows]
@@ -91,10 +99,12 @@ def list_networks(limit: int = Query(100, ge=1, le=1000), after: str = "",
 
 
 @router.get("/{ref}", response_model=Network)
-def show_network(ref: str, _: Caller = Depends(auth.user),
+def show_network(ref: str, caller: Caller = Depends(auth.user),
                  ctx: ServerContext = Depends(auth.context)) -> Network:
+    assert caller.project_id is not None
     with ctx.db.session() as sess:
-        return records.network_model(sess, records.network_by_ref(sess, ref))
+        row = records.visible_network(sess, caller.project_id, ref, admin=caller.is_admin)
+        return records.network_model(sess, row)
 
 
 @router.delete("/{ref}", status_code=204)

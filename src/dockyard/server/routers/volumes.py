@@ -20,7 +20,7 @@ from dockyard.model.volume import Volume, VolumeCreate, docker_volume_name
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
-from dockyard.store import records
+from dockyard.store import quotas, records
 from dockyard.store.tables import HostRow, VolumeRow
 
 router = APIRouter(prefix="/v1/volumes", tags=["volumes"])
@@ -40,6 +40,7 @@ def create_volume(spec: VolumeCreate, caller: Caller = Depends(auth.user),
             if sess.scalar(select(VolumeRow.id).where(VolumeRow.project_id == project_id,
                                                       VolumeRow.name == spec.name)):
                 raise Conflict(f"a volume named {spec.name!r} already exists")
+            quotas.enforce(sess, project_id, quotas.Claim(volumes=1))
             row = VolumeRow(id=new_id(), name=spec.name, project_id=project_id, host_id=None)
             sess.add(row)
             sess.flush()
