@@ -25,7 +25,7 @@ from dockyard.model.volume import docker_volume_name
 from dockyard.server import instances
 from dockyard.server.context import ServerContext
 from dockyard.server.transfers import HostTarget
-from dockyard.store import records
+from dockyard.store import quotas, records
 from dockyard.store.tables import HostRow, InstanceRow, ProjectRow, SnapshotRow, VolumeRow
 
 
@@ -77,6 +77,8 @@ def _plan(ctx: ServerContext, project_id: str, ref: str,
 
 
 def create(ctx: ServerContext, project_id: str, ref: str, body: SnapshotCreate) -> Snapshot:
+    with ctx.db.session() as sess:  # refuse early, before committing anything on the host
+        quotas.enforce(sess, project_id, quotas.Claim(snapshots=1))
     snap, target, volumes = _plan(ctx, project_id, ref, body)
     folder = snapshot_dir(ctx, snap.id)
     try:
@@ -90,6 +92,7 @@ def create(ctx: ServerContext, project_id: str, ref: str, body: SnapshotCreate) 
         snap.size = (ctx.registry.size(*_name_tag(snap.image)) or 0) + sum(
             int(v["size"]) for v in archived)
         with ctx.db.session() as sess:
+            quotas.enforce(sess, project_id, quotas.Claim(snapshots=1))  # under the lock
             sess.add(snap)
             sess.flush()
             instances.record_event(sess, sess.get(InstanceRow, snap.instance_id), "snapshot",
