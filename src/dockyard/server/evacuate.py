@@ -19,6 +19,7 @@ from dockyard.model.instance import DesiredState, InstanceState
 from dockyard.server.context import ServerContext
 from dockyard.server.instances import record_event, start_operation
 from dockyard.server.migrate import choose_target
+from dockyard.server.placement import host_is_up
 from dockyard.server.snapshots import named_volumes, snapshot_dir
 from dockyard.server.transfers import HostTarget
 from dockyard.store import ledger, records, revision
@@ -66,7 +67,7 @@ def _wait_op(ctx: ServerContext, op_id: str) -> None:
 def evacuate(ctx: ServerContext, ref: str, force: bool) -> dict[str, Any]:
     with ctx.db.session() as sess:
         host = records.host_by_ref(sess, ref)
-        if host.state == "up" and not force:
+        if host_is_up(host, ctx.settings.heartbeat_timeout) and not force:
             raise Conflict(f"host {host.name} is up; evacuate only a down host (or --force)")
         host_id, host_name = host.id, host.name
         ids = list(sess.scalars(select(InstanceRow.id).where(

@@ -68,9 +68,7 @@ def choose_target(ctx: ServerContext, sess: Session, row: InstanceRow,
             raise NotFound(f"host {to!r} not found")
         if host.id == row.host_id:
             raise Conflict(f"instance {row.name} already runs on {to}")
-        if host.state != "up":
-            raise Conflict(f"host {to} is {host.state}")
-        plan = place(request_for(row, to), snap)
+        plan = place(request_for(row, to), snap)  # a down or full host: 409 with reasons
     else:
         request = request_for(row, None)
         fits = [v for v in explain(request, snap) if v.reason is None

@@ -1,0 +1,102 @@
+"""Take a dev-cluster host's daemons down and bring them back, by the PIDs in the state file.
+
+Every start happens in a short-lived child process, which owns the Popen (the daemon outlives
+it, detached), and the new PID goes back into the state file so `dev-cluster down` finds it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.devcluster import plumbing, state
+
+
+@dataclass
+class AgentCommand:
+    argv: list[str]  # as the agent was started (inside its netns)
+    token: str
+
+
+def wait_gone(pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while plumbing.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not plumbing.alive(pid), f"pid {pid} still alive"
+
+
+def stop_agent(home: Path, name: str) -> AgentCommand:
+    """SIGKILL the host's agent (as a crash would); returns how to start it again."""
+    st = state.load(home)
+    assert st is not None
+    pid = st.host(name).pids["agent"]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    token = next(e.split(b"=", 1)[1].decode() for e in environ
+                 if e.startswith(b"DOCKYARD_TOKEN="))
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    return AgentCommand(argv, token)
+
+
+def start_agent(home: Path, name: str, cmd: AgentCommand) -> int:
+    st = state.load(home)
+    assert st is not None
+    host = st.host(name)
+    code = ("import json, sys; from pathlib import Path; "
+            "from dockyard.devcluster import plumbing as pl; "
+            "a = json.loads(sys.argv[1]); "
+            "print(pl.spawn(pl.in_netns(a['netns'], *a['argv']), Path(a['log']), "
+            "{'DOCKYARD_TOKEN': a['token']}))")
+    arg = json.dumps({"netns": host.netns, "argv": cmd.argv, "token": cmd.token,
+                      "log": str(Path(host.root) / "agent.log")})
+    out = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True,
+                         check=True, timeout=60)
+    host.pids["agent"] = int(out.stdout.strip().splitlines()[-1])
+    st.save()
+    return host.pids["agent"]
+
+
+def stop_dockerd(home: Path, name: str) -> None:
+    """SIGTERM: with --live-restore its containers keep running (a daemon crash, not a
+    power cut)."""
+    st = state.load(home)
+    assert st is not None
+    pid = st.host(name).pids["dockerd"]
+    os.kill(pid, signal.SIGTERM)
+    wait_gone(pid, timeout=60)
+
+
+def start_dockerd(home: Path, name: str) -> int:
+    st = state.load(home)
+    assert st is not None
+    host = st.host(name)
+    code = ("import sys; from pathlib import Path; from dockyard.devcluster import plumbing; "
+            "print(plumbing.start_dockerd(sys.argv[1], Path(sys.argv[2]), sys.argv[3]))")
+    out = subprocess.run([sys.executable, "-c", code, host.netns,
+                          str(Path(host.root) / "docker"), host.cgroup_parent],
+                         capture_output=True, text=True, check=True, timeout=180)
+    host.pids["dockerd"] = int(out.stdout.strip().splitlines()[-1])
+    st.save()
+    return host.pids["dockerd"]
+
+
+def docker(home: Path, name: str, *args: str) -> str:
+    st = state.load(home)
+    assert st is not None
+    sock = Path(st.host(name).root) / "docker" / "docker.sock"
+    return subprocess.run(["docker", "-H", f"unix://{sock}", *args], capture_output=True,
+                          text=True, check=True, timeout=60).stdout
+
+
+def copies(home: Path, name: str, instance_id: str) -> list[tuple[str, str]]:
+    """(container name, state) of every container of this instance on the host."""
+    out = docker(home, name, "ps", "-a", "--filter", f"label=dockyard.instance={instance_id}",
+                 "--format", "{{.Names}} {{.State}}")
+    return [tuple(line.split(" ", 1)) for line in out.splitlines() if line]  # type: ignore[misc]
+
