@@ -16,6 +16,8 @@ from pathlib import Path
 
 from dockyard.devcluster import plumbing, state
 
+ROOT = str(Path(__file__).resolve().parents[2])  # tests.faultrun imports from here
+
 
 @dataclass
 class AgentCommand:
@@ -30,11 +32,11 @@ def wait_gone(pid: int, timeout: float = 30.0) -> None:
     assert not plumbing.alive(pid), f"pid {pid} still alive"
 
 
-def stop_agent(home: Path, name: str) -> AgentCommand:
+def stop_agent(home: Path, name: str, pid: int | None = None) -> AgentCommand:
     """SIGKILL the host's agent (as a crash would); returns how to start it again."""
     st = state.load(home)
     assert st is not None
-    pid = st.host(name).pids["agent"]
+    pid = pid or st.host(name).pids["agent"]
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     token = next(e.split(b"=", 1)[1].decode() for e in environ
@@ -44,16 +46,23 @@ def stop_agent(home: Path, name: str) -> AgentCommand:
     return AgentCommand(argv, token)
 
 
-def start_agent(home: Path, name: str, cmd: AgentCommand) -> int:
+def start_agent(home: Path, name: str, cmd: AgentCommand,
+                fault: tuple[str, Path] | None = None) -> int:
+    """`fault`: (POINT or pause:POINT, MARKER) armed through tests/faultrun.py."""
     st = state.load(home)
     assert st is not None
     host = st.host(name)
+    argv = cmd.argv
+    if fault is not None:
+        module = argv.index("dockyard")  # python -m dockyard agent …
+        argv = [*argv[:module - 1], "-m", "tests.faultrun", fault[0], str(fault[1]), "--",
+                *argv[module + 1:]]
     code = ("import json, sys; from pathlib import Path; "
             "from dockyard.devcluster import plumbing as pl; "
             "a = json.loads(sys.argv[1]); "
             "print(pl.spawn(pl.in_netns(a['netns'], *a['argv']), Path(a['log']), "
-            "{'DOCKYARD_TOKEN': a['token']}))")
-    arg = json.dumps({"netns": host.netns, "argv": cmd.argv, "token": cmd.token,
+            "{'DOCKYARD_TOKEN': a['token'], 'PYTHONPATH': a['root']}))")
+    arg = json.dumps({"netns": host.netns, "argv": argv, "token": cmd.token, "root": ROOT,
                       "log": str(Path(host.root) / "agent.log")})
     out = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True,
                          check=True, timeout=60)
