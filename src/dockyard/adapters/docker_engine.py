@@ -371,6 +371,32 @@ class DockerEngine:
             self.api.start(name)
             return _info(self.api.inspect_container(name))
 
+    def checkpoint(self, name: str, checkpoint: str, directory: str) -> None:
+        """`docker checkpoint create --leave-running=false --checkpoint-dir DIR`: CRIU dumps
+        the container's processes into DIR/CHECKPOINT and the container stops (experimental
+        dockerd only)."""
+        with _translate(f"checkpoint {name}"):
+            url = self.api._url("/containers/{0}/checkpoints", name)
+            self.api._raise_for_status(self.api._post_json(url, data={
+                "CheckpointID": checkpoint, "CheckpointDir": directory, "Exit": True}))
+
+    def start_checkpoint(self, name: str, checkpoint: str, directory: str) -> ContainerInfo:
+        """`docker start --checkpoint CHECKPOINT --checkpoint-dir DIR`: CRIU restores the
+        processes into the (created or stopped) container; returns the fresh state."""
+        with _translate(f"restore {name} from {checkpoint}"):
+            url = self.api._url("/containers/{0}/start", name)
+            self.api._raise_for_status(self.api._post(url, params={
+                "checkpoint": checkpoint, "checkpoint-dir": directory}))
+            return _info(self.api.inspect_container(name))
+
+    def mounts(self, name: str) -> list[dict[str, str]]:
+        """The container's mounts as dockerd lists them: Type, Source, Destination."""
+        with _translate(f"inspect {name}"):
+            data = self.api.inspect_container(name)
+        return [{"type": str(m.get("Type") or ""), "source": str(m.get("Source") or ""),
+                 "destination": str(m.get("Destination") or "")}
+                for m in data.get("Mounts") or []]
+
     def stop(self, name: str, timeout: int) -> None:
         try:
             with _translate(f"stop {name}"):

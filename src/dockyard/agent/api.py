@@ -24,6 +24,7 @@ from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.adapters.machine_image import list_images
 from dockyard.agent import doctor
 from dockyard.agent.console import install_console
+from dockyard.agent.live import LiveHooks, install_live
 from dockyard.agent.security import resolve_host_path
 from dockyard.agent.transfer import install_transfer
 from dockyard.errors import Conflict, DockyardError, InvalidRequest, NotFound, Unauthorized
@@ -60,7 +61,8 @@ def push_lines(engine: DockerEngine, source: str, target: str) -> Iterator[bytes
 
 def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
                      lxcfs: Lxcfs, registry: str = "", home: Path | None = None,
-                     forget: Callable[[str], None] | None = None) -> FastAPI:
+                     forget: Callable[[str], None] | None = None,
+                     live: LiveHooks | None = None) -> FastAPI:
     app = FastAPI(title="Dockyard agent", version="0.1.0")
     api_errors.install(app)
 
@@ -154,5 +156,8 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
 
     install_console(app, engine, authorized, owned)
     if home is not None:  # images, snapshots, migration (agent/transfer.py)
-        install_transfer(app, engine, authorized, registry, home, forget or (lambda _: None))
+        tokens = install_transfer(app, engine, authorized, registry, home,
+                                  forget or (lambda _: None))
+        if live is not None:  # live migration (agent/live.py)
+            install_live(app, engine, authorized, tokens.consume, live)
     return app

@@ -215,6 +215,13 @@ class Reconciler:
             return ObservedState(state="deleted", generation=d.generation, failed_create=True,
                                  message=exc.message)
 
+    def ensure_image(self, d: DesiredInstance) -> None:
+        """Public for a live restore (agent/live.py), which creates the container itself."""
+        self._ensure_image(d)
+
+    def spec(self, d: DesiredInstance) -> ContainerSpec:
+        return self._spec(d)
+
     def _ensure_image(self, d: DesiredInstance) -> None:
         """Pull a registry image this engine lacks; a local-only name is left to `create`."""
         if not names_registry(d.image) or self.engine.image_exists(d.image):

@@ -34,6 +34,7 @@ from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.agent.limits import LinuxHostLimits
+from dockyard.agent.live import LiveHooks
 from dockyard.agent.lxcfs_watch import LxcfsWatch
 from dockyard.agent.network import LinuxHostNetwork
 from dockyard.agent.reconciler import Reconciler
@@ -100,6 +101,8 @@ class Agent:
         self.watch_timeout = WATCH_TIMEOUT
         self.posted_inventory: HostInventory | None = None
         self.reported: dict[str, ObservedState] = {}
+        self.held: set[str] = set()  # being checkpointed away: the reconciler keeps off
+        self.incoming: set[str] = set()  # restored here, not yet in the desired state
         self.reconciler: Reconciler | None = None
         self.collector: Collector | None = None
         self.lxcfs = Lxcfs(settings.lxcfs_root)
@@ -180,6 +183,7 @@ class Agent:
             self._sync_networks(reply)
         for d in reply.instances:
             self.desired[d.id] = d
+            self.incoming.discard(d.id)
             self.queue.add(d.id)
         if reply.full:
             self._find_orphans({d.id for d in reply.instances})
@@ -219,7 +223,7 @@ class Agent:
     def _find_orphans(self, known: set[str]) -> None:
         for info in self._own_containers():
             instance_id = info.labels.get(ids.LABEL_INSTANCE, "")
-            if instance_id in known:
+            if instance_id in known or instance_id in self.incoming:
                 continue
             self.desired.pop(instance_id, None)
             if info.running:
@@ -249,7 +253,7 @@ class Agent:
 
     def _sync_one(self, key: str) -> None:
         d = self.desired.get(key)
-        if d is None or self.reconciler is None:
+        if d is None or self.reconciler is None or key in self.held:
             return
         net = self.networks.get(d.network.id)
         if net is not None and net.peers != d.network.peers:
@@ -330,6 +334,19 @@ class Agent:
         """The instance left this host (migrated away): stop syncing its old desired state."""
         self.desired.pop(instance_id, None)
         self.reported.pop(instance_id, None)
+        self.held.discard(instance_id)
+
+    def release(self, instance_id: str) -> None:
+        """A checkpointed instance stays here after all: sync it again (plumb, start)."""
+        self.held.discard(instance_id)
+        self.reported.pop(instance_id, None)
+        self.queue.add(instance_id)
+
+    def live_hooks(self) -> LiveHooks:
+        return LiveHooks(name=self.settings.name, home=self.settings.home,
+                         reconciler=lambda: self.reconciler, hold=self.held.add,
+                         release=self.release, adopt=self.incoming.add,
+                         own_roots=[str(self.files.root), self.settings.lxcfs_root])
 
     def _image_gc_once(self) -> None:
         self.stopping.wait(self.settings.image_gc_interval)
@@ -372,7 +389,8 @@ def run_agent(settings: AgentSettings) -> None:
     log.info("agent %s registered (cluster %s), API at %s", settings.name, agent.cluster, api_url)
     agent.start_threads()
     app = create_agent_app(agent.engine, agent.secret, agent.cluster, agent.lxcfs,
-                           agent.registry, settings.home, agent.forget)
+                           agent.registry, settings.home, agent.forget,
+                           agent.live_hooks())
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=1, ssl_certfile=cert, ssl_keyfile=key)
     try:

@@ -108,7 +108,7 @@ def _load_and_push(engine: DockerEngine, spool: Path, name: str, registry: str) 
 
 
 def install_transfer(app: FastAPI, engine: DockerEngine, authorized: Callable[..., None],
-                     registry: str, home: Path, forget: Callable[[str], None]) -> None:
+                     registry: str, home: Path, forget: Callable[[str], None]) -> Tokens:
     tokens = Tokens()
     _install_images(app, engine, authorized, registry, home, forget)
 
@@ -146,6 +146,8 @@ def install_transfer(app: FastAPI, engine: DockerEngine, authorized: Callable[..
     @app.post("/v1/volumes/{docker_name}/pull", dependencies=[Depends(authorized)])
     def pull(docker_name: str, body: PullRequest) -> dict[str, float]:
         return _pull(engine, _volume(docker_name), body)
+
+    return tokens
 
 
 def _install_images(app: FastAPI, engine: DockerEngine, authorized: Callable[..., None],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -62,15 +62,50 @@ def snapshot_delete(name: Annotated[str, typer.Argument(help="snapshot")]) -> No
 def migrate(name: Annotated[str, typer.Argument(help="instance")],
             to: Annotated[str | None, typer.Option("--to", help="target host (default: the "
                                                    "scheduler picks)")] = None,
+            live: Annotated[bool, typer.Option("--live", help="move the running processes "
+                                               "(CRIU), after a preflight")] = False,
+            check: Annotated[bool, typer.Option("--check", help="with --live: only run the "
+                                                "preflight on both hosts")] = False,
+            fallback: Annotated[bool, typer.Option("--fallback", help="with --live: move it "
+                                                   "cold when the preflight fails")] = False,
             as_json: JsonOpt = False) -> None:
-    """Cold migration: same IP, MAC, hostname, limits and data on another host."""
+    """Cold migration: same IP, MAC, hostname, limits and data on another host; --live keeps
+    its processes running (CRIU checkpoint/restore)."""
+    if (check or fallback) and not live:
+        raise typer.BadParameter("--check and --fallback go with --live")
     with client(timeout=SLOW) as api:
-        reply = api.post(f"/v1/instances/{name}/migrate", {"host": to})
+        reply = api.post(f"/v1/instances/{name}/migrate",
+                         {"host": to, "live": live, "check": check, "fallback": fallback})
     if as_json:
         print_json(reply)
+        if check and not reply["ok"]:
+            raise typer.Exit(1)
         return
-    console.print(f"{name}: {reply['source']} -> {reply['target']}, downtime "
+    if check:
+        _print_preflight(reply)
+        return
+    if reply.get("fallback"):
+        console.print("[yellow]live migration not possible, moved cold instead:[/yellow]",
+                      highlight=False)
+        for f in reply.get("reasons", []):
+            console.print(f"  {f['code']} ({f['host']}): {f['message']}\n    fix: {f['fix']}",
+                          highlight=False)
+    mode = reply.get("mode", "cold")
+    console.print(f"{name}: {reply['source']} -> {reply['target']} ({mode}), downtime "
                   f"{reply['downtime']:.2f} s", highlight=False)
+
+
+def _print_preflight(report: dict[str, Any]) -> None:
+    head = (f"live migration of {report['instance']}: {report['source']} -> "
+            f"{report['target']}: ")
+    if report["ok"]:
+        console.print(head + "[green]possible[/green]", highlight=False)
+        return
+    console.print(head + "[red]not possible[/red]", highlight=False)
+    for f in report["failures"]:
+        console.print(f"  {f['code']} ({f['host']}): {f['message']}\n    fix: {f['fix']}",
+                      highlight=False)
+    raise typer.Exit(1)
 
 
 def rebuild(name: Annotated[str, typer.Argument(help="instance")],

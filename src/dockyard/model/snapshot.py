@@ -36,6 +36,12 @@ class Snapshot(BaseModel):
 
 class MigrateRequest(BaseModel):
     host: str | None = Field(None, description="target host (default: the scheduler picks)")
+    live: bool = Field(False, description="move the running processes (CRIU checkpoint and "
+                       "restore) after a preflight")
+    check: bool = Field(False, description="with live: only run the preflight and answer its "
+                        "report")
+    fallback: bool = Field(False, description="with live: a failed preflight moves the "
+                           "instance cold instead (the answer says why)")
 
 
 class RebuildRequest(BaseModel):

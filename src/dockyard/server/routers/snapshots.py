@@ -16,7 +16,7 @@ from dockyard.model.snapshot import (
     Snapshot,
     SnapshotCreate,
 )
-from dockyard.server import auth, evacuate, migrate, snapshots
+from dockyard.server import auth, evacuate, live_migrate, migrate, snapshots
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 
@@ -51,10 +51,18 @@ async def delete_snapshot(ref: str, caller: Caller = Depends(auth.user),
 @router.post("/v1/instances/{ref}/migrate")
 async def migrate_instance(ref: str, body: MigrateRequest, caller: Caller = Depends(auth.user),
                            ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
-    """Cold migration; answers when it is over (the instance runs on the target, or on the
-    source again after a failure: then the error)."""
+    """Cold migration, or live (CRIU) with `live` (`check`: the preflight's report only,
+    `fallback`: cold when the preflight fails); answers when it is over (the instance runs
+    on the target, or on the source again after a failure: then the error)."""
     if body.host is not None and caller.role != "admin":
         raise Forbidden("only an admin may choose the target host")
+    if body.check:  # the live preflight only: its report (ok or the named failures)
+        report = await run_in_threadpool(live_migrate.check, ctx, _project(caller), ref,
+                                         body.host)
+        return report.model_dump(mode="json")
+    if body.live:
+        return await run_in_threadpool(live_migrate.live, ctx, _project(caller), ref,
+                                       body.host, body.fallback)
     return await run_in_threadpool(migrate.migrate, ctx, _project(caller), ref, body.host)
 
 

@@ -1,0 +1,177 @@
+"""What a live migration needs to know about this machine and one container's processes.
+
+    criu_facts(path)      is there a criu, which version, does `criu check` pass (cached)
+    cpu_flags()           the first CPU's flags (a restore needs every flag of the dump host)
+    instance_pids(pid)    the processes in the pid namespace of `pid` (the container's)
+    sockets(pids, netpid) each socket those processes hold: kind, TCP state, addresses, read
+                          from /proc/NETPID/net/* (that process's netns; no setns needed)
+
+The criu is the one runc runs: DOCKYARD_CRIU, else `criu` on PATH (dockerd's PATH must find
+the same one; see scripts/criu-wrapper).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from dockyard.model.live import TCP_STATES, CriuFacts, SocketFact
+
+CHECK_TTL = 60.0
+_cache: dict[str, tuple[float, CriuFacts]] = {}
+_lock = threading.Lock()
+
+
+def criu_path() -> str:
+    return os.environ.get("DOCKYARD_CRIU") or shutil.which("criu") or "criu"
+
+
+def criu_facts(path: str | None = None) -> CriuFacts:
+    path = path or criu_path()
+    with _lock:
+        hit = _cache.get(path)
+        if hit and time.monotonic() - hit[0] < CHECK_TTL:
+            return hit[1]
+    facts = _probe(path)
+    with _lock:
+        _cache[path] = (time.monotonic(), facts)
+    return facts
+
+
+def _probe(path: str) -> CriuFacts:
+    exe = shutil.which(path)
+    if exe is None:
+        return CriuFacts(path=path, found=False)
+    try:
+        version = subprocess.run([exe, "--version"], capture_output=True, text=True,
+                                 timeout=20)
+        check = subprocess.run([exe, "check"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return CriuFacts(path=path, found=True, check_output=str(exc))
+    first = (version.stdout.strip().splitlines() or [""])[0]
+    output = (check.stdout + check.stderr).strip()
+    return CriuFacts(path=path, found=True, version=first.removeprefix("Version: "),
+                     check_ok=check.returncode == 0, check_output="" if check.returncode == 0
+                     else "\n".join(output.splitlines()[-4:]))
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return sorted(set(value.split()))
+    return []
+
+
+def _ns(pid: int, kind: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return ""
+
+
+def instance_pids(init_pid: int) -> list[int]:
+    """Every process sharing the pid namespace of `init_pid` (the container's processes)."""
+    want = _ns(init_pid, "pid")
+    if not want:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _ns(int(entry), "pid") == want:
+            pids.append(int(entry))
+    return sorted(pids)
+
+
+def _socket_inodes(pid: int) -> list[int]:
+    out: list[int] = []
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return out
+    for name in names:
+        try:
+            target = os.readlink(f"{fd_dir}/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.append(int(target[8:-1]))
+    return out
+
+
+def _addr(hexaddr: str) -> str:
+    ip_hex, _, port_hex = hexaddr.partition(":")
+    port = int(port_hex, 16)
+    raw = bytes.fromhex(ip_hex)
+    if len(raw) == 4:
+        return f"{socket.inet_ntop(socket.AF_INET, raw[::-1])}:{port}"
+    words = struct.unpack("<4I", raw)
+    return f"[{socket.inet_ntop(socket.AF_INET6, struct.pack('>4I', *words))}]:{port}"
+
+
+def parse_inet_table(text: str, kind: str) -> dict[int, SocketFact]:
+    """/proc/net/{tcp,tcp6,udp,udp6,raw,raw6}: inode -> socket."""
+    out: dict[int, SocketFact] = {}
+    for line in text.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) < 10:
+            continue
+        state = int(cols[3], 16)
+        name = TCP_STATES.get(state, str(state)) if kind.startswith("tcp") else ""
+        out[int(cols[9])] = SocketFact(kind=kind, state=name, local=_addr(cols[1]),
+                                       remote=_addr(cols[2]), inode=int(cols[9]))
+    return out
+
+
+def parse_inode_table(text: str, kind: str, column: int) -> dict[int, SocketFact]:
+    """/proc/net/{unix,packet,netlink}: inode in `column`."""
+    out: dict[int, SocketFact] = {}
+    for line in text.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) > column and cols[column].isdigit():
+            out[int(cols[column])] = SocketFact(kind=kind, inode=int(cols[column]),
+                                                local=cols[column + 1] if kind == "unix"
+                                                and len(cols) > column + 1 else "")
+    return out
+
+
+def _tables(netpid: int) -> dict[int, SocketFact]:
+    base = f"/proc/{netpid}/net"
+    known: dict[int, SocketFact] = {}
+    for kind in ("tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", "raw6"):
+        try:
+            known.update(parse_inet_table(Path(f"{base}/{kind}").read_text(), kind))
+        except OSError:
+            continue
+    for kind, column in (("unix", 6), ("packet", 8), ("netlink", 9)):
+        try:
+            known.update(parse_inode_table(Path(f"{base}/{kind}").read_text(), kind, column))
+        except OSError:
+            continue
+    return known
+
+
+def sockets(pids: list[int], netpid: int) -> list[SocketFact]:
+    """Each socket held by `pids`, as the netns of `netpid` lists it ("unknown" if no
+    table does)."""
+    known = _tables(netpid)
+    out: list[SocketFact] = []
+    seen: set[int] = set()
+    for pid in pids:
+        for inode in _socket_inodes(pid):
+            if inode in seen:
+                continue
+            seen.add(inode)
+            fact = known.get(inode) or SocketFact(kind="unknown", inode=inode)
+            out.append(fact.model_copy(update={"pid": pid}))
+    return out

@@ -1,0 +1,244 @@
+"""Agent endpoints of a live migration (CRIU through `docker checkpoint`), used by the server.
+
+    GET  /v1/live/facts?instance_id=I    HostFacts: criu + `criu check`, experimental dockerd,
+                                         kernel, CPU flags, and (source) the instance's
+                                         processes' sockets and its mounts
+    POST /v1/instances/{id}/checkpoint   source: hold the instance (the reconciler leaves it
+                                         alone), unplumb eth0 (the veth is not dumped: only lo
+                                         is in the netns), checkpoint with exit into
+                                         HOME/checkpoints/NAME
+    GET  /v1/checkpoints/{name}/archive  the checkpoint as a tar stream (one-time token)
+    POST /v1/instances/{id}/restore      target: files, network, image, create (generation
+                                         of the request), fetch the checkpoint from the
+                                         source agent, `docker start --checkpoint`, plumb eth0
+                                         with the same IP and MAC (+ gratuitous ARP)
+    POST /v1/instances/{id}/resume       source, after a failure: restore from the checkpoint
+                                         here (else a plain start), release the hold
+    DELETE /v1/checkpoints/{name}        drop a checkpoint directory
+
+A restored container is "incoming" until the server's desired state names it, so a resync in
+between does not take it for an orphan.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from dockyard.adapters import criu, hostinfo, volume_archive
+from dockyard.adapters.docker_engine import DockerEngine
+from dockyard.agent.reconciler import Reconciler
+from dockyard.errors import BackendError, Conflict, DockyardError, InvalidRequest, Unauthorized
+from dockyard.model import ids
+from dockyard.model.agent import DesiredInstance
+from dockyard.model.live import HostFacts, InstanceFacts, MountFact
+from dockyard.model.validators import NAME_RE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveHooks:
+    """What the live endpoints need from the running agent (agent/runtime.py)."""
+
+    name: str
+    home: Path
+    reconciler: Callable[[], Reconciler | None]
+    hold: Callable[[str], None]  # the reconciler leaves the instance alone
+    release: Callable[[str], None]  # ... and syncs it again
+    adopt: Callable[[str], None]  # not an orphan until the desired state names it
+    own_roots: list[str] = field(default_factory=list)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.home / "checkpoints"
+
+
+class CheckpointRequest(BaseModel):
+    checkpoint: str
+
+
+class RestoreRequest(BaseModel):
+    desired: DesiredInstance
+    checkpoint: str
+    source_url: str
+    token: str
+
+
+def _name(checkpoint: str) -> str:
+    if not NAME_RE.fullmatch(checkpoint):
+        raise InvalidRequest(f"bad checkpoint name {checkpoint!r}")
+    return checkpoint
+
+
+def host_facts(engine: DockerEngine, hooks: LiveHooks, instance_id: str | None) -> HostFacts:
+    info = engine.info()
+    facts = HostFacts(host=hooks.name, criu=criu.criu_facts(),
+                      checkpoint=bool(info.get("ExperimentalBuild")),
+                      docker_version=str(info.get("ServerVersion") or ""),
+                      kernel=hostinfo.kernel_release(), cpu_flags=criu.cpu_flags(),
+                      own_roots=hooks.own_roots)
+    if instance_id is not None:
+        facts.instance = instance_facts(engine, instance_id)
+    return facts
+
+
+def instance_facts(engine: DockerEngine, instance_id: str) -> InstanceFacts:
+    name = ids.container_name(instance_id)
+    info = engine.inspect(name)
+    if info is None or not info.running:
+        return InstanceFacts(running=False)
+    pids = criu.instance_pids(info.pid)
+    mounts = [MountFact(kind=m["type"], source=m["source"], destination=m["destination"])
+              for m in engine.mounts(name)]
+    return InstanceFacts(running=True, pid=info.pid, processes=len(pids),
+                         sockets=criu.sockets(pids, info.pid), mounts=mounts)
+
+
+def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., None],
+                 consume: Callable[[str, str], bool], hooks: LiveHooks) -> None:
+    @app.get("/v1/live/facts", response_model=HostFacts, dependencies=[Depends(authorized)])
+    def facts(instance_id: str | None = None) -> HostFacts:
+        return host_facts(engine, hooks, instance_id)
+
+    @app.post("/v1/instances/{instance_id}/checkpoint", dependencies=[Depends(authorized)])
+    def checkpoint(instance_id: str, body: CheckpointRequest) -> dict[str, float]:
+        started = time.monotonic()
+        cp = _name(body.checkpoint)
+        name = ids.container_name(instance_id)
+        info = engine.inspect(name)
+        if info is None or not info.running:
+            raise Conflict(f"instance {instance_id} is not running here")
+        hooks.hold(instance_id)
+        rec = hooks.reconciler()
+        if rec is not None:  # the veth goes: only lo stays in the netns CRIU sees
+            rec.network.unplumb(instance_id)
+        shutil.rmtree(hooks.checkpoints / cp, ignore_errors=True)
+        hooks.checkpoints.mkdir(parents=True, exist_ok=True)
+        engine.checkpoint(name, cp, str(hooks.checkpoints))
+        return {"seconds": time.monotonic() - started,
+                "bytes": float(sum(p.stat().st_size for p in (hooks.checkpoints / cp).rglob("*")
+                                   if p.is_file()))}
+
+    @app.get("/v1/checkpoints/{checkpoint}/archive")
+    def archive(checkpoint: str, request: Request) -> StreamingResponse:
+        cp = _name(checkpoint)
+        token = request.query_params.get("token")
+        if token is None:
+            authorized(request)
+        elif not consume(token, f"checkpoint:{cp}"):
+            raise Unauthorized("transfer token unknown, used or expired")
+        path = hooks.checkpoints / cp
+        if not path.is_dir():
+            raise InvalidRequest(f"no checkpoint {cp} here")
+        return StreamingResponse(volume_archive.tar_stream(str(path)),
+                                 media_type="application/x-tar")
+
+    @app.delete("/v1/checkpoints/{checkpoint}", status_code=204,
+                dependencies=[Depends(authorized)])
+    def drop(checkpoint: str) -> None:
+        shutil.rmtree(hooks.checkpoints / _name(checkpoint), ignore_errors=True)
+
+    @app.post("/v1/instances/{instance_id}/restore", dependencies=[Depends(authorized)])
+    def restore(instance_id: str, body: RestoreRequest) -> dict[str, Any]:
+        if body.desired.id != instance_id:
+            raise InvalidRequest("the desired instance is another one")
+        rec = hooks.reconciler()
+        if rec is None:
+            raise BackendError("the agent has not registered yet")
+        hooks.adopt(instance_id)
+        try:
+            return _restore(engine, rec, hooks, body)
+        except DockyardError:
+            _undo(engine, rec, instance_id)
+            raise
+
+    @app.post("/v1/instances/{instance_id}/resume", dependencies=[Depends(authorized)])
+    def resume(instance_id: str, body: CheckpointRequest) -> dict[str, str]:
+        """Back to running here after a failed move: from the checkpoint when it is still
+        here (the same processes), else the reconciler starts the container afresh."""
+        name = ids.container_name(instance_id)
+        info = engine.inspect(name)
+        mode = "running"
+        if info is not None and not info.running:
+            try:
+                engine.start_checkpoint(name, _name(body.checkpoint), str(hooks.checkpoints))
+                mode = "checkpoint"
+            except DockyardError as exc:
+                log.warning("resume %s from its checkpoint failed (%s): plain start",
+                            instance_id, exc.message)
+                mode = "plain"
+        hooks.release(instance_id)  # the reconciler plumbs eth0 (or starts it plainly)
+        return {"mode": mode}
+
+
+def _fetch(url: str, token: str, dest: Path) -> None:
+    def chunks() -> Any:
+        with httpx.stream("GET", url, params={"token": token},
+                          timeout=httpx.Timeout(10.0, read=120.0)) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise BackendError(f"checkpoint fetch {url}: {resp.status_code} "
+                                   f"{resp.text[:200]}")
+            yield from resp.iter_bytes()
+
+    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        volume_archive.untar(str(dest), chunks())
+    except httpx.HTTPError as exc:
+        raise BackendError(f"checkpoint fetch {url}: {exc}") from exc
+
+
+def _restore(engine: DockerEngine, rec: Reconciler, hooks: LiveHooks,
+             body: RestoreRequest) -> dict[str, Any]:
+    d, cp = body.desired, _name(body.checkpoint)
+    t0 = time.monotonic()
+    rec.files.write(d)
+    rec.files.set_applied_restart(d.id, d.restart_serial)  # no restart after adoption
+    rec.network.ensure_network(d.network)
+    name = ids.container_name(d.id)
+    old = engine.inspect(name)
+    if old is not None:  # a copy left by an earlier attempt (never a newer generation)
+        if int(old.labels.get(ids.LABEL_GENERATION, "0")) > d.generation:
+            raise Conflict(f"a newer copy of {d.name} is here")
+        rec.network.unplumb(d.id)
+        engine.remove(old.id)
+    rec.ensure_image(d)
+    engine.create(rec.spec(d))
+    t_created = time.monotonic()
+    url = f"{body.source_url.rstrip('/')}/v1/checkpoints/{cp}/archive"
+    _fetch(url, body.token, hooks.checkpoints / cp)
+    t_fetched = time.monotonic()
+    info = engine.start_checkpoint(name, cp, str(hooks.checkpoints))
+    t_started = time.monotonic()
+    rec.network.plumb(info.pid, d)  # same IP and MAC; sends a gratuitous ARP
+    eth0 = rec.network.eth0(info.pid)
+    rec.limits.ensure_io(info.pid, d.limits)
+    rec.limits.ensure_rates(info.pid, d.id, d.limits)
+    shutil.rmtree(hooks.checkpoints / cp, ignore_errors=True)
+    return {"pid": info.pid, "container_id": info.id,
+            "eth0": {"mac": eth0.mac, "addresses": list(eth0.addresses)} if eth0 else None,
+            "create_seconds": t_created - t0, "fetch_seconds": t_fetched - t_created,
+            "restore_seconds": t_started - t_fetched,
+            "plumb_seconds": time.monotonic() - t_started}
+
+
+def _undo(engine: DockerEngine, rec: Reconciler, instance_id: str) -> None:
+    steps: list[Callable[[], None]] = [
+        lambda: rec.network.unplumb(instance_id),
+        lambda: engine.remove(ids.container_name(instance_id))]
+    for step in steps:
+        try:
+            step()
+        except DockyardError as exc:
+            log.warning("undo restore of %s: %s", instance_id, exc.message)

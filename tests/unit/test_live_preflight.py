@@ -1,0 +1,204 @@
+"""The live-migration preflight (model/live.py) and the /proc parsers it reads (adapters/criu.py),
+table-driven: each row is one situation and the failure codes it must produce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dockyard.adapters import criu
+from dockyard.model.live import (
+    CriuFacts,
+    HostFacts,
+    InstanceFacts,
+    MountFact,
+    SocketFact,
+    evaluate,
+    own_mount,
+    summary,
+)
+
+AGENT = "/var/lib/dockyard/agent/instances"
+LXCFS = "/var/lib/dockyard/lxcfs"
+OWN = [
+    MountFact(kind="bind", source=f"{AGENT}/i1/hosts", destination="/etc/hosts"),
+    MountFact(kind="bind", source=f"{AGENT}/i1/resolv.conf", destination="/etc/resolv.conf"),
+    MountFact(kind="bind", source=f"{AGENT}/i1/authorized_keys",
+              destination="/etc/dockyard/authorized_keys"),
+    MountFact(kind="bind", source=f"{LXCFS}/proc/meminfo", destination="/proc/meminfo"),
+    MountFact(kind="volume", source="/var/lib/docker/volumes/dyv-x/_data",
+              destination="/data"),
+]
+
+
+def host(name: str, **over: Any) -> HostFacts:
+    base: dict[str, Any] = {
+        "host": name, "criu": CriuFacts(path="/opt/criu", found=True, version="4.1.1",
+                                        check_ok=True),
+        "checkpoint": True, "docker_version": "20.10.24", "kernel": "6.18.44",
+        "cpu_flags": ["avx2", "fpu", "sse4_2", "xsave"], "own_roots": [AGENT, LXCFS]}
+    base.update(over)
+    return HostFacts(**base)
+
+
+def inst(**over: Any) -> InstanceFacts:
+    base: dict[str, Any] = {"running": True, "pid": 100, "processes": 2, "mounts": OWN,
+                            "sockets": []}
+    base.update(over)
+    return InstanceFacts(**base)
+
+
+def tcp(state: str, kind: str = "tcp") -> SocketFact:
+    return SocketFact(kind=kind, state=state, local="10.241.0.5:40000",
+                      remote="10.241.0.6:22", pid=101, inode=7)
+
+
+CASES: list[tuple[str, HostFacts, HostFacts, str | None, list[str]]] = [
+    ("all good", host("h1", instance=inst()), host("h2"), None, []),
+    ("listening socket and udp are fine",
+     host("h1", instance=inst(sockets=[tcp("LISTEN"), tcp("CLOSE"),
+                                       SocketFact(kind="udp", inode=3),
+                                       SocketFact(kind="unix", inode=4),
+                                       SocketFact(kind="netlink", inode=5)])),
+     host("h2"), None, []),
+    ("no criu on the target", host("h1", instance=inst()),
+     host("h2", criu=CriuFacts(path="criu", found=False)), None, ["criu_missing"]),
+    ("criu check fails on the source",
+     host("h1", instance=inst(), criu=CriuFacts(path="criu", found=True, version="3.17.1",
+                                                check_output="vdso: Unexpected rt vDSO")),
+     host("h2"), None, ["criu_check_failed"]),
+    ("dockerd without experimental", host("h1", instance=inst()),
+     host("h2", checkpoint=False), None, ["no_checkpoint_support"]),
+    ("other kernel", host("h1", instance=inst()), host("h2", kernel="6.1.0"), None,
+     ["kernel_mismatch"]),
+    ("target lacks avx2", host("h1", instance=inst()),
+     host("h2", cpu_flags=["fpu", "sse4_2", "xsave"]), None, ["cpu_features_missing"]),
+    ("target has more CPU features: fine", host("h1", instance=inst()),
+     host("h2", cpu_flags=["avx2", "avx512f", "fpu", "sse4_2", "xsave"]), None, []),
+    ("established TCP", host("h1", instance=inst(sockets=[tcp("ESTABLISHED")])), host("h2"),
+     None, ["tcp_established"]),
+    ("half-open TCP6", host("h1", instance=inst(sockets=[tcp("SYN_SENT", "tcp6")])),
+     host("h2"), None, ["tcp_established"]),
+    ("close-wait TCP", host("h1", instance=inst(sockets=[tcp("CLOSE_WAIT")])), host("h2"),
+     None, ["tcp_established"]),
+    ("unknown socket family", host("h1", instance=inst(
+        sockets=[SocketFact(kind="unknown", inode=9, pid=5)])), host("h2"), None,
+     ["unsupported_sockets"]),
+    ("host path bind mount", host("h1", instance=inst(mounts=[*OWN, MountFact(
+        kind="bind", source="/srv/data", destination="/data2")])), host("h2"), None,
+     ["external_bind_mounts"]),
+    ("a bind from the agent's dir onto another target is not ours",
+     host("h1", instance=inst(mounts=[MountFact(kind="bind", source=f"{AGENT}/i1/hosts",
+                                                destination="/etc/passwd")])),
+     host("h2"), None, ["external_bind_mounts"]),
+    ("instance not running", host("h1", instance=inst(running=False)), host("h2"), None,
+     ["instance_not_running"]),
+    ("no instance facts", host("h1"), host("h2"), None, ["instance_not_running"]),
+    ("target full", host("h1", instance=inst()), host("h2"),
+     "not enough memory (needs 2G, 1G free)", ["target_capacity"]),
+    ("target agent unreachable", host("h1", instance=inst()),
+     host("h2", error="agent unreachable", checkpoint=False,
+          criu=CriuFacts(path="?")), None, ["host_facts_unavailable"]),
+    ("everything wrong at once",
+     host("h1", instance=inst(sockets=[tcp("ESTABLISHED")]), checkpoint=False),
+     host("h2", criu=CriuFacts(path="criu"), kernel="5.10"), "no room",
+     ["criu_missing", "no_checkpoint_support", "kernel_mismatch", "tcp_established",
+      "target_capacity"]),
+]
+
+
+@pytest.mark.parametrize(("source", "target", "capacity", "codes"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_preflight(source: HostFacts, target: HostFacts, capacity: str | None,
+                   codes: list[str]) -> None:
+    failures = evaluate(source, target, capacity)
+    assert sorted(f.code for f in failures) == sorted(codes)
+    for f in failures:
+        assert f.fix and f.message and f.host in ("h1", "h2")
+    if failures:
+        assert all(code in summary(failures) for code in codes)
+
+
+def test_named_failure_says_which_host_and_what() -> None:
+    failures = evaluate(host("h1", instance=inst(sockets=[tcp("ESTABLISHED")])),
+                        host("h2", checkpoint=False), None)
+    by_code = {f.code: f for f in failures}
+    assert by_code["tcp_established"].host == "h1"
+    assert "10.241.0.6:22" in by_code["tcp_established"].message
+    assert by_code["no_checkpoint_support"].host == "h2"
+    assert "--experimental" in by_code["no_checkpoint_support"].fix
+
+
+@pytest.mark.parametrize(("mount", "own"), [
+    (OWN[0], True), (OWN[3], True), (OWN[4], True),
+    (MountFact(kind="bind", source="/srv", destination="/srv"), False),
+    (MountFact(kind="bind", source=f"{AGENT}-evil/x", destination="/etc/hosts"), False),
+    (MountFact(kind="tmpfs", source="", destination="/run"), True),
+])
+def test_own_mount(mount: MountFact, own: bool) -> None:
+    assert own_mount(mount, [AGENT, LXCFS]) is own
+
+
+TAIL = "00000000:00000000 00:00000000 00000000     0        0"
+HEAD = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+        "timeout inode")
+TCP_TABLE = "\n".join([
+    HEAD,
+    f"   0: 00000000:0016 00000000:0000 0A {TAIL} 1152 1 0 100 0 0 10 0",
+    f"   1: 0500F10A:9C40 0600F10A:0016 01 {TAIL} 2233 1 0 20 4 30 10 -1"])
+V6_ANY = "0" * 32
+TCP6_TABLE = "\n".join([
+    HEAD,
+    f"   0: {'0' * 24}01000000:1F90 {V6_ANY}:0000 0A {TAIL} 4455 1 0 100 0 0 10 0"])
+UNIX_TABLE = """\
+Num       RefCount Protocol Flags    Type St Inode Path
+0000000025b5d617: 00000002 00000000 00010000 0001 01  6230 /run/app.sock
+0000000025b5d618: 00000003 00000000 00000000 0001 03  6231
+"""
+
+
+def test_parse_tcp_tables() -> None:
+    table = criu.parse_inet_table(TCP_TABLE, "tcp")
+    assert table[1152].state == "LISTEN" and table[1152].local == "0.0.0.0:22"
+    assert table[2233].state == "ESTABLISHED"
+    assert (table[2233].local, table[2233].remote) == ("10.241.0.5:40000", "10.241.0.6:22")
+    six = criu.parse_inet_table(TCP6_TABLE, "tcp6")
+    assert six[4455].local == "[::1]:8080" and six[4455].state == "LISTEN"
+    assert criu.parse_inet_table(TCP_TABLE, "udp")[2233].state == ""
+
+
+def test_parse_unix_table() -> None:
+    table = criu.parse_inode_table(UNIX_TABLE, "unix", 6)
+    assert table[6230].local == "/run/app.sock" and table[6231].kind == "unix"
+
+
+def test_sockets_of_this_process() -> None:
+    """Our own process: a listening and a connected TCP socket, read back from /proc."""
+    import os
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    client = socket.create_connection(server.getsockname())
+    accepted, _ = server.accept()
+    try:
+        facts = criu.sockets([os.getpid()], os.getpid())
+        states = {s.state for s in facts if s.kind == "tcp"}
+        assert {"LISTEN", "ESTABLISHED"} <= states
+        assert all(s.pid == os.getpid() for s in facts)
+    finally:
+        for s in (accepted, client, server):
+            s.close()
+
+
+def test_cpu_flags_and_pids() -> None:
+    import os
+    assert criu.cpu_flags()  # this machine's /proc/cpuinfo has flags
+    assert os.getpid() in criu.instance_pids(os.getpid())
+
+
+def test_criu_facts_for_a_missing_binary() -> None:
+    facts = criu.criu_facts("/nonexistent/criu")
+    assert not facts.found and not facts.check_ok
