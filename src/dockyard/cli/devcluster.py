@@ -26,12 +26,17 @@ def up(hosts: Annotated[int, typer.Option(min=1, max=50, help="number of hosts")
        heartbeat_timeout: Annotated[float, typer.Option(help="seconds without heartbeat → "
                                                         "host down")] = 30.0,
        resync_interval: Annotated[float, typer.Option(help="agent full-resync period")]
-       = 60.0) -> None:
+       = 60.0,
+       criu: Annotated[bool, typer.Option("--criu", help="hosts' dockerd --experimental with "
+                                          "scripts/criu-wrapper as their criu (live "
+                                          "migration)")] = False) -> None:
     """Start the cluster (returns once every host is up) and point the CLI at it."""
     from dockyard.devcluster import cluster
-    st, token = cluster.up(hosts, home.resolve(), listen, heartbeat_timeout, resync_interval)
+    st, token = cluster.up(hosts, home.resolve(), listen, heartbeat_timeout, resync_interval,
+                           criu)
     write_config(st.url, token)
-    console.print(f"[green]dev-cluster up[/green]: {len(st.hosts)} hosts, server {st.url}\n"
+    console.print(f"[green]dev-cluster up[/green]: {len(st.hosts)} hosts, server {st.url}"
+                  f"{' (criu: ' + st.criu + ')' if st.criu else ''}\n"
                   f"  CLI config: {config_path()}\n  state: {home.resolve()}")
 
 

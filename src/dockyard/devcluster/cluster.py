@@ -37,8 +37,9 @@ def _pick_index() -> int:
 
 
 def up(hosts: int, home: Path, listen: str | None, heartbeat_timeout: float,
-       resync_interval: float) -> tuple[ClusterState, str]:
-    """Make the cluster; returns its state and an admin token."""
+       resync_interval: float, criu: bool = False) -> tuple[ClusterState, str]:
+    """Make the cluster; returns its state and an admin token. `criu`: the hosts' dockerd
+    run --experimental with a working criu on their PATH (live migration)."""
     if load(home) is not None:
         raise Conflict(f"a dev-cluster already lives in {home}; `dockyard dev-cluster down`")
     home.mkdir(parents=True, exist_ok=True)
@@ -47,6 +48,9 @@ def up(hosts: int, home: Path, listen: str | None, heartbeat_timeout: float,
                       fabric_bridge=f"dyc{k}f")
     st.save()
     try:
+        if criu:
+            st.criu = pl.criu_bin(home)
+            st.save()
         token = _server(st, listen, heartbeat_timeout)
         tarball = home / "image.tar"
         for n in range(1, hosts + 1):
@@ -106,7 +110,8 @@ def _host(st: ClusterState, n: int, tarball: Path, resync_interval: float) -> No
     pl.make_veth_into(host.mgmt_link, host.netns, "mgmt0", st.mgmt_bridge,
                       f"{host.mgmt_ip}/24")
     pl.make_veth_into(host.uplink_link, host.netns, "uplink0", st.fabric_bridge)
-    host.pids["dockerd"] = pl.start_dockerd(host.netns, root / "docker", host.cgroup_parent)
+    host.pids["dockerd"] = pl.start_dockerd(host.netns, root / "docker", host.cgroup_parent,
+                                            st.criu)
     st.save()
     host.pids["ovsdb"], host.pids["vswitchd"] = pl.start_ovs(host.netns, root / "ovs")
     st.save()
@@ -121,7 +126,7 @@ def _host(st: ClusterState, n: int, tarball: Path, resync_interval: float) -> No
         "--docker-url", f"unix://{root / 'docker' / 'docker.sock'}",
         "--uplink", "uplink0", "--ovs-db", f"unix:{root / 'ovs' / 'db.sock'}",
         "--resync-interval", str(resync_interval)), root / "agent.log",
-        {"DOCKYARD_TOKEN": token})
+        {"DOCKYARD_TOKEN": token, **({"DOCKYARD_CRIU": f"{st.criu}/criu"} if st.criu else {})})
     st.save()
 
 
@@ -151,6 +156,7 @@ def down(home: Path) -> bool:
     for name in ("dockyard.db", "image.tar", "server.log", STATE_FILE):
         (home / name).unlink(missing_ok=True)
     shutil.rmtree(home / "host-paths", ignore_errors=True)
+    shutil.rmtree(home / "criu-bin", ignore_errors=True)
     return True
 
 

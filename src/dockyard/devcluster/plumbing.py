@@ -6,6 +6,7 @@ to a log file, stdin from /dev/null, and waited for."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -119,11 +120,24 @@ def delete_link(name: str) -> None:
 # ------------------------------------------------------------------------------- daemons
 
 
-def start_dockerd(netns: str, root: Path, cgroup_parent: str) -> int:
+def start_dockerd(netns: str, root: Path, cgroup_parent: str,
+                  criu_bin: str | None = None) -> int:
+    """`criu_bin`: a directory whose `criu` goes first on the daemon's PATH (dockerd →
+    containerd → runc run `criu` from PATH) and the daemon runs --experimental (`docker
+    checkpoint`); "" starts it without; None: as the last start of this daemon did."""
     root.mkdir(parents=True, exist_ok=True)
+    remembered = root / "criu-bin"
+    if criu_bin is None:
+        criu_bin = remembered.read_text().strip() if remembered.exists() else ""
+    remembered.write_text(criu_bin)
     # /etc/docker/daemon.json sets live-restore too; the cluster registry is plain HTTP on
     # the management bridge
-    (root / "daemon.json").write_text('{"insecure-registries": ["10.239.0.0/16"]}')
+    config: dict[str, object] = {"insecure-registries": ["10.239.0.0/16"]}
+    env: dict[str, str] = {}
+    if criu_bin:
+        config["experimental"] = True
+        env["PATH"] = f"{criu_bin}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+    (root / "daemon.json").write_text(json.dumps(config))
     make_bridge(DOCKER_BRIDGE, DOCKER_BRIDGE_CIDR, netns)
     url = f"unix://{root / 'docker.sock'}"
     log = root / "dockerd.log"
@@ -131,10 +145,30 @@ def start_dockerd(netns: str, root: Path, cgroup_parent: str) -> int:
                          "--data-root", str(root / "data"), "--exec-root",
                          str(root / "exec"), "-H", url, "--pidfile", str(root / "docker.pid"),
                          "--bridge", DOCKER_BRIDGE, "--iptables=false", "--live-restore",
-                         "--cgroup-parent", cgroup_parent), log)
+                         "--cgroup-parent", cgroup_parent), log, env)
     wait_for(lambda: run("docker", "-H", url, "info", check=False).returncode == 0,
              f"dockerd of {netns}", pid, log, timeout=120)
     return pid
+
+
+CRIU_WRAPPER = Path(__file__).resolve().parents[3] / "scripts" / "criu-wrapper"
+
+
+def criu_bin(home: Path) -> str:
+    """HOME/criu-bin/criu → scripts/criu-wrapper (criu 4.1 from a Debian 13 tree, built on
+    first use); `criu check` must pass, else the error says why."""
+    if not CRIU_WRAPPER.exists():
+        raise BackendError(f"--criu needs {CRIU_WRAPPER} (a source checkout of Dockyard)")
+    run(str(CRIU_WRAPPER), "--build")
+    directory = home / "criu-bin"
+    directory.mkdir(parents=True, exist_ok=True)
+    link = directory / "criu"
+    if not link.is_symlink():
+        link.symlink_to(CRIU_WRAPPER)
+    check = run(str(link), "check", check=False)
+    if check.returncode != 0:
+        raise BackendError(f"--criu: `criu check` fails: {(check.stderr or check.stdout)[-500:]}")
+    return str(directory)
 
 
 def load_image(root: Path, tarball: Path) -> None:

@@ -30,6 +30,7 @@ class ClusterState:
     mgmt_bridge: str = ""
     fabric_bridge: str = ""
     server_pid: int = 0
+    criu: str = ""  # directory whose `criu` the hosts' dockerd and agents use (--criu)
     hosts: list[SimHost] = field(default_factory=list)
 
     def save(self) -> None:
