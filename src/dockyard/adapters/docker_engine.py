@@ -371,23 +371,39 @@ class DockerEngine:
             self.api.start(name)
             return _info(self.api.inspect_container(name))
 
-    def checkpoint(self, name: str, checkpoint: str, directory: str) -> None:
-        """`docker checkpoint create --leave-running=false --checkpoint-dir DIR`: CRIU dumps
-        the container's processes into DIR/CHECKPOINT and the container stops (experimental
-        dockerd only)."""
+    def checkpoint(self, name: str, checkpoint: str) -> None:
+        """`docker checkpoint create --leave-running=false`: CRIU dumps the container's
+        processes into DATA-ROOT/containers/ID/checkpoints/CHECKPOINT and the container stops
+        (experimental dockerd only). The default directory on purpose: `docker start` refuses
+        a custom --checkpoint-dir ("custom checkpointdir is not supported", moby#37344)."""
         with _translate(f"checkpoint {name}"):
             url = self.api._url("/containers/{0}/checkpoints", name)
             self.api._raise_for_status(self.api._post_json(url, data={
-                "CheckpointID": checkpoint, "CheckpointDir": directory, "Exit": True}))
+                "CheckpointID": checkpoint, "Exit": True}))
 
-    def start_checkpoint(self, name: str, checkpoint: str, directory: str) -> ContainerInfo:
-        """`docker start --checkpoint CHECKPOINT --checkpoint-dir DIR`: CRIU restores the
-        processes into the (created or stopped) container; returns the fresh state."""
+    def start_checkpoint(self, name: str, checkpoint: str) -> ContainerInfo:
+        """`docker start --checkpoint CHECKPOINT`: CRIU restores the processes into the
+        (created or stopped) container from its own checkpoints directory."""
         with _translate(f"restore {name} from {checkpoint}"):
             url = self.api._url("/containers/{0}/start", name)
-            self.api._raise_for_status(self.api._post(url, params={
-                "checkpoint": checkpoint, "checkpoint-dir": directory}))
+            self.api._raise_for_status(self.api._post(url, params={"checkpoint": checkpoint}))
             return _info(self.api.inspect_container(name))
+
+    def checkpoint_dir(self, container_id: str, checkpoint: str) -> str:
+        """Where dockerd keeps a container's checkpoint (its default directory)."""
+        return os.path.join(self.data_root(), "containers", container_id, "checkpoints",
+                            checkpoint)
+
+    def upper_dir(self, name: str) -> str:
+        """The container's writable layer on the host (overlay2's upperdir): its root
+        filesystem delta against the image. BackendError on another storage driver."""
+        with _translate(f"inspect {name}"):
+            data = self.api.inspect_container(name)
+        graph = data.get("GraphDriver") or {}
+        upper = (graph.get("Data") or {}).get("UpperDir")
+        if graph.get("Name") != "overlay2" or not upper:
+            raise BackendError(f"{name}: storage driver {graph.get('Name')!r} has no upperdir")
+        return str(upper)
 
     def mounts(self, name: str) -> list[dict[str, str]]:
         """The container's mounts as dockerd lists them: Type, Source, Destination."""

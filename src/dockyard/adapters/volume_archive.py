@@ -34,6 +34,49 @@ def tar_stream(path: str, newer_than: float | None = None) -> Iterator[bytes]:
             raise BackendError(f"tar of {path}: {err.decode(errors='replace')[:300]}")
 
 
+def layer_stream(path: str) -> Iterator[bytes]:
+    """A container's writable layer as a tar stream: device nodes (overlay whiteouts) and
+    extended attributes (trusted.overlay.opaque) kept."""
+    return _stream(["tar", "-C", path, "--numeric-owner", "--xattrs", "--xattrs-include=*",
+                    "-cf", "-", "."], path)
+
+
+def untar_layer(path: str, chunks: Iterable[bytes]) -> None:
+    """Fill a container's (not yet started) writable layer from `layer_stream`."""
+    _extract(["tar", "-C", path, "--numeric-owner", "--xattrs", "--xattrs-include=*",
+              "-xpf", "-"], path, chunks)
+
+
+def _stream(args: list[str], path: str) -> Iterator[bytes]:
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        while chunk := proc.stdout.read(CHUNK):
+            yield chunk
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read() if proc.stderr else b""
+        if proc.wait() not in (0, 1):
+            raise BackendError(f"tar of {path}: {err.decode(errors='replace')[:300]}")
+
+
+def _extract(args: list[str], path: str, chunks: Iterable[bytes]) -> None:
+    os.makedirs(path, exist_ok=True)
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        for chunk in chunks:
+            proc.stdin.write(chunk)
+    except BrokenPipeError:
+        pass
+    finally:
+        proc.stdin.close()
+    err = proc.stderr.read() if proc.stderr else b""
+    if proc.wait() != 0:
+        raise InvalidRequest(f"cannot extract into {path}: "
+                             f"{err.decode(errors='replace')[:300]}")
+
+
 def untar(path: str, chunks: Iterable[bytes]) -> None:
     """Extract a tar stream into `path` (kept: owners, modes, times)."""
     os.makedirs(path, exist_ok=True)

@@ -5,16 +5,18 @@
                                          processes' sockets and its mounts
     POST /v1/instances/{id}/checkpoint   source: hold the instance (the reconciler leaves it
                                          alone), unplumb eth0 (the veth is not dumped: only lo
-                                         is in the netns), checkpoint with exit into
-                                         HOME/checkpoints/NAME
-    GET  /v1/checkpoints/{name}/archive  the checkpoint as a tar stream (one-time token)
+                                         is in the netns), checkpoint with exit
+    GET  /v1/instances/{id}/checkpoints/{name}/archive   the checkpoint as a tar stream
+                                         (one-time token); DATA-ROOT/containers/ID/
+                                         checkpoints/NAME, dockerd's own place: `docker
+                                         start` refuses another --checkpoint-dir
     POST /v1/instances/{id}/restore      target: files, network, image, create (generation
                                          of the request), fetch the checkpoint from the
                                          source agent, `docker start --checkpoint`, plumb eth0
                                          with the same IP and MAC (+ gratuitous ARP)
     POST /v1/instances/{id}/resume       source, after a failure: restore from the checkpoint
                                          here (else a plain start), release the hold
-    DELETE /v1/checkpoints/{name}        drop a checkpoint directory
+    DELETE /v1/instances/{id}/checkpoints/{name}   drop a checkpoint directory
 
 A restored container is "incoming" until the server's desired state names it, so a resync in
 between does not take it for an orphan.
@@ -26,6 +28,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,10 +62,6 @@ class LiveHooks:
     adopt: Callable[[str], None]  # not an orphan until the desired state names it
     own_roots: list[str] = field(default_factory=list)
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.home / "checkpoints"
-
 
 class CheckpointRequest(BaseModel):
     checkpoint: str
@@ -73,6 +72,7 @@ class RestoreRequest(BaseModel):
     checkpoint: str
     source_url: str
     token: str
+    rootfs: str = "image"  # image: desired.image holds it (a commit); delta: fetch the upperdir
 
 
 def _name(checkpoint: str) -> str:
@@ -86,6 +86,7 @@ def host_facts(engine: DockerEngine, hooks: LiveHooks, instance_id: str | None) 
     facts = HostFacts(host=hooks.name, criu=criu.criu_facts(),
                       checkpoint=bool(info.get("ExperimentalBuild")),
                       docker_version=str(info.get("ServerVersion") or ""),
+                      storage_driver=str(info.get("Driver") or ""),
                       kernel=hostinfo.kernel_release(), cpu_flags=criu.cpu_flags(),
                       own_roots=hooks.own_roots)
     if instance_id is not None:
@@ -123,31 +124,50 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
         rec = hooks.reconciler()
         if rec is not None:  # the veth goes: only lo stays in the netns CRIU sees
             rec.network.unplumb(instance_id)
-        shutil.rmtree(hooks.checkpoints / cp, ignore_errors=True)
-        hooks.checkpoints.mkdir(parents=True, exist_ok=True)
-        engine.checkpoint(name, cp, str(hooks.checkpoints))
+        path = Path(engine.checkpoint_dir(info.id, cp))
+        shutil.rmtree(path, ignore_errors=True)
+        engine.checkpoint(name, cp)
         return {"seconds": time.monotonic() - started,
-                "bytes": float(sum(p.stat().st_size for p in (hooks.checkpoints / cp).rglob("*")
-                                   if p.is_file()))}
+                "bytes": float(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))}
 
-    @app.get("/v1/checkpoints/{checkpoint}/archive")
-    def archive(checkpoint: str, request: Request) -> StreamingResponse:
-        cp = _name(checkpoint)
+    def where(instance_id: str, checkpoint: str) -> Path:
+        info = engine.inspect(ids.container_name(instance_id))
+        if info is None:
+            raise InvalidRequest(f"instance {instance_id} has no container here")
+        return Path(engine.checkpoint_dir(info.id, _name(checkpoint)))
+
+    @app.get("/v1/instances/{instance_id}/checkpoints/{checkpoint}/archive")
+    def archive(instance_id: str, checkpoint: str, request: Request) -> StreamingResponse:
         token = request.query_params.get("token")
         if token is None:
             authorized(request)
-        elif not consume(token, f"checkpoint:{cp}"):
+        elif not consume(token, f"checkpoint:{_name(checkpoint)}"):
             raise Unauthorized("transfer token unknown, used or expired")
-        path = hooks.checkpoints / cp
+        path = where(instance_id, checkpoint)
         if not path.is_dir():
-            raise InvalidRequest(f"no checkpoint {cp} here")
+            raise InvalidRequest(f"no checkpoint {checkpoint} here")
         return StreamingResponse(volume_archive.tar_stream(str(path)),
                                  media_type="application/x-tar")
 
-    @app.delete("/v1/checkpoints/{checkpoint}", status_code=204,
+    @app.get("/v1/instances/{instance_id}/rootfs-delta")
+    def rootfs_delta(instance_id: str, request: Request) -> StreamingResponse:
+        """The (stopped) container's writable layer: its root filesystem delta."""
+        token = request.query_params.get("token")
+        if token is None:
+            authorized(request)
+        elif not consume(token, f"rootfs:{instance_id}"):
+            raise Unauthorized("transfer token unknown, used or expired")
+        upper = engine.upper_dir(ids.container_name(instance_id))
+        return StreamingResponse(volume_archive.layer_stream(upper),
+                                 media_type="application/x-tar")
+
+    @app.delete("/v1/instances/{instance_id}/checkpoints/{checkpoint}", status_code=204,
                 dependencies=[Depends(authorized)])
-    def drop(checkpoint: str) -> None:
-        shutil.rmtree(hooks.checkpoints / _name(checkpoint), ignore_errors=True)
+    def drop(instance_id: str, checkpoint: str) -> None:
+        info = engine.inspect(ids.container_name(instance_id))
+        if info is not None:
+            shutil.rmtree(engine.checkpoint_dir(info.id, _name(checkpoint)),
+                          ignore_errors=True)
 
     @app.post("/v1/instances/{instance_id}/restore", dependencies=[Depends(authorized)])
     def restore(instance_id: str, body: RestoreRequest) -> dict[str, Any]:
@@ -172,7 +192,7 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
         mode = "running"
         if info is not None and not info.running:
             try:
-                engine.start_checkpoint(name, _name(body.checkpoint), str(hooks.checkpoints))
+                engine.start_checkpoint(name, _name(body.checkpoint))
                 mode = "checkpoint"
             except DockyardError as exc:
                 log.warning("resume %s from its checkpoint failed (%s): plain start",
@@ -182,7 +202,7 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
         return {"mode": mode}
 
 
-def _fetch(url: str, token: str, dest: Path) -> None:
+def _fetch(url: str, token: str, dest: Path, layer: bool = False) -> None:
     def chunks() -> Any:
         with httpx.stream("GET", url, params={"token": token},
                           timeout=httpx.Timeout(10.0, read=120.0)) as resp:
@@ -192,9 +212,10 @@ def _fetch(url: str, token: str, dest: Path) -> None:
                                    f"{resp.text[:200]}")
             yield from resp.iter_bytes()
 
-    shutil.rmtree(dest, ignore_errors=True)
+    if not layer:
+        shutil.rmtree(dest, ignore_errors=True)
     try:
-        volume_archive.untar(str(dest), chunks())
+        (volume_archive.untar_layer if layer else volume_archive.untar)(str(dest), chunks())
     except httpx.HTTPError as exc:
         raise BackendError(f"checkpoint fetch {url}: {exc}") from exc
 
@@ -214,18 +235,25 @@ def _restore(engine: DockerEngine, rec: Reconciler, hooks: LiveHooks,
         rec.network.unplumb(d.id)
         engine.remove(old.id)
     rec.ensure_image(d)
-    engine.create(rec.spec(d))
+    container_id = engine.create(rec.spec(d))
     t_created = time.monotonic()
-    url = f"{body.source_url.rstrip('/')}/v1/checkpoints/{cp}/archive"
-    _fetch(url, body.token, hooks.checkpoints / cp)
+    base = f"{body.source_url.rstrip('/')}/v1/instances/{d.id}"
+    path = Path(engine.checkpoint_dir(container_id, cp))
+    with ThreadPoolExecutor(2) as pool:  # the checkpoint and the root filesystem delta
+        jobs = [pool.submit(_fetch, f"{base}/checkpoints/{cp}/archive", body.token, path)]
+        if body.rootfs == "delta":
+            jobs.append(pool.submit(_fetch, f"{base}/rootfs-delta", body.token,
+                                    Path(engine.upper_dir(container_id)), True))
+        for job in jobs:
+            job.result()
     t_fetched = time.monotonic()
-    info = engine.start_checkpoint(name, cp, str(hooks.checkpoints))
+    info = engine.start_checkpoint(name, cp)
     t_started = time.monotonic()
     rec.network.plumb(info.pid, d)  # same IP and MAC; sends a gratuitous ARP
     eth0 = rec.network.eth0(info.pid)
     rec.limits.ensure_io(info.pid, d.limits)
     rec.limits.ensure_rates(info.pid, d.id, d.limits)
-    shutil.rmtree(hooks.checkpoints / cp, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
     return {"pid": info.pid, "container_id": info.id,
             "eth0": {"mac": eth0.mac, "addresses": list(eth0.addresses)} if eth0 else None,
             "create_seconds": t_created - t0, "fetch_seconds": t_fetched - t_created,

@@ -65,12 +65,15 @@ class HostFacts(BaseModel):
     checkpoint: bool = Field(description="dockerd runs with experimental features "
                              "(docker checkpoint)")
     docker_version: str = ""
+    storage_driver: str = Field(default="", description="overlay2: the root filesystem delta "
+                                "travels as the container's upperdir, no commit needed")
     kernel: str = ""
     cpu_flags: list[str] = Field(default_factory=list)
     own_roots: list[str] = Field(default_factory=list, description="directories whose bind "
                                  "mounts are Dockyard's own (instance files, lxcfs)")
     instance: InstanceFacts | None = None
-    error: str = Field(default="", description="the facts could not be read (agent unreachable, ...)")
+    error: str = Field(default="", description="the facts could not be read (agent "
+                       "unreachable, ...)")
 
 
 class Failure(BaseModel):

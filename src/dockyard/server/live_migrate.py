@@ -5,10 +5,12 @@
     move        an operation `live_migrate`, journalled like the cold one (server/migrate.py):
       prepared        target pulls the base image; volumes copied while the instance runs
       checkpointed    source agent: hold, unplumb eth0, `docker checkpoint` (exit)  ◀ downtime
-      committed       the stopped container's root filesystem committed and pushed
+      committed       overlay2 on both hosts: nothing (the writable layer travels as it is,
+                      and is committed on the target after the downtime: image_kept); else
+                      the stopped container committed and pushed
       delta_copied    volumes: what changed since pass one (the process is frozen)
-      restored        target agent: create from the commit (generation + 1), fetch the
-                      checkpoint from the source agent (one-time token), start from it,
+      restored        target agent: create (generation + 1), fetch the checkpoint (and the
+                      writable layer) from the source agent (one-time token), start from it,
                       plumb eth0 with the same IP/MAC, gratuitous ARP          ▶ downtime ends
       switched        host, generation, image in one transaction (server/migrate.switch)
       running         the target reported it; the source copy, volumes, checkpoint removed
@@ -129,8 +131,10 @@ def live(ctx: ServerContext, project_id: str, ref: str, to: str | None,
                 "reasons": [f.model_dump() for f in report.failures]}
     op_id, instance_id = _begin(ctx, project_id, ref, report.target)
     checkpoint = f"live-{op_id[:12].lower()}"
+    # overlay2 on both hosts: the writable layer travels as it is (no commit in the downtime)
+    delta = all(f.storage_driver == "overlay2" for f in report.facts)
     try:
-        timings = _run(ctx, op_id, instance_id, checkpoint)
+        timings = _run(ctx, op_id, instance_id, checkpoint, delta)
     except DockyardError as exc:
         log.warning("live migration %s failed: %s", op_id, exc.message)
         rollback(ctx, op_id, instance_id, checkpoint, exc.message)
@@ -166,7 +170,8 @@ def _begin(ctx: ServerContext, project_id: str, ref: str, to: str) -> tuple[str,
         return op.id, row.id
 
 
-def _run(ctx: ServerContext, op_id: str, instance_id: str, checkpoint: str) -> dict[str, Any]:
+def _run(ctx: ServerContext, op_id: str, instance_id: str, checkpoint: str,
+         delta: bool) -> dict[str, Any]:
     plan, src, dst = cold._targets(ctx, op_id)
     gen = int(plan["generation"])
     volumes = cold._volumes(ctx, instance_id)
@@ -180,17 +185,19 @@ def _run(ctx: ServerContext, op_id: str, instance_id: str, checkpoint: str) -> d
                       json={"checkpoint": checkpoint})
     cold.step(ctx, op_id, "checkpointed", checkpoint=checkpoint, **dumped)
     t_dump = time.monotonic()
-    image = cold._commit_image(ctx, instance_id, src, gen + 1)
-    cold.step(ctx, op_id, "committed", image=image)
+    base_image = cold._image(ctx, instance_id)
+    image = base_image if delta else cold._commit_image(ctx, instance_id, src, gen + 1)
+    cold.step(ctx, op_id, "committed", image=image, rootfs="delta" if delta else "image")
     t_commit = time.monotonic()
     for name in volumes:
         dst.pull_volume(name, src, first - cold.DELTA_MARGIN, prune=True)
     cold.step(ctx, op_id, "delta_copied")
     desired = _desired_on_target(ctx, instance_id, plan, image)
-    token = src.grant([f"checkpoint:{checkpoint}"])
+    token = src.grant([f"checkpoint:{checkpoint}", f"rootfs:{instance_id}"])
     restored = dst.call("POST", f"/v1/instances/{instance_id}/restore",
                         json={"desired": desired, "checkpoint": checkpoint,
-                              "source_url": src.url, "token": token})
+                              "source_url": src.url, "token": token,
+                              "rootfs": "delta" if delta else "image"})
     downtime = time.monotonic() - down
     cold.step(ctx, op_id, "restored", downtime=round(downtime, 3), **{
         k: v for k, v in restored.items() if k.endswith("_seconds")})
@@ -198,14 +205,30 @@ def _run(ctx: ServerContext, op_id: str, instance_id: str, checkpoint: str) -> d
     cold.step(ctx, op_id, "switched")
     cold.wait_state(ctx, instance_id, InstanceState.running, gen + 1)
     cold.step(ctx, op_id, "running")
+    if delta:  # after the downtime: the image follows the root filesystem (a re-create
+        _keep_rootfs(ctx, op_id, instance_id, dst, gen + 1)  # keeps it, as cold does)
     cold._remove_source(src, instance_id, gen, volumes)
-    cold._best_effort(lambda: src.call("DELETE", f"/v1/checkpoints/{checkpoint}"))
+    cold._best_effort(lambda: src.call("DELETE", _checkpoint_path(instance_id, checkpoint)))
     cold.finish(ctx, op_id, instance_id, "success", None,
                 f"live-migrated {plan['source']} -> {plan['target']}, downtime "
                 f"{downtime:.2f} s")
     return {"downtime": round(downtime, 3), "checkpoint_seconds": round(t_dump - down, 3),
             "commit_seconds": round(t_commit - t_dump, 3),
             "restore": restored}
+
+
+def _keep_rootfs(ctx: ServerContext, op_id: str, instance_id: str, dst: HostTarget,
+                 gen: int) -> None:
+    try:
+        image = cold._commit_image(ctx, instance_id, dst, gen)
+    except DockyardError as exc:  # it runs; only a re-create would lose the delta
+        log.warning("live migration %s: commit on the target failed: %s", op_id, exc.message)
+        return
+    with ctx.db.session() as sess:
+        row = sess.get(InstanceRow, instance_id)
+        if row is not None and row.generation == gen:
+            row.image = image
+    cold.step(ctx, op_id, "image_kept", image=image)
 
 
 def _desired_on_target(ctx: ServerContext, instance_id: str, plan: dict[str, Any],
@@ -247,11 +270,15 @@ def rollback(ctx: ServerContext, op_id: str, instance_id: str, checkpoint: str,
             cold._best_effort(lambda n=name: dst.remove_volume(n))
         cold._best_effort(lambda: src.call("POST", f"/v1/instances/{instance_id}/resume",
                                            json={"checkpoint": checkpoint}))
-    cold._best_effort(lambda: src.call("DELETE", f"/v1/checkpoints/{checkpoint}"))
-    cold._best_effort(lambda: dst.call("DELETE", f"/v1/checkpoints/{checkpoint}"))
+    cold._best_effort(lambda: src.call("DELETE", _checkpoint_path(instance_id, checkpoint)))
+    cold._best_effort(lambda: dst.call("DELETE", _checkpoint_path(instance_id, checkpoint)))
     cold.finish(ctx, op_id, instance_id, "failure", reason,
                 f"live migration to {plan['target']} failed ({reason}); back on "
                 f"{plan['source']}")
+
+
+def _checkpoint_path(instance_id: str, checkpoint: str) -> str:
+    return f"/v1/instances/{instance_id}/checkpoints/{checkpoint}"
 
 
 def _done(ctx: ServerContext, op_id: str) -> set[str]:
