@@ -77,4 +77,9 @@ if ! docker image inspect dockyard/busybox:latest >/dev/null 2>&1; then
   docker build -q -t dockyard/busybox:latest "$ctx" >/dev/null
   rm -rf "$ctx"
 fi
+# CRIU for live migration: Debian 12's criu 3.17 fails `criu check` on this kernel; criu 4.1
+# from a Debian 13 tree (debootstrap, ~1 min), run through its own loader (scripts/criu-wrapper).
+say "criu 4.1 tree for live migration (/var/cache/dockyard/criu-trixie)"
+scripts/criu-wrapper --build || echo "criu tree not built: live migration will be refused" >&2
+
 say "set-up done"

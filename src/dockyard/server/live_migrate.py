@@ -285,3 +285,25 @@ def _done(ctx: ServerContext, op_id: str) -> set[str]:
     with ctx.db.session() as sess:
         op = sess.get(OperationRow, op_id)
         return {str(s.get("step")) for s in op.steps} if op else set()
+
+
+def recover(ctx: ServerContext) -> None:
+    """At server start (from migrate.recover): a live migration left running is finished
+    when the target already runs it, else rolled back (the source resumes)."""
+    with ctx.db.session() as sess:
+        ops = [(op.id, op.instance_id, {s.get("step") for s in op.steps})
+               for op in sess.scalars(select(OperationRow).where(
+                   OperationRow.kind == "live_migrate", OperationRow.status == "running"))]
+    for op_id, instance_id, done in ops:
+        if instance_id is None:
+            continue
+        checkpoint = f"live-{op_id[:12].lower()}"
+        if "running" in done:
+            plan, src, _ = cold._targets(ctx, op_id)
+            cold._remove_source(src, instance_id, int(plan["generation"]),
+                                cold._volumes(ctx, instance_id))
+            cold.finish(ctx, op_id, instance_id, "success", None,
+                        "live migration finished after a server restart")
+        else:
+            rollback(ctx, op_id, instance_id, checkpoint,
+                     "the server restarted mid-migration")

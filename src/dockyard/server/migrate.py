@@ -347,3 +347,5 @@ def recover(ctx: ServerContext) -> None:
                    "server restart")
         else:
             rollback(ctx, op_id, instance_id, "the server restarted mid-migration")
+    from dockyard.server import live_migrate  # it builds on this module
+    live_migrate.recover(ctx)
