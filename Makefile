@@ -31,5 +31,11 @@ lint:
 bench: setup
 	$(PY)/python bench/run.py
 
+SOAK_MINUTES ?= 10
+
+# random kill -9 of agent and server during create/delete/resize/snapshot (not in `make test`)
+soak: setup
+	$(PY)/python -m tests.soak --minutes $(SOAK_MINUTES)
+
 clean:
 	rm -rf .venv build dist src/*.egg-info

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
@@ -28,6 +30,36 @@ def _describe(err: dict[str, object]) -> str:
     loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))  # type: ignore[attr-defined]
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     return f"{loc}: {msg}" if loc else msg
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["error"], "additionalProperties": False,
+    "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}
+ERROR_STATUSES = ("400", "401", "403", "404", "409", "415", "422")
+
+
+def document(app: FastAPI) -> None:
+    """Declare the error body in the OpenAPI document: every operation may answer the 4xx
+    above with `Error` (FastAPI's own 422 `HTTPValidationError` is never sent, see
+    `install`)."""
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+            error = {"description": "refused: see error.code and error.message",
+                     "content": {"application/json": {
+                         "schema": {"$ref": "#/components/schemas/Error"}}}}
+            for item in schema.get("paths", {}).values():
+                for operation in item.values():
+                    responses = operation.setdefault("responses", {})
+                    responses.update({status: error for status in ERROR_STATUSES})
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install(app: FastAPI) -> None:

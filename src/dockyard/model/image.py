@@ -6,7 +6,9 @@ looks like a host (has a `.` or a `:`, or is `localhost`), as docker reads it.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from dockyard.model.validators import check_image_ref
 
 DEFAULT_TAG = "latest"
 
@@ -41,6 +43,11 @@ class ImagePush(BaseModel):
     source: str = Field(description="a local image of the host's engine, NAME[:TAG]")
     host: str | None = Field(default=None, description="the host whose engine has it (default: the "
                              "only host, or `local`)")
+
+    @field_validator("source")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        return check_image_ref(value)
 
 
 class PushProgress(BaseModel):

@@ -75,6 +75,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                   description="A private container cloud: VM-like machine containers.")
     app.state.ctx = ctx
     api_errors.install(app)
+    api_errors.document(app)
     app.add_middleware(audit.AuditMiddleware, ctx=ctx)
     app.include_router(cluster.router)
     app.include_router(projects.router)

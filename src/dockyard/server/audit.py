@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import re
+from datetime import UTC
 from typing import Any
 from urllib.parse import unquote
 
@@ -27,6 +28,7 @@ from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard.model.audit import AuditEntry, AuditPage
+from dockyard.model.units import MAX_AMOUNT as MAX_ID
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
@@ -113,14 +115,16 @@ class AuditMiddleware:
 
 @router.get("/v1/audit", response_model=AuditPage)
 def list_audit(limit: int = Query(100, ge=1, le=1000),
-               after: int = Query(0, ge=0, description="the `next` of the previous page"),
+               after: int = Query(0, ge=0, le=MAX_ID,
+                                  description="the `next` of the previous page"),
                _: Caller = Depends(auth.admin),
                ctx: ServerContext = Depends(auth.context)) -> AuditPage:
     """Mutating API calls, oldest first (admin only)."""
     with ctx.db.session() as sess:
         rows, more = audit.page(sess, after, limit)
         names = dict(sess.execute(select(ProjectRow.id, ProjectRow.name)).tuples().all())
-        items = [AuditEntry(id=r.id, time=r.time, token_id=r.token_id,
+        items = [AuditEntry(id=r.id, time=r.time if r.time.tzinfo else r.time.replace(tzinfo=UTC),
+                            token_id=r.token_id,
                             token=r.token_description, role=r.role,
                             project=names.get(r.project_id) if r.project_id else None,
                             method=r.method, path=r.path, status=r.status, target=r.target)

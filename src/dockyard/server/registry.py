@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from dockyard.errors import BackendError
+from dockyard.errors import BackendError, InvalidRequest
 from dockyard.model.image import RegistryImage, split_ref
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,8 @@ class RegistryClient:
     def _get(self, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return self._http.get(path, **kwargs)
+        except httpx.InvalidURL as exc:  # control characters and the like in a name or tag
+            raise InvalidRequest(f"not a valid image reference: {exc}") from exc
         except httpx.HTTPError as exc:
             raise BackendError(f"registry {self.address} unreachable: {exc}") from exc
 
@@ -184,7 +186,7 @@ class RegistryClient:
             return False
         try:
             gone = self._http.delete(f"/v2/{name}/manifests/{digest}")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise BackendError(f"registry {self.address} unreachable: {exc}") from exc
         if gone.status_code >= 400 and gone.status_code != 404:
             raise BackendError(f"registry {self.address}: DELETE {name}:{tag}: "

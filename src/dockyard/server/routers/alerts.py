@@ -16,6 +16,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from dockyard.errors import Conflict, Forbidden, NotFound
 from dockyard.model.alerts import AlertRule, AlertRuleCreate, RuleKind, Webhook, WebhookCreate
 from dockyard.model.ids import new_id
+from dockyard.model.units import MAX_AMOUNT as MAX_ID
 from dockyard.server import auth
 from dockyard.server.alerts.records import alert_model, rule_model, webhook_model
 from dockyard.server.auth import Caller
@@ -38,7 +39,7 @@ def _visible(column: Any, caller: Caller) -> ColumnElement[bool]:
 
 @router.get("/v1/alerts")
 def list_alerts(state: str = Query("firing", pattern="^(firing|resolved|all)$"),
-                limit: int = Query(100, ge=1, le=1000), after: int = 0,
+                limit: int = Query(100, ge=1, le=1000), after: int = Query(0, ge=0, le=MAX_ID),
                 caller: Caller = Depends(auth.user),
                 ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     """Alerts in id order; `state=all` includes resolved ones."""

@@ -13,6 +13,7 @@ from dockyard.errors import NotFound
 from dockyard.model.common import Operation
 from dockyard.model.doctor import DoctorReport
 from dockyard.model.host import Host, HostAdded, HostCreate
+from dockyard.model.units import MAX_AMOUNT as MAX_ID
 from dockyard.server import auth, hosts
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
@@ -116,7 +117,8 @@ def _events_page(ctx: ServerContext, caller: Caller, after: int, limit: int) -> 
 
 
 @router.get("/v1/events")
-async def list_events(limit: int = Query(100, ge=1, le=1000), after: int = 0,
+async def list_events(limit: int = Query(100, ge=1, le=1000),
+                      after: int = Query(0, ge=0, le=MAX_ID),
                       wait: float = Query(0, ge=0, le=300, description=(
                           "long poll: wait up to this many seconds for an event newer than "
                           "`after`; answers as soon as one is recorded")),

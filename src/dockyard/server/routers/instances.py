@@ -23,6 +23,7 @@ from dockyard.model.instance import (
     PlacementExplanation,
     Usage,
 )
+from dockyard.model.units import MAX_AMOUNT as MAX_ID
 from dockyard.server import auth, hosts, instances, powers, resize
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
@@ -193,7 +194,8 @@ async def instance_logs(ref: str, follow: bool = False, tail: str = "all",
 
 
 @router.get("/{ref}/events")
-def instance_events(ref: str, limit: int = Query(100, ge=1, le=1000), after: int = 0,
+def instance_events(ref: str, limit: int = Query(100, ge=1, le=1000),
+                              after: int = Query(0, ge=0, le=MAX_ID),
                     caller: Caller = Depends(auth.user),
                     ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     with ctx.db.session() as sess:
