@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from dockyard.devcluster import plumbing, state
 
 ROOT = str(Path(__file__).resolve().parents[2])  # tests.faultrun imports from here
@@ -109,3 +111,49 @@ def copies(home: Path, name: str, instance_id: str) -> list[tuple[str, str]]:
                  "--format", "{{.Names}} {{.State}}")
     return [tuple(line.split(" ", 1)) for line in out.splitlines() if line]  # type: ignore[misc]
 
+
+
+def stop_server(home: Path) -> list[str]:
+    """SIGTERM the dev-cluster's server; returns its argv, to start it again."""
+    st = state.load(home)
+    assert st is not None
+    argv = _argv(st.server_pid)
+    os.kill(st.server_pid, signal.SIGTERM)
+    wait_gone(st.server_pid)
+    return argv
+
+
+def _argv(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
+
+
+def start_server(home: Path, argv: list[str], fault: tuple[str, Path] | None = None) -> int:
+    """The server again (with `fault` armed through tests/faultrun.py), once it answers."""
+    st = state.load(home)
+    assert st is not None
+    if fault is not None:
+        module = argv.index("dockyard")  # python -m dockyard server …
+        argv = [*argv[:module - 1], "-m", "tests.faultrun", fault[0], str(fault[1]), "--",
+                *argv[module + 1:]]
+    code = ("import json, sys; from pathlib import Path; "
+            "from dockyard.devcluster import plumbing as pl; "
+            "a = json.loads(sys.argv[1]); "
+            "print(pl.spawn(a['argv'], Path(a['log']), {'PYTHONPATH': a['root']}))")
+    arg = json.dumps({"argv": argv, "root": ROOT, "log": str(home / "server.log")})
+    out = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True,
+                         check=True, timeout=60)
+    st.server_pid = int(out.stdout.strip().splitlines()[-1])
+    st.save()
+    plumbing.wait_for(lambda: httpx.get(f"{st.url}/healthz", timeout=2).status_code == 200,
+                      "server", st.server_pid, home / "server.log")
+    return st.server_pid
+
+
+def server_pid(home: Path) -> int:
+    st = state.load(home)
+    assert st is not None
+    return st.server_pid
+
+
+def volumes(home: Path, name: str) -> list[str]:
+    return docker(home, name, "volume", "ls", "-q").split()

@@ -110,7 +110,12 @@ def recover(env: SplitDockyard, who: str) -> None:
         env.proc = env.server
 
 
-@pytest.mark.parametrize("point", sorted(faults.POINTS))
+# A migration needs two hosts: its points (server.migrate.*) are driven on the dev-cluster by
+# tests/e2e/test_migrate_faults.py, which checks that each of them was hit there.
+LOCAL_POINTS = sorted(p for p in faults.POINTS if not p.startswith("server.migrate."))
+
+
+@pytest.mark.parametrize("point", LOCAL_POINTS)
 def test_kill_at_fault_point(split: SplitDockyard, point: str) -> None:
     who, action, end = scenario(point)
     name = "f-" + point.replace(".", "-").replace("_", "-")[:50]
@@ -154,4 +159,4 @@ def test_kill_at_fault_point(split: SplitDockyard, point: str) -> None:
 
 def test_every_fault_point_was_hit(split: SplitDockyard) -> None:
     hit = set(split.marker.read_text().split()) if split.marker.exists() else set()
-    assert hit == set(faults.POINTS), f"never hit: {sorted(set(faults.POINTS) - hit)}"
+    assert hit == set(LOCAL_POINTS), f"never hit: {sorted(set(LOCAL_POINTS) - hit)}"

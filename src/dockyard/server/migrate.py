@@ -340,12 +340,16 @@ def recover(ctx: ServerContext) -> None:
     for op_id, instance_id, done in ops:
         if instance_id is None:
             continue
-        if "running" in done:
-            plan, src, _ = _targets(ctx, op_id)
-            _remove_source(src, instance_id, int(plan["generation"]), _volumes(ctx, instance_id))
-            finish(ctx, op_id, instance_id, "success", None, "migration finished after a "
-                   "server restart")
-        else:
-            rollback(ctx, op_id, instance_id, "the server restarted mid-migration")
+        try:
+            if "running" in done:
+                plan, src, _ = _targets(ctx, op_id)
+                _remove_source(src, instance_id, int(plan["generation"]),
+                               _volumes(ctx, instance_id))
+                finish(ctx, op_id, instance_id, "success", None, "migration finished after a "
+                       "server restart")
+            else:
+                rollback(ctx, op_id, instance_id, "the server restarted mid-migration")
+        except Exception:  # one migration's recovery must not keep the others from running
+            log.exception("recovery of migration %s failed", op_id)
     from dockyard.server import live_migrate  # it builds on this module
     live_migrate.recover(ctx)

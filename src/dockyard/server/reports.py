@@ -79,6 +79,8 @@ def apply_report(sess: Session, row: InstanceRow, obs: ObservedState, host_name:
         record_event(sess, row, "state", f"{previous} -> {row.state}"
                      + (f": {obs.message}" if obs.message else ""), host_name)
     for op in _operations(sess, row.id):
+        if op.kind == "migrate":
+            continue  # journalled and finished by server/migrate.py (and its recovery)
         if _satisfied(op, obs):
             _finish(op, "success")
         elif obs.state == "error" and op.kind != "delete":

@@ -1,0 +1,119 @@
+"""kill -9 of the server at each fault point of a cold migration (dev-cluster, two hosts).
+
+The single-host split cluster of tests/integration/test_faults.py cannot migrate, so the
+`server.migrate.*` points are driven here: the server runs under tests/faultrun.py with one
+point armed, `migrate` kills it there, the server starts again and its recovery
+(`migrate.recover`) rolls back or finishes. Then: the instance runs exactly once, on its
+source or its target, at the IP it had, with its volume data; the other host holds no
+container and no volume of it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dockyard import faults
+from dockyard.devcluster import plumbing
+from dockyard.model.volume import docker_volume_name
+from tests.e2e import hostctl
+from tests.e2e.conftest import DevCluster
+
+POINTS = sorted(p for p in faults.POINTS if p.startswith("server.migrate."))
+HIT: set[str] = set()
+
+
+@pytest.fixture(scope="module")
+def server_argv(cluster: DevCluster) -> Iterator[list[str]]:
+    if cluster.cli("network", "show", "mfault").returncode != 0:
+        cluster.ok("network", "create", "mfault", "--subnet", "10.241.60.0/24")
+    argv = hostctl.stop_server(cluster.home)
+    hostctl.start_server(cluster.home, argv)  # started by us from now on: argv is known
+    yield argv
+    if not plumbing.alive(hostctl.server_pid(cluster.home)):
+        hostctl.start_server(cluster.home, argv)
+
+
+def _show(cluster: DevCluster, name: str) -> dict[str, Any]:
+    shown: dict[str, Any] = json.loads(cluster.ok("show", name, "--json"))
+    return shown
+
+
+def _until(check: Any, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except AssertionError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_server_killed_mid_migration(cluster: DevCluster, server_argv: list[str],
+                                     point: str) -> None:
+    name = "mf-" + point.rsplit(".", 1)[1].replace("_", "-")
+    cluster.ok("launch", "dockyard/busybox", name, "--host", "host1", "--network", "mfault",
+               "--no-lxcfs", "-v", f"{name}data:/data")
+    before = _show(cluster, name)
+    cluster.ok("exec", name, "--", "sh", "-c", "echo kept > /data/marker")
+    vol = next(v for v in _items(cluster.ok("volume", "list", "--json"))
+               if v["name"] == f"{name}data")
+    marker = cluster.home / f"{name}.marker"
+    hostctl.stop_server(cluster.home)
+    pid = hostctl.start_server(cluster.home, server_argv, fault=(point, marker))
+    try:
+        cluster.cli("migrate", name, "--to", "host2")  # the server dies on the way
+        hostctl.wait_gone(pid, timeout=120)
+        assert marker.read_text().split() == [point]
+        HIT.add(point)
+    finally:
+        if plumbing.alive(pid):
+            hostctl.stop_server(cluster.home)
+        hostctl.start_server(cluster.home, server_argv)
+
+    def settled() -> bool:
+        shown = _show(cluster, name)
+        return shown["state"] == "running" and not shown.get("options", {}).get("migrating") \
+            and _migration_done(cluster, name)
+    _until(settled, f"{name} running after recovery")
+    after = _show(cluster, name)
+    assert after["host"] in ("host1", "host2")
+    for key in ("ip", "mac", "hostname", "limits"):
+        assert after[key] == before[key], key
+    if point == "server.migrate.running":  # the switch was done: finished on the target
+        assert after["host"] == "host2"
+    elif "switched" not in point:
+        assert after["host"] == "host1"  # rolled back before the switch
+    other = "host2" if after["host"] == "host1" else "host1"
+
+    def clean() -> bool:
+        running = [c for h in ("host1", "host2", "host3")
+                   for c in hostctl.copies(cluster.home, h, after["id"]) if c[1] == "running"]
+        assert len(running) == 1, running
+        assert hostctl.copies(cluster.home, other, after["id"]) == []
+        assert docker_volume_name(vol["id"]) not in hostctl.volumes(cluster.home, other)
+        return True
+    _until(clean, f"{name}: one copy, nothing left on {other}", timeout=60)
+    assert cluster.ok("exec", name, "--", "cat", "/data/marker").strip() == "kept"
+    cluster.ok("delete", name, "--force")
+
+
+def _migration_done(cluster: DevCluster, name: str) -> bool:
+    """The migrate operation of `name` is no longer running."""
+    return any(e["kind"] in ("migrated", "migrate_failed")
+               for e in _items(cluster.ok("events", name, "--json")))
+
+
+def _items(out: str) -> list[dict[str, Any]]:
+    got = json.loads(out)
+    return list(got["items"] if isinstance(got, dict) else got)
+
+
+def test_every_migration_fault_point_was_hit(cluster: DevCluster) -> None:
+    assert set(POINTS) == HIT, f"never hit: {sorted(set(POINTS) - HIT)}"
