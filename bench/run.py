@@ -13,6 +13,8 @@ Benchmarks (they are not tests; they write bench/RESULTS.md):
            (bench/collector.py)
   scheduler  scheduler.place on a synthetic 10,000-host snapshot: p50/p99 latency and
            placements per second on one core (bench/scheduler.py; no Docker needed)
+  migrate  cold migration downtime by ping (busybox and machine image, 3 runs each) on a
+           dev-cluster of its own (bench/migrate.py; only with --only migrate)
 With --only, the other benchmarks' results are carried over from the previous RESULTS.json.
 """
 
@@ -46,6 +48,9 @@ from common import (  # noqa: E402
     sigterm_as_interrupt,
     stats,
 )
+from migrate import bench_migrate  # noqa: E402
+from migrate import report_lines as migrate_lines  # noqa: E402
+from migrate import summary_row as migrate_row  # noqa: E402
 from scheduler import bench_scheduler  # noqa: E402
 from scheduler import report_lines as scheduler_lines  # noqa: E402
 from scheduler import summary_row as scheduler_row  # noqa: E402
@@ -343,6 +348,8 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
     col = results.get("collector")
     if results.get("scheduler"):
         lines.append(scheduler_row(results["scheduler"]))
+    if results.get("migrate"):
+        lines.append(migrate_row(results["migrate"]))
     if col:
         row = next((x for x in col["rows"] if x["instances"] == 100), col["rows"][-1])
         lines.append(f"| collector CPU ({row['instances']} instances, 10 s) | "
@@ -432,6 +439,8 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
         lines += report_lines(results["collector"])
     if results.get("scheduler"):
         lines += scheduler_lines(results["scheduler"])
+    if results.get("migrate"):
+        lines += migrate_lines(results["migrate"])
     for key, err in failed.items():
         lines += ["", f"**{key} benchmark failed:** `{err}`"]
     notes = BENCH / "NOTES.md"
@@ -475,7 +484,8 @@ def main() -> int:
     raw = RawNet(raw_octet, tag)
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
-    needs_docker = bool(only - {"scheduler"})  # the scheduler benchmark is pure Python
+    # the scheduler benchmark is pure Python; migrate brings its own dev-cluster
+    needs_docker = bool(only - {"scheduler", "migrate"})
     try:
         if needs_docker:
             log(f"starting private Dockyard on {dy.url}, subnet {dy.subnet}")
@@ -490,6 +500,7 @@ def main() -> int:
             "collector": lambda: bench_collector(dy, [10, 30] if args.quick else [10, 100, 300],
                                                  10.0 if args.quick else 30.0, log),
             "scheduler": lambda: bench_scheduler(args.quick, log),
+            "migrate": lambda: bench_migrate(args.quick, log),
         }
         for key, fn in benches.items():
             if key in only:
