@@ -115,7 +115,8 @@ def _host(st: ClusterState, n: int, tarball: Path, resync_interval: float) -> No
     st.save()
     host.pids["ovsdb"], host.pids["vswitchd"] = pl.start_ovs(host.netns, root / "ovs")
     st.save()
-    pl.load_image(root / "docker", tarball)
+    if n == 1:  # images reach hosts only through the registry
+        pl.seed_registry(root / "docker", tarball, f"10.239.{k}.1:{REGISTRY_PORT}")
     db = Database(f"sqlite:///{Path(st.home) / 'dockyard.db'}")
     token = mint_host_token(db, host.name)
     db.close()

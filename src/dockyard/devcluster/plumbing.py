@@ -171,11 +171,18 @@ def criu_bin(home: Path) -> str:
     return str(directory)
 
 
-def load_image(root: Path, tarball: Path) -> None:
-    """Until the registry lands: the base image goes in by `docker load` (not a pull)."""
+def seed_registry(root: Path, tarball: Path, registry: str) -> None:
+    """Put the base image into the cluster's registry through the first host's dockerd (the
+    main engine would need the registry marked insecure), then drop it from that host again:
+    every host, the first included, gets images only by pulling from the registry."""
     if not tarball.exists():
         run("docker", "save", "-o", str(tarball), IMAGE)
-    run("docker", "-H", f"unix://{root / 'docker.sock'}", "load", "-i", str(tarball))
+    host = f"unix://{root / 'docker.sock'}"
+    ref = f"{registry}/{IMAGE}"
+    run("docker", "-H", host, "load", "-i", str(tarball))
+    run("docker", "-H", host, "tag", IMAGE, ref)
+    run("docker", "-H", host, "push", ref)
+    run("docker", "-H", host, "rmi", ref, IMAGE)
 
 
 def start_ovs(netns: str, root: Path) -> tuple[int, int]:
