@@ -128,3 +128,49 @@ def remove_bridge_forwarding(bridge: str) -> None:
         proc = _iptables("-t", "raw", "-D", "PREROUTING", *notrack)
         if proc.returncode != 0:
             raise _fail(proc)
+
+
+def _nat_rules(bridge: str, subnet: str) -> list[tuple[str, str, list[str]]]:
+    """(table, chain, rule) for a NAT network: masquerade what leaves the host from the
+    subnet, and let it (and its replies) through FORWARD."""
+    _rule(bridge)  # validates the name
+    chain = _target_chain()
+    return [("nat", "POSTROUTING", ["-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"]),
+            ("filter", chain, ["-i", bridge, "!", "-o", bridge, "-j", "ACCEPT"]),
+            ("filter", chain, ["-o", bridge, "!", "-i", bridge, "-m", "conntrack",
+                               "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"])]
+
+
+def ensure_nat(bridge: str, subnet: str) -> None:
+    """Masquerade for `subnet` behind the host (idempotent)."""
+    for table, chain, rule in _nat_rules(bridge, subnet):
+        check = _iptables("-t", table, "-C", chain, *rule)
+        if check.returncode == 0:
+            continue
+        if check.returncode != 1:
+            raise _fail(check)
+        proc = _iptables("-t", table, "-I", chain, "1", *rule)
+        if proc.returncode != 0:
+            raise _fail(proc)
+
+
+def remove_nat(bridge: str, subnet: str) -> None:
+    """Remove the NAT rules of `bridge` (idempotent)."""
+    for table, chain, rule in _nat_rules(bridge, subnet):
+        for _ in range(_MAX_COPIES):
+            if _iptables("-t", table, "-C", chain, *rule).returncode != 0:
+                break
+            proc = _iptables("-t", table, "-D", chain, *rule)
+            if proc.returncode != 0:
+                raise _fail(proc)
+
+
+def nat_subnet_of(bridge: str) -> str | None:
+    """The subnet a NAT rule masquerades for `bridge`, found in the nat table (after an agent
+    restart the agent no longer remembers it)."""
+    listing = _iptables("-t", "nat", "-S", "POSTROUTING").stdout
+    for line in listing.splitlines():
+        parts = line.split()
+        if "MASQUERADE" in parts and f"! -o {bridge} " in line + " " and "-s" in parts:
+            return parts[parts.index("-s") + 1]
+    return None

@@ -40,6 +40,7 @@ def anycast_mac(network_id: str) -> str:
 class LinuxHostNetwork:
     def __init__(self, uplink: str | None = None, ovs_db: str | None = None) -> None:
         self._ready: set[str] = set()
+        self._nat: dict[str, str] = {}  # bridge -> subnet of the NAT networks made here
         self._lock = threading.Lock()
         self._uplink = uplink
         self._ovs_db = ovs_db
@@ -57,6 +58,9 @@ class LinuxHostNetwork:
             netlink.ensure_bridge(net.bridge, net.gateway, prefix,
                                   anycast_mac(net.id) if trunked else None)
             iptables.ensure_bridge_forwarding(net.bridge)
+            if net.nat:
+                iptables.ensure_nat(net.bridge, net.subnet)
+                self._nat[net.bridge] = net.subnet
             if trunked:
                 self._ensure_trunk()
                 near, far = _link_names(net.id)
@@ -79,6 +83,9 @@ class LinuxHostNetwork:
 
     def remove_network(self, bridge: str) -> None:
         with self._lock:
+            subnet = self._nat.pop(bridge, None) or iptables.nat_subnet_of(bridge)
+            if subnet is not None:
+                iptables.remove_nat(bridge, subnet)
             iptables.remove_bridge_forwarding(bridge)
             network_id = bridge.removeprefix("dyb")
             near, far = _link_names(network_id)

@@ -150,13 +150,15 @@ def network_create(
     = "bridge",
     vlan: Annotated[int | None, typer.Option(help="802.1Q tag across hosts (2-4094); "
                                              "default: the server picks one")] = None,
+    nat: Annotated[bool, typer.Option("--nat", help="masquerade traffic leaving the host "
+                                     "(no routed subnet, e.g. a laptop)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a network (a bridge on every host, gateway on the bridge, no NAT); hosts
     with an uplink join it across hosts on its VLAN."""
     with client() as api:
         net = api.post("/v1/networks", {"name": name, "subnet": subnet, "gateway": gateway,
-                                        "dns": dns, "mode": mode, "vlan": vlan})
+                                        "dns": dns, "nat": nat, "mode": mode, "vlan": vlan})
     if as_json:
         print_json(net)
     else:

@@ -61,6 +61,7 @@ class DesiredNetwork(BaseModel):
     gateway: str
     mode: str = "bridge"  # bridge | ovs (model.network.NetworkMode)
     vlan: int | None = Field(None, description="tag on the uplink trunk / OVS ports")
+    nat: bool = False
     peers: list[Peer] = Field(default_factory=list,
                               description="the network's instances (names resolve through "
                                           "/etc/hosts)")

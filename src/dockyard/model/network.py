@@ -31,6 +31,8 @@ class NetworkCreate(Strict):
                              "ports); default: the server picks a free one")
     shared: bool = Field(False, description="every project may launch on it (read-only); "
                          "`default` is always shared")
+    nat: bool = Field(False, description="masquerade traffic that leaves the host (a laptop "
+                      "without a routed subnet); off by default: instances are routed")
 
     @field_validator("name")
     @classmethod
@@ -88,6 +90,7 @@ class Network(BaseModel):
     mode: NetworkMode
     vlan: int | None = None
     shared: bool = False
+    nat: bool = False
     bridge: str
     instances: int = 0
     created_at: datetime

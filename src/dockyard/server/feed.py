@@ -119,7 +119,8 @@ def heartbeat(body: Heartbeat, caller: Caller = Depends(auth.host),
 
 def _network(row: NetworkRow, peers: list[Peer] | None = None) -> DesiredNetwork:
     return DesiredNetwork(id=row.id, name=row.name, bridge=row.bridge, subnet=row.subnet,
-                          gateway=row.gateway, mode=row.mode, vlan=row.vlan, peers=peers or [])
+                          gateway=row.gateway, mode=row.mode, vlan=row.vlan, nat=row.nat,
+                          peers=peers or [])
 
 
 def _peers(sess: Session) -> dict[str, list[Peer]]:

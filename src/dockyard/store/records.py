@@ -131,7 +131,7 @@ def network_model(sess: Session, row: NetworkRow) -> Network:
                         .where(InstanceRow.network_id == row.id)) or 0
     return Network(id=row.id, name=row.name, project=project.name if project else "",
                    subnet=row.subnet, gateway=row.gateway, dns=list(row.dns),
-                   mode=NetworkMode(row.mode), vlan=row.vlan, shared=row.shared,
+                   mode=NetworkMode(row.mode), vlan=row.vlan, shared=row.shared, nat=row.nat,
                    bridge=row.bridge,
                    instances=int(count),
                    created_at=as_utc(row.created_at))

@@ -99,6 +99,7 @@ class NetworkRow(Base):
     mode: Mapped[str] = mapped_column(String(16), default="bridge")
     vlan: Mapped[int | None] = mapped_column(Integer, unique=True, nullable=True)
     shared: Mapped[bool] = mapped_column(default=False, server_default=false())
+    nat: Mapped[bool] = mapped_column(default=False, server_default=false())
     bridge: Mapped[str] = mapped_column(String(15), unique=True)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -66,7 +66,7 @@ def create_network(ctx: ServerContext, project_id: str, spec: NetworkCreate) -> 
         row = NetworkRow(id=network_id, name=spec.name, project_id=project_id,
                          subnet=spec.subnet, gateway=spec.gateway, dns=spec.dns,
                          mode=spec.mode.value, vlan=_vlan(sess, spec.vlan),
-                         shared=spec.shared or spec.name == DEFAULT_NETWORK,
+                         shared=spec.shared or spec.name == DEFAULT_NETWORK, nat=spec.nat,
                          bridge=bridge_name(network_id), revision=rev)
         sess.add(row)
         meta.put(sess, meta.NETWORKS_REVISION, str(rev))
