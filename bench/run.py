@@ -1,6 +1,7 @@
 """Dockyard benchmarks against raw Docker, in the same run, reported as ratios.
 
-    .venv/bin/python bench/run.py [--quick] [--only create,burst,network,scheduler] [--out FILE]
+    .venv/bin/python bench/run.py [--quick] [--only create,burst,network,scheduler,live]
+                                  [--out FILE]
 
 Benchmarks (they are not tests; they write bench/RESULTS.md):
   create   sequential launches: POST /v1/instances?wait=true until the IP answers ping, vs
@@ -15,6 +16,8 @@ Benchmarks (they are not tests; they write bench/RESULTS.md):
            placements per second on one core (bench/scheduler.py; no Docker needed)
   migrate  cold migration downtime by ping (busybox and machine image, 3 runs each) on a
            dev-cluster of its own (bench/migrate.py; only with --only migrate)
+  live     live (CRIU) vs cold migration downtime of the same instance, by ping, on a
+           dev-cluster --criu of its own (bench/live_migrate.py; only with --only live)
 With --only, the other benchmarks' results are carried over from the previous RESULTS.json.
 """
 
@@ -48,6 +51,9 @@ from common import (  # noqa: E402
     sigterm_as_interrupt,
     stats,
 )
+from live_migrate import bench_live  # noqa: E402
+from live_migrate import report_lines as live_lines  # noqa: E402
+from live_migrate import summary_row as live_row  # noqa: E402
 from migrate import bench_migrate  # noqa: E402
 from migrate import report_lines as migrate_lines  # noqa: E402
 from migrate import summary_row as migrate_row  # noqa: E402
@@ -350,6 +356,8 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
         lines.append(scheduler_row(results["scheduler"]))
     if results.get("migrate"):
         lines.append(migrate_row(results["migrate"]))
+    if results.get("live"):
+        lines.append(live_row(results["live"]))
     if col:
         row = next((x for x in col["rows"] if x["instances"] == 100), col["rows"][-1])
         lines.append(f"| collector CPU ({row['instances']} instances, 10 s) | "
@@ -441,6 +449,8 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
         lines += scheduler_lines(results["scheduler"])
     if results.get("migrate"):
         lines += migrate_lines(results["migrate"])
+    if results.get("live"):
+        lines += live_lines(results["live"])
     for key, err in failed.items():
         lines += ["", f"**{key} benchmark failed:** `{err}`"]
     notes = BENCH / "NOTES.md"
@@ -484,8 +494,8 @@ def main() -> int:
     raw = RawNet(raw_octet, tag)
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
-    # the scheduler benchmark is pure Python; migrate brings its own dev-cluster
-    needs_docker = bool(only - {"scheduler", "migrate"})
+    # the scheduler benchmark is pure Python; migrate and live bring their own dev-cluster
+    needs_docker = bool(only - {"scheduler", "live", "migrate"})
     try:
         if needs_docker:
             log(f"starting private Dockyard on {dy.url}, subnet {dy.subnet}")
@@ -501,6 +511,7 @@ def main() -> int:
                                                  10.0 if args.quick else 30.0, log),
             "scheduler": lambda: bench_scheduler(args.quick, log),
             "migrate": lambda: bench_migrate(args.quick, log),
+            "live": lambda: bench_live(args.quick, log),
         }
         for key, fn in benches.items():
             if key in only:

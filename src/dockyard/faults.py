@@ -39,6 +39,15 @@ POINTS: frozenset[str] = frozenset({
     "server.migrate.delta_copied",
     "server.migrate.switched",
     "server.migrate.running",
+    # server, live migration (server/live_migrate.py): after each journalled step
+    "server.live.prepared",
+    "server.live.checkpointed",
+    "server.live.committed",
+    "server.live.delta_copied",
+    "server.live.restored",
+    "server.live.switched",
+    "server.live.running",
+    "server.live.image_kept",
 })
 
 _hook: Callable[[str], None] | None = None

@@ -391,8 +391,10 @@ class DockerEngine:
 
     def checkpoint_dir(self, container_id: str, checkpoint: str) -> str:
         """Where dockerd keeps a container's checkpoint (its default directory)."""
-        return os.path.join(self.data_root(), "containers", container_id, "checkpoints",
-                            checkpoint)
+        root = getattr(self, "_data_root", None)
+        if root is None:  # `docker info` is slow (~0.1 s): asked once, it does not change
+            root = self._data_root = self.data_root()
+        return os.path.join(root, "containers", container_id, "checkpoints", checkpoint)
 
     def upper_dir(self, name: str) -> str:
         """The container's writable layer on the host (overlay2's upperdir): its root

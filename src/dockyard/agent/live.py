@@ -70,9 +70,11 @@ class CheckpointRequest(BaseModel):
 class RestoreRequest(BaseModel):
     desired: DesiredInstance
     checkpoint: str
-    source_url: str
-    token: str
+    source_url: str = ""
+    token: str = ""
     rootfs: str = "image"  # image: desired.image holds it (a commit); delta: fetch the upperdir
+    phase: str = "all"  # prepare: only create the container (before the checkpoint);
+    # start: fetch and restore into the prepared one; all: both
 
 
 def _name(checkpoint: str) -> str:
@@ -222,21 +224,20 @@ def _fetch(url: str, token: str, dest: Path, layer: bool = False) -> None:
 
 def _restore(engine: DockerEngine, rec: Reconciler, hooks: LiveHooks,
              body: RestoreRequest) -> dict[str, Any]:
-    d, cp = body.desired, _name(body.checkpoint)
+    d = body.desired
     t0 = time.monotonic()
-    rec.files.write(d)
-    rec.files.set_applied_restart(d.id, d.restart_serial)  # no restart after adoption
-    rec.network.ensure_network(d.network)
     name = ids.container_name(d.id)
-    old = engine.inspect(name)
-    if old is not None:  # a copy left by an earlier attempt (never a newer generation)
-        if int(old.labels.get(ids.LABEL_GENERATION, "0")) > d.generation:
-            raise Conflict(f"a newer copy of {d.name} is here")
-        rec.network.unplumb(d.id)
-        engine.remove(old.id)
-    rec.ensure_image(d)
-    container_id = engine.create(rec.spec(d))
+    if body.phase in ("prepare", "all"):
+        container_id = _prepare(engine, rec, d)
+        if body.phase == "prepare":
+            return {"container_id": container_id, "create_seconds": time.monotonic() - t0}
+    else:
+        info = engine.inspect(name)
+        if info is None or int(info.labels.get(ids.LABEL_GENERATION, "0")) != d.generation:
+            raise Conflict(f"no prepared copy of {d.name} (generation {d.generation}) here")
+        container_id = info.id
     t_created = time.monotonic()
+    cp = _name(body.checkpoint)
     base = f"{body.source_url.rstrip('/')}/v1/instances/{d.id}"
     path = Path(engine.checkpoint_dir(container_id, cp))
     with ThreadPoolExecutor(2) as pool:  # the checkpoint and the root filesystem delta
@@ -250,6 +251,7 @@ def _restore(engine: DockerEngine, rec: Reconciler, hooks: LiveHooks,
     info = engine.start_checkpoint(name, cp)
     t_started = time.monotonic()
     rec.network.plumb(info.pid, d)  # same IP and MAC; sends a gratuitous ARP
+    t_plumbed = time.monotonic()
     eth0 = rec.network.eth0(info.pid)
     rec.limits.ensure_io(info.pid, d.limits)
     rec.limits.ensure_rates(info.pid, d.id, d.limits)
@@ -257,8 +259,23 @@ def _restore(engine: DockerEngine, rec: Reconciler, hooks: LiveHooks,
     return {"pid": info.pid, "container_id": info.id,
             "eth0": {"mac": eth0.mac, "addresses": list(eth0.addresses)} if eth0 else None,
             "create_seconds": t_created - t0, "fetch_seconds": t_fetched - t_created,
-            "restore_seconds": t_started - t_fetched,
-            "plumb_seconds": time.monotonic() - t_started}
+            "restore_seconds": t_started - t_fetched, "plumb_seconds": t_plumbed - t_started}
+
+
+def _prepare(engine: DockerEngine, rec: Reconciler, d: DesiredInstance) -> str:
+    """Files, network, image and the created (not started) container of generation N."""
+    rec.files.write(d)
+    rec.files.set_applied_restart(d.id, d.restart_serial)  # no restart after adoption
+    rec.network.ensure_network(d.network)
+    name = ids.container_name(d.id)
+    old = engine.inspect(name)
+    if old is not None:  # a copy left by an earlier attempt (never a newer generation)
+        if int(old.labels.get(ids.LABEL_GENERATION, "0")) > d.generation:
+            raise Conflict(f"a newer copy of {d.name} is here")
+        rec.network.unplumb(d.id)
+        engine.remove(old.id)
+    rec.ensure_image(d)
+    return engine.create(rec.spec(d))
 
 
 def _undo(engine: DockerEngine, rec: Reconciler, instance_id: str) -> None:

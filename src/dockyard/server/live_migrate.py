@@ -3,15 +3,19 @@
     check       both agents report HostFacts (agent/live.py), the scheduler judges the
                 target's room; model/live.py turns them into named failures with fixes
     move        an operation `live_migrate`, journalled like the cold one (server/migrate.py):
-      prepared        target pulls the base image; volumes copied while the instance runs
+      prepared        target pulls the base image; volumes copied while the instance runs;
+                      overlay2 on both hosts: the target creates the container (generation
+                      + 1) now, before the downtime
       checkpointed    source agent: hold, unplumb eth0, `docker checkpoint` (exit)  ◀ downtime
-      committed       overlay2 on both hosts: nothing (the writable layer travels as it is,
-                      and is committed on the target after the downtime: image_kept); else
-                      the stopped container committed and pushed
+      committed       overlay2: nothing (the writable layer travels as it is, and is
+                      committed on the target after the downtime: image_kept); else the
+                      stopped container is committed and pushed
       delta_copied    volumes: what changed since pass one (the process is frozen)
-      restored        target agent: create (generation + 1), fetch the checkpoint (and the
-                      writable layer) from the source agent (one-time token), start from it,
-                      plumb eth0 with the same IP/MAC, gratuitous ARP          ▶ downtime ends
+      restored        target agent: fetch the checkpoint and the writable layer from the
+                      source agent (one-time token), `docker start --checkpoint`, plumb
+                      eth0 with the same IP/MAC, gratuitous ARP                ▶ downtime ends
+                      (these four are journalled together once restored: a journal write
+                      costs milliseconds of downtime each)
       switched        host, generation, image in one transaction (server/migrate.switch)
       running         the target reported it; the source copy, volumes, checkpoint removed
     Failure before `switched`: the target's copy goes and the source resumes from its own
@@ -24,10 +28,12 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
 
+from dockyard import faults
 from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
 from dockyard.model.instance import InstanceState
 from dockyard.model.live import CriuFacts, HostFacts, PreflightReport, evaluate, summary
@@ -135,11 +141,12 @@ def live(ctx: ServerContext, project_id: str, ref: str, to: str | None,
     delta = all(f.storage_driver == "overlay2" for f in report.facts)
     try:
         timings = _run(ctx, op_id, instance_id, checkpoint, delta)
-    except DockyardError as exc:
-        log.warning("live migration %s failed: %s", op_id, exc.message)
-        rollback(ctx, op_id, instance_id, checkpoint, exc.message)
+    except Exception as exc:  # whatever broke, the instance must run again
+        message = exc.message if isinstance(exc, DockyardError) else repr(exc)
+        log.warning("live migration %s failed: %s", op_id, message)
+        rollback(ctx, op_id, instance_id, checkpoint, message)
         raise BackendError(f"live migration failed, the instance runs on its source host "
-                           f"again: {exc.message}") from exc
+                           f"again: {message}") from exc
     plan, _, _ = cold._targets(ctx, op_id)
     return {"operation": op_id, "source": plan["source"], "target": plan["target"],
             "mode": "live", "fallback": False, **timings}
@@ -170,6 +177,14 @@ def _begin(ctx: ServerContext, project_id: str, ref: str, to: str) -> tuple[str,
         return op.id, row.id
 
 
+def step(ctx: ServerContext, op_id: str, name: str, **data: Any) -> None:
+    with ctx.db.session() as sess:
+        op = sess.get(OperationRow, op_id)
+        assert op is not None
+        op.steps = [*op.steps, {"step": name, "at": datetime.now(UTC).isoformat(), **data}]
+    faults.point(f"server.live.{name}")
+
+
 def _run(ctx: ServerContext, op_id: str, instance_id: str, checkpoint: str,
          delta: bool) -> dict[str, Any]:
     plan, src, dst = cold._targets(ctx, op_id)
@@ -179,32 +194,38 @@ def _run(ctx: ServerContext, op_id: str, instance_id: str, checkpoint: str,
     first = time.time()
     for name in volumes:
         first = min(first, dst.pull_volume(name, src, None, prune=False))
-    cold.step(ctx, op_id, "prepared", volumes=volumes)
+    base_image = cold._image(ctx, instance_id)
+    restore_path = f"/v1/instances/{instance_id}/restore"
+    token = src.grant([f"checkpoint:{checkpoint}", f"rootfs:{instance_id}"])
+    body: dict[str, Any] = {"checkpoint": checkpoint, "source_url": src.url, "token": token,
+                            "rootfs": "delta" if delta else "image", "phase": "all"}
+    if delta:  # the container on the target exists before the downtime begins
+        body["desired"] = _desired_on_target(ctx, instance_id, plan, base_image)
+        dst.call("POST", restore_path, json={**body, "phase": "prepare"})
+        body["phase"] = "start"
+    step(ctx, op_id, "prepared", volumes=volumes)
     down = time.monotonic()
     dumped = src.call("POST", f"/v1/instances/{instance_id}/checkpoint",
                       json={"checkpoint": checkpoint})
-    cold.step(ctx, op_id, "checkpointed", checkpoint=checkpoint, **dumped)
     t_dump = time.monotonic()
-    base_image = cold._image(ctx, instance_id)
-    image = base_image if delta else cold._commit_image(ctx, instance_id, src, gen + 1)
-    cold.step(ctx, op_id, "committed", image=image, rootfs="delta" if delta else "image")
+    image = base_image
+    if not delta:
+        image = cold._commit_image(ctx, instance_id, src, gen + 1)
+        body["desired"] = _desired_on_target(ctx, instance_id, plan, image)
     t_commit = time.monotonic()
     for name in volumes:
         dst.pull_volume(name, src, first - cold.DELTA_MARGIN, prune=True)
-    cold.step(ctx, op_id, "delta_copied")
-    desired = _desired_on_target(ctx, instance_id, plan, image)
-    token = src.grant([f"checkpoint:{checkpoint}", f"rootfs:{instance_id}"])
-    restored = dst.call("POST", f"/v1/instances/{instance_id}/restore",
-                        json={"desired": desired, "checkpoint": checkpoint,
-                              "source_url": src.url, "token": token,
-                              "rootfs": "delta" if delta else "image"})
+    restored = dst.call("POST", restore_path, json=body)
     downtime = time.monotonic() - down
-    cold.step(ctx, op_id, "restored", downtime=round(downtime, 3), **{
+    step(ctx, op_id, "checkpointed", checkpoint=checkpoint, **dumped)
+    step(ctx, op_id, "committed", image=image, rootfs="delta" if delta else "image")
+    step(ctx, op_id, "delta_copied")
+    step(ctx, op_id, "restored", downtime=round(downtime, 3), **{
         k: v for k, v in restored.items() if k.endswith("_seconds")})
     cold.switch(ctx, instance_id, plan, image, to_target=True)
-    cold.step(ctx, op_id, "switched")
+    step(ctx, op_id, "switched")
     cold.wait_state(ctx, instance_id, InstanceState.running, gen + 1)
-    cold.step(ctx, op_id, "running")
+    step(ctx, op_id, "running")
     if delta:  # after the downtime: the image follows the root filesystem (a re-create
         _keep_rootfs(ctx, op_id, instance_id, dst, gen + 1)  # keeps it, as cold does)
     cold._remove_source(src, instance_id, gen, volumes)
@@ -228,7 +249,7 @@ def _keep_rootfs(ctx: ServerContext, op_id: str, instance_id: str, dst: HostTarg
         row = sess.get(InstanceRow, instance_id)
         if row is not None and row.generation == gen:
             row.image = image
-    cold.step(ctx, op_id, "image_kept", image=image)
+    step(ctx, op_id, "image_kept", image=image)
 
 
 def _desired_on_target(ctx: ServerContext, instance_id: str, plan: dict[str, Any],

@@ -1,0 +1,182 @@
+"""Live (CRIU) against cold migration downtime of the same instance, in one run.
+
+A `dockyard dev-cluster up --criu --hosts 3` of its own: `mover` (busybox, a counter loop
+running) goes host1 → host2 live, then host2 → host1 cold, `rounds` times. A `pinger` instance
+on host3 pings mover's IP every 10 ms (iputils `ping -D -i 0.01`, entered into the pinger's
+netns from the host). Downtime = the largest gap between two consecutive answers during a
+migration call: last answer before → first answer after. The server's own measure (from the
+checkpoint, or the stop, to running on the target) is reported beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKYARD = str(ROOT / ".venv" / "bin" / "dockyard")
+GOAL_LIVE_S = 1.0
+REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from")
+COUNTER = ("i=0; while :; do i=$((i+1)); read up rest < /proc/uptime; "
+           "echo \"$i $up\" >> /counter; usleep 100000; done")
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="dockyard-bench-live-"))
+        self.home = self.base / "home"
+        self.env = {**os.environ, "DOCKYARD_CONFIG": str(self.base / "config.json")}
+        self.env.pop("DOCKYARD_URL", None)
+        self.env.pop("DOCKYARD_TOKEN", None)
+
+    def cli(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run([DOCKYARD, *args], capture_output=True, text=True,
+                              env=self.env, timeout=900)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"dockyard {' '.join(args)}: {proc.stderr}{proc.stdout}")
+        return proc.stdout
+
+    def container_pid(self, host: str, instance_id: str) -> int:
+        st = json.loads((self.home / "dev-cluster.json").read_text())
+        root = next(h["root"] for h in st["hosts"] if h["name"] == host)
+        out = subprocess.run(["docker", "-H", f"unix://{root}/docker/docker.sock", "inspect",
+                              "-f", "{{.State.Pid}}", f"dy-{instance_id}"],
+                             capture_output=True, text=True, check=True, timeout=60)
+        return int(out.stdout.strip())
+
+    def down(self) -> None:
+        self.cli("dev-cluster", "down", "--home", str(self.home), check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _answers(lines: list[str]) -> list[float]:
+    return [float(m.group(1)) for line in lines if (m := REPLY.match(line))]
+
+
+def gap_during(answers: list[float], start: float, end: float) -> float:
+    """The largest silence between consecutive answers that overlaps [start, end]."""
+    worst = 0.0
+    for a, b in zip(answers, answers[1:], strict=False):
+        if b >= start and a <= end:
+            worst = max(worst, b - a)
+    return worst
+
+
+def bench_live(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    rounds = 1 if quick else 3
+    cl = Cluster()
+    pinger_proc: subprocess.Popen[str] | None = None
+    out_path = cl.base / "ping.out"
+    try:
+        log("live migration: dev-cluster up --criu (3 hosts)")
+        cl.cli("dev-cluster", "up", "--criu", "--hosts", "3", "--home", str(cl.home),
+               "--heartbeat-timeout", "6", "--resync-interval", "30")
+        cl.cli("network", "create", "benchlive", "--subnet", "10.241.50.0/24")
+        for name, host in (("mover", "host1"), ("pinger", "host3")):
+            cl.cli("launch", "dockyard/busybox", name, "--host", host, "--network",
+                   "benchlive", "--no-lxcfs")
+        mover = json.loads(cl.cli("show", "mover", "--json"))
+        pinger = json.loads(cl.cli("show", "pinger", "--json"))
+        cl.cli("exec", "mover", "--", "sh", "-c",
+               f"sh -c '{COUNTER}' </dev/null >/dev/null 2>&1 &")
+        pid = cl.container_pid("host3", pinger["id"])
+        out = out_path.open("w")
+        pinger_proc = subprocess.Popen(
+            ["nsenter", f"--net=/proc/{pid}/ns/net", "ping", "-D", "-n", "-i", "0.01",
+             mover["ip"]], stdout=out, stderr=subprocess.STDOUT, text=True)
+        time.sleep(2.0)
+        runs: list[dict[str, Any]] = []
+        for r in range(rounds):
+            for mode, target in (("live", "host2"), ("cold", "host1")):
+                args = ["migrate", "mover", "--to", target, "--json"]
+                if mode == "live":
+                    args.insert(2, "--live")
+                t0 = time.time()
+                reply = json.loads(cl.cli(*args))
+                t1 = time.time()
+                time.sleep(2.0)
+                runs.append({"round": r, "mode": mode, "target": target, "start": t0,
+                             "end": t1, "server_downtime": float(reply["downtime"]),
+                             "took": t1 - t0, "reply": reply})
+                log(f"  {mode} -> {target}: server downtime {reply['downtime']:.3f} s, "
+                    f"call {t1 - t0:.2f} s")
+        pinger_proc.terminate()
+        pinger_proc.wait(timeout=10)
+        out.close()
+        answers = _answers(out_path.read_text().splitlines())
+        for run in runs:
+            run["ping_downtime"] = gap_during(answers, run["start"], run["end"])
+        counter = cl.cli("exec", "mover", "--", "cat", "/counter").split()
+        live = [x["ping_downtime"] for x in runs if x["mode"] == "live"]
+        cold = [x["ping_downtime"] for x in runs if x["mode"] == "cold"]
+        result = {
+            "rounds": rounds, "runs": runs, "answers": len(answers),
+            "live": {"median": statistics.median(live), "max": max(live)},
+            "cold": {"median": statistics.median(cold), "max": max(cold)},
+            "live_server": statistics.median(x["server_downtime"] for x in runs
+                                             if x["mode"] == "live"),
+            "cold_server": statistics.median(x["server_downtime"] for x in runs
+                                             if x["mode"] == "cold"),
+            "counter_lines": len(counter) // 2,
+        }
+        result["ok"] = result["live"]["median"] <= GOAL_LIVE_S
+        return result
+    finally:
+        if pinger_proc is not None and pinger_proc.poll() is None:
+            pinger_proc.kill()
+        cl.down()
+
+
+def summary_row(r: dict[str, Any]) -> str:
+    return (f"| live migration downtime (ping, 10 ms) | {r['live']['median']:.2f} s | "
+            f"cold {r['cold']['median']:.2f} s | "
+            f"{r['live']['median'] / r['cold']['median']:.2f} | ≤ {GOAL_LIVE_S:.0f} s | "
+            f"{'PASS' if r['ok'] else 'FAIL'} |")
+
+
+def report_lines(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "", "## Live migration", "",
+        "`bench/live_migrate.py` (`--only live`): a `dev-cluster up --criu` of its own (criu "
+        "4.1 via scripts/criu-wrapper, experimental dockerd). The same busybox instance, a "
+        "counter loop running inside, goes host1 → host2 **live** and back host2 → host1 "
+        f"**cold**, {r['rounds']} round(s). Live: the target creates the container before the "
+        "downtime; then eth0 unplumbed + `docker checkpoint` (exit) on the source, the "
+        "checkpoint and the writable layer (overlay2 upperdir) fetched by the target agent in "
+        "parallel, `docker start --checkpoint`, eth0 re-plumbed with the same IP/MAC "
+        "(gratuitous ARP). An instance on host3 pings it every 10 ms; downtime = last answer "
+        "before → first answer after. Server: checkpoint (or stop) → restored (or running) as "
+        "the server measures it; the live steps are the agents' own timings.", "",
+        "| round | mode | ping downtime | server downtime | checkpoint | fetch | restore | "
+        "whole call |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in r["runs"]:
+        rep = run["reply"] if run["mode"] == "live" else {}
+        rest = rep.get("restore") or {}
+
+        def sec(value: Any) -> str:
+            return f"{value:.2f} s" if isinstance(value, int | float) else "-"
+
+        lines.append(f"| {run['round'] + 1} | {run['mode']} | {run['ping_downtime']:.3f} s | "
+                     f"{run['server_downtime']:.3f} s | {sec(rep.get('checkpoint_seconds'))} | "
+                     f"{sec(rest.get('fetch_seconds'))} | {sec(rest.get('restore_seconds'))} | "
+                     f"{run['took']:.2f} s |")
+    lines += ["", f"**Live median {r['live']['median']:.2f} s vs cold "
+              f"{r['cold']['median']:.2f} s** (goal live ≤ {GOAL_LIVE_S:.0f} s: "
+              f"{'PASS' if r['ok'] else 'FAIL'}). On this loaded 2-core VM the live downtime "
+              "is dockerd → containerd → runc → CRIU dumping (checkpoint) and restoring "
+              "(restore), plus the agent-to-agent fetch of both tar streams; a busybox shell "
+              "restarts cold in under a second, so cold is as fast or faster for it, but only "
+              "live keeps the processes and their memory (e2e test_live_migrate: the counter "
+              "loop's own largest gap, its freeze, was 0.37–0.54 s across a move)."]
+    return lines
