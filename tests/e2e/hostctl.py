@@ -144,8 +144,12 @@ def start_server(home: Path, argv: list[str], fault: tuple[str, Path] | None = N
                          check=True, timeout=60)
     st.server_pid = int(out.stdout.strip().splitlines()[-1])
     st.save()
-    plumbing.wait_for(lambda: httpx.get(f"{st.url}/healthz", timeout=2).status_code == 200,
-                      "server", st.server_pid, home / "server.log")
+    try:
+        plumbing.wait_for(lambda: httpx.get(f"{st.url}/healthz", timeout=2).status_code == 200,
+                          "server", st.server_pid, home / "server.log")
+    except Exception as exc:
+        tail = (home / "server.log").read_text(errors="replace")[-3000:]
+        raise AssertionError(f"the server did not start again: {exc}\n{tail}") from exc
     return st.server_pid
 
 
