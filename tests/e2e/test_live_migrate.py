@@ -167,6 +167,41 @@ def test_no_checkpoint_support_then_fallback_moves_it_cold(live_cluster: DevClus
         _restart_dockerd(dc.home, "host3", criu_bin=None)
 
 
+def test_failed_restore_resumes_on_the_source(live_cluster: DevCluster) -> None:
+    """host2's dockerd runs a criu whose restore fails (`criu check` still passes, so the
+    preflight lets it through): the instance resumes on host1 from its own checkpoint."""
+    dc = live_cluster
+    st = state.load(dc.home)
+    assert st is not None
+    broken = Path(st.home) / "criu-broken"
+    broken.mkdir(exist_ok=True)
+    (broken / "criu").write_text(f"""#!/bin/sh
+[ "$1" = swrk ] && {{ echo "criu restore disabled by the test" >&2; exit 1; }}
+exec {WRAPPER} "$@"
+""")
+    (broken / "criu").chmod(0o755)
+    before = _launch(dc, "resumer", "host1")
+    _background(dc, "resumer", COUNTER)
+    _restart_dockerd(dc.home, "host2", criu_bin=str(broken))
+    try:
+        time.sleep(1.0)
+        moved = dc.cli("migrate", "resumer", "--live", "--to", "host2")
+        print(moved.stdout, moved.stderr)
+        assert moved.returncode != 0
+        assert "runs on its source host again" in moved.stdout + moved.stderr
+        time.sleep(1.5)
+        after = json.loads(dc.ok("show", "resumer", "--json"))
+        assert after["host"] == "host1" and after["state"] == "running"
+        assert (after["ip"], after["mac"]) == (before["ip"], before["mac"])
+        counts = [i for i, _ in _counter_lines(dc, "resumer")]
+        # the same processes again (restored from the source's checkpoint), still counting
+        assert counts == list(range(1, len(counts) + 1)) and len(counts) > 15
+        _launch(dc, "resumepinger", "host3")
+        assert dc.reaches("resumepinger", str(after["ip"]))
+    finally:
+        _restart_dockerd(dc.home, "host2", criu_bin=None)
+
+
 def _restart_dockerd(home: Path, name: str, criu_bin: str | None) -> None:
     """SIGTERM (live-restore keeps containers) and start again in a short-lived child, which
     owns the Popen; `criu_bin` "" drops checkpoint support, None restores the cluster's."""
