@@ -109,10 +109,12 @@ class LinuxHostNetwork:
 
     def unplumb(self, instance_id: str) -> None:
         host_end = ids.host_veth_name(instance_id)
+        # the rules go first: they are ours even when the link name is held by something
+        # that is not (unplumb refuses to delete a foreign link and raises)
+        antispoof.remove(host_end)
         if self._trunk_ready or self._uplink is not None:
             ovs.del_port(self._ovs_db, host_end)
         netlink.unplumb(host_end)
-        antispoof.remove(host_end)
 
     def eth0(self, pid: int) -> netlink.Eth0 | None:
         return netlink.instance_eth0(pid)
