@@ -29,7 +29,7 @@ def test_orphan_is_reported_and_stopped_never_deleted(dy: Dockyard) -> None:
         labels={"dockyard.cluster": dy.cluster, "dockyard.instance": "0rphan000000",
                 "dockyard.name": "orphan", "dockyard.generation": "1"})
     try:
-        deadline = time.monotonic() + 30  # the agent's full resync runs every 5 s in tests
+        deadline = time.monotonic() + 75  # full resync: every 5 s in tests + the 20 s watch hold
         while time.monotonic() < deadline:
             orphan.reload()
             if orphan.status == "exited":
