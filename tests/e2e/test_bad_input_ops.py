@@ -83,6 +83,8 @@ def test_image_in_use_and_not_an_archive(cluster: DevCluster, api: ApiClient) ->
     proc = cluster.cli("image", "import", str(junk), "junk/image:1", "--host", "host1")
     assert proc.returncode != 0 and "error" in proc.stderr.lower()
     _same(api, "badsnap", inst)
+    cluster.ok("snapshot", "delete", "badsnap-a")
+    cluster.ok("delete", "badsnap", "--force")
 
 
 def test_migrate_to_a_full_or_down_host_and_evacuate_refusals(

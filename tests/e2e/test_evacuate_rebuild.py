@@ -123,6 +123,13 @@ def test_evacuate_a_down_host_and_fence_it_when_it_returns(cluster: DevCluster) 
     # host2 is healthy for later tests: it runs a new instance
     _launch(cluster, "ev3", "host2")
     assert cluster.reaches("evping", str(_show(cluster, "ev3")["ip"]))
+    _cleanup(cluster, "ev1", "ev2", "ev3", "evping")  # later tests count instances per host
+    cluster.cli("snapshot", "delete", "ev2-last")
+
+
+def _cleanup(cluster: DevCluster, *names: str) -> None:
+    for name in names:
+        cluster.cli("delete", name, "--force")
 
 
 def _pid(home: Path, daemon: str) -> int:
@@ -184,3 +191,4 @@ def test_rebuild_keeps_identity_and_volume_data(cluster: DevCluster, other_image
     # the old container is set aside (stopped, kept), never deleted
     names = hostctl.copies(cluster.home, "host3", str(after["id"]))
     assert len(names) == 2 and sum(st == "running" for _, st in names) == 1, names
+    _cleanup(cluster, "rb1", "rbping")
