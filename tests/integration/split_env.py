@@ -60,7 +60,7 @@ class SplitDockyard(Dockyard):
 
     def _server_args(self, port: int) -> list[str]:
         args = ["server", "--home", str(self.home), "--listen", f"127.0.0.1:{port}",
-                "--heartbeat-timeout", "30"]
+                "--heartbeat-timeout", "30", *self.server_args]
         return [*args, "--db", self.database_url] if self.database_url else args
 
     def _wait_healthy(self, url: str, proc: subprocess.Popen[bytes]) -> None:
@@ -132,7 +132,7 @@ class SplitDockyard(Dockyard):
         if proc is not None and proc.poll() is None:
             proc.send_signal(sig)
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

@@ -188,7 +188,7 @@ def test_restart_keeps_host_keys_and_does_not_repeat_keys(machine: Any) -> None:
 
 def test_cli_image_list_and_build(machine_image: str) -> None:
     runner = CliRunner()
-    listed = runner.invoke(app, ["image", "list", "--json"])
+    listed = runner.invoke(app, ["image", "list", "--local", "--json"])
     assert listed.exit_code == 0, listed.output
     assert listed.output.lstrip().startswith("[")
     engine = DockerEngine()

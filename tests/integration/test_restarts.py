@@ -151,7 +151,7 @@ def test_ctrl_c_of_up_leaves_instances_running(dy: Dockyard) -> None:
     try:
         assert dy.proc is not None
         dy.proc.send_signal(signal.SIGINT)
-        dy.proc.wait(timeout=20)
+        dy.proc.wait(timeout=60)
         dy.proc = None
         assert ping(inst["ip"])
         running = [c for c in dy.containers() if c.labels["dockyard.instance"] == inst["id"]]

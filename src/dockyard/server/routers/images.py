@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from dockyard.errors import BackendError, Conflict, InvalidRequest, NotFound
 from dockyard.model.image import ImagePush, RegistryImage, split_ref
+from dockyard.model.validators import check_image_ref
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
@@ -126,6 +127,10 @@ async def import_image(name: str, request: Request, host: str | None = None,
 
 
 def _delete(ctx: ServerContext, ref: str) -> None:
+    try:
+        check_image_ref(ref)
+    except ValueError as exc:
+        raise InvalidRequest(f"{ref!r} is not an image reference: {exc}") from exc
     registry, name, tag = split_ref(ref)
     full = f"{ctx.registry.address}/{name}:{tag}"
     if registry not in ("", ctx.registry.address) or ctx.registry.size(name, tag) is None:
