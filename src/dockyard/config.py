@@ -70,7 +70,7 @@ class AgentSettings:
     api_listen: str = "127.0.0.1:0"
     docker_url: str | None = None
     workers: int = 8
-    resync_interval: float = 300.0
+    resync_interval: float = 60.0
     stop_timeout: int = 10
     cores: list[int] | None = None
     reserved_cores: list[int] = field(default_factory=list)

@@ -211,10 +211,10 @@ class Agent:
         self.networks[net.id] = net
         if previous is None or previous.peers == net.peers:
             return
-        for key, d in list(self.desired.items()):
+        for d in list(self.desired.values()):
             if d.network.id == net.id:
+                # not stored back: a worker may be replacing or removing this entry right now
                 fresh = d.model_copy(update={"network": net})
-                self.desired[key] = fresh
                 try:
                     self.files.write_hosts(fresh)
                 except DockyardError as exc:

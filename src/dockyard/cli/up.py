@@ -96,7 +96,7 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
           reserved_cores: str = typer.Option("", help="cores kept for the system, e.g. 0 "
                                              "(never exclusive, never in the shared pool)"),
           memory: str | None = typer.Option(None, help="memory to offer, e.g. 8G"),
-          resync_interval: float = typer.Option(300.0, help="seconds between full resyncs"),
+          resync_interval: float = typer.Option(60.0, help="seconds between full resyncs"),
           collector_interval: float = typer.Option(10.0, help="seconds between stats "
                                                    "samples"),
           label: list[str] = typer.Option([], help="host label k=v (repeatable); labels "
@@ -182,7 +182,7 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
        subnet: str = typer.Option(DEFAULT_SUBNET, envvar="DOCKYARD_SUBNET",
                                   help="subnet of the default network"),
        heartbeat_timeout: float = typer.Option(30.0, help="seconds without heartbeat → down"),
-       resync_interval: float = typer.Option(300.0, help="agent full-resync period"),
+       resync_interval: float = typer.Option(60.0, help="agent full-resync period"),
        alert_interval: float = typer.Option(10.0, help="seconds between alert passes"),
        rss_for: float = typer.Option(60.0, help="builtin memory alert duration (seconds)"),
        load_for: float = typer.Option(300.0, help="builtin load alert duration (seconds)"),
