@@ -8,7 +8,9 @@ import pytest
 
 from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.adapters.machine_image import DEFAULT_CACHE_DIR, build_machine_image
+from tests.integration.dockerd_env import PrivateDockerd, make_dockerd
 from tests.integration.dockyard_env import Dockyard, leaks, make_dockyard
+from tests.integration.split_env import SplitDockyard, make_split
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,3 +49,25 @@ def assert_no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
             env: Dockyard = request.getfixturevalue(name)
             if env.proc is not None:
                 assert leaks(env) == []
+
+
+# A Dockyard (server and agent as separate processes) on its own dockerd, for the modules that
+# stop or restart the engine; one per module that asks for `split` (modules may define their
+# own `split` instead).
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[PrivateDockerd]:
+    d = make_dockerd()
+    try:
+        yield d
+    finally:
+        d.cleanup()
+
+
+@pytest.fixture(scope="module")
+def split(daemon: PrivateDockerd) -> Iterator[SplitDockyard]:
+    env = make_split(docker_url=daemon.url)
+    try:
+        env.start()
+        yield env
+    finally:
+        env.cleanup()

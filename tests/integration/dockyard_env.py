@@ -220,3 +220,12 @@ def leaks(dy: Dockyard) -> list[str]:
             if path.name not in known:
                 problems.append(f"agent files of unknown instance {path.name}")
     return problems
+
+
+def pid_of(container_id: str) -> int:
+    """PID 1 of a container on the main engine."""
+    client = docker.from_env()
+    try:
+        return int(client.api.inspect_container(container_id)["State"]["Pid"])
+    finally:
+        client.close()

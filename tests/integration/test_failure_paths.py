@@ -13,28 +13,9 @@ from typing import Any
 import pytest
 
 from dockyard.errors import DockyardError
-from tests.integration.dockerd_env import PrivateDockerd, make_dockerd
+from tests.integration.dockerd_env import PrivateDockerd
 from tests.integration.dockyard_env import IMAGE, Dockyard, host_links
-from tests.integration.split_env import SplitDockyard, make_split
-
-
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[PrivateDockerd]:
-    d = make_dockerd()
-    try:
-        yield d
-    finally:
-        d.cleanup()
-
-
-@pytest.fixture(scope="module")
-def split(daemon: PrivateDockerd) -> Iterator[SplitDockyard]:
-    env = make_split(docker_url=daemon.url)
-    try:
-        env.start()
-        yield env
-    finally:
-        env.cleanup()
+from tests.integration.split_env import SplitDockyard
 
 
 def until(check: Callable[[], bool], timeout: float = 40.0) -> None:

@@ -6,24 +6,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-import docker
 import pytest
 
 from dockyard.adapters.cgroups import read_limits
 from dockyard.scheduler.cpusets import parse_cpuset
-from tests.integration.dockyard_env import IMAGE, Dockyard, host_links
+from tests.integration.dockyard_env import IMAGE, Dockyard, host_links, pid_of
 
 
 def ping(ip: str) -> bool:
     return subprocess.run(["ping", "-c1", "-W2", ip], capture_output=True).returncode == 0
-
-
-def pid_of(container_id: str) -> int:
-    client = docker.from_env()
-    try:
-        return int(client.api.inspect_container(container_id)["State"]["Pid"])
-    finally:
-        client.close()
 
 
 @pytest.fixture

@@ -14,17 +14,9 @@ import pytest
 
 from dockyard.adapters import blockdev, cgroup_io
 from dockyard.adapters.cgroups import read_limits
-from tests.integration.dockyard_env import IMAGE, Dockyard
+from tests.integration.dockyard_env import IMAGE, Dockyard, pid_of
 
 MB = 1024 * 1024
-
-
-def pid_of(container_id: str) -> int:
-    client = docker.from_env()
-    try:
-        return int(client.api.inspect_container(container_id)["State"]["Pid"])
-    finally:
-        client.close()
 
 
 def device() -> str:

@@ -10,10 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 
-from tests.integration.dockyard_env import IMAGE, Dockyard
+from tests.integration.dockyard_env import IMAGE, Dockyard, pid_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,14 +36,6 @@ def vm(dy: Dockyard, machine_image: str, key: Path) -> Iterator[dict[str, Any]]:
 
 def inside(dy: Dockyard, *cmd: str) -> str:
     return dy.ok("exec", "vm", "--", *cmd).out
-
-
-def pid_of(container_id: str) -> int:
-    client = docker.from_env()
-    try:
-        return int(client.api.inspect_container(container_id)["State"]["Pid"])
-    finally:
-        client.close()
 
 
 def test_procps_sees_the_instance_limits(dy: Dockyard, vm: dict[str, Any]) -> None:

@@ -12,21 +12,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import docker
 import pytest
 
-from tests.integration.dockyard_env import IMAGE, Dockyard
+from tests.integration.dockyard_env import IMAGE, Dockyard, pid_of
 from tests.integration.test_tc import network_lock  # noqa: F401 (a fixture)
 
 LIMIT = 50_000_000
-
-
-def pid_of(container_id: str) -> int:
-    client = docker.from_env()
-    try:
-        return int(client.api.inspect_container(container_id)["State"]["Pid"])
-    finally:
-        client.close()
 
 
 def iperf(server_pid: int, server_ip: str, client_pid: int, reverse: bool) -> float:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.dockerd_env import PrivateDockerd, make_dockerd
+from tests.integration.dockerd_env import PrivateDockerd
 from tests.integration.dockyard_env import IMAGE, Dockyard
-from tests.integration.split_env import SplitDockyard, make_split
+from tests.integration.split_env import SplitDockyard
 
 
 def ping(ip: str, tries: int = 1) -> bool:
@@ -21,25 +21,6 @@ def ping(ip: str, tries: int = 1) -> bool:
         if subprocess.run(["ping", "-c1", "-W1", ip], capture_output=True).returncode == 0:
             return True
     return False
-
-
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[PrivateDockerd]:
-    d = make_dockerd()
-    try:
-        yield d
-    finally:
-        d.cleanup()
-
-
-@pytest.fixture(scope="module")
-def split(daemon: PrivateDockerd) -> Iterator[SplitDockyard]:
-    env = make_split(docker_url=daemon.url)
-    try:
-        env.start()
-        yield env
-    finally:
-        env.cleanup()
 
 
 def state(env: SplitDockyard, name: str) -> tuple[int, str]:
