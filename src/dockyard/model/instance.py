@@ -82,7 +82,26 @@ IO_FIELDS = ("read_bps", "write_bps", "read_iops", "write_iops")
 NET_FIELDS = ("ingress", "egress")
 
 
-class LimitsSpec(Strict):
+class _SizeFields(Strict):
+    """The human-written size and rate fields shared by launch limits and a resize."""
+
+    @field_validator("memory", check_fields=False)
+    @classmethod
+    def _memory(cls, value: str | int | None) -> int | None:
+        return _memory_value(value)
+
+    @field_validator("read_bps", "write_bps", check_fields=False)
+    @classmethod
+    def _io(cls, value: str | int | None) -> int | None:
+        return _io_value(value)
+
+    @field_validator("ingress", "egress", check_fields=False)
+    @classmethod
+    def _rate(cls, value: str | int | None) -> int | None:
+        return _rate_value(value)
+
+
+class LimitsSpec(_SizeFields):
     """Limits as users write them (`memory: "256M"`, `ingress: "50mbit"`)."""
 
     cores: int = Field(0, ge=0, le=1024, description="exclusive cores (cpuset)")
@@ -100,21 +119,6 @@ class LimitsSpec(Strict):
                                       "e.g. 50mbit")
     egress: str | int | None = Field(None, description="network rate from the instance")
 
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: str | int | None) -> int | None:
-        return _memory_value(value)
-
-    @field_validator("read_bps", "write_bps")
-    @classmethod
-    def _io(cls, value: str | int | None) -> int | None:
-        return _io_value(value)
-
-    @field_validator("ingress", "egress")
-    @classmethod
-    def _rate(cls, value: str | int | None) -> int | None:
-        return _rate_value(value)
-
     def memory_bytes(self) -> int | None:
         return None if self.memory is None else parse_size(self.memory)
 
@@ -130,7 +134,7 @@ class LimitsSpec(Strict):
                       egress_bps=opt(self.egress))
 
 
-class LimitsPatch(Strict):
+class LimitsPatch(_SizeFields):
     """A live resize: only the fields given change; 0 removes an IO or network limit."""
 
     cores: int | None = Field(None, ge=0, le=1024)
@@ -144,21 +148,6 @@ class LimitsPatch(Strict):
     write_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT)
     ingress: str | int | None = None
     egress: str | int | None = None
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: str | int | None) -> int | None:
-        return _memory_value(value)
-
-    @field_validator("read_bps", "write_bps")
-    @classmethod
-    def _io(cls, value: str | int | None) -> int | None:
-        return _io_value(value)
-
-    @field_validator("ingress", "egress")
-    @classmethod
-    def _rate(cls, value: str | int | None) -> int | None:
-        return _rate_value(value)
 
     def apply(self, current: Limits) -> Limits:
         """The limits after this patch (cpuset is resolved by the caller)."""
