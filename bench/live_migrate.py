@@ -11,16 +11,15 @@ checkpoint, or the stop, to running on the target) is reported beside it.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from migrate import Cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKYARD = str(ROOT / ".venv" / "bin" / "dockyard")
@@ -28,34 +27,6 @@ GOAL_LIVE_S = 1.0
 REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from")
 COUNTER = ("i=0; while :; do i=$((i+1)); read up rest < /proc/uptime; "
            "echo \"$i $up\" >> /counter; usleep 100000; done")
-
-
-class Cluster:
-    def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="dockyard-bench-live-"))
-        self.home = self.base / "home"
-        self.env = {**os.environ, "DOCKYARD_CONFIG": str(self.base / "config.json")}
-        self.env.pop("DOCKYARD_URL", None)
-        self.env.pop("DOCKYARD_TOKEN", None)
-
-    def cli(self, *args: str, check: bool = True) -> str:
-        proc = subprocess.run([DOCKYARD, *args], capture_output=True, text=True,
-                              env=self.env, timeout=900)
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"dockyard {' '.join(args)}: {proc.stderr}{proc.stdout}")
-        return proc.stdout
-
-    def container_pid(self, host: str, instance_id: str) -> int:
-        st = json.loads((self.home / "dev-cluster.json").read_text())
-        root = next(h["root"] for h in st["hosts"] if h["name"] == host)
-        out = subprocess.run(["docker", "-H", f"unix://{root}/docker/docker.sock", "inspect",
-                              "-f", "{{.State.Pid}}", f"dy-{instance_id}"],
-                             capture_output=True, text=True, check=True, timeout=60)
-        return int(out.stdout.strip())
-
-    def down(self) -> None:
-        self.cli("dev-cluster", "down", "--home", str(self.home), check=False)
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def _answers(lines: list[str]) -> list[float]:
@@ -73,7 +44,7 @@ def gap_during(answers: list[float], start: float, end: float) -> float:
 
 def bench_live(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     rounds = 1 if quick else 3
-    cl = Cluster()
+    cl = Cluster(prefix="live", timeout=900)
     pinger_proc: subprocess.Popen[str] | None = None
     out_path = cl.base / "ping.out"
     try:

@@ -34,8 +34,12 @@ IMAGES = (("busybox", "dockyard/busybox", []),
 
 
 class Cluster:
-    def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="dockyard-bench-migrate-"))
+    """A private dev-cluster for one benchmark (its own home and CLI config), driven by the
+    CLI; `down()` removes it. Shared by the cold and live migration benchmarks."""
+
+    def __init__(self, prefix: str = "migrate", timeout: float = 1800) -> None:
+        self.timeout = timeout
+        self.base = Path(tempfile.mkdtemp(prefix=f"dockyard-bench-{prefix}-"))
         self.home = self.base / "home"
         self.env = {**os.environ, "DOCKYARD_CONFIG": str(self.base / "config.json")}
         self.env.pop("DOCKYARD_URL", None)
@@ -43,7 +47,7 @@ class Cluster:
 
     def cli(self, *args: str, check: bool = True) -> str:
         proc = subprocess.run([DOCKYARD, *args], capture_output=True, text=True,
-                              env=self.env, timeout=1800)
+                              env=self.env, timeout=self.timeout)
         if check and proc.returncode != 0:
             raise RuntimeError(f"dockyard {' '.join(args)}: {proc.stderr}{proc.stdout}")
         return proc.stdout
