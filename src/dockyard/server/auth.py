@@ -28,6 +28,12 @@ class Caller:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def project(self) -> str:
+        """The project a user call acts in (`auth.user` guarantees there is one)."""
+        assert self.project_id is not None
+        return self.project_id
+
 
 def context(request: Request) -> ServerContext:
     ctx: ServerContext = request.app.state.ctx

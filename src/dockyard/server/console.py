@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from dockyard.errors import BackendError, DockyardError
 from dockyard.server import auth
-from dockyard.server.routers.instances import _agent_target
+from dockyard.server.routers.instances import agent_target
 
 router = APIRouter(prefix="/v1/instances", tags=["instances"])
 
@@ -48,7 +48,7 @@ def _target(websocket: WebSocket, ref: str) -> tuple[str, str, str, str]:
     # auth.user reads only the headers and the app, which a WebSocket has like a Request
     caller = auth.user(cast(Request, websocket))
     assert caller.project_id is not None
-    return _agent_target(auth.context(cast(Request, websocket)), caller.project_id, ref)
+    return agent_target(auth.context(cast(Request, websocket)), caller.project_id, ref)
 
 
 async def _open_agent(target: tuple[str, str, str, str], query: str,

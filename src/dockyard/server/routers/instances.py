@@ -35,11 +35,6 @@ from dockyard.store.tables import EventRow, HostRow, InstanceRow
 router = APIRouter(prefix="/v1/instances", tags=["instances"])
 
 
-def _project(caller: Caller) -> str:
-    assert caller.project_id is not None
-    return caller.project_id
-
-
 def _show(ctx: ServerContext, project_id: str, ref: str) -> dict[str, Any]:
     with ctx.db.session() as sess:
         row = records.instance_by_ref(sess, project_id, ref)
@@ -63,7 +58,7 @@ async def create_instance(spec: InstanceCreate, wait: bool = False,
                                                 "without creating anything"),
                           caller: Caller = Depends(auth.user),
                           ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
-    project = _project(caller)
+    project = caller.project
     powers.check_admin_powers(spec, caller.role)
     if explain:
         result = await run_in_threadpool(instances.explain_placement, ctx, project, spec)
@@ -85,7 +80,7 @@ def list_instances(limit: int = Query(100, ge=1, le=1000), after: str = "",
                    ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     with ctx.db.session() as sess:
         rows = list(sess.scalars(select(InstanceRow)
-                                 .where(InstanceRow.project_id == _project(caller),
+                                 .where(InstanceRow.project_id == caller.project,
                                         InstanceRow.name > after)
                                  .order_by(InstanceRow.name).limit(limit + 1)))
         more = len(rows) > limit
@@ -98,14 +93,14 @@ def list_instances(limit: int = Query(100, ge=1, le=1000), after: str = "",
 @router.get("/{ref}", response_model=Instance)
 def show_instance(ref: str, caller: Caller = Depends(auth.user),
                   ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
-    return _show(ctx, _project(caller), ref)
+    return _show(ctx, caller.project, ref)
 
 
 @router.delete("/{ref}", status_code=202)
 async def delete_instance(ref: str, force: bool = False, wait: bool = False,
                           caller: Caller = Depends(auth.user),
                           ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
-    project = _project(caller)
+    project = caller.project
     body = await run_in_threadpool(_show, ctx, project, ref)
     op_id = await run_in_threadpool(instances.delete, ctx, project, ref, force)
     if wait:
@@ -120,7 +115,7 @@ async def resize_instance(ref: str, body: InstancePatch, wait: bool = False,
                           caller: Caller = Depends(auth.user),
                           ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
     """Live resize: the new limits take effect in place (same PID)."""
-    project = _project(caller)
+    project = caller.project
     op_id = await run_in_threadpool(resize.resize, ctx, project, ref, body.limits)
     if wait:
         await wait_for(ctx, op_id, ctx.settings.wait_timeout)
@@ -134,7 +129,7 @@ async def resize_instance(ref: str, body: InstancePatch, wait: bool = False,
 def instance_usage(ref: str, caller: Caller = Depends(auth.user),
                    ctx: ServerContext = Depends(auth.context)) -> Usage:
     """Memory (rss and page cache apart), OOM kills and pids, read now from the cgroups."""
-    host, url, secret, instance_id = _agent_target(ctx, _project(caller), ref)
+    host, url, secret, instance_id = agent_target(ctx, caller.project, ref)
     return ctx.agents.usage(host, url, secret, instance_id)
 
 
@@ -142,7 +137,7 @@ def instance_usage(ref: str, caller: Caller = Depends(auth.user),
 async def instance_action(ref: str, action: InstanceAction, wait: bool = False,
                           caller: Caller = Depends(auth.user),
                           ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
-    project = _project(caller)
+    project = caller.project
     op_id = await run_in_threadpool(instances.set_desired, ctx, project, ref, action)
     if wait:
         await wait_for(ctx, op_id, ctx.settings.wait_timeout)
@@ -152,7 +147,7 @@ async def instance_action(ref: str, action: InstanceAction, wait: bool = False,
     return await run_in_threadpool(_accepted, ctx, project, ref, op_id)
 
 
-def _agent_target(ctx: ServerContext, project_id: str, ref: str) -> tuple[str, str, str, str]:
+def agent_target(ctx: ServerContext, project_id: str, ref: str) -> tuple[str, str, str, str]:
     with ctx.db.session() as sess:
         row = records.instance_by_ref(sess, project_id, ref)
         if row.state != InstanceState.running:
@@ -167,7 +162,7 @@ def _agent_target(ctx: ServerContext, project_id: str, ref: str) -> tuple[str, s
 def exec_instance(ref: str, body: ExecRequest, timeout: float = Query(300, gt=0, le=3600),
                   caller: Caller = Depends(auth.user),
                   ctx: ServerContext = Depends(auth.context)) -> ExecResult:
-    host, url, secret, instance_id = _agent_target(ctx, _project(caller), ref)
+    host, url, secret, instance_id = agent_target(ctx, caller.project, ref)
     return ctx.agents.exec(host, url, secret, instance_id, body, timeout)
 
 
@@ -176,7 +171,7 @@ async def instance_logs(ref: str, follow: bool = False, tail: str = "all",
                         caller: Caller = Depends(auth.user),
                         ctx: ServerContext = Depends(auth.context)) -> StreamingResponse:
     with ctx.db.session() as sess:
-        row = records.instance_by_ref(sess, _project(caller), ref)
+        row = records.instance_by_ref(sess, caller.project, ref)
         host = sess.get(HostRow, row.host_id) if row.host_id else None
         if host is None or row.container_id is None:
             raise Conflict(f"instance {row.name} has no container yet")
@@ -199,7 +194,7 @@ def instance_events(ref: str, limit: int = Query(100, ge=1, le=1000),
                     caller: Caller = Depends(auth.user),
                     ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     with ctx.db.session() as sess:
-        row = records.instance_by_ref(sess, _project(caller), ref)
+        row = records.instance_by_ref(sess, caller.project, ref)
         rows = list(sess.scalars(select(EventRow).where(EventRow.instance_id == row.id,
                                                         EventRow.id > after)
                                  .order_by(EventRow.id).limit(limit + 1)))

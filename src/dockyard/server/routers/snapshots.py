@@ -23,29 +23,24 @@ from dockyard.server.context import ServerContext
 router = APIRouter(tags=["snapshots"])
 
 
-def _project(caller: Caller) -> str:
-    assert caller.project_id is not None
-    return caller.project_id
-
-
 @router.post("/v1/instances/{ref}/snapshot", status_code=201, response_model=Snapshot)
 async def create_snapshot(ref: str, body: SnapshotCreate, caller: Caller = Depends(auth.user),
                           ctx: ServerContext = Depends(auth.context)) -> Snapshot:
     """Commit the instance while it runs (same PID), push it, archive its named volumes."""
-    return await run_in_threadpool(snapshots.create, ctx, _project(caller), ref, body)
+    return await run_in_threadpool(snapshots.create, ctx, caller.project, ref, body)
 
 
 @router.get("/v1/snapshots")
 def list_snapshots(instance: str | None = None, caller: Caller = Depends(auth.user),
                    ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
-    items = snapshots.list_(ctx, _project(caller), instance)
+    items = snapshots.list_(ctx, caller.project, instance)
     return {"items": [s.model_dump(mode="json") for s in items], "next": None}
 
 
 @router.delete("/v1/snapshots/{ref}", status_code=204)
 async def delete_snapshot(ref: str, caller: Caller = Depends(auth.user),
                           ctx: ServerContext = Depends(auth.context)) -> None:
-    await run_in_threadpool(snapshots.delete, ctx, _project(caller), ref)
+    await run_in_threadpool(snapshots.delete, ctx, caller.project, ref)
 
 
 @router.post("/v1/instances/{ref}/migrate")
@@ -57,19 +52,19 @@ async def migrate_instance(ref: str, body: MigrateRequest, caller: Caller = Depe
     if body.host is not None and caller.role != "admin":
         raise Forbidden("only an admin may choose the target host")
     if body.check:  # the live preflight only: its report (ok or the named failures)
-        report = await run_in_threadpool(live_migrate.check, ctx, _project(caller), ref,
+        report = await run_in_threadpool(live_migrate.check, ctx, caller.project, ref,
                                          body.host)
         return report.model_dump(mode="json")
     if body.live:
-        return await run_in_threadpool(live_migrate.live, ctx, _project(caller), ref,
+        return await run_in_threadpool(live_migrate.live, ctx, caller.project, ref,
                                        body.host, body.fallback)
-    return await run_in_threadpool(migrate.migrate, ctx, _project(caller), ref, body.host)
+    return await run_in_threadpool(migrate.migrate, ctx, caller.project, ref, body.host)
 
 
 @router.post("/v1/instances/{ref}/rebuild")
 async def rebuild_instance(ref: str, body: RebuildRequest, caller: Caller = Depends(auth.user),
                            ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
-    return await run_in_threadpool(evacuate.rebuild, ctx, _project(caller), ref, body.image)
+    return await run_in_threadpool(evacuate.rebuild, ctx, caller.project, ref, body.image)
 
 
 @router.post("/v1/hosts/{ref}/evacuate")

@@ -14,7 +14,7 @@ from dockyard.errors import InvalidRequest
 from dockyard.server import auth, metrics
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
-from dockyard.server.routers.instances import _agent_target, _project
+from dockyard.server.routers.instances import agent_target
 from dockyard.store import records, stats
 from dockyard.store.tables import InstanceRow
 
@@ -46,7 +46,7 @@ def instance_stats(ref: str, since: str | None = Query(
     """Samples of one instance, oldest first: raw for 24 h, 10-minute rows beyond."""
     start = parse_since(since, datetime.now(UTC))
     with ctx.db.session() as sess:
-        row = records.instance_by_ref(sess, _project(caller), ref)
+        row = records.instance_by_ref(sess, caller.project, ref)
         items = stats.history(sess, row.id, start, limit)
     return {"items": [s.model_dump(mode="json") for s in items]}
 
@@ -58,7 +58,7 @@ def project_stats(caller: Caller = Depends(auth.user),
     with ctx.db.session() as sess:
         latest = stats.latest_per_instance(sess)
         rows = sess.execute(select(InstanceRow.id, InstanceRow.name)
-                            .where(InstanceRow.project_id == _project(caller))
+                            .where(InstanceRow.project_id == caller.project)
                             .order_by(InstanceRow.name))
         items = [{"name": name, **latest[iid].model_dump(mode="json")}
                  for iid, name in rows if iid in latest]
@@ -69,7 +69,7 @@ def project_stats(caller: Caller = Depends(auth.user),
 def instance_top(ref: str, caller: Caller = Depends(auth.user),
                  ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     """The instance's processes (`docker top` on its host): titles and rows."""
-    host, url, secret, instance_id = _agent_target(ctx, _project(caller), ref)
+    host, url, secret, instance_id = agent_target(ctx, caller.project, ref)
     return ctx.agents.top(host, url, secret, instance_id)
 
 

@@ -26,15 +26,10 @@ from dockyard.store.tables import HostRow, VolumeRow
 router = APIRouter(prefix="/v1/volumes", tags=["volumes"])
 
 
-def _project(caller: Caller) -> str:
-    assert caller.project_id is not None
-    return caller.project_id
-
-
 @router.post("", status_code=201, response_model=Volume)
 def create_volume(spec: VolumeCreate, caller: Caller = Depends(auth.user),
                   ctx: ServerContext = Depends(auth.context)) -> Volume:
-    project_id = _project(caller)
+    project_id = caller.project
     try:
         with ctx.db.session() as sess:
             if sess.scalar(select(VolumeRow.id).where(VolumeRow.project_id == project_id,
@@ -53,7 +48,7 @@ def create_volume(spec: VolumeCreate, caller: Caller = Depends(auth.user),
 def list_volumes(limit: int = Query(100, ge=1, le=1000), after: str = "",
                  caller: Caller = Depends(auth.user),
                  ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
-    project_id = _project(caller)
+    project_id = caller.project
     with ctx.db.session() as sess:
         rows = list(sess.scalars(select(VolumeRow).where(VolumeRow.project_id == project_id,
                                                          VolumeRow.name > after)
@@ -68,7 +63,7 @@ def list_volumes(limit: int = Query(100, ge=1, le=1000), after: str = "",
 @router.get("/{ref}", response_model=Volume)
 def show_volume(ref: str, caller: Caller = Depends(auth.user),
                 ctx: ServerContext = Depends(auth.context)) -> Volume:
-    project_id = _project(caller)
+    project_id = caller.project
     with ctx.db.session() as sess:
         row = records.volume_by_ref(sess, project_id, ref)
         return records.volume_model(sess, row, records.volume_users(sess, project_id))
@@ -77,7 +72,7 @@ def show_volume(ref: str, caller: Caller = Depends(auth.user),
 @router.delete("/{ref}", status_code=204)
 def delete_volume(ref: str, caller: Caller = Depends(auth.user),
                   ctx: ServerContext = Depends(auth.context)) -> None:
-    project_id = _project(caller)
+    project_id = caller.project
     with ctx.db.session() as sess:
         row = sess.scalar(select(VolumeRow).where(VolumeRow.id == records.volume_by_ref(
             sess, project_id, ref).id).with_for_update())  # serializes with launches
