@@ -60,7 +60,10 @@ def _stream(args: list[str], path: str) -> Iterator[bytes]:
             raise BackendError(f"tar of {path}: {err.decode(errors='replace')[:300]}")
 
 
-def _extract(args: list[str], path: str, chunks: Iterable[bytes]) -> None:
+def _extract(args: list[str], path: str, chunks: Iterable[bytes],
+             failure: str = "cannot extract into {path}") -> None:
+    """Feed `chunks` to an extracting command run into `path`; InvalidRequest (with the
+    command's complaint) when it fails."""
     os.makedirs(path, exist_ok=True)
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
@@ -73,27 +76,14 @@ def _extract(args: list[str], path: str, chunks: Iterable[bytes]) -> None:
         proc.stdin.close()
     err = proc.stderr.read() if proc.stderr else b""
     if proc.wait() != 0:
-        raise InvalidRequest(f"cannot extract into {path}: "
+        raise InvalidRequest(failure.format(path=path) + ": "
                              f"{err.decode(errors='replace')[:300]}")
 
 
 def untar(path: str, chunks: Iterable[bytes]) -> None:
     """Extract a tar stream into `path` (kept: owners, modes, times)."""
-    os.makedirs(path, exist_ok=True)
-    proc = subprocess.Popen(["tar", "-C", path, "--numeric-owner", "-xpf", "-"],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None
-    try:
-        for chunk in chunks:
-            proc.stdin.write(chunk)
-    except BrokenPipeError:
-        pass
-    finally:
-        proc.stdin.close()
-    err = proc.stderr.read() if proc.stderr else b""
-    if proc.wait() != 0:
-        raise InvalidRequest(f"not a tar archive (or cannot extract into {path}): "
-                             f"{err.decode(errors='replace')[:300]}")
+    _extract(["tar", "-C", path, "--numeric-owner", "-xpf", "-"], path, chunks,
+             "not a tar archive (or cannot extract into {path})")
 
 
 def paths(path: str) -> list[str]:
