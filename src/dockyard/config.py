@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,8 +47,11 @@ class ServerSettings:
     webhook_timeout: float = 10.0
     stats_raw_retention: float = 24 * 3600.0  # raw samples; older ones are down-sampled
     stats_max_age: float = 7 * 24 * 3600.0  # samples older than this are dropped
-    registry_url: str = f"http://{DEFAULT_REGISTRY_LISTEN}"  # where instances' images live
-    registry_managed: bool = False  # the server starts docker-registry there (unless it answers)
+    registry_url: str = f"http://{DEFAULT_REGISTRY_LISTEN}"  # an outside registry (unmanaged)
+    # the server runs docker-registry on HOME/registry/registry.sock and serves it at /v2/
+    # behind its tokens (server/registry_proxy.py); registry_url is then unused
+    registry_managed: bool = False
+    registry_address: str = ""  # HOST:PORT hosts' engines reach /v2/ at; "" = the listen one
     tls_dir: Path | None = None  # serve HTTPS with the cluster CA kept here (see dockyard/tls.py)
 
     def db_url(self) -> str:
@@ -56,9 +60,18 @@ class ServerSettings:
     def allowed_host_root(self) -> str:
         return self.host_path_root or str(self.home / "host-paths")
 
-    def registry_address(self) -> str:
-        """HOST:PORT of the registry, as image references name it."""
-        return self.registry_url.split("://", 1)[-1].rstrip("/")
+    def public_registry(self) -> str:
+        """HOST:PORT of the registry as image references name it and engines pull from it:
+        this server's own address for a managed registry (the host's name when it listens on
+        every address), the outside registry's otherwise."""
+        if not self.registry_managed:
+            return self.registry_url.split("://", 1)[-1].rstrip("/")
+        if self.registry_address:
+            return self.registry_address
+        host, port = split_listen(self.listen)
+        if host in ("0.0.0.0", "::", "[::]", ""):
+            host = socket.getfqdn()
+        return f"{host}:{port}"
 
 
 @dataclass

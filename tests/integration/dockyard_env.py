@@ -61,8 +61,8 @@ class Dockyard:
     root: Path
     port: int
     subnet: str
-    registry_port: int = 0  # its own registry (never a user's on :5000); 0 = a free port
     tls: bool = False  # `up --tls`: https with the cluster CA in home/tls
+    resync_interval: float = 5.0  # the agent's full resync, which repairs what a watch missed
     proc: subprocess.Popen[bytes] | None = None
     cluster: str = ""
     bridges: set[str] = field(default_factory=set)
@@ -84,17 +84,19 @@ class Dockyard:
 
     @property
     def registry(self) -> str:
-        return f"127.0.0.1:{self.registry_port}"
+        """Where engines reach its registry: the server's own /v2/ (the docker-registry
+        behind it listens on a unix socket in its home, never a user's :5000)."""
+        return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        self.registry_port = self.registry_port or free_port()
         log_path = self.root / "up.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "dockyard"), "up", "--home", str(self.home), "--listen",
-                 f"127.0.0.1:{self.port}", "--subnet", self.subnet, "--resync-interval", "5",
-                 "--collector-interval", "1", "--registry-listen", self.registry,
+                 f"127.0.0.1:{self.port}", "--subnet", self.subnet,
+                 "--resync-interval", str(self.resync_interval),
+                 "--collector-interval", "1",
                  *(["--tls"] if self.tls else [])],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env())
         deadline = time.monotonic() + timeout

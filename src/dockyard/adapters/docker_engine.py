@@ -243,6 +243,19 @@ class DockerEngine:
             else:
                 self._client = docker.from_env(timeout=timeout)
         self.api = self._client.api
+        self._registry = ""  # HOST:PORT whose pulls and pushes carry _credentials
+        self._credentials: dict[str, str] | None = None
+
+    def log_in(self, registry: str, username: str, password: str) -> None:
+        """Credentials for every pull and push of `registry` (passed per call, as
+        `docker login` would; nothing is written to the engine's or a user's config)."""
+        self._registry = registry
+        self._credentials = {"username": username, "password": password,
+                             "serveraddress": registry}
+
+    def _auth(self, ref: str) -> dict[str, str] | None:
+        return self._credentials if self._registry and \
+            ref.startswith(f"{self._registry}/") else None
 
     def close(self) -> None:
         self._client.close()
@@ -263,7 +276,7 @@ class DockerEngine:
         """`docker pull`, yielding dockerd's progress messages. An error dockerd reports
         inside the stream (registry gone, manifest unknown) raises like any other."""
         with _translate(f"pull {ref}"):
-            stream = self.api.pull(ref, stream=True, decode=True)
+            stream = self.api.pull(ref, stream=True, decode=True, auth_config=self._auth(ref))
         with _translate(f"pull {ref}"):
             for message in stream:
                 _raise_stream_error(f"pull {ref}", message)
@@ -277,7 +290,8 @@ class DockerEngine:
             self.api.tag(source, repository, tag)
         try:
             with _translate(f"push {target}"):
-                for message in self.api.push(repository, tag, stream=True, decode=True):
+                for message in self.api.push(repository, tag, stream=True, decode=True,
+                                             auth_config=self._auth(target)):
                     _raise_stream_error(f"push {target}", message)
                     yield message
         finally:

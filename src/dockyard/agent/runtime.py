@@ -139,6 +139,8 @@ class Agent:
         self.watch_timeout = reply.watch_timeout
         self.posted_inventory = body.inventory
         self.registry = reply.registry
+        if reply.registry_login:  # the server's /v2/ knows agents by their host token
+            self.engine.log_in(reply.registry, self.settings.name, self.settings.token)
         self.reconciler = Reconciler(self.engine, self.network, self.files, self.cluster,
                                      self.settings.stop_timeout,
                                      LinuxHostLimits(self.engine.data_root()), self.lxcfs,

@@ -20,7 +20,6 @@ from dockyard.cli.output import console, err_console
 from dockyard.client import ApiClient
 from dockyard.config import (
     DEFAULT_LISTEN,
-    DEFAULT_REGISTRY_LISTEN,
     DEFAULT_SUBNET,
     AgentSettings,
     ServerSettings,
@@ -62,12 +61,14 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                                           "stays >= the instance's cores"),
            webhook_retry_base: float = typer.Option(5.0, help="first webhook retry delay "
                                                     "(doubles per attempt)"),
-           registry: str | None = typer.Option(None, help="URL of an image registry to use "
-                                               "(default: start one, see --registry-listen)"),
-           registry_listen: str = typer.Option(DEFAULT_REGISTRY_LISTEN, help="HOST:PORT of "
-                                               "the registry the server starts (data in "
-                                               "HOME/registry); one already answering there "
-                                               "is used"),
+           registry: str | None = typer.Option(None, help="URL of an outside image registry "
+                                               "that engines use directly, without Dockyard's "
+                                               "credentials (default: the server runs one in "
+                                               "HOME/registry and serves it at /v2/ behind "
+                                               "its tokens)"),
+           registry_address: str = typer.Option("", help="HOST:PORT at which the hosts' "
+                                                "engines reach this server's /v2/ (default: "
+                                                "--listen)"),
            tls: bool = typer.Option(False, "--tls", help="serve HTTPS with the cluster CA "
                                     "in HOME/tls (created when missing); agents then need "
                                     "--ca HOME/tls/ca.pem"),
@@ -81,8 +82,9 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                               host_path_root=host_path_root, alert_interval=alert_interval,
                               rss_for=rss_for, load_for=load_for,
                               webhook_retry_base=webhook_retry_base,
-                              registry_url=registry or f"http://{registry_listen}",
+                              registry_url=registry or "",
                               registry_managed=registry is None,
+                              registry_address=registry_address,
                               tls_dir=home / "tls" if tls else None))
 
 
@@ -189,10 +191,9 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
        collector_interval: float = typer.Option(10.0, help="agent stats sampling period"),
        docker_url: str | None = typer.Option(None, help="dockerd of this host (default: "
                                              "DOCKER_HOST or the local socket)"),
-       registry: str | None = typer.Option(None, help="URL of an image registry to use "
-                                           "(default: the server starts one)"),
-       registry_listen: str = typer.Option(DEFAULT_REGISTRY_LISTEN, help="HOST:PORT of the "
-                                           "registry the server starts"),
+       registry: str | None = typer.Option(None, help="URL of an outside image registry "
+                                           "(default: the server runs one at /v2/, behind "
+                                           "its tokens)"),
        tls: bool = typer.Option(False, "--tls", help="HTTPS for the API and the agent API "
                                 "with a cluster CA in HOME/tls (the CLI config trusts it)"),
        ) -> None:
@@ -229,8 +230,7 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
                                  "--heartbeat-timeout", str(heartbeat_timeout),
                                  "--alert-interval", str(alert_interval), "--rss-for",
                                  str(rss_for), "--load-for", str(load_for),
-                                 *(["--registry", registry] if registry else
-                                   ["--registry-listen", registry_listen]),
+                                 *(["--registry", registry] if registry else []),
                                  *(["--tls"] if tls else [])], slog))
             api = ApiClient(url, token, timeout=30, ca=ca)
             _wait_until(lambda: api.get("/healthz"), "server", procs[0], server_log)

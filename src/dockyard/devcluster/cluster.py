@@ -54,7 +54,7 @@ def up(hosts: int, home: Path, listen: str | None, heartbeat_timeout: float,
         token = _server(st, listen, heartbeat_timeout)
         tarball = home / "image.tar"
         for n in range(1, hosts + 1):
-            _host(st, n, tarball, resync_interval)
+            _host(st, n, tarball, resync_interval, token)
         api = ApiClient(st.url, token, timeout=30)
         for host in st.hosts:
             pl.wait_for(lambda h=host: api.get(f"/v1/hosts/{h.name}")["state"] == "up",
@@ -65,9 +65,6 @@ def up(hosts: int, home: Path, listen: str | None, heartbeat_timeout: float,
         down(home)
         raise
     return st, token
-
-
-REGISTRY_PORT = 5070
 
 
 def _server(st: ClusterState, listen: str | None, heartbeat_timeout: float) -> str:
@@ -84,16 +81,17 @@ def _server(st: ClusterState, listen: str | None, heartbeat_timeout: float) -> s
     log = home / "server.log"
     st.server_pid = pl.spawn([sys.executable, "-m", "dockyard", "server", "--home", str(home),
                               "--listen", listen, "--heartbeat-timeout",
-                              str(heartbeat_timeout),
-                              # the hosts' dockerd reach the registry on the management bridge
-                              "--registry-listen", f"10.239.{k}.1:{REGISTRY_PORT}"], log)
+                              str(heartbeat_timeout)], log)
+    # the hosts' dockerd pull from the server's /v2/ on the management bridge (an
+    # insecure registry for them: start_dockerd)
     st.save()
     pl.wait_for(lambda: httpx.get(f"{st.url}/healthz", timeout=2).status_code == 200,
                 "server", st.server_pid, log)
     return token
 
 
-def _host(st: ClusterState, n: int, tarball: Path, resync_interval: float) -> None:
+def _host(st: ClusterState, n: int, tarball: Path, resync_interval: float,
+          admin_token: str) -> None:
     k = st.index
     root = Path(st.home) / f"h{n}"
     host = SimHost(name=f"host{n}", netns=f"dyc{k}h{n}", mgmt_ip=f"10.239.{k}.{10 + n}",
@@ -116,7 +114,7 @@ def _host(st: ClusterState, n: int, tarball: Path, resync_interval: float) -> No
     host.pids["ovsdb"], host.pids["vswitchd"] = pl.start_ovs(host.netns, root / "ovs")
     st.save()
     if n == 1:  # images reach hosts only through the registry
-        pl.seed_registry(root / "docker", tarball, f"10.239.{k}.1:{REGISTRY_PORT}")
+        pl.seed_registry(root / "docker", tarball, st.url.split("://", 1)[1], admin_token)
     db = Database(f"sqlite:///{Path(st.home) / 'dockyard.db'}")
     token = mint_host_token(db, host.name)
     db.close()

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -130,8 +131,8 @@ def start_dockerd(netns: str, root: Path, cgroup_parent: str,
     if criu_bin is None:
         criu_bin = remembered.read_text().strip() if remembered.exists() else ""
     remembered.write_text(criu_bin)
-    # /etc/docker/daemon.json sets live-restore too; the cluster registry is plain HTTP on
-    # the management bridge
+    # /etc/docker/daemon.json sets live-restore too; the cluster registry (the server's
+    # /v2/) is plain HTTP on the management bridge
     config: dict[str, object] = {"insecure-registries": ["10.239.0.0/16"]}
     env: dict[str, str] = {}
     if criu_bin:
@@ -171,18 +172,25 @@ def criu_bin(home: Path) -> str:
     return str(directory)
 
 
-def seed_registry(root: Path, tarball: Path, registry: str) -> None:
+def seed_registry(root: Path, tarball: Path, registry: str, token: str) -> None:
     """Put the base image into the cluster's registry through the first host's dockerd (the
-    main engine would need the registry marked insecure), then drop it from that host again:
+    main engine would need the registry marked insecure), logged in with an admin token (the
+    credentials live in a throw-away client config), then drop it from that host again:
     every host, the first included, gets images only by pulling from the registry."""
     if not tarball.exists():
         run("docker", "save", "-o", str(tarball), IMAGE)
-    host = f"unix://{root / 'docker.sock'}"
     ref = f"{registry}/{IMAGE}"
-    run("docker", "-H", host, "load", "-i", str(tarball))
-    run("docker", "-H", host, "tag", IMAGE, ref)
-    run("docker", "-H", host, "push", ref)
-    run("docker", "-H", host, "rmi", ref, IMAGE)
+    with tempfile.TemporaryDirectory(prefix="dy-seed-") as config:
+        docker = ("docker", "--config", config, "-H", f"unix://{root / 'docker.sock'}")
+        run(*docker, "load", "-i", str(tarball))
+        run(*docker, "tag", IMAGE, ref)
+        login = subprocess.run([*docker, "login", "-u", "dockyard", "--password-stdin",
+                                registry], input=token, capture_output=True, text=True,
+                               timeout=60, check=False)
+        if login.returncode != 0:
+            raise BackendError(f"docker login {registry}: {login.stderr.strip()}")
+        run(*docker, "push", ref)
+        run(*docker, "rmi", ref, IMAGE)
 
 
 def start_ovs(netns: str, root: Path) -> tuple[int, int]:

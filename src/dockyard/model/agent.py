@@ -35,6 +35,8 @@ class RegistrationReply(BaseModel):
     host_path_root: str
     registry: str = Field("", description="HOST:PORT of the cluster's image registry "
                           "(\"\": none)")
+    registry_login: bool = Field(False, description="the registry is the server's own /v2/: "
+                                 "pull and push with the host token as the password")
     watch_timeout: float = Field(25.0, description="the server holds an idle watch this long; "
                                  "each watch request counts as a heartbeat")
     certificate: str = Field("", description="PEM certificate signed by the cluster CA for the "

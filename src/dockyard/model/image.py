@@ -11,6 +11,9 @@ from pydantic import BaseModel, Field, field_validator
 from dockyard.model.validators import check_image_ref
 
 DEFAULT_TAG = "latest"
+# first components of registry repositories no project may own (server/image_access.py):
+# the shared base images, and what snapshots and migrations write
+RESERVED_NAMESPACES = frozenset({"dockyard", "snapshot", "migrate"})
 
 
 def split_ref(ref: str) -> tuple[str, str, str]:

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
 
+from dockyard.model.image import RESERVED_NAMESPACES
 from dockyard.model.instance import Strict
 from dockyard.model.units import parse_size
 from dockyard.model.validators import check_name
@@ -28,6 +29,8 @@ class ProjectCreate(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
+        if value in RESERVED_NAMESPACES:
+            raise ValueError(f"{value!r} names the registry's shared or system images")
         return check_name(value)
 
 

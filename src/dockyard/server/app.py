@@ -21,7 +21,10 @@ from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
 from dockyard.server.migrate import recover as recover_migrations
 from dockyard.server.notifier import Notifier
-from dockyard.server.registry import RegistryClient, RegistryProcess
+from dockyard.server.registry import RegistryProcess
+from dockyard.server.registry import client as registry_client
+from dockyard.server.registry_proxy import RegistryProxy
+from dockyard.server.registry_proxy import router as registry_proxy_router
 from dockyard.server.routers import (
     alerts,
     cluster,
@@ -49,8 +52,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     tls = TlsFiles(settings.tls_dir) if settings.tls_dir else None
     ctx = ServerContext(settings=settings, db=db, notifier=Notifier(channel),
                         agents=AgentProxy(ca=tls.ca if tls else None),
-                        registry=RegistryClient(settings.registry_url))
-    registry = RegistryProcess(settings.registry_url, settings.home)
+                        registry=registry_client(settings))
+    registry = RegistryProcess(settings.home)
+    proxy = RegistryProxy(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -68,12 +72,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         await ctx.notifier.close()
         ctx.agents.close()
         ctx.registry.close()
+        await proxy.aclose()
         registry.stop()
         db.close()
 
     app = FastAPI(title="Dockyard", version="0.1.0", lifespan=lifespan,
                   description="A private container cloud: VM-like machine containers.")
     app.state.ctx = ctx
+    app.state.registry_proxy = proxy
     api_errors.install(app)
     api_errors.document(app)
     app.add_middleware(audit.AuditMiddleware, ctx=ctx)
@@ -89,6 +95,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(stats_router.router)
     app.include_router(audit.router)
+    app.include_router(registry_proxy_router)  # /v2/: not in the OpenAPI schema
     return app
 
 

@@ -45,7 +45,12 @@ def _caller(request: Request) -> Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("a bearer token is required (Authorization: Bearer TOKEN)")
-    with context(request).db.session() as sess:
+    return token_caller(context(request), token)
+
+
+def token_caller(ctx: ServerContext, token: str) -> Caller:
+    """Whose token this is; 401 when it is unknown or revoked."""
+    with ctx.db.session() as sess:
         row = tokens.lookup(sess, token.strip())
         if row is None:
             raise Unauthorized("the token is not valid")

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from dockyard.errors import BackendError, Conflict, DockyardError, InvalidRequest
 from dockyard.model.instance import DesiredState, InstanceState
+from dockyard.server import image_access
 from dockyard.server.context import ServerContext
 from dockyard.server.instances import record_event, start_operation
 from dockyard.server.migrate import choose_target
@@ -34,6 +35,7 @@ def rebuild(ctx: ServerContext, project_id: str, ref: str, image: str) -> dict[s
         raise InvalidRequest(f"image {image!r} is not in the registry")
     with ctx.db.session() as sess:
         row = records.instance_by_ref(sess, project_id, ref)
+        image_access.check_launch(sess, project_id, image, ctx.registry.address)
         if row.state in (InstanceState.creating, InstanceState.deleting) or row.options.get(
                 "migrating"):
             raise Conflict(f"instance {row.name} is {row.state}; rebuild it later")

@@ -85,6 +85,7 @@ def register(body: Registration, caller: Caller = Depends(auth.host),
                                   heartbeat_interval=ctx.settings.heartbeat_interval,
                                   host_path_root=ctx.settings.allowed_host_root(),
                                   registry=ctx.registry.address,
+                                  registry_login=ctx.settings.registry_managed,
                                   watch_timeout=watch_timeout(ctx.settings),
                                   certificate=certificate)
     ctx.notifier.bump()

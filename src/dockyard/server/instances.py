@@ -36,6 +36,7 @@ from dockyard.model.instance import (
 )
 from dockyard.scheduler import PlacementRequest, Plan, explain, place
 from dockyard.scheduler.cpusets import format_cpuset
+from dockyard.server import image_access
 from dockyard.server.context import ServerContext
 from dockyard.server.placement import snapshot
 from dockyard.server.powers import check_host_paths
@@ -142,6 +143,7 @@ def validate(ctx: ServerContext, project_id: str,
     the image reference the agent gets."""
     with ctx.db.session() as sess:
         net = _checked(ctx, sess, project_id, spec)
+        image_access.check_launch(sess, project_id, spec.image, ctx.registry.address)
         snap, _ = snapshot(sess, ctx.settings)
         plan = place(_request(spec, net.id), snap)
         host = sess.get(HostRow, plan.host_id)

@@ -1,15 +1,18 @@
 """The cluster's image registry: the server's own `docker-registry`, and a client for it.
 
-    dockyard server ─▶ /v2/ answers at registry_url? ── yes ─▶ use it (another server's, the
-          │                                                    user's own, or --registry URL)
-          └─ no, and registry_managed ─▶ HOME/registry/config.yml (storage HOME/registry/data)
+    dockyard server (registry_managed) ─▶ /v2/ answers on HOME/registry/registry.sock?
+          │                                 ── yes ─▶ use it
+          └─ no ─▶ HOME/registry/config.yml (storage HOME/registry/data, a unix socket only)
                  ─▶ `docker-registry serve CONFIG` as a child ─▶ wait for /v2/ ─▶ serve
                  ... server shutdown (lifespan) ─▶ terminate it
+    docker / agents ─▶ SERVER:PORT/v2/… (registry_proxy.py: tokens, per-project names) ─▶ socket
+    --registry URL ─▶ an outside registry, used directly by the server and the engines
 
-The child dies with the server even when the server is killed (PR_SET_PDEATHSIG), so a crash
-never leaves a registry holding the port. The server talks to the registry over its HTTP API
-only (catalog, tags, manifests); it never touches a host's engine: pushes and pulls are the
-agents' work.
+The managed registry listens on nothing but a unix socket in a root-only directory, so every
+pull and push goes through the server's authenticated proxy; image references name the proxy's
+address (`ServerSettings.public_registry`). The child dies with the server even when the server
+is killed (PR_SET_PDEATHSIG). The server talks to the registry over its HTTP API only (catalog,
+tags, manifests); it never touches a host's engine: pushes and pulls are the agents' work.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from dockyard.config import ServerSettings
 from dockyard.errors import BackendError, InvalidRequest
 from dockyard.model.image import RegistryImage, split_ref
 
@@ -50,8 +54,11 @@ storage:
   delete:
     enabled: true
 http:
-  addr: {addr}
+  net: unix
+  addr: {socket}
+  relativeurls: true
 """
+MAX_SOCKET_PATH = 107  # sun_path
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child must not dlopen
@@ -62,17 +69,20 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 class RegistryProcess:
-    """A `docker-registry` the server started (or found already answering)."""
+    """A `docker-registry` the server started (or found already answering) on
+    HOME/registry/registry.sock."""
 
-    def __init__(self, url: str, home: Path) -> None:
-        self.url = url.rstrip("/")
-        self.address = self.url.split("://", 1)[-1]
+    def __init__(self, home: Path) -> None:
         self.dir = home / "registry"
+        self.socket = socket_path(home)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def answers(self) -> bool:
+        if not self.socket.exists():
+            return False
         try:
-            return httpx.get(f"{self.url}/v2/", timeout=2.0).status_code == 200
+            with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket))) as http:
+                return http.get(f"{SOCKET_URL}/v2/", timeout=2.0).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -80,23 +90,28 @@ class RegistryProcess:
         """Start a registry unless one answers; call from the main thread (the death signal
         follows the thread that forked)."""
         if self.answers():
-            log.info("using the registry already answering at %s", self.url)
+            log.info("using the registry already answering on %s", self.socket)
             return
         binary = shutil.which("docker-registry")
         if binary is None:
-            log.warning("docker-registry is not installed: no image registry at %s "
-                        "(scripts/setup.sh installs it)", self.url)
+            log.warning("docker-registry is not installed: no image registry "
+                        "(scripts/setup.sh installs it)")
             return
+        if len(str(self.socket)) > MAX_SOCKET_PATH:
+            raise InvalidRequest(f"{self.socket}: too long for a unix socket; use a shorter "
+                                 "--home")
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)  # the socket is the registry without credentials: root only
+        self.socket.unlink(missing_ok=True)  # left by a killed registry
         config = self.dir / "config.yml"
-        config.write_text(CONFIG.format(data=self.dir / "data", addr=self.address))
+        config.write_text(CONFIG.format(data=self.dir / "data", socket=self.socket))
         with open(self.dir / "registry.log", "ab") as out:
             self.proc = subprocess.Popen([binary, "serve", str(config)], stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True,
                                          preexec_fn=_die_with_parent)
-        log.info("started docker-registry (pid %d) at %s, data in %s", self.proc.pid,
-                 self.url, self.dir / "data")
+        log.info("started docker-registry (pid %d) on %s, data in %s", self.proc.pid,
+                 self.socket, self.dir / "data")
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         if self.proc is None:
@@ -109,7 +124,8 @@ class RegistryProcess:
             if self.answers():
                 return
             time.sleep(0.1)
-        raise BackendError(f"docker-registry did not answer at {self.url} in {timeout:.0f} s")
+        raise BackendError(f"docker-registry did not answer on {self.socket} in "
+                           f"{timeout:.0f} s")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -122,13 +138,34 @@ class RegistryProcess:
             self.proc.wait()
 
 
+SOCKET_URL = "http://registry"  # the host part is unused on a unix socket
+
+
+def socket_path(home: Path) -> Path:
+    return home / "registry" / "registry.sock"
+
+
+def backend(settings: ServerSettings) -> tuple[str, str | None]:
+    """(URL, unix socket or None) where the server itself reaches the registry's API."""
+    if settings.registry_managed:
+        return SOCKET_URL, str(socket_path(settings.home))
+    return settings.registry_url.rstrip("/"), None
+
+
+def client(settings: ServerSettings) -> RegistryClient:
+    url, uds = backend(settings)
+    return RegistryClient(url, address=settings.public_registry(),
+                          transport=httpx.HTTPTransport(uds=uds) if uds else None)
+
+
 class RegistryClient:
-    """The registry's HTTP API (v2): what it holds, and how big it is."""
+    """The registry's HTTP API (v2): what it holds, and how big it is. `address` is HOST:PORT
+    as image references name the registry (the server's proxy for a managed registry)."""
 
     def __init__(self, url: str, timeout: float = 10.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, address: str = "") -> None:
         self.url = url.rstrip("/")
-        self.address = self.url.split("://", 1)[-1]
+        self.address = address or self.url.split("://", 1)[-1]
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
 
     def close(self) -> None:

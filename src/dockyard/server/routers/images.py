@@ -7,6 +7,11 @@
     POST /v1/images/import       body: a `docker save` archive, streamed through to the
                                  chosen host's agent (docker load, tag, push); never in memory
     DELETE /v1/images/{NAME:TAG} 409 while an instance or a snapshot uses it
+
+Each repository belongs to a project or is shared (server/image_access.py): a member lists and
+shows the shared ones and its project's, pushes and deletes only its project's (PROJECT/NAME;
+403 for a shared one, 404 for another project's). Import stays admin-only: `docker load` on a
+host's engine may replace any local tag there.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from sqlalchemy import select
 from dockyard.errors import BackendError, Conflict, InvalidRequest, NotFound
 from dockyard.model.image import ImagePush, RegistryImage, split_ref
 from dockyard.model.validators import check_image_ref
-from dockyard.server import auth
+from dockyard.server import auth, image_access
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.server.transfers import HostTarget
@@ -31,7 +36,6 @@ from dockyard.store.tables import HostRow, InstanceRow, SnapshotRow
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
 Target = tuple[str, str, str]  # host name, agent API url, secret
-SNAPSHOT_PREFIX = "snapshot/"  # server/snapshots.py names them snapshot/PROJECT_ID-INSTANCE
 
 
 def _up_hosts(ctx: ServerContext) -> list[Target]:
@@ -60,28 +64,30 @@ def _hosts_having(ctx: ServerContext, images: list[RegistryImage]) -> None:
         image.hosts = [h for h, t in having.items() if image.ref in t or bare in t]
 
 
-def _list(ctx: ServerContext) -> list[RegistryImage]:
-    images = ctx.registry.images()
+def _repo(ctx: ServerContext, name: str) -> image_access.Repo:
+    with ctx.db.session() as sess:
+        return image_access.classify(name, image_access.project_names(sess))
+
+
+def _list(ctx: ServerContext, caller: Caller) -> list[RegistryImage]:
+    with ctx.db.session() as sess:
+        projects = image_access.project_names(sess)
+    images = [i for i in ctx.registry.images()
+              if image_access.can_read(caller, image_access.classify(i.name, projects))]
     _hosts_having(ctx, images)
     return images
-
-
-def _visible(name: str, caller: Caller) -> bool:
-    """Base images are shared; a snapshot image (`snapshot/PROJECT_ID-…`) is its project's."""
-    return caller.is_admin or not name.startswith(SNAPSHOT_PREFIX) or \
-        name.startswith(f"{SNAPSHOT_PREFIX}{caller.project_id}-")
 
 
 @router.get("")
 async def list_images(caller: Caller = Depends(auth.user),
                       ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
-    images = await run_in_threadpool(_list, ctx)
-    return {"items": [i.model_dump() for i in images if _visible(i.name, caller)],
-            "next": None}
+    images = await run_in_threadpool(_list, ctx, caller)
+    return {"items": [i.model_dump() for i in images], "next": None}
 
 
-def _show(ctx: ServerContext, ref: str) -> RegistryImage:
+def _show(ctx: ServerContext, caller: Caller, ref: str) -> RegistryImage:
     registry, name, tag = split_ref(ref)
+    image_access.check_read(caller, _repo(ctx, name))
     image = None if registry not in ("", ctx.registry.address) else ctx.registry.image(name, tag)
     if image is None:
         raise NotFound(f"image {ref} is not in the registry {ctx.registry.address}")
@@ -92,9 +98,7 @@ def _show(ctx: ServerContext, ref: str) -> RegistryImage:
 @router.get("/{ref:path}", response_model=RegistryImage)
 async def show_image(ref: str, caller: Caller = Depends(auth.user),
                      ctx: ServerContext = Depends(auth.context)) -> RegistryImage:
-    if not _visible(split_ref(ref)[1], caller):
-        raise NotFound(f"image {ref} is not in the registry {ctx.registry.address}")
-    return await run_in_threadpool(_show, ctx, ref)
+    return await run_in_threadpool(_show, ctx, caller, ref)
 
 
 def _push_host(ctx: ServerContext, wanted: str | None) -> Target:
@@ -114,24 +118,26 @@ def _push_host(ctx: ServerContext, wanted: str | None) -> Target:
 
 @router.post("/import")
 async def import_image(name: str, request: Request, host: str | None = None,
-                       _: Caller = Depends(auth.admin),
+                       caller: Caller = Depends(auth.admin),
                        ctx: ServerContext = Depends(auth.context)) -> dict[str, str]:
     """Import a `docker save` archive (the request body) as NAME:TAG into the registry,
     through one host's agent; 400 when the body is not an image archive."""
     registry, repo, tag = split_ref(name)
     if registry or not repo:
         raise InvalidRequest(f"{name}: give NAME:TAG without a registry")
+    image_access.check_write(caller, await run_in_threadpool(_repo, ctx, repo))
     target = HostTarget(*await run_in_threadpool(_push_host, ctx, host))
     ref = await target.load_image(f"{repo}:{tag}", request.stream())
     return {"ref": ref, "host": target.name}
 
 
-def _delete(ctx: ServerContext, ref: str) -> None:
+def _delete(ctx: ServerContext, caller: Caller, ref: str) -> None:
     try:
         check_image_ref(ref)
     except ValueError as exc:
         raise InvalidRequest(f"{ref!r} is not an image reference: {exc}") from exc
     registry, name, tag = split_ref(ref)
+    image_access.check_write(caller, _repo(ctx, name))
     full = f"{ctx.registry.address}/{name}:{tag}"
     if registry not in ("", ctx.registry.address) or ctx.registry.size(name, tag) is None:
         raise NotFound(f"image {ref} is not in the registry {ctx.registry.address}")
@@ -146,17 +152,20 @@ def _delete(ctx: ServerContext, ref: str) -> None:
 
 
 @router.delete("/{ref:path}", status_code=204)
-async def delete_image(ref: str, _: Caller = Depends(auth.admin),
+async def delete_image(ref: str, caller: Caller = Depends(auth.user),
                        ctx: ServerContext = Depends(auth.context)) -> None:
-    await run_in_threadpool(_delete, ctx, ref)
+    await run_in_threadpool(_delete, ctx, caller, ref)
 
 
 @router.post("/push", responses={200: {"content": {"application/x-ndjson": {}},
                                        "description": "progress lines (PushProgress)"}})
-async def push_image(body: ImagePush, _: Caller = Depends(auth.admin),
+async def push_image(body: ImagePush, caller: Caller = Depends(auth.user),
                      ctx: ServerContext = Depends(auth.context)) -> StreamingResponse:
-    """Push a local image of a host's engine into the registry (progress as JSON lines; the
-    last line has `ref` on success, `error` on failure)."""
+    """Push a local image of a host's engine into the registry under its own name (progress
+    as JSON lines; the last line has `ref` on success, `error` on failure). A member pushes
+    only its project's names (PROJECT/NAME)."""
+    image_access.check_write(caller, await run_in_threadpool(_repo, ctx,
+                                                             split_ref(body.source)[1]))
     host, url, secret = await run_in_threadpool(_push_host, ctx, body.host)
     lines = await ctx.agents.open_push(host, url, secret, body.model_dump())
     return StreamingResponse(lines, media_type="application/x-ndjson")
