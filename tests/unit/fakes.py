@@ -68,9 +68,10 @@ class FakeEngine:
             raise NotFound(f"container {name} not found")
         self.containers[new_name] = replace(self.containers.pop(key), name=new_name)
 
-    def list_owned(self, cluster: str) -> list[ContainerInfo]:
+    def list_owned(self, cluster: str, instance_id: str | None = None) -> list[ContainerInfo]:
         return [c for c in self.containers.values()
-                if c.labels.get("dockyard.cluster") == cluster]
+                if c.labels.get("dockyard.cluster") == cluster
+                and instance_id in (None, c.labels.get("dockyard.instance"))]
 
     def update(self, name: str, want: Resources, fields: set[str]) -> None:
         self.calls.append(f"update {name} {sorted(fields)}")

@@ -492,12 +492,18 @@ class DockerEngine:
         with _translate("docker info"):
             return dict(self.api.info())
 
-    def list_owned(self, cluster: str) -> list[ContainerInfo]:
-        """Every container labelled with this cluster's uuid (running or not)."""
+    def list_owned(self, cluster: str, instance_id: str | None = None) -> list[ContainerInfo]:
+        """Every container labelled with this cluster's uuid (running or not), or only those
+        of one instance. A container removed between the list and its inspect (another
+        instance's delete running alongside) is no longer there: it is left out, not an
+        error."""
+        labels = [f"dockyard.cluster={cluster}"]
+        if instance_id is not None:
+            labels.append(f"dockyard.instance={instance_id}")
         with _translate("list containers"):
-            summaries = self.api.containers(all=True,
-                                            filters={"label": f"dockyard.cluster={cluster}"})
-            return [_info(self.api.inspect_container(s["Id"])) for s in summaries]
+            summaries = self.api.containers(all=True, filters={"label": labels})
+        found = (self.inspect(str(s["Id"])) for s in summaries)
+        return [info for info in found if info is not None]
 
     def running_owned(self, cluster: str) -> dict[str, dict[str, str]]:
         """Container id -> labels of this cluster's running containers: one list call, no

@@ -268,9 +268,8 @@ class Reconciler:
         faults.point("agent.delete.unplumbed")
         self.engine.remove(ids.container_name(instance_id))
         faults.point("agent.delete.container_removed")
-        for info in self.engine.list_owned(self.cluster):  # copies set aside by fencing
-            if info.labels.get(ids.LABEL_INSTANCE) == instance_id:
-                self.engine.remove(info.id)
+        for info in self.engine.list_owned(self.cluster, instance_id):  # set aside by fencing
+            self.engine.remove(info.id)
         self.files.remove(instance_id)
 
     def _rollback(self, instance_id: str) -> None:

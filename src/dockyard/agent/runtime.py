@@ -266,7 +266,8 @@ class Agent:
             log.warning("sync %s: %s (retrying in %.1fs)", d.name, exc.message, exc.delay)
             threading.Timer(exc.delay, self.queue.add, (key,)).start()
             return
-        except DockyardError as exc:
+        except DockyardError as exc:  # reported; the next resync tries again
+            log.warning("sync %s: %s", d.name, exc.message)
             observed = ObservedState(state="error", message=exc.message,
                                      generation=d.generation, restart_serial=d.restart_serial)
         except Exception as exc:  # a bug must not kill the worker; the next pass retries
