@@ -71,8 +71,8 @@ def image_list(
     local: Annotated[bool, typer.Option("--local", help="this host's engine instead of the "
                                         "registry")] = False,
 ) -> None:
-    """List the registry's images (what instances are created from), or with --local the
-    images on this host's dockerd."""
+    """List the registry's images your project may use (its own PROJECT/… and the shared
+    ones), or with --local the images on this host's dockerd."""
     if local:
         _list_local(as_json)
         return
@@ -112,7 +112,8 @@ def image_push(
     host: Annotated[str | None, typer.Option(help="the host whose engine has it (default: "
                                              "the only host, or `local`)")] = None,
 ) -> None:
-    """Push an image from a host's engine into the cluster's registry."""
+    """Push an image from a host's engine into the cluster's registry, under its own name: a
+    member pushes its project's images only (PROJECT/NAME); shared ones are admins'."""
     layers: dict[str, tuple[int, int]] = {}
     last = PushProgress()
     with client() as api, console.status(f"pushing {source}") as status:

@@ -245,7 +245,9 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
             _ensure_default_network(api, subnet)
             console.print(f"[green]Dockyard is up[/green] at {url} (home {home})\n"
                           f"  CLI config: {config_path()}\n  logs: {server_log}, {agent_log}\n"
-                          "  Ctrl-C stops server and agent; instances keep running.")
+                          + ("" if registry else f"  registry: docker login {listen} "
+                             "(any user name; the password is a token)\n")
+                          + "  Ctrl-C stops server and agent; instances keep running.")
             while all(p.poll() is None for p in procs):
                 time.sleep(0.5)
             dead = [p for p in procs if p.poll() is not None]
