@@ -17,10 +17,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from dockyard import faults
 from dockyard.devcluster import plumbing, state
+from tests.e2e import hostctl
 from tests.e2e.conftest import DevCluster
 
 WRAPPER = Path(__file__).resolve().parents[2] / "scripts" / "criu-wrapper"
@@ -194,8 +197,10 @@ exec {WRAPPER} "$@"
         assert after["host"] == "host1" and after["state"] == "running"
         assert (after["ip"], after["mac"]) == (before["ip"], before["mac"])
         counts = [i for i, _ in _counter_lines(dc, "resumer")]
+        time.sleep(0.6)
+        later = [i for i, _ in _counter_lines(dc, "resumer")]
         # the same processes again (restored from the source's checkpoint), still counting
-        assert counts == list(range(1, len(counts) + 1)) and len(counts) > 15
+        assert later == list(range(1, len(later) + 1)) and len(later) > len(counts) > 15
         _launch(dc, "resumepinger", "host3")
         assert dc.reaches("resumepinger", str(after["ip"]))
     finally:
@@ -222,3 +227,106 @@ def _restart_dockerd(home: Path, name: str, criu_bin: str | None) -> None:
     host.pids["dockerd"] = int(out.stdout.strip().splitlines()[-1])
     st.save()
 
+
+
+# ------------------------------------------------------------- kill -9 of the server mid-move
+
+LIVE_POINTS = sorted(p for p in faults.POINTS if p.startswith("server.live."))
+LIVE_HIT: set[str] = set()
+# after the switch the target's copy is the newest: recovery finishes the move forward
+FINISHED = {"server.live.switched", "server.live.running", "server.live.image_kept"}
+
+
+@pytest.fixture(scope="module")
+def live_server_argv(live_cluster: DevCluster) -> Iterator[list[str]]:
+    argv = hostctl.stop_server(live_cluster.home)
+    hostctl.start_server(live_cluster.home, argv)  # started by us from now on: argv is known
+    yield argv
+    if not plumbing.alive(hostctl.server_pid(live_cluster.home)):
+        hostctl.start_server(live_cluster.home, argv)
+
+
+@pytest.mark.parametrize("point", LIVE_POINTS)
+def test_server_killed_mid_live_migration(live_cluster: DevCluster, live_server_argv: list[str],
+                                          point: str) -> None:
+    """The server dies at `point`; started again, its recovery (live_migrate.recover) rolls
+    back (the source resumes from its checkpoint) or finishes: one running copy, same IP and
+    MAC, the counter's processes still counting, nothing left on the other host."""
+    dc = live_cluster
+    name = "lf-" + point.rsplit(".", 1)[1].replace("_", "-")
+    before = _launch(dc, name, "host1")
+    _background(dc, name, COUNTER)
+    time.sleep(0.5)
+    marker = dc.home / f"{name}.marker"
+    hostctl.stop_server(dc.home)
+    pid = hostctl.start_server(dc.home, live_server_argv, fault=(point, marker))
+    try:
+        dc.cli("migrate", name, "--live", "--to", "host2")  # the server dies on the way
+        hostctl.wait_gone(pid, timeout=120)
+        assert marker.read_text().split() == [point]
+        LIVE_HIT.add(point)
+    finally:
+        if plumbing.alive(pid):
+            hostctl.stop_server(dc.home)
+        hostctl.start_server(dc.home, live_server_argv)
+    want = "host2" if point in FINISHED else "host1"
+
+    def settled() -> bool:
+        shown = json.loads(dc.ok("show", name, "--json"))
+        done = any(e["kind"] in ("migrated", "migrate_failed")
+                   for e in _items(dc.ok("events", name, "--json")))
+        return bool(shown["state"] == "running" and shown["host"] == want and done
+                    and not shown.get("options", {}).get("migrating"))
+    _until(settled, f"{name} running on {want} after recovery")
+    after = json.loads(dc.ok("show", name, "--json"))
+    assert (after["ip"], after["mac"], after["hostname"]) == \
+        (before["ip"], before["mac"], before["hostname"])
+    other = "host2" if want == "host1" else "host1"
+
+    def one_copy() -> bool:
+        running = [c for h in ("host1", "host2", "host3")
+                   for c in hostctl.copies(dc.home, h, str(after["id"])) if c[1] == "running"]
+        assert len(running) == 1, running
+        assert hostctl.copies(dc.home, other, str(after["id"])) == []
+        return True
+    _until(one_copy, f"{name}: one running copy, none left on {other}", timeout=60)
+    first = [i for i, _ in _counter_lines(dc, name)]
+    time.sleep(0.6)
+    counts = [i for i, _ in _counter_lines(dc, name)]
+    # the same processes (resumed from the checkpoint or restored on the target) count on
+    assert counts == list(range(1, len(counts) + 1)) and len(counts) > len(first), \
+        (counts[-5:], _logs(dc, want))
+    dc.ok("delete", name, "--force")
+
+
+def test_every_live_migration_fault_point_was_hit(live_cluster: DevCluster) -> None:
+    assert set(LIVE_POINTS) == LIVE_HIT, f"never hit: {sorted(set(LIVE_POINTS) - LIVE_HIT)}"
+
+
+def _logs(dc: DevCluster, host: str) -> str:
+    """The tails of the server's and a host agent's logs, for a failure message."""
+    st = state.load(dc.home)
+    assert st is not None
+    tails = []
+    for path in (dc.home / "server.log", Path(st.host(host).root) / "agent.log"):
+        text = path.read_text(errors="replace") if path.exists() else "(none)"
+        tails.append(f"--- {path}\n{text[-6000:]}")
+    print("\n".join(tails))  # shown with the failure (captured output)
+    return "logs in the captured output"
+
+
+def _items(out: str) -> list[dict[str, Any]]:
+    got = json.loads(out)
+    return list(got["items"] if isinstance(got, dict) else got)
+
+
+def _until(check: Any, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except AssertionError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")

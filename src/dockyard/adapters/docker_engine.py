@@ -42,6 +42,10 @@ class MountSpec:
     propagation: str | None = None  # bind only: "rslave", "rshared", ... (None: Docker's default)
 
 
+# Docker brings an instance's container back after a crash or a dockerd restart
+RESTART_POLICY = "unless-stopped"
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     name: str
@@ -55,7 +59,7 @@ class ContainerSpec:
     cpu_shares: int | None = None
     memory: int | None = None
     mounts: list[MountSpec] = field(default_factory=list)
-    restart_policy: str = "unless-stopped"
+    restart_policy: str = RESTART_POLICY
     log_max_size: str = "10m"
     log_max_file: int = 3
     stop_timeout: int = 10
@@ -394,6 +398,15 @@ class DockerEngine:
             url = self.api._url("/containers/{0}/checkpoints", name)
             self.api._raise_for_status(self.api._post_json(url, data={
                 "CheckpointID": checkpoint, "Exit": True}))
+
+    def set_restart_policy(self, name: str, policy: str) -> None:
+        """`docker update --restart POLICY`, live. A checkpoint's exit counts as a crash to
+        dockerd's restart manager (it is not a manual stop), so a container about to be
+        checkpointed away gets "no" first, or dockerd would start it again at once."""
+        with _translate(f"update {name}"):
+            url = self.api._url("/containers/{0}/update", name)
+            self.api._raise_for_status(self.api._post_json(url, data={
+                "RestartPolicy": {"Name": policy}}))
 
     def start_checkpoint(self, name: str, checkpoint: str) -> ContainerInfo:
         """`docker start --checkpoint CHECKPOINT`: CRIU restores the processes into the

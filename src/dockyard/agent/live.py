@@ -39,7 +39,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from dockyard.adapters import criu, hostinfo, volume_archive
-from dockyard.adapters.docker_engine import DockerEngine
+from dockyard.adapters.docker_engine import RESTART_POLICY, DockerEngine
 from dockyard.agent.reconciler import Reconciler
 from dockyard.errors import BackendError, Conflict, DockyardError, InvalidRequest, Unauthorized
 from dockyard.model import ids
@@ -128,7 +128,12 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
             rec.network.unplumb(instance_id)
         path = Path(engine.checkpoint_dir(info.id, cp))
         shutil.rmtree(path, ignore_errors=True)
-        engine.checkpoint(name, cp)
+        engine.set_restart_policy(name, "no")  # else dockerd restarts it after the dump
+        try:
+            engine.checkpoint(name, cp)
+        except DockyardError:
+            engine.set_restart_policy(name, RESTART_POLICY)
+            raise
         return {"seconds": time.monotonic() - started,
                 "bytes": float(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))}
 
@@ -200,6 +205,8 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
                 log.warning("resume %s from its checkpoint failed (%s): plain start",
                             instance_id, exc.message)
                 mode = "plain"
+        if info is not None:
+            engine.set_restart_policy(name, RESTART_POLICY)
         hooks.release(instance_id)  # the reconciler plumbs eth0 (or starts it plainly)
         return {"mode": mode}
 

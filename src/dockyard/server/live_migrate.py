@@ -55,6 +55,7 @@ from dockyard.store.tables import (
 )
 
 log = logging.getLogger(__name__)
+RECOVERY_WAIT = 30.0  # at a restart after the switch: how long the target may take to report
 FACTS_TIMEOUT = 90.0  # `criu check` may take a while on a loaded host
 
 
@@ -276,8 +277,11 @@ def rollback(ctx: ServerContext, op_id: str, instance_id: str, checkpoint: str,
     plan, src, dst = cold._targets(ctx, op_id)
     done = _done(ctx, op_id)
     gen = int(plan["generation"])
-    if "switched" in done:  # as the cold migration: back to the source, generation + 1
-        cold.switch(ctx, instance_id, plan, None, to_target=False)
+    if "switched" in done:
+        # back to the source's own container, at its generation: a new generation would fence
+        # it and create a fresh one from the image (its root filesystem delta and processes
+        # lost), where the cold move has a committed image to come back to
+        cold.switch(ctx, instance_id, plan, None, to_target=False, generation=gen)
         cold._best_effort(lambda: dst.discard(instance_id, gen + 1))
         cold._best_effort(lambda: src.call("POST", f"/v1/instances/{instance_id}/resume",
                                            json={"checkpoint": checkpoint}))
@@ -319,12 +323,28 @@ def recover(ctx: ServerContext) -> None:
         if instance_id is None:
             continue
         checkpoint = f"live-{op_id[:12].lower()}"
-        if "running" in done:
+        if "switched" in done and _runs_on_target(ctx, op_id, instance_id):
             plan, src, _ = cold._targets(ctx, op_id)
             cold._remove_source(src, instance_id, int(plan["generation"]),
                                 cold._volumes(ctx, instance_id))
+            cold._best_effort(lambda s=src, i=instance_id, c=checkpoint:
+                              s.call("DELETE", _checkpoint_path(i, c)))
             cold.finish(ctx, op_id, instance_id, "success", None,
                         "live migration finished after a server restart")
         else:
             rollback(ctx, op_id, instance_id, checkpoint,
                      "the server restarted mid-migration")
+
+
+def _runs_on_target(ctx: ServerContext, op_id: str, instance_id: str) -> bool:
+    """After the switch the target's copy is the newest state of the instance (it ran on
+    from the checkpoint): finish forward once it reports running, roll back only without."""
+    plan, _, _ = cold._targets(ctx, op_id)
+    try:
+        cold.wait_state(ctx, instance_id, InstanceState.running, int(plan["generation"]) + 1,
+                        timeout=RECOVERY_WAIT)
+    except DockyardError as exc:
+        log.warning("live migration %s: the target does not run it (%s): rolling back",
+                    op_id, exc.message)
+        return False
+    return True

@@ -236,15 +236,17 @@ def wait_state(ctx: ServerContext, instance_id: str, state: InstanceState,
 
 
 def switch(ctx: ServerContext, instance_id: str, plan: dict[str, Any], image: str | None,
-           to_target: bool) -> None:
-    """Host and generation change in one transaction, cores and volumes follow."""
+           to_target: bool, generation: int | None = None) -> None:
+    """Host and generation change in one transaction, cores and volumes follow. The
+    generation goes up by one, or to `generation` (a live move back to the source's own
+    checkpointed container: that copy is wanted again, not fenced)."""
     new, old = ((plan["target_id"], plan["source_id"]) if to_target
                 else (plan["source_id"], plan["target_id"]))
     with ctx.db.session() as sess:
         row = sess.get(InstanceRow, instance_id)
         assert row is not None
         row.host_id = new
-        row.generation += 1
+        row.generation = row.generation + 1 if generation is None else generation
         row.image = image or row.image
         row.desired_state, row.state = DesiredState.running, InstanceState.starting
         sess.execute(delete(CoreAllocationRow).where(CoreAllocationRow.instance_id == row.id,

@@ -30,6 +30,11 @@ def _finish(op: OperationRow, status: str, error: str | None = None,
     op.steps = [*op.steps, step or {"step": status}]
 
 
+# operations that journal their steps and finish themselves: a `running` report of the moved
+# instance is one of their steps, not their end (server/migrate.py, server/live_migrate.py)
+JOURNALLED = {"migrate", "live_migrate"}
+
+
 def _satisfied(op: OperationRow, obs: ObservedState) -> bool:
     target = op.steps[0].get("target", {}) if op.steps else {}
     if target.get("state") != obs.state:
@@ -79,8 +84,8 @@ def apply_report(sess: Session, row: InstanceRow, obs: ObservedState, host_name:
         record_event(sess, row, "state", f"{previous} -> {row.state}"
                      + (f": {obs.message}" if obs.message else ""), host_name)
     for op in _operations(sess, row.id):
-        if op.kind == "migrate":
-            continue  # journalled and finished by server/migrate.py (and its recovery)
+        if op.kind in JOURNALLED:
+            continue  # finished by their own modules (and their recovery), not by a report
         if _satisfied(op, obs):
             _finish(op, "success")
         elif obs.state == "error" and op.kind != "delete":
