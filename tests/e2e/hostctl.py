@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,6 +26,25 @@ ROOT = str(Path(__file__).resolve().parents[2])  # tests.faultrun imports from h
 class AgentCommand:
     argv: list[str]  # as the agent was started (inside its netns)
     token: str
+
+
+def until(check: Any, what: str, timeout: float = 120.0) -> None:
+    """Poll `check` (an AssertionError counts as not yet) until it is true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except AssertionError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+def listed(out: str) -> list[dict[str, Any]]:
+    """The rows of a `dockyard … list --json` output (a list, or a page with `items`)."""
+    got = json.loads(out)
+    return list(got["items"] if isinstance(got, dict) else got)
 
 
 def wait_gone(pid: int, timeout: float = 30.0) -> None:

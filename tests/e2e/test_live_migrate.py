@@ -17,7 +17,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -274,10 +273,10 @@ def test_server_killed_mid_live_migration(live_cluster: DevCluster, live_server_
     def settled() -> bool:
         shown = json.loads(dc.ok("show", name, "--json"))
         done = any(e["kind"] in ("migrated", "migrate_failed")
-                   for e in _items(dc.ok("events", name, "--json")))
+                   for e in hostctl.listed(dc.ok("events", name, "--json")))
         return bool(shown["state"] == "running" and shown["host"] == want and done
                     and not shown.get("options", {}).get("migrating"))
-    _until(settled, f"{name} running on {want} after recovery")
+    hostctl.until(settled, f"{name} running on {want} after recovery")
     after = json.loads(dc.ok("show", name, "--json"))
     assert (after["ip"], after["mac"], after["hostname"]) == \
         (before["ip"], before["mac"], before["hostname"])
@@ -289,7 +288,7 @@ def test_server_killed_mid_live_migration(live_cluster: DevCluster, live_server_
         assert len(running) == 1, running
         assert hostctl.copies(dc.home, other, str(after["id"])) == []
         return True
-    _until(one_copy, f"{name}: one running copy, none left on {other}", timeout=60)
+    hostctl.until(one_copy, f"{name}: one running copy, none left on {other}", timeout=60)
     first = [i for i, _ in _counter_lines(dc, name)]
     time.sleep(0.6)
     counts = [i for i, _ in _counter_lines(dc, name)]
@@ -315,18 +314,3 @@ def _logs(dc: DevCluster, host: str) -> str:
     return "logs in the captured output"
 
 
-def _items(out: str) -> list[dict[str, Any]]:
-    got = json.loads(out)
-    return list(got["items"] if isinstance(got, dict) else got)
-
-
-def _until(check: Any, what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except AssertionError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")

@@ -10,7 +10,6 @@ container and no volume of it."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,17 +41,6 @@ def _show(cluster: DevCluster, name: str) -> dict[str, Any]:
     return shown
 
 
-def _until(check: Any, what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except AssertionError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
-
 
 @pytest.mark.parametrize("point", POINTS)
 def test_server_killed_mid_migration(cluster: DevCluster, server_argv: list[str],
@@ -62,7 +50,7 @@ def test_server_killed_mid_migration(cluster: DevCluster, server_argv: list[str]
                "--no-lxcfs", "-v", f"{name}data:/data")
     before = _show(cluster, name)
     cluster.ok("exec", name, "--", "sh", "-c", "echo kept > /data/marker")
-    vol = next(v for v in _items(cluster.ok("volume", "list", "--json"))
+    vol = next(v for v in hostctl.listed(cluster.ok("volume", "list", "--json"))
                if v["name"] == f"{name}data")
     marker = cluster.home / f"{name}.marker"
     hostctl.stop_server(cluster.home)
@@ -81,7 +69,7 @@ def test_server_killed_mid_migration(cluster: DevCluster, server_argv: list[str]
         shown = _show(cluster, name)
         return shown["state"] == "running" and not shown.get("options", {}).get("migrating") \
             and _migration_done(cluster, name)
-    _until(settled, f"{name} running after recovery")
+    hostctl.until(settled, f"{name} running after recovery")
     after = _show(cluster, name)
     assert after["host"] in ("host1", "host2")
     for key in ("ip", "mac", "hostname", "limits"):
@@ -99,7 +87,7 @@ def test_server_killed_mid_migration(cluster: DevCluster, server_argv: list[str]
         assert hostctl.copies(cluster.home, other, after["id"]) == []
         assert docker_volume_name(vol["id"]) not in hostctl.volumes(cluster.home, other)
         return True
-    _until(clean, f"{name}: one copy, nothing left on {other}", timeout=60)
+    hostctl.until(clean, f"{name}: one copy, nothing left on {other}", timeout=60)
     assert cluster.ok("exec", name, "--", "cat", "/data/marker").strip() == "kept"
     cluster.ok("delete", name, "--force")
 
@@ -107,12 +95,8 @@ def test_server_killed_mid_migration(cluster: DevCluster, server_argv: list[str]
 def _migration_done(cluster: DevCluster, name: str) -> bool:
     """The migrate operation of `name` is no longer running."""
     return any(e["kind"] in ("migrated", "migrate_failed")
-               for e in _items(cluster.ok("events", name, "--json")))
+               for e in hostctl.listed(cluster.ok("events", name, "--json")))
 
-
-def _items(out: str) -> list[dict[str, Any]]:
-    got = json.loads(out)
-    return list(got["items"] if isinstance(got, dict) else got)
 
 
 def test_every_migration_fault_point_was_hit(cluster: DevCluster) -> None:
