@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -60,6 +61,9 @@ from migrate import summary_row as migrate_row  # noqa: E402
 from scheduler import bench_scheduler  # noqa: E402
 from scheduler import report_lines as scheduler_lines  # noqa: E402
 from scheduler import summary_row as scheduler_row  # noqa: E402
+
+from dockyard.adapters import netlink  # noqa: E402
+from dockyard.model import ids  # noqa: E402
 
 GOALS = {"create": ("≤", 1.15), "burst": ("≥", 0.9), "network": ("≥", 0.95)}
 
@@ -212,21 +216,28 @@ def bench_burst(dy: PrivateDockyard, raw: RawNet, n: int, rounds: int) -> dict[s
 
 # -- network -----------------------------------------------------------------------------------
 
-def iperf(server_pid: int | None, server_ns: str | None, client_pid: int | None,
-          client_ns: str | None, server_ip: str, seconds: int) -> float:
-    """One iperf3 TCP run (received Gbit/s); server and client each in their netns."""
-    def enter(pid: int | None, ns: str | None) -> list[str]:
-        return ["nsenter", "-t", str(pid), "-n"] if pid else ["ip", "netns", "exec", str(ns)]
+def _pinning() -> tuple[list[str], list[str]]:
+    """taskset prefixes for the iperf3 server and client: one CPU each (0 and 1) when the
+    machine has two or more, the same for every side, so no side gets a luckier placement."""
+    if len(os.sched_getaffinity(0)) < 2:
+        return [], []
+    return ["taskset", "-c", "0"], ["taskset", "-c", "1"]
 
+
+def iperf(server_ns: str, client_ns: str, server_ip: str, seconds: int) -> float:
+    """One iperf3 TCP run (received Gbit/s). Every side is entered the same way: `nsenter
+    --net=FILE` (an instance's /proc/PID/ns/net or a /run/netns file), server pinned to CPU 0,
+    client to CPU 1, the same iperf3 options."""
+    pin_server, pin_client = _pinning()
     errors = []
     for _ in range(5):
-        srv = subprocess.Popen([*enter(server_pid, server_ns), "iperf3", "-s", "-1", "-B",
-                                server_ip, "-p", "5201"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+        srv = subprocess.Popen(["nsenter", f"--net={server_ns}", *pin_server, "iperf3", "-s",
+                                "-1", "-B", server_ip, "-p", "5201"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.3)  # let the server listen
-            r = subprocess.run([*enter(client_pid, client_ns), "iperf3", "-c", server_ip,
-                                "-p", "5201", "-t", str(seconds), "-J"],
+            r = subprocess.run(["nsenter", f"--net={client_ns}", *pin_client, "iperf3", "-c",
+                                server_ip, "-p", "5201", "-t", str(seconds), "-J"],
                                capture_output=True, text=True, timeout=seconds + 30)
             try:
                 data = json.loads(r.stdout)
@@ -245,34 +256,57 @@ def iperf(server_pid: int | None, server_ns: str | None, client_pid: int | None,
     raise RuntimeError(f"iperf3 failed: {errors}")
 
 
+def _veth_pair(ns_a: str, ns_b: str, va: str, vb: str, ip_a: str, ip_b: str,
+               gso: int | None = None) -> None:
+    """A bare veth pair between two new netns; `gso` sets both ends' IPv4 GSO/GRO size
+    first (what Dockyard gives instance veths) before they move into the namespaces."""
+    run(["ip", "netns", "add", ns_a])
+    run(["ip", "netns", "add", ns_b])
+    run(["ip", "link", "add", va, "type", "veth", "peer", "name", vb])
+    if gso is not None:
+        netlink.set_ipv4_gso_sizes(va, gso)
+        netlink.set_ipv4_gso_sizes(vb, gso)
+    for ns, dev, ip in ((ns_a, va, ip_a), (ns_b, vb, ip_b)):
+        run(["ip", "link", "set", dev, "netns", ns])
+        run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev])
+        run(["ip", "-n", ns, "link", "set", dev, "up"])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+
+NET_SIDES = {  # key: label in the report; only "dy" / "floor" count for the goal
+    "dy": "Dockyard (bridge)",
+    "floor": "veth pair (floor)",
+    "bridge": "diagnostic: plain bridge made by the benchmark, two netns, same DOCKER-USER "
+              "rule, default veths",
+    "floor_big": "diagnostic: veth pair with Dockyard's veth setting (IPv4 GSO/GRO size as "
+                 "plumb sets it)",
+}
+
+
 def bench_network(dy: PrivateDockyard, octet: int, tag: str, seconds: int,
                   runs: int) -> dict[str, Any]:
     log(f"network: iperf3 {seconds} s × {runs} runs, Dockyard bridge vs bare veth pair")
     a = dy.launch("net-a")
     b = dy.launch("net-b")
     ns_a, ns_b = f"ybn{tag}a", f"ybn{tag}b"
-    va, vb = f"ybv{tag}a", f"ybv{tag}b"
     ip_a, ip_b = f"10.244.{octet}.1", f"10.244.{octet}.2"
     # diagnostic (no goal): the same two namespaces' traffic over a plain Linux bridge made
     # here, with the same DOCKER-USER accept rule as Dockyard's; separates the cost of
     # bridge + br_netfilter from anything Dockyard itself adds
     ns_c, ns_d, br = f"ybn{tag}c", f"ybn{tag}d", f"ybb{tag}"
     ip_c, ip_d = f"10.244.{octet}.11", f"10.244.{octet}.12"
-    dy_runs: list[float] = []
-    floor_runs: list[float] = []
-    bridge_runs: list[float] = []
+    # diagnostic (no goal): a bare veth pair with the GSO/GRO size Dockyard gives its veths,
+    # the floor under the same setting (the floor itself keeps the kernel's defaults)
+    ns_e, ns_f = f"ybn{tag}e", f"ybn{tag}f"
+    ip_e, ip_f = f"10.244.{octet}.21", f"10.244.{octet}.22"
+    res: dict[str, list[float]] = {key: [] for key in NET_SIDES}
     try:
         pa, pb = container_pid(a["container_id"]), container_pid(b["container_id"])
         ping_until(a["ip"])
         ping_until(b["ip"])
-        run(["ip", "netns", "add", ns_a])
-        run(["ip", "netns", "add", ns_b])
-        run(["ip", "link", "add", va, "netns", ns_a, "type", "veth", "peer", "name", vb,
-             "netns", ns_b])
-        for ns, dev, ip in ((ns_a, va, ip_a), (ns_b, vb, ip_b)):
-            run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev])
-            run(["ip", "-n", ns, "link", "set", dev, "up"])
-            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        big, _ = netlink.ipv4_gso_sizes(ids.host_veth_name(a["id"]))
+        _veth_pair(ns_a, ns_b, f"ybv{tag}a", f"ybv{tag}b", ip_a, ip_b)
+        _veth_pair(ns_e, ns_f, f"ybv{tag}e", f"ybv{tag}f", ip_e, ip_f, big)
         run(["ip", "link", "add", br, "type", "bridge"])
         run(["ip", "link", "set", br, "up"])
         run(["iptables", "-w", "-I", "DOCKER-USER", "-i", br, "-o", br, "-j", "ACCEPT"])
@@ -284,19 +318,18 @@ def bench_network(dy: PrivateDockyard, octet: int, tag: str, seconds: int,
             run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0"])
             run(["ip", "-n", ns, "link", "set", "eth0", "up"])
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        sides = {"dy": (f"/proc/{pa}/ns/net", f"/proc/{pb}/ns/net", a["ip"]),
+                 "floor": (f"/run/netns/{ns_a}", f"/run/netns/{ns_b}", ip_a),
+                 "bridge": (f"/run/netns/{ns_c}", f"/run/netns/{ns_d}", ip_c),
+                 "floor_big": (f"/run/netns/{ns_e}", f"/run/netns/{ns_f}", ip_e)}
+        keys = list(sides)
         for i in range(runs):
-            order = ("dy", "floor", "bridge") if i % 2 == 0 else ("bridge", "floor", "dy")
-            for kind in order:
-                if kind == "dy":
-                    dy_runs.append(iperf(pa, None, pb, None, a["ip"], seconds))
-                elif kind == "floor":
-                    floor_runs.append(iperf(None, ns_a, None, ns_b, ip_a, seconds))
-                else:
-                    bridge_runs.append(iperf(None, ns_c, None, ns_d, ip_c, seconds))
-            log(f"  run {i + 1}: dockyard {dy_runs[-1]:.2f} Gbit/s, "
-                f"veth floor {floor_runs[-1]:.2f} Gbit/s, plain bridge {bridge_runs[-1]:.2f}")
+            order = keys[i % len(keys):] + keys[:i % len(keys)]  # rotate, then alternate
+            for kind in (order if i % 2 == 0 else order[::-1]):
+                res[kind].append(iperf(*sides[kind], seconds))
+            log(f"  run {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in res.items()))
     finally:
-        for ns in (ns_a, ns_b, ns_c, ns_d):
+        for ns in (ns_a, ns_b, ns_c, ns_d, ns_e, ns_f):
             quiet(["ip", "netns", "del", ns])
         quiet(["ip", "link", "del", br])
         quiet(["iptables", "-w", "-D", "DOCKER-USER", "-i", br, "-o", br, "-j", "ACCEPT"])
@@ -305,10 +338,13 @@ def bench_network(dy: PrivateDockyard, octet: int, tag: str, seconds: int,
                 dy.delete(name)
             except Exception as exc:  # the Dockyard stop removes its containers anyway
                 log(f"  delete {name}: {exc}")
-    d, f = stats(dy_runs), stats(floor_runs)
+    d, f = stats(res["dy"]), stats(res["floor"])
     return {"seconds": seconds, "runs": runs, "dockyard": d, "floor": f,
-            "ratio": d["median"] / f["median"], "dy_runs": dy_runs, "floor_runs": floor_runs,
-            "bridge": stats(bridge_runs), "bridge_runs": bridge_runs}
+            "ratio": d["median"] / f["median"], "dy_runs": res["dy"],
+            "floor_runs": res["floor"], "bridge": stats(res["bridge"]),
+            "bridge_runs": res["bridge"], "floor_big": stats(res["floor_big"]),
+            "floor_big_runs": res["floor_big"], "gso_size": big,
+            "pinned": bool(_pinning()[0])}
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -425,24 +461,31 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
                   f"{b['raw']['median']:.2f}/s, **ratio {b['ratio']:.2f}** (goal ≥ 0.90: "
                   f"{verdict('burst', b['ratio'])})."]
     if n:
+        pinned = ("server pinned to CPU 0 and client to CPU 1 (`taskset`) on every side"
+                  if n.get("pinned") else "unpinned")
         lines += [
             "", "## Network", "",
             f"iperf3 TCP, one stream, {n['seconds']} s per run, {n['runs']} runs per side, "
-            "alternated. Dockyard: two instances on the default bridge (server and client run "
-            "in each instance's netns with `nsenter -t PID -n iperf3`). Floor: a bare veth pair "
-            "between two `ip netns` namespaces. Received bit rate.", "",
+            "order rotated and alternated. Every side is measured the same way: server and "
+            "client each run in their netns through `nsenter --net=FILE` (an instance's "
+            f"`/proc/PID/ns/net`, or a `/run/netns` file), {pinned}, same iperf3 options. "
+            "Dockyard: two instances on the default bridge. Floor: a bare veth pair between "
+            "two namespaces with the kernel's default settings. Received bit rate.", "",
             "| | runs Gbit/s | median Gbit/s |", "|---|---|---|",
-            f"| Dockyard (bridge) | {', '.join(f'{x:.2f}' for x in n['dy_runs'])} | "
-            f"{n['dockyard']['median']:.2f} |",
-            f"| veth pair (floor) | {', '.join(f'{x:.2f}' for x in n['floor_runs'])} | "
-            f"{n['floor']['median']:.2f} |",
-            f"| diagnostic: plain bridge made by the benchmark, two netns, same DOCKER-USER rule "
-            f"| {', '.join(f'{x:.2f}' for x in n['bridge_runs'])} | "
-            f"{n['bridge']['median']:.2f} |",
-            "", f"**Ratio {n['ratio']:.2f}** (goal ≥ 0.95: {verdict('network', n['ratio'])}). "
-            f"Dockyard / plain bridge: {n['dockyard']['median'] / n['bridge']['median']:.2f}; "
-            f"plain bridge / veth floor: {n['bridge']['median'] / n['floor']['median']:.2f}.",
         ]
+        for key, label in NET_SIDES.items():
+            if f"{key}_runs" in n:
+                runs_ = ", ".join(f"{x:.2f}" for x in n[f"{key}_runs"])
+                median = n["dockyard" if key == "dy" else key]["median"]
+                lines.append(f"| {label} | {runs_} | {median:.2f} |")
+        lines += ["", f"**Ratio {n['ratio']:.2f}** (goal ≥ 0.95: "
+                  f"{verdict('network', n['ratio'])}). Dockyard / plain bridge: "
+                  f"{n['dockyard']['median'] / n['bridge']['median']:.2f}; plain bridge / veth "
+                  f"floor: {n['bridge']['median'] / n['floor']['median']:.2f}."]
+        if "floor_big" in n:
+            lines[-1] += (f" Like for like (Dockyard / veth pair with the same GSO/GRO size "
+                          f"{n.get('gso_size')}): "
+                          f"{n['dockyard']['median'] / n['floor_big']['median']:.2f}.")
     if results.get("collector"):
         lines += report_lines(results["collector"])
     if results.get("scheduler"):
@@ -506,7 +549,7 @@ def main() -> int:
             "burst": lambda: bench_burst(dy, raw, 10 if args.quick else 50,
                                          1 if args.quick else 2),
             "network": lambda: bench_network(dy, veth_octet, tag, 2 if args.quick else 5,
-                                             1 if args.quick else 3),
+                                             1 if args.quick else 5),
             "collector": lambda: bench_collector(dy, [10, 30] if args.quick else [10, 100, 300],
                                                  10.0 if args.quick else 30.0, log),
             "scheduler": lambda: bench_scheduler(args.quick, log),

@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -133,6 +134,43 @@ def test_two_instances_talk_through_the_bridge(
     assert ping(target="10.249.0.12")
     assert ping("nsenter", "-t", str(pid_a), "-n", target="10.249.0.12")
     assert ping("nsenter", "-t", str(pid_b), "-n", target=GATEWAY)
+
+
+def test_plumb_raises_the_ipv4_gso_and_gro_size_of_both_veth_ends(
+        bridge: str, names: Callable[[str], str], spawn_netns: Callable[[], int]) -> None:
+    """BIG TCP on instance veths (netlink module doc): fewer, larger packets cross the bridge,
+    and TCP between two instances still delivers every byte through bridge netfilter."""
+    ensure_bridge_forwarding(bridge)
+    pid_a, pid_b = spawn_netns(), spawn_netns()
+    host_a, host_b = names("dyv"), names("dyv")
+    plumb(pid_a, host_a, bridge, 41)
+    plumb(pid_b, host_b, bridge, 42)
+    gso, gro = netlink.ipv4_gso_sizes(host_a)
+    if gso is None:
+        pytest.skip("kernel before 6.3: no IFLA_GSO_IPV4_MAX_SIZE")
+    assert gso == gro
+    assert 65536 < gso <= netlink.BIG_TCP_SIZE
+    for host_end, pid in ((host_a, pid_a), (host_b, pid_b)):
+        assert netlink.ipv4_gso_sizes(host_end) == (gso, gro)
+        assert netlink.ipv4_gso_sizes("eth0", pid) == (gso, gro)
+
+    size = 64 << 20
+    server = subprocess.Popen(
+        ["nsenter", "-t", str(pid_a), "-n", sys.executable, "-c",
+         "import socket; s = socket.create_server(('10.249.0.41', 5301)); c, _ = s.accept()\n"
+         "n = 0\nwhile (b := c.recv(1 << 20)): n += len(b)\nprint(n)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        sh("nsenter", "-t", str(pid_b), "-n", sys.executable, "-c",
+           "import socket, time\nfor _ in range(100):\n"
+           "    try: c = socket.create_connection(('10.249.0.41', 5301)); break\n"
+           "    except OSError: time.sleep(0.05)\n"
+           f"c.sendall(bytes({size})); c.close()")
+        out, _ = server.communicate(timeout=30)
+    finally:
+        server.kill()
+        server.wait()
+    assert int(out) == size
 
 
 def test_plumb_is_idempotent_and_replaces_changed_addressing(
