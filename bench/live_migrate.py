@@ -42,8 +42,7 @@ def gap_during(answers: list[float], start: float, end: float) -> float:
     return worst
 
 
-def bench_live(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    rounds = 1 if quick else 3
+def bench_live(rounds: int, log: Callable[[str], None]) -> dict[str, Any]:
     cl = Cluster(prefix="live", timeout=900)
     pinger_proc: subprocess.Popen[str] | None = None
     out_path = cl.base / "ping.out"

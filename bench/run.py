@@ -1,7 +1,7 @@
 """Dockyard benchmarks against raw Docker, in the same run, reported as ratios.
 
     .venv/bin/python bench/run.py [--quick] [--only create,burst,network,scheduler,live]
-                                  [--out FILE]
+                                  [--out FILE] [--runs N]
 
 Benchmarks (they are not tests; they write bench/RESULTS.md):
   create   sequential launches: POST /v1/instances?wait=true until the IP answers ping, vs
@@ -517,6 +517,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: fewer, shorter runs")
     ap.add_argument("--only", default="create,burst,network,collector,scheduler")
     ap.add_argument("--out", default=str(BENCH / "RESULTS.md"))
+    ap.add_argument("--runs", type=int, default=None, metavar="N",
+                    help="migrations per image (migrate) and rounds (live); default 3, "
+                         "1 with --quick")
     ap.add_argument("--from-json", metavar="FILE",
                     help="only re-render the report from a saved RESULTS.json (no benchmark)")
     args = ap.parse_args()
@@ -527,6 +530,7 @@ def main() -> int:
         Path(args.out).write_text(text)
         return 0
     only = set(args.only.split(","))
+    runs = args.runs or (1 if args.quick else 3)
     sigterm_as_interrupt()
     started = time.monotonic()
     facts = machine_facts()
@@ -553,8 +557,8 @@ def main() -> int:
             "collector": lambda: bench_collector(dy, [10, 30] if args.quick else [10, 100, 300],
                                                  10.0 if args.quick else 30.0, log),
             "scheduler": lambda: bench_scheduler(args.quick, log),
-            "migrate": lambda: bench_migrate(args.quick, log),
-            "live": lambda: bench_live(args.quick, log),
+            "migrate": lambda: bench_migrate(runs, log),
+            "live": lambda: bench_live(runs, log),
         }
         for key, fn in benches.items():
             if key in only:
