@@ -15,7 +15,7 @@ up: setup
 test: setup
 	$(PY)/ruff check src tests
 	$(PY)/lint-imports
-	$(PY)/pytest tests -p no:cacheprovider
+	$(PY)/pytest tests -p no:cacheprovider --durations=40
 
 unit:
 	$(PY)/pytest tests/unit -q
