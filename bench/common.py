@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import statistics
 import subprocess
 import tempfile
@@ -134,7 +135,8 @@ class PrivateDockyard:
         self.octet = octet
         self.subnet = f"10.244.{octet}.0/24"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"https://127.0.0.1:{self.port}"  # `up` serves TLS with its cluster CA
+        self.ca = ""  # HOME/tls/ca.pem, as the CLI config names it
         self.dir = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = ""
@@ -162,6 +164,7 @@ class PrivateDockyard:
             time.sleep(0.2)
         cfg = json.loads((self.dir / ".config" / "dockyard" / "config.json").read_text())
         self.token = cfg["token"]
+        self.url, self.ca = cfg["url"], cfg.get("ca", "")
         self.cluster = self._cluster_id()
         self.bridges = [n["bridge"] for n in self.get("/v1/networks")["items"]]
 
@@ -198,7 +201,8 @@ class PrivateDockyard:
     def _client(self) -> httpx.Client:
         c = getattr(self._local, "client", None)
         if c is None:
-            c = httpx.Client(base_url=self.url, timeout=180,
+            verify = ssl.create_default_context(cafile=self.ca) if self.ca else True
+            c = httpx.Client(base_url=self.url, timeout=180, verify=verify,
                              headers={"Authorization": f"Bearer {self.token}"})
             self._local.client = c
         return c

@@ -106,3 +106,29 @@ class ApiClient:
                 yield from resp.iter_bytes()
         except httpx.HTTPError as exc:
             raise BackendError(f"cannot reach Dockyard at {self.url}: {exc}") from exc
+
+
+def trusted_by_system(url: str) -> bool:
+    """Whether an https server's certificate passes the system's trust store (a public CA, or
+    a TLS proxy in front of Dockyard)."""
+    try:
+        httpx.get(f"{url.rstrip('/')}/healthz", timeout=10)
+    except httpx.ConnectError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return False
+        raise BackendError(f"cannot reach Dockyard at {url}: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise BackendError(f"cannot reach Dockyard at {url}: {exc}") from exc
+    return True
+
+
+def fetch_cluster_ca(url: str) -> str:
+    """The cluster CA a server offers, fetched WITHOUT checking its certificate: trust it only
+    after its fingerprint was checked (`dockyard login` shows it, as `lxc remote add` does)."""
+    try:
+        resp = httpx.get(f"{url.rstrip('/')}/v1/cluster/ca", timeout=10, verify=False)
+    except httpx.HTTPError as exc:
+        raise BackendError(f"cannot reach Dockyard at {url}: {exc}") from exc
+    if resp.status_code >= 400:
+        raise from_body(resp.status_code, resp.json() if resp.content else resp.text)
+    return str(resp.json()["pem"])

@@ -1,8 +1,9 @@
 """The cluster's certificate authority and the certificates it signs.
 
-`dockyard up` (and `dockyard server --tls`) keep the CA in HOME/tls: `ca.pem` (given to the
-CLI and to agents, which trust nothing else for Dockyard) and `ca-key.pem` (mode 0600, never
-leaves the server's machine). The server's own certificate (`server.pem`, `server-key.pem`)
+`dockyard up` and `dockyard server` (unless `--no-tls`) keep the CA in HOME/tls: `ca.pem`
+(given to the CLI and to agents, which trust nothing else for Dockyard; `GET /v1/cluster/ca`
+serves it with its SHA-256 fingerprint) and `ca-key.pem` (mode 0600, never leaves the
+server's machine). The server's own certificate (`server.pem`, `server-key.pem`)
 names the listen host, localhost and 127.0.0.1. Agents send a CSR at registration; the server
 signs it for the agent's API address and name, and its agent proxy verifies agent
 certificates against the same CA. Keys are EC P-256; certificates last `VALID_DAYS`.
@@ -10,6 +11,7 @@ certificates against the same CA. Keys are EC P-256; certificates last `VALID_DA
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -145,8 +147,15 @@ def ensure_server_cert(files: TlsFiles, names: list[str]) -> None:
 
 
 def server_names(listen_host: str) -> list[str]:
-    """What the server's certificate names: the listen host, this machine, loopback."""
-    return [listen_host, socket.gethostname(), "localhost", "127.0.0.1"]
+    """What the server's certificate names: the listen host, this machine, loopback; for a
+    wildcard listen (0.0.0.0) also this machine's full name and the addresses it resolves to,
+    which is how other hosts reach it."""
+    names = [listen_host, socket.gethostname(), "localhost", "127.0.0.1"]
+    if listen_host in ("0.0.0.0", "::", ""):
+        names.append(socket.getfqdn())
+        with contextlib.suppress(OSError):
+            names += socket.gethostbyname_ex(socket.gethostname())[2]
+    return [n for n in names if n not in ("0.0.0.0", "::", "")]
 
 
 def make_csr(key: PrivateKey, common_name: str) -> str:
@@ -180,3 +189,17 @@ def client_context(ca: Path | str | None) -> ssl.SSLContext | bool:
 
 def ca_pem(files: TlsFiles) -> str:
     return files.ca.read_text()
+
+
+def fingerprint(pem: str | bytes) -> str:
+    """SHA-256 of a certificate's DER form, as `AB:CD:…` (what `openssl x509 -fingerprint
+    -sha256` and `lxc remote add` show)."""
+    cert = x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def same_fingerprint(a: str, b: str) -> bool:
+    """Fingerprints compared without case, colons or a `sha256:` prefix."""
+    def norm(value: str) -> str:
+        return value.lower().removeprefix("sha256:").replace(":", "").strip()
+    return norm(a) == norm(b)

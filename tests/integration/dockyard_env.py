@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import docker
 from dockyard.adapters import antispoof
 from dockyard.adapters.iptables import remove_bridge_forwarding
 from dockyard.client import ApiClient
+from dockyard.tls import client_context
 
 IMAGE = "dockyard/busybox:latest"
 VENV_BIN = Path(sys.executable).parent
@@ -61,7 +63,7 @@ class Dockyard:
     root: Path
     port: int
     subnet: str
-    tls: bool = False  # `up --tls`: https with the cluster CA in home/tls
+    tls: bool = True  # the default: https with the cluster CA in home/tls (False: --no-tls)
     resync_interval: float = 5.0  # the agent's full resync, which repairs what a watch missed
     proc: subprocess.Popen[bytes] | None = None
     cluster: str = ""
@@ -75,6 +77,16 @@ class Dockyard:
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca(self) -> Path | None:
+        """The cluster CA the CLI config names (None without TLS)."""
+        return self.home / "tls" / "ca.pem" if self.tls else None
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx's `verify=` for raw requests to this Dockyard (and its agents)."""
+        return client_context(self.ca)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
@@ -97,7 +109,7 @@ class Dockyard:
                  f"127.0.0.1:{self.port}", "--subnet", self.subnet,
                  "--resync-interval", str(self.resync_interval),
                  "--collector-interval", "1",
-                 *(["--tls"] if self.tls else [])],
+                 "--tls" if self.tls else "--no-tls"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -135,8 +147,7 @@ class Dockyard:
         return str(cfg["token"])
 
     def api(self) -> ApiClient:
-        ca = self.home / "tls" / "ca.pem" if self.tls else None
-        return ApiClient(self.url, self.token(), timeout=120, ca=ca)
+        return ApiClient(self.url, self.token(), timeout=120, ca=self.ca)
 
     def cli(self, *args: str, timeout: float = 120) -> CliResult:
         proc = subprocess.run([str(VENV_BIN / "dockyard"), *args], capture_output=True,

@@ -39,7 +39,7 @@ class SplitDockyard(Dockyard):
         db = Database(self.database_url or f"sqlite:///{self.home / 'dockyard.db'}")
         project = init_store(db)
         write_config(self.url, mint_admin_token(db, project),
-                     self.root / ".config" / "dockyard" / "config.json")
+                     self.root / ".config" / "dockyard" / "config.json", ca=self.ca)
         self.host_token = mint_host_token(db, "local")
         db.close()
         self.cluster = self.db_query("SELECT value FROM meta WHERE key='cluster'")[0][0]
@@ -60,18 +60,19 @@ class SplitDockyard(Dockyard):
 
     def _server_args(self, port: int) -> list[str]:
         args = ["server", "--home", str(self.home), "--listen", f"127.0.0.1:{port}",
-                "--heartbeat-timeout", "30", *self.server_args]
+                "--heartbeat-timeout", "30", "--tls" if self.tls else "--no-tls",
+                *self.server_args]
         return [*args, "--db", self.database_url] if self.database_url else args
 
     def _wait_healthy(self, url: str, proc: subprocess.Popen[bytes]) -> None:
-        with ApiClient(url, "x", timeout=5) as api:
-            for _ in range(200):
-                try:
+        for _ in range(200):
+            try:  # the server makes the CA (home/tls) as it starts
+                with ApiClient(url, "x", timeout=5, ca=self.ca) as api:
                     api.get("/healthz")
-                    return
-                except Exception:
-                    assert proc.poll() is None, self.log_tail()
-                    time.sleep(0.05)
+                return
+            except Exception:
+                assert proc.poll() is None, self.log_tail()
+                time.sleep(0.05)
         raise RuntimeError("server did not start")
 
     def start_server(self, fault: str | None = None) -> None:
@@ -80,7 +81,7 @@ class SplitDockyard(Dockyard):
 
     @property
     def url2(self) -> str:
-        return f"http://127.0.0.1:{self.port2}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port2}"
 
     def start_second_server(self) -> None:
         """Another `dockyard server` on the same PostgreSQL database, at `url2`."""
@@ -92,6 +93,8 @@ class SplitDockyard(Dockyard):
     def start_agent(self, fault: str | None = None, wait: bool = True) -> None:
         args = ["agent", "--server", self.url, "--name", "local", "--home",
                 str(self.home / "agent"), "--resync-interval", "5", *self.agent_args]
+        if self.ca is not None:
+            args += ["--ca", str(self.ca)]
         if self.docker_url:
             args += ["--docker-url", self.docker_url]
         self.agent = self._spawn("agent", args, fault, {"DOCKYARD_TOKEN": self.host_token})
@@ -109,10 +112,9 @@ class SplitDockyard(Dockyard):
                     time.sleep(0.05)
             raise RuntimeError("agent did not register")
 
-    @staticmethod
-    def _agent_answers(url: str) -> bool:
+    def _agent_answers(self, url: str) -> bool:
         try:
-            with ApiClient(url, "x", timeout=2) as api:
+            with ApiClient(url, "x", timeout=2, ca=self.ca) as api:
                 api.get("/healthz")
             return True
         except Exception:

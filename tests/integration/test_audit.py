@@ -33,7 +33,7 @@ def test_mutating_calls_are_audited(dy: Dockyard) -> None:
 
 def test_anonymous_attempts_are_audited_and_only_admins_read(dy: Dockyard) -> None:
     from dockyard.client import ApiClient
-    with ApiClient(dy.url, "dy_wrong") as bad:
+    with ApiClient(dy.url, "dy_wrong", ca=dy.ca) as bad:
         with pytest.raises(DockyardError) as info:
             bad.post("/v1/networks", {"name": "nope", "subnet": "10.250.0.0/24"})
         assert info.value.status == 401

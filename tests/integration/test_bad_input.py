@@ -138,7 +138,7 @@ def test_network_create_use_delete(dy: Dockyard) -> None:
 def test_api_errors_have_one_shape(dy: Dockyard) -> None:
     url = dy.url
     headers = {"Authorization": f"Bearer {dy.token()}"}
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx.Client(base_url=url, timeout=30, verify=dy.verify) as http:
         cases = [
             (http.get("/v1/instances"), 401),
             (http.get("/v1/instances", headers={"Authorization": "Bearer nope"}), 401),

@@ -68,7 +68,7 @@ def test_list_owned_leaves_out_a_container_removed_after_the_list(
 def _each(env: Dockyard, call: str, names: list[str]) -> list[Any]:
     """`call` for every name at once, each from its own client; an error is returned."""
     def one(name: str) -> Any:
-        with ApiClient(env.url, env.token(), timeout=DELETE_WITHIN if call == "delete"
+        with ApiClient(env.url, env.token(), ca=env.ca, timeout=DELETE_WITHIN if call == "delete"
                        else 120) as api:
             try:
                 if call == "create":

@@ -61,7 +61,7 @@ def fuzz_target(dy: Dockyard) -> Iterator[Dockyard]:
 EXCLUDED = re.compile(r"^/v1/agent/|/console$|^/metrics")
 
 
-def _fuzz(operation: Any, token: str) -> None:
+def _fuzz(operation: Any, token: str, verify: str | bool) -> None:
     """50 generated cases of one operation; hypothesis shrinks a failure to its smallest."""
     @given(case=operation.as_strategy())
     @settings(max_examples=50, deadline=timedelta(seconds=30), database=None,
@@ -72,7 +72,7 @@ def _fuzz(operation: Any, token: str) -> None:
             case.query.update({k: False for k in ("follow",) if k in case.query})
         case.call_and_validate(headers={"Authorization": f"Bearer {token}"},
                                checks=[not_a_server_error, response_schema_conformance],
-                               timeout=30)
+                               timeout=30, verify=verify)
 
     run()
 
@@ -80,7 +80,8 @@ def _fuzz(operation: Any, token: str) -> None:
 def test_api_conforms(fuzz_target: Dockyard) -> None:
     """Every operation in turn (the schema exists only once the server runs, so this is one
     test that names each failing operation rather than a parametrized one)."""
-    schema = schemathesis.openapi.from_url(f"{fuzz_target.url}/openapi.json")
+    verify = str(fuzz_target.ca) if fuzz_target.ca else True  # requests' verify=
+    schema = schemathesis.openapi.from_url(f"{fuzz_target.url}/openapi.json", verify=verify)
     failures: list[str] = []
     fuzzed = 0
     for result in schema.get_all_operations():
@@ -89,7 +90,7 @@ def test_api_conforms(fuzz_target: Dockyard) -> None:
             continue
         fuzzed += 1
         try:
-            _fuzz(operation, fuzz_target.token())
+            _fuzz(operation, fuzz_target.token(), verify)
         except (Exception, BaseExceptionGroup) as exc:  # collected, reported together below
             failures.append(f"{operation.method.upper()} {operation.path}: "
                             f"{type(exc).__name__}: {str(exc)[:1500]}")

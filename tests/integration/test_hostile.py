@@ -21,7 +21,7 @@ HOSTILE_STRINGS = ["a;rm -rf /", "$(reboot)", "`id`", "a|b", "a&&b", "a\nb", "a 
 
 @pytest.fixture(scope="module")
 def http(dy: Dockyard) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=dy.url, timeout=60,
+    with httpx.Client(base_url=dy.url, timeout=60, verify=dy.verify,
                       headers={"Authorization": f"Bearer {dy.token()}"}) as client:
         yield client
 

@@ -67,7 +67,8 @@ def start_h2(env: SplitDockyard, token: str) -> subprocess.Popen[bytes]:
     return env._spawn("agent-h2", [
         "agent", "--server", env.url, "--token", token, "--name", "h2",
         "--home", str(env.root / "h2"), "--cores", "0", "--memory", "1G",
-        "--label", "zone=a", "--label", "rack=r1", "--collector-interval", "3600"], None)
+        "--label", "zone=a", "--label", "rack=r1", "--collector-interval", "3600",
+        *(["--ca", str(env.ca)] if env.ca else [])], None)
 
 
 def bump_generation(env: SplitDockyard, instance_id: str) -> None:

@@ -29,11 +29,13 @@ class Api:
 
     url: str
     token: str
+    verify: Any = True  # the Dockyard's `verify` (its cluster CA)
 
     def call(self, method: str, path: str, body: Any = None,
              params: dict[str, Any] | None = None, timeout: float = 120) -> httpx.Response:
         return httpx.request(method, self.url + path, json=body, params=params,
-                             timeout=timeout, headers={"Authorization": f"Bearer {self.token}"})
+                             timeout=timeout, headers={"Authorization": f"Bearer {self.token}"},
+                             verify=self.verify)
 
     def ok(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         resp = self.call(method, path, body, params or None)
@@ -48,12 +50,12 @@ def _suffix() -> str:
 def _member(admin: Api, project: str, role: str = "member") -> Api:
     created = admin.ok("POST", "/v1/tokens", {"project": project, "role": role,
                                               "description": f"{role} of {project}"})
-    return Api(admin.url, created["token"])
+    return Api(admin.url, created["token"], admin.verify)
 
 
 @pytest.fixture(scope="module")
 def admin(dy: Dockyard) -> Api:
-    return Api(dy.url, dy.token())
+    return Api(dy.url, dy.token(), dy.verify)
 
 
 def test_projects_tokens_and_roles(admin: Api) -> None:
@@ -96,7 +98,7 @@ def test_cli_project_token_login_and_quota(dy: Dockyard, tmp_path: Path) -> None
         dy.ok("token", "list").out
     dy.ok("quota", "set", name, "--instances", "2", "--memory", "8G", "--volumes", "1")
     config = tmp_path / "member.json"
-    login = _cli(dy, config, "login", dy.url, "--token", token)
+    login = _cli(dy, config, "login", dy.url, "--token", token, "--ca", str(dy.ca))
     assert login.returncode == 0, login.stderr
     assert f"member of project {name}" in login.stdout
     assert oct(config.stat().st_mode & 0o777) == "0o600"
@@ -106,7 +108,8 @@ def test_cli_project_token_login_and_quota(dy: Dockyard, tmp_path: Path) -> None
     assert shown["usage"]["instances"] == 0
     refused = _cli(dy, config, "quota", "set", name, "--instances", "9")
     assert refused.returncode != 0 and "only an admin" in refused.stderr
-    bad = _cli(dy, tmp_path / "bad.json", "login", dy.url, "--token", "dy_nope")
+    bad = _cli(dy, tmp_path / "bad.json", "login", dy.url, "--token", "dy_nope", "--ca",
+               str(dy.ca))
     assert bad.returncode != 0 and not (tmp_path / "bad.json").exists()
     dy.ok("quota", "set", name, "--instances", "none")
     assert json.loads(dy.ok("quota", "show", name, "--json").out)["limits"]["instances"] is None

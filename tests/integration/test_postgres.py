@@ -43,9 +43,10 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SplitDockyard]:
             env.cleanup()
 
 
-def _client(url: str, token: str) -> httpx.Client:
+def _client(url: str, token: str, verify: Any) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
-                        timeout=180, limits=httpx.Limits(max_connections=LAUNCHES))
+                        timeout=180, limits=httpx.Limits(max_connections=LAUNCHES),
+                        verify=verify)
 
 
 def _instances(env: SplitDockyard) -> list[dict[str, Any]]:
@@ -69,14 +70,14 @@ def _delete_all(env: SplitDockyard) -> None:
     urls = [env.url, env.url2]
     with env.api():
         for n, inst in enumerate(_instances(env)):  # through both servers
-            with ApiClient(urls[n % 2], env.token(), timeout=60) as api:
+            with ApiClient(urls[n % 2], env.token(), timeout=60, ca=env.ca) as api:
                 api.delete(f"/v1/instances/{inst['name']}", force="true")
     _wait(env, lambda items: not items, "every instance deleted")
 
 
 def _watch_until(env: SplitDockyard, since: int, name: str, seen: list[float]) -> None:
     """Long-poll server A's agent feed (as the agent does) until `name` shows up."""
-    with ApiClient(env.url, env.host_token, timeout=60) as feed:
+    with ApiClient(env.url, env.host_token, timeout=60, ca=env.ca) as feed:
         while not seen:
             reply = feed.get("/v1/agent/watch", since=since, timeout=30)
             if any(i["name"] == name for i in reply["instances"]):
@@ -84,14 +85,14 @@ def _watch_until(env: SplitDockyard, since: int, name: str, seen: list[float]) -
 
 
 def test_a_launch_through_b_wakes_the_agent_watching_a(split: SplitDockyard) -> None:
-    with ApiClient(split.url, split.host_token, timeout=30) as feed:
+    with ApiClient(split.url, split.host_token, timeout=30, ca=split.ca) as feed:
         since = feed.get("/v1/agent/watch", since=0, timeout=0)["revision"]
     seen: list[float] = []
     watcher = threading.Thread(target=_watch_until, args=(split, since, "via-b", seen))
     watcher.start()
     time.sleep(1.0)  # the watch is parked on server A by now
     assert not seen, "server A answered the watch before anything changed"
-    with _client(split.url2, split.token()) as b:
+    with _client(split.url2, split.token(), split.verify) as b:
         started = time.monotonic()
         reply = b.post("/v1/instances", json={"name": "via-b", "image": split.image})
     assert reply.status_code == 202, reply.text
@@ -124,7 +125,8 @@ def _db_has_no_double_booking(split: SplitDockyard, placed: set[str]) -> None:
 
 def test_concurrent_launches_through_two_servers(split: SplitDockyard) -> None:
     token = split.token()
-    with _client(split.url, token) as a, _client(split.url2, token) as b, \
+    with _client(split.url, token, split.verify) as a, \
+            _client(split.url2, token, split.verify) as b, \
             ThreadPoolExecutor(max_workers=LAUNCHES) as pool:
         order = random.sample(range(LAUNCHES), LAUNCHES)
         results = list(pool.map(lambda n: _launch([a, b], split.image, n), order))

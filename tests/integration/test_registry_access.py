@@ -1,6 +1,7 @@
 """The registry behind Dockyard's tokens, for real: the server's `/v2/` with `docker login`,
-`docker push` and `docker pull` of the local engine (which allows plain HTTP to 127.0.0.0/8),
-and the naming rule of server/image_access.py in the proxy, in `/v1/images` and at launch.
+`docker push` and `docker pull` of the local engine (which skips certificate checks for
+127.0.0.0/8, so the server's TLS with its own cluster CA needs no set-up here), and the naming
+rule of server/image_access.py in the proxy, in `/v1/images` and at launch.
 
 Project A's member pushes A/app:1; project B's member neither lists, pulls nor launches it;
 both read the shared dockyard/busybox; a member never overwrites it. Docker credentials live
@@ -42,12 +43,12 @@ class Tenant:
 
     def v2(self, dy: Dockyard, path: str, method: str = "GET") -> httpx.Response:
         return httpx.request(method, f"{dy.url}/v2/{path}", auth=("user", self.api.token),
-                             timeout=30)
+                             timeout=30, verify=dy.verify)
 
 
 @pytest.fixture(scope="module")
 def admin(dy: Dockyard) -> Api:
-    return Api(dy.url, dy.token())
+    return Api(dy.url, dy.token(), dy.verify)
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +82,13 @@ def test_anonymous_and_wrong_credentials_get_a_challenge(dy: Dockyard, admin: Ap
     for headers in ({}, {"Authorization": "Basic " + base64.b64encode(b"u:dy_wrong").decode()},
                     {"Authorization": "Bearer dy_wrong"}, {"Authorization": "Basic !!"}):
         for path in ("", "_catalog", "dockyard/busybox/manifests/latest"):
-            resp = httpx.get(f"{dy.url}/v2/{path}", headers=headers, timeout=30)
+            resp = httpx.get(f"{dy.url}/v2/{path}", headers=headers, timeout=30,
+                             verify=dy.verify)
             assert resp.status_code == 401, (path, headers, resp.text)
             assert resp.headers["www-authenticate"].startswith('Basic realm="')
             assert resp.json()["errors"][0]["code"] == "UNAUTHORIZED"
-    assert httpx.get(f"{dy.url}/v2/", auth=("admin", admin.token), timeout=30).status_code \
-        == 200
+    assert httpx.get(f"{dy.url}/v2/", auth=("admin", admin.token), timeout=30,
+                     verify=dy.verify).status_code == 200
     # the proxy is not part of the documented /v1 API
     assert not [p for p in admin.ok("GET", "/openapi.json")["paths"] if p.startswith("/v2")]
 
@@ -167,5 +169,6 @@ def test_a_member_never_writes_a_shared_image(dy: Dockyard,
     assert a.v2(dy, "snapshot/x-y/blobs/uploads/", "POST").status_code == 404
     # no project may take a shared or system namespace
     for reserved in ("dockyard", "snapshot", "migrate"):
-        resp = Api(dy.url, dy.token()).call("POST", "/v1/projects", {"name": reserved})
+        resp = Api(dy.url, dy.token(), dy.verify).call("POST", "/v1/projects",
+                                                        {"name": reserved})
         assert resp.status_code == 422, resp.text

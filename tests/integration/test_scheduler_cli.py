@@ -85,10 +85,12 @@ def member_token(dy: Dockyard) -> Iterator[str]:
 def test_host_pin_is_admin_only(dy: Dockyard, member_token: str) -> None:
     body = {"name": "memberpin", "image": IMAGE, "host": host_name(dy)}
     resp = httpx.post(f"{dy.url}/v1/instances", json=body, params={"explain": "true"},
-                      headers={"Authorization": f"Bearer {member_token}"}, timeout=30)
+                      headers={"Authorization": f"Bearer {member_token}"}, timeout=30,
+                      verify=dy.verify)
     assert resp.status_code == 403, resp.text
     assert "admin" in resp.json()["error"]["message"]
     del body["host"]
     resp = httpx.post(f"{dy.url}/v1/instances", json=body, params={"explain": "true"},
-                      headers={"Authorization": f"Bearer {member_token}"}, timeout=30)
+                      headers={"Authorization": f"Bearer {member_token}"}, timeout=30,
+                      verify=dy.verify)
     assert resp.status_code == 200, resp.text

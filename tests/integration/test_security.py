@@ -37,7 +37,7 @@ def mint_member(dy: Dockyard) -> str:
 
 @pytest.fixture(scope="module")
 def member(dy: Dockyard) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=dy.url, timeout=120, headers={
+    with httpx.Client(base_url=dy.url, timeout=120, verify=dy.verify, headers={
             "Authorization": f"Bearer {mint_member(dy)}"}) as http:
         yield http
 

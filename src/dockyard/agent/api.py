@@ -24,7 +24,7 @@ from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.adapters.machine_image import list_images
 from dockyard.agent import doctor
 from dockyard.agent.console import install_console
-from dockyard.agent.live import LiveHooks, install_live
+from dockyard.agent.live import LiveHooks, install_live, peer_client
 from dockyard.agent.security import resolve_host_path
 from dockyard.agent.transfer import install_transfer
 from dockyard.errors import Conflict, DockyardError, InvalidRequest, NotFound, Unauthorized
@@ -157,7 +157,8 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
     install_console(app, engine, authorized, owned)
     if home is not None:  # images, snapshots, migration (agent/transfer.py)
         tokens = install_transfer(app, engine, authorized, registry, home,
-                                  forget or (lambda _: None))
+                                  forget or (lambda _: None),
+                                  live.peers if live is not None else peer_client(None))
         if live is not None:  # live migration (agent/live.py)
             install_live(app, engine, authorized, tokens.consume, live)
     return app

@@ -46,6 +46,7 @@ from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance
 from dockyard.model.live import HostFacts, InstanceFacts, MountFact
 from dockyard.model.validators import NAME_RE
+from dockyard.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class LiveHooks:
     release: Callable[[str], None]  # ... and syncs it again
     adopt: Callable[[str], None]  # not an orphan until the desired state names it
     own_roots: list[str] = field(default_factory=list)
+    # agent-to-agent fetches: one kept client (a new one costs ~30 ms for its SSL context
+    # inside the downtime, twice) that trusts the cluster CA in a TLS cluster
+    peers: httpx.Client = field(default_factory=lambda: peer_client(None))
 
 
 class CheckpointRequest(BaseModel):
@@ -211,14 +215,14 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
         return {"mode": mode}
 
 
-# one client for the agent-to-agent fetches: a new one costs ~30 ms (SSL context) inside the
-# downtime, twice
-_CLIENT = httpx.Client(timeout=httpx.Timeout(10.0, read=120.0))
+def peer_client(ca: Path | None) -> httpx.Client:
+    """The client for another agent's API: https ones are checked against the cluster CA."""
+    return httpx.Client(timeout=httpx.Timeout(10.0, read=120.0), verify=client_context(ca))
 
 
-def _fetch(url: str, token: str, dest: Path, layer: bool = False) -> None:
+def _fetch(peers: httpx.Client, url: str, token: str, dest: Path, layer: bool = False) -> None:
     def chunks() -> Any:
-        with _CLIENT.stream("GET", url, params={"token": token}) as resp:
+        with peers.stream("GET", url, params={"token": token}) as resp:
             if resp.status_code >= 400:
                 resp.read()
                 raise BackendError(f"checkpoint fetch {url}: {resp.status_code} "
@@ -242,7 +246,7 @@ def _restore(engine: DockerEngine, rec: Reconciler, hooks: LiveHooks,
         container_id = _prepare(engine, rec, d)
         if body.source_url:  # a kept-alive connection to the source before the downtime
             try:
-                _CLIENT.get(f"{body.source_url.rstrip('/')}/healthz")
+                hooks.peers.get(f"{body.source_url.rstrip('/')}/healthz")
             except httpx.HTTPError as exc:
                 log.debug("warm-up of %s: %s", body.source_url, exc)
         if body.phase == "prepare":
@@ -257,9 +261,10 @@ def _restore(engine: DockerEngine, rec: Reconciler, hooks: LiveHooks,
     base = f"{body.source_url.rstrip('/')}/v1/instances/{d.id}"
     path = Path(engine.checkpoint_dir(container_id, cp))
     with ThreadPoolExecutor(2) as pool:  # the checkpoint and the root filesystem delta
-        jobs = [pool.submit(_fetch, f"{base}/checkpoints/{cp}/archive", body.token, path)]
+        jobs = [pool.submit(_fetch, hooks.peers, f"{base}/checkpoints/{cp}/archive",
+                            body.token, path)]
         if body.rootfs == "delta":
-            jobs.append(pool.submit(_fetch, f"{base}/rootfs-delta", body.token,
+            jobs.append(pool.submit(_fetch, hooks.peers, f"{base}/rootfs-delta", body.token,
                                     Path(engine.upper_dir(container_id)), True))
         for job in jobs:
             job.result()

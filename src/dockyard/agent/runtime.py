@@ -26,7 +26,7 @@ from typing import Any
 import uvicorn
 
 from dockyard import faults
-from dockyard.adapters import hostinfo, netlink
+from dockyard.adapters import docker_certs, hostinfo, netlink
 from dockyard.adapters.docker_engine import ContainerInfo, DockerEngine
 from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent import certs, imagegc
@@ -34,7 +34,7 @@ from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.agent.limits import LinuxHostLimits
-from dockyard.agent.live import LiveHooks
+from dockyard.agent.live import LiveHooks, peer_client
 from dockyard.agent.lxcfs_watch import LxcfsWatch
 from dockyard.agent.network import LinuxHostNetwork
 from dockyard.agent.reconciler import Reconciler
@@ -141,6 +141,7 @@ class Agent:
         self.registry = reply.registry
         if reply.registry_login:  # the server's /v2/ knows agents by their host token
             self.engine.log_in(reply.registry, self.settings.name, self.settings.token)
+            self._trust_registry(reply.registry)
         self.reconciler = Reconciler(self.engine, self.network, self.files, self.cluster,
                                      self.settings.stop_timeout,
                                      LinuxHostLimits(self.engine.data_root()), self.lxcfs,
@@ -150,6 +151,20 @@ class Agent:
         self.collector = Collector(self.engine, self.cluster, lambda: self.desired,
                                    body.inventory.cores, body.inventory.reserved_cores)
         return reply
+
+    def _trust_registry(self, registry: str) -> None:
+        """The server's /v2/ rides on its https listener: this host's engine must trust the
+        cluster CA for it (adapters/docker_certs.py; loopback needs nothing). Only for an
+        engine on this machine, whose /etc/docker it is."""
+        ca, url = self.settings.ca, self.settings.docker_url or ""
+        remote_engine = bool(url) and not url.startswith("unix:")
+        if ca is None or remote_engine or not docker_certs.needs_ca(registry):
+            return
+        try:
+            if docker_certs.trust_registry_ca(registry, ca.read_bytes()):
+                log.info("the engine trusts the cluster CA for %s", registry)
+        except OSError as exc:
+            log.warning("cannot write the registry CA for %s: %s", registry, exc)
 
     # -- loops -----------------------------------------------------------------------------
     def _loop(self, name: str, body: Any, pause: float) -> None:
@@ -349,7 +364,8 @@ class Agent:
         return LiveHooks(name=self.settings.name, home=self.settings.home,
                          reconciler=lambda: self.reconciler, hold=self.held.add,
                          release=self.release, adopt=self.incoming.add,
-                         own_roots=[str(self.files.root), self.settings.lxcfs_root])
+                         own_roots=[str(self.files.root), self.settings.lxcfs_root],
+                         peers=peer_client(self.settings.ca))
 
     def _image_gc_once(self) -> None:
         self.stopping.wait(self.settings.image_gc_interval)

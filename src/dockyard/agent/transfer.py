@@ -108,7 +108,9 @@ def _load_and_push(engine: DockerEngine, spool: Path, name: str, registry: str) 
 
 
 def install_transfer(app: FastAPI, engine: DockerEngine, authorized: Callable[..., None],
-                     registry: str, home: Path, forget: Callable[[str], None]) -> Tokens:
+                     registry: str, home: Path, forget: Callable[[str], None],
+                     peers: httpx.Client) -> Tokens:
+    """`peers`: the client for other agents' APIs (it trusts the cluster CA)."""
     tokens = Tokens()
     _install_images(app, engine, authorized, registry, home, forget)
 
@@ -145,7 +147,7 @@ def install_transfer(app: FastAPI, engine: DockerEngine, authorized: Callable[..
 
     @app.post("/v1/volumes/{docker_name}/pull", dependencies=[Depends(authorized)])
     def pull(docker_name: str, body: PullRequest) -> dict[str, float]:
-        return _pull(engine, _volume(docker_name), body)
+        return _pull(peers, engine, _volume(docker_name), body)
 
     return tokens
 
@@ -204,15 +206,16 @@ def _untar_file(path: str, spool: Path) -> None:
         volume_archive.untar(path, iter(lambda: fh.read(volume_archive.CHUNK), b""))
 
 
-def _fetch(url: str, params: dict[str, str]) -> Iterator[bytes]:
-    with httpx.stream("GET", url, params=params, timeout=httpx.Timeout(10.0, read=120.0)) as resp:
+def _fetch(peers: httpx.Client, url: str, params: dict[str, str]) -> Iterator[bytes]:
+    with peers.stream("GET", url, params=params) as resp:
         if resp.status_code >= 400:
             resp.read()
             raise BackendError(f"volume fetch {url}: {resp.status_code} {resp.text[:200]}")
         yield from resp.iter_bytes()
 
 
-def _pull(engine: DockerEngine, docker_name: str, body: PullRequest) -> dict[str, float]:
+def _pull(peers: httpx.Client, engine: DockerEngine, docker_name: str,
+          body: PullRequest) -> dict[str, float]:
     """Copy a volume from the source agent into ours (created if missing); with `prune`,
     entries the source no longer has are removed (the delta pass)."""
     started = time.time()
@@ -222,9 +225,9 @@ def _pull(engine: DockerEngine, docker_name: str, body: PullRequest) -> dict[str
     if body.newer_than is not None:
         params["newer_than"] = f"{body.newer_than:.3f}"
     try:
-        volume_archive.untar(path, _fetch(f"{base}/archive", params))
+        volume_archive.untar(path, _fetch(peers, f"{base}/archive", params))
         if body.prune:
-            resp = httpx.get(f"{base}/paths", params={"token": body.token}, timeout=60.0)
+            resp = peers.get(f"{base}/paths", params={"token": body.token}, timeout=60.0)
             if resp.status_code >= 400:
                 raise BackendError(f"volume paths {base}: {resp.status_code}")
             volume_archive.prune(path, set(resp.json()))

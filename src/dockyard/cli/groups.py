@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dockyard.cli.config import client
+from dockyard.cli.config import ca_path, client, read_config
 from dockyard.cli.output import console, details, print_json, table
 from dockyard.model.units import format_size
 
@@ -75,17 +75,25 @@ def parse_labels(items: list[str]) -> dict[str, str]:
 def host_add(name: str, label: Annotated[list[str], typer.Option(
                  help="label k=v (repeatable); wins over the agent's own --label")] = [],  # noqa: B006
              as_json: JsonOpt = False) -> None:
-    """Add a host: mint its agent's token (shown once) and print the agent command."""
+    """Add a host: mint its agent's token (shown once) and print what its agent needs: the
+    server URL, the token and, for an https server, the cluster CA (path here and SHA-256)."""
     with client() as api:
         host = api.post("/v1/hosts", {"name": name, "labels": parse_labels(label)})
+        ca = api.get("/v1/cluster/ca") if api.url.startswith("https://") else None
     if as_json:
         print_json(host)
         return
     console.print(f"host [bold]{host['name']}[/] added (down until its agent registers)")
     console.print(f"token (shown once): {host['token']}")
+    ca_file = ca_path(read_config()) or "ca.pem"
+    if ca is not None:
+        console.print(f"cluster CA: {ca_file} (SHA-256 {ca['fingerprint']}); copy it to the "
+                      "host (`GET /v1/cluster/ca` serves it too) and check the fingerprint",
+                      soft_wrap=True)
     console.print("run on the host:")
     console.print(f"  dockyard agent --server {api.url} --token {host['token']} "
-                  f"--name {host['name']}", soft_wrap=True)
+                  f"--name {host['name']}" + (f" --ca {ca_file}" if ca is not None else ""),
+                  soft_wrap=True)
 
 
 def _host_action(name: str, verb: str, done: str) -> None:

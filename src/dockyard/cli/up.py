@@ -1,4 +1,5 @@
-"""`dockyard up` (server + agent as two processes over loopback HTTP), `server`, `agent`."""
+"""`dockyard up` (server + agent as two processes over loopback HTTPS with the cluster CA in
+HOME/tls, or plain HTTP with `--no-tls`), `server`, `agent`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import typer
 from dockyard.cli.config import config_path, read_config, write_config
 from dockyard.cli.groups import parse_labels
 from dockyard.cli.output import console, err_console
-from dockyard.client import ApiClient
+from dockyard.client import ApiClient, trusted_by_system
 from dockyard.config import (
     DEFAULT_LISTEN,
     DEFAULT_SUBNET,
@@ -32,7 +33,7 @@ from dockyard.scheduler.cpusets import parse_cpuset
 from dockyard.server.bootstrap import init_store, mint_admin_token, mint_host_token
 from dockyard.store import tokens
 from dockyard.store.db import Database
-from dockyard.tls import TlsFiles, ensure_ca, ensure_server_cert, server_names
+from dockyard.tls import TlsFiles, ensure_ca, ensure_server_cert, fingerprint, server_names
 
 HomeOpt = Annotated[Path, typer.Option(help="state directory [env DOCKYARD_HOME]",
                                        default_factory=env_home)]
@@ -69,9 +70,10 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
            registry_address: str = typer.Option("", help="HOST:PORT at which the hosts' "
                                                 "engines reach this server's /v2/ (default: "
                                                 "--listen)"),
-           tls: bool = typer.Option(False, "--tls", help="serve HTTPS with the cluster CA "
-                                    "in HOME/tls (created when missing); agents then need "
-                                    "--ca HOME/tls/ca.pem"),
+           tls: bool = typer.Option(True, "--tls/--no-tls", help="serve HTTPS with the "
+                                    "cluster CA in HOME/tls (created when missing; agents "
+                                    "get --ca HOME/tls/ca.pem); --no-tls: plain HTTP, for a "
+                                    "TLS proxy in front"),
            verbose: bool = False) -> None:
     """Run the API server in the foreground."""
     from dockyard.server.app import run_server
@@ -111,12 +113,14 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                                                   "e.g. 20G: unused images beyond it are "
                                                   "removed, oldest first (default: no GC)"),
           ca: Path | None = typer.Option(None, envvar="DOCKYARD_CA", help="the cluster CA "
-                                         "(ca.pem) of a TLS server: trust it, and serve the "
-                                         "agent API over TLS with a certificate it signs"),
+                                         "(ca.pem, as `dockyard host add` prints it) of an "
+                                         "https server: trust it, and serve the agent API "
+                                         "over https with a certificate the server signs"),
           verbose: bool = False) -> None:
     """Run a host agent in the foreground (`dockyard host add NAME` prints the token)."""
     from dockyard.agent.runtime import run_agent
     _logging(verbose)
+    _check_trust(server_url, ca)
     run_agent(AgentSettings(server=server_url, token=token, name=name, home=home,
                             api_listen=api_listen, docker_url=docker_url,
                             cores=parse_cpuset(cores) if cores else None,
@@ -127,6 +131,21 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                             collector_interval=collector_interval,
                             labels=parse_labels(label), uplink=uplink, ovs_db=ovs_db, ca=ca,
                             image_budget=parse_size(image_budget) if image_budget else None))
+
+
+def _check_trust(server_url: str, ca: Path | None) -> None:
+    """An https server whose CA the agent was not given: say so at once rather than retry
+    the registration forever (an unreachable server is waited for as before)."""
+    if ca is not None or not server_url.startswith("https://"):
+        return
+    try:
+        trusted = trusted_by_system(server_url)
+    except BackendError:
+        return
+    if not trusted:
+        raise typer.BadParameter(f"{server_url} has a certificate from an unknown CA: give "
+                                 "--ca with the cluster CA (`dockyard host add` prints it)",
+                                 param_hint="--ca")
 
 
 def _admin_token(db: Database, project_id: str, url: str, ca: Path | None = None) -> str:
@@ -194,8 +213,9 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
        registry: str | None = typer.Option(None, help="URL of an outside image registry "
                                            "(default: the server runs one at /v2/, behind "
                                            "its tokens)"),
-       tls: bool = typer.Option(False, "--tls", help="HTTPS for the API and the agent API "
-                                "with a cluster CA in HOME/tls (the CLI config trusts it)"),
+       tls: bool = typer.Option(True, "--tls/--no-tls", help="HTTPS for the API and the "
+                                "agent API with a cluster CA in HOME/tls (the CLI config "
+                                "trusts it); --no-tls: plain HTTP"),
        ) -> None:
     """Run Dockyard on this machine: server and agent (separate processes) in the foreground.
 
@@ -231,7 +251,7 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
                                  "--alert-interval", str(alert_interval), "--rss-for",
                                  str(rss_for), "--load-for", str(load_for),
                                  *(["--registry", registry] if registry else []),
-                                 *(["--tls"] if tls else [])], slog))
+                                 "--tls" if tls else "--no-tls"], slog))
             api = ApiClient(url, token, timeout=30, ca=ca)
             _wait_until(lambda: api.get("/healthz"), "server", procs[0], server_log)
             procs.append(_spawn(["agent", "--server", url, "--name", LOCAL_HOST, "--home",
@@ -245,9 +265,12 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
             _ensure_default_network(api, subnet)
             console.print(f"[green]Dockyard is up[/green] at {url} (home {home})\n"
                           f"  CLI config: {config_path()}\n  logs: {server_log}, {agent_log}\n"
+                          + (f"  cluster CA: {ca} (SHA-256 {fingerprint(ca.read_text())})\n"
+                             if ca else "")
                           + ("" if registry else f"  registry: docker login {listen} "
                              "(any user name; the password is a token)\n")
-                          + "  Ctrl-C stops server and agent; instances keep running.")
+                          + "  Ctrl-C stops server and agent; instances keep running.",
+                          soft_wrap=True)
             while all(p.poll() is None for p in procs):
                 time.sleep(0.5)
             dead = [p for p in procs if p.poll() is not None]

@@ -81,7 +81,7 @@ def _server(st: ClusterState, listen: str | None, heartbeat_timeout: float) -> s
     log = home / "server.log"
     st.server_pid = pl.spawn([sys.executable, "-m", "dockyard", "server", "--home", str(home),
                               "--listen", listen, "--heartbeat-timeout",
-                              str(heartbeat_timeout)], log)
+                              str(heartbeat_timeout), "--no-tls"], log)  # README: plain HTTP
     # the hosts' dockerd pull from the server's /v2/ on the management bridge (an
     # insecure registry for them: start_dockerd)
     st.save()

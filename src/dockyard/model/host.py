@@ -64,3 +64,10 @@ class HostCreate(BaseModel):
 
 class HostAdded(Host):
     token: str = Field(description="the agent's host token; shown once, stored hashed")
+
+
+class ClusterCa(BaseModel):
+    """The cluster CA's certificate (public): what a CLI or an agent trusts for Dockyard."""
+    pem: str = Field(description="the CA certificate, PEM")
+    fingerprint: str = Field(description="SHA-256 of the certificate (DER), AB:CD:… — check "
+                             "it against `dockyard up`'s output before trusting the PEM")

@@ -101,7 +101,8 @@ def _move(ctx: ServerContext, instance_id: str, from_host: str) -> tuple[str, st
         row.image = snap.image if snap else row.image
         row.state = InstanceState.starting
         folder = snapshot_dir(ctx, snap.id) if snap else None
-        tgt = HostTarget(target.name, target.api_url, target.api_secret)
+        tgt = HostTarget(target.name, target.api_url, target.api_secret,
+                         ctx.agents.verify)
         for docker_name, path in _rebind_volumes(sess, row, target.id, snap, folder):
             tgt.restore_from(docker_name, path)  # before the commit: filled before creation
         row.revision = revision.bump(sess)

@@ -97,14 +97,14 @@ def _capacity(ctx: ServerContext, row: InstanceRow, to: str | None) -> tuple[str
 def _target(ctx: ServerContext, name: str) -> HostTarget:
     with ctx.db.session() as sess:
         host = sess.scalar(select(HostRow).where(HostRow.name == name))
-        return host_target(sess, host.id if host else None, f"host {name}")
+        return host_target(ctx, sess, host.id if host else None, f"host {name}")
 
 
 def check(ctx: ServerContext, project_id: str, ref: str, to: str | None) -> PreflightReport:
     with ctx.db.session() as sess:
         row = records.instance_by_ref(sess, project_id, ref)
         sess.expunge(row)
-        source = host_target(sess, row.host_id, f"instance {row.name}")
+        source = host_target(ctx, sess, row.host_id, f"instance {row.name}")
     target_name, capacity = _capacity(ctx, row, to)
     try:
         target: HostTarget | None = _target(ctx, target_name)
@@ -167,7 +167,7 @@ def _begin(ctx: ServerContext, project_id: str, ref: str, to: str) -> tuple[str,
                            "migrates")
         if row.options.get("migrating"):
             raise Conflict(f"instance {row.name} is already being migrated")
-        source = host_target(sess, row.host_id, f"instance {row.name}")
+        source = host_target(ctx, sess, row.host_id, f"instance {row.name}")
         target, cores = cold.choose_target(ctx, sess, row, to)
         op = start_operation(sess, row, "live_migrate", state="running", source=source.name,
                              target=target.name, source_id=row.host_id, target_id=target.id,

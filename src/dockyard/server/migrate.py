@@ -104,7 +104,7 @@ def _begin(ctx: ServerContext, project_id: str, ref: str,
                            "migrates")
         if row.options.get("migrating"):
             raise Conflict(f"instance {row.name} is already being migrated")
-        source = host_target(sess, row.host_id, f"instance {row.name}")
+        source = host_target(ctx, sess, row.host_id, f"instance {row.name}")
         target, cores = choose_target(ctx, sess, row, to)
         op = start_operation(sess, row, "migrate", state="running", source=source.name,
                              target=target.name, source_id=row.host_id, target_id=target.id,
@@ -128,7 +128,7 @@ def _targets(ctx: ServerContext, op_id: str) -> tuple[dict[str, Any], HostTarget
         assert op is not None
         plan = dict(op.steps[0]["target"])
         hosts = [sess.get(HostRow, plan[k]) for k in ("source_id", "target_id")]
-        src, dst = (HostTarget(h.name, h.api_url, h.api_secret) if h else
+        src, dst = (HostTarget(h.name, h.api_url, h.api_secret, ctx.agents.verify) if h else
                     HostTarget("?", "", "") for h in hosts)
         return plan, src, dst
 

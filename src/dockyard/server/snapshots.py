@@ -29,11 +29,12 @@ from dockyard.store import quotas, records
 from dockyard.store.tables import HostRow, InstanceRow, ProjectRow, SnapshotRow, VolumeRow
 
 
-def host_target(sess: Session, host_id: str | None, what: str) -> HostTarget:
+def host_target(ctx: ServerContext, sess: Session, host_id: str | None,
+                what: str) -> HostTarget:
     host = sess.get(HostRow, host_id) if host_id else None
     if host is None or host.state != "up" or not host.api_url:
         raise Conflict(f"{what}: its host is not up")
-    return HostTarget(host.name, host.api_url, host.api_secret)
+    return HostTarget(host.name, host.api_url, host.api_secret, ctx.agents.verify)
 
 
 def snapshot_dir(ctx: ServerContext, snapshot_id: str) -> Path:
@@ -67,7 +68,7 @@ def _plan(ctx: ServerContext, project_id: str, ref: str,
         if sess.scalar(select(SnapshotRow.id).where(SnapshotRow.project_id == project_id,
                                                     SnapshotRow.name == name)):
             raise Conflict(f"a snapshot named {name!r} already exists")
-        target = host_target(sess, row.host_id, f"instance {row.name}")
+        target = host_target(ctx, sess, row.host_id, f"instance {row.name}")
         image = f"{ctx.registry.address}/snapshot/{project_id}-{row.name}:{name}"
         snap = SnapshotRow(id=new_id(), name=name, project_id=project_id, instance_id=row.id,
                            instance_name=row.name, image=image, volumes=[], size=0,
@@ -163,7 +164,7 @@ def _restore(ctx: ServerContext, project_id: str, host_id: str, spec: InstanceCr
              files: dict[str, Path], archives: list[SnapshotVolume]) -> None:
     by_target = {a.target: a.name for a in archives}
     with ctx.db.session() as sess:
-        target = host_target(sess, host_id, "launch")
+        target = host_target(ctx, sess, host_id, "launch")
         todo = []
         for vol in spec.volumes:
             if vol.is_host_path or vol.target not in by_target:

@@ -2,11 +2,14 @@
 
 Archives and image uploads are streamed: from a file or a request body into the agent, or
 from the agent into a file; never whole in memory. Failures are BackendError with the host.
+In a TLS cluster `verify` is the cluster CA's context (AgentProxy.verify): agents' https
+certificates are checked against it only.
 """
 
 from __future__ import annotations
 
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,7 @@ class HostTarget:
     name: str
     url: str
     secret: str
+    verify: ssl.SSLContext | bool = True
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret}"}
@@ -31,14 +35,15 @@ class HostTarget:
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             resp = httpx.request(method, self.url.rstrip("/") + path, headers=self._headers(),
-                                 timeout=kwargs.pop("timeout", LONG), **kwargs)
+                                 timeout=kwargs.pop("timeout", LONG), verify=self.verify,
+                                 **kwargs)
         except httpx.HTTPError as exc:
             raise BackendError(f"host {self.name}: agent unreachable: {exc}") from exc
         _raise(resp)
         return resp.json() if resp.content else None
 
     async def load_image(self, name: str, body: AsyncIterator[bytes]) -> str:
-        async with httpx.AsyncClient(timeout=LONG) as client:
+        async with httpx.AsyncClient(timeout=LONG, verify=self.verify) as client:
             try:
                 resp = await client.post(self.url.rstrip("/") + "/v1/images/load",
                                          params={"name": name}, content=body,
@@ -68,7 +73,8 @@ class HostTarget:
         path.parent.mkdir(parents=True, exist_ok=True)
         url = self.url.rstrip("/") + f"/v1/volumes/{docker_name}/archive"
         try:
-            with httpx.stream("GET", url, headers=self._headers(), timeout=LONG) as resp:
+            with httpx.stream("GET", url, headers=self._headers(), timeout=LONG,
+                              verify=self.verify) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     _raise(resp)

@@ -1,4 +1,5 @@
-"""/v1/hosts (+ the host doctor), /v1/events, /v1/operations, /healthz (projects: projects.py)."""
+"""/v1/hosts (+ the host doctor), /v1/events, /v1/operations, /healthz, /v1/cluster/ca
+(projects: projects.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
+from dockyard import tls
 from dockyard.errors import NotFound
 from dockyard.model.common import Operation
 from dockyard.model.doctor import DoctorReport
-from dockyard.model.host import Host, HostAdded, HostCreate
+from dockyard.model.host import ClusterCa, Host, HostAdded, HostCreate
 from dockyard.model.units import MAX_AMOUNT as MAX_ID
 from dockyard.server import auth, hosts
 from dockyard.server.auth import Caller
@@ -26,6 +28,16 @@ router = APIRouter(tags=["cluster"])
 @router.get("/healthz", tags=["health"])
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get("/v1/cluster/ca", response_model=ClusterCa)
+def cluster_ca(ctx: ServerContext = Depends(auth.context)) -> ClusterCa:
+    """The cluster CA's certificate, without a token (it is public; `dockyard login` shows
+    its fingerprint before trusting it). 404 when the server runs without TLS."""
+    if ctx.settings.tls_dir is None:
+        raise NotFound("this server runs without TLS (--no-tls): there is no cluster CA")
+    pem = tls.ca_pem(tls.TlsFiles(ctx.settings.tls_dir))
+    return ClusterCa(pem=pem, fingerprint=tls.fingerprint(pem))
 
 
 def _host(ctx: ServerContext, sess: Any, row: HostRow) -> Host:

@@ -126,7 +126,7 @@ async def import_image(name: str, request: Request, host: str | None = None,
     if registry or not repo:
         raise InvalidRequest(f"{name}: give NAME:TAG without a registry")
     image_access.check_write(caller, await run_in_threadpool(_repo, ctx, repo))
-    target = HostTarget(*await run_in_threadpool(_push_host, ctx, host))
+    target = HostTarget(*await run_in_threadpool(_push_host, ctx, host), ctx.agents.verify)
     ref = await target.load_image(f"{repo}:{tag}", request.stream())
     return {"ref": ref, "host": target.name}
 
