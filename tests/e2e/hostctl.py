@@ -103,14 +103,18 @@ def stop_dockerd(home: Path, name: str) -> None:
     wait_gone(pid, timeout=60)
 
 
-def start_dockerd(home: Path, name: str) -> int:
+def start_dockerd(home: Path, name: str, criu_bin: str | None = None) -> int:
+    """`criu_bin` as plumbing.start_dockerd: "" without checkpoint support, a directory for a
+    criu of its own, None as the daemon's last start (the cluster's own set-up)."""
     st = state.load(home)
     assert st is not None
     host = st.host(name)
     code = ("import sys; from pathlib import Path; from dockyard.devcluster import plumbing; "
-            "print(plumbing.start_dockerd(sys.argv[1], Path(sys.argv[2]), sys.argv[3]))")
+            "print(plumbing.start_dockerd(sys.argv[1], Path(sys.argv[2]), sys.argv[3], "
+            "None if sys.argv[4] == '-' else sys.argv[4]))")
     out = subprocess.run([sys.executable, "-c", code, host.netns,
-                          str(Path(host.root) / "docker"), host.cgroup_parent],
+                          str(Path(host.root) / "docker"), host.cgroup_parent,
+                          "-" if criu_bin is None else criu_bin],
                          capture_output=True, text=True, check=True, timeout=180)
     host.pids["dockerd"] = int(out.stdout.strip().splitlines()[-1])
     st.save()

@@ -207,24 +207,12 @@ exec {WRAPPER} "$@"
 
 
 def _restart_dockerd(home: Path, name: str, criu_bin: str | None) -> None:
-    """SIGTERM (live-restore keeps containers) and start again in a short-lived child, which
-    owns the Popen; `criu_bin` "" drops checkpoint support, None restores the cluster's."""
+    """SIGTERM (live-restore keeps containers) and start again; `criu_bin` "" drops
+    checkpoint support, None restores the cluster's."""
     st = state.load(home)
     assert st is not None
-    host = st.host(name)
-    os.kill(host.pids["dockerd"], 15)
-    deadline = time.monotonic() + 60
-    while plumbing.alive(host.pids["dockerd"]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    wanted = st.criu if criu_bin is None else criu_bin
-    code = ("import sys; from pathlib import Path; from dockyard.devcluster import plumbing; "
-            "print(plumbing.start_dockerd(sys.argv[1], Path(sys.argv[2]), sys.argv[3], "
-            "sys.argv[4]))")
-    out = subprocess.run([sys.executable, "-c", code, host.netns,
-                          str(Path(host.root) / "docker"), host.cgroup_parent, wanted],
-                         capture_output=True, text=True, check=True, timeout=180)
-    host.pids["dockerd"] = int(out.stdout.strip().splitlines()[-1])
-    st.save()
+    hostctl.stop_dockerd(home, name)
+    hostctl.start_dockerd(home, name, st.criu if criu_bin is None else criu_bin)
 
 
 

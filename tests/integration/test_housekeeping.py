@@ -29,7 +29,9 @@ def test_orphan_is_reported_and_stopped_never_deleted(dy: Dockyard) -> None:
         labels={"dockyard.cluster": dy.cluster, "dockyard.instance": "0rphan000000",
                 "dockyard.name": "orphan", "dockyard.generation": "1"})
     try:
-        deadline = time.monotonic() + 75  # full resync: every 5 s in tests + the 20 s watch hold
+        # found on its docker `start` event (the full resync, every 5 s in tests plus the
+        # 20 s watch hold, would find it too, later)
+        deadline = time.monotonic() + 75
         while time.monotonic() < deadline:
             orphan.reload()
             if orphan.status == "exited":

@@ -103,6 +103,7 @@ class Agent:
         self.reported: dict[str, ObservedState] = {}
         self.held: set[str] = set()  # being checkpointed away: the reconciler keeps off
         self.incoming: set[str] = set()  # restored here, not yet in the desired state
+        self.resynced = False  # a full desired state arrived: orphans can be told apart
         self.reconciler: Reconciler | None = None
         self.collector: Collector | None = None
         self.lxcfs = Lxcfs(settings.lxcfs_root)
@@ -204,6 +205,7 @@ class Agent:
             self.queue.add(d.id)
         if reply.full:
             self._find_orphans({d.id for d in reply.instances})
+            self.resynced = True
 
     def _sync_networks(self, reply: WatchReply) -> None:
         current = {n.id: n.bridge for n in reply.networks}
@@ -335,6 +337,12 @@ class Agent:
                 if instance_id in self.desired and status in ("start", "die", "oom",
                                                               "destroy"):
                     self.queue.add(instance_id)
+                elif (instance_id and status == "start" and self.resynced
+                      and instance_id not in self.incoming and instance_id not in self.held):
+                    # a container of this cluster that nobody asked for started: an orphan
+                    # found now, not at the next full resync (this agent starts only what
+                    # is desired, and the desired state comes before the start)
+                    self._find_orphans(set(self.desired))
                 if self.stopping.is_set():
                     return
         finally:
