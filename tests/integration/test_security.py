@@ -211,6 +211,10 @@ def test_spoofed_mac_never_reaches_the_neighbour(dy: Dockyard, neighbours: Any) 
         seen, sent = echoes(dy, "victim"), tx_packets(dy, "attacker")
         out = sh(dy, "attacker", "cat /sys/class/net/eth0/ifindex; "
                  "ip link set eth0 address 02:aa:bb:cc:dd:ee; "
+                 # a MAC change flushes the neighbour cache and ARP gets no answer (dropped
+                 # too): pin the victim, so the three echo requests really leave
+                 f"ip neigh replace {victim['ip']} lladdr {victim['mac']} dev eth0 "
+                 "nud permanent; "
                  f"ping -c 3 -i 0.3 -W 1 {victim['ip']}; cat /sys/class/net/eth0/address; "
                  f"ip link set eth0 address {attacker['mac']}; "
                  "cat /sys/class/net/eth0/ifindex; true").split()

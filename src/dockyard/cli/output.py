@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)  # ":CD:" in a fingerprint is not 💿
+err_console = Console(stderr=True, emoji=False)
 
 
 def print_json(data: Any) -> None:
