@@ -518,8 +518,8 @@ def main() -> int:
     ap.add_argument("--only", default="create,burst,network,collector,scheduler")
     ap.add_argument("--out", default=str(BENCH / "RESULTS.md"))
     ap.add_argument("--runs", type=int, default=None, metavar="N",
-                    help="migrations per image (migrate) and rounds (live); default 3, "
-                         "1 with --quick")
+                    help="rounds per side (burst; default 2), migrations per image "
+                         "(migrate) and rounds (live; default 3); 1 with --quick")
     ap.add_argument("--from-json", metavar="FILE",
                     help="only re-render the report from a saved RESULTS.json (no benchmark)")
     args = ap.parse_args()
@@ -551,7 +551,7 @@ def main() -> int:
         benches = {
             "create": lambda: bench_create(dy, raw, 5 if args.quick else 20),
             "burst": lambda: bench_burst(dy, raw, 10 if args.quick else 50,
-                                         1 if args.quick else 2),
+                                         args.runs or (1 if args.quick else 2)),
             "network": lambda: bench_network(dy, veth_octet, tag, 2 if args.quick else 5,
                                              1 if args.quick else 5),
             "collector": lambda: bench_collector(dy, [10, 30] if args.quick else [10, 100, 300],
