@@ -121,8 +121,9 @@ def exec_shells(dy: Dockyard, box: str) -> list[str]:
 def test_vanished_client_hangs_up_the_remote_shell(dy: Dockyard, box: str) -> None:
     term = Terminal(dy, "exec", "-it", box, "--", "sh")
     try:
-        term.type("echo ready\r")
-        term.expect(r"ready\r\n")
+        # output, not the tty's echo of the typed line (that comes before the shell runs)
+        term.type("echo ready-$((1+1))\r")
+        term.expect(r"ready-2\r\n")
         assert len(exec_shells(dy, box)) == 1
         os.kill(term.pid, 9)  # no goodbye: the websocket just drops
         term.wait()
