@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import time
+from urllib.parse import quote
 from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
@@ -103,3 +104,13 @@ def test_unknown_image_is_refused(dy: Dockyard) -> None:
         api.post("/v1/instances", {"name": "noimg", "image": "dytest/nosuch:1"})
     assert "neither in the registry" in info.value.message
     assert dy.cli("launch", "dytest/nosuch:1", "noimg").code != 0
+
+
+@pytest.mark.parametrize("ref", ["%", "UPPER/case:1", "a..b:1", "x:bad tag"])
+def test_show_and_delete_refuse_what_is_not_a_reference(dy: Dockyard, ref: str) -> None:
+    """400 before the registry is asked: it answered a bad name with 400, which came back as
+    502 (found by schemathesis with `GET /v1/images/%25`)."""
+    for method in ("get", "delete"):
+        with dy.api() as api, pytest.raises(InvalidRequest) as info:
+            getattr(api, method)(f"/v1/images/{quote(ref, safe='/:')}")
+        assert "not an image reference" in info.value.message, (method, ref)

@@ -183,6 +183,8 @@ class RegistryClient:
         resp = self._get(path, **kwargs)
         if resp.status_code == 404:
             return None
+        if resp.status_code == 400:  # NAME_INVALID, TAG_INVALID: the caller's reference
+            raise InvalidRequest(f"the registry refused the reference: {resp.text[:200]}")
         if resp.status_code >= 400:
             raise BackendError(f"registry {self.address}: GET {path}: {resp.status_code} "
                                f"{resp.text[:200]}")

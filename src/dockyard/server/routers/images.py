@@ -85,8 +85,17 @@ async def list_images(caller: Caller = Depends(auth.user),
     return {"items": [i.model_dump() for i in images], "next": None}
 
 
+def _parse(ref: str) -> tuple[str, str, str]:
+    """(registry, name, tag) of a reference given in a path; 400 when it is not one."""
+    try:
+        check_image_ref(ref)
+    except ValueError as exc:
+        raise InvalidRequest(f"{ref!r} is not an image reference: {exc}") from exc
+    return split_ref(ref)
+
+
 def _show(ctx: ServerContext, caller: Caller, ref: str) -> RegistryImage:
-    registry, name, tag = split_ref(ref)
+    registry, name, tag = _parse(ref)
     image_access.check_read(caller, _repo(ctx, name))
     image = None if registry not in ("", ctx.registry.address) else ctx.registry.image(name, tag)
     if image is None:
@@ -132,11 +141,7 @@ async def import_image(name: str, request: Request, host: str | None = None,
 
 
 def _delete(ctx: ServerContext, caller: Caller, ref: str) -> None:
-    try:
-        check_image_ref(ref)
-    except ValueError as exc:
-        raise InvalidRequest(f"{ref!r} is not an image reference: {exc}") from exc
-    registry, name, tag = split_ref(ref)
+    registry, name, tag = _parse(ref)
     image_access.check_write(caller, _repo(ctx, name))
     full = f"{ctx.registry.address}/{name}:{tag}"
     if registry not in ("", ctx.registry.address) or ctx.registry.size(name, tag) is None:
