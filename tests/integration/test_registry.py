@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import io
 import time
-from urllib.parse import quote
 from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
+from urllib.parse import quote
 
 import docker
 import pytest
