@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -289,3 +290,25 @@ def test_bridge_forwarding_rule_is_idempotent(bridge: str) -> None:
     remove_bridge_forwarding(bridge)
     assert ours not in chain_rules(chain)
     assert not any(f"-i {bridge} " in rule for rule in chain_rules("FORWARD"))
+
+
+def _tracked(a: str, b: str) -> bool:
+    """Whether the host's conntrack table holds an ICMP entry from `a` to `b`."""
+    lines = Path("/proc/net/nf_conntrack").read_text().splitlines()
+    return any(" icmp " in f" {line} " and f"src={a} dst={b} " in line for line in lines)
+
+
+def test_instance_to_instance_traffic_is_not_tracked_but_traffic_to_the_host_is(
+        bridge: str, names: Callable[[str], str], spawn_netns: Callable[[], int]) -> None:
+    """The raw-table NOTRACK rule matches bridged packets within the subnet (an earlier
+    `--physdev-is-bridged` form never matched in PREROUTING); the gateway stays tracked."""
+    if not os.path.exists("/proc/net/nf_conntrack"):
+        pytest.skip("no /proc/net/nf_conntrack on this kernel")
+    ensure_bridge_forwarding(bridge, f"{GATEWAY.rsplit('.', 1)[0]}.0/{PREFIX}")
+    pid_a, pid_b = spawn_netns(), spawn_netns()
+    plumb(pid_a, names("dyv"), bridge, 51)
+    plumb(pid_b, names("dyv"), bridge, 52)
+    assert ping("nsenter", "-t", str(pid_a), "-n", target="10.249.0.52")
+    assert ping("nsenter", "-t", str(pid_a), "-n", target=GATEWAY)
+    assert _tracked("10.249.0.51", GATEWAY)  # the check sees tracked traffic
+    assert not _tracked("10.249.0.51", "10.249.0.52")

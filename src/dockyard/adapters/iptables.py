@@ -16,6 +16,7 @@ after `remove_bridge_forwarding`; no other rule is ever touched. Every call shel
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 
 from dockyard.errors import BackendError
@@ -68,8 +69,13 @@ def _target_chain() -> str:
     return _DOCKER_USER if _chain_exists(_DOCKER_USER) else _FORWARD
 
 
-def _notrack(bridge: str) -> list[str]:
-    return ["-i", bridge, "-m", "physdev", "--physdev-is-bridged", "-j", "NOTRACK"]
+def _notrack(bridge: str, subnet: str) -> list[str]:
+    """Instance-to-instance packets on `bridge`: from its subnet to its subnet, not to this
+    host (the gateway address stays tracked). Routed or NATed traffic has an address outside
+    the subnet on one side, so it keeps conntrack."""
+    ipaddress.IPv4Network(subnet)  # validates
+    return ["-i", bridge, "-s", subnet, "-d", subnet, "-m", "addrtype", "!", "--dst-type",
+            "LOCAL", "-j", "NOTRACK"]
 
 
 def _raw_present(rule: list[str]) -> bool:
@@ -77,6 +83,21 @@ def _raw_present(rule: list[str]) -> bool:
     if proc.returncode in (0, 1):
         return proc.returncode == 0
     raise _fail(proc)
+
+
+def _raw_rules_of(bridge: str) -> list[list[str]]:
+    """Our NOTRACK rules for `bridge` in raw PREROUTING, whatever their match (this also finds
+    the `--physdev-is-bridged` form of earlier versions, which never matched there)."""
+    proc = _iptables("-t", "raw", "-S", "PREROUTING")
+    if proc.returncode != 0:
+        raise _fail(proc)
+    found = []
+    for line in proc.stdout.splitlines():
+        words = line.split()
+        if words[:2] == ["-A", "PREROUTING"] and words[-2:] == ["-j", "NOTRACK"] \
+                and any(words[i:i + 2] == ["-i", bridge] for i in range(2, len(words))):
+            found.append(words[2:])
+    return found
 
 
 def forwarding_chain() -> str:
@@ -89,27 +110,38 @@ def has_bridge_forwarding(bridge: str) -> bool:
     return _rule_present(_target_chain(), _rule(bridge))
 
 
-def ensure_bridge_forwarding(bridge: str) -> None:
-    """Accept traffic bridged between ports of `bridge` (idempotent, see module docstring),
-    and keep that instance-to-instance traffic out of conntrack: dockerd turns on
-    bridge-nf-call-iptables for every bridge, so without the raw-table NOTRACK each bridged
-    packet pays for connection tracking. Only bridged packets are untracked
-    (`--physdev-is-bridged`); traffic to and from the host itself is tracked as before."""
+def ensure_bridge_forwarding(bridge: str, subnet: str | None = None) -> None:
+    """Accept traffic bridged between ports of `bridge` (idempotent, see module docstring).
+    With `subnet`, also keep instance-to-instance traffic out of conntrack: dockerd turns on
+    bridge-nf-call-iptables for every bridge, so each bridged packet would otherwise take a
+    conntrack entry (east-west traffic filling the table is a classic container-host outage).
+    Traffic to and from the host itself, and anything routed, is tracked as before."""
     rule = _rule(bridge)
     chain = _target_chain()
     if not _rule_present(chain, rule):
         proc = _iptables("-I", chain, "1", *rule)
         if proc.returncode != 0:
             raise _fail(proc)
-    notrack = _notrack(bridge)
+    if subnet is None:
+        return
+    notrack = _notrack(bridge, subnet)
     if not _raw_present(notrack):
+        for other in _raw_rules_of(bridge):  # an earlier form, or another subnet
+            _raw_delete(other)
         proc = _iptables("-t", "raw", "-I", "PREROUTING", "1", *notrack)
         if proc.returncode != 0:
             raise _fail(proc)
 
 
+def _raw_delete(rule: list[str]) -> None:
+    proc = _iptables("-t", "raw", "-D", "PREROUTING", *rule)
+    if proc.returncode != 0:
+        raise _fail(proc)
+
+
 def remove_bridge_forwarding(bridge: str) -> None:
-    """Delete every copy of the rule for `bridge` from DOCKER-USER and FORWARD (idempotent)."""
+    """Delete every copy of the rule for `bridge` from DOCKER-USER and FORWARD, and its
+    NOTRACK rules (idempotent)."""
     rule = _rule(bridge)
     chains = [_FORWARD]
     if _chain_exists(_DOCKER_USER):
@@ -121,13 +153,8 @@ def remove_bridge_forwarding(bridge: str) -> None:
             proc = _iptables("-D", chain, *rule)
             if proc.returncode != 0:
                 raise _fail(proc)
-    notrack = _notrack(bridge)
-    for _ in range(_MAX_COPIES):
-        if not _raw_present(notrack):
-            break
-        proc = _iptables("-t", "raw", "-D", "PREROUTING", *notrack)
-        if proc.returncode != 0:
-            raise _fail(proc)
+    for notrack in _raw_rules_of(bridge):
+        _raw_delete(notrack)
 
 
 def _nat_rules(bridge: str, subnet: str) -> list[tuple[str, str, list[str]]]:

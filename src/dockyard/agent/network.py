@@ -57,7 +57,7 @@ class LinuxHostNetwork:
             trunked = self._trunked(net)
             netlink.ensure_bridge(net.bridge, net.gateway, prefix,
                                   anycast_mac(net.id) if trunked else None)
-            iptables.ensure_bridge_forwarding(net.bridge)
+            iptables.ensure_bridge_forwarding(net.bridge, net.subnet)
             if net.nat:
                 iptables.ensure_nat(net.bridge, net.subnet)
                 self._nat[net.bridge] = net.subnet
