@@ -50,7 +50,7 @@ def _caller(request: Request) -> Caller:
 
 def token_caller(ctx: ServerContext, token: str) -> Caller:
     """Whose token this is; 401 when it is unknown or revoked."""
-    with ctx.db.session() as sess:
+    with ctx.db.read() as sess:
         row = tokens.lookup(sess, token.strip())
         if row is None:
             raise Unauthorized("the token is not valid")
@@ -72,7 +72,7 @@ def user(request: Request, project: ProjectParam = None) -> Caller:
         return caller
     if not caller.is_admin:
         raise Forbidden("only an admin may act in another project (?project=)")
-    with context(request).db.session() as sess:
+    with context(request).db.read() as sess:
         return replace(caller, project_id=records.project_by_name(sess, project).id)
 
 

@@ -205,7 +205,7 @@ def report(instance_id: str, body: ObservedState, caller: Caller = Depends(auth.
         if row is None or row.host_id != host.id:
             raise NotFound(f"instance {instance_id} is not on host {host.name}")
         apply_report(sess, row, body, host.name)
-    ctx.notifier.bump()
+    ctx.notifier.bump(instance_id)
 
 
 @router.post("/events", status_code=204)

@@ -229,7 +229,7 @@ def create(ctx: ServerContext, project_id: str, spec: InstanceCreate,
                                              PLACEMENT_BACKOFF * 2 ** attempt)))
             continue
         faults.point("server.create.committed")
-        ctx.notifier.bump()
+        ctx.notifier.bump(result[0])
         return result
     raise AssertionError("unreachable")
 
@@ -267,9 +267,9 @@ def set_desired(ctx: ServerContext, project_id: str, ref: str, action: InstanceA
             op = start_operation(sess, row, "restart", state="running",
                                  restart_serial=row.restart_serial)
         record_event(sess, row, action.value, f"{action.value} requested")
-        op_id = op.id
+        op_id, instance_id = op.id, row.id
     faults.point("server.action.committed")
-    ctx.notifier.bump()
+    ctx.notifier.bump(instance_id)
     return op_id
 
 
@@ -286,7 +286,7 @@ def delete(ctx: ServerContext, project_id: str, ref: str, force: bool) -> str:
                      .values(status="failure", error="superseded by delete"))
         op = start_operation(sess, row, "delete", state="deleted")
         record_event(sess, row, "delete", "delete requested")
-        op_id = op.id
+        op_id, instance_id = op.id, row.id
     faults.point("server.delete.committed")
-    ctx.notifier.bump()
+    ctx.notifier.bump(instance_id)
     return op_id

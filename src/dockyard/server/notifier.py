@@ -4,6 +4,12 @@ Writers run in FastAPI's thread pool and call `bump()` after their commit; waite
 event loop. A waiter takes `token()` *before* reading the store and then `wait(token)`, so a
 change committed between its read and its wait is never missed.
 
+A change that concerns one instance is announced with its id (`bump(instance_id)`): it wakes
+the global waiters (watches, `events --follow`) and the waiters keyed on that instance
+(`?wait=true`, `token(key)`), not the waiters of every other instance: in a burst of N launches
+each waiter would otherwise re-read its operation on each of the other N instances' changes.
+`bump()` without a key wakes everybody, keyed or not.
+
 With several servers on one PostgreSQL, `bump()` also announces the change to the other
 servers, and their announcements wake this server's waiters (`store.changes`: LISTEN/NOTIFY
 on the event loop). With SQLite there is one server and nothing crosses processes.
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 
 from dockyard.store.changes import ChangeChannel
 
@@ -24,6 +31,9 @@ class Notifier:
         self._channel = channel
         self._outgoing: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # one event per key while somebody waits on it (the waiters hold the references)
+        self._keyed: weakref.WeakValueDictionary[str, asyncio.Event] = \
+            weakref.WeakValueDictionary()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Called on the event loop at start-up; starts LISTEN/NOTIFY when configured."""
@@ -42,24 +52,36 @@ class Notifier:
                 await task
         self._tasks = []
 
-    def token(self) -> asyncio.Event:
+    def token(self, key: str | None = None) -> asyncio.Event:
+        """Take it before reading the store; `key`: wake only on changes of that key (and
+        on changes announced without a key)."""
         assert self._event is not None, "notifier not bound to the event loop"
-        return self._event
+        if key is None:
+            return self._event
+        event = self._keyed.get(key)
+        if event is None:
+            event = self._keyed[key] = asyncio.Event()
+        return event
 
-    def bump(self) -> None:
-        """Thread-safe: wake every current waiter, here and on the other servers."""
+    def bump(self, *keys: str) -> None:
+        """Thread-safe: wake the current waiters (all of them, or the global ones and those
+        of `keys`), here and on the other servers (who wake all of theirs)."""
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._changed_here)
+            self._loop.call_soon_threadsafe(self._changed_here, keys)
 
-    def _changed_here(self) -> None:
-        self._fire()
+    def _changed_here(self, keys: tuple[str, ...] = ()) -> None:
+        self._fire(keys)
         if self._outgoing is not None:
             self._outgoing.set()
 
-    def _fire(self) -> None:
+    def _fire(self, keys: tuple[str, ...] = ()) -> None:
         if self._event is not None:
             self._event.set()
         self._event = asyncio.Event()
+        for key in keys or list(self._keyed):
+            event = self._keyed.pop(key, None)
+            if event is not None:
+                event.set()
 
     @staticmethod
     async def wait(token: asyncio.Event, timeout: float) -> None:

@@ -14,7 +14,7 @@ from dockyard.store.tables import OperationRow
 
 
 def _load(ctx: ServerContext, op_id: str) -> Operation:
-    with ctx.db.session() as sess:
+    with ctx.db.read() as sess:
         row = sess.get(OperationRow, op_id)
         if row is None:
             raise NotFound(f"operation {op_id} not found")
@@ -24,9 +24,11 @@ def _load(ctx: ServerContext, op_id: str) -> Operation:
 async def wait_for(ctx: ServerContext, op_id: str, timeout: float) -> Operation:
     """The finished operation; raises its failure as an error, or 504-like BackendError."""
     deadline = time.monotonic() + timeout
+    key: str | None = None  # the operation's instance, once known: woken by its changes
     while True:
-        token = ctx.notifier.token()
+        token = ctx.notifier.token(key)
         op = await run_in_threadpool(_load, ctx, op_id)
+        key = op.instance
         if op.status == OperationStatus.success:
             return op
         if op.status == OperationStatus.failure:

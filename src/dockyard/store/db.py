@@ -2,7 +2,11 @@
 
 SQLite runs in WAL mode and every transaction starts with BEGIN IMMEDIATE: writers queue on
 the database lock instead of failing to upgrade a read lock midway (SQLITE_BUSY), which is
-what makes the ledger's check-then-insert safe across threads and processes.
+what makes the ledger's check-then-insert safe across threads and processes. Read-only work
+(`Database.read()`: token lookups, `?wait=true` polls, shows and lists) starts with a plain
+BEGIN and reads a WAL snapshot next to the writer: a burst of 50 launches, each request
+authenticating and each waiter re-reading its operation on every change, had queued every
+read on the write lock, and SQLite's busy handler sleeps up to 100 ms a try.
 
 PostgreSQL (several servers on one database) runs READ COMMITTED, and the ledger stays safe
 without a global lock: UNIQUE constraints refuse a second holder of an IP or core, the hosts'
@@ -32,6 +36,7 @@ from dockyard.errors import Conflict
 MIGRATIONS = Path(__file__).parent / "migrations"
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 MIGRATION_LOCK = 0x646F636B79617264  # pg_advisory_xact_lock key ("dockyard")
+READ_ONLY = "dockyard_read_only"  # execution option: a read-only transaction
 
 
 def sqlite_url(home: Path) -> str:
@@ -75,7 +80,8 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -91,6 +97,11 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def _refuse_writes(sess: Session, _context: Any, _instances: Any) -> None:
+    if sess.new or sess.dirty or sess.deleted:
+        raise RuntimeError("a change in a read-only session (Database.read)")
+
+
 def _retryable(exc: OperationalError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
 
@@ -101,6 +112,8 @@ class Database:
         self.engine = make_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
+                                     expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -112,6 +125,15 @@ class Database:
             if not _retryable(exc):
                 raise
             raise Conflict("a concurrent change in the store interfered; retry") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (see the module docstring), rolled back at the end; a
+        change made in it is a bug and raises instead of being written."""
+        with self._readers() as sess, sess.begin():
+            event.listen(sess, "before_flush", _refuse_writes)
+            yield sess
+            sess.rollback()
 
     def migrate(self) -> None:
         migrate(self.engine)

@@ -36,7 +36,7 @@ router = APIRouter(prefix="/v1/instances", tags=["instances"])
 
 
 def _show(ctx: ServerContext, project_id: str, ref: str) -> dict[str, Any]:
-    with ctx.db.session() as sess:
+    with ctx.db.read() as sess:
         row = records.instance_by_ref(sess, project_id, ref)
         return hosts.instance_view(sess, row, ctx.settings).model_dump(mode="json")
 
@@ -78,7 +78,7 @@ async def create_instance(spec: InstanceCreate, wait: bool = False,
 def list_instances(limit: int = Query(100, ge=1, le=1000), after: str = "",
                    caller: Caller = Depends(auth.user),
                    ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
-    with ctx.db.session() as sess:
+    with ctx.db.read() as sess:
         rows = list(sess.scalars(select(InstanceRow)
                                  .where(InstanceRow.project_id == caller.project,
                                         InstanceRow.name > after)
