@@ -13,19 +13,20 @@ One nftables table in the `bridge` family, shared by every agent of this kernel:
           arp saddr ether != MAC drop
           arp saddr ip != IP drop
 
-Invariants: `ensure` and `remove` are each one `nft -f` transaction (atomic, idempotent);
-the base chain holds exactly one rule after either; after `remove` neither the map element
-nor the chain of the port exists. The rules name the port by interface *name*, so they
-outlive a deleted veth: `remove` is what deletes them. Only frames that cross a Linux bridge
-are filtered: an Open vSwitch port (netdev datapath) bypasses bridge netfilter.
+Invariants: `ensure` and `remove` are each one nftables transaction (through libnftables,
+`nft.py`; atomic, idempotent); the base chain holds exactly one rule after either; after
+`remove` neither the map element nor the chain of the port exists. The rules name the port by
+interface *name*, so they outlive a deleted veth: `remove` is what deletes them. Only frames
+that cross a Linux bridge are filtered: an Open vSwitch port (netdev datapath) bypasses bridge
+netfilter.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import subprocess
 
+from dockyard.adapters import nft
 from dockyard.errors import BackendError
 
 __all__ = ["TABLE", "ensure", "ports", "remove"]
@@ -33,7 +34,6 @@ __all__ = ["TABLE", "ensure", "ports", "remove"]
 TABLE = "dockyard"
 _IFNAME_RE = re.compile(r"^[a-z][a-z0-9]{1,14}$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
-_TIMEOUT_S = 30.0
 
 
 def _base() -> list[str]:
@@ -55,14 +55,7 @@ def _check(ifname: str) -> str:
 
 
 def _run(script: list[str], what: str) -> str:
-    try:
-        proc = subprocess.run(["nft", "-f", "-"], input="\n".join(script) + "\n",
-                              capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BackendError(f"{what}: running nft: {exc}") from exc
-    if proc.returncode != 0:
-        raise BackendError(f"{what}: nft: {(proc.stderr or proc.stdout).strip()}")
-    return proc.stdout
+    return nft.run("\n".join(script) + "\n", what)
 
 
 def ensure(ifname: str, mac: str, ip: str) -> None:
@@ -95,11 +88,8 @@ def remove(ifname: str) -> None:
 def ports() -> set[str]:
     """The ports that have rules (chains other than the base chain)."""
     try:
-        proc = subprocess.run(["nft", "list", "table", "bridge", TABLE], capture_output=True,
-                              text=True, timeout=_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BackendError(f"running nft: {exc}") from exc
-    if proc.returncode != 0:
+        listing = nft.run(f"list table bridge {TABLE}\n", "listing the anti-spoofing rules")
+    except BackendError:
         return set()  # no table: no rules
-    found = re.findall(r"^\s*chain (\S+) \{", proc.stdout, flags=re.MULTILINE)
+    found = re.findall(r"^\s*chain (\S+) \{", listing, flags=re.MULTILINE)
     return {name for name in found if name != "prerouting"}
