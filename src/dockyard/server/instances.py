@@ -140,8 +140,8 @@ def _checked(ctx: ServerContext, sess: Session, project_id: str,
 def validate(ctx: ServerContext, project_id: str,
              spec: InstanceCreate) -> tuple[Plan, str, str]:
     """Everything that can be checked before writing; returns the plan, the network id and
-    the image reference the agent gets."""
-    with ctx.db.session() as sess:
+    the image reference the agent gets (read-only: `_commit` checks again under the lock)."""
+    with ctx.db.read() as sess:
         net = _checked(ctx, sess, project_id, spec)
         image_access.check_launch(sess, project_id, spec.image, ctx.registry.address)
         snap, _ = snapshot(sess, ctx.settings)

@@ -142,7 +142,7 @@ def delete(ctx: ServerContext, project_id: str, ref: str) -> None:
 def prepare_launch(ctx: ServerContext, project_id: str, spec: InstanceCreate) -> InstanceCreate:
     """`launch SNAPSHOT NAME`: the spec from the snapshot, pinned to the placed host, whose
     new volumes are already filled. Any other image name passes through unchanged."""
-    with ctx.db.session() as sess:
+    with ctx.db.read() as sess:
         snap = sess.scalar(select(SnapshotRow).where(SnapshotRow.project_id == project_id,
                                                      SnapshotRow.name == spec.image))
         if snap is None:
