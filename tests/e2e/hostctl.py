@@ -177,6 +177,24 @@ def start_server(home: Path, argv: list[str], fault: tuple[str, Path] | None = N
     return st.server_pid
 
 
+def kill_server_at(home: Path, argv: list[str], point: str, action: Any) -> None:
+    """Restart the server with fault `point` armed, run `action()` (which drives it there),
+    check that the server died at `point`, then start it again unarmed (also when the
+    action or the check fails)."""
+    marker = home / f"fault-{point}.marker"
+    marker.unlink(missing_ok=True)
+    stop_server(home)
+    pid = start_server(home, argv, fault=(point, marker))
+    try:
+        action()
+        wait_gone(pid, timeout=120)
+        assert marker.read_text().split() == [point]
+    finally:
+        if plumbing.alive(pid):
+            stop_server(home)
+        start_server(home, argv)
+
+
 def server_pid(home: Path) -> int:
     st = state.load(home)
     assert st is not None

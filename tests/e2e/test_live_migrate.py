@@ -244,18 +244,9 @@ def test_server_killed_mid_live_migration(live_cluster: DevCluster, live_server_
     before = _launch(dc, name, "host1")
     _background(dc, name, COUNTER)
     time.sleep(0.5)
-    marker = dc.home / f"{name}.marker"
-    hostctl.stop_server(dc.home)
-    pid = hostctl.start_server(dc.home, live_server_argv, fault=(point, marker))
-    try:
-        dc.cli("migrate", name, "--live", "--to", "host2")  # the server dies on the way
-        hostctl.wait_gone(pid, timeout=120)
-        assert marker.read_text().split() == [point]
-        LIVE_HIT.add(point)
-    finally:
-        if plumbing.alive(pid):
-            hostctl.stop_server(dc.home)
-        hostctl.start_server(dc.home, live_server_argv)
+    hostctl.kill_server_at(dc.home, live_server_argv, point,  # the server dies on the way
+                           lambda: dc.cli("migrate", name, "--live", "--to", "host2"))
+    LIVE_HIT.add(point)
     want = "host2" if point in FINISHED else "host1"
 
     def settled() -> bool:

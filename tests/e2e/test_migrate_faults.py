@@ -52,18 +52,9 @@ def test_server_killed_mid_migration(cluster: DevCluster, server_argv: list[str]
     cluster.ok("exec", name, "--", "sh", "-c", "echo kept > /data/marker")
     vol = next(v for v in hostctl.listed(cluster.ok("volume", "list", "--json"))
                if v["name"] == f"{name}data")
-    marker = cluster.home / f"{name}.marker"
-    hostctl.stop_server(cluster.home)
-    pid = hostctl.start_server(cluster.home, server_argv, fault=(point, marker))
-    try:
-        cluster.cli("migrate", name, "--to", "host2")  # the server dies on the way
-        hostctl.wait_gone(pid, timeout=120)
-        assert marker.read_text().split() == [point]
-        HIT.add(point)
-    finally:
-        if plumbing.alive(pid):
-            hostctl.stop_server(cluster.home)
-        hostctl.start_server(cluster.home, server_argv)
+    hostctl.kill_server_at(cluster.home, server_argv, point,  # the server dies on the way
+                           lambda: cluster.cli("migrate", name, "--to", "host2"))
+    HIT.add(point)
 
     def settled() -> bool:
         shown = _show(cluster, name)
