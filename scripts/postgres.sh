@@ -44,7 +44,11 @@ psql_admin() {
 }
 
 start() {
-  answers && return 0
+  answers || boot
+  roles
+}
+
+boot() {
   install
   local bin log
   bin=$(bindir)
@@ -62,10 +66,19 @@ start() {
     >/dev/null 2>&1 </dev/null || true
   for _ in $(seq 1 120); do answers && break; sleep 0.5; done
   answers || { echo "postgres did not answer; see $log" >&2; exit 1; }
+}
+
+roles() {
   psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname='$ROLE'" | grep -q 1 \
     || psql_admin -c "CREATE ROLE $ROLE LOGIN CREATEDB"
   psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname='$ROLE'" | grep -q 1 \
     || psql_admin -c "CREATE DATABASE $ROLE OWNER $ROLE"
+  # DROP DATABASE … WITH (FORCE) must also end an autovacuum worker that happens to be in
+  # the test database; without this role the drop fails now and then
+  psql_admin -tAc "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
+                   JOIN pg_roles g ON g.oid = m.roleid
+                   WHERE r.rolname='$ROLE' AND g.rolname='pg_signal_backend'" | grep -q 1 \
+    || psql_admin -c "GRANT pg_signal_backend TO $ROLE" >/dev/null
 }
 
 case "${1:-}" in

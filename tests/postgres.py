@@ -4,6 +4,7 @@ per test module, dropped afterwards. Tests skip only when PostgreSQL is not inst
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,19 @@ def fresh_database(prefix: str) -> Iterator[str]:
     try:
         yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                          .format(sql.Identifier(name)))
+        _drop(base, name)
+
+
+def _drop(base: str, name: str, tries: int = 10) -> None:
+    """DROP … (FORCE), retried: a backend starting in the database at that moment (an
+    autovacuum worker) can make one attempt fail."""
+    for attempt in range(tries):
+        try:
+            with psycopg.connect(base, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                              .format(sql.Identifier(name)))
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5)

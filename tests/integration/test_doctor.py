@@ -7,6 +7,9 @@ import shlex
 import subprocess
 from typing import Any
 
+import pytest
+
+from dockyard.errors import Conflict
 from tests.integration.dockyard_env import CliResult, Dockyard
 
 ATTEMPTS = 5  # the agent's 5 s full resync may restore the rule between delete and doctor
@@ -76,3 +79,17 @@ def test_doctor_reports_a_missing_forward_rule_with_its_fix(dy: Dockyard) -> Non
     assert fixed.code == 0, fixed.err + fixed.out
     assert _forward_check(fixed.json(), bridge)["status"] == "ok"
     assert "✓" in dy.ok("doctor").out
+
+
+def test_doctor_of_a_host_whose_agent_never_came_is_a_conflict(dy: Dockyard) -> None:
+    """409 naming what to do, not a 502 from an agent URL that is empty (found by
+    schemathesis: `GET /v1/hosts/B/doctor` after it had added host B)."""
+    with dy.api() as api:
+        api.post("/v1/hosts", {"name": "noagent"})
+        try:
+            with pytest.raises(Conflict, match="has no agent yet"):
+                api.get("/v1/hosts/noagent/doctor")
+            result = dy.cli("doctor", "noagent")
+            assert result.code != 0 and "has no agent yet" in result.err, result
+        finally:
+            api.delete("/v1/hosts/noagent")

@@ -10,9 +10,7 @@ on this machine that takes the same lock is shaping or flooding its own bridges.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import json
 import os
 import secrets
 import shutil
@@ -26,6 +24,7 @@ import pytest
 from dockyard.adapters import netlink, tc
 from dockyard.adapters.iptables import ensure_bridge_forwarding, remove_bridge_forwarding
 from dockyard.errors import BackendError
+from tests.integration.iperf import received_bps
 
 pytestmark = [
     pytest.mark.integration,
@@ -106,32 +105,9 @@ def topo() -> Iterator[Topo]:
 
 
 def iperf(t: Topo, *, to_instance: bool) -> float:
-    """Received bits/s of a 5 s TCP run (first second omitted) between peer and instance.
-
-    The server always runs in the instance; `to_instance=False` reverses the flow (-R).
-    """
-    port = str(20000 + secrets.randbelow(20000))
-    server = subprocess.Popen(
-        ["nsenter", "-t", str(t.instance_pid), "-n", "iperf3", "-s", "-1", "-p", port],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        cmd = ["nsenter", "-t", str(t.peer_pid), "-n", "iperf3", "-c", INSTANCE_IP, "-p", port,
-               "-t", "5", "-O", "1", "-J", *([] if to_instance else ["-R"])]
-        deadline = time.monotonic() + 10
-        while True:  # iperf3 -J exits 0 even when it could not connect
-            run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-            if "Connection refused" not in run.stdout or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)  # the server is not listening yet
-        received = None
-        with contextlib.suppress(ValueError):
-            received = json.loads(run.stdout).get("end", {}).get("sum_received")
-        assert run.returncode == 0 and received is not None, (
-            f"iperf3 failed: {run.stdout[-2000:]} {run.stderr}")
-        return float(received["bits_per_second"])
-    finally:
-        server.kill()
-        server.wait(timeout=10)
+    """Received bits/s between peer and instance (the iperf3 server runs in the instance;
+    `to_instance=False` reverses the flow)."""
+    return received_bps(t.instance_pid, INSTANCE_IP, t.peer_pid, reverse=not to_instance)
 
 
 def root_qdisc(*prefix: str, dev: str) -> str:

@@ -17,10 +17,19 @@ from typing import Any
 
 import httpx
 
-from dockyard.errors import BackendError, DockyardError, from_body
+from dockyard.errors import BackendError, Conflict, DockyardError, from_body
 from dockyard.model.doctor import CheckResult
 from dockyard.model.instance import ExecRequest, ExecResult, Usage
 from dockyard.tls import client_context
+
+
+def agent_url(host: str, url: str, path: str) -> str:
+    """The agent's URL for `path`; 409 while the host's agent has never registered (a host
+    that was only added has no API address yet)."""
+    if not url:
+        raise Conflict(f"host {host} has no agent yet: start `dockyard agent` there with the "
+                       "token `dockyard host add` printed")
+    return url.rstrip("/") + path
 
 
 class AgentProxy:
@@ -36,7 +45,7 @@ class AgentProxy:
     def _call(self, host: str, url: str, secret: str, method: str, path: str,
               **kwargs: Any) -> Any:
         try:
-            resp = self._client.request(method, url.rstrip("/") + path,
+            resp = self._client.request(method, agent_url(host, url, path),
                                         headers={"Authorization": f"Bearer {secret}"}, **kwargs)
         except httpx.HTTPError as exc:
             raise BackendError(f"host {host}: agent unreachable: {exc}") from exc
@@ -67,7 +76,7 @@ class AgentProxy:
         """Start a push on the agent; errors before the first byte (no such image) raise
         here, the progress lines then come from the returned iterator."""
         client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None), verify=self.verify)
-        request = client.build_request("POST", url.rstrip("/") + "/v1/images/push", json=body,
+        request = client.build_request("POST", agent_url(host, url, "/v1/images/push"), json=body,
                                        headers={"Authorization": f"Bearer {secret}"})
         try:
             resp = await client.send(request, stream=True)
@@ -117,7 +126,7 @@ class AgentProxy:
 
     async def stream_logs(self, host: str, url: str, secret: str, instance_id: str,
                           params: dict[str, str]) -> AsyncIterator[bytes]:
-        target = url.rstrip("/") + f"/v1/instances/{instance_id}/logs"
+        target = agent_url(host, url, f"/v1/instances/{instance_id}/logs")
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None),
                                      verify=self.verify) as client:
             try:

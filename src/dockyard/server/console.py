@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from dockyard.errors import BackendError, DockyardError
 from dockyard.server import auth
+from dockyard.server.agent_proxy import agent_url
 from dockyard.server.routers.instances import agent_target
 
 router = APIRouter(prefix="/v1/instances", tags=["instances"])
@@ -55,7 +56,7 @@ async def _open_agent(target: tuple[str, str, str, str], query: str,
                       context: ssl.SSLContext | None) -> ClientConnection:
     """`context`: the cluster CA's, for an agent that serves wss:// (TLS clusters)."""
     host, url, secret, instance_id = target
-    ws_url = url.rstrip("/").replace("http", "ws", 1) + f"/v1/instances/{instance_id}/console"
+    ws_url = agent_url(host, url, f"/v1/instances/{instance_id}/console").replace("http", "ws", 1)
     try:
         return await connect(f"{ws_url}?{query}", open_timeout=10,
                              ssl=context if ws_url.startswith("wss") else None,
