@@ -114,6 +114,7 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
                                      expire_on_commit=False)
+        event.listen(self._readers, "before_flush", _refuse_writes)  # once, for every reader
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -132,7 +133,6 @@ class Database:
         and raises instead of being written. Ended by a commit that writes nothing (a rollback
         would expire the rows it returns)."""
         with self._readers() as sess, sess.begin():
-            event.listen(sess, "before_flush", _refuse_writes)
             yield sess
 
     def migrate(self) -> None:
