@@ -8,13 +8,6 @@ veth, `dyc` its container end before it is renamed `eth0`. Containers are `dy-<i
 from __future__ import annotations
 
 import uuid
-from typing import NewType
-
-InstanceId = NewType("InstanceId", str)
-HostId = NewType("HostId", str)
-NetworkId = NewType("NetworkId", str)
-ProjectId = NewType("ProjectId", str)
-OperationId = NewType("OperationId", str)
 
 ID_LEN = 12
 

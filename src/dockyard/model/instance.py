@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -398,7 +398,3 @@ class ExecResult(BaseModel):
     exit_code: int
     stdout: str
     stderr: str
-
-
-def page_of(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
-    return {"items": items, "next": next_cursor}
