@@ -12,22 +12,16 @@ from dockyard.adapters.cgroup_io import (
     read_usage,
     write_io,
 )
+from tests.unit.fake_trees import write_tree
 
 PID = 4242
 DEV = "254:0"
 
 
-def tree(base: Path, files: dict[str, str]) -> None:
-    for rel, content in files.items():
-        path = base / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-
-
 def v1(tmp_path: Path) -> tuple[str, str]:
     root, proc = tmp_path / "cg", tmp_path / "proc"
-    tree(proc, {f"{PID}/cgroup": "10:blkio:/d/x\n8:memory:/d/x\n7:pids:/d/x\n"})
-    tree(root, {
+    write_tree(proc, {f"{PID}/cgroup": "10:blkio:/d/x\n8:memory:/d/x\n7:pids:/d/x\n"})
+    write_tree(root, {
         "blkio/d/x/blkio.throttle.read_bps_device": "",
         "blkio/d/x/blkio.throttle.write_bps_device": f"{DEV} 5242880\n8:0 99\n",
         "blkio/d/x/blkio.throttle.read_iops_device": "",
@@ -44,8 +38,8 @@ def v1(tmp_path: Path) -> tuple[str, str]:
 
 def v2(tmp_path: Path) -> tuple[str, str]:
     root, proc = tmp_path / "cg", tmp_path / "proc"
-    tree(proc, {f"{PID}/cgroup": "0::/d/x\n"})
-    tree(root, {
+    write_tree(proc, {f"{PID}/cgroup": "0::/d/x\n"})
+    write_tree(root, {
         "cgroup.controllers": "cpuset cpu io memory pids",
         "d/x/io.max": f"{DEV} rbps=max wbps=1048576 riops=max wiops=50\n",
         "d/x/memory.stat": "anon 4096\nfile 8192\n",

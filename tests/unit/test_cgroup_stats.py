@@ -17,16 +17,10 @@ from dockyard.adapters.cgroup_stats import (
     read_net,
     resolve,
 )
+from tests.unit.fake_trees import write_tree
 
 PID = 4242
 CID = "/docker/abc"
-
-
-def tree(base: Path, files: dict[str, str]) -> None:
-    for rel, content in files.items():
-        path = base / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
 
 
 V1_BLKIO_BYTES = ("8:0 Read 4096\n8:0 Write 1048576\n8:0 Sync 0\n8:0 Async 0\n"
@@ -35,9 +29,9 @@ V1_BLKIO_BYTES = ("8:0 Read 4096\n8:0 Write 1048576\n8:0 Sync 0\n8:0 Async 0\n"
 
 def v1(tmp_path: Path) -> tuple[str, str]:
     root, proc = tmp_path / "cg", tmp_path / "proc"
-    tree(proc, {f"{PID}/cgroup": "".join(f"{n}:{c}:{CID}\n" for n, c in enumerate(
+    write_tree(proc, {f"{PID}/cgroup": "".join(f"{n}:{c}:{CID}\n" for n, c in enumerate(
         ["cpu", "cpuacct", "memory", "blkio", "pids", "name=systemd"], 1)) + f"0::{CID}\n"})
-    tree(root, {
+    write_tree(root, {
         f"cpuacct{CID}/cpuacct.usage": "2500000000\n",
         f"cpu{CID}/cpu.stat": "nr_periods 10\nnr_throttled 3\nthrottled_time 150000000\n",
         f"memory{CID}/memory.stat": "cache 1\nrss 2\nhierarchical_memory_limit 67108864\n"
@@ -55,8 +49,8 @@ def v1(tmp_path: Path) -> tuple[str, str]:
 
 def v2(tmp_path: Path) -> tuple[str, str]:
     root, proc = tmp_path / "cg", tmp_path / "proc"
-    tree(proc, {f"{PID}/cgroup": f"0::{CID}\n"})
-    tree(root, {
+    write_tree(proc, {f"{PID}/cgroup": f"0::{CID}\n"})
+    write_tree(root, {
         "cgroup.controllers": "cpuset cpu io memory pids",
         f"{CID[1:]}/cpu.stat": "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n"
                                "nr_periods 10\nnr_throttled 3\nthrottled_usec 150000\n",
@@ -128,7 +122,7 @@ def test_gone_cgroup_reads_as_none(tmp_path: Path) -> None:
 
 def test_net_is_seen_from_inside(tmp_path: Path) -> None:
     stats = tmp_path / "net" / "dyh0123456789ab" / "statistics"
-    tree(stats, {"rx_bytes": "100\n", "tx_bytes": "200\n", "rx_packets": "1\n",
+    write_tree(stats, {"rx_bytes": "100\n", "tx_bytes": "200\n", "rx_packets": "1\n",
                  "tx_packets": "2\n"})
     net = read_net("0123456789ab", str(tmp_path / "net"))
     assert net is not None
@@ -137,7 +131,7 @@ def test_net_is_seen_from_inside(tmp_path: Path) -> None:
 
 
 def test_host(tmp_path: Path) -> None:
-    tree(tmp_path, {"loadavg": "1.5 1.0 0.5 1/2 3\n",
+    write_tree(tmp_path, {"loadavg": "1.5 1.0 0.5 1/2 3\n",
                     "meminfo": "MemTotal: 1000 kB\nMemAvailable: 600 kB\n",
                     "stat": "cpu  100 0 100 5000 0 0 0 0 0 0\n"})
     host = read_host(str(tmp_path))

@@ -10,16 +10,14 @@ import pytest
 from dockyard.adapters import cgroups
 from dockyard.adapters.cgroups import CgroupLimits, cgroup_version, read_limits
 from dockyard.errors import BackendError
+from tests.unit.fake_trees import write_tree as fake_tree
 
 PID = 4242
 V1_UNLIMITED = "9223372036854771712"
 
 
 def write_tree(base: Path, files: dict[str, str]) -> None:
-    for rel, content in files.items():
-        path = base / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content + "\n")
+    fake_tree(base, {rel: content + "\n" for rel, content in files.items()})
 
 
 def fake_proc(tmp_path: Path, cgroup_lines: list[str]) -> str:
