@@ -1,0 +1,152 @@
+"""`load_stack`: compose files → `StackSpec`, or one `ComposeError` naming every problem.
+
+    variables = --env-file files (later wins) < the given environment
+    each file: YAML (line:column) ─▶ interpolate ─▶ schema (JSON paths) ─▶ normalize
+    files merged in order ─▶ Dockyard's supported keys ─▶ StackSpec (paths) ─▶ cross checks
+
+Pure: files arrive as text; a service's `env_file` is read through the `read_file` the
+caller gives (the CLI reads beside the compose file; the server, from what was uploaded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml  # type: ignore[import-untyped,unused-ignore]
+
+from dockyard.compose.build import (
+    Problems,
+    build_networks,
+    build_service,
+    build_volumes,
+    check_stack_name,
+)
+from dockyard.compose.envfile import parse_env_file
+from dockyard.compose.interpolate import interpolate_tree
+from dockyard.compose.merge import merge, normalize
+from dockyard.compose.schema import schema_problems
+from dockyard.compose.semantics import check_services, start_order
+from dockyard.compose.support import unsupported
+from dockyard.errors import InvalidRequest
+from dockyard.model.stack import ServiceSpec, StackSpec, replica_name
+from dockyard.model.validators import check_name
+
+
+class ComposeError(InvalidRequest):
+    """A compose file Dockyard cannot deploy; `problems` holds one `path: message` each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class ComposeFile:
+    name: str  # shown in messages, e.g. "compose.yaml"
+    text: str
+
+
+@dataclass(frozen=True)
+class LoadedStack:
+    spec: StackSpec
+    warnings: tuple[str, ...]  # unset variables (Compose warns and uses "")
+
+
+def _no_files(path: str) -> str:
+    raise OSError(f"{path}: no files are available")
+
+
+def load_stack(files: Sequence[ComposeFile], *, name: str | None = None,
+               environ: Mapping[str, str] | None = None,
+               env_files: Sequence[ComposeFile] = (),
+               read_file: Callable[[str], str] = _no_files) -> LoadedStack:
+    if not files:
+        raise ComposeError(["no compose file given"])
+    try:
+        variables = resolve_variables(environ or {}, env_files)
+    except InvalidRequest as exc:
+        raise ComposeError([exc.message]) from exc
+    warnings: list[str] = []
+    trees = [_read(file, variables, warnings, multiple=len(files) > 1) for file in files]
+    merged: dict[str, Any] = {}
+    for tree in trees:
+        merged = merge(merged, tree)
+    problems = unsupported(merged)
+    if problems:
+        raise ComposeError(problems)
+    spec = _build(merged, name, variables, read_file)
+    return LoadedStack(spec=spec, warnings=tuple(warnings))
+
+
+def resolve_variables(environ: Mapping[str, str],
+                      env_files: Sequence[ComposeFile]) -> dict[str, str]:
+    """The interpolation variables: env files in order, the environment over them."""
+    variables: dict[str, str] = {}
+    for env in env_files:
+        variables.update(parse_env_file(env.text, {**variables, **environ}, source=env.name))
+    variables.update(environ)
+    return variables
+
+
+def _read(file: ComposeFile, variables: Mapping[str, str], warnings: list[str],
+          multiple: bool) -> dict[str, Any]:
+    try:
+        tree = yaml.safe_load(file.text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ComposeError([f"{file.name}: invalid YAML at {where}: {problem}"]) from exc
+    if tree is None:
+        raise ComposeError([f"{file.name}: the file is empty"])
+    if not isinstance(tree, dict):
+        raise ComposeError([f"{file.name}: the top level must be a mapping "
+                            f"(services: …), not {type(tree).__name__}"])
+    prefix = f"{file.name}: " if multiple else ""
+    try:
+        tree = interpolate_tree(tree, variables.get, warnings)
+    except InvalidRequest as exc:
+        raise ComposeError([prefix + exc.message]) from exc
+    problems = schema_problems(tree)
+    if problems:
+        raise ComposeError([prefix + p for p in problems])
+    normalized: dict[str, Any] = normalize(tree)
+    return normalized
+
+
+def _build(tree: Mapping[str, Any], name: str | None, variables: Mapping[str, str],
+           read_file: Callable[[str], str]) -> StackSpec:
+    problems = Problems()
+    stack = name or tree.get("name")
+    if not stack:
+        raise ComposeError(["name: the stack needs a name (give one, or `name:` in the file)"])
+    check_stack_name(str(stack), problems)
+    if not tree.get("services"):
+        problems.add(("services",), "the stack has no services")
+    networks = build_networks(tree, problems)
+    volumes = build_volumes(tree, problems)
+    services: dict[str, ServiceSpec] = {}
+    for svc_name, body in (tree.get("services") or {}).items():
+        _check_replica_name(str(stack), svc_name, problems)
+        svc = build_service(svc_name, body or {}, variables, read_file, volumes, problems)
+        if svc is not None:
+            services[svc_name] = svc
+    if not problems.items:
+        check_services(services, networks, problems)
+    if problems.items:
+        raise ComposeError(problems.items)
+    # check_services refused cycles, so the order exists
+    graph = {svc_name: list(svc.depends_on) for svc_name, svc in services.items()}
+    return StackSpec(name=str(stack), services=services, networks=networks, volumes=volumes,
+                     start_order=start_order(graph))
+
+
+def _check_replica_name(stack: str, service: str, problems: Problems) -> None:
+    example = replica_name(stack, service, 1)
+    try:
+        check_name(example)
+    except ValueError as exc:
+        problems.add(("services", service), f"its replicas would be named {example!r}, which "
+                                            f"is not a valid instance name: {exc}")
