@@ -107,6 +107,13 @@ def test_unsupported_keys_are_refused_with_their_path(text: str, expected: list[
     assert list(problems(text)) == expected
 
 
+def test_one_wrong_value_gives_one_problem() -> None:
+    """A service with a bad field is not built further (no follow-on noise)."""
+    assert problems("services: {web: {image: x, deploy: {resources: {limits: {memory: 1k}}}}}"
+                    ) == ("services.web.deploy.resources.limits.memory: memory must be at "
+                          "least 6M (Docker's minimum)",)
+
+
 def test_extension_keys_are_accepted() -> None:
     text = """
 x-common: &common {image: "busybox:1"}
