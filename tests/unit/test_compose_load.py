@@ -100,6 +100,8 @@ def test_schema_errors_name_the_file_when_there_are_several() -> None:
      ["networks.n.driver: not supported"]),
     ("services: {web: {image: x}}\nvolumes: {v: {driver: nfs}}",
      ["volumes.v.driver: not supported"]),
+    ("services: {web: {image: x, deploy: {labels: {a: b}}}}\nnetworks: {n: {labels: [a=b]}}",
+     ["services.web.deploy.labels: not supported", "networks.n.labels: not supported"]),
     ("services: {web: {image: x, networks: {n: {aliases: [a]}}}}\nnetworks: {n: {}}",
      ["services.web.networks.n.aliases: not supported"]),
 ])
@@ -176,12 +178,23 @@ services:
      "services.web_app: its replicas would be named 'shop-web_app-1', which is not a valid "
      "instance name"),
     ("services: {}", "services: the stack has no services"),
+    ("services: {web: {image: x, environment: {BAD-KEY: 1}}}",
+     "services.web.environment: environment name 'BAD-KEY' must match"),
+    ("services: {web: {image: x, env_file: [a.env]}}",
+     "services.web.environment: environment value of 'M' must be one line"),
+    ("services: {web: {image: x, labels: {dockyard.instance: forged}}}",
+     "services.web.labels: label 'dockyard.instance': keys are 1-255 characters and "
+     "'dockyard.' is Dockyard's own prefix"),
+    ("services: {web: {image: x}}\nnetworks: {n: {ipam: {config: [{subnet: nonsense}]}}}",
+     "networks.n: subnet 'nonsense' is not an IPv4 network"),
+    ("services: {web: {image: x}}\nnetworks: {n: {ipam: {config: [{subnet: 10.1.0.0/24, "
+     "gateway: 10.2.0.1}]}}}", "networks.n: gateway 10.2.0.1 is not in 10.1.0.0/24"),
     ("services: {web: {image: x}}\nnetworks: {n: {ipam: {config: [{subnet: 10.1.0.0/24, "
      "ip_range: 10.1.0.0/25}]}}}", "networks.n.ipam.config[0].ip_range: not supported"),
 ])
 def test_values_dockyard_cannot_run_are_refused_with_their_path(text: str,
                                                                  expected: str) -> None:
-    found = problems(text)
+    found = problems(text, read_file={"a.env": 'M="two\nlines"'}.__getitem__)
     assert any(p.startswith(expected) for p in found), found
 
 
@@ -354,6 +367,28 @@ def test_env_files_and_environment_precedence() -> None:
     assert (web.image, web.replicas) == ("x:2", 20)  # later env file wins
     web = load(text, env_files=env_files, environ={"TAG": "shell"}).spec.services["web"]  # type: ignore[attr-defined]
     assert web.image == "x:shell"  # the environment wins over env files
+
+
+ALIAS_BOMB = "x-a: &a [l, l, l, l, l, l, l, l, l, l]\n" + "".join(
+    f"x-{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcdefg", "bcdefgh",
+                                                                  strict=True))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (ALIAS_BOMB + "services: {web: {image: x}}",
+     "compose.yaml: more than 100000 values once YAML aliases are expanded"),
+    ("x-r: &r [*r]\nservices: {web: {image: x}}",
+     "compose.yaml: more than 100000 values once YAML aliases are expanded"),
+    ("services: {web: {image: x, command: '" + "x" * (1 << 20) + "'}}",
+     f"compose.yaml: larger than {1 << 20} bytes"),
+])
+def test_oversized_files_are_refused_before_they_are_walked(text: str, expected: str) -> None:
+    assert problems(text) == (expected,)
+
+
+def test_version_is_ignored_with_a_warning() -> None:
+    loaded = load("version: '3.8'\nservices: {web: {image: x}}")
+    assert loaded.warnings == ("compose.yaml: `version` is obsolete and ignored",)  # type: ignore[attr-defined]
 
 
 def test_missing_variables_warn_and_required_ones_fail() -> None:

@@ -33,6 +33,9 @@ from dockyard.errors import InvalidRequest
 from dockyard.model.stack import ServiceSpec, StackSpec, replica_name
 from dockyard.model.validators import check_name
 
+MAX_TEXT = 1 << 20  # bytes of one compose file
+MAX_VALUES = 100_000  # scalars, mappings and sequences of a file once aliases are expanded
+
 
 class ComposeError(InvalidRequest):
     """A compose file Dockyard cannot deploy; `problems` holds one `path: message` each."""
@@ -92,8 +95,12 @@ def resolve_variables(environ: Mapping[str, str],
 
 def _read(file: ComposeFile, variables: Mapping[str, str], warnings: list[str],
           multiple: bool) -> dict[str, Any]:
+    if len(file.text.encode()) > MAX_TEXT:
+        raise ComposeError([f"{file.name}: larger than {MAX_TEXT} bytes"])
     try:
         tree = yaml.safe_load(file.text)
+    except RecursionError as exc:
+        raise ComposeError([f"{file.name}: nested too deeply"]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -104,7 +111,12 @@ def _read(file: ComposeFile, variables: Mapping[str, str], warnings: list[str],
     if not isinstance(tree, dict):
         raise ComposeError([f"{file.name}: the top level must be a mapping "
                             f"(services: …), not {type(tree).__name__}"])
+    if _too_many_values(tree):
+        raise ComposeError([f"{file.name}: more than {MAX_VALUES} values once YAML aliases "
+                            "are expanded"])
     prefix = f"{file.name}: " if multiple else ""
+    if "version" in tree:
+        warnings.append(f"{file.name}: `version` is obsolete and ignored")
     try:
         tree = interpolate_tree(tree, variables.get, warnings)
     except InvalidRequest as exc:
@@ -114,6 +126,23 @@ def _read(file: ComposeFile, variables: Mapping[str, str], warnings: list[str],
         raise ComposeError([prefix + p for p in problems])
     normalized: dict[str, Any] = normalize(tree)
     return normalized
+
+
+def _too_many_values(tree: Any) -> bool:
+    """True for an alias bomb ("billion laughs") or a recursive alias: the later stages walk
+    the tree as if every alias were a copy."""
+    budget = MAX_VALUES
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        budget -= 1
+        if budget < 0:
+            return True
+        if isinstance(node, dict):
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return False
 
 
 def _build(tree: Mapping[str, Any], name: str | None, variables: Mapping[str, str],

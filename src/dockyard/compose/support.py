@@ -27,7 +27,7 @@ _SERVICE: dict[str, Any] = {
                                          "start_period", "disable")},
     "depends_on": {EACH: {"condition": ANY}},
     "deploy": {
-        "replicas": ANY, "labels": ANY,
+        "replicas": ANY,
         "resources": {"limits": {"cpus": ANY, "memory": ANY, "pids": ANY},
                       "reservations": {"cpus": ANY, "memory": ANY}},
         "placement": {"constraints": ANY},
@@ -39,9 +39,8 @@ SUPPORTED: dict[str, Any] = {
     "version": ANY,  # obsolete, informative only (as Compose)
     "name": ANY,
     "services": {EACH: _SERVICE},
-    "networks": {EACH: {"external": ANY, "name": ANY, "labels": ANY,
-                        "ipam": {"config": ANY}}},
-    "volumes": {EACH: {"external": ANY, "name": ANY, "labels": ANY}},
+    "networks": {EACH: {"external": ANY, "name": ANY, "ipam": {"config": ANY}}},
+    "volumes": {EACH: {"external": ANY, "name": ANY}},
 }
 # Refused with a more useful sentence than "not supported".
 REASONS: dict[tuple[str, ...], str] = {

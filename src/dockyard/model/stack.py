@@ -8,14 +8,15 @@ seconds. Replicas of service `web` in stack `shop` are the instances `shop-web-1
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dockyard.model.instance import LimitsSpec
-from dockyard.model.validators import check_container_path
+from dockyard.model.validators import check_container_path, check_env_key, check_env_value
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
@@ -166,6 +167,23 @@ class ServiceSpec(Frozen):
     rollback_config: UpdateConfig = Field(default_factory=lambda: UpdateConfig())
     http: HttpEntrance | None = None
 
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            check_env_key(key)
+            check_env_value(key, val)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith("dockyard.") or not key or len(key) > 255:
+                raise ValueError(f"label {key[:64]!r}: keys are 1-255 characters and "
+                                 "'dockyard.' is Dockyard's own prefix")
+        return value
+
     @field_validator("volumes")
     @classmethod
     def _targets_unique(cls, value: tuple[ServiceVolume, ...]) -> tuple[ServiceVolume, ...]:
@@ -187,6 +205,23 @@ class StackNetwork(Frozen):
     external: bool = False
     subnet: str | None = None
     gateway: str | None = None
+
+    @model_validator(mode="after")
+    def _addresses(self) -> StackNetwork:
+        if self.subnet is not None:
+            try:
+                net = ipaddress.IPv4Network(self.subnet, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"subnet {self.subnet!r} is not an IPv4 network") from exc
+            if self.gateway is not None:
+                try:
+                    inside = ipaddress.IPv4Address(self.gateway) in net
+                except ValueError as exc:
+                    raise ValueError(f"gateway {self.gateway!r} is not an IPv4 address") \
+                        from exc
+                if not inside:
+                    raise ValueError(f"gateway {self.gateway} is not in {self.subnet}")
+        return self
 
 
 class StackVolume(Frozen):
