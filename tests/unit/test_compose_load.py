@@ -34,7 +34,9 @@ def problems(text: str, **kwargs: object) -> tuple[str, ...]:
     ("services:\n  web: {image: x\n", "compose.yaml: invalid YAML at line 3, column 1"),
     ("services:\n\tweb: {}\n", "compose.yaml: invalid YAML at line 2, column 1"),
     ("a: 1\na: [\n", "compose.yaml: invalid YAML at line 3"),
-    ("services: {web: !reset null}", "compose.yaml: invalid YAML at line 1, column 17"),
+    ("services: {web: !custom null}", "compose.yaml: invalid YAML at line 1, column 17"),
+    ("x: !!python/object/apply:os.system [true]", "compose.yaml: invalid YAML at line 1, "
+                                                 "column 4"),
     ("", "compose.yaml: the file is empty"),
     ("- a\n- b\n", "compose.yaml: the top level must be a mapping"),
 ])

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dockyard.compose import ComposeFile, load_stack
+from dockyard.compose import ComposeError, ComposeFile, load_stack
 from dockyard.compose.merge import merge, normalize
 
 BASE = """
@@ -105,6 +105,66 @@ def test_merge_rules(base: str, override: str, expected: Any) -> None:
     base_tree, override_tree = _yaml(base), _yaml(override)
     assert merge(base_tree, override_tree) == expected
     assert base_tree == _yaml(base)  # inputs untouched
+
+
+RESET_BASE = """
+services:
+  web:
+    image: busybox:1
+    command: [httpd]
+    environment: {FOO: bar, KEEP: "1"}
+    labels: [a=1]
+    volumes: [data:/data, logs:/logs]
+    depends_on: [db]
+    deploy: {replicas: 3, placement: {constraints: [node.labels.zone==a]}}
+  db: {image: postgres}
+volumes: {data: {}, logs: {}}
+"""
+RESET_OVERRIDE = """
+services:
+  web:
+    command: !reset null
+    environment: {FOO: !reset null, NEW: "2"}
+    labels: !override {b: "2"}
+    volumes: !override [logs:/elsewhere]
+    depends_on: !reset []
+    deploy:
+      replicas: !reset 0
+      placement: {constraints: !override ["node.labels.zone==b"]}
+"""
+
+
+def test_reset_and_override_tags() -> None:
+    spec = load_stack([ComposeFile("base.yaml", RESET_BASE),
+                       ComposeFile("over.yaml", RESET_OVERRIDE)], name="s").spec
+    web = spec.services["web"]
+    assert web.command is None  # reset: back to the image's default
+    assert web.environment == {"KEEP": "1", "NEW": "2"}
+    assert web.labels == {"b": "2"}  # override: not merged with a=1
+    assert [(v.source, v.target) for v in web.volumes] == [("logs", "/elsewhere")]
+    assert web.depends_on == {}
+    assert web.replicas == 1  # the default
+    assert web.constraints == {"zone": "b"}
+    assert spec.start_order == ("db", "web")
+
+
+def test_tags_in_a_file_alone_are_resolved_there() -> None:
+    text = "services: {web: {image: x, command: !reset null, labels: !override [a=1]}}"
+    web = load_stack([ComposeFile("c.yaml", text)], name="s").spec.services["web"]
+    assert (web.command, web.labels) == (None, {"a": "1"})
+
+
+def test_an_override_value_is_still_interpolated_and_validated() -> None:
+    files = [ComposeFile("a.yaml", "services: {web: {image: x, environment: {A: '1'}}}"),
+             ComposeFile("b.yaml", "services: {web: {environment: !override {B: '${V}'},"
+                                   " deploy: !override {replicas: x}}}")]
+    with pytest.raises(ComposeError) as info:
+        load_stack(files, name="s", environ={"V": "v"})
+    assert info.value.problems == (
+        "b.yaml: services.web.deploy.replicas: 'x' is not of type 'integer'",)
+    files[1] = ComposeFile("b.yaml", "services: {web: {environment: !override {B: '${V}'}}}")
+    web = load_stack(files, name="s", environ={"V": "v"}).spec.services["web"]
+    assert web.environment == {"B": "v"}
 
 
 def test_three_files_apply_in_order() -> None:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from dockyard.compose.tags import Override
 from dockyard.errors import InvalidRequest
 
 Lookup = Callable[[str], "str | None"]
@@ -129,7 +130,10 @@ def _value(name: str, lookup: Lookup, warnings: list[str], where: str) -> str:
 
 def interpolate_tree(tree: Any, lookup: Lookup, warnings: list[str],
                      path: tuple[str, ...] = ()) -> Any:
-    """A copy of a parsed YAML tree with every string value interpolated."""
+    """A copy of a parsed YAML tree with every string value interpolated (inside
+    `!override` too)."""
+    if isinstance(tree, Override):
+        return Override(interpolate_tree(tree.value, lookup, warnings, path))
     if isinstance(tree, dict):
         return {key: interpolate_tree(value, lookup, warnings, (*path, str(key)))
                 for key, value in tree.items()}

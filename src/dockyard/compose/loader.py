@@ -29,6 +29,7 @@ from dockyard.compose.merge import merge, normalize
 from dockyard.compose.schema import schema_problems
 from dockyard.compose.semantics import check_services, start_order
 from dockyard.compose.support import unsupported
+from dockyard.compose.tags import Override, load_yaml, strip
 from dockyard.errors import InvalidRequest
 from dockyard.model.stack import ServiceSpec, StackSpec, replica_name
 from dockyard.model.validators import check_name
@@ -98,7 +99,7 @@ def _read(file: ComposeFile, variables: Mapping[str, str], warnings: list[str],
     if len(file.text.encode()) > MAX_TEXT:
         raise ComposeError([f"{file.name}: larger than {MAX_TEXT} bytes"])
     try:
-        tree = yaml.safe_load(file.text)
+        tree = load_yaml(file.text)
     except RecursionError as exc:
         raise ComposeError([f"{file.name}: nested too deeply"]) from exc
     except yaml.YAMLError as exc:
@@ -121,7 +122,7 @@ def _read(file: ComposeFile, variables: Mapping[str, str], warnings: list[str],
         tree = interpolate_tree(tree, variables.get, warnings)
     except InvalidRequest as exc:
         raise ComposeError([prefix + exc.message]) from exc
-    problems = schema_problems(tree)
+    problems = schema_problems(strip(tree))
     if problems:
         raise ComposeError([prefix + p for p in problems])
     normalized: dict[str, Any] = normalize(tree)
@@ -142,6 +143,8 @@ def _too_many_values(tree: Any) -> bool:
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)
+        elif isinstance(node, Override):
+            pending.append(node.value)
     return False
 
 

@@ -7,6 +7,10 @@
                secrets / configs (key: source): an item with the same key is replaced
                in place, others appended
 
+An override file can also say `!reset` (remove the value: the key is dropped, the default
+applies) or `!override VALUE` (replace instead of merging); `strip` resolves these tags in a
+file taken alone (for the schema, and in the first file).
+
 Before merging, each file is normalized so the two spellings Compose allows merge as one:
 `environment` / `labels` / `deploy.labels` lists (`K=V`) become mappings, `depends_on` and
 `networks` lists become mappings, a string `env_file` a list. Shapes the normalizer does not
@@ -16,6 +20,14 @@ recognize are left as they are, for the schema to name.
 from __future__ import annotations
 
 from typing import Any
+
+from dockyard.compose.tags import Override, Reset, strip
+
+
+def _inside(value: Any, change: Any) -> Any:
+    """`change(value)`, applied inside an `!override` wrapper too."""
+    return Override(change(value.value)) if isinstance(value, Override) else change(value)
+
 
 _REPLACED = {("command",), ("entrypoint",), ("healthcheck", "test")}
 _UNIQUE = {"volumes", "ports", "secrets", "configs"}
@@ -33,18 +45,33 @@ def normalize(tree: Any) -> Any:
 def _normalize_service(svc: dict[str, Any]) -> dict[str, Any]:
     svc = dict(svc)
     for key in ("environment", "labels"):
-        svc[key] = _list_to_dict(svc[key]) if key in svc else None
-        if svc[key] is None:
-            del svc[key]
+        if svc.get(key) is None:
+            svc.pop(key, None)
+        else:
+            svc[key] = _inside(svc[key], _list_to_dict)
     if isinstance(svc.get("deploy"), dict) and "labels" in svc["deploy"]:
-        svc["deploy"] = {**svc["deploy"], "labels": _list_to_dict(svc["deploy"]["labels"])}
-    for key, empty in (("depends_on", {"condition": "service_started"}), ("networks", None)):
-        value = svc.get(key)
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            svc[key] = {item: (dict(empty) if empty else None) for item in value}
-    if isinstance(svc.get("env_file"), str):
-        svc["env_file"] = [svc["env_file"]]
+        svc["deploy"] = {**svc["deploy"],
+                         "labels": _inside(svc["deploy"]["labels"], _list_to_dict)}
+    for key in ("depends_on", "networks"):
+        if key in svc:
+            svc[key] = _inside(svc[key], _list_to_mapping if key == "networks"
+                               else _list_to_dependencies)
+    if "env_file" in svc:
+        svc["env_file"] = _inside(svc["env_file"],
+                                  lambda value: [value] if isinstance(value, str) else value)
     return svc
+
+
+def _list_to_mapping(value: Any) -> Any:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return {item: None for item in value}
+    return value
+
+
+def _list_to_dependencies(value: Any) -> Any:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return {item: {"condition": "service_started"} for item in value}
+    return value
 
 
 def _list_to_dict(value: Any) -> Any:
@@ -59,23 +86,28 @@ def _list_to_dict(value: Any) -> Any:
 
 
 def merge(base: Any, override: Any) -> Any:
-    """Two normalized files merged into one tree (neither argument is changed)."""
+    """Two normalized files merged into one tree (neither argument is changed); the result
+    holds no `Reset` / `Override`."""
     return _merge(base, override, ())
 
 
 def _merge(base: Any, override: Any, path: tuple[str, ...]) -> Any:
     if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
+        merged = strip(base)
         for key, value in override.items():
-            sub = (*path, str(key))
-            merged[key] = _merge(base[key], value, sub) if key in base else value
+            if isinstance(value, Reset):
+                merged.pop(key, None)
+            elif key in merged and not isinstance(value, Override):
+                merged[key] = _merge(merged[key], value, (*path, str(key)))
+            else:
+                merged[key] = strip(value)
         return merged
     service_key = path[2:] if len(path) >= 3 and path[0] == "services" else ()
     if isinstance(base, list) and isinstance(override, list) and service_key not in _REPLACED:
         if len(service_key) == 1 and service_key[0] in _UNIQUE:
-            return _merge_unique(base, override, service_key[0])
-        return [*base, *override]
-    return override
+            return _merge_unique(base, strip(override), service_key[0])
+        return [*base, *strip(override)]
+    return strip(override)
 
 
 def _merge_unique(base: list[Any], override: list[Any], field: str) -> list[Any]:
