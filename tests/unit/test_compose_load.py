@@ -35,6 +35,9 @@ def problems(text: str, **kwargs: object) -> tuple[str, ...]:
     ("services:\n\tweb: {}\n", "compose.yaml: invalid YAML at line 2, column 1"),
     ("a: 1\na: [\n", "compose.yaml: invalid YAML at line 3"),
     ("services: {web: !custom null}", "compose.yaml: invalid YAML at line 1, column 17"),
+    ("x: 1\ny: !!int abc", "compose.yaml: invalid YAML at line 2, column 4: 'abc' is not an "
+                           "integer"),
+    ("x: !!bool yes", "compose.yaml: invalid YAML at line 1, column 4: 'yes' is not true or"),
     ("x: !!python/object/apply:os.system [true]", "compose.yaml: invalid YAML at line 1, "
                                                  "column 4"),
     ("", "compose.yaml: the file is empty"),
@@ -116,6 +119,22 @@ def test_one_wrong_value_gives_one_problem() -> None:
     assert problems("services: {web: {image: x, deploy: {resources: {limits: {memory: 1k}}}}}"
                     ) == ("services.web.deploy.resources.limits.memory: memory must be at "
                           "least 6M (Docker's minimum)",)
+
+
+def test_yaml_is_read_as_yaml_1_2_like_compose() -> None:
+    """`restart: no` is the string "no" (PyYAML alone says False), `yes`/`on` stay strings,
+    0755 is decimal, 1:30 a string."""
+    text = """
+services:
+  web:
+    image: x
+    restart: no
+    environment: {A: yes, B: on, C: 0755, D: 1:30, E: true, F: 0x1F, G: 1.50}
+"""
+    web = load(text).spec.services["web"]  # type: ignore[attr-defined]
+    assert web.restart == "no"
+    assert web.environment == {"A": "yes", "B": "on", "C": "755", "D": "1:30", "E": "true",
+                               "F": "31", "G": "1.5"}
 
 
 def test_extension_keys_are_accepted() -> None:

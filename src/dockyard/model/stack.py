@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -245,6 +245,3 @@ class StackSpec(Frozen):
 
 def replica_name(stack: str, service: str, index: int) -> str:
     return f"{stack}-{service}-{index}"
-
-
-HealthState = Literal["starting", "healthy", "unhealthy"]
