@@ -41,6 +41,9 @@ def problems(text: str, **kwargs: object) -> tuple[str, ...]:
     ("x: !!python/object/apply:os.system [true]", "compose.yaml: invalid YAML at line 1, "
                                                  "column 4"),
     ("", "compose.yaml: the file is empty"),
+    ("services: {1: {image: x}}", "services.1: keys must be strings (quote 1)"),
+    ("services: {web: {image: x, environment: [{true: 1}]}}",
+     "services.web.environment[0].True: keys must be strings (quote True)"),
     ("- a\n- b\n", "compose.yaml: the top level must be a mapping"),
 ])
 def test_invalid_yaml_names_line_and_column(text: str, expected: str) -> None:

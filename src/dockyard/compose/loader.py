@@ -24,7 +24,7 @@ from dockyard.compose.build import (
     check_stack_name,
 )
 from dockyard.compose.envfile import parse_env_file
-from dockyard.compose.interpolate import interpolate_tree
+from dockyard.compose.interpolate import dotted, interpolate_tree
 from dockyard.compose.merge import merge, normalize
 from dockyard.compose.schema import schema_problems
 from dockyard.compose.semantics import check_services, start_order
@@ -116,6 +116,9 @@ def _read(file: ComposeFile, variables: Mapping[str, str], warnings: list[str],
         raise ComposeError([f"{file.name}: more than {MAX_VALUES} values once YAML aliases "
                             "are expanded"])
     prefix = f"{file.name}: " if multiple else ""
+    bad_keys = _non_string_keys(tree)
+    if bad_keys:
+        raise ComposeError([f"{prefix}{p}" for p in bad_keys])
     if "version" in tree:
         warnings.append(f"{file.name}: `version` is obsolete and ignored")
     try:
@@ -146,6 +149,27 @@ def _too_many_values(tree: Any) -> bool:
         elif isinstance(node, Override):
             pending.append(node.value)
     return False
+
+
+def _non_string_keys(tree: Any) -> list[str]:
+    """`path: ...` for each mapping key that YAML read as a number, boolean or null (the
+    schema's key patterns apply to strings only)."""
+    problems: list[str] = []
+    pending: list[tuple[tuple[str, ...], Any]] = [((), tree)]
+    while pending:
+        path, node = pending.pop()
+        if isinstance(node, Override):
+            pending.append((path, node.value))
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    problems.append(f"{dotted((*path, str(key)))}: keys must be strings "
+                                    f"(quote {key!r})")
+                else:
+                    pending.append(((*path, key), value))
+        elif isinstance(node, list):
+            pending.extend(((*path, f"[{i}]"), item) for i, item in enumerate(node))
+    return sorted(problems)
 
 
 def _build(tree: Mapping[str, Any], name: str | None, variables: Mapping[str, str],
