@@ -12,6 +12,8 @@ from dockyard.model.stack import (
     DependencyCondition,
     FailureAction,
     HealthcheckSpec,
+    StackNetwork,
+    StackVolume,
     UpdateConfig,
     UpdateOrder,
     parse_duration,
@@ -209,6 +211,10 @@ services:
     ("services: {web: {image: x, labels: {dockyard.instance: forged}}}",
      "services.web.labels: label 'dockyard.instance': keys are 1-255 characters and "
      "'dockyard.' is Dockyard's own prefix"),
+    ("services: {web: {image: x}}\nnetworks: {n: {name: Bad_Net}}",
+     "networks.n.name: must be 1-63 characters of lower-case letters"),
+    ("services: {web: {image: x}}\nvolumes: {v: {external: true, name: Bad!}}",
+     "volumes.v.name: volume name 'Bad!' must be 1-63 characters"),
     ("services: {web: {image: x}}\nnetworks: {n: {ipam: {config: [{subnet: nonsense}]}}}",
      "networks.n: subnet 'nonsense' is not an IPv4 network"),
     ("services: {web: {image: x}}\nnetworks: {n: {ipam: {config: [{subnet: 10.1.0.0/24, "
@@ -242,6 +248,8 @@ def test_values_dockyard_cannot_run_are_refused_with_their_path(text: str,
      "10.9.0.0/24"),
     ("a: {image: x, networks: {n: {ipv4_address: 10.9.0.300}}}",
      "services.a.networks.n.ipv4_address: '10.9.0.300' is not an IPv4 address"),
+    ("a: {image: x, networks: [n, m]}",
+     "services.a.networks: one network per service (a Dockyard instance has one interface)"),
     ("a: {image: x, networks: [undeclared]}",
      "services.a.networks.undeclared: not declared in the top-level networks"),
 ])
@@ -261,6 +269,19 @@ networks: {n: {}, m: {}}
 """
     spec = load(text).spec  # type: ignore[attr-defined]
     assert spec.services["a"].fixed_ip and spec.services["b"].fixed_ip
+
+
+def test_volume_and_network_names() -> None:
+    text = """
+services: {web: {image: x, networks: [n], volumes: ['mine:/a', 'ext:/b', 'named:/c']}}
+networks: {n: {}}
+volumes: {mine: {}, ext: {external: true}, named: {name: exact.name}}
+"""
+    spec = load(text).spec  # type: ignore[attr-defined]
+    assert spec.volumes == {"mine": StackVolume(name="shop-mine"),
+                            "ext": StackVolume(name="ext", external=True),
+                            "named": StackVolume(name="exact.name")}
+    assert spec.networks == {"n": StackNetwork(name="shop-n")}  # no implicit default: unused
 
 
 def test_start_order_is_topological_and_deterministic() -> None:
@@ -345,7 +366,9 @@ def test_a_full_file_maps_to_dockyard_terms() -> None:
     assert web.rollback_config == UpdateConfig()
     assert web.http is not None and (web.http.host, web.http.port) == ("shop.example", 8080)
     assert [(v.source, v.target, v.read_only) for v in web.volumes] == [("data", "/data", True)]
-    assert spec.volumes["data"].external
+    assert spec.volumes["data"].external and spec.volumes["data"].name == "data"
+    assert spec.networks["front"].model_dump() == {  # created for the stack: STACK-KEY
+        "name": "shop-front", "external": False, "subnet": None, "gateway": None}
     assert spec.networks["back"].model_dump() == {
         "name": "prod-back", "external": True, "subnet": "10.240.7.0/24",
         "gateway": "10.240.7.1"}
@@ -363,6 +386,8 @@ def test_defaults() -> None:
     assert spec.name == "tiny"
     assert web.replicas == 1 and web.restart == "no" and web.command is None
     assert [n.name for n in web.networks] == ["default"]
+    assert spec.networks == {"default": StackNetwork(name="tiny-default")}
+    assert spec.volumes == {}
     assert web.limits.cores == 0 and web.limits.memory is None and web.limits.cpus is None
     assert web.limits.pids == DEFAULT_PIDS
     # Docker's healthcheck defaults

@@ -57,7 +57,17 @@ class Problems:
             return None
 
 
-def build_networks(tree: Mapping[str, Any], problems: Problems) -> dict[str, StackNetwork]:
+def dockyard_name(stack: str, key: str, body: Mapping[str, Any]) -> str:
+    """The Dockyard name of a stack's network or volume: `name:` if given; an external one
+    is otherwise named by its key, one created for the stack `STACK-KEY` (Compose says
+    `project_key`; Dockyard names have no '_')."""
+    if body.get("name"):
+        return str(body["name"])
+    return key if body.get("external") else f"{stack}-{key}"
+
+
+def build_networks(tree: Mapping[str, Any], stack: str,
+                   problems: Problems) -> dict[str, StackNetwork]:
     result: dict[str, StackNetwork] = {}
     for name, body in (tree.get("networks") or {}).items():
         body = body or {}
@@ -72,19 +82,20 @@ def build_networks(tree: Mapping[str, Any], problems: Problems) -> dict[str, Sta
             subnet, gateway = conf.get("subnet"), conf.get("gateway")
         external = bool(body.get("external"))
         net = problems.model(path, StackNetwork, {
-            "name": str(body.get("name") or name), "external": external,
+            "name": dockyard_name(stack, name, body), "external": external,
             "subnet": subnet, "gateway": gateway})
         if net is not None:
             result[name] = net
     return result
 
 
-def build_volumes(tree: Mapping[str, Any], problems: Problems) -> dict[str, StackVolume]:
+def build_volumes(tree: Mapping[str, Any], stack: str,
+                  problems: Problems) -> dict[str, StackVolume]:
     result: dict[str, StackVolume] = {}
     for name, body in (tree.get("volumes") or {}).items():
         body = body or {}
         vol = problems.model(("volumes", name), StackVolume, {
-            "name": str(body.get("name") or name), "external": bool(body.get("external"))})
+            "name": dockyard_name(stack, name, body), "external": bool(body.get("external"))})
         if vol is not None:
             result[name] = vol
     return result

@@ -31,7 +31,7 @@ from dockyard.compose.semantics import check_services, start_order
 from dockyard.compose.support import unsupported
 from dockyard.compose.tags import Override, load_yaml, strip
 from dockyard.errors import InvalidRequest
-from dockyard.model.stack import ServiceSpec, StackSpec, replica_name
+from dockyard.model.stack import ServiceSpec, StackNetwork, StackSpec, replica_name
 from dockyard.model.validators import check_name
 
 MAX_TEXT = 1 << 20  # bytes of one compose file
@@ -181,8 +181,8 @@ def _build(tree: Mapping[str, Any], name: str | None, variables: Mapping[str, st
     check_stack_name(str(stack), problems)
     if not tree.get("services"):
         problems.add(("services",), "the stack has no services")
-    networks = build_networks(tree, problems)
-    volumes = build_volumes(tree, problems)
+    networks = build_networks(tree, str(stack), problems)
+    volumes = build_volumes(tree, str(stack), problems)
     services: dict[str, ServiceSpec] = {}
     for svc_name, body in (tree.get("services") or {}).items():
         _check_replica_name(str(stack), svc_name, problems)
@@ -193,6 +193,9 @@ def _build(tree: Mapping[str, Any], name: str | None, variables: Mapping[str, st
         check_services(services, networks, problems)
     if problems.items:
         raise ComposeError(problems.items)
+    if "default" not in networks and any(net.name == "default" for svc in services.values()
+                                         for net in svc.networks):
+        networks["default"] = StackNetwork(name=f"{stack}-default")
     # check_services refused cycles, so the order exists
     graph = {svc_name: list(svc.depends_on) for svc_name, svc in services.items()}
     return StackSpec(name=str(stack), services=services, networks=networks, volumes=volumes,

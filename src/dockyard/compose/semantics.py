@@ -2,7 +2,8 @@
 
 * `depends_on` names a service of the stack; the graph has no cycle (the cycle is named,
   `a -> b -> a`); `start_order` is a topological order (ties by name: deterministic);
-* a service's networks are declared at the top level (`default` is implicit);
+* a service is on one network (an instance has one interface), declared at the top level
+  (`default` is implicit);
 * an `ipv4_address` belongs to one replica: not on a service with replicas > 1, not twice on
   one network, and inside the network's subnet when the stack gives one.
 """
@@ -23,6 +24,9 @@ def check_services(services: Mapping[str, ServiceSpec], networks: Mapping[str, S
         for dep in svc.depends_on:
             if dep not in services:
                 problems.add(("services", name, "depends_on", dep), "no such service")
+        if len(svc.networks) > 1:
+            problems.add(("services", name, "networks"), "one network per service (a "
+                         "Dockyard instance has one interface)")
         for net in svc.networks:
             if net.name != "default" and net.name not in networks:
                 problems.add(("services", name, "networks", net.name),

@@ -16,7 +16,13 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dockyard.model.instance import LimitsSpec
-from dockyard.model.validators import check_container_path, check_env_key, check_env_value
+from dockyard.model.validators import (
+    VOLUME_NAME_RE,
+    check_container_path,
+    check_env_key,
+    check_env_value,
+    check_name,
+)
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
@@ -199,12 +205,19 @@ class ServiceSpec(Frozen):
 
 class StackNetwork(Frozen):
     """A network of the stack: created for it (`subnet` optional) or an existing Dockyard
-    network (`external`, named `name`)."""
+    network (`external`). `name` is the Dockyard network's name (compose/build.py:
+    `dockyard_name`); `StackSpec.networks` is keyed by the file's name, `default` included
+    when a service uses it."""
 
     name: str
     external: bool = False
     subnet: str | None = None
     gateway: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value)
 
     @model_validator(mode="after")
     def _addresses(self) -> StackNetwork:
@@ -229,6 +242,14 @@ class StackVolume(Frozen):
 
     name: str
     external: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not VOLUME_NAME_RE.match(value):
+            raise ValueError(f"volume name {value!r} must be 1-63 characters of lower-case "
+                             "letters, digits, '_', '.' and '-'")
+        return value
 
 
 class StackSpec(Frozen):
