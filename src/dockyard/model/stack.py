@@ -1,0 +1,268 @@
+"""Stack specs: what a compose file asks for, in Dockyard's terms (compose/ builds them).
+
+A `StackSpec` is fully resolved: interpolated, merged, validated, defaults filled (Docker's
+healthcheck defaults, Compose's update_config defaults), sizes in bytes, durations in
+seconds. Replicas of service `web` in stack `shop` are the instances `shop-web-1`,
+`shop-web-2`, … (`replica_name`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dockyard.model.instance import LimitsSpec
+from dockyard.model.validators import (
+    VOLUME_NAME_RE,
+    check_container_path,
+    check_env_key,
+    check_env_value,
+    check_name,
+)
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                 "h": 3600.0}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from a Go/Compose duration: `1m30s`, `500ms`, `2h`, `10s`; a bare number is
+    seconds. Raises ValueError with a readable text."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is written like 30s, 1m30s or 500ms")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration must not be negative")
+        return float(value)
+    text = value.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"{value!r} is not a duration (write e.g. 30s, 1m30s, 500ms)")
+    return total
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HealthcheckSpec(Frozen):
+    """`test` as Docker stores it: `["CMD", ...]`, `["CMD-SHELL", "cmd"]`; Docker's defaults."""
+
+    test: tuple[str, ...]
+    interval: float = 30.0
+    timeout: float = 30.0
+    retries: Annotated[int, Field(ge=1)] = 3
+    start_period: float = 0.0
+
+    @field_validator("interval", "timeout", "start_period", mode="before")
+    @classmethod
+    def _duration(cls, value: str | float) -> float:
+        return parse_duration(value)
+
+    def monitor_default(self) -> float:
+        """How long a new replica may take to become healthy: start_period + interval × retries
+        (a healthcheck's own give-up time)."""
+        return self.start_period + self.interval * self.retries
+
+
+class UpdateOrder(StrEnum):
+    start_first = "start-first"
+    stop_first = "stop-first"
+
+
+class FailureAction(StrEnum):
+    continue_ = "continue"
+    pause = "pause"
+    rollback = "rollback"
+
+
+class UpdateConfig(Frozen):
+    """`deploy.update_config` / `rollback_config` with Compose's defaults. `parallelism` 0
+    means all at once (as Docker); `monitor` None means the healthcheck's own time."""
+
+    parallelism: Annotated[int, Field(ge=0)] = 1
+    delay: float = 0.0
+    failure_action: FailureAction = FailureAction.pause
+    monitor: float | None = None
+    max_failure_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+    order: UpdateOrder = UpdateOrder.stop_first
+
+    @field_validator("delay", "monitor", mode="before")
+    @classmethod
+    def _duration(cls, value: str | float | None) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    def monitor_for(self, health: HealthcheckSpec | None) -> float:
+        """The monitor window for a new replica: the given `monitor`, never less than the
+        healthcheck's start_period + interval × retries (issue #12)."""
+        floor = health.monitor_default() if health is not None else 0.0
+        return max(self.monitor or 0.0, floor)
+
+
+class DependencyCondition(StrEnum):
+    service_started = "service_started"
+    service_healthy = "service_healthy"
+
+
+class ServiceNetwork(Frozen):
+    name: str
+    ipv4_address: str | None = None
+
+
+class ServiceVolume(Frozen):
+    """A mount of one of the stack's volumes (`source` is a key of `StackSpec.volumes`)."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        return check_container_path(value)
+
+
+class HttpEntrance(Frozen):
+    """`x-dockyard: {http: {host, port}}`: published through the stack's entrance."""
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+class RestartPolicy(StrEnum):
+    no = "no"
+    always = "always"
+    on_failure = "on-failure"
+    unless_stopped = "unless-stopped"
+
+
+class Reservations(Frozen):
+    cpus: float | None = None
+    memory_bytes: int | None = None
+
+
+class ServiceSpec(Frozen):
+    name: str
+    image: str
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
+    hostname: str | None = None
+    networks: tuple[ServiceNetwork, ...] = ()
+    volumes: tuple[ServiceVolume, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
+    healthcheck: HealthcheckSpec | None = None
+    depends_on: dict[str, DependencyCondition] = Field(default_factory=dict)
+    restart: RestartPolicy = RestartPolicy.no
+    replicas: Annotated[int, Field(ge=0)] = 1
+    limits: LimitsSpec = Field(default_factory=lambda: LimitsSpec.model_validate({}))
+    reservations: Reservations = Field(default_factory=Reservations)
+    constraints: dict[str, str] = Field(default_factory=dict)
+    update_config: UpdateConfig = Field(default_factory=lambda: UpdateConfig())
+    rollback_config: UpdateConfig = Field(default_factory=lambda: UpdateConfig())
+    http: HttpEntrance | None = None
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            check_env_key(key)
+            check_env_value(key, val)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith("dockyard.") or not key or len(key) > 255:
+                raise ValueError(f"label {key[:64]!r}: keys are 1-255 characters and "
+                                 "'dockyard.' is Dockyard's own prefix")
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _targets_unique(cls, value: tuple[ServiceVolume, ...]) -> tuple[ServiceVolume, ...]:
+        targets = [vol.target for vol in value]
+        if len(set(targets)) != len(targets):
+            raise ValueError("two volumes have the same target")
+        return value
+
+    @property
+    def fixed_ip(self) -> bool:
+        return any(net.ipv4_address for net in self.networks)
+
+
+class StackNetwork(Frozen):
+    """A network of the stack: created for it (`subnet` optional) or an existing Dockyard
+    network (`external`). `name` is the Dockyard network's name (compose/build.py:
+    `dockyard_name`); `StackSpec.networks` is keyed by the file's name, `default` included
+    when a service uses it."""
+
+    name: str
+    external: bool = False
+    subnet: str | None = None
+    gateway: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value)
+
+    @model_validator(mode="after")
+    def _addresses(self) -> StackNetwork:
+        if self.subnet is not None:
+            try:
+                net = ipaddress.IPv4Network(self.subnet, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"subnet {self.subnet!r} is not an IPv4 network") from exc
+            if self.gateway is not None:
+                try:
+                    inside = ipaddress.IPv4Address(self.gateway) in net
+                except ValueError as exc:
+                    raise ValueError(f"gateway {self.gateway!r} is not an IPv4 address") \
+                        from exc
+                if not inside:
+                    raise ValueError(f"gateway {self.gateway} is not in {self.subnet}")
+        return self
+
+
+class StackVolume(Frozen):
+    """A volume of the stack: created for it, or an existing one of the project (`external`)."""
+
+    name: str
+    external: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not VOLUME_NAME_RE.match(value):
+            raise ValueError(f"volume name {value!r} must be 1-63 characters of lower-case "
+                             "letters, digits, '_', '.' and '-'")
+        return value
+
+
+class StackSpec(Frozen):
+    name: str
+    services: dict[str, ServiceSpec]
+    networks: dict[str, StackNetwork] = Field(default_factory=dict)
+    volumes: dict[str, StackVolume] = Field(default_factory=dict)
+    start_order: tuple[str, ...] = Field(
+        (), description="services in a first-start order that honours depends_on")
+
+    def replica_name(self, service: str, index: int) -> str:
+        return replica_name(self.name, service, index)
+
+
+def replica_name(stack: str, service: str, index: int) -> str:
+    return f"{stack}-{service}-{index}"

@@ -1,0 +1,1 @@
+"""Stacks' pure logic (README.md): the rollout planner. No store, server, agent or adapters."""
