@@ -164,7 +164,11 @@ def list_(as_json: JsonOpt = False) -> None:
 
 
 def show(name: str, as_json: JsonOpt = False) -> None:
-    """Show one instance."""
+    """Show one instance.
+
+    Memory and pids are the instance's cgroup numbers. Inside, procps `free` and `uptime` and
+    /proc/meminfo (lxcfs) agree with them; busybox `free` and `uptime` call sysinfo(2), which
+    lxcfs cannot cover, and print the host's memory and uptime (see the README)."""
     with client() as api:
         inst = api.get(f"/v1/instances/{name}")
     if as_json:
