@@ -100,6 +100,9 @@ class _LazyCommands(MutableMapping[str, Any]):
     def __delitem__(self, name: str) -> None:
         del self._built[name]
 
+    def __contains__(self, name: object) -> bool:  # without building it
+        return name in COMMANDS or name in self._built
+
     def __iter__(self) -> Iterator[str]:
         return iter({**dict.fromkeys(COMMANDS), **self._built})
 
