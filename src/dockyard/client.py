@@ -6,6 +6,7 @@ Errors come back as the same `dockyard.errors` classes the server raised (rebuil
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -13,7 +14,15 @@ from typing import Any, BinaryIO
 import httpx
 
 from dockyard.errors import BackendError, from_body
-from dockyard.tls import client_context
+
+
+def client_context(ca: Path | str | None) -> ssl.SSLContext | bool:
+    """What httpx's `verify=` and websockets' `ssl=` take: the cluster CA when given, else
+    the system's trust store. (Here, not in `dockyard.tls`, so that a CLI command does not
+    load `cryptography`.)"""
+    if not ca:
+        return True
+    return ssl.create_default_context(cafile=str(ca))
 
 
 class ApiClient:

@@ -11,6 +11,10 @@ DEFAULT_HOME = Path("/var/lib/dockyard")
 DEFAULT_LISTEN = "127.0.0.1:7070"
 DEFAULT_SUBNET = "10.240.0.0/16"
 DEFAULT_REGISTRY_LISTEN = "127.0.0.1:5000"
+# `dockyard image build machine` (adapters/machine_image.py): its tag and where it keeps the
+# downloaded base tree. Here, so the CLI shows them without importing the adapters.
+MACHINE_TAG = "dockyard/machine:bookworm"
+DEFAULT_IMAGE_CACHE = Path("/var/cache/dockyard/images")
 
 
 def env_home() -> Path:

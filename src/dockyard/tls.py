@@ -15,7 +15,6 @@ import contextlib
 import ipaddress
 import os
 import socket
-import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -177,14 +176,6 @@ def sign_csr(files: TlsFiles, csr_pem: str, common_name: str, names: list[str]) 
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise InvalidRequest("csr: the key must be an EC (P-256) key")
     return sign(files, public, common_name, names).decode()
-
-
-def client_context(ca: Path | str | None) -> ssl.SSLContext | bool:
-    """What httpx's `verify=` and websockets' `ssl=` take: the cluster CA when given, else
-    the system's trust store."""
-    if not ca:
-        return True
-    return ssl.create_default_context(cafile=str(ca))
 
 
 def ca_pem(files: TlsFiles) -> str:

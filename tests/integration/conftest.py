@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from dockyard.adapters.docker_engine import DockerEngine
-from dockyard.adapters.machine_image import DEFAULT_CACHE_DIR, build_machine_image
+from dockyard.adapters.machine_image import build_machine_image
+from dockyard.config import DEFAULT_IMAGE_CACHE
 from tests.integration.dockerd_env import PrivateDockerd, make_dockerd
 from tests.integration.dockyard_env import Dockyard, leaks, make_dockyard
 from tests.integration.split_env import SplitDockyard, make_split
@@ -24,7 +25,7 @@ def machine_image() -> str:
     """dockyard/machine:bookworm, built once per machine (debootstrap tree cached)."""
     engine = DockerEngine(timeout=300)
     try:
-        return build_machine_image(engine, DEFAULT_CACHE_DIR)  # no-op when the tag exists
+        return build_machine_image(engine, DEFAULT_IMAGE_CACHE)  # no-op when the tag exists
     finally:
         engine.close()
 

@@ -25,8 +25,7 @@ import docker
 
 from dockyard.adapters import antispoof
 from dockyard.adapters.iptables import remove_bridge_forwarding
-from dockyard.client import ApiClient
-from dockyard.tls import client_context
+from dockyard.client import ApiClient, client_context
 
 IMAGE = "dockyard/busybox:latest"
 VENV_BIN = Path(sys.executable).parent

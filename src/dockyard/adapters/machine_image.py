@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import IO
 
 from dockyard.adapters.docker_engine import DockerEngine, _translate
+from dockyard.config import DEFAULT_IMAGE_CACHE, MACHINE_TAG
 from dockyard.errors import BackendError, Conflict, NotFound
 
-MACHINE_TAG = "dockyard/machine:bookworm"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("supervisor", "openssh-server", "procps", "iproute2", "iputils-ping", "less",
@@ -37,7 +37,6 @@ PACKAGES = ("supervisor", "openssh-server", "procps", "iproute2", "iputils-ping"
 INIT = "/usr/local/sbin/dockyard-init"
 # The build inputs live in the repository (images/machine), next to src/.
 IMAGE_DIR = Path(__file__).resolve().parents[3] / "images" / "machine"
-DEFAULT_CACHE_DIR = Path("/var/cache/dockyard/images")
 
 Progress = Callable[[str], None]
 
@@ -74,7 +73,7 @@ def image_id(engine: DockerEngine, ref: str) -> str | None:
         return None
 
 
-def build_machine_image(engine: DockerEngine, cache_dir: Path = DEFAULT_CACHE_DIR,
+def build_machine_image(engine: DockerEngine, cache_dir: Path = DEFAULT_IMAGE_CACHE,
                         progress: Progress = lambda _line: None, *, tag: str = MACHINE_TAG,
                         force: bool = False) -> str:
     """Build (or find) the machine image; returns its id. `force` re-imports the image from

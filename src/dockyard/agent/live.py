@@ -41,12 +41,12 @@ from pydantic import BaseModel
 from dockyard.adapters import criu, hostinfo, volume_archive
 from dockyard.adapters.docker_engine import RESTART_POLICY, DockerEngine
 from dockyard.agent.reconciler import Reconciler
+from dockyard.client import client_context
 from dockyard.errors import BackendError, Conflict, DockyardError, InvalidRequest, Unauthorized
 from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance
 from dockyard.model.live import HostFacts, InstanceFacts, MountFact
 from dockyard.model.validators import NAME_RE
-from dockyard.tls import client_context
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import typer
 
 from dockyard.cli.config import client
 from dockyard.cli.output import console, print_json, table
-from dockyard.model.alerts import RuleKind, WebhookFormat
+from dockyard.model.alert_kinds import RuleKind, WebhookFormat
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dockyard.client import ApiClient
 from dockyard.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from dockyard.client import ApiClient
 
 
 def config_path() -> Path:
@@ -41,6 +44,7 @@ def read_config(path: Path | None = None) -> dict[str, str]:
 
 
 def client(timeout: float = 130.0) -> ApiClient:
+    from dockyard.client import ApiClient  # httpx: only for a command that calls the server
     cfg = read_config()
     url = os.environ.get("DOCKYARD_URL") or cfg.get("url")
     token = os.environ.get("DOCKYARD_TOKEN") or cfg.get("token")

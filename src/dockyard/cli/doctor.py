@@ -5,7 +5,7 @@ Exits 1 when any check fails (or a host's agent cannot be asked); warnings alone
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,8 +13,10 @@ from rich.text import Text
 
 from dockyard.cli.config import client
 from dockyard.cli.output import console, err_console, print_json
-from dockyard.client import ApiClient
 from dockyard.errors import DockyardError
+
+if TYPE_CHECKING:
+    from dockyard.client import ApiClient
 
 _MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
 

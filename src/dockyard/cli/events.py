@@ -4,10 +4,12 @@ soon as a newer event is recorded, and prints each new event as one line (or JSO
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.cli.output import console
-from dockyard.client import ApiClient
+
+if TYPE_CHECKING:
+    from dockyard.client import ApiClient
 
 WAIT = 25.0  # seconds one long poll may wait; the server answers at once on a new event
 

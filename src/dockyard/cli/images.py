@@ -1,7 +1,8 @@
 """`image build|list|push`: the cluster registry's images, and this host's engine.
 
-`build` and `list --local` talk to the local engine directly; `list` and `push` go through the
-server (`push` asks the agent of the host with the image to push it into the registry).
+`build` and `list --local` talk to the local engine directly (they import the adapters inside,
+so no other command loads the docker SDK); `list` and `push` go through the server (`push`
+asks the agent of the host with the image to push it into the registry).
 """
 
 from __future__ import annotations
@@ -10,22 +11,18 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dockyard.adapters.docker_engine import DockerEngine
-from dockyard.adapters.machine_image import (
-    DEFAULT_CACHE_DIR,
-    MACHINE_TAG,
-    build_machine_image,
-    list_images,
-)
 from dockyard.cli.config import client
 from dockyard.cli.output import console, print_json, table
+from dockyard.config import DEFAULT_IMAGE_CACHE, MACHINE_TAG
 from dockyard.errors import BackendError, InvalidRequest
-from dockyard.model.image import PushProgress
 from dockyard.model.units import format_size
+
+if TYPE_CHECKING:
+    from dockyard.model.image import PushProgress
 
 image_app = typer.Typer(help="Images: the cluster's registry, and this host's engine.",
                         no_args_is_help=True)
@@ -42,7 +39,7 @@ def image_build(
     force: Annotated[bool, typer.Option("--force", help="rebuild even if the tag exists")
                      ] = False,
     cache_dir: Annotated[Path, typer.Option(help="where the downloaded base tree is kept")
-                         ] = DEFAULT_CACHE_DIR,
+                         ] = DEFAULT_IMAGE_CACHE,
 ) -> None:
     """Build an image on this host: `machine` is Debian bookworm with supervisord as PID 1 and
     sshd (keys only); programs are added by supervisor .conf files in /etc/dockyard/supervisor.d.
@@ -50,6 +47,8 @@ def image_build(
     if name not in BUILDABLE:
         raise InvalidRequest(f"unknown image {name!r}: `image build` knows "
                              f"{', '.join(sorted(BUILDABLE))}")
+    from dockyard.adapters.docker_engine import DockerEngine  # the engine: `build` only
+    from dockyard.adapters.machine_image import build_machine_image, list_images
     tag = tag or BUILDABLE[name]
     started = time.monotonic()
     engine = DockerEngine(timeout=300)  # dockerd answers an import only once it is unpacked
@@ -89,6 +88,7 @@ def image_list(
 
 
 def _progress_lines(chunks: Iterator[bytes]) -> Iterator[PushProgress]:
+    from dockyard.model.image import PushProgress
     buffer = b""
     for chunk in chunks:
         buffer += chunk
@@ -114,6 +114,7 @@ def image_push(
 ) -> None:
     """Push an image from a host's engine into the cluster's registry, under its own name: a
     member pushes its project's images only (PROJECT/NAME); shared ones are admins'."""
+    from dockyard.model.image import PushProgress
     layers: dict[str, tuple[int, int]] = {}
     last = PushProgress()
     with client() as api, console.status(f"pushing {source}") as status:
@@ -155,6 +156,8 @@ def image_delete(ref: Annotated[str, typer.Argument(help="NAME:TAG")]) -> None:
 
 
 def _list_local(as_json: bool) -> None:
+    from dockyard.adapters.docker_engine import DockerEngine
+    from dockyard.adapters.machine_image import list_images
     engine = DockerEngine()
     try:
         images = list_images(engine)

@@ -8,15 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from dockyard.cli.config import client
-from dockyard.cli.console import run_console
 from dockyard.cli.events import event_line
 from dockyard.cli.events import follow as follow_events
 from dockyard.cli.output import console, details, print_json, table
 from dockyard.errors import DockyardError, InvalidRequest
-from dockyard.model.instance import VolumeSpec
 from dockyard.model.units import format_rate, format_size
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
@@ -68,6 +65,11 @@ def _read_key(path: Path) -> str:
 
 
 def _volumes(specs: list[str]) -> list[dict[str, Any]]:
+    if not specs:
+        return []
+    from pydantic import ValidationError  # pydantic only for a launch with -v
+
+    from dockyard.model.instance import VolumeSpec
     try:
         return [VolumeSpec.parse(s).model_dump() for s in specs]
     except ValidationError as exc:
@@ -162,7 +164,11 @@ def list_(as_json: JsonOpt = False) -> None:
 
 
 def show(name: str, as_json: JsonOpt = False) -> None:
-    """Show one instance."""
+    """Show one instance.
+
+    Memory and pids are the instance's cgroup numbers. Inside, procps `free` and `uptime` and
+    /proc/meminfo (lxcfs) agree with them; busybox `free` and `uptime` call sysinfo(2), which
+    lxcfs cannot cover, and print the host's memory and uptime (see the README)."""
     with client() as api:
         inst = api.get(f"/v1/instances/{name}")
     if as_json:
@@ -291,6 +297,7 @@ def exec_(name: str, command: Annotated[list[str], typer.Argument(help="-- CMD â
     if not command:
         raise InvalidRequest("exec needs a command: dockyard exec NAME -- CMD â€¦")
     if interactive or tty:
+        from dockyard.cli.console import run_console  # websockets: only for -i / -t
         raise typer.Exit(run_console(name, command, _env(env), workdir, user, interactive, tty))
     with client(timeout=3700) as api:
         result = api.post(f"/v1/instances/{name}/exec",

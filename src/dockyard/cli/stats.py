@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
@@ -16,9 +16,11 @@ from rich.table import Table
 
 from dockyard.cli.config import client
 from dockyard.cli.output import console, print_json
-from dockyard.client import ApiClient
 from dockyard.errors import NotFound
 from dockyard.model.units import format_size
+
+if TYPE_CHECKING:
+    from dockyard.client import ApiClient
 
 REFRESH = 2.0
 Sample = dict[str, Any]

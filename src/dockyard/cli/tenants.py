@@ -12,12 +12,9 @@ from urllib.parse import urlsplit
 
 import typer
 
-from dockyard import tls
 from dockyard.cli.config import client, config_path, write_config
 from dockyard.cli.output import console, print_json, table
-from dockyard.client import ApiClient, fetch_cluster_ca, trusted_by_system
 from dockyard.errors import InvalidRequest
-from dockyard.model.tenancy import QUOTA_FIELDS
 from dockyard.model.units import format_size
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
@@ -105,6 +102,7 @@ def quota_show(project: Annotated[str | None, typer.Argument(
                    help="default: the token's project")] = None,
                as_json: JsonOpt = False) -> None:
     """Show a project's quota: limit and usage per resource."""
+    from dockyard.model.tenancy import QUOTA_FIELDS
     with client() as api:
         name = project or api.get("/v1/whoami")["project"]
         quota = api.get(f"/v1/projects/{name}/quota")
@@ -137,6 +135,7 @@ def quota_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Set a project's limits (admin); options not given stay as they are."""
+    from dockyard.model.tenancy import QUOTA_FIELDS
     given = {"instances": instances, "cores": cores, "memory": memory, "volumes": volumes,
              "snapshots": snapshots}
     body: dict[str, Any] = {k: _limit(v) for k, v in given.items() if v is not None}
@@ -157,6 +156,8 @@ def _trust(url: str, fingerprint: str | None) -> Path | None:
     """The CA file to trust for an https `url` that the system's trust store refuses: the
     server's cluster CA once its SHA-256 fingerprint matches `fingerprint` (or the user, at a
     terminal, accepted it), kept next to the CLI config."""
+    from dockyard import tls  # cryptography: only to check a server's CA
+    from dockyard.client import fetch_cluster_ca, trusted_by_system
     if fingerprint is None and trusted_by_system(url):
         return None
     pem = fetch_cluster_ca(url)
@@ -192,6 +193,7 @@ def login(url: str, token: Annotated[str | None, typer.Option(
     An https server whose certificate the system does not trust (the cluster CA of `dockyard
     up`): give --ca FILE or --fingerprint SHA256; at a terminal, the CA's fingerprint is shown
     and asked about."""
+    from dockyard.client import ApiClient
     url = url.rstrip("/")
     if ca is None and url.startswith("https://"):
         ca = _trust(url, fingerprint)

@@ -1,5 +1,8 @@
 """`dockyard up` (server + agent as two processes over loopback HTTPS with the cluster CA in
-HOME/tls, or plain HTTP with `--no-tls`), `server`, `agent`."""
+HOME/tls, or plain HTTP with `--no-tls`), `server`, `agent`.
+
+The server, agent, store and TLS code is imported inside the commands that run it, so that the
+rest of the CLI starts without it (tests/unit/test_cli_startup.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +13,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 
 from dockyard.cli.config import config_path, read_config, write_config
 from dockyard.cli.groups import parse_labels
 from dockyard.cli.output import console, err_console
-from dockyard.client import ApiClient, trusted_by_system
 from dockyard.config import (
     DEFAULT_LISTEN,
     DEFAULT_SUBNET,
@@ -29,11 +30,10 @@ from dockyard.config import (
 )
 from dockyard.errors import BackendError, DockyardError, NotFound
 from dockyard.model.units import parse_size
-from dockyard.scheduler.cpusets import parse_cpuset
-from dockyard.server.bootstrap import init_store, mint_admin_token, mint_host_token
-from dockyard.store import tokens
-from dockyard.store.db import Database
-from dockyard.tls import TlsFiles, ensure_ca, ensure_server_cert, fingerprint, server_names
+
+if TYPE_CHECKING:
+    from dockyard.client import ApiClient
+    from dockyard.store.db import Database
 
 HomeOpt = Annotated[Path, typer.Option(help="state directory [env DOCKYARD_HOME]",
                                        default_factory=env_home)]
@@ -119,6 +119,7 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
           verbose: bool = False) -> None:
     """Run a host agent in the foreground (`dockyard host add NAME` prints the token)."""
     from dockyard.agent.runtime import run_agent
+    from dockyard.scheduler.cpusets import parse_cpuset
     _logging(verbose)
     _check_trust(server_url, ca)
     run_agent(AgentSettings(server=server_url, token=token, name=name, home=home,
@@ -138,6 +139,7 @@ def _check_trust(server_url: str, ca: Path | None) -> None:
     the registration forever (an unreachable server is waited for as before)."""
     if ca is not None or not server_url.startswith("https://"):
         return
+    from dockyard.client import trusted_by_system
     try:
         trusted = trusted_by_system(server_url)
     except BackendError:
@@ -150,6 +152,8 @@ def _check_trust(server_url: str, ca: Path | None) -> None:
 
 def _admin_token(db: Database, project_id: str, url: str, ca: Path | None = None) -> str:
     """Reuse the configured admin token when it is this server's, else mint one."""
+    from dockyard.server.bootstrap import mint_admin_token
+    from dockyard.store import tokens
     cfg = read_config()
     if cfg.get("url") == url and cfg.get("token") and cfg.get("ca") == (str(ca) if ca else None):
         with db.session() as sess:
@@ -170,6 +174,7 @@ def _spawn(args: list[str], log: IO[bytes],
 
 def _wait_until(check: object, what: str, proc: subprocess.Popen[bytes], log: Path,
                 timeout: float = 30.0) -> None:
+    import httpx
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -186,6 +191,7 @@ def _wait_until(check: object, what: str, proc: subprocess.Popen[bytes], log: Pa
 def _cluster_ca(home: Path, listen: str) -> Path:
     """HOME/tls: the cluster CA and the server's certificate, made before the server starts
     so the CLI config can name the CA."""
+    from dockyard.tls import TlsFiles, ensure_ca, ensure_server_cert, server_names
     files = TlsFiles(home / "tls")
     ensure_ca(files)
     ensure_server_cert(files, server_names(split_listen(listen)[0]))
@@ -220,6 +226,10 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
     """Run Dockyard on this machine: server and agent (separate processes) in the foreground.
 
     Ctrl-C stops both; instances keep running."""
+    from dockyard.client import ApiClient
+    from dockyard.server.bootstrap import init_store, mint_host_token
+    from dockyard.store.db import Database
+    from dockyard.tls import fingerprint
     home = home.resolve()
     (home / "logs").mkdir(parents=True, exist_ok=True)
     url = f"{'https' if tls else 'http'}://{listen}"

@@ -8,27 +8,15 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
 
+# The two choices live in alert_kinds (no pydantic, for the CLI); `as` re-exports them here.
+from dockyard.model.alert_kinds import RuleKind as RuleKind
+from dockyard.model.alert_kinds import WebhookFormat as WebhookFormat
 from dockyard.model.instance import Strict
-
-
-class RuleKind(StrEnum):
-    """What a rule measures. Its value is compared with `value >= threshold`."""
-
-    oom = "oom"  # OOM kills of an instance within the last `for_seconds` (a window)
-    memory_rss_ratio = "memory_rss_ratio"  # rss / memory limit, held for `for_seconds`
-    pids_ratio = "pids_ratio"  # processes / pids limit, held for `for_seconds`
-    load_over_cores = "load_over_cores"  # CPU demand / the instance's cores, held
-    host_down = "host_down"  # 1 while a host misses heartbeats, held for `for_seconds`
 
 
 class AlertState(StrEnum):
     firing = "firing"
     resolved = "resolved"
-
-
-class WebhookFormat(StrEnum):
-    generic = "generic"  # the alert as JSON (plus a `text` line)
-    slack = "slack"  # {"text": ...}: Slack incoming webhooks and most IM bots
 
 
 class AlertRuleCreate(Strict):

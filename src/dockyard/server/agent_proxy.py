@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 
+from dockyard.client import client_context
 from dockyard.errors import BackendError, Conflict, DockyardError, from_body
 from dockyard.model.doctor import CheckResult
 from dockyard.model.instance import ExecRequest, ExecResult, Usage
-from dockyard.tls import client_context
 
 
 def agent_url(host: str, url: str, path: str) -> str:
