@@ -62,13 +62,16 @@ def test_server_killed_mid_migration(cluster: DevCluster, server_argv: list[str]
             and _migration_done(cluster, name)
     hostctl.until(settled, f"{name} running after recovery")
     after = _show(cluster, name)
-    assert after["host"] in ("host1", "host2")
     for key in ("ip", "mac", "hostname", "limits"):
         assert after[key] == before[key], key
-    if point == "server.migrate.running":  # the switch was done: finished on the target
-        assert after["host"] == "host2"
-    elif "switched" not in point:
-        assert after["host"] == "host1"  # rolled back before the switch
+    # migrate.recover finishes forward only once the target reported running (step
+    # `running`); at every earlier point, `switched` included, it rolls back to the source
+    forward = point == "server.migrate.running"
+    assert after["host"] == ("host2" if forward else "host1")
+    assert _migration_event(cluster, name) == ("migrated" if forward else "migrate_failed")
+    # each switch of host (there, and back after `switched`) is a new generation
+    moves = 1 if forward else 2 if point == "server.migrate.switched" else 0
+    assert after["generation"] == before["generation"] + moves
     other = "host2" if after["host"] == "host1" else "host1"
 
     def clean() -> bool:
@@ -83,10 +86,16 @@ def test_server_killed_mid_migration(cluster: DevCluster, server_argv: list[str]
     cluster.ok("delete", name, "--force")
 
 
+def _migration_event(cluster: DevCluster, name: str) -> str | None:
+    """The kind of the event that ended the migration of `name` (None while it runs)."""
+    kinds = [e["kind"] for e in hostctl.listed(cluster.ok("events", name, "--json"))
+             if e["kind"] in ("migrated", "migrate_failed", "migrate_stuck")]
+    return kinds[-1] if kinds else None
+
+
 def _migration_done(cluster: DevCluster, name: str) -> bool:
     """The migrate operation of `name` is no longer running."""
-    return any(e["kind"] in ("migrated", "migrate_failed")
-               for e in hostctl.listed(cluster.ok("events", name, "--json")))
+    return _migration_event(cluster, name) is not None
 
 
 

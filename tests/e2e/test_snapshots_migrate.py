@@ -85,9 +85,19 @@ def test_failed_migration_leaves_the_instance_on_its_source(cluster: DevCluster)
     finally:
         host3.pids["dockerd"] = _restart_dockerd(host3)
         st.save()
+    # a rollback, not an up-front refusal: the migration began (operation, event) on host3's
+    # agent, failed there and was undone (migrate.rollback's answer and event)
+    assert "the instance runs on its source host again" in failed.stderr, failed.stderr
+    events = [e for e in json.loads(cluster.ok("events", "stayer", "--json"))["items"]
+              if e["kind"].startswith("migrat")]
+    assert [e["kind"] for e in events] == ["migrate", "migrate_failed"], events
+    assert "host1 -> host3" in events[0]["message"]
+    assert "back on host1" in events[1]["message"]
     after = json.loads(cluster.ok("show", "stayer", "--json"))
     assert after["host"] == "host1" and after["state"] == "running"
     assert after["ip"] == before["ip"]
+    assert after["generation"] == before["generation"]  # never switched: no fencing
+    assert not after.get("options", {}).get("migrating")
     _sh(cluster, "stayer", "true")
 
 

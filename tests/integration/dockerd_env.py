@@ -4,6 +4,7 @@ iptables, live-restore, and its own empty config file). Never `--bridge=none`.""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import shutil
@@ -13,6 +14,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.integration.dockyard_env import free_subnet
 
 IMAGE = "dockyard/busybox:latest"
 
@@ -105,9 +108,9 @@ def _remove_cgroups(parent: str) -> None:
 
 
 def make_dockerd() -> PrivateDockerd:
-    n = random.randint(1, 250)
-    bridge = f"dyxd{n}"
-    gateway = f"10.246.{n}.1"
+    bridge = next(name for name in (f"dyxd{random.randint(1, 9999)}" for _ in range(100))
+                  if not Path(f"/sys/class/net/{name}").exists())
+    gateway = str(ipaddress.ip_network(free_subnet("10.246.0.0/16")).network_address + 1)
     subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
     subprocess.run(["ip", "addr", "add", f"{gateway}/24", "dev", bridge], check=True)
     subprocess.run(["ip", "link", "set", bridge, "up"], check=True)

@@ -5,6 +5,7 @@ with a user's Dockyard. Everything it creates is removed afterwards, even when t
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -37,14 +38,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def free_subnet() -> str:
-    """A /24 in 10.243.0.0/16 that no route of this machine uses."""
-    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
-    for _ in range(100):
-        third = random.randint(1, 254)
-        if f"10.243.{third}." not in routes:
-            return f"10.243.{third}.0/24"
-    raise RuntimeError("no free test subnet")
+def routes_over(subnet: str) -> list[str]:
+    """The routes of this machine that overlap `subnet` (a running Dockyard's bridges, a
+    user's networks, another test's links), the default route aside."""
+    net = ipaddress.ip_network(subnet)
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    hits = []
+    for line in routes:
+        dst = line.split()[0] if line.split() else "default"
+        if dst != "default" and ipaddress.ip_network(dst, strict=False).overlaps(net):
+            hits.append(line.strip())
+    return hits
+
+
+def free_subnet(pool: str = "10.243.0.0/16", prefixlen: int = 24) -> str:
+    """A random subnet of `pool` (a /24 of 10.243.0.0/16 by default) that no route of this
+    machine overlaps. Every test that puts addresses on the host takes its subnet here."""
+    subnets = list(ipaddress.ip_network(pool).subnets(new_prefix=prefixlen))[1:-1]
+    for net in random.sample(subnets, min(100, len(subnets))):
+        if not routes_over(str(net)):
+            return str(net)
+    raise RuntimeError(f"no free test subnet in {pool}")
+
+
+def require_unrouted(subnet: str) -> None:
+    """For a test whose addresses are fixed: refuse to start when `subnet` is in use here
+    rather than collide with whatever uses it."""
+    hits = routes_over(subnet)
+    if hits:
+        raise RuntimeError(f"{subnet} is already routed on this machine ({'; '.join(hits)}): "
+                           "this test would collide with it")
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dockyard.client import ApiClient
 from tests.integration.dockyard_env import IMAGE, VENV_BIN
 from tests.integration.split_env import SplitDockyard, make_split
 
@@ -103,6 +104,16 @@ class Follower:
         for line in self.proc.stdout:
             self.seen.append(json.loads(line))
 
+    def until_following(self, env: SplitDockyard) -> None:
+        """Until the follower prints events recorded now (`events --follow` prints only those
+        newer than its start): a host event, posted as the agent posts them, until it shows."""
+        def marked() -> bool:
+            with ApiClient(env.url, env.host_token, timeout=30, ca=env.ca) as feed:
+                feed.post("/v1/agent/events", {"kind": "test_marker",
+                                               "message": "is `events --follow` reading?"})
+            return any(e["kind"] == "test_marker" for e in self.seen)
+        wait_for("`events --follow` to print new events", marked)
+
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
@@ -117,7 +128,7 @@ def test_memory_hog_oom_event_alert_and_webhook_retry(split: SplitDockyard) -> N
     split.ok("launch", IMAGE, "hog", "--memory", "32M")
     follow = Follower(split)
     try:
-        time.sleep(1.0)  # the follower is polling
+        follow.until_following(split)
         hog = split.cli("exec", "hog", "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=96M",
                         "count=1")
         assert hog.code != 0

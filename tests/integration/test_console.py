@@ -103,9 +103,11 @@ def test_interactive_tty_like_a_vm_console(dy: Dockyard, box: str) -> None:
         term.type("stty size\r")
         term.expect(r"24 80\r\n")  # the initial size came with the handshake
         set_size(term.fd, 33, 111)  # the kernel sends the CLI a SIGWINCH
-        time.sleep(1.0)  # let the resize frame overtake the next keystrokes
+        deadline = time.monotonic() + 20  # asked again until the resize frame has arrived
         term.type("stty size\r")
-        term.expect(r"33 111\r\n")
+        while term.expect(r"(\d+ \d+)\r\n").group(1) != b"33 111":
+            assert time.monotonic() < deadline, "the resize never reached the instance"
+            term.type("stty size\r")
         term.type("exit 5\r")
         assert term.wait() == 5
     finally:

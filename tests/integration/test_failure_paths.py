@@ -14,7 +14,7 @@ import pytest
 
 from dockyard.errors import DockyardError
 from tests.integration.dockerd_env import PrivateDockerd
-from tests.integration.dockyard_env import IMAGE, Dockyard, host_links
+from tests.integration.dockyard_env import IMAGE, Dockyard, free_subnet, host_links
 from tests.integration.split_env import SplitDockyard
 
 
@@ -158,7 +158,8 @@ def test_dockerd_stopped_mid_create(split: SplitDockyard, daemon: PrivateDockerd
 
 
 def test_ip_pool_full(dy: Dockyard) -> None:
-    net = dy.ok("network", "create", "tiny", "--subnet", "10.245.250.0/29", "--json").json()
+    subnet = free_subnet("10.245.0.0/16", 29)
+    net = dy.ok("network", "create", "tiny", "--subnet", subnet, "--json").json()
     dy.bridges.add(net["bridge"])
     names = [f"tiny{n}" for n in range(5)]  # /29: 6 hosts, one is the gateway
     try:

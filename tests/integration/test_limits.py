@@ -57,7 +57,9 @@ def test_write_bps_holds_and_changes_live(dy: Dockyard, box: dict[str, Any]) -> 
     dy.ok("resize", "box", "--write-bps", "50M")
     assert cgroup_io.read_io(pid, device()).write_bps == 50 * MB
     fast = timed_dd(dy, "box")
-    assert fast < 1.0, f"20 MB at 50 MB/s took {fast:.2f}s"
+    # 0.4 s at 50 MB/s against >= 3.5 s at 5 MB/s: the lifted limit, with room for a loaded
+    # machine's disk (a bound in seconds measured disk speed, not the limit)
+    assert fast < slow / 2, f"20 MB at 50 MB/s took {fast:.2f}s (at 5 MB/s: {slow:.2f}s)"
     assert pid_of(box["container_id"]) == pid
     dy.ok("resize", "box", "--write-bps", "0")  # removes the limit
     assert cgroup_io.read_io(pid, device()).write_bps is None
@@ -155,10 +157,12 @@ def test_fork_storm_stays_inside(dy: Dockyard) -> None:
     dy.ok("launch", IMAGE, "calm")
     try:
         result = dy.cli("exec", "storm", "--", "sh", "-c",
-                        "for i in $(seq 300); do sleep 5 & done 2>/dev/null; "
-                        "echo started $(jobs -p | wc -l)")
-        started = int(result.out.split()[-1]) if "started" in result.out else 0
-        assert started < 64, result.out + result.err
+                        "for i in $(seq 300); do sleep 5 & done; echo all-started")
+        # the limit refused a fork: the shell stops there ("can't fork"), never all 300
+        assert result.code != 0 and "all-started" not in result.out, result
+        assert "fork" in result.out + result.err, result
+        storm = usage(dy, "storm")  # the sleeps it did start (5 s) still live: up to 64
+        assert storm["pids_limit"] == 64 and 32 < storm["pids_current"] <= 64, storm
         assert dy.ok("exec", "calm", "--", "sh", "-c", "sleep 0.1 & wait; echo ok").out \
             .strip() == "ok"
         assert subprocess.run(["true"]).returncode == 0  # the host still forks
@@ -175,6 +179,7 @@ def usage(dy: Dockyard, name: str) -> dict[str, Any]:
 def ping_ms(ip: str) -> float:
     out = subprocess.run(["ping", "-c5", "-i0.2", "-W1", ip], capture_output=True,
                          text=True).stdout
+    assert " 0% packet loss" in out, out
     return float(out.rsplit("=", 1)[1].split("/")[1])
 
 
@@ -196,11 +201,13 @@ def test_memory_hog_is_oom_killed_and_recorded(dy: Dockyard) -> None:
             time.sleep(0.3)
         assert any(e["kind"] == "oom" for e in events)
         hog_usage = usage(dy, "hog")
-        assert hog_usage["oom_kills"] is None or hog_usage["oom_kills"] >= 1
+        assert hog_usage["oom_kills"] >= 1, hog_usage  # the kernel's count, not our event
         assert dy.ok("show", "hog", "--json").json()["state"] == "running"
         steady = usage(dy, "steady")
         assert steady["memory_rss_bytes"] <= rss_before + 4 * MB
-        assert ping_ms(calm["ip"]) <= max(base * 1.1, base + 0.2)
+        # the neighbour still answers every ping; its latency is judged loosely (a loaded
+        # 2-core machine moves sub-millisecond RTTs by far more than 10 %)
+        assert ping_ms(calm["ip"]) <= max(base * 10, base + 50.0)
     finally:
         dy.cli("delete", "hog", "--force")
         dy.cli("delete", "steady", "--force")

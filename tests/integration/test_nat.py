@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from dockyard.adapters.iptables import nat_subnet_of
-from tests.integration.dockyard_env import IMAGE, Dockyard
+from tests.integration.dockyard_env import IMAGE, Dockyard, free_subnet
 
 
 def sh(*cmd: str) -> None:
@@ -23,17 +23,19 @@ def sh(*cmd: str) -> None:
 @pytest.fixture
 def peer() -> Iterator[str]:
     """A namespace on a /30 link to the host, with no default route (no way back)."""
-    n = random.randint(1, 250)
+    n = random.randint(1, 99999)
     ns, host_end, peer_end = f"dynatp{n}", f"dynath{n}", f"dynatq{n}"
+    link = ipaddress.ip_network(free_subnet("10.248.0.0/16", 30))
+    host_ip, peer_ip = (str(link.network_address + i) for i in (1, 2))
     sh("ip", "netns", "add", ns)
     try:
         sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", peer_end)
         sh("ip", "link", "set", peer_end, "netns", ns)
-        sh("ip", "addr", "add", f"10.248.{n}.1/30", "dev", host_end)
+        sh("ip", "addr", "add", f"{host_ip}/30", "dev", host_end)
         sh("ip", "link", "set", host_end, "up")
-        sh("ip", "-n", ns, "addr", "add", f"10.248.{n}.2/30", "dev", peer_end)
+        sh("ip", "-n", ns, "addr", "add", f"{peer_ip}/30", "dev", peer_end)
         sh("ip", "-n", ns, "link", "set", peer_end, "up")
-        yield f"10.248.{n}.2"
+        yield peer_ip
     finally:
         subprocess.run(["ip", "link", "del", host_end], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -23,6 +23,7 @@ from dockyard.adapters import netlink
 from dockyard.adapters.iptables import ensure_bridge_forwarding, remove_bridge_forwarding
 from dockyard.adapters.netlink import Eth0
 from dockyard.errors import BackendError, Conflict
+from tests.integration.dockyard_env import require_unrouted
 
 pytestmark = [
     pytest.mark.integration,
@@ -35,6 +36,12 @@ pytestmark = [
 
 GATEWAY = "10.249.0.1"
 PREFIX = 24
+
+
+@pytest.fixture(scope="module", autouse=True)
+def unrouted_subnet() -> None:
+    """Every address here is in 10.249.0.0/24: refuse to run where it is routed already."""
+    require_unrouted("10.249.0.0/24")
 
 
 def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:

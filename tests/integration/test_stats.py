@@ -75,14 +75,23 @@ def test_page_cache_is_not_rss(dy: Dockyard, mon: dict[str, Any]) -> None:
     assert after["cpu_seconds"] >= before["cpu_seconds"]
 
 
+def until_points(api: Any, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The last minute of mon's samples, once it holds `count` of them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        points: list[dict[str, Any]] = api.get("/v1/instances/mon/stats", since="60")["items"]
+        if len(points) >= count:
+            return points
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} samples of mon within {timeout:.0f}s: {points}")
+
+
 def test_history_metrics_cli(dy: Dockyard, mon: dict[str, Any]) -> None:
     gateway = mon["ip"].rsplit(".", 1)[0] + ".1"
     dy.cli("exec", "mon", "--", "ping", "-c", "3", "-W", "1", gateway)
     wait_sample(dy, "mon", lambda s: (s["net_tx_packets"] or 0) >= 3)
-    time.sleep(2.5)
     with dy.api() as api:
-        points = api.get("/v1/instances/mon/stats", since="60")["items"]
-        assert len(points) >= 3
+        points = until_points(api, 3)
         assert all(p["instance_id"] == mon["id"] for p in points)
         assert api.get("/v1/stats")["items"][0]["name"] == "mon"
     text = httpx.get(f"{dy.url}/metrics", timeout=10, verify=dy.verify).text

@@ -24,6 +24,7 @@ import pytest
 from dockyard.adapters import netlink, tc
 from dockyard.adapters.iptables import ensure_bridge_forwarding, remove_bridge_forwarding
 from dockyard.errors import BackendError
+from tests.integration.dockyard_env import require_unrouted
 from tests.integration.iperf import received_bps
 
 pytestmark = [
@@ -51,6 +52,7 @@ def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def network_lock() -> Iterator[None]:
     with open(NETWORK_TEST_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        require_unrouted("10.248.0.0/24")  # every address here is in it
         try:
             yield
         finally:

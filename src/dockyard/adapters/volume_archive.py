@@ -22,16 +22,7 @@ def tar_stream(path: str, newer_than: float | None = None) -> Iterator[bytes]:
     args = ["tar", "-C", path, "--numeric-owner", "-cf", "-"]
     if newer_than is not None:
         args.append(f"--newer=@{newer_than:.3f}")
-    proc = subprocess.Popen([*args, "."], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
-    try:
-        while chunk := proc.stdout.read(CHUNK):
-            yield chunk
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read() if proc.stderr else b""
-        if proc.wait() not in (0, 1):  # 1: a file changed while read (the live pass)
-            raise BackendError(f"tar of {path}: {err.decode(errors='replace')[:300]}")
+    yield from _stream([*args, "."], path)
 
 
 def layer_stream(path: str) -> Iterator[bytes]:
@@ -55,8 +46,11 @@ def _stream(args: list[str], path: str) -> Iterator[bytes]:
             yield chunk
     finally:
         proc.stdout.close()
-        err = proc.stderr.read() if proc.stderr else b""
-        if proc.wait() not in (0, 1):
+        err = b""
+        if proc.stderr:
+            err = proc.stderr.read()
+            proc.stderr.close()
+        if proc.wait() not in (0, 1):  # 1: a file changed while read (the live pass)
             raise BackendError(f"tar of {path}: {err.decode(errors='replace')[:300]}")
 
 

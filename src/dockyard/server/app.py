@@ -16,7 +16,7 @@ from dockyard.config import ServerSettings, split_listen
 from dockyard.server import audit, console
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.alerts.engine import AlertEngine, ensure_default_rules
-from dockyard.server.bootstrap import init_store
+from dockyard.server.bootstrap import init_store, private_home
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
 from dockyard.server.migrate import recover as recover_migrations
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_home(settings.home)
     db = Database(settings.db_url())
     init_store(db)
     ensure_default_rules(db, settings)

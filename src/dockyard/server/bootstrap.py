@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -11,6 +13,13 @@ from dockyard.store.db import Database
 from dockyard.store.tables import ProjectRow
 
 DEFAULT_PROJECT = "default"
+
+
+def private_home(home: Path) -> None:
+    """The server's home (store, TLS keys, registry data, snapshots) is this user's only:
+    created 0700, an existing one set back to 0700 at every start."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.chmod(0o700)
 
 
 def init_store(db: Database) -> str:

@@ -322,18 +322,25 @@ def recover(ctx: ServerContext) -> None:
     for op_id, instance_id, done in ops:
         if instance_id is None:
             continue
-        checkpoint = f"live-{op_id[:12].lower()}"
-        if "switched" in done and _runs_on_target(ctx, op_id, instance_id):
-            plan, src, _ = cold._targets(ctx, op_id)
-            cold._remove_source(src, instance_id, int(plan["generation"]),
-                                cold._volumes(ctx, instance_id))
-            cold._best_effort(lambda s=src, i=instance_id, c=checkpoint:
-                              s.call("DELETE", _checkpoint_path(i, c)))
-            cold.finish(ctx, op_id, instance_id, "success", None,
-                        "live migration finished after a server restart")
-        else:
-            rollback(ctx, op_id, instance_id, checkpoint,
-                     "the server restarted mid-migration")
+        try:
+            _recover_one(ctx, op_id, instance_id, done)
+        except Exception as exc:  # one recovery must not keep the others from running
+            log.exception("recovery of live migration %s failed", op_id)
+            cold.mark_stuck(ctx, op_id, instance_id, exc)
+
+
+def _recover_one(ctx: ServerContext, op_id: str, instance_id: str, done: set[Any]) -> None:
+    checkpoint = f"live-{op_id[:12].lower()}"
+    if "switched" in done and _runs_on_target(ctx, op_id, instance_id):
+        plan, src, _ = cold._targets(ctx, op_id)
+        cold._remove_source(src, instance_id, int(plan["generation"]),
+                            cold._volumes(ctx, instance_id))
+        cold._best_effort(lambda s=src, i=instance_id, c=checkpoint:
+                          s.call("DELETE", _checkpoint_path(i, c)))
+        cold.finish(ctx, op_id, instance_id, "success", None,
+                    "live migration finished after a server restart")
+    else:
+        rollback(ctx, op_id, instance_id, checkpoint, "the server restarted mid-migration")
 
 
 def _runs_on_target(ctx: ServerContext, op_id: str, instance_id: str) -> bool:

@@ -351,7 +351,33 @@ def recover(ctx: ServerContext) -> None:
                        "server restart")
             else:
                 rollback(ctx, op_id, instance_id, "the server restarted mid-migration")
-        except Exception:  # one migration's recovery must not keep the others from running
+        except Exception as exc:  # one migration's recovery must not keep the others from running
             log.exception("recovery of migration %s failed", op_id)
+            mark_stuck(ctx, op_id, instance_id, exc)
     from dockyard.server import live_migrate  # it builds on this module
     live_migrate.recover(ctx)
+
+
+def mark_stuck(ctx: ServerContext, op_id: str, instance_id: str, exc: Exception) -> None:
+    """A recovery that failed: the operation ends `failure` with the error, the instance
+    leaves `migrating` for `error` (stop, start or delete repair it) and an event
+    `migrate_stuck` says so, instead of an operation `running` and a migrating flag forever."""
+    reason = exc.message if isinstance(exc, DockyardError) else f"{type(exc).__name__}: {exc}"
+    error = f"recovery after a server restart failed: {reason}"[:1000]
+    try:
+        with ctx.db.session() as sess:
+            op = sess.get(OperationRow, op_id)
+            row = sess.get(InstanceRow, instance_id)
+            if op is not None:
+                op.status, op.error = "failure", error
+                op.steps = [*op.steps, {"step": "stuck", "error": error,
+                                        "at": datetime.now(UTC).isoformat()}]
+            if row is not None:
+                row.options = {k: v for k, v in row.options.items() if k != "migrating"}
+                row.state, row.message = InstanceState.error, error
+                row.revision = revision.bump(sess)
+                record_event(sess, row, "migrate_stuck", f"operation {op_id}: {error}; "
+                             "stop and start the instance (or delete it) to repair it")
+        ctx.notifier.bump()
+    except Exception:  # the store itself is failing: the log is all that is left
+        log.exception("could not record the failed recovery of %s", op_id)

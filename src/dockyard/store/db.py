@@ -19,6 +19,8 @@ migrate once.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +68,7 @@ def make_engine(url: str) -> Engine:
                              max_overflow=20, isolation_level="READ COMMITTED")
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
+    private_sqlite_files(url)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -84,6 +87,22 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def private_sqlite_files(url: str) -> None:
+    """The database file and its -wal/-shm readable and writable by this user only: created
+    0600 before SQLite opens it (SQLite gives -wal and -shm the database file's mode), an
+    existing one (and its -wal/-shm) set back to 0600. The store holds token hashes, agent
+    secrets and every project's data."""
+    name = make_url(url).database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if path.parent.is_dir():
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            file.chmod(0o600)
 
 
 def migrate(engine: Engine) -> None:
