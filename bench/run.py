@@ -45,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cli_startup  # noqa: E402
 from collector import bench_collector, report_lines  # noqa: E402
 from collector import summary_row as collector_row  # noqa: E402
 from common import (  # noqa: E402
@@ -84,13 +85,7 @@ ALL = ("create", "burst", "network", "collector", "scheduler", "placement", "mig
 
 
 def bench_cli(runs: int) -> dict[str, Any]:
-    """CLI start-up vs `docker ps`: bench/cli_startup.py's `run(runs) -> dict` (written by the
-    helper `cli`). Until that file is on this branch the benchmark fails with that reason."""
-    try:
-        import cli_startup  # noqa: PLC0415 (optional until it is merged)
-    except ImportError as exc:
-        raise RuntimeError("bench/cli_startup.py is not on this branch yet (helper `cli`); "
-                           "CLI start-up not measured") from exc
+    """CLI start-up vs `docker ps`: bench/cli_startup.py's `run(runs) -> dict`."""
     result: dict[str, Any] = cli_startup.run(runs=runs)
     return result
 
@@ -471,13 +466,16 @@ def summary_rows(results: dict[str, Any]) -> list[str]:
 
 
 def cli_row(r: dict[str, Any]) -> str:
-    """bench/cli_startup.py's own summary row when it gives one, else its figures as given."""
-    if isinstance(r.get("summary_row"), str):
-        return str(r["summary_row"])
-    figures = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                        for k, v in r.items() if k not in ("measured",)
-                        and isinstance(v, (int, float, str)))
-    return f"| CLI start-up | {figures} | `docker ps` | - | - | see bench/cli_startup.py |"
+    """From bench/cli_startup.py's `run()`: `dockyard list` (against a server that refuses at
+    once) vs `docker ps`, median wall; goal ≤ goal_s for `dockyard list` and its --help."""
+    wall = r["wall"]
+    dy, docker = wall["dockyard list"]["median"], wall.get("docker ps", {}).get("median")
+    ratio = f"{dy / docker:.2f}" if docker else "-"
+    base = f"`docker ps` {docker * 1000:.0f} ms" if docker else "-"
+    return (f"| CLI start-up (`dockyard list`, median of {r['runs']}; `list --help` "
+            f"{wall['dockyard list --help']['median'] * 1000:.0f} ms) | {dy * 1000:.0f} ms | "
+            f"{base} | {ratio} | ≤ {r['goal_s'] * 1000:.0f} ms | "
+            f"{'PASS' if r['goal_met'] else 'FAIL'} |")
 
 
 def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: float,
@@ -605,9 +603,8 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
     if results.get("live"):
         lines += live_lines(results["live"])
     if results.get("cli"):
-        lines += ["", "## CLI start-up", "", "`bench/cli_startup.py` (helper `cli`), as it "
-                  "returned:", "", "```", json.dumps(results["cli"], indent=1, default=str),
-                  "```"]
+        lines += ["", "`bench/cli_startup.py`:", "",
+                  str(results["cli"].get("markdown", "")).strip()]
     for key, err in failed.items():
         lines += ["", f"**{key} benchmark failed (this run fails):** `{err}`"]
     notes = BENCH / "NOTES.md"
