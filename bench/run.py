@@ -684,16 +684,16 @@ def main() -> int:
             log(f"starting private Dockyard on {dy.url}, subnet {dy.subnet}")
             dy.start()
             raw.setup()
-        benches = {
-            "create": lambda: bench_create(dy, raw, 5 if args.quick else 20),
-            "burst": lambda: bench_burst(dy, raw, 10 if args.quick else 50,
-                                         args.runs or (1 if args.quick else BURST_MIN_ROUNDS)),
-            "network": lambda: bench_network(dy, veth_octet, tag, 2 if args.quick else 5,
-                                             1 if args.quick else 5),
-            "collector": lambda: bench_collector(dy, [10, 30] if args.quick else [10, 100, 300],
-                                                 10.0 if args.quick else 30.0, log),
+        benches = {  # a stopped run still reports the ones done: the quick ones first
             "scheduler": lambda: bench_scheduler(args.quick, log),
             "placement": lambda: bench_placement_path(args.quick, log),
+            "network": lambda: bench_network(dy, veth_octet, tag, 2 if args.quick else 5,
+                                             1 if args.quick else 5),
+            "burst": lambda: bench_burst(dy, raw, 10 if args.quick else 50,
+                                         args.runs or (1 if args.quick else BURST_MIN_ROUNDS)),
+            "collector": lambda: bench_collector(dy, [10, 30] if args.quick else [10, 100, 300],
+                                                 10.0 if args.quick else 30.0, log),
+            "create": lambda: bench_create(dy, raw, 5 if args.quick else 20),
             "migrate": lambda: bench_migrate(runs, log),
             "live": lambda: bench_live(runs, log),
             "cli": lambda: bench_cli(runs=5 if args.quick else 20),
@@ -708,9 +708,10 @@ def main() -> int:
                 except Exception as exc:  # report the others anyway
                     log(f"{key} failed: {exc!r}")
                     failed[key] = repr(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # clean up, then report what finished (the rest is carried)
         log("interrupted; cleaning up")
-        return 130
+        failed["interrupted"] = ("the run was stopped before every benchmark ran: "
+                                 f"not measured in it: {', '.join(sorted(only - set(results)))}")
     finally:
         if needs_docker:
             log("cleaning up")
@@ -729,7 +730,7 @@ def main() -> int:
         default=str))
     log(f"wrote {args.out}")
     print(text)
-    return 1 if failed else 0
+    return 130 if "interrupted" in failed else 1 if failed else 0
 
 
 if __name__ == "__main__":
