@@ -436,7 +436,7 @@ def summary_rows(results: dict[str, Any]) -> list[str]:
             rows.append((n, f"| network throughput (like for like: both sides' veths with "
                             f"GSO/GRO {n.get('gso_size')}) | {n['dockyard']['median']:.2f} "
                             f"Gbit/s | {n['floor_big']['median']:.2f} Gbit/s | "
-                            f"{n['ratio']:.2f} (vs the default-veth floor "
+                            f"{n['ratio']:.3f} (vs the default-veth floor "
                             f"{n['floor']['median']:.2f} Gbit/s: "
                             f"{n['ratio_default_floor']:.2f}) | ≥ 0.95 | "
                             f"{verdict('network', n['ratio'])} |"))
@@ -581,7 +581,7 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
                 median = n["dockyard" if key == "dy" else key]["median"]
                 lines.append(f"| {label} | {runs_} | {median:.2f} |")
         if n.get("like_for_like"):
-            lines += ["", f"**Ratio {n['ratio']:.2f}, like for like** (Dockyard / a bare veth "
+            lines += ["", f"**Ratio {n['ratio']:.3f}, like for like** (Dockyard / a bare veth "
                       f"pair given the same IPv4 GSO/GRO size {n.get('gso_size')} as "
                       f"Dockyard's veths; goal ≥ 0.95: {verdict('network', n['ratio'])}). "
                       f"Against the floor with the kernel's default veths (not like for like: "
