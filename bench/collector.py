@@ -4,9 +4,9 @@
 Instances are real: launched through the API of the private Dockyard (busybox, on a /23
 network made for the benchmark, so 300 fit). For each size:
   * the verdict — the real agent process of the `dockyard up` (found by /proc): its CPU time
-    (utime+stime from /proc/PID/stat) over a window of at least 30 s (60 s at 100 instances,
-    one full resync period) once the launches have settled, at the default 10 s stats
-    interval: everything it does (collector, stats POST, watch, lxcfs watch, resync); and its
+    (utime+stime from /proc/PID/stat) over a window of 60 s (one full resync period) once
+    the launches have settled, at the default 10 s stats interval: everything it does
+    (collector, stats POST, watch, lxcfs watch, resync); and its
     VmRSS (sampled through the window: last and max);
   * a detail — the `Collector` run in this process against the same cluster
     (`time.process_time()` around `collect()`, after the window so it does not compete with
