@@ -1,14 +1,17 @@
-"""Collector benchmark: CPU seconds per pass and agent RSS for 10, 100 and 300 instances.
+"""Agent benchmark: the whole agent process's CPU and RSS at steady state with 10, 100 and
+300 instances, and the collector's own cost per pass beside it.
 
 Instances are real: launched through the API of the private Dockyard (busybox, on a /23
 network made for the benchmark, so 300 fit). For each size:
-  * pass cost — the agent's `Collector` run in this process against the same cluster
-    (`time.process_time()` around `collect()`), after one warm-up pass that fills the PID
-    cache (that one inspects every container, reported apart);
-  * the agent process itself — its CPU time (utime+stime from /proc/PID/stat) over a window
-    at the default 10 s interval (everything it does: collector, POST, heartbeat, watch) and
-    its RSS (VmRSS).
-Goal: ≤ 1 % of a core at 100 instances every 10 s.
+  * the verdict — the real agent process of the `dockyard up` (found by /proc): its CPU time
+    (utime+stime from /proc/PID/stat) over a window of 60 s (one full resync period) once
+    the launches have settled, at the default 10 s stats interval: everything it does
+    (collector, stats POST, watch, lxcfs watch, resync); and its
+    VmRSS (sampled through the window: last and max);
+  * a detail — the `Collector` run in this process against the same cluster
+    (`time.process_time()` around `collect()`, after the window so it does not compete with
+    the agent), after one warm-up pass that fills the PID cache (reported apart).
+Goal: the agent ≤ 1 % of a core at 100 instances (cAdvisor: 3–7 % for 29 containers).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from common import PrivateDockyard
 
 INTERVAL = 10.0
 GOAL_PERCENT = 1.0
+SETTLE = 20.0  # after the launches: creation tails, lxcfs watch, first stats passes
+VERDICT_SIZE = 100
 
 
 def _children(pid: int) -> list[int]:
@@ -101,42 +106,68 @@ def bench_collector(dy: PrivateDockyard, sizes: list[int], window: float,
         log(f"collector: launching up to {size} instances")
         _launch_many(dy, [f"mon{i}" for i in range(have, size)], "benchmon")
         have = size
-        time.sleep(INTERVAL + 1)  # the agent's collector has seen them all
-        cost = _pass_cost(dy.cluster, 20)
+        time.sleep(SETTLE)  # steady state: the launches' tails are over
+        span = max(window, 60.0) if window >= 30 else window  # one full 60 s resync in it
         c0, t0 = cpu_seconds(pid), time.monotonic()
-        time.sleep(window)
+        rss = [rss_mib(pid)]
+        while time.monotonic() - t0 < span:
+            time.sleep(max(0.0, min(5.0, span - (time.monotonic() - t0))))
+            rss.append(rss_mib(pid))
         agent_cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+        cost = _pass_cost(dy.cluster, 20)
         row = {"instances": size, **cost, "core_percent": cost["pass_s"] / INTERVAL * 100,
-               "agent_core_percent": agent_cpu * 100, "agent_rss_mib": rss_mib(pid)}
-        log(f"  {size}: {cost['pass_s'] * 1000:.1f} ms CPU/pass "
-            f"({row['core_percent']:.3f} % of a core at 10 s); agent {agent_cpu * 100:.2f} %, "
-            f"RSS {row['agent_rss_mib']:.0f} MiB")
+               "agent_core_percent": agent_cpu * 100, "agent_rss_mib": rss[-1],
+               "agent_rss_max_mib": max(rss), "agent_window_s": span, "agent_pid": pid}
+        log(f"  {size}: agent {agent_cpu * 100:.2f} % of a core over {span:.0f} s, RSS "
+            f"{row['agent_rss_mib']:.0f} MiB (max {max(rss):.0f}); collect() "
+            f"{cost['pass_s'] * 1000:.1f} ms CPU/pass ({row['core_percent']:.3f} % at 10 s)")
         rows.append(row)
-    at100 = next((r for r in rows if r["instances"] == 100), rows[-1])
-    return {"rows": rows, "interval": INTERVAL, "window": window,
-            "ok": at100["core_percent"] <= GOAL_PERCENT}
+    return {"rows": rows, "interval": INTERVAL, "window": window, "settle": SETTLE,
+            "ok": verdict_row(rows)["agent_core_percent"] <= GOAL_PERCENT,
+            "verdict": "agent"}
+
+
+def verdict_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return next((r for r in rows if r["instances"] == VERDICT_SIZE), rows[-1])
+
+
+def summary_row(r: dict[str, Any]) -> str:
+    """The verdict is the whole agent process (an older saved result is judged the same)."""
+    row = verdict_row(r["rows"])
+    ok = row["agent_core_percent"] <= GOAL_PERCENT
+    return (f"| agent CPU (whole process, {row['instances']} instances, steady state, "
+            f"10 s stats) | {row['agent_core_percent']:.2f} % of a core, RSS "
+            f"{row['agent_rss_mib']:.0f} MiB (collect() alone: {row['core_percent']:.2f} %) | "
+            f"cAdvisor 3–7 % | - | ≤ {GOAL_PERCENT:.0f} % | {'PASS' if ok else 'FAIL'} |")
 
 
 def report_lines(r: dict[str, Any]) -> list[str]:
+    row = verdict_row(r["rows"])
+    ok = row["agent_core_percent"] <= GOAL_PERCENT
     lines = [
-        "", "## Collector", "",
-        f"Busybox instances launched through the API. *Pass* = CPU time of one "
-        f"`Collector.collect()` (median of 20, in the benchmark process against the same "
-        f"cluster; the first pass, which inspects each container once to fill the PID cache, "
-        f"apart). *Agent* = the whole agent process's CPU over {r['window']:.0f} s at the "
-        f"default {r['interval']:.0f} s interval and its VmRSS. That is everything the agent "
-        "does, not the collector alone: the lxcfs watch lists *and inspects* every container "
-        "every 2 s, and the full resync re-syncs every instance every 60 s, which likely make "
-        "up most of it (not measured apart).", "",
-        "| instances | CPU ms / pass | max ms | % of a core at 10 s | first pass ms | "
-        "agent CPU % of a core | agent RSS MiB |", "|---|---|---|---|---|---|---|",
+        "", "## Agent (collector)", "",
+        "Busybox instances launched through the API. *Agent* (the verdict) = the real agent "
+        "process of the benchmark's `dockyard up`, read from /proc: its CPU time over the "
+        f"window once the launches settled ({r.get('settle', 0):.0f} s), at the default "
+        f"{r['interval']:.0f} s stats interval, and its VmRSS (last sample, max over the "
+        "window). That is everything the agent does: collector and stats POST, the watch, "
+        "the lxcfs watch (lists and inspects every container every 2 s) and the full resync "
+        "(every instance every 60 s). *collect()* (a detail) = CPU time of one "
+        "`Collector.collect()` (median of 20, in the benchmark process against the same "
+        "cluster, after the window; the first pass, which inspects each container once to "
+        "fill the PID cache, apart).", "",
+        "| instances | agent CPU % of a core | window s | agent RSS MiB (max) | collect() CPU "
+        "ms / pass | max ms | collect() % of a core at 10 s | first pass ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for row in r["rows"]:
-        lines.append(f"| {row['instances']} | {row['pass_s'] * 1000:.1f} | "
-                     f"{row['pass_max_s'] * 1000:.1f} | {row['core_percent']:.3f} | "
-                     f"{row['first_pass_s'] * 1000:.0f} | {row['agent_core_percent']:.2f} | "
-                     f"{row['agent_rss_mib']:.0f} |")
-    lines += ["", f"Goal ≤ {GOAL_PERCENT:.0f} % of a core at 100 instances every 10 s: "
-              f"**{'PASS' if r['ok'] else 'FAIL'}** (cAdvisor: 3–7 % for 29 containers on "
-              "2 cores)."]
+    for x in r["rows"]:
+        lines.append(f"| {x['instances']} | {x['agent_core_percent']:.2f} | "
+                     f"{x.get('agent_window_s', r['window']):.0f} | {x['agent_rss_mib']:.0f} "
+                     f"({x.get('agent_rss_max_mib', x['agent_rss_mib']):.0f}) | "
+                     f"{x['pass_s'] * 1000:.1f} | {x['pass_max_s'] * 1000:.1f} | "
+                     f"{x['core_percent']:.3f} | {x['first_pass_s'] * 1000:.0f} |")
+    lines += ["", f"Goal: the whole agent ≤ {GOAL_PERCENT:.0f} % of a core at "
+              f"{VERDICT_SIZE} instances: {row['agent_core_percent']:.2f} % — "
+              f"**{'PASS' if ok else 'FAIL'}** (cAdvisor: 3–7 % for 29 containers on 2 cores; "
+              f"the collector's own collect() is {row['core_percent']:.2f} % of it)."]
     return lines

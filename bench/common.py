@@ -75,6 +75,27 @@ def ping_until(ip: str, deadline_s: float = 30.0) -> tuple[float, int]:
         time.sleep(0.01)
 
 
+class NoAnswer(RuntimeError):
+    """The pinger saw no answer on one side of a move: the downtime is unknown, the run failed."""
+
+
+def gap_during(answers: list[float], start: float, end: float) -> float:
+    """The largest silence between consecutive ping answers that overlaps [start, end] (the
+    move). Raises NoAnswer unless an answer came before `start` and another after `end`:
+    an instance that never answers again (or a pinger that died) is a failed run, not a
+    downtime of 0."""
+    if not any(a <= start for a in answers):
+        raise NoAnswer(f"no ping answer before the move started ({len(answers)} answers)")
+    if not any(b >= end for b in answers):
+        raise NoAnswer(f"no ping answer after the move ended ({len(answers)} answers, last "
+                       f"{max(answers) - end:+.2f} s from the end)")
+    worst = 0.0
+    for a, b in zip(answers, answers[1:], strict=False):
+        if b >= start and a <= end:
+            worst = max(worst, b - a)
+    return worst
+
+
 def stats(values: list[float]) -> dict[str, float]:
     s = sorted(values)
     if not s:

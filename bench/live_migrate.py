@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common import gap_during
 from migrate import Cluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,15 +32,6 @@ COUNTER = ("i=0; while :; do i=$((i+1)); read up rest < /proc/uptime; "
 
 def _answers(lines: list[str]) -> list[float]:
     return [float(m.group(1)) for line in lines if (m := REPLY.match(line))]
-
-
-def gap_during(answers: list[float], start: float, end: float) -> float:
-    """The largest silence between consecutive answers that overlaps [start, end]."""
-    worst = 0.0
-    for a, b in zip(answers, answers[1:], strict=False):
-        if b >= start and a <= end:
-            worst = max(worst, b - a)
-    return worst
 
 
 def bench_live(rounds: int, log: Callable[[str], None]) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common import gap_during
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKYARD = str(ROOT / ".venv" / "bin" / "dockyard")
 GOAL_S = 5.0
@@ -79,15 +81,6 @@ def machine_into(cl: Cluster, log: Callable[[str], None]) -> None:
 
 def answers(lines: list[str]) -> list[float]:
     return [float(m.group(1)) for line in lines if (m := REPLY.match(line))]
-
-
-def gap_during(times: list[float], start: float, end: float) -> float:
-    """The largest silence between consecutive answers that overlaps [start, end]."""
-    worst = 0.0
-    for a, b in zip(times, times[1:], strict=False):
-        if b >= start and a <= end:
-            worst = max(worst, b - a)
-    return worst
 
 
 def _one_image(cl: Cluster, key: str, image: str, extra: list[str], runs: int,

@@ -3,22 +3,30 @@
     .venv/bin/python bench/run.py [--quick] [--only create,burst,network,scheduler,live]
                                   [--out FILE] [--runs N]
 
+Without --only (what `make bench` runs) every benchmark below runs, in one run.
+
 Benchmarks (they are not tests; they write bench/RESULTS.md):
   create   sequential launches: POST /v1/instances?wait=true until the IP answers ping, vs
            `docker run -d --network none` + raw_plumb.sh until the IP answers ping (alternated)
-  burst    N concurrent launches (threads) vs N concurrent docker run + plumbing;
-           throughput = instances reachable by ping per second
+  burst    N concurrent launches (threads) vs N concurrent docker run + plumbing, at least
+           4 rounds per side; throughput = instances reachable by ping per second; verdict on
+           the median round, every round and the spread reported
   network  iperf3 between two Dockyard instances on the default bridge vs a bare veth pair
-           between two network namespaces (the floor)
-  collector  stats collector CPU per pass and agent RSS at 10, 100, 300 instances
-           (bench/collector.py)
+           between two network namespaces with the same GSO/GRO (BIG TCP) size as Dockyard's
+           veths (the verdict), and vs the kernel's default veth pair (shown beside it)
+  collector  the whole agent process's CPU and RSS (/proc) at steady state with 10, 100, 300
+           instances; the in-process Collector.collect() cost beside it (bench/collector.py)
   scheduler  scheduler.place on a synthetic 10,000-host snapshot: p50/p99 latency and
            placements per second on one core (bench/scheduler.py; no Docker needed)
-  migrate  cold migration downtime by ping (busybox and machine image, 3 runs each) on a
-           dev-cluster of its own (bench/migrate.py; only with --only migrate)
+  placement  the server's placement path (store snapshot + index + place + commit) on a
+           10,000-host store (bench/placement_path.py; no Docker needed)
+  migrate  cold migration downtime by ping (busybox and machine image) on a dev-cluster of
+           its own (bench/migrate.py)
   live     live (CRIU) vs cold migration downtime of the same instance, by ping, on a
-           dev-cluster --criu of its own (bench/live_migrate.py; only with --only live)
-With --only, the other benchmarks' results are carried over from the previous RESULTS.json.
+           dev-cluster --criu of its own (bench/live_migrate.py)
+  cli      CLI start-up vs `docker ps` (bench/cli_startup.py, when present)
+With --only, the other benchmarks' rows are carried over from the previous RESULTS.json with
+the commit and time they were measured at; each summary row says when it was measured.
 """
 
 from __future__ import annotations
@@ -37,7 +45,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cli_startup  # noqa: E402
 from collector import bench_collector, report_lines  # noqa: E402
+from collector import summary_row as collector_row  # noqa: E402
 from common import (  # noqa: E402
     BENCH,
     PrivateDockyard,
@@ -58,6 +68,9 @@ from live_migrate import summary_row as live_row  # noqa: E402
 from migrate import bench_migrate  # noqa: E402
 from migrate import report_lines as migrate_lines  # noqa: E402
 from migrate import summary_row as migrate_row  # noqa: E402
+from placement_path import bench_placement_path  # noqa: E402
+from placement_path import report_lines as placement_lines  # noqa: E402
+from placement_path import summary_row as placement_row  # noqa: E402
 from scheduler import bench_scheduler  # noqa: E402
 from scheduler import report_lines as scheduler_lines  # noqa: E402
 from scheduler import summary_row as scheduler_row  # noqa: E402
@@ -66,6 +79,15 @@ from dockyard.adapters import netlink  # noqa: E402
 from dockyard.model import ids  # noqa: E402
 
 GOALS = {"create": ("≤", 1.15), "burst": ("≥", 0.9), "network": ("≥", 0.95)}
+BURST_MIN_ROUNDS = 4  # a verdict on fewer rounds is not given (round-to-round spread ±15 %)
+ALL = ("create", "burst", "network", "collector", "scheduler", "placement", "migrate", "live",
+       "cli")
+
+
+def bench_cli(runs: int) -> dict[str, Any]:
+    """CLI start-up vs `docker ps`: bench/cli_startup.py's `run(runs) -> dict`."""
+    result: dict[str, Any] = cli_startup.run(runs=runs)
+    return result
 
 
 def log(msg: str) -> None:
@@ -210,8 +232,16 @@ def bench_burst(dy: PrivateDockyard, raw: RawNet, n: int, rounds: int) -> dict[s
                 f"= {r['throughput']:.2f}/s (per-instance median {ms(r['per']['median'])} ms)")
     d = stats([r["throughput"] for r in res["dy"]])
     w = stats([r["throughput"] for r in res["raw"]])
+    per_round = [a["throughput"] / b["throughput"] for a, b in zip(res["dy"], res["raw"],
+                                                                    strict=True)]
     return {"n": n, "rounds": rounds, "dockyard": d, "raw": w, "ratio": d["median"] / w["median"],
-            "detail": res}
+            "round_ratios": per_round, "detail": res}
+
+
+def burst_verdict(b: dict[str, Any]) -> str:
+    if b["rounds"] < BURST_MIN_ROUNDS:
+        return f"NO VERDICT ({b['rounds']} round(s) < {BURST_MIN_ROUNDS})"
+    return verdict("burst", b["ratio"])
 
 
 # -- network -----------------------------------------------------------------------------------
@@ -338,9 +368,11 @@ def bench_network(dy: PrivateDockyard, octet: int, tag: str, seconds: int,
                 dy.delete(name)
             except Exception as exc:  # the Dockyard stop removes its containers anyway
                 log(f"  delete {name}: {exc}")
-    d, f = stats(res["dy"]), stats(res["floor"])
+    d, f, fb = stats(res["dy"]), stats(res["floor"]), stats(res["floor_big"])
+    # the verdict is like for like: both sides with the GSO/GRO size Dockyard gives its veths
     return {"seconds": seconds, "runs": runs, "dockyard": d, "floor": f,
-            "ratio": d["median"] / f["median"], "dy_runs": res["dy"],
+            "ratio": d["median"] / fb["median"], "ratio_default_floor": d["median"] / f["median"],
+            "like_for_like": True, "dy_runs": res["dy"],
             "floor_runs": res["floor"], "bridge": stats(res["bridge"]),
             "bridge_runs": res["bridge"], "floor_big": stats(res["floor_big"]),
             "floor_big_runs": res["floor_big"], "gso_size": big,
@@ -359,46 +391,109 @@ def breakdown(samples: list[dict[str, Any]], keys: list[tuple[str, str]]) -> lis
     return rows
 
 
+def measured_cell(r: dict[str, Any]) -> str:
+    m = r.get("measured") or {}
+    return f"{m.get('commit', '?')}, {m.get('at', '?')}"
+
+
+def header_lines(results: dict[str, Any], now: str, took: float, quick: bool,
+                 this_run: set[str] | None) -> list[str]:
+    if this_run is None:  # a RESULTS.json from before rows were dated
+        return [f"Re-rendered from a RESULTS.json generated on {now} that does not record "
+                "which rows that run measured and which it carried over; rows without a "
+                "commit were not dated."]
+    ran = sorted(k for k in results if k in this_run)
+    carried = sorted(k for k in results if k not in this_run)
+    lines = [f"Generated by `bench/run.py{' --quick' if quick else ''}` on {now} (this run "
+             f"took {took:.0f} s and measured: {', '.join(ran) or 'nothing'})."]
+    if carried:
+        lines.append(f"**Not one run**: {', '.join(carried)} were carried over from earlier "
+                     "runs (`--only`); each row below gives the commit and time it was "
+                     "measured at, and rows of different runs were not measured side by side.")
+    else:
+        lines.append("Every row below was measured in this one run.")
+    lines.append("Benchmarks, not tests: within each row Dockyard and its baseline run "
+                 "alternately and are compared as ratios.")
+    return [" ".join(lines)]
+
+
+def summary_rows(results: dict[str, Any]) -> list[str]:
+    c, b, n = results.get("create"), results.get("burst"), results.get("network")
+    rows: list[tuple[dict[str, Any], str]] = []
+    if c:
+        rows.append((c, f"| create latency | {ms(c['dockyard']['median'])} ms | "
+                        f"{ms(c['raw']['median'])} ms | {c['ratio']:.2f} | ≤ 1.15 | "
+                        f"{verdict('create', c['ratio'])} |"))
+    if b:
+        rr = b.get("round_ratios") or []
+        spread = (f"; rounds {min(rr):.2f}–{max(rr):.2f}" if rr else "")
+        rows.append((b, f"| burst throughput ({b['n']}, median of {b['rounds']} rounds"
+                        f"{spread}) | {b['dockyard']['median']:.2f}/s | "
+                        f"{b['raw']['median']:.2f}/s | {b['ratio']:.2f} | ≥ 0.90 | "
+                        f"{burst_verdict(b)} |"))
+    if n:
+        if n.get("like_for_like"):
+            rows.append((n, f"| network throughput (like for like: both sides' veths with "
+                            f"GSO/GRO {n.get('gso_size')}) | {n['dockyard']['median']:.2f} "
+                            f"Gbit/s | {n['floor_big']['median']:.2f} Gbit/s | "
+                            f"{n['ratio']:.3f} (vs the default-veth floor "
+                            f"{n['floor']['median']:.2f} Gbit/s: "
+                            f"{n['ratio_default_floor']:.2f}) | ≥ 0.95 | "
+                            f"{verdict('network', n['ratio'])} |"))
+        else:  # a row from before the like-for-like verdict
+            rows.append((n, f"| network throughput (vs the default-veth floor: not like for "
+                            f"like) | {n['dockyard']['median']:.2f} Gbit/s | "
+                            f"{n['floor']['median']:.2f} Gbit/s | {n['ratio']:.2f} | ≥ 0.95 | "
+                            f"{verdict('network', n['ratio'])} |"))
+    if results.get("placement"):
+        rows.append((results["placement"],
+                     placement_row(results["placement"], results.get("scheduler"))))
+    if results.get("scheduler") and not results.get("placement"):
+        # alone only when the server's path was not measured (it carries this figure beside)
+        rows.append((results["scheduler"], scheduler_row(results["scheduler"])))
+    if results.get("migrate"):
+        rows.append((results["migrate"], migrate_row(results["migrate"])))
+    if results.get("live"):
+        rows.append((results["live"], live_row(results["live"])))
+    col = results.get("collector")
+    if col:
+        rows.append((col, collector_row(col)))
+    cli = results.get("cli")
+    if cli:
+        rows.append((cli, cli_row(cli)))
+    return [line.rstrip().removesuffix("|").rstrip() + f" | {measured_cell(r)} |"
+            for r, line in rows]
+
+
+def cli_row(r: dict[str, Any]) -> str:
+    """From bench/cli_startup.py's `run()`: `dockyard list` (against a server that refuses at
+    once) vs `docker ps`, median wall; goal ≤ goal_s for `dockyard list` and its --help."""
+    wall = r["wall"]
+    dy, docker = wall["dockyard list"]["median"], wall.get("docker ps", {}).get("median")
+    ratio = f"{dy / docker:.2f}" if docker else "-"
+    base = f"`docker ps` {docker * 1000:.0f} ms" if docker else "-"
+    return (f"| CLI start-up (`dockyard list`, median of {r['runs']}; `list --help` "
+            f"{wall['dockyard list --help']['median'] * 1000:.0f} ms) | {dy * 1000:.0f} ms | "
+            f"{base} | {ratio} | ≤ {r['goal_s'] * 1000:.0f} ms | "
+            f"{'PASS' if r['goal_met'] else 'FAIL'} |")
+
+
 def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: float,
-           failed: dict[str, str], now: str) -> str:
+           failed: dict[str, str], now: str, this_run: set[str] | None) -> str:
     lines = [
         "# Dockyard benchmark results", "",
-        f"Generated by `bench/run.py{' --quick' if quick else ''}` on {now} "
-        f"(took {took:.0f} s). Benchmarks, not tests: Dockyard and the "
-        "raw-Docker baseline run alternately in the same run and are compared as ratios.", "",
+        *header_lines(results, now, took, quick, this_run), "",
         "## Machine", "",
         f"- nproc: {facts['nproc']} ({facts['cpu']}), memory {facts['memory']}",
         f"- kernel: {facts['kernel']}",
         f"- docker: {facts['docker']}", "",
         "## Summary", "",
-        "| benchmark | Dockyard (median) | baseline (median) | ratio | goal | result |",
-        "|---|---|---|---|---|---|",
+        "| benchmark | Dockyard (median) | baseline (median) | ratio | goal | result | "
+        "measured (commit, UTC) |",
+        "|---|---|---|---|---|---|---|",
+        *summary_rows(results),
     ]
     c, b, n = results.get("create"), results.get("burst"), results.get("network")
-    if c:
-        lines.append(f"| create latency | {ms(c['dockyard']['median'])} ms | "
-                     f"{ms(c['raw']['median'])} ms | {c['ratio']:.2f} | ≤ 1.15 | "
-                     f"{verdict('create', c['ratio'])} |")
-    if b:
-        lines.append(f"| burst throughput ({b['n']}) | {b['dockyard']['median']:.2f}/s | "
-                     f"{b['raw']['median']:.2f}/s | {b['ratio']:.2f} | ≥ 0.90 | "
-                     f"{verdict('burst', b['ratio'])} |")
-    if n:
-        lines.append(f"| network throughput | {n['dockyard']['median']:.2f} Gbit/s | "
-                     f"{n['floor']['median']:.2f} Gbit/s | {n['ratio']:.2f} | ≥ 0.95 | "
-                     f"{verdict('network', n['ratio'])} |")
-    col = results.get("collector")
-    if results.get("scheduler"):
-        lines.append(scheduler_row(results["scheduler"]))
-    if results.get("migrate"):
-        lines.append(migrate_row(results["migrate"]))
-    if results.get("live"):
-        lines.append(live_row(results["live"]))
-    if col:
-        row = next((x for x in col["rows"] if x["instances"] == 100), col["rows"][-1])
-        lines.append(f"| collector CPU ({row['instances']} instances, 10 s) | "
-                     f"{row['core_percent']:.3f} % of a core | cAdvisor 3–7 % | - | ≤ 1 % | "
-                     f"{'PASS' if col['ok'] else 'FAIL'} |")
     if c:
         lines += [
             "", "## Create latency", "",
@@ -457,9 +552,16 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
                 lines.append(f"| {i + 1} | {label} | {r['wall']:.2f} | {r['throughput']:.2f} | "
                              f"{ms(r['per']['median'])} | {ms(r['per']['p90'])} | "
                              f"{ms(r['launch']['median'])} | {r['last_launch']:.2f} |")
-        lines += ["", f"Median throughput: Dockyard {b['dockyard']['median']:.2f}/s, raw "
-                  f"{b['raw']['median']:.2f}/s, **ratio {b['ratio']:.2f}** (goal ≥ 0.90: "
-                  f"{verdict('burst', b['ratio'])})."]
+        rr = b.get("round_ratios") or []
+        lines += ["", f"Median throughput over {b['rounds']} rounds: Dockyard "
+                  f"{b['dockyard']['median']:.2f}/s (rounds {b['dockyard']['min']:.2f}–"
+                  f"{b['dockyard']['max']:.2f}), raw {b['raw']['median']:.2f}/s (rounds "
+                  f"{b['raw']['min']:.2f}–{b['raw']['max']:.2f}), **ratio of the medians "
+                  f"{b['ratio']:.2f}** (goal ≥ 0.90 on the median of at least "
+                  f"{BURST_MIN_ROUNDS} rounds: {burst_verdict(b)})."
+                  + (" Per round (Dockyard / raw of the same round): "
+                     + ", ".join(f"{x:.2f}" for x in rr)
+                     + f"; spread {min(rr):.2f}–{max(rr):.2f}." if rr else "")]
     if n:
         pinned = ("server pinned to CPU 0 and client to CPU 1 (`taskset`) on every side"
                   if n.get("pinned") else "unpinned")
@@ -478,24 +580,33 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
                 runs_ = ", ".join(f"{x:.2f}" for x in n[f"{key}_runs"])
                 median = n["dockyard" if key == "dy" else key]["median"]
                 lines.append(f"| {label} | {runs_} | {median:.2f} |")
-        lines += ["", f"**Ratio {n['ratio']:.2f}** (goal ≥ 0.95: "
-                  f"{verdict('network', n['ratio'])}). Dockyard / plain bridge: "
-                  f"{n['dockyard']['median'] / n['bridge']['median']:.2f}; plain bridge / veth "
-                  f"floor: {n['bridge']['median'] / n['floor']['median']:.2f}."]
-        if "floor_big" in n:
-            lines[-1] += (f" Like for like (Dockyard / veth pair with the same GSO/GRO size "
-                          f"{n.get('gso_size')}): "
-                          f"{n['dockyard']['median'] / n['floor_big']['median']:.2f}.")
+        if n.get("like_for_like"):
+            lines += ["", f"**Ratio {n['ratio']:.3f}, like for like** (Dockyard / a bare veth "
+                      f"pair given the same IPv4 GSO/GRO size {n.get('gso_size')} as "
+                      f"Dockyard's veths; goal ≥ 0.95: {verdict('network', n['ratio'])}). "
+                      f"Against the floor with the kernel's default veths (not like for like: "
+                      f"only Dockyard's side has BIG TCP): {n['ratio_default_floor']:.2f}. "
+                      f"Dockyard / plain bridge: "
+                      f"{n['dockyard']['median'] / n['bridge']['median']:.2f}; plain bridge / "
+                      f"default veth floor: {n['bridge']['median'] / n['floor']['median']:.2f}."]
+        else:
+            lines += ["", f"**Ratio {n['ratio']:.2f}** against the default-veth floor (a row "
+                      "from before the like-for-like verdict)."]
     if results.get("collector"):
         lines += report_lines(results["collector"])
+    if results.get("placement"):
+        lines += placement_lines(results["placement"])
     if results.get("scheduler"):
         lines += scheduler_lines(results["scheduler"])
     if results.get("migrate"):
         lines += migrate_lines(results["migrate"])
     if results.get("live"):
         lines += live_lines(results["live"])
+    if results.get("cli"):
+        lines += ["", "`bench/cli_startup.py`:", "",
+                  str(results["cli"].get("markdown", "")).strip()]
     for key, err in failed.items():
-        lines += ["", f"**{key} benchmark failed:** `{err}`"]
+        lines += ["", f"**{key} benchmark failed (this run fails):** `{err}`"]
     notes = BENCH / "NOTES.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
@@ -503,33 +614,58 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
 
 
 def previous_results(path: Path, only: set[str]) -> dict[str, Any]:
-    """Results of the benchmarks not run this time, from the last report (if any)."""
+    """Results of the benchmarks not run this time, from the last report (if any), each with
+    the commit and time it was measured at (a result saved before rows were dated gets the
+    saved report's time and an unknown commit)."""
     try:
-        saved = json.loads(path.read_text())["results"]
+        data = json.loads(path.read_text())
+        saved = data["results"]
     except (OSError, ValueError, KeyError):
         return {}
-    return {k: v for k, v in saved.items() if k not in only}
+    carried = {}
+    for key, value in saved.items():
+        if key in only or not isinstance(value, dict):
+            continue
+        value.setdefault("measured", {"commit": "? (undated)", "at": data.get("generated", "?")})
+        carried[key] = value
+    return carried
+
+
+def git_commit() -> str:
+    """HEAD's short hash, with "+dirty" when the tree differs from it (bench/RESULTS.* aside)."""
+    head = run(["git", "-C", str(BENCH.parent), "rev-parse", "--short", "HEAD"],
+               check=False).strip() or "?"
+    dirty = run(["git", "-C", str(BENCH.parent), "status", "--porcelain", "--",
+                 ".", ":!bench/RESULTS.md", ":!bench/RESULTS.json"], check=False).strip()
+    return head + ("+dirty" if dirty else "")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: fewer, shorter runs")
-    ap.add_argument("--only", default="create,burst,network,collector,scheduler")
+    ap.add_argument("--only", default=",".join(ALL),
+                    help="comma-separated benchmarks (default: all of them, one run)")
     ap.add_argument("--out", default=str(BENCH / "RESULTS.md"))
     ap.add_argument("--runs", type=int, default=None, metavar="N",
-                    help="rounds per side (burst; default 2), migrations per image "
-                         "(migrate) and rounds (live; default 3); 1 with --quick")
+                    help=f"rounds per side (burst; default and minimum for a verdict "
+                         f"{BURST_MIN_ROUNDS}), migrations per image (migrate) and rounds "
+                         "(live; default 3); 1 with --quick")
     ap.add_argument("--from-json", metavar="FILE",
                     help="only re-render the report from a saved RESULTS.json (no benchmark)")
     args = ap.parse_args()
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         text = report(saved["results"], saved["facts"], saved["quick"], saved["took"],
-                      saved.get("failed", {}), saved["generated"])
+                      saved.get("failed", {}), saved["generated"],
+                      set(saved["this_run"]) if "this_run" in saved else None)
         Path(args.out).write_text(text)
         return 0
     only = set(args.only.split(","))
+    unknown = only - set(ALL)
+    if unknown:
+        ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    commit = git_commit()
     runs = args.runs or (1 if args.quick else 3)
     sigterm_as_interrupt()
     started = time.monotonic()
@@ -542,34 +678,40 @@ def main() -> int:
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
     # the scheduler benchmark is pure Python; migrate and live bring their own dev-cluster
-    needs_docker = bool(only - {"scheduler", "live", "migrate"})
+    needs_docker = bool(only & {"create", "burst", "network", "collector"})
     try:
         if needs_docker:
             log(f"starting private Dockyard on {dy.url}, subnet {dy.subnet}")
             dy.start()
             raw.setup()
-        benches = {
-            "create": lambda: bench_create(dy, raw, 5 if args.quick else 20),
-            "burst": lambda: bench_burst(dy, raw, 10 if args.quick else 50,
-                                         args.runs or (1 if args.quick else 2)),
+        benches = {  # a stopped run still reports the ones done: the quick ones first
+            "scheduler": lambda: bench_scheduler(args.quick, log),
+            "placement": lambda: bench_placement_path(args.quick, log),
             "network": lambda: bench_network(dy, veth_octet, tag, 2 if args.quick else 5,
                                              1 if args.quick else 5),
+            "burst": lambda: bench_burst(dy, raw, 10 if args.quick else 50,
+                                         args.runs or (1 if args.quick else BURST_MIN_ROUNDS)),
             "collector": lambda: bench_collector(dy, [10, 30] if args.quick else [10, 100, 300],
                                                  10.0 if args.quick else 30.0, log),
-            "scheduler": lambda: bench_scheduler(args.quick, log),
+            "create": lambda: bench_create(dy, raw, 5 if args.quick else 20),
             "migrate": lambda: bench_migrate(runs, log),
             "live": lambda: bench_live(runs, log),
+            "cli": lambda: bench_cli(runs=5 if args.quick else 20),
         }
         for key, fn in benches.items():
             if key in only:
                 try:
                     results[key] = fn()
+                    results[key]["measured"] = {
+                        "commit": commit,
+                        "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
                 except Exception as exc:  # report the others anyway
                     log(f"{key} failed: {exc!r}")
                     failed[key] = repr(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # clean up, then report what finished (the rest is carried)
         log("interrupted; cleaning up")
-        return 130
+        failed["interrupted"] = ("the run was stopped before every benchmark ran: "
+                                 f"not measured in it: {', '.join(sorted(only - set(results)))}")
     finally:
         if needs_docker:
             log("cleaning up")
@@ -577,16 +719,18 @@ def main() -> int:
             dy.stop()
     took = time.monotonic() - started
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    this_run = set(results)
     results = {**previous_results(Path(args.out).with_suffix(".json"), only), **results}
-    text = report(results, facts, args.quick, took, failed, now)
+    text = report(results, facts, args.quick, took, failed, now, this_run)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     (Path(args.out).with_suffix(".json")).write_text(json.dumps(
         {"facts": facts, "quick": args.quick, "took": took, "generated": now, "failed": failed,
-         "results": results}, indent=1, default=str))
+         "commit": commit, "this_run": sorted(this_run), "results": results}, indent=1,
+        default=str))
     log(f"wrote {args.out}")
     print(text)
-    return 1 if failed else 0
+    return 130 if "interrupted" in failed else 1 if failed else 0
 
 
 if __name__ == "__main__":

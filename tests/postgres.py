@@ -11,9 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
+
+from tests.requirements import missing
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
 
@@ -33,7 +34,7 @@ def server_url() -> str:
 def fresh_database(prefix: str) -> Iterator[str]:
     """CREATE DATABASE dy_<prefix>_<random>; yields its postgresql:// URL; DROP … (FORCE)."""
     if not installed():
-        pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it)")
+        missing("PostgreSQL", "scripts/setup.sh (apt package, scripts/postgres.sh)")
     base = server_url()
     name = f"dy_{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(base, autocommit=True) as admin:

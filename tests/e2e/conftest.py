@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.requirements import missing
+
 DOCKYARD = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "dockyard")
 
 
@@ -52,7 +54,7 @@ class DevCluster:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[DevCluster]:
     if os.geteuid() != 0 or shutil.which("ovs-vswitchd") is None:
-        pytest.skip("the dev-cluster needs root and Open vSwitch (scripts/setup.sh)")
+        missing("root or Open vSwitch for the dev-cluster", "scripts/setup.sh, run as root")
     base = Path(tempfile.mkdtemp(prefix="dockyard-e2e-"))
     env = {**os.environ, "DOCKYARD_CONFIG": str(base / "config.json")}
     env.pop("DOCKYARD_URL", None)

@@ -24,6 +24,7 @@ from dockyard import faults
 from dockyard.devcluster import plumbing, state
 from tests.e2e import hostctl
 from tests.e2e.conftest import DevCluster
+from tests.requirements import message, missing
 
 WRAPPER = Path(__file__).resolve().parents[2] / "scripts" / "criu-wrapper"
 NET = "live"
@@ -32,23 +33,25 @@ COUNTER = ("i=0; while :; do i=$((i+1)); read up rest < /proc/uptime; "
            "echo \"$i $up\" >> /counter; usleep 100000; done")
 
 
-def _skip(reason: str) -> None:
-    print(f"SKIP test_live_migrate: {reason}", file=sys.stderr, flush=True)
-    pytest.skip(reason)
+def _skip(what: str, step: str) -> None:
+    print(f"SKIP test_live_migrate: {message(what, step)}", file=sys.stderr, flush=True)
+    missing(what, step)
 
 
 @pytest.fixture(scope="module")
 def live_cluster() -> Iterator[DevCluster]:
     if os.geteuid() != 0 or shutil.which("ovs-vswitchd") is None:
-        _skip("the dev-cluster needs root and Open vSwitch (scripts/setup.sh)")
+        _skip("root or Open vSwitch for the dev-cluster", "scripts/setup.sh, run as root")
     build = subprocess.run([str(WRAPPER), "--build"], capture_output=True, text=True,
                            timeout=600)
     if build.returncode != 0:
-        _skip(f"no criu 4.1 tree (scripts/criu-wrapper --build): {build.stderr.strip()}")
+        _skip(f"the criu 4.1 tree ({build.stderr.strip()[-300:]})",
+              "scripts/setup.sh (scripts/criu-wrapper --build)")
     check = subprocess.run([str(WRAPPER), "check"], capture_output=True, text=True,
                            timeout=120)
     if check.returncode != 0:
-        _skip(f"`criu check` fails on this kernel: {(check.stderr or check.stdout)[-300:]}")
+        _skip(f"a kernel `criu check` accepts ({(check.stderr or check.stdout)[-300:]})",
+              "a kernel with CRIU support on the test machine")
     base = Path(tempfile.mkdtemp(prefix="dockyard-live-"))
     env = {**os.environ, "DOCKYARD_CONFIG": str(base / "config.json"), "COLUMNS": "200"}
     env.pop("DOCKYARD_URL", None)

@@ -23,11 +23,12 @@ import pytest
 from dockyard.adapters.docker_engine import ContainerSpec, DockerEngine
 from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.lxcfs_watch import LxcfsWatch
+from tests.requirements import missing, requires, requires_root
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(shutil.which("lxcfs") is None, reason="needs lxcfs"),
+    requires_root(),
+    requires(shutil.which("lxcfs") is not None, "lxcfs", "scripts/setup.sh (apt package)"),
 ]
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "lxcfs.sh"
@@ -68,7 +69,7 @@ def engine() -> Iterator[DockerEngine]:
     eng = DockerEngine()
     if not eng.image_exists(IMAGE):
         eng.close()
-        pytest.skip(f"needs {IMAGE} (scripts/setup.sh builds it)")
+        missing(IMAGE, "scripts/setup.sh (it builds the image)")
     yield eng
     eng.close()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import secrets
 import shutil
 import subprocess
@@ -32,11 +31,13 @@ from dockyard.adapters.machine_image import (
 )
 from dockyard.cli.main import app
 from dockyard.errors import BackendError, InvalidRequest
+from tests.requirements import requires, requires_root
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(shutil.which("debootstrap") is None, reason="needs debootstrap"),
+    requires_root(),
+    requires(shutil.which("debootstrap") is not None, "debootstrap",
+             "scripts/setup.sh (apt package)"),
 ]
 
 

@@ -24,14 +24,14 @@ from dockyard.adapters.iptables import ensure_bridge_forwarding, remove_bridge_f
 from dockyard.adapters.netlink import Eth0
 from dockyard.errors import BackendError, Conflict
 from tests.integration.dockyard_env import require_unrouted
+from tests.requirements import missing, requires, requires_root
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(
-        any(shutil.which(tool) is None for tool in ("ip", "unshare", "nsenter", "ping",
-                                                    "iptables")),
-        reason="needs ip, unshare, nsenter, ping and iptables"),
+    requires_root(),
+    requires(all(shutil.which(tool) for tool in ("ip", "unshare", "nsenter", "ping",
+                                                 "iptables")),
+             "ip, unshare, nsenter, ping or iptables", "scripts/setup.sh (apt packages)"),
 ]
 
 GATEWAY = "10.249.0.1"
@@ -155,7 +155,7 @@ def test_plumb_raises_the_ipv4_gso_and_gro_size_of_both_veth_ends(
     plumb(pid_b, host_b, bridge, 42)
     gso, gro = netlink.ipv4_gso_sizes(host_a)
     if gso is None:
-        pytest.skip("kernel before 6.3: no IFLA_GSO_IPV4_MAX_SIZE")
+        missing("IFLA_GSO_IPV4_MAX_SIZE (BIG TCP)", "a kernel >= 6.3 on the test machine")
     assert gso == gro
     assert 65536 < gso <= netlink.BIG_TCP_SIZE
     for host_end, pid in ((host_a, pid_a), (host_b, pid_b)):
@@ -310,7 +310,7 @@ def test_instance_to_instance_traffic_is_not_tracked_but_traffic_to_the_host_is(
     """The raw-table NOTRACK rule matches bridged packets within the subnet (an earlier
     `--physdev-is-bridged` form never matched in PREROUTING); the gateway stays tracked."""
     if not os.path.exists("/proc/net/nf_conntrack"):
-        pytest.skip("no /proc/net/nf_conntrack on this kernel")
+        missing("/proc/net/nf_conntrack", "the nf_conntrack module (dockerd loads it)")
     ensure_bridge_forwarding(bridge, f"{GATEWAY.rsplit('.', 1)[0]}.0/{PREFIX}")
     pid_a, pid_b = spawn_netns(), spawn_netns()
     plumb(pid_a, names("dyv"), bridge, 51)

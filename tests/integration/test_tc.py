@@ -26,14 +26,14 @@ from dockyard.adapters.iptables import ensure_bridge_forwarding, remove_bridge_f
 from dockyard.errors import BackendError
 from tests.integration.dockyard_env import require_unrouted
 from tests.integration.iperf import received_bps
+from tests.requirements import requires, requires_root
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(
-        any(shutil.which(tool) is None for tool in ("ip", "tc", "unshare", "nsenter",
-                                                    "iptables", "iperf3")),
-        reason="needs ip, tc, unshare, nsenter, iptables and iperf3"),
+    requires_root(),
+    requires(all(shutil.which(tool) for tool in ("ip", "tc", "unshare", "nsenter",
+                                                 "iptables", "iperf3")),
+             "ip, tc, unshare, nsenter, iptables or iperf3", "scripts/setup.sh (apt packages)"),
 ]
 
 NETWORK_TEST_LOCK = "/tmp/dockyard-network-tests.lock"

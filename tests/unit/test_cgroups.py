@@ -10,6 +10,7 @@ import pytest
 from dockyard.adapters import cgroups
 from dockyard.adapters.cgroups import CgroupLimits, cgroup_version, read_limits
 from dockyard.errors import BackendError
+from tests.requirements import requires
 from tests.unit.fake_trees import write_tree as fake_tree
 
 PID = 4242
@@ -153,7 +154,7 @@ def test_garbage_value_is_a_backend_error(tmp_path: Path) -> None:
         read_limits(PID, root=root, proc=fake_proc(tmp_path, V2_LINES))
 
 
-@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup"), reason="no cgroup mount")
+@requires(os.path.isdir("/sys/fs/cgroup"), "a cgroup mount", "a host with /sys/fs/cgroup")
 def test_real_host_reads_own_process() -> None:
     limits = read_limits(os.getpid())
     assert cgroup_version() in (1, 2)

@@ -16,7 +16,9 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,8 +36,32 @@ def _ints(values: list[int]) -> IntArray:
     return np.asarray(values, dtype=np.int64)
 
 
-def _capacity(values: list[int | None]) -> FloatArray:
-    return np.asarray([np.inf if v is None else float(v) for v in values], dtype=np.float64)
+def _rank(hosts: list[HostSnapshot]) -> IntArray:
+    order = sorted(range(len(hosts)), key=lambda i: (hosts[i].name, hosts[i].id))
+    rank = np.empty(len(hosts), dtype=np.int64)
+    rank[order] = np.arange(len(hosts), dtype=np.int64)
+    return rank
+
+
+def _inf(value: int | None) -> float:
+    return np.inf if value is None else float(value)
+
+
+# array field -> (dtype, its value for one host): what `build` and `with_hosts` both compute
+_COLUMNS: dict[str, tuple[type, Callable[[HostSnapshot], object]]] = {
+    "down": (np.bool_, lambda h: not h.up),
+    "draining": (np.bool_, lambda h: h.draining),
+    "memory": (np.float64, lambda h: float(h.memory_bytes)),
+    "memory_reserved": (np.int64, lambda h: h.memory_reserved_bytes),
+    "disk": (np.float64, lambda h: _inf(h.disk_bytes)),
+    "disk_reserved": (np.int64, lambda h: h.disk_reserved_bytes),
+    "pids": (np.float64, lambda h: _inf(h.pids_limit_total)),
+    "pids_reserved": (np.int64, lambda h: h.pids_reserved),
+    "cores": (np.int64, lambda h: len(set(h.cores))),
+    "free_cores": (np.int64,
+                   lambda h: len(set(h.cores) - set(h.taken_cores) - set(h.reserved_cores))),
+    "instances": (np.int64, lambda h: h.instances),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,28 +88,58 @@ class HostIndex:
 
     @classmethod
     def build(cls, hosts: list[HostSnapshot]) -> HostIndex:
-        order = sorted(range(len(hosts)), key=lambda i: (hosts[i].name, hosts[i].id))
-        rank = np.empty(len(hosts), dtype=np.int64)
-        rank[order] = np.arange(len(hosts), dtype=np.int64)
         members: dict[str, list[int]] = {}
         for position, host in enumerate(hosts):
             for group in host.groups:
                 members.setdefault(group, []).append(position)
-        return cls(
-            hosts=list(hosts), position={h.name: i for i, h in enumerate(hosts)}, rank=rank,
-            down=np.asarray([not h.up for h in hosts], dtype=np.bool_),
-            draining=np.asarray([h.draining for h in hosts], dtype=np.bool_),
-            memory=np.asarray([float(h.memory_bytes) for h in hosts], dtype=np.float64),
-            memory_reserved=_ints([h.memory_reserved_bytes for h in hosts]),
-            disk=_capacity([h.disk_bytes for h in hosts]),
-            disk_reserved=_ints([h.disk_reserved_bytes for h in hosts]),
-            pids=_capacity([h.pids_limit_total for h in hosts]),
-            pids_reserved=_ints([h.pids_reserved for h in hosts]),
-            cores=_ints([len(set(h.cores)) for h in hosts]),
-            free_cores=_ints([len(set(h.cores) - set(h.taken_cores) - set(h.reserved_cores))
-                              for h in hosts]),
-            instances=_ints([h.instances for h in hosts]),
-            members={group: tuple(positions) for group, positions in members.items()})
+        columns: dict[str, Any] = {name: np.asarray([value(h) for h in hosts], dtype=dtype)
+                                   for name, (dtype, value) in _COLUMNS.items()}
+        return cls(hosts=list(hosts), position={h.name: i for i, h in enumerate(hosts)},
+                   rank=_rank(hosts),
+                   members={group: tuple(positions) for group, positions in members.items()},
+                   **columns)
+
+    def with_hosts(self, changed: dict[int, HostSnapshot]) -> HostIndex:
+        """The index after `hosts[p]` became `changed[p]` for each p (the same hosts in the
+        same order: a host added or removed needs `build`). Equal to `build` on the new list;
+        costs O(len(changed)) per array plus one copy of each array, and keeps the memoized
+        masks, patched at those positions."""
+        if not changed:
+            return self
+        hosts = list(self.hosts)
+        for p, host in changed.items():
+            hosts[p] = host
+        columns: dict[str, Any] = {}
+        for name, (_, value) in _COLUMNS.items():
+            array = getattr(self, name).copy()
+            for p, host in changed.items():
+                array[p] = value(host)
+            columns[name] = array
+        renamed = any(self.hosts[p].name != h.name for p, h in changed.items())
+        members = {g: set(ps) for g, ps in self.members.items()}
+        for p, host in changed.items():
+            for group in self.hosts[p].groups - host.groups:
+                members[group].discard(p)
+            for group in host.groups - self.hosts[p].groups:
+                members.setdefault(group, set()).add(p)
+        networks = {}
+        for network_id, mask in self._networks.items():
+            networks[network_id] = mask.copy()
+            for p, host in changed.items():
+                networks[network_id][p] = network_id in host.networks
+        labels = {}
+        for key, (codes, array) in self._labels.items():
+            codes, array = dict(codes), array.copy()
+            for p, host in changed.items():
+                v = host.labels.get(key)
+                array[p] = -1 if v is None else codes.setdefault(v, len(codes))
+            labels[key] = (codes, array)
+        return replace(
+            self, hosts=hosts,
+            position={h.name: i for i, h in enumerate(hosts)} if renamed else self.position,
+            rank=_rank(hosts) if renamed else self.rank,
+            members={g: tuple(sorted(ps)) for g, ps in members.items() if ps},
+            _networks=networks, _labels=labels, _groups={}, _capacities={}, **columns)
 
     def __len__(self) -> int:
         return len(self.hosts)

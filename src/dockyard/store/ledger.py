@@ -9,12 +9,24 @@ stale snapshot is rejected and retried rather than over-committing memory.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, update
+import threading
+import weakref
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, event, func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, SessionTransaction
 
 from dockyard.errors import Conflict
-from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, IpAllocationRow
+from dockyard.store.tables import (
+    CoreAllocationRow,
+    HostRow,
+    InstanceRow,
+    IpAllocationRow,
+    Meta,
+    NetworkRow,
+)
 
 
 def used_ips(sess: Session, network_id: str) -> set[str]:
@@ -67,9 +79,12 @@ def commit_placement(sess: Session, host_id: str, seen_version: int) -> None:
     """Compare-and-set on the host's version: fails if another placement landed meanwhile."""
     result = sess.execute(update(HostRow)
                           .where(HostRow.id == host_id, HostRow.version == seen_version)
-                          .values(version=seen_version + 1))
+                          .values(version=seen_version + 1)
+                          .execution_options(**{_RECORDED: True}))
     if result.rowcount != 1:  # type: ignore[attr-defined]
+        _distrust(sess)  # whatever snapshot the caller had is stale: rebuild it
         raise Conflict("host capacity changed during placement; retry")
+    _touch(sess, {host_id})
 
 
 def release_cores(sess: Session, instance_id: str) -> None:
@@ -80,3 +95,181 @@ def release_instance(sess: Session, instance_id: str) -> None:
     """Give back everything the instance held (idempotent)."""
     sess.execute(delete(IpAllocationRow).where(IpAllocationRow.instance_id == instance_id))
     release_cores(sess, instance_id)
+
+
+# -- the capacity stamp: what the server's placement cache keys on -------------------------------
+#
+# Every transaction that changes what the scheduler's snapshot is built from (a host's row other
+# than its heartbeat/state, an instance's host/limits/options, a core allocation, a network)
+# bumps the `meta` counter CAPACITY_STAMP once, at commit, in the same transaction. After the
+# commit the session publishes {stamp: hosts it touched} in a process-local journal per engine
+# (None: unknown, e.g. a bulk DELETE that names no host, a host added or removed, a network).
+# A cached snapshot at stamp S is therefore current while the stamp reads S, and can be brought
+# to stamp T by re-reading only the touched hosts when this process wrote every stamp in
+# S+1..T; otherwise it is rebuilt. The stamp is a cache key, not a guard: the version CAS in
+# `commit_placement` still rejects a plan made from a stale snapshot.
+
+CAPACITY_STAMP = "capacity_stamp"
+_TOUCHED = "dockyard.capacity_touched"  # sess.info: set of host ids, or None (unknown)
+_PENDING = "dockyard.capacity_pending"  # sess.info: the stamp this transaction wrote
+_INSTANCE_FIELDS = ("host_id", "limits", "options")
+_HOST_IGNORED = frozenset({"last_heartbeat", "state", "api_url", "api_secret", "version"})
+_JOURNAL_SIZE = 4096
+_journals: weakref.WeakKeyDictionary[Engine, dict[int, frozenset[str] | None]] = (
+    weakref.WeakKeyDictionary())
+_epochs: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+_journal_lock = threading.Lock()
+
+
+def capacity_stamp(sess: Session) -> int:
+    value = sess.scalar(select(Meta.value).where(Meta.key == CAPACITY_STAMP))
+    return int(value) if value is not None else 0
+
+
+def cache_epoch(engine: Engine) -> int:
+    """Bumped by every failed version CAS: a cache keyed on it is dropped then, so a change
+    that escaped the stamp (a write outside these session events) costs one retry, not a
+    stuck cache."""
+    with _journal_lock:
+        return _epochs.get(engine, 0)
+
+
+def session_engine(sess: Session) -> Engine:
+    """The engine behind a session, the same for `Database.session` and `Database.read`
+    (whose engine is an OptionEngine proxying the first)."""
+    bind = sess.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    while isinstance(getattr(engine, "_proxied", None), Engine):
+        engine = engine._proxied  # type: ignore[attr-defined]
+    return engine
+
+
+def _distrust(sess: Session) -> None:
+    engine = session_engine(sess)
+    with _journal_lock:
+        _epochs[engine] = _epochs.get(engine, 0) + 1
+        _journals.pop(engine, None)
+
+
+def touched_since(engine: Engine, since: int, until: int) -> set[str] | None:
+    """The hosts changed by the stamps since+1..until, if this process wrote all of them and
+    each named its hosts; None otherwise (rebuild)."""
+    with _journal_lock:
+        journal = _journals.get(engine, {})
+        hosts: set[str] = set()
+        for stamp in range(since + 1, until + 1):
+            if stamp not in journal:
+                return None
+            named = journal[stamp]
+            if named is None:
+                return None
+            hosts |= named
+        return hosts
+
+
+def _touch(sess: Session, hosts: set[str] | None) -> None:
+    if hosts is None:
+        sess.info[_TOUCHED] = None
+        return
+    current = sess.info.get(_TOUCHED, set())
+    if current is not None:
+        sess.info[_TOUCHED] = current | {h for h in hosts if h}
+
+
+def _state(obj: object) -> InstanceState[Any]:
+    state: InstanceState[Any] = inspect(obj)  # type: ignore[assignment]
+    return state
+
+
+def _changed(obj: object, fields: tuple[str, ...] | None = None) -> bool:
+    state = _state(obj)
+    names = fields or tuple(a.key for a in state.attrs if a.key not in _HOST_IGNORED)
+    return any(state.attrs[name].history.has_changes() for name in names)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
+def _heartbeat_went_back(row: HostRow) -> bool:
+    """A heartbeat moved earlier (or cleared): the host may be down now. Heartbeats moving
+    later do not bump the stamp; the placement cache re-reads liveness on its own."""
+    history = _state(row).attrs["last_heartbeat"].history
+    if not history.has_changes():
+        return False
+    new = row.last_heartbeat
+    old = history.deleted[0] if history.deleted else None
+    return new is None or old is None or _utc(new) < _utc(old)
+
+
+def _old_value(obj: object, field: str) -> object:
+    history = _state(obj).attrs[field].history
+    return history.deleted[0] if history.deleted else None
+
+
+@event.listens_for(Session, "before_flush")
+def _note_flush(sess: Session, _context: Any, _instances: Any) -> None:
+    for obj in sess.new | sess.deleted:
+        if isinstance(obj, (HostRow, NetworkRow)):
+            _touch(sess, None)
+        elif isinstance(obj, (InstanceRow, CoreAllocationRow)):
+            _touch(sess, {obj.host_id} if obj.host_id else set())
+    for obj in sess.dirty:
+        if isinstance(obj, HostRow) and (_changed(obj) or _heartbeat_went_back(obj)):
+            _touch(sess, None if _changed(obj, ("name", "id")) else {obj.id})
+        elif isinstance(obj, NetworkRow) and _changed(obj, ("id",)):
+            _touch(sess, None)
+        elif isinstance(obj, InstanceRow) and _changed(obj, _INSTANCE_FIELDS):
+            old = _old_value(obj, "host_id")
+            _touch(sess, {obj.host_id or "", str(old or "")})
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_bulk(state: ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete) or state.execution_options.get(_RECORDED):
+        return
+    mapper = state.bind_mapper
+    cls = mapper.class_ if mapper is not None else None
+    if cls is HostRow and state.is_update:
+        values = {getattr(c, "key", str(c)) for c in getattr(state.statement, "_values", {})}
+        if values and values <= _HOST_IGNORED:
+            return  # heartbeat/state bookkeeping: not what the snapshot caches
+    if cls in (HostRow, InstanceRow, CoreAllocationRow, NetworkRow):
+        _touch(state.session, None)  # a bulk statement names no host: rebuild
+
+
+_RECORDED = "dockyard_capacity_recorded"
+
+
+@event.listens_for(Session, "before_commit")
+def _bump_stamp(sess: Session) -> None:
+    sess.flush()
+    if _TOUCHED not in sess.info or _PENDING in sess.info:
+        return
+    row = sess.scalar(select(Meta).where(Meta.key == CAPACITY_STAMP).with_for_update())
+    if row is None:
+        row = Meta(key=CAPACITY_STAMP, value="0")
+        sess.add(row)
+    row.value = str(int(row.value) + 1)
+    sess.info[_PENDING] = int(row.value)
+    sess.flush()
+
+
+@event.listens_for(Session, "after_commit")
+def _publish(sess: Session) -> None:
+    stamp, touched = sess.info.pop(_PENDING, None), sess.info.pop(_TOUCHED, set())
+    if stamp is None:
+        return
+    engine = session_engine(sess)
+    with _journal_lock:
+        journal = _journals.setdefault(engine, {})
+        journal[stamp] = None if touched is None else frozenset(touched)
+        for old in [s for s in journal if s <= stamp - _JOURNAL_SIZE]:
+            del journal[old]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget(sess: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost one ended (after_commit ran if committed)
+        sess.info.pop(_PENDING, None)
+        sess.info.pop(_TOUCHED, None)

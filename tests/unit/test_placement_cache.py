@@ -1,0 +1,250 @@
+"""The server's cached placement snapshot (`server.placement.snapshot`) on a real SQLite store:
+it equals a snapshot read afresh after every kind of change, it is patched rather than rebuilt
+after this process's own placements, and a cache gone stale behind its back costs a retry (the
+version CAS), never a double reservation. Plus `HostIndex.with_hosts` against `build`."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import delete, insert, select, text
+
+from dockyard.config import ServerSettings
+from dockyard.errors import Conflict, NoValidHost
+from dockyard.model.ids import new_id
+from dockyard.scheduler import ClusterSnapshot, PlacementRequest, place
+from dockyard.scheduler.index import HostIndex
+from dockyard.server import placement
+from dockyard.server.bootstrap import init_store
+from dockyard.store import ledger
+from dockyard.store.db import Database
+from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, NetworkRow
+from tests.unit.test_scheduler_vectorized import GROUPS, LABELS, assert_same_index, random_host
+
+GiB = 1 << 30
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_with_hosts_equals_a_rebuilt_index(seed: int) -> None:
+    rng = random.Random(500 + seed)
+    hosts = [random_host(rng, i) for i in range(rng.randrange(1, 25))]
+    index = HostIndex.build(hosts)
+    for group in GROUPS:  # memoized masks must be patched, not kept stale
+        index.has_group(group)
+    for key, values in LABELS.items():
+        index.label_is(key, values[0])
+    index.on_network("net1")
+    changed = {}
+    for p in rng.sample(range(len(hosts)), rng.randrange(1, len(hosts) + 1)):
+        new = random_host(rng, p)
+        changed[p] = new if rng.random() < 0.3 else new.__class__(
+            **{**new.__dict__, "id": hosts[p].id, "name": hosts[p].name})
+    patched = index.with_hosts(changed)
+    after = [changed.get(i, h) for i, h in enumerate(hosts)]
+    fresh = HostIndex.build(after)
+    assert_same_index(patched, fresh)
+    assert patched.position == fresh.position
+    for key, values in LABELS.items():
+        for value in values:
+            assert np.array_equal(patched.label_is(key, value), fresh.label_is(key, value))
+    for net in ("net1", "net2"):
+        assert np.array_equal(patched.on_network(net), fresh.on_network(net))
+    assert np.array_equal(index.down, HostIndex.build(hosts).down)  # the old one unchanged
+
+
+# -- on a store ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Database, str, ServerSettings]]:
+    db = Database(f"sqlite:///{tmp_path / 'd.db'}")
+    project = init_store(db)
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        sess.add(NetworkRow(id="n1", name="n1", project_id=project, subnet="10.0.0.0/24",
+                            gateway="10.0.0.1", dns=[], bridge="dybn1"))
+        for i in range(4):
+            sess.add(HostRow(id=f"h{i}", name=f"host{i}", version=0, draining=False,
+                             inventory={"cores": [0, 1, 2, 3], "memory_bytes": 4 * GiB},
+                             reserved_cores=[], labels={}, last_heartbeat=now))
+    yield db, project, ServerSettings(home=tmp_path)
+    db.close()
+
+
+def _instance(project: str, host_id: str, memory: int, group: str | None = None) -> InstanceRow:
+    iid = new_id()
+    return InstanceRow(id=iid, name=f"i{iid}", project_id=project, host_id=host_id,
+                       network_id="n1", image="busybox", hostname="i", ip="10.0.0.9",
+                       mac="02:00:00:00:00:09", state="running", desired_state="running",
+                       limits={"memory_bytes": memory, "pids": 0},
+                       options={"anti_affinity": group})
+
+
+def _launch(db: Database, project: str, settings: ServerSettings,
+            request: PlacementRequest) -> str:
+    """The capacity part of `instances._commit`: snapshot, place, CAS, cores, row."""
+    with db.session() as sess:
+        snap, versions = placement.snapshot(sess, settings)
+        plan = place(request, snap)
+        ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
+        row = _instance(project, plan.host_id, request.memory_bytes or 0, request.anti_affinity)
+        ledger.reserve_cores(sess, plan.host_id, plan.cores, row.id)
+        sess.add(row)
+        return plan.host_id
+
+
+def _uncached(db: Database, settings: ServerSettings) -> tuple[ClusterSnapshot, dict[str, int]]:
+    """What the store says now, read afresh (the cache set aside meanwhile, then restored)."""
+    kept = dict(placement._cache)
+    placement._cache.clear()
+    try:
+        with db.read() as sess:
+            return placement.snapshot(sess, settings)
+    finally:
+        placement._cache.clear()
+        placement._cache.update(kept)
+
+
+def _assert_current(db: Database, settings: ServerSettings) -> ClusterSnapshot:
+    with db.read() as sess:
+        cached, versions = placement.snapshot(sess, settings)
+    fresh, fresh_versions = _uncached(db, settings)
+    assert cached.hosts == fresh.hosts
+    assert versions == fresh_versions
+    assert_same_index(cached.index(), ClusterSnapshot(hosts=list(fresh.hosts)).index())
+    return cached
+
+
+def _request(memory: int, cores: int = 0, group: str | None = None) -> PlacementRequest:
+    return PlacementRequest(cores=cores, memory_bytes=memory, pids=0, network_id="n1",
+                            anti_affinity=group)
+
+
+def test_own_placements_patch_the_cache_and_match_a_fresh_read(
+        store: tuple[Database, str, ServerSettings]) -> None:
+    db, project, settings = store
+    _assert_current(db, settings)
+    for i in range(6):
+        before = dict(placement.stats)
+        _launch(db, project, settings,
+                _request(GiB // 2, cores=i % 2, group="web" if i < 4 else None))
+        _assert_current(db, settings)
+        # each commit was patched into the cache (the check above read it), never rebuilt
+        assert placement.stats["rebuilt"] == before["rebuilt"] + 1  # the fresh read's own
+        assert placement.stats["refreshed"] == before["refreshed"] + 1
+
+
+@pytest.mark.parametrize("change", ["memory", "drain", "labels", "add host", "remove instance",
+                                    "heartbeat back", "network", "cores freed"])
+def test_a_change_to_hosts_or_capacity_is_seen(
+        store: tuple[Database, str, ServerSettings], change: str) -> None:
+    db, project, settings = store
+    host = _launch(db, project, settings, _request(GiB, cores=2))
+    before = _assert_current(db, settings)
+    with db.session() as sess:
+        row = sess.get(HostRow, host)
+        assert row is not None
+        if change == "memory":
+            row.inventory = {**row.inventory, "memory_bytes": 64 * GiB}
+        elif change == "drain":
+            row.draining = True
+        elif change == "labels":
+            row.labels = {"zone": "b"}
+        elif change == "add host":
+            sess.add(HostRow(id="h9", name="host9", version=0, draining=False,
+                             inventory={"cores": [0], "memory_bytes": GiB}, reserved_cores=[],
+                             labels={}, last_heartbeat=datetime.now(UTC)))
+        elif change == "remove instance":
+            inst = sess.scalars(select(InstanceRow).where(InstanceRow.host_id == host)).one()
+            ledger.release_instance(sess, inst.id)
+            sess.delete(inst)
+        elif change == "heartbeat back":
+            row.last_heartbeat = datetime.now(UTC) - timedelta(hours=1)
+        elif change == "network":
+            sess.add(NetworkRow(id="n2", name="n2", project_id=project, subnet="10.0.1.0/24",
+                                gateway="10.0.1.1", dns=[], bridge="dybn2"))
+        elif change == "cores freed":
+            sess.execute(delete(CoreAllocationRow).where(CoreAllocationRow.host_id == host))
+    after = _assert_current(db, settings)
+    assert after.hosts != before.hosts  # the change is visible, and equal to a fresh read
+
+
+def test_a_stale_cache_costs_a_retry_never_a_double_reservation(
+        store: tuple[Database, str, ServerSettings]) -> None:
+    db, project, settings = store
+    with db.session() as sess:  # one host left with room: host0, 4 GiB
+        for i in (1, 2, 3):
+            row = sess.get(HostRow, f"h{i}")
+            assert row is not None
+            row.draining = True
+    _assert_current(db, settings)
+    # another writer reserves 3 GiB on host0 behind the cache's back: raw SQL, no session
+    # events, so the capacity stamp does not move (the CAS on the version is all that's left)
+    behind = _instance(project, "h0", 3 * GiB)
+    values = {c.key: getattr(behind, c.key) for c in InstanceRow.__table__.columns
+              if getattr(behind, c.key) is not None}
+    with db.session() as sess:
+        conn = sess.connection()
+        conn.execute(text("UPDATE hosts SET version = version + 1 WHERE id = 'h0'"))
+        conn.execute(insert(InstanceRow).values(**values))
+    with db.read() as sess:  # the stale cache still offers 4 GiB on host0...
+        snap, _ = placement.snapshot(sess, settings)
+        assert snap.hosts[0].memory_reserved_bytes == 0
+    with pytest.raises(Conflict, match="retry"):  # ...but the commit's CAS refuses the plan
+        _launch(db, project, settings, _request(2 * GiB))
+    with pytest.raises(NoValidHost):  # the retry reads the store again: no room
+        _launch(db, project, settings, _request(2 * GiB))
+    with db.read() as sess:
+        reserved = sum(int(r.limits["memory_bytes"]) for r in sess.scalars(
+            select(InstanceRow).where(InstanceRow.host_id == "h0")))
+    assert reserved == 3 * GiB
+    _launch(db, project, settings, _request(GiB))  # what fits still goes
+
+
+def test_writes_from_another_engine_force_a_rebuild(
+        store: tuple[Database, str, ServerSettings], tmp_path: Path) -> None:
+    """Another server on the same database: its stamps are not in this process's journal."""
+    db, project, settings = store
+    _assert_current(db, settings)
+    other = Database(db.url)
+    try:
+        _launch(other, project, settings, _request(3 * GiB))
+    finally:
+        other.close()
+    rebuilt = placement.stats["rebuilt"]
+    with db.read() as sess:
+        snap, _ = placement.snapshot(sess, settings)
+    assert placement.stats["rebuilt"] == rebuilt + 1
+    assert sum(h.memory_reserved_bytes for h in snap.hosts) == 3 * GiB
+
+
+def test_a_host_whose_heartbeat_times_out_is_down_in_the_cached_snapshot(
+        store: tuple[Database, str, ServerSettings]) -> None:
+    """No write at all: the host just stops heartbeating; the cache must not keep it up."""
+    db, _, settings = store
+    settings.heartbeat_timeout = 2.0
+    with db.session() as sess:
+        for row in sess.scalars(select(HostRow)):
+            row.last_heartbeat = datetime.now(UTC) - timedelta(seconds=1.5)
+    with db.read() as sess:
+        snap, _ = placement.snapshot(sess, settings)
+    assert all(h.up for h in snap.hosts)
+    deadline = datetime.now(UTC) + timedelta(seconds=10)
+    while True:  # until the store itself says host0 is down
+        with db.read() as sess:
+            h0 = sess.get(HostRow, "h0")
+            assert h0 is not None
+            if not placement.host_is_up(h0, settings.heartbeat_timeout):
+                break
+        assert datetime.now(UTC) < deadline
+        time.sleep(0.05)  # poll interval
+    with db.read() as sess:
+        snap, _ = placement.snapshot(sess, settings)
+    assert not snap.hosts[0].up
+    with pytest.raises(NoValidHost, match="host is down"):
+        place(_request(GiB), snap)
