@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, field_validator
 from dockyard.model.image import RESERVED_NAMESPACES
 from dockyard.model.instance import Strict
 from dockyard.model.units import parse_size
-from dockyard.model.validators import check_name
+from dockyard.model.validators import NAME_SCHEMA, check_name
 
 
 class Role(StrEnum):
@@ -24,7 +24,8 @@ class Role(StrEnum):
 
 
 class ProjectCreate(Strict):
-    name: str
+    name: str = Field(json_schema_extra={
+        **NAME_SCHEMA, "not": {"enum": sorted(RESERVED_NAMESPACES)}})
 
     @field_validator("name")
     @classmethod
