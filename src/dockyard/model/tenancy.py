@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from dockyard.model.image import RESERVED_NAMESPACES
 from dockyard.model.instance import Strict
-from dockyard.model.units import parse_size
+from dockyard.model.units import IO_SCHEMA, parse_size
 from dockyard.model.validators import NAME_SCHEMA, check_name
 
 
@@ -80,7 +80,8 @@ class QuotaUpdate(Strict):
 
     instances: int | None = Field(None, ge=0, le=1_000_000)
     cores: int | None = Field(None, ge=0, le=1_000_000)
-    memory: str | int | None = Field(None, description="e.g. 8G (bytes if a number)")
+    memory: str | int | None = Field(None, description="e.g. 8G (bytes if a number)",
+                                     json_schema_extra=IO_SCHEMA)  # any size from 0
     volumes: int | None = Field(None, ge=0, le=1_000_000)
     snapshots: int | None = Field(None, ge=0, le=1_000_000)
 
