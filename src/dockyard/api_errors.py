@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from dockyard.errors import DockyardError
 
@@ -22,8 +23,10 @@ _HTTP_CODES = {400: "malformed", 401: "unauthorized", 403: "forbidden", 404: "no
                422: "invalid"}
 
 
-def _body(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _body(status: int, code: str, message: str,
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=headers)
 
 
 def _describe(err: dict[str, object]) -> str:
@@ -62,6 +65,16 @@ def document(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _allowed(request: Request) -> list[str]:
+    """The methods some route of the app serves at this request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(DockyardError)
     async def _dockyard(_: Request, exc: DockyardError) -> JSONResponse:
@@ -78,9 +91,14 @@ def install(app: FastAPI) -> None:
         return _body(422, "invalid", "; ".join(_describe(e) for e in errors))
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        """Starlette's own refusals; their headers stay, and a 405's `Allow` (RFC 9110)
+        names the methods of every route of the path (Starlette's names only the first)."""
         code = _HTTP_CODES.get(exc.status_code, "error")
-        return _body(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed(request))
+        return _body(exc.status_code, code, str(exc.detail), headers or None)
 
     @app.exception_handler(json.JSONDecodeError)
     async def _json(_: Request, exc: json.JSONDecodeError) -> JSONResponse:

@@ -75,15 +75,15 @@ def _check_requested(
 ) -> str:
     addr = _address(requested, "requested address")
     if addr not in net:
-        raise InvalidRequest(f"address {addr} is outside the network's subnet {net}")
+        raise Conflict(f"address {addr} is outside the network's subnet {net}")
     first, last = _host_range(net)
     value = int(addr)
     if value < first:
-        raise InvalidRequest(f"address {addr} is the network address of {net}")
+        raise Conflict(f"address {addr} is the network address of {net}")
     if value > last:
-        raise InvalidRequest(f"address {addr} is the broadcast address of {net}")
+        raise Conflict(f"address {addr} is the broadcast address of {net}")
     if value == gateway:
-        raise InvalidRequest(f"address {addr} is the gateway of {net}")
+        raise Conflict(f"address {addr} is the gateway of {net}")
     if value in used:
         raise Conflict(f"address {addr} is already in use in {net}")
     return str(addr)

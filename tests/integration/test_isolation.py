@@ -7,6 +7,7 @@ import json
 import os
 import random
 import subprocess
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.dockyard_env import IMAGE, VENV_BIN, Dockyard, free_subnet
 
@@ -287,6 +289,68 @@ def _owner_problems(owner: Api, o: Owned) -> list[str]:
         if resp.status_code >= 300:
             problems.append(f"owner {method} {template}: {resp.status_code} {resp.text[:120]}")
     return problems
+
+
+def _series(api: Api, **params: Any) -> dict[str, list[dict[str, str]]]:
+    """/metrics as this token: the label sets of each family that has samples."""
+    resp = api.call("GET", "/metrics", params=params or None)
+    assert resp.status_code == 200, resp.text
+    return {f.name: [s.labels for s in f.samples]
+            for f in text_string_to_metric_families(resp.text) if f.samples}
+
+
+def _scraped(api: Api, names: set[str], **params: Any) -> dict[str, list[dict[str, str]]]:
+    """Scrape until every instance in `names` has a memory series (the collector samples
+    each second), then return that scrape."""
+    deadline = time.monotonic() + 60
+    while True:
+        series = _series(api, **params)
+        seen = {s["instance"] for s in series.get("dockyard_instance_memory_rss_bytes", [])}
+        if names <= seen or time.monotonic() > deadline:
+            return series
+        time.sleep(0.5)
+
+
+def _instance_projects(series: dict[str, list[dict[str, str]]]) -> set[tuple[str, str]]:
+    return {(s["project"], s["instance"]) for name, samples in series.items()
+            if name.startswith("dockyard_instance_") for s in samples}
+
+
+def test_metrics_need_a_user_token_and_show_a_member_its_project(
+        dy: Dockyard, admin: Api, tenants: tuple[Api, Api, Owned]) -> None:
+    owner, stranger, owned = tenants
+    b = stranger.ok("GET", "/v1/whoami")["project"]
+    theirs = stranger.ok("POST", "/v1/instances", {"name": f"iso-met-{_suffix()}", "image": IMAGE,
+                                                   "limits": {"memory": "32M"}}, wait="true")
+    a_name, b_name = owned.instance["name"], theirs["name"]
+    host = admin.ok("POST", "/v1/hosts", {"name": f"iso-met-{_suffix()}"})
+    try:
+        anonymous = httpx.get(f"{dy.url}/metrics", verify=dy.verify)
+        assert anonymous.status_code == 401, anonymous.text
+        assert anonymous.json()["error"]["code"] == "unauthorized"
+        for token, status, code in (("dy_nope", 401, "unauthorized"),
+                                    (host["token"], 403, "forbidden")):
+            resp = Api(admin.url, token, admin.verify).call("GET", "/metrics")
+            assert resp.status_code == status and resp.json()["error"]["code"] == code, \
+                (token[:6], resp.status_code, resp.text)
+        assert httpx.get(f"{dy.url}/healthz", verify=dy.verify).status_code == 200
+        everything = _scraped(admin, {a_name, b_name})
+        assert {(owned.project, a_name), (b, b_name)} <= _instance_projects(everything)
+        assert everything["dockyard_host_load1"] and \
+            everything["dockyard_host_instances_memory_rss_bytes"]
+        for member, project, mine, other in ((owner, owned.project, a_name, b_name),
+                                             (stranger, b, b_name, a_name)):
+            series = _scraped(member, {mine})
+            assert (project, mine) in _instance_projects(series)
+            assert {p for p, _ in _instance_projects(series)} == {project}, other
+            assert [n for n in series if not n.startswith("dockyard_instance_")] == []
+        assert {p for p, _ in _instance_projects(_scraped(admin, {b_name}, project=b))} == {b}
+        assert stranger.call("GET", "/metrics", params={"project": owned.project}
+                             ).status_code == 403
+    finally:
+        admin.call("DELETE", f"/v1/hosts/{host['name']}")
+        stranger.call("DELETE", f"/v1/instances/{b_name}",
+                      params={"force": "true", "wait": "true"})
 
 
 def test_isolation_matrix_from_openapi(tenants: tuple[Api, Api, Owned]) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import docker
 import pytest
 
-from dockyard.errors import InvalidRequest
+from dockyard.errors import InvalidRequest, NotFound
 from tests.integration.dockyard_env import IMAGE, Dockyard
 
 PULLED = "dytest/reg:1"
@@ -100,7 +100,7 @@ def _watch_until_running(dy: Dockyard, name: str, timeout: float = 60) -> list[s
 
 
 def test_unknown_image_is_refused(dy: Dockyard) -> None:
-    with dy.api() as api, pytest.raises(InvalidRequest) as info:
+    with dy.api() as api, pytest.raises(NotFound) as info:  # 404: unknown, as any object
         api.post("/v1/instances", {"name": "noimg", "image": "dytest/nosuch:1"})
     assert "neither in the registry" in info.value.message
     assert dy.cli("launch", "dytest/nosuch:1", "noimg").code != 0

@@ -94,7 +94,8 @@ def test_history_metrics_cli(dy: Dockyard, mon: dict[str, Any]) -> None:
         points = until_points(api, 3)
         assert all(p["instance_id"] == mon["id"] for p in points)
         assert api.get("/v1/stats")["items"][0]["name"] == "mon"
-    text = httpx.get(f"{dy.url}/metrics", timeout=10, verify=dy.verify).text
+    text = httpx.get(f"{dy.url}/metrics", timeout=10, verify=dy.verify,
+                     headers={"Authorization": f"Bearer {dy.token()}"}).text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in ("cpu_seconds", "memory_rss_bytes", "memory_cache_bytes",
                  "memory_limit_bytes", "oom_kills", "pids", "network_receive_bytes",

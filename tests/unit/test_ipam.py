@@ -87,18 +87,19 @@ def test_requested_address_returned_normalized(requested: str, expected: str) ->
 
 
 @pytest.mark.parametrize(
-    ("requested", "message"),
-    [
-        ("10.0.1.5", r"10\.0\.1\.5 is outside the network's subnet 10\.0\.0\.0/24"),
-        ("10.0.0.0", r"10\.0\.0\.0 is the network address of 10\.0\.0\.0/24"),
-        ("10.0.0.255", r"10\.0\.0\.255 is the broadcast address of 10\.0\.0\.0/24"),
-        ("10.0.0.1", r"10\.0\.0\.1 is the gateway of 10\.0\.0\.0/24"),
-        ("10.0.0.300", r"'10\.0\.0\.300' is not a valid IP address"),
-        ("fd00::5", r"'fd00::5' is not IPv4"),
+    ("requested", "message", "error"),
+    [  # an address the network's own state refuses is a conflict; one that is no address, invalid
+        ("10.0.1.5", r"10\.0\.1\.5 is outside the network's subnet 10\.0\.0\.0/24", Conflict),
+        ("10.0.0.0", r"10\.0\.0\.0 is the network address of 10\.0\.0\.0/24", Conflict),
+        ("10.0.0.255", r"10\.0\.0\.255 is the broadcast address of 10\.0\.0\.0/24", Conflict),
+        ("10.0.0.1", r"10\.0\.0\.1 is the gateway of 10\.0\.0\.0/24", Conflict),
+        ("10.0.0.300", r"'10\.0\.0\.300' is not a valid IP address", InvalidRequest),
+        ("fd00::5", r"'fd00::5' is not IPv4", InvalidRequest),
     ],
 )
-def test_requested_address_invalid(requested: str, message: str) -> None:
-    with pytest.raises(InvalidRequest, match=message):
+def test_requested_address_invalid(requested: str, message: str,
+                                   error: type[Exception]) -> None:
+    with pytest.raises(error, match=message):
         allocate("10.0.0.0/24", "10.0.0.1", [], requested)
 
 

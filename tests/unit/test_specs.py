@@ -74,14 +74,21 @@ def test_volume_parse() -> None:
 @pytest.mark.parametrize("body,needle", [
     ({"subnet": "10.0.0.0/33"}, "subnet"), ({"subnet": "10.0.0.1/24"}, "host bits"),
     ({"subnet": "10.0.0.0/30"}, "/29"), ({"subnet": "127.0.0.0/8"}, "usable"),
-    ({"subnet": "10.0.0.0/24", "gateway": "10.0.1.1"}, "not a host address"),
-    ({"subnet": "10.0.0.0/24", "gateway": "10.0.0.0"}, "not a host address"),
+    ({"subnet": "10.0.0.0/24", "gateway": "10.0.0.x"}, "not an IPv4 address"),
     ({"subnet": "10.0.0.0/24", "dns": ["x"]}, "dns"),
 ])
 def test_network_create_rejects(body: dict[str, Any], needle: str) -> None:
     with pytest.raises(ValidationError) as info:
         NetworkCreate.model_validate({"name": "n", **body})
     assert needle in str(info.value)
+
+
+@pytest.mark.parametrize("gateway", ["10.0.1.1", "10.0.0.0", "10.0.0.255"])
+def test_network_gateway_outside_the_hosts_is_a_conflict(gateway: str) -> None:
+    spec = NetworkCreate(name="n", subnet="10.0.0.0/24", gateway=gateway)
+    assert spec.gateway_problem() == f"gateway {gateway} is not a host address of 10.0.0.0/24"
+    assert NetworkCreate(name="n", subnet="10.0.0.0/24", gateway="10.0.0.9"
+                         ).gateway_problem() is None
 
 
 def test_network_gateway_defaults_to_first_address() -> None:

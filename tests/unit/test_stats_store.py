@@ -86,10 +86,15 @@ def test_metrics_parse(db: Database) -> None:
     with db.session() as sess:
         stats.insert(sess, "h1", report(datetime.now(UTC), 1.5, 4096))
     families = {f.name: f for f in text_string_to_metric_families(
-        generate_latest(registry(db)).decode())}
+        generate_latest(registry(db, None)).decode())}
     assert "dockyard_instance_cpu_seconds" in families  # no instance row: no series
     assert families["dockyard_instance_cpu_seconds"].samples == []
     assert [s.labels for s in families["dockyard_host_load1"].samples] == [{"host": "local"}]
+    # one project's view: its instance families, no host family at all
+    scoped = {f.name for f in text_string_to_metric_families(
+        generate_latest(registry(db, "p1")).decode())}
+    assert "dockyard_instance_cpu_seconds" in scoped
+    assert not [name for name in scoped if name.startswith("dockyard_host_")]
 
 
 def test_parse_since() -> None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 from dockyard.model.alert_kinds import RuleKind as RuleKind
 from dockyard.model.alert_kinds import WebhookFormat as WebhookFormat
 from dockyard.model.instance import Strict
+from dockyard.model.validators import RULE_NAME_RE, RULE_NAME_SCHEMA, URL_RE
 
 
 class AlertState(StrEnum):
@@ -20,7 +21,7 @@ class AlertState(StrEnum):
 
 
 class AlertRuleCreate(Strict):
-    name: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=63, json_schema_extra=RULE_NAME_SCHEMA)
     kind: RuleKind
     threshold: float = Field(ge=0)
     for_seconds: float = Field(0.0, ge=0, le=7 * 86400)
@@ -28,7 +29,7 @@ class AlertRuleCreate(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not value.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        if not RULE_NAME_RE.match(value):
             raise ValueError("rule name must be letters, digits, '-', '_' and '.'")
         return value
 
@@ -61,13 +62,13 @@ class Alert(BaseModel):
 
 
 class WebhookCreate(Strict):
-    url: str = Field(min_length=8, max_length=1024)
+    url: str = Field(min_length=8, max_length=1024, json_schema_extra={"pattern": URL_RE.pattern})
     format: WebhookFormat = WebhookFormat.generic
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        if not URL_RE.match(value):
             raise ValueError("webhook url must start with http:// or https://")
         return value
 

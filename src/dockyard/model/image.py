@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from dockyard.model.validators import check_image_ref
+from dockyard.model.validators import IMAGE_REF_SCHEMA, check_image_ref
 
 DEFAULT_TAG = "latest"
 # first components of registry repositories no project may own (server/image_access.py):
@@ -43,7 +43,8 @@ class RegistryImage(BaseModel):
 
 
 class ImagePush(BaseModel):
-    source: str = Field(description="a local image of the host's engine, NAME[:TAG]")
+    source: str = Field(description="a local image of the host's engine, NAME[:TAG]",
+                        json_schema_extra=IMAGE_REF_SCHEMA)
     host: str | None = Field(default=None, description="the host whose engine has it (default: the "
                              "only host, or `local`)")
 

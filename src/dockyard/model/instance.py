@@ -9,9 +9,26 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dockyard.model.units import MAX_AMOUNT, parse_rate, parse_size
+from dockyard.model.units import (
+    IO_SCHEMA,
+    MAX_AMOUNT,
+    MEMORY_SCHEMA,
+    RATE_SCHEMA,
+    parse_rate,
+    parse_size,
+)
 from dockyard.model.validators import (
+    CAPABILITY_PATTERN,
+    CONSTRAINTS_SCHEMA,
+    CONTAINER_PATH_SCHEMA,
+    ENV_SCHEMA,
+    HOSTNAME_SCHEMA,
+    IMAGE_REF_RE,
+    IPV4_RE,
+    NAME_SCHEMA,
+    SSH_KEY_PATTERN,
     VOLUME_NAME_RE,
+    VOLUME_SOURCE_SCHEMA,
     check_capability,
     check_container_path,
     check_env_key,
@@ -107,17 +124,21 @@ class LimitsSpec(_SizeFields):
     cores: int = Field(0, ge=0, le=1024, description="exclusive cores (cpuset)")
     cpus: float | None = Field(None, gt=0, le=1024, description="CFS quota in CPUs, as docker")
     cpu_weight: int | None = Field(None, ge=2, le=262144, description="cpu shares")
-    memory: str | int | None = Field(None, description="memory limit, e.g. 256M")
+    memory: str | int | None = Field(None, description="memory limit, e.g. 256M",
+                                     json_schema_extra=MEMORY_SCHEMA)
     pids: int = Field(DEFAULT_PIDS, ge=16, le=4194304)
-    read_bps: str | int | None = Field(None, description="disk read bytes/s, e.g. 10M")
-    write_bps: str | int | None = Field(None, description="disk write bytes/s, e.g. 10M")
+    read_bps: str | int | None = Field(None, description="disk read bytes/s, e.g. 10M",
+                                       json_schema_extra=IO_SCHEMA)
+    write_bps: str | int | None = Field(None, description="disk write bytes/s, e.g. 10M",
+                                        json_schema_extra=IO_SCHEMA)
     read_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT,
                                   description="disk read operations/s")
     write_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT,
                                    description="disk write operations/s")
     ingress: str | int | None = Field(None, description="network rate to the instance, "
-                                      "e.g. 50mbit")
-    egress: str | int | None = Field(None, description="network rate from the instance")
+                                      "e.g. 50mbit", json_schema_extra=RATE_SCHEMA)
+    egress: str | int | None = Field(None, description="network rate from the instance",
+                                     json_schema_extra=RATE_SCHEMA)
 
     def memory_bytes(self) -> int | None:
         return None if self.memory is None else parse_size(self.memory)
@@ -140,14 +161,14 @@ class LimitsPatch(_SizeFields):
     cores: int | None = Field(None, ge=0, le=1024)
     cpus: float | None = Field(None, ge=0, le=1024, description="0 removes the quota")
     cpu_weight: int | None = Field(None, ge=2, le=262144)
-    memory: str | int | None = None
+    memory: str | int | None = Field(None, json_schema_extra=MEMORY_SCHEMA)
     pids: int | None = Field(None, ge=16, le=4194304)
-    read_bps: str | int | None = None
-    write_bps: str | int | None = None
+    read_bps: str | int | None = Field(None, json_schema_extra=IO_SCHEMA)
+    write_bps: str | int | None = Field(None, json_schema_extra=IO_SCHEMA)
     read_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT)
     write_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT)
-    ingress: str | int | None = None
-    egress: str | int | None = None
+    ingress: str | int | None = Field(None, json_schema_extra=RATE_SCHEMA)
+    egress: str | int | None = Field(None, json_schema_extra=RATE_SCHEMA)
 
     def apply(self, current: Limits) -> Limits:
         """The limits after this patch (cpuset is resolved by the caller)."""
@@ -192,8 +213,8 @@ class Limits(BaseModel):
 class VolumeSpec(Strict):
     """`NAME:/path[:ro]` (a named volume) or `/host/path:/path[:ro]` (under the allowed root)."""
 
-    source: str
-    target: str
+    source: str = Field(json_schema_extra=VOLUME_SOURCE_SCHEMA)
+    target: str = Field(json_schema_extra=CONTAINER_PATH_SCHEMA)
     read_only: bool = False
 
     @property
@@ -221,26 +242,33 @@ class VolumeSpec(Strict):
 
 
 class InstanceCreate(Strict):
-    name: Annotated[str, Field(description="unique in the project; a DNS label")]
-    image: str = Field(min_length=1, max_length=255)
+    name: Annotated[str, Field(description="unique in the project; a DNS label",
+                               json_schema_extra=NAME_SCHEMA)]
+    image: str = Field(min_length=1, max_length=255,
+                       json_schema_extra={"pattern": IMAGE_REF_RE.pattern})
     network: str = "default"
-    ip: str | None = None
-    hostname: str | None = None
+    ip: str | None = Field(None, json_schema_extra={"pattern": IPV4_RE.pattern})
+    hostname: str | None = Field(None, json_schema_extra=HOSTNAME_SCHEMA)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     volumes: list[VolumeSpec] = Field(default_factory=list, max_length=64)
-    env: dict[str, str] = Field(default_factory=dict, max_length=256)
+    env: dict[str, str] = Field(default_factory=dict, max_length=256,
+                                json_schema_extra=ENV_SCHEMA)
     lxcfs: bool = Field(True, description="the instance's own view of /proc (free, top, "
                         "uptime) through lxcfs")
-    cap_add: list[str] = Field(default_factory=list, max_length=64,
+    cap_add: list[str] = Field(default_factory=list, max_length=64, json_schema_extra={
+                                   "items": {"type": "string", "pattern": CAPABILITY_PATTERN}},
                                description="extra Linux capabilities, e.g. NET_ADMIN, or ALL "
                                "(admin only; none by default)")
-    ssh_keys: list[str] = Field(default_factory=list, max_length=32,
+    ssh_keys: list[str] = Field(default_factory=list, max_length=32, json_schema_extra={
+                                    "items": {"type": "string", "pattern": SSH_KEY_PATTERN,
+                                              "maxLength": 16384}},
                                 description="public keys installed for root (machine images)")
     host: str | None = Field(None, description="place on this host (admin only)")
     constraints: dict[str, str] = Field(default_factory=dict, max_length=32,
+                                        json_schema_extra=CONSTRAINTS_SCHEMA,
                                         description="host labels that must equal these values")
     anti_affinity: str | None = Field(None, description="group: no two instances of the "
-                                      "same group on one host")
+                                      "same group on one host", json_schema_extra=NAME_SCHEMA)
     strategy: Literal["spread", "pack"] = Field("spread", description="spread: the host "
                                                 "with most headroom; pack: the fullest that "
                                                 "fits")

@@ -9,7 +9,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from dockyard.model.instance import Strict
-from dockyard.model.validators import check_name
+from dockyard.model.validators import IPV4_RE, NAME_SCHEMA, SUBNET_SCHEMA, check_name
 
 
 class NetworkMode(StrEnum):
@@ -21,10 +21,14 @@ VLAN_MIN, VLAN_MAX = 2, 4094  # VLAN 1 is the default/untagged VLAN of every bri
 
 
 class NetworkCreate(Strict):
-    name: str
-    subnet: str
-    gateway: str | None = Field(None, description="default: the first address of the subnet")
-    dns: list[str] = Field(default_factory=list, max_length=8)
+    name: str = Field(json_schema_extra=NAME_SCHEMA)
+    subnet: str = Field(description="an IPv4 subnet /8 to /29, e.g. 10.240.0.0/16",
+                        json_schema_extra=SUBNET_SCHEMA)
+    gateway: str | None = Field(None, description="default: the first address of the "
+                                "subnet; another one must be a host address of it (409)",
+                                json_schema_extra={"pattern": IPV4_RE.pattern})
+    dns: list[str] = Field(default_factory=list, max_length=8, json_schema_extra={
+        "items": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}})
     mode: NetworkMode = NetworkMode.bridge
     vlan: int | None = Field(None, ge=VLAN_MIN, le=VLAN_MAX,
                              description="802.1Q tag on the uplink trunk (and of the OVS "
@@ -74,10 +78,16 @@ class NetworkCreate(Strict):
             gw = ipaddress.IPv4Address(self.gateway)
         except ValueError as exc:
             raise ValueError(f"gateway {self.gateway!r} is not an IPv4 address") from exc
-        if gw not in net or gw in (net.network_address, net.broadcast_address):
-            raise ValueError(f"gateway {gw} is not a host address of {net}")
         self.gateway = str(gw)
         return self
+
+    def gateway_problem(self) -> str | None:
+        """Why the gateway cannot serve the subnet (a conflict of two valid values, which no
+        schema states: the server answers it 409)."""
+        net, gw = ipaddress.IPv4Network(self.subnet), ipaddress.IPv4Address(self.gateway)
+        if gw not in net or gw in (net.network_address, net.broadcast_address):
+            return f"gateway {gw} is not a host address of {net}"
+        return None
 
 
 class Network(BaseModel):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from dockyard.model.validators import NAME_RE
+from dockyard.model.validators import IMAGE_REF_SCHEMA, NAME_RE, check_image_ref
 
 
 class SnapshotCreate(BaseModel):
@@ -45,7 +45,12 @@ class MigrateRequest(BaseModel):
 
 
 class RebuildRequest(BaseModel):
-    image: str = Field(min_length=1, max_length=255)
+    image: str = Field(min_length=1, max_length=255, json_schema_extra=IMAGE_REF_SCHEMA)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        return check_image_ref(value)
 
 
 class EvacuateRequest(BaseModel):

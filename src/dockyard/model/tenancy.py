@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from dockyard.model.image import RESERVED_NAMESPACES
 from dockyard.model.instance import Strict
-from dockyard.model.units import parse_size
-from dockyard.model.validators import check_name
+from dockyard.model.units import IO_SCHEMA, parse_size
+from dockyard.model.validators import NAME_SCHEMA, check_name
 
 
 class Role(StrEnum):
@@ -24,7 +24,8 @@ class Role(StrEnum):
 
 
 class ProjectCreate(Strict):
-    name: str
+    name: str = Field(json_schema_extra={
+        **NAME_SCHEMA, "not": {"enum": sorted(RESERVED_NAMESPACES)}})
 
     @field_validator("name")
     @classmethod
@@ -79,7 +80,8 @@ class QuotaUpdate(Strict):
 
     instances: int | None = Field(None, ge=0, le=1_000_000)
     cores: int | None = Field(None, ge=0, le=1_000_000)
-    memory: str | int | None = Field(None, description="e.g. 8G (bytes if a number)")
+    memory: str | int | None = Field(None, description="e.g. 8G (bytes if a number)",
+                                     json_schema_extra=IO_SCHEMA)  # any size from 0
     volumes: int | None = Field(None, ge=0, le=1_000_000)
     snapshots: int | None = Field(None, ge=0, le=1_000_000)
 

@@ -25,7 +25,28 @@ def parse_size(value: str | int) -> int:
     return _amount(number, _MULT[unit.lower()], "size")
 
 
-MAX_AMOUNT = 2**63 - 1  # what dockerd, the kernel's int64 limits and SQLite can hold
+# The largest amount: what dockerd, the kernel's int64 limits and SQLite hold, cut to the
+# integers a JSON number carries exactly (RFC 7493; clients that read numbers as doubles, as
+# JavaScript, would otherwise see other values near 2**63).
+MAX_AMOUNT = 2**53 - 1
+
+# The JSON Schema of the size and rate fields (`str | int | None`): a pattern for the string
+# form (the usual spellings, each within the field's floor and MAX_AMOUNT) and bounds for
+# the number; what it accepts the parsers accept.
+_BIN = "[iI]?[bB]?"
+MEMORY_SCHEMA: dict[str, object] = {
+    "pattern": (r"^(?:[1-9][0-9]{7,14}|(?:[1-9][0-9]{4,11}[kK]|(?:[6-9]|[1-9][0-9]{1,8})[mM]"
+                rf"|[1-9][0-9]{{0,5}}[gG]|[1-9][0-9]{{0,2}}[tT]){_BIN})$"),
+    "minimum": 6 << 20, "maximum": MAX_AMOUNT}
+IO_SCHEMA: dict[str, object] = {
+    "pattern": (r"^(?:0|[1-9][0-9]{0,14}|(?:[1-9][0-9]{0,11}[kK]|[1-9][0-9]{0,8}[mM]"
+                rf"|[1-9][0-9]{{0,5}}[gG]){_BIN})$"),
+    "minimum": 0, "maximum": MAX_AMOUNT}
+RATE_SCHEMA: dict[str, object] = {
+    "pattern": (r"^(?:0|(?:[89]|[1-9][0-9]{1,11})kbit|[1-9][0-9]{0,8}mbit"
+                r"|[1-9][0-9]{0,5}gbit)$"),
+    "minimum": 0, "maximum": MAX_AMOUNT,
+    "not": {"type": "integer", "minimum": 1, "maximum": 7999}}  # 0: no limit; else >= 8kbit
 
 
 def _amount(number: str, mult: int, what: str) -> int:

@@ -11,7 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, field_validator
 
 from dockyard.model.instance import Strict
-from dockyard.model.validators import VOLUME_NAME_RE
+from dockyard.model.validators import VOLUME_NAME_RE, VOLUME_NAME_SCHEMA
 
 DOCKER_PREFIX = "dyv-"
 
@@ -21,7 +21,7 @@ def docker_volume_name(volume_id: str) -> str:
 
 
 class VolumeCreate(Strict):
-    name: str
+    name: str = Field(json_schema_extra=VOLUME_NAME_SCHEMA)
 
     @field_validator("name")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from dockyard.errors import BackendError, Conflict, DockyardError, InvalidRequest
+from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
 from dockyard.model.instance import DesiredState, InstanceState
 from dockyard.server import image_access
 from dockyard.server.context import ServerContext
@@ -32,7 +32,7 @@ REBUILD_TIMEOUT = 120.0
 def rebuild(ctx: ServerContext, project_id: str, ref: str, image: str) -> dict[str, Any]:
     resolved = ctx.registry.resolve(image)
     if resolved is None:
-        raise InvalidRequest(f"image {image!r} is not in the registry")
+        raise NotFound(f"image {image!r} is not in the registry")
     with ctx.db.session() as sess:
         row = records.instance_by_ref(sess, project_id, ref)
         image_access.check_launch(sess, project_id, image, ctx.registry.address)

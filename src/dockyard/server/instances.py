@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dockyard import faults, ipam
-from dockyard.errors import Conflict, InvalidRequest, NotFound, NoValidHost
+from dockyard.errors import Conflict, Forbidden, NotFound, NoValidHost
 from dockyard.model.ids import mac_for_ip, new_id
 from dockyard.model.instance import (
     DesiredState,
@@ -75,7 +75,7 @@ def _check_volumes(spec: InstanceCreate, allowed_root: str) -> None:
     root = posixpath.normpath(allowed_root)
     for vol in spec.volumes:
         if vol.is_host_path and not (vol.source == root or vol.source.startswith(root + "/")):
-            raise InvalidRequest(f"host path {vol.source} is outside the allowed root {root}")
+            raise Forbidden(f"host path {vol.source} is outside the allowed root {root}")
 
 
 def _bind_volumes(sess: Session, project_id: str, spec: InstanceCreate, host_id: str,
@@ -151,7 +151,7 @@ def validate(ctx: ServerContext, project_id: str,
         url, secret, host_name = host.api_url, host.api_secret, host.name
     image = ctx.registry.resolve(spec.image)
     if image is None and not ctx.agents.image_exists(host_name, url, secret, spec.image):
-        raise InvalidRequest(f"image {spec.image!r} is neither in the registry nor known on "
+        raise NotFound(f"image {spec.image!r} is neither in the registry nor known on "
                              f"host {host_name} (push, build or import it first)")
     check_host_paths(ctx, spec, host_name, url, secret)
     return plan, net.id, image or spec.image

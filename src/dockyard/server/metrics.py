@@ -1,10 +1,15 @@
-"""Prometheus exposition of the latest samples (`/metrics`, no auth).
+"""Prometheus exposition of the latest samples (`/metrics`, behind a user token).
 
 A custom collector reads the store on every scrape — nothing is kept in process, so any
 server of a cluster answers the same. Instance series carry the labels instance (name), host
 and project; host series the label host. `dockyard_host_instances_*` are the sums of the
 instance series of that host. Instances not sampled for 5 minutes (stopped, deleted,
 host down) drop out.
+
+Scope: an admin's scrape sees every series. A scrape limited to one project (a member's
+token, or an admin's `?project=`) sees only that project's instance series and no host
+series at all: the host sums add up other projects' instances, and the machines' load,
+cores and memory are the operator's inventory, not a tenant's.
 """
 
 from __future__ import annotations
@@ -64,8 +69,11 @@ def _family(name: str, counter: bool, doc: str,
 
 
 class SamplesCollector(Collector):
-    def __init__(self, db: Database) -> None:
+    """All series, or (`project_id` given) only that project's instance series."""
+
+    def __init__(self, db: Database, project_id: str | None) -> None:
         self.db = db
+        self.project_id = project_id
 
     def _read(self) -> tuple[list[tuple[list[str], str, InstanceSample]],
                              dict[str, HostSample]]:
@@ -73,15 +81,34 @@ class SamplesCollector(Collector):
             latest = stats.latest_per_instance(sess)
             hosts = {h.id: h.name for h in sess.scalars(select(HostRow))}
             projects = {p.id: p.name for p in sess.scalars(select(ProjectRow))}
-            rows = sess.scalars(select(InstanceRow).where(InstanceRow.id.in_(list(latest))))
+            query = select(InstanceRow).where(InstanceRow.id.in_(list(latest)))
+            if self.project_id is not None:
+                query = query.where(InstanceRow.project_id == self.project_id)
+            rows = sess.scalars(query)
             found = [([r.name, hosts.get(r.host_id or "", ""),
                        projects.get(r.project_id, r.project_id)], r.host_id or "", latest[r.id])
                      for r in rows]
+            if self.project_id is not None:
+                return found, {}
             host_samples = {hosts.get(k, k): v for k, v in stats.latest_host(sess).items()}
             return found, host_samples
 
     def collect(self) -> Iterator[Metric]:
         instances, hosts = self._read()
+        yield from self._instance_families(instances)
+        if self.project_id is not None:
+            return  # no host series in a project's view (see the module docstring)
+        for name, field, counter, doc in HOST_METRICS:
+            family = _family(f"dockyard_host_{name}", counter, doc, ["host"])
+            for host, host_sample in hosts.items():
+                value = getattr(host_sample, field)
+                if value is not None:
+                    family.add_metric([host], float(value))
+            yield family
+
+    def _instance_families(self, instances: list[tuple[list[str], str, InstanceSample]]
+                           ) -> Iterator[Metric]:
+        """Each instance family, followed (in the full view) by its per-host sum."""
         for name, field, counter, doc in INSTANCE_METRICS:
             family = _family(f"dockyard_instance_{name}", counter, doc, INSTANCE_LABELS)
             sums: dict[str, float] = {}
@@ -91,21 +118,17 @@ class SamplesCollector(Collector):
                     family.add_metric(labels, float(value))
                     sums[labels[1]] = sums.get(labels[1], 0.0) + float(value)
             yield family
+            if self.project_id is not None:
+                continue
             total = _family(f"dockyard_host_instances_{name}", counter,
                             f"{doc}, summed over the host's instances", ["host"])
             for host, value in sums.items():
                 total.add_metric([host], value)
             yield total
-        for name, field, counter, doc in HOST_METRICS:
-            family = _family(f"dockyard_host_{name}", counter, doc, ["host"])
-            for host, host_sample in hosts.items():
-                value = getattr(host_sample, field)
-                if value is not None:
-                    family.add_metric([host], float(value))
-            yield family
 
 
-def registry(db: Database) -> CollectorRegistry:
+def registry(db: Database, project_id: str | None) -> CollectorRegistry:
+    """A registry for one scrape: every series (`project_id=None`, admins) or one project's."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(SamplesCollector(db))
+    reg.register(SamplesCollector(db, project_id))
     return reg

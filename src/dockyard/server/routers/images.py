@@ -17,16 +17,21 @@ host's engine may replace any local tag there.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from dockyard.errors import BackendError, Conflict, InvalidRequest, NotFound
 from dockyard.model.image import ImagePush, RegistryImage, split_ref
-from dockyard.model.validators import check_image_ref
+from dockyard.model.validators import (
+    IMAGE_REF_SCHEMA,
+    LOCAL_IMAGE_RE,
+    LOCAL_IMAGE_SCHEMA,
+    check_image_ref,
+)
 from dockyard.server import auth, image_access
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
@@ -104,8 +109,12 @@ def _show(ctx: ServerContext, caller: Caller, ref: str) -> RegistryImage:
     return image
 
 
+ImageRef = Annotated[str, Path(description="[REGISTRY/]NAME[:TAG]",
+                                json_schema_extra=IMAGE_REF_SCHEMA)]
+
+
 @router.get("/{ref:path}", response_model=RegistryImage)
-async def show_image(ref: str, caller: Caller = Depends(auth.user),
+async def show_image(ref: ImageRef, caller: Caller = Depends(auth.user),
                      ctx: ServerContext = Depends(auth.context)) -> RegistryImage:
     return await run_in_threadpool(_show, ctx, caller, ref)
 
@@ -125,14 +134,19 @@ def _push_host(ctx: ServerContext, wanted: str | None) -> Target:
     raise InvalidRequest(f"{len(targets)} hosts are up: say which one has the image (host)")
 
 
-@router.post("/import")
-async def import_image(name: str, request: Request, host: str | None = None,
+@router.post("/import", openapi_extra={"requestBody": {
+    "required": True, "description": "a `docker save` archive",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+async def import_image(name: Annotated[str, Query(
+                           description="NAME[:TAG] in this registry (no registry part)",
+                           json_schema_extra=LOCAL_IMAGE_SCHEMA)],
+                       request: Request, host: str | None = None,
                        caller: Caller = Depends(auth.admin),
                        ctx: ServerContext = Depends(auth.context)) -> dict[str, str]:
     """Import a `docker save` archive (the request body) as NAME:TAG into the registry,
     through one host's agent; 400 when the body is not an image archive."""
     registry, repo, tag = split_ref(name)
-    if registry or not repo:
+    if registry or not repo or not LOCAL_IMAGE_RE.match(name):
         raise InvalidRequest(f"{name}: give NAME:TAG without a registry")
     image_access.check_write(caller, await run_in_threadpool(_repo, ctx, repo))
     target = HostTarget(*await run_in_threadpool(_push_host, ctx, host), ctx.agents.verify)
@@ -157,7 +171,7 @@ def _delete(ctx: ServerContext, caller: Caller, ref: str) -> None:
 
 
 @router.delete("/{ref:path}", status_code=204)
-async def delete_image(ref: str, caller: Caller = Depends(auth.user),
+async def delete_image(ref: ImageRef, caller: Caller = Depends(auth.user),
                        ctx: ServerContext = Depends(auth.context)) -> None:
     await run_in_threadpool(_delete, ctx, caller, ref)
 

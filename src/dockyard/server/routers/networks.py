@@ -52,6 +52,9 @@ def _vlan(sess: Session, wanted: int | None) -> int:
 
 
 def create_network(ctx: ServerContext, project_id: str, spec: NetworkCreate) -> Network:
+    problem = spec.gateway_problem()
+    if problem:
+        raise Conflict(problem)
     with ctx.db.session() as sess:
         if sess.scalar(select(NetworkRow.id).where(NetworkRow.name == spec.name)):
             raise Conflict(f"a network named {spec.name!r} already exists")

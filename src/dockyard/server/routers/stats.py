@@ -74,6 +74,11 @@ def instance_top(ref: str, caller: Caller = Depends(auth.user),
 
 
 @router.get("/metrics", include_in_schema=False)
-def prometheus_metrics(ctx: ServerContext = Depends(auth.context)) -> Response:
-    """Prometheus text format of the latest samples (no auth, like most exporters)."""
-    return Response(generate_latest(metrics.registry(ctx.db)), media_type=CONTENT_TYPE_LATEST)
+def prometheus_metrics(project: auth.ProjectParam = None, caller: Caller = Depends(auth.user),
+                       ctx: ServerContext = Depends(auth.context)) -> Response:
+    """Prometheus text format of the latest samples, behind a user token (401 without one,
+    403 for a host token): an admin sees every series (one project's with `?project=`), a
+    member only its project's instance series (see `server/metrics.py`)."""
+    scope = None if caller.is_admin and project is None else caller.project
+    return Response(generate_latest(metrics.registry(ctx.db, scope)),
+                    media_type=CONTENT_TYPE_LATEST)
