@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import calendar
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,24 +24,36 @@ router = APIRouter(tags=["stats"])
 DEFAULT_WINDOW = timedelta(minutes=10)
 
 
+# What `since` accepts, stated in the schema: seconds ago, or an ISO 8601 date/time (UTC when
+# no offset). Every value the pattern admits parses (an impossible day such as 02-30 is taken
+# as the month's last day), so the schema and the server agree.
+SINCE_PATTERN = (
+    r"^([0-9]{1,9}(\.[0-9]{1,6})?"
+    r"|[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?)$")
+_SINCE = re.compile(SINCE_PATTERN)
+
+
 def parse_since(value: str | None, now: datetime) -> datetime:
     """An ISO 8601 time (UTC if no offset) or a number of seconds ago; default 10 min ago."""
     if value is None or value == "":
         return now - DEFAULT_WINDOW
-    try:
+    if not _SINCE.match(value):
+        raise InvalidRequest(f"since={value!r}: not an ISO time nor seconds ago")
+    if ":" not in value and "-" not in value:
         return now - timedelta(seconds=float(value))
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidRequest(f"since={value!r}: not an ISO time nor seconds ago") from exc
+    year, month, day = int(value[0:4]), int(value[5:7]), int(value[8:10])
+    last = calendar.monthrange(year, month)[1]
+    text = f"{value[:8]}{min(day, last):02d}{value[10:]}".replace("Z", "+00:00")
+    when = datetime.fromisoformat(text)
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @router.get("/v1/instances/{ref}/stats")
 def instance_stats(ref: str, since: str | None = Query(
-                       None, description="ISO time or seconds ago (default 600)"),
+                       None, pattern=SINCE_PATTERN,
+                       description="ISO time or seconds ago (default 600)"),
                    limit: int = Query(10000, ge=1, le=100000),
                    caller: Caller = Depends(auth.user),
                    ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
