@@ -134,7 +134,7 @@ class Agent:
                 if exc.status < 500:
                     raise
                 log.warning("cannot register yet: %s", exc.message)
-            time.sleep(1.0)
+            self.stopping.wait(1.0)
         self.cluster = reply.cluster
         self.heartbeat_interval = reply.heartbeat_interval
         self.watch_timeout = reply.watch_timeout
@@ -281,7 +281,7 @@ class Agent:
             observed = self.reconciler.sync(d)
         except TemporaryError as exc:
             log.warning("sync %s: %s (retrying in %.1fs)", d.name, exc.message, exc.delay)
-            threading.Timer(exc.delay, self.queue.add, (key,)).start()
+            self._retry_later(key, exc.delay)
             return
         except DockyardError as exc:  # reported; the next resync tries again
             log.warning("sync %s: %s", d.name, exc.message)
@@ -304,12 +304,19 @@ class Agent:
             return
         except DockyardError as exc:
             log.warning("report %s: %s (will retry)", key, exc.message)
-            threading.Timer(1.0, self.queue.add, (key,)).start()
+            self._retry_later(key, 1.0)
             return
         self.reported[key] = observed
         if observed.state == "deleted":
             self.desired.pop(key, None)
             self.reported.pop(key, None)
+
+    def _retry_later(self, key: str, delay: float) -> None:
+        """Enqueue `key` again after `delay`; a daemon timer, so a stopping agent exits at
+        once instead of waiting for pending retries."""
+        timer = threading.Timer(delay, self.queue.add, (key,))
+        timer.daemon = True
+        timer.start()
 
     def _heartbeat_once(self) -> None:
         """Liveness rides on the watch; this only keeps the server's inventory current."""

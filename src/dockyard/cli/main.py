@@ -25,6 +25,7 @@ app = typer.Typer(help="Dockyard: a private container cloud of VM-like machine c
 app.command("up")(up.up)
 app.command("server")(up.server)
 app.command("agent")(up.agent)
+app.command("reset")(up.reset)
 app.command("launch")(instances.launch)
 app.command("list")(instances.list_)
 app.command("show")(instances.show)
