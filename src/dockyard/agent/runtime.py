@@ -55,6 +55,7 @@ from dockyard.model.agent import (
     WatchReply,
 )
 from dockyard.model.host import HostInventory
+from dockyard.serving import PromptServer
 
 log = logging.getLogger("dockyard.agent")
 WATCH_TIMEOUT = 25.0
@@ -311,6 +312,12 @@ class Agent:
             self.desired.pop(key, None)
             self.reported.pop(key, None)
 
+    def stop(self) -> None:
+        """The threads end on this event (and the workers on the closed queue); the process
+        exits without waiting for them (daemons)."""
+        self.stopping.set()
+        self.queue.close()
+
     def _retry_later(self, key: str, delay: float) -> None:
         """Enqueue `key` again after `delay`; a daemon timer, so a stopping agent exits at
         once instead of waiting for pending retries."""
@@ -428,7 +435,6 @@ def run_agent(settings: AgentSettings) -> None:
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=1, ssl_certfile=cert, ssl_keyfile=key)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        PromptServer(config, on_shutdown=agent.stop).run(sockets=[sock])
     finally:
-        agent.stopping.set()
-        agent.queue.close()
+        agent.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,6 +36,7 @@ from dockyard.server.routers import (
 )
 from dockyard.server.routers import stats as stats_router
 from dockyard.server.routers.snapshots import router as snapshots_router
+from dockyard.serving import PromptServer
 from dockyard.store.changes import ChangeChannel
 from dockyard.store.db import Database
 from dockyard.tls import TlsFiles, ensure_ca, ensure_server_cert, server_names
@@ -66,7 +66,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         alert_loop = asyncio.create_task(AlertEngine(db, settings, ctx.notifier.bump).run())
         recovery = asyncio.create_task(asyncio.to_thread(recover_migrations, ctx))
         yield
-        ctx.notifier.close_waiters()  # (already done by StoppingServer when run by it)
+        ctx.notifier.close_waiters()  # (PromptServer did it already when it runs the app)
         recovery.cancel()
         alert_loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -113,20 +113,6 @@ def server_tls(settings: ServerSettings) -> TlsFiles | None:
     return files
 
 
-class StoppingServer(uvicorn.Server):
-    """Ends the long polls (agent watches, `?wait=true`, event follows) as soon as shutdown
-    starts, before uvicorn waits for open requests: shutdown never waits out a held request
-    (`timeout_graceful_shutdown` stays the backstop for streams)."""
-
-    def __init__(self, config: uvicorn.Config, notifier: Notifier) -> None:
-        super().__init__(config)
-        self.notifier = notifier
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.notifier.close_waiters()
-        await super().shutdown(sockets)
-
-
 def run_server(settings: ServerSettings) -> None:
     host, port = split_listen(settings.listen)
     tls = server_tls(settings)
@@ -135,4 +121,4 @@ def run_server(settings: ServerSettings) -> None:
                             timeout_graceful_shutdown=2,
                             ssl_certfile=tls.cert if tls else None,
                             ssl_keyfile=tls.key if tls else None)
-    StoppingServer(config, app.state.ctx.notifier).run()
+    PromptServer(config, on_shutdown=app.state.ctx.notifier.close_waiters).run()
