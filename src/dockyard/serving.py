@@ -48,3 +48,6 @@ class PromptServer(uvicorn.Server):
                 since = closing_since.setdefault(id(conn), loop.time())
                 if loop.time() - since >= LINGER:
                     transport.abort()
+                    # a TLS shutdown begun earlier (keep-alive timeout) does not report the
+                    # abort to the protocol: uvicorn would keep waiting for the closed socket
+                    self.server_state.connections.discard(conn)
