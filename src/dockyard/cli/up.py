@@ -185,18 +185,24 @@ def _cluster_ca(home: Path, listen: str) -> Path:
     return files.ca
 
 
-def _record_restart(host_api: ApiClient, server: Child, child: Child, reason: str) -> None:
+def _record_restart(url: str, host_token: str, ca: Path | None, server: Child, child: Child,
+                    reason: str) -> None:
     """A host event for the restart (the agent's re-registration adds `host_up`). After a
-    server restart, once it answers; a server that dies again is the supervisor's business."""
+    server restart, once it answers; a server that dies again is the supervisor's business.
+    A client of its own, closed after: no idle connection for the server to wait on."""
     message = (f"dockyard up restarted the {child.name} ({reason}; restart "
                f"{child.restarts})")
     try:
-        if child is server and server.proc is not None:
-            _wait_until(lambda: host_api.get("/healthz"), "server", server.proc, server.log)
-        host_api.post("/v1/agent/events", {"kind": f"{child.name}_restarted",
-                                           "message": message})
+        with ApiClient(url, host_token, timeout=10, ca=ca) as host_api:
+            _post_restart(host_api, server, child, message)
     except (DockyardError, httpx.HTTPError) as exc:
         err_console.print(f"cannot record the restart as a host event: {exc}")
+
+
+def _post_restart(host_api: ApiClient, server: Child, child: Child, message: str) -> None:
+    if child is server and server.proc is not None:
+        _wait_until(lambda: host_api.get("/healthz"), "server", server.proc, server.log)
+    host_api.post("/v1/agent/events", {"kind": f"{child.name}_restarted", "message": message})
 
 
 def _ensure_default_network(api: ApiClient, subnet: str) -> None:
@@ -324,9 +330,10 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
                          "(any user name; the password is a token)\n")
                       + "  Ctrl-C stops server and agent; instances keep running. A server "
                       "or agent that dies is restarted.", soft_wrap=True)
-        host_api = ApiClient(url, host_token, timeout=10, ca=ca)
+        api.close()  # no idle keep-alive connection of ours for the server to wait on
         supervise(children, lambda text: err_console.print(text),
-                  lambda child, reason: _record_restart(host_api, server_child, child, reason))
+                  lambda child, reason: _record_restart(url, host_token, ca, server_child,
+                                                        child, reason))
     except KeyboardInterrupt:
         stop()
     except DockyardError:
