@@ -8,7 +8,7 @@ from dockyard.server.notifier import Notifier
 
 
 async def _woken(token: asyncio.Event) -> bool:
-    await Notifier.wait(token, 0.2)
+    await Notifier().wait(token, 0.2)
     return token.is_set()
 
 
@@ -36,5 +36,21 @@ def test_a_key_nobody_waits_on_is_not_kept() -> None:
         notifier.bump("other")
         await asyncio.sleep(0)
         assert "gone" not in notifier._keyed
+
+    asyncio.run(scenario())
+
+
+def test_closing_ends_every_wait_at_once_and_for_good() -> None:
+    async def scenario() -> None:
+        notifier = Notifier()
+        notifier.bind(asyncio.get_running_loop())
+        held = [asyncio.create_task(notifier.wait(notifier.token(key), 300))
+                for key in (None, "a")]
+        await asyncio.sleep(0.05)
+        assert not any(t.done() for t in held) and not notifier.closing
+        notifier.close_waiters()
+        await asyncio.wait_for(asyncio.gather(*held), 2)  # not the 300 s
+        assert notifier.closing
+        await asyncio.wait_for(notifier.wait(notifier.token(), 300), 2)  # later ones too
 
     asyncio.run(scenario())

@@ -55,6 +55,7 @@ from dockyard.model.agent import (
     WatchReply,
 )
 from dockyard.model.host import HostInventory
+from dockyard.serving import PromptServer
 
 log = logging.getLogger("dockyard.agent")
 WATCH_TIMEOUT = 25.0
@@ -134,7 +135,7 @@ class Agent:
                 if exc.status < 500:
                     raise
                 log.warning("cannot register yet: %s", exc.message)
-            time.sleep(1.0)
+            self.stopping.wait(1.0)
         self.cluster = reply.cluster
         self.heartbeat_interval = reply.heartbeat_interval
         self.watch_timeout = reply.watch_timeout
@@ -281,7 +282,7 @@ class Agent:
             observed = self.reconciler.sync(d)
         except TemporaryError as exc:
             log.warning("sync %s: %s (retrying in %.1fs)", d.name, exc.message, exc.delay)
-            threading.Timer(exc.delay, self.queue.add, (key,)).start()
+            self._retry_later(key, exc.delay)
             return
         except DockyardError as exc:  # reported; the next resync tries again
             log.warning("sync %s: %s", d.name, exc.message)
@@ -304,12 +305,25 @@ class Agent:
             return
         except DockyardError as exc:
             log.warning("report %s: %s (will retry)", key, exc.message)
-            threading.Timer(1.0, self.queue.add, (key,)).start()
+            self._retry_later(key, 1.0)
             return
         self.reported[key] = observed
         if observed.state == "deleted":
             self.desired.pop(key, None)
             self.reported.pop(key, None)
+
+    def stop(self) -> None:
+        """The threads end on this event (and the workers on the closed queue); the process
+        exits without waiting for them (daemons)."""
+        self.stopping.set()
+        self.queue.close()
+
+    def _retry_later(self, key: str, delay: float) -> None:
+        """Enqueue `key` again after `delay`; a daemon timer, so a stopping agent exits at
+        once instead of waiting for pending retries."""
+        timer = threading.Timer(delay, self.queue.add, (key,))
+        timer.daemon = True
+        timer.start()
 
     def _heartbeat_once(self) -> None:
         """Liveness rides on the watch; this only keeps the server's inventory current."""
@@ -421,7 +435,6 @@ def run_agent(settings: AgentSettings) -> None:
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=1, ssl_certfile=cert, ssl_keyfile=key)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        PromptServer(config, on_shutdown=agent.stop).run(sockets=[sock])
     finally:
-        agent.stopping.set()
-        agent.queue.close()
+        agent.stop()

@@ -31,6 +31,8 @@ def up(hosts: Annotated[int, typer.Option(min=1, max=50, help="number of hosts")
                                           "scripts/criu-wrapper as their criu (live "
                                           "migration)")] = False) -> None:
     """Start the cluster (returns once every host is up) and point the CLI at it."""
+    if listen is not None:
+        _refuse_unreachable(listen)
     from dockyard.devcluster import cluster
     st, token = cluster.up(hosts, home.resolve(), listen, heartbeat_timeout, resync_interval,
                            criu)
@@ -38,6 +40,30 @@ def up(hosts: Annotated[int, typer.Option(min=1, max=50, help="number of hosts")
     console.print(f"[green]dev-cluster up[/green]: {len(st.hosts)} hosts, server {st.url}"
                   f"{' (criu: ' + st.criu + ')' if st.criu else ''}\n"
                   f"  CLI config: {config_path()}\n  state: {home.resolve()}")
+
+
+def _refuse_unreachable(listen: str) -> None:
+    """The simulated hosts live in their own network namespaces: this machine's loopback is
+    not theirs, and an unspecified address (0.0.0.0) is no address to reach. Refused before
+    anything is made, not at the first host's `docker login`."""
+    import ipaddress
+
+    host = listen.rpartition(":")[0].strip("[]") or listen
+    if host.lower() == "localhost":
+        unreachable = True
+    else:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return  # a name: the hosts resolve it as they can
+        unreachable = address.is_loopback or address.is_unspecified
+    if unreachable:
+        raise typer.BadParameter(
+            f"{listen}: the simulated hosts live in their own network namespaces and cannot "
+            "reach this machine's loopback (nor an unspecified address); leave --listen out "
+            "(the server then listens on the management bridge, 10.239.<k>.1:7070, which "
+            "every host and this machine reach) or give an address the hosts can route to",
+            param_hint="--listen")
 
 
 @dev_cluster_app.command("down")

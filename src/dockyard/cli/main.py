@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("up", "up"),
     "server": ("up", "server"),
     "agent": ("up", "agent"),
+    "reset": ("up", "reset"),
     "launch": ("instances", "launch"),
     "list": ("instances", "list_"),
     "show": ("instances", "show"),

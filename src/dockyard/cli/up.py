@@ -10,16 +10,17 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dockyard.cli.config import config_path, read_config, write_config
 from dockyard.cli.groups import parse_labels
 from dockyard.cli.output import console, err_console
+from dockyard.cli.supervise import Child, stop_all, supervise
+from dockyard.client import ApiClient
 from dockyard.config import (
     DEFAULT_LISTEN,
     DEFAULT_SUBNET,
@@ -28,11 +29,10 @@ from dockyard.config import (
     env_home,
     split_listen,
 )
-from dockyard.errors import BackendError, DockyardError, NotFound
+from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
 from dockyard.model.units import parse_size
 
 if TYPE_CHECKING:
-    from dockyard.client import ApiClient
     from dockyard.store.db import Database
 
 HomeOpt = Annotated[Path, typer.Option(help="state directory [env DOCKYARD_HOME]",
@@ -165,13 +165,6 @@ def _admin_token(db: Database, project_id: str, url: str, ca: Path | None = None
     return token
 
 
-def _spawn(args: list[str], log: IO[bytes],
-           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "dockyard", *args], stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})})
-
-
 def _wait_until(check: object, what: str, proc: subprocess.Popen[bytes], log: Path,
                 timeout: float = 30.0) -> None:
     import httpx
@@ -198,11 +191,81 @@ def _cluster_ca(home: Path, listen: str) -> Path:
     return files.ca
 
 
+def _record_restart(url: str, host_token: str, ca: Path | None, server: Child, child: Child,
+                    reason: str) -> None:
+    """A host event for the restart (the agent's re-registration adds `host_up`). After a
+    server restart, once it answers; a server that dies again is the supervisor's business.
+    A client of its own, closed after: no idle connection for the server to wait on."""
+    import httpx
+    message = (f"dockyard up restarted the {child.name} ({reason}; restart "
+               f"{child.restarts})")
+    try:
+        with ApiClient(url, host_token, timeout=10, ca=ca) as host_api:
+            _post_restart(host_api, server, child, message)
+    except (DockyardError, httpx.HTTPError) as exc:
+        err_console.print(f"cannot record the restart as a host event: {exc}")
+
+
+def _post_restart(host_api: ApiClient, server: Child, child: Child, message: str) -> None:
+    if child is server and server.proc is not None:
+        _wait_until(lambda: host_api.get("/healthz"), "server", server.proc, server.log)
+    host_api.post("/v1/agent/events", {"kind": f"{child.name}_restarted", "message": message})
+
+
 def _ensure_default_network(api: ApiClient, subnet: str) -> None:
     try:
         api.get("/v1/networks/default")
     except NotFound:
         api.post("/v1/networks", {"name": "default", "subnet": subnet})
+
+
+def _subnet_taken(exc: Conflict, subnet: str, home: Path) -> Conflict:
+    """The default subnet is routed to a bridge already: name the bridge, the home that made
+    it when known (the default home is looked at), a free subnet and `dockyard reset`."""
+    from dockyard import ipam
+    from dockyard.adapters.netlink import list_routes
+    from dockyard.cli.reset import home_using
+    from dockyard.config import DEFAULT_HOME
+
+    routes = list_routes()
+    taken = [r for r in routes if r.dev and ipam.overlaps(r.dst, subnet)]
+    if not taken:
+        return exc
+    bridge, dst = taken[0].dev, taken[0].dst
+    others = [h for h in (env_home(), DEFAULT_HOME) if h.resolve() != home]
+    other = home_using(str(bridge), others)
+    free = next((f"10.{n}.0.0/16" for n in range(241, 255)
+                 if not any(ipam.overlaps(r.dst, f"10.{n}.0.0/16") for r in routes)), None)
+    owner = (f", the default network of the Dockyard home {other} (its bridge stays after "
+             "that Dockyard stops)" if other else
+             ", a network of another Dockyard home" if str(bridge).startswith("dyb") else "")
+    hints = [f"start this home with `--subnet {free}`" if free else
+             "start this home with `--subnet` and a free subnet"]
+    if str(bridge).startswith("dyb"):
+        hints.append("remove the other home's bridges, rules and instances with "
+                     f"`dockyard reset --home {other or 'OTHER_HOME'}`")
+    return Conflict(f"the default network's subnet {subnet} is taken on this machine by "
+                    f"bridge {bridge} ({dst}{owner}): {', or '.join(hints)}")
+
+
+def reset(home: HomeOpt, yes: bool = typer.Option(False, "--yes", "-y",
+                                                  help="do not ask")) -> None:
+    """Remove what a stopped Dockyard home left on this machine: its instances' containers,
+    volumes, bridges with their forwarding and NAT rules, and the home directory.
+
+    Asks first (--yes: does not). Refused while that home's Dockyard runs."""
+    from dockyard.cli import reset as resetting
+
+    state = resetting.read_home(home.resolve())
+    if pids := resetting.home_processes(state.home):
+        raise Conflict(f"the Dockyard of {state.home} is running (pid "
+                       f"{', '.join(map(str, pids))}): stop it first (Ctrl-C of `dockyard up`)")
+    console.print(f"dockyard reset of {state.home} removes:\n  "
+                  + "\n  ".join(resetting.plan(state)), soft_wrap=True)
+    if not yes:
+        typer.confirm("Remove all of this?", abort=True)
+    resetting.remove(state)
+    console.print(f"{state.home} reset: nothing of it is left on this machine")
 
 
 def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT"),
@@ -240,56 +303,50 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
     host_token = mint_host_token(db, LOCAL_HOST)
     db.close()
     server_log, agent_log = home / "logs" / "server.log", home / "logs" / "agent.log"
-    procs: list[subprocess.Popen[bytes]] = []
+    server_child = Child("server", ["server", "--home", str(home), "--listen", listen,
+                                    "--heartbeat-timeout", str(heartbeat_timeout),
+                                    "--alert-interval", str(alert_interval), "--rss-for",
+                                    str(rss_for), "--load-for", str(load_for),
+                                    *(["--registry", registry] if registry else []),
+                                    "--tls" if tls else "--no-tls"], server_log)
+    agent_child = Child("agent", ["agent", "--server", url, "--name", LOCAL_HOST, "--home",
+                                  str(home / "agent"), "--resync-interval",
+                                  str(resync_interval),
+                                  "--collector-interval", str(collector_interval),
+                                  *(["--ca", str(ca)] if ca else []),
+                                  *(["--docker-url", docker_url] if docker_url else [])],
+                        agent_log, {"DOCKYARD_TOKEN": host_token})
+    children = [agent_child, server_child]  # stopped in this order
 
     def stop(*_: object) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(children)
         raise typer.Exit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    try:
-        with open(server_log, "ab") as slog, open(agent_log, "ab") as alog:
-            procs.append(_spawn(["server", "--home", str(home), "--listen", listen,
-                                 "--heartbeat-timeout", str(heartbeat_timeout),
-                                 "--alert-interval", str(alert_interval), "--rss-for",
-                                 str(rss_for), "--load-for", str(load_for),
-                                 *(["--registry", registry] if registry else []),
-                                 "--tls" if tls else "--no-tls"], slog))
-            api = ApiClient(url, token, timeout=30, ca=ca)
-            _wait_until(lambda: api.get("/healthz"), "server", procs[0], server_log)
-            procs.append(_spawn(["agent", "--server", url, "--name", LOCAL_HOST, "--home",
-                                 str(home / "agent"), "--resync-interval", str(resync_interval),
-                                 "--collector-interval", str(collector_interval),
-                                 *(["--ca", str(ca)] if ca else []),
-                                 *(["--docker-url", docker_url] if docker_url else [])],
-                                alog, {"DOCKYARD_TOKEN": host_token}))
-            _wait_until(lambda: api.get(f"/v1/hosts/{LOCAL_HOST}")["state"] == "up", "agent",
-                        procs[1], agent_log)
+    signal.signal(signal.SIGHUP, stop)  # the terminal went away: the children are not in
+    try:                                 # its process group, so `up` stops them
+        api = ApiClient(url, token, timeout=30, ca=ca)
+        _wait_until(lambda: api.get("/healthz"), "server", server_child.spawn(), server_log)
+        _wait_until(lambda: api.get(f"/v1/hosts/{LOCAL_HOST}")["state"] == "up", "agent",
+                    agent_child.spawn(), agent_log)
+        try:
             _ensure_default_network(api, subnet)
-            console.print(f"[green]Dockyard is up[/green] at {url} (home {home})\n"
-                          f"  CLI config: {config_path()}\n  logs: {server_log}, {agent_log}\n"
-                          + (f"  cluster CA: {ca} (SHA-256 {fingerprint(ca.read_text())})\n"
-                             if ca else "")
-                          + ("" if registry else f"  registry: docker login {listen} "
-                             "(any user name; the password is a token)\n")
-                          + "  Ctrl-C stops server and agent; instances keep running.",
-                          soft_wrap=True)
-            while all(p.poll() is None for p in procs):
-                time.sleep(0.5)
-            dead = [p for p in procs if p.poll() is not None]
-            err_console.print(f"a Dockyard process exited ({dead[0].args[3]}); see logs")
-            stop()
+        except Conflict as exc:
+            raise _subnet_taken(exc, subnet, home) from exc
+        console.print(f"[green]Dockyard is up[/green] at {url} (home {home})\n"
+                      f"  CLI config: {config_path()}\n  logs: {server_log}, {agent_log}\n"
+                      + (f"  cluster CA: {ca} (SHA-256 {fingerprint(ca.read_text())})\n"
+                         if ca else "")
+                      + ("" if registry else f"  registry: docker login {listen} "
+                         "(any user name; the password is a token)\n")
+                      + "  Ctrl-C stops server and agent; instances keep running. A server "
+                      "or agent that dies is restarted.", soft_wrap=True)
+        api.close()  # no idle keep-alive connection of ours for the server to wait on
+        supervise(children, lambda text: err_console.print(text),
+                  lambda child, reason: _record_restart(url, host_token, ca, server_child,
+                                                        child, reason))
     except KeyboardInterrupt:
         stop()
     except DockyardError:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
+        stop_all(children)
         raise

@@ -36,6 +36,7 @@ from dockyard.server.routers import (
 )
 from dockyard.server.routers import stats as stats_router
 from dockyard.server.routers.snapshots import router as snapshots_router
+from dockyard.serving import PromptServer
 from dockyard.store.changes import ChangeChannel
 from dockyard.store.db import Database
 from dockyard.tls import TlsFiles, ensure_ca, ensure_server_cert, server_names
@@ -65,6 +66,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         alert_loop = asyncio.create_task(AlertEngine(db, settings, ctx.notifier.bump).run())
         recovery = asyncio.create_task(asyncio.to_thread(recover_migrations, ctx))
         yield
+        ctx.notifier.close_waiters()  # (PromptServer did it already when it runs the app)
         recovery.cancel()
         alert_loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -119,4 +121,4 @@ def run_server(settings: ServerSettings) -> None:
                             timeout_graceful_shutdown=2,
                             ssl_certfile=tls.cert if tls else None,
                             ssl_keyfile=tls.key if tls else None)
-    uvicorn.Server(config).run()
+    PromptServer(config, on_shutdown=app.state.ctx.notifier.close_waiters).run()

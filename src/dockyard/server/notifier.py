@@ -13,6 +13,10 @@ each waiter would otherwise re-read its operation on each of the other N instanc
 With several servers on one PostgreSQL, `bump()` also announces the change to the other
 servers, and their announcements wake this server's waiters (`store.changes`: LISTEN/NOTIFY
 on the event loop). With SQLite there is one server and nothing crosses processes.
+
+On shutdown `close_waiters()` (called as soon as the server starts to stop, before uvicorn waits
+for open connections) ends every wait at once and for good: a long poll sees `closing` and
+answers what it has, so shutdown never waits for a held request's timeout.
 """
 
 from __future__ import annotations
@@ -34,11 +38,23 @@ class Notifier:
         # one event per key while somebody waits on it (the waiters hold the references)
         self._keyed: weakref.WeakValueDictionary[str, asyncio.Event] = \
             weakref.WeakValueDictionary()
+        self._closing: asyncio.Event | None = None
+
+    @property
+    def closing(self) -> bool:
+        """The server is stopping: long polls answer now instead of waiting again."""
+        return self._closing is not None and self._closing.is_set()
+
+    def close_waiters(self) -> None:
+        """On the event loop: wake every waiter now and every later one at once."""
+        if self._closing is not None:
+            self._closing.set()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Called on the event loop at start-up; starts LISTEN/NOTIFY when configured."""
         self._loop = loop
         self._event = asyncio.Event()
+        self._closing = asyncio.Event()
         if self._channel is not None:
             self._outgoing = asyncio.Event()
             self._tasks = [loop.create_task(self._channel.listen(self._fire)),
@@ -83,7 +99,16 @@ class Notifier:
             if event is not None:
                 event.set()
 
-    @staticmethod
-    async def wait(token: asyncio.Event, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(token.wait(), timeout)
+    async def wait(self, token: asyncio.Event, timeout: float) -> None:
+        """Until `token` is set, `timeout` passed or the server is stopping."""
+        if self._closing is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(token.wait(), timeout)
+            return
+        waiters = [asyncio.ensure_future(token.wait()),
+                   asyncio.ensure_future(self._closing.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()

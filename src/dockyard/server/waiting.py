@@ -1,4 +1,5 @@
-"""`?wait=true`: hold the request until an operation finishes (woken by the notifier)."""
+"""`?wait=true`: hold the request until an operation finishes (woken by the notifier); a
+server that is stopping answers 503 at once (the operation goes on; the client may ask again)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import time
 
 from fastapi.concurrency import run_in_threadpool
 
-from dockyard.errors import BackendError, DockyardError, NotFound
+from dockyard.errors import BackendError, DockyardError, NotFound, TemporaryError
 from dockyard.model.common import Operation, OperationStatus
 from dockyard.server.context import ServerContext
 from dockyard.store import records
@@ -34,6 +35,9 @@ async def wait_for(ctx: ServerContext, op_id: str, timeout: float) -> Operation:
         if op.status == OperationStatus.failure:
             raise BackendError(f"{op.kind} failed: {op.error}")
         left = deadline - time.monotonic()
+        if ctx.notifier.closing:
+            raise TemporaryError(f"the server is stopping; operation {op.id} ({op.kind}) "
+                                 "goes on: ask for it again")
         if left <= 0:
             raise BackendError(f"{op.kind} did not finish within {timeout:.0f}s "
                                f"(operation {op.id} still running)")

@@ -141,7 +141,7 @@ async def list_events(limit: int = Query(100, ge=1, le=1000),
         token = ctx.notifier.token()  # before the read: a commit in between still wakes us
         page = await run_in_threadpool(_events_page, ctx, caller, after, limit)
         remaining = deadline - time.monotonic()
-        if page["items"] or remaining <= 0:
+        if page["items"] or remaining <= 0 or ctx.notifier.closing:
             return page
         await ctx.notifier.wait(token, min(remaining, EVENTS_RECHECK))
 
