@@ -150,6 +150,10 @@ CASES: list[tuple[str, HostFacts, HostFacts, str | None, list[str]]] = [
      host("h1", instance=inst(mountinfo=[MountPoint(mount_point="/srv", fstype="tmpfs",
                                                     propagation=["master:9"])])),
      host("h2"), None, ["shared_mounts"]),
+    ("a named volume's bind is a slave, but external: fine",
+     host("h1", instance=inst(mountinfo=[MountPoint(mount_point="/data", fstype="ext4",
+                                                    propagation=["master:6"])])),
+     host("h2"), None, []),
     ("a slave of a peer group inside the instance is fine",
      host("h1", instance=inst(mountinfo=[
          MountPoint(mount_point="/a", fstype="tmpfs", propagation=["shared:4"]),

@@ -267,9 +267,11 @@ def _mountinfo(host: str, inst: InstanceFacts) -> list[Failure]:
     shared = {tag for m in inst.mountinfo for tag in m.propagation if tag.startswith("shared:")}
     unsupported = [m for m in inst.mountinfo if m.fstype not in CRIU_FSTYPES
                    and not _external(m.mount_point, inst)]
-    # a slave of a peer group outside the instance: "has unreachable sharing" (the root is
-    # runc's own: CRIU restores it as an external slave)
-    slaves = [m for m in inst.mountinfo if m.mount_point != "/" and any(
+    # a slave of a peer group outside the instance: "has unreachable sharing"; the root and
+    # the external mounts (a named volume's bind is a slave on a dockerd whose data root is
+    # shared) are runc's: CRIU restores them as external slaves
+    slaves = [m for m in inst.mountinfo if m.mount_point != "/"
+              and not _external(m.mount_point, inst) and any(
         tag.startswith("master:") and f"shared:{tag[7:]}" not in shared
         for tag in m.propagation)]
     out: list[Failure] = []
