@@ -2,9 +2,9 @@
 # lxcfs for Dockyard instances: scripts/lxcfs.sh start|stop|status [ROOT]
 #
 # ROOT (argument, else $DOCKYARD_LXCFS_ROOT, else /var/lib/dockyard/lxcfs) is made a shared bind
-# mount of itself; lxcfs runs on ROOT/fs with its pid file ROOT/lxcfs.pid. Instances get ROOT at
-# /run/lxcfs with rslave propagation, so a restarted lxcfs appears inside them by itself (see
-# src/dockyard/adapters/lxcfs.py). Every verb is idempotent.
+# mount of itself; lxcfs runs on ROOT/fs with its pid file ROOT/lxcfs.pid. Instances get read-only
+# file binds of ROOT/fs/proc/... only; after a restart the agent re-binds them from the new mount
+# (src/dockyard/adapters/lxcfs.py). Every verb is idempotent.
 #   start   make the layout, start lxcfs detached (log: $DOCKYARD_LOGDIR/lxcfs.log), wait until
 #           ROOT/fs/proc/meminfo is readable
 #   stop    TERM the lxcfs of the pid file, wait until it is gone (its pid file stays locked

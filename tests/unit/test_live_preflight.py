@@ -13,6 +13,7 @@ from dockyard.model.live import (
     HostFacts,
     InstanceFacts,
     MountFact,
+    MountPoint,
     SocketFact,
     evaluate,
     own_mount,
@@ -32,19 +33,50 @@ OWN = [
 ]
 
 
+# an instance of the current layout as /proc/PID/mountinfo shows it (trimmed): the root is
+# runc's slave, the lxcfs files are private binds named in the config
+MOUNTINFO = "\n".join([
+    "160 140 0:51 / / rw,relatime master:14 - overlay overlay rw,lowerdir=/l,upperdir=/u",
+    "161 160 0:55 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw",
+    "162 160 0:56 / /dev rw,nosuid - tmpfs tmpfs rw,size=65536k,mode=755",
+    "163 162 0:57 / /dev/pts rw,nosuid,noexec,relatime - devpts devpts rw,gid=5,mode=620",
+    "164 162 0:52 / /dev/mqueue rw,nosuid,nodev,noexec,relatime - mqueue mqueue rw",
+    "165 160 0:58 / /sys ro,nosuid,nodev,noexec,relatime - sysfs sysfs ro",
+    "166 165 0:30 / /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory",
+    "167 160 254:0 /var/lib/dy/agent/i1/hosts /etc/hosts ro,relatime - ext4 /dev/vda rw",
+    "168 160 254:0 /var/lib/dy/agent/i1/resolv.conf /etc/resolv.conf ro - ext4 /dev/vda rw",
+    "169 160 254:0 /var/lib/docker/containers/c/hostname /etc/hostname rw - ext4 /dev/vda rw",
+    "170 161 0:42 /proc/meminfo /proc/meminfo ro,relatime - fuse.lxcfs lxcfs rw",
+    "171 161 0:42 /proc/uptime /proc/uptime ro,relatime - fuse.lxcfs lxcfs rw",
+    "172 160 254:0 /var/lib/docker/volumes/dyv-x/_data /data rw - ext4 /dev/vda rw",
+    "173 161 0:4 /null /proc/kcore rw,nosuid - devtmpfs udev rw,size=10m",
+])
+LXCFS_BINDS = [MountFact(kind="bind", source=f"{LXCFS}/fs/proc/{f}",
+                         destination=f"/proc/{f}", propagation="rprivate")
+               for f in ("meminfo", "uptime")]
+# the earlier layout: ROOT shared into the instance (rslave) with lxcfs propagated below it
+LEGACY_MOUNTS = [*LXCFS_BINDS, MountFact(kind="bind", source=LXCFS, destination="/run/lxcfs",
+                                         propagation="rslave")]
+LEGACY_MOUNTINFO = MOUNTINFO + "\n" + "\n".join([
+    "174 160 254:0 /var/lib/dockyard/lxcfs /run/lxcfs ro,relatime master:2 - ext4 /dev/vda rw",
+    "175 174 0:42 / /run/lxcfs/fs rw,nosuid,nodev,relatime master:3 - fuse.lxcfs lxcfs rw"])
+
+
 def host(name: str, **over: Any) -> HostFacts:
     base: dict[str, Any] = {
         "host": name, "criu": CriuFacts(path="/opt/criu", found=True, version="4.1.1",
                                         check_ok=True),
         "checkpoint": True, "docker_version": "20.10.24", "kernel": "6.18.44",
-        "cpu_flags": ["avx2", "fpu", "sse4_2", "xsave"], "own_roots": [AGENT, LXCFS]}
+        "cpu_flags": ["avx2", "fpu", "sse4_2", "xsave"], "own_roots": [AGENT, LXCFS],
+        "lxcfs": True}
     base.update(over)
     return HostFacts(**base)
 
 
 def inst(**over: Any) -> InstanceFacts:
     base: dict[str, Any] = {"running": True, "pid": 100, "processes": 2, "mounts": OWN,
-                            "sockets": []}
+                            "sockets": [], "links": ["lo", "eth0"],
+                            "devices": ["/dev/null", "/dev/pts/0", "/dev/urandom"]}
     base.update(over)
     return InstanceFacts(**base)
 
@@ -92,6 +124,46 @@ CASES: list[tuple[str, HostFacts, HostFacts, str | None, list[str]]] = [
      host("h1", instance=inst(mounts=[MountFact(kind="bind", source=f"{AGENT}/i1/hosts",
                                                 destination="/etc/passwd")])),
      host("h2"), None, ["external_bind_mounts"]),
+    ("lxcfs instance of the current layout",
+     host("h1", instance=inst(mounts=[*OWN, *LXCFS_BINDS],
+                              mountinfo=criu.parse_mountinfo(MOUNTINFO))), host("h2"), None,
+     []),
+    ("lxcfs instance, the target has no lxcfs",
+     host("h1", instance=inst(mounts=[*OWN, *LXCFS_BINDS],
+                              mountinfo=criu.parse_mountinfo(MOUNTINFO))),
+     host("h2", lxcfs=False), None, ["lxcfs_missing"]),
+    ("no lxcfs on the target is fine for a --no-lxcfs instance",
+     host("h1", instance=inst(mountinfo=criu.parse_mountinfo(MOUNTINFO.replace(
+         "fuse.lxcfs", "proc")))), host("h2", lxcfs=False), None, []),
+    ("the earlier lxcfs layout: propagation, a propagated FUSE mount",
+     host("h1", instance=inst(mounts=[*OWN, *LEGACY_MOUNTS],
+                              mountinfo=criu.parse_mountinfo(LEGACY_MOUNTINFO))),
+     host("h2"), None, ["propagated_mounts", "unsupported_mounts", "shared_mounts"]),
+    ("a mount made inside the instance (no config entry)",
+     host("h1", instance=inst(mountinfo=[MountPoint(mount_point="/mnt/disk", fstype="ext4",
+                                                    root="/")])),
+     host("h2"), None, ["unsupported_mounts"]),
+    ("a tmpfs made inside the instance is dumped by CRIU",
+     host("h1", instance=inst(mountinfo=[MountPoint(mount_point="/scratch", fstype="tmpfs")])),
+     host("h2"), None, []),
+    ("a slave of an outside peer group",
+     host("h1", instance=inst(mountinfo=[MountPoint(mount_point="/srv", fstype="tmpfs",
+                                                    propagation=["master:9"])])),
+     host("h2"), None, ["shared_mounts"]),
+    ("a named volume's bind is a slave, but external: fine",
+     host("h1", instance=inst(mountinfo=[MountPoint(mount_point="/data", fstype="ext4",
+                                                    propagation=["master:6"])])),
+     host("h2"), None, []),
+    ("a slave of a peer group inside the instance is fine",
+     host("h1", instance=inst(mountinfo=[
+         MountPoint(mount_point="/a", fstype="tmpfs", propagation=["shared:4"]),
+         MountPoint(mount_point="/b", fstype="tmpfs", propagation=["master:4"])])),
+     host("h2"), None, []),
+    ("an open /dev/kvm", host("h1", instance=inst(devices=["/dev/null", "/dev/kvm"])),
+     host("h2"), None, ["open_devices"]),
+    ("a link made inside the netns",
+     host("h1", instance=inst(links=["lo", "eth0", "vxlan0"])), host("h2"), None,
+     ["network_links"]),
     ("instance not running", host("h1", instance=inst(running=False)), host("h2"), None,
      ["instance_not_running"]),
     ("no instance facts", host("h1"), host("h2"), None, ["instance_not_running"]),
@@ -166,6 +238,26 @@ def test_parse_tcp_tables() -> None:
     six = criu.parse_inet_table(TCP6_TABLE, "tcp6")
     assert six[4455].local == "[::1]:8080" and six[4455].state == "LISTEN"
     assert criu.parse_inet_table(TCP_TABLE, "udp")[2233].state == ""
+
+
+def test_parse_mountinfo_keeps_propagation_and_escapes() -> None:
+    points = criu.parse_mountinfo(LEGACY_MOUNTINFO + "\n180 160 0:9 / /mnt/a\\040b rw - tmpfs x rw"
+                                  "\ngarbage")
+    by_point = {p.mount_point: p for p in points}
+    assert by_point["/"].propagation == ["master:14"] and by_point["/"].fstype == "overlay"
+    assert by_point["/run/lxcfs/fs"].propagation == ["master:3"]
+    assert by_point["/proc/meminfo"].root == "/proc/meminfo"
+    assert by_point["/proc/meminfo"].fstype == "fuse.lxcfs"
+    assert "/mnt/a b" in by_point and len(points) == 17
+
+
+def test_parse_net_dev_and_this_process() -> None:
+    text = ("Inter-|   Receive\n face |bytes\n    lo: 1 2 3\n  eth0: 4 5 6\n")
+    assert criu.parse_net_dev(text) == ["lo", "eth0"]
+    import os
+    assert "lo" in criu.links(os.getpid())
+    with open("/dev/zero", "rb"):
+        assert "/dev/zero" in criu.open_devices([os.getpid()])
 
 
 def test_parse_unix_table() -> None:

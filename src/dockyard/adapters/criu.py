@@ -5,6 +5,9 @@
     instance_pids(pid)    the processes in the pid namespace of `pid` (the container's)
     sockets(pids, netpid) each socket those processes hold: kind, TCP state, addresses, read
                           from /proc/NETPID/net/* (that process's netns; no setns needed)
+    mountinfo(pid)        the mounts of that process's mount namespace (/proc/PID/mountinfo)
+    open_devices(pids)    the device files those processes hold open, as named inside
+    links(pid)            the network links of that process's netns (/proc/PID/net/dev)
 
 The criu is the one runc runs: DOCKYARD_CRIU, else `criu` on PATH (dockerd's PATH must find
 the same one; see scripts/criu-wrapper).
@@ -15,13 +18,15 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-from dockyard.model.live import TCP_STATES, CriuFacts, SocketFact
+from dockyard.adapters.lxcfs import unescape
+from dockyard.model.live import TCP_STATES, CriuFacts, MountPoint, SocketFact
 
 CHECK_TTL = 60.0
 _cache: dict[str, tuple[float, CriuFacts]] = {}
@@ -175,3 +180,57 @@ def sockets(pids: list[int], netpid: int) -> list[SocketFact]:
             fact = known.get(inode) or SocketFact(kind="unknown", inode=inode)
             out.append(fact.model_copy(update={"pid": pid}))
     return out
+
+
+def parse_mountinfo(text: str) -> list[MountPoint]:
+    """/proc/PID/mountinfo: mount point, fstype, root and propagation tags of each line."""
+    out: list[MountPoint] = []
+    for line in text.splitlines():
+        cols = line.split()
+        if "-" not in cols[6:] or len(cols) < 10:
+            continue
+        sep = cols.index("-", 6)
+        if sep + 1 >= len(cols):
+            continue
+        out.append(MountPoint(mount_point=unescape(cols[4]), fstype=cols[sep + 1],
+                              root=unescape(cols[3]), propagation=cols[6:sep]))
+    return out
+
+
+def mountinfo(pid: int) -> list[MountPoint]:
+    try:
+        return parse_mountinfo(Path(f"/proc/{pid}/mountinfo").read_text())
+    except OSError:
+        return []
+
+
+def open_devices(pids: list[int]) -> list[str]:
+    """Character and block devices held open by `pids` (paths as the processes see them)."""
+    found: set[str] = set()
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                target = os.readlink(f"{fd_dir}/{name}")
+                mode = os.stat(f"{fd_dir}/{name}").st_mode
+            except OSError:
+                continue
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                found.add(target)
+    return sorted(found)
+
+
+def parse_net_dev(text: str) -> list[str]:
+    """/proc/net/dev: the link names (two header lines, then "NAME: counters")."""
+    return [line.split(":", 1)[0].strip() for line in text.splitlines()[2:] if ":" in line]
+
+
+def links(pid: int) -> list[str]:
+    try:
+        return parse_net_dev(Path(f"/proc/{pid}/net/dev").read_text())
+    except OSError:
+        return []

@@ -435,11 +435,13 @@ class DockerEngine:
         return str(upper)
 
     def mounts(self, name: str) -> list[dict[str, str]]:
-        """The container's mounts as dockerd lists them: Type, Source, Destination."""
+        """The container's mounts as dockerd lists them: Type, Source, Destination,
+        Propagation."""
         with _translate(f"inspect {name}"):
             data = self.api.inspect_container(name)
         return [{"type": str(m.get("Type") or ""), "source": str(m.get("Source") or ""),
-                 "destination": str(m.get("Destination") or "")}
+                 "destination": str(m.get("Destination") or ""),
+                 "propagation": str(m.get("Propagation") or "")}
                 for m in data.get("Mounts") or []]
 
     def stop(self, name: str, timeout: int) -> None:

@@ -2,31 +2,42 @@
 
 Layout on the host (made by ``scripts/lxcfs.sh start``)
 -------------------------------------------------------
-``ROOT`` (default /var/lib/dockyard/lxcfs) is a bind mount of itself made *shared*; lxcfs is
-mounted at ``ROOT/fs`` with its pid file at ``ROOT/lxcfs.pid``. Each instance gets (`mounts`):
+lxcfs is mounted at ``ROOT/fs`` (ROOT default /var/lib/dockyard/lxcfs) with its pid file at
+``ROOT/lxcfs.pid``. Each instance gets (`mounts`) eight read-only *file* binds
+``ROOT/fs/proc/{meminfo,...}`` and ``ROOT/fs/sys/devices/system/cpu/online`` over the same
+paths in the instance, and nothing else: no directory of ROOT is shared into the instance.
 
-* ``ROOT`` → ``/run/lxcfs`` with ``rslave`` propagation: a new lxcfs mount at ``ROOT/fs``
-  shows up inside every instance at ``/run/lxcfs/fs`` by itself;
-* eight read-only file binds ``ROOT/fs/proc/{meminfo,...}`` and
-  ``ROOT/fs/sys/devices/system/cpu/online`` over the same paths in the instance.
+Why no shared directory (live migration)
+----------------------------------------
+An earlier layout also bound ROOT itself (a *shared* mount) at /run/lxcfs with rslave
+propagation, so a restarted lxcfs appeared inside by propagation. CRIU cannot dump that
+propagated FUSE submount ("Mount ./run/lxcfs/fs (master_id: 3) has unreachable sharing"),
+and runc's restore binds every bind-mount source recursively onto the rootfs in the host
+namespace and detaches it afterwards: the copy of ROOT is a peer of the host's ROOT, so the
+detach propagates and unmounts the host's lxcfs at ROOT/fs for every instance (seen on
+runc 1.1.5). File binds are external mounts to runc/CRIU: the dump records them, the restore
+binds the *target's* own ``ROOT/fs/...`` files (the same paths on every host).
 
 Why `rebind` exists
 -------------------
 A file bind pins the FUSE superblock it was made from. When lxcfs restarts, the old binds
 answer "Transport endpoint is not connected" forever (upstream never solved this for Docker:
 lxc/lxcfs#193, moby/moby#33729). `rebind(pid)` repairs a running instance with the same PID:
-a forked child (setns(CLONE_NEWNS) needs a single-threaded caller) enters the instance's mount
-namespace and binds ``/run/lxcfs/fs/<path>`` (kept current by propagation) over each target.
-The instance itself cannot do this (no CAP_SYS_ADMIN inside).
+the agent clones each new source file as a detached mount in its own namespace
+(open_tree(OPEN_TREE_CLONE)), then a forked child (setns(CLONE_NEWNS) needs a single-threaded
+caller) enters the instance's mount namespace and attaches the clone over each target
+(move_mount), private and read-only. The instance itself cannot do this (no CAP_SYS_ADMIN).
 
 Invariants
 ----------
 * `rebind` never touches the agent's own mount namespace: a pid sharing it is refused.
-* `rebind` first checks that every new source opens; only then does it detach dead binds
-  (those answering ENOTCONN) and bind the new file. A healthy target already showing the
-  current source is left alone, so `rebind` is idempotent and never stacks mounts.
-* Between detaching a dead bind and binding the new file (two syscalls) the instance sees the
-  kernel's own file; it never sees a dead one afterwards.
+* `rebind` first checks that every new source opens (and clones it); only then does it detach
+  dead binds (those answering ENOTCONN) and attach the new file. A healthy target already
+  showing the current source is left alone, so `rebind` is idempotent and never stacks mounts.
+* Between detaching a dead bind and attaching the new file (two syscalls) the instance sees
+  the kernel's own file; it never sees a dead one afterwards.
+* An attached bind is private (no peer group reaching outside the instance: CRIU could not
+  dump it) and read-only, like Docker's own binds.
 * Every failure is `BackendError` (`NotFound` for a pid that is gone) naming the path and errno.
 """
 
@@ -44,11 +55,10 @@ from pathlib import Path
 from dockyard.adapters.docker_engine import MountSpec
 from dockyard.errors import BackendError, NotFound
 
-__all__ = ["CONTAINER_DIR", "FILES", "Lxcfs", "MountEntry", "lxcfs_generation",
-           "parse_mountinfo"]
+__all__ = ["FILES", "Lxcfs", "MountEntry", "lxcfs_generation",
+           "parse_mountinfo", "unescape"]
 
 DEFAULT_ROOT = "/var/lib/dockyard/lxcfs"
-CONTAINER_DIR = "/run/lxcfs"  # where ROOT appears inside an instance
 FSTYPE = "fuse.lxcfs"
 FILES = (
     "proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime", "proc/loadavg",
@@ -62,7 +72,13 @@ _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
 _MS_REMOUNT = 0x20
 _MS_BIND = 0x1000
+_MS_PRIVATE = 0x40000
 _MNT_DETACH = 0x2
+_SYS_OPEN_TREE = 428  # the same number on every architecture (5.2+)
+_SYS_MOVE_MOUNT = 429
+_OPEN_TREE_CLONE = 0x1
+_AT_FDCWD = -100
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _MAX_DEAD_LAYERS = 64  # dead binds peeled per target before giving up
 _REBIND_TIMEOUT = 10.0  # a hung FUSE open must not hang the agent
 _libc: ctypes.CDLL | None = None
@@ -78,7 +94,7 @@ class MountEntry:
     fstype: str
 
 
-def _unescape(field: str) -> str:
+def unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
     out, i = [], 0
     while i < len(field):
@@ -106,7 +122,7 @@ def parse_mountinfo(text: str) -> list[MountEntry]:
         except ValueError:
             continue
         entries.append(MountEntry(mount_id=mount_id, device=fields[2],
-                                  mount_point=_unescape(fields[4]), fstype=fields[sep + 1]))
+                                  mount_point=unescape(fields[4]), fstype=fields[sep + 1]))
     return entries
 
 
@@ -129,6 +145,7 @@ def _libc_handle() -> ctypes.CDLL:
                                ctypes.c_ulong, ctypes.c_void_p]
         libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
         libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.syscall.restype = ctypes.c_long
         _libc = libc
     return _libc
 
@@ -166,20 +183,41 @@ class Lxcfs:
             return False
 
     def mounts(self) -> list[MountSpec]:
-        """The Docker mounts an instance with lxcfs needs (directory first, then the files)."""
-        specs = [MountSpec(str(self.root), CONTAINER_DIR, True, "bind", propagation="rslave")]
-        specs += [MountSpec(str(self.fs / rel), f"/{rel}", True, "bind") for rel in FILES]
-        return specs
+        """The Docker mounts an instance with lxcfs needs: the eight read-only file binds."""
+        return [MountSpec(str(self.fs / rel), f"/{rel}", True, "bind") for rel in FILES]
 
     def rebind(self, pid: int) -> None:
         """Re-bind the lxcfs files inside the mount namespace of `pid` (see the invariants)."""
         nsfd = _open_mnt_ns(pid)
+        clones: list[int] = []
         try:
-            message, code = _run_forked(nsfd)
+            binds = []
+            for rel in FILES:
+                src = str(self.fs / rel)
+                clone, st = _clone(src)
+                clones.append(clone)
+                binds.append((clone, st, f"/{rel}"))
+            message, code = _run_forked(nsfd, binds)
+        except OSError as exc:
+            raise BackendError(f"rebinding lxcfs in pid {pid}: {exc.strerror or exc} "
+                               f"({exc.filename})") from exc
         finally:
-            os.close(nsfd)
+            for fd in [nsfd, *clones]:
+                os.close(fd)
         if code != 0:
             raise BackendError(f"rebinding lxcfs in pid {pid}: {message or f'exit status {code}'}")
+
+
+def _clone(src: str) -> tuple[int, os.stat_result]:
+    """A detached mount of the file `src` (open_tree(OPEN_TREE_CLONE)) and its stat."""
+    st = os.stat(src)  # a dead or missing lxcfs fails here, before anything is touched
+    libc = _libc_handle()
+    fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, src.encode(),
+                      _OPEN_TREE_CLONE | os.O_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"open_tree: {os.strerror(err)}", src)
+    return int(fd), st
 
 
 def _open_mnt_ns(pid: int) -> int:
@@ -202,9 +240,11 @@ def _open_mnt_ns(pid: int) -> int:
     return nsfd
 
 
-def _run_forked(nsfd: int) -> tuple[str, int]:
+Bind = tuple[int, os.stat_result, str]  # (detached clone, its source's stat, target)
+
+
+def _run_forked(nsfd: int, binds: list[Bind]) -> tuple[str, int]:
     """Fork a child that rebinds inside `nsfd`; return (its error text, its exit code)."""
-    binds = [(f"{CONTAINER_DIR}/fs/{rel}", f"/{rel}") for rel in FILES]
     libc = _libc_handle()  # resolved before fork: the child only calls into it
     rfd, wfd = os.pipe()
     try:
@@ -238,14 +278,13 @@ def _read_until_eof(rfd: int, child: int) -> str:
 
 
 def _child_main(libc: ctypes.CDLL, nsfd: int, wfd: int,
-                binds: list[tuple[str, str]]) -> None:  # pragma: no cover - forked child
+                binds: list[Bind]) -> None:  # pragma: no cover - forked child
     """In the forked child: enter the namespace, rebind, report through `wfd`, _exit."""
     code = 0
     try:
         _check(libc.setns(nsfd, _CLONE_NEWNS), "setns", "/proc/PID/ns/mnt")
-        sources = [os.stat(src) for src, _ in binds]  # all new sources work, or touch nothing
-        for (src, dst), st in zip(binds, sources, strict=True):
-            _rebind_file(libc, src, dst, st)
+        for clone, st, dst in binds:
+            _rebind_file(libc, clone, dst, st)
     except OSError as exc:
         code = 1
         with contextlib.suppress(OSError):
@@ -256,8 +295,9 @@ def _child_main(libc: ctypes.CDLL, nsfd: int, wfd: int,
         os._exit(code)
 
 
-def _rebind_file(libc: ctypes.CDLL, src: str, dst: str, src_st: os.stat_result) -> None:
-    """Peel dead binds off `dst`, then bind `src` read-only over it unless already current."""
+def _rebind_file(libc: ctypes.CDLL, clone: int, dst: str, src_st: os.stat_result) -> None:
+    """Peel dead binds off `dst`, then attach `clone` private and read-only over it unless
+    `dst` already shows the current source."""
     for _ in range(_MAX_DEAD_LAYERS):
         try:
             fd = os.open(dst, os.O_RDONLY)
@@ -275,6 +315,8 @@ def _rebind_file(libc: ctypes.CDLL, src: str, dst: str, src_st: os.stat_result) 
         raise OSError(errno.ENOTCONN, "too many dead lxcfs binds", dst)
     if (st.st_dev, st.st_ino) == (src_st.st_dev, src_st.st_ino):
         return
-    _check(libc.mount(src.encode(), dst.encode(), None, _MS_BIND, None), "bind", dst)
+    _check(libc.syscall(_SYS_MOVE_MOUNT, clone, b"", _AT_FDCWD, dst.encode(),
+                        _MOVE_MOUNT_F_EMPTY_PATH), "move_mount", dst)
+    _check(libc.mount(None, dst.encode(), None, _MS_PRIVATE, None), "make private", dst)
     flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     _check(libc.mount(None, dst.encode(), None, flags, None), "remount read-only", dst)

@@ -40,6 +40,7 @@ from pydantic import BaseModel
 
 from dockyard.adapters import criu, hostinfo, volume_archive
 from dockyard.adapters.docker_engine import RESTART_POLICY, DockerEngine
+from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.reconciler import Reconciler
 from dockyard.client import client_context
 from dockyard.errors import BackendError, Conflict, DockyardError, InvalidRequest, Unauthorized
@@ -62,6 +63,7 @@ class LiveHooks:
     release: Callable[[str], None]  # ... and syncs it again
     adopt: Callable[[str], None]  # not an orphan until the desired state names it
     own_roots: list[str] = field(default_factory=list)
+    lxcfs: Lxcfs | None = None
     # agent-to-agent fetches: one kept client (a new one costs ~30 ms for its SSL context
     # inside the downtime, twice) that trusts the cluster CA in a TLS cluster
     peers: httpx.Client = field(default_factory=lambda: peer_client(None))
@@ -94,7 +96,8 @@ def host_facts(engine: DockerEngine, hooks: LiveHooks, instance_id: str | None) 
                       docker_version=str(info.get("ServerVersion") or ""),
                       storage_driver=str(info.get("Driver") or ""),
                       kernel=hostinfo.kernel_release(), cpu_flags=criu.cpu_flags(),
-                      own_roots=hooks.own_roots)
+                      own_roots=hooks.own_roots,
+                      lxcfs=hooks.lxcfs is not None and hooks.lxcfs.available())
     if instance_id is not None:
         facts.instance = instance_facts(engine, instance_id)
     return facts
@@ -106,10 +109,12 @@ def instance_facts(engine: DockerEngine, instance_id: str) -> InstanceFacts:
     if info is None or not info.running:
         return InstanceFacts(running=False)
     pids = criu.instance_pids(info.pid)
-    mounts = [MountFact(kind=m["type"], source=m["source"], destination=m["destination"])
-              for m in engine.mounts(name)]
+    mounts = [MountFact(kind=m["type"], source=m["source"], destination=m["destination"],
+                        propagation=m.get("propagation", "")) for m in engine.mounts(name)]
     return InstanceFacts(running=True, pid=info.pid, processes=len(pids),
-                         sockets=criu.sockets(pids, info.pid), mounts=mounts)
+                         sockets=criu.sockets(pids, info.pid), mounts=mounts,
+                         mountinfo=criu.mountinfo(info.pid), devices=criu.open_devices(pids),
+                         links=criu.links(info.pid))
 
 
 def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., None],

@@ -387,6 +387,7 @@ class Agent:
                          reconciler=lambda: self.reconciler, hold=self.held.add,
                          release=self.release, adopt=self.incoming.add,
                          own_roots=[str(self.files.root), self.settings.lxcfs_root],
+                         lxcfs=self.lxcfs,
                          peers=peer_client(self.settings.ca))
 
     def _image_gc_once(self) -> None:

@@ -1,7 +1,10 @@
 """Live migration (CRIU): the facts each host reports, and the pure preflight over them.
 
-    agent (source)  HostFacts + InstanceFacts (its processes' sockets, its mounts)
-    agent (target)  HostFacts                                  ─▶ evaluate(...) ─▶ [Failure]
+    agent (source)  HostFacts + InstanceFacts: what runc/CRIU will be asked to dump, read
+                    from the running instance (its processes' sockets and open devices, the
+                    mounts of its mount namespace, the links of its netns) and dockerd's
+                    config (the mounts runc hands CRIU as external)
+    agent (target)  HostFacts (lxcfs there?)                   ─▶ evaluate(...) ─▶ [Failure]
     server          the scheduler's verdict for the target
 
 Every failure has a stable `code`, the host it concerns, what was found and how to fix it.
@@ -26,6 +29,20 @@ SUPPORTED_SOCKETS = {"tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw",
                      "unix", "packet", "netlink"}
 # bind mounts Dockyard itself makes: the instance files and lxcfs (volumes are type volume)
 OWN_FILE_TARGETS = {"/etc/hosts", "/etc/resolv.conf", "/etc/dockyard/authorized_keys"}
+# mounts runc always hands CRIU as external besides the config's binds: dockerd's own files
+RUNC_EXTERNAL = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev/shm"}
+# file systems CRIU dumps and restores by itself (criu/filesystems.c); any other mount inside
+# the instance must be external (a bind runc names), else the dump fails
+CRIU_FSTYPES = {"proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "overlay",
+                "devtmpfs", "binfmt_misc", "securityfs", "debugfs", "tracefs", "pstore",
+                "fusectl", "bpf", "autofs", "nsfs"}
+# propagation of a config mount that runc's restore can re-bind without harm
+PRIVATE_PROPAGATION = {"", "private", "rprivate"}
+# device files CRIU restores by path (terminals included); another open device is refused
+SAFE_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+                "/dev/tty", "/dev/console", "/dev/ptmx"}
+# network links the move handles: lo is dumped, eth0 is unplumbed before and plumbed after
+MOVED_LINKS = {"lo", "eth0"}
 
 
 class CriuFacts(BaseModel):
@@ -46,9 +63,22 @@ class SocketFact(BaseModel):
 
 
 class MountFact(BaseModel):
+    """A mount of the container's config (docker inspect): runc names each bind to CRIU as
+    external, and re-binds its source at the restore."""
+
     kind: str  # bind | volume | tmpfs | ...
     source: str
     destination: str
+    propagation: str = ""  # rprivate (Docker's default), rslave, ...
+
+
+class MountPoint(BaseModel):
+    """A line of the instance's /proc/PID/mountinfo: what CRIU will really find."""
+
+    mount_point: str
+    fstype: str
+    root: str = "/"  # the path inside its file system that is mounted here
+    propagation: list[str] = Field(default_factory=list)  # shared:N, master:N, ...
 
 
 class InstanceFacts(BaseModel):
@@ -57,6 +87,10 @@ class InstanceFacts(BaseModel):
     processes: int = 0
     sockets: list[SocketFact] = Field(default_factory=list)
     mounts: list[MountFact] = Field(default_factory=list)
+    mountinfo: list[MountPoint] = Field(default_factory=list)
+    devices: list[str] = Field(default_factory=list, description="device files the "
+                               "instance's processes hold open (as named inside it)")
+    links: list[str] = Field(default_factory=list, description="network links of its netns")
 
 
 class HostFacts(BaseModel):
@@ -71,6 +105,8 @@ class HostFacts(BaseModel):
     cpu_flags: list[str] = Field(default_factory=list)
     own_roots: list[str] = Field(default_factory=list, description="directories whose bind "
                                  "mounts are Dockyard's own (instance files, lxcfs)")
+    lxcfs: bool = Field(default=False, description="lxcfs answers on this host (a restored "
+                        "instance's /proc binds come from it)")
     instance: InstanceFacts | None = None
     error: str = Field(default="", description="the facts could not be read (agent "
                        "unreachable, ...)")
@@ -159,7 +195,9 @@ def _instance(source: HostFacts, target: HostFacts) -> list[Failure]:
                         message="the instance's container is not running on its host",
                         fix="start it (dockyard start NAME) and check again")]
     return [*_tcp(source.host, inst), *_sockets(source.host, inst),
-            *_mounts(source.host, source.own_roots, inst)]
+            *_mounts(source.host, source.own_roots, inst), *_propagation(source.host, inst),
+            *_mountinfo(source.host, inst), *_devices(source.host, inst),
+            *_links(source.host, inst), *_lxcfs(inst, target)]
 
 
 def _tcp(host: str, inst: InstanceFacts) -> list[Failure]:
@@ -171,7 +209,8 @@ def _tcp(host: str, inst: InstanceFacts) -> list[Failure]:
     return [Failure(code="tcp_established", host=host,
                     message=f"{len(live)} connected TCP socket(s): {shown}",
                     fix="close the connections (stop the client or server holding them), or "
-                        "move it cold with --fallback (CRIU is not asked to repair TCP)")]
+                        "move it cold with --fallback (docker checkpoint gives CRIU no "
+                        "--tcp-established: a connected socket fails the dump)")]
 
 
 def _sockets(host: str, inst: InstanceFacts) -> list[Failure]:
@@ -203,6 +242,88 @@ def _mounts(host: str, own_roots: list[str], inst: InstanceFacts) -> list[Failur
                     message=f"host paths bind-mounted into the instance: {shown}",
                     fix="the target has no copy of a host path: use named volumes instead, "
                         "or move it cold with --fallback")]
+
+
+def _propagation(host: str, inst: InstanceFacts) -> list[Failure]:
+    odd = [m for m in inst.mounts if m.propagation not in PRIVATE_PROPAGATION]
+    if not odd:
+        return []
+    shown = ", ".join(f"{m.source}:{m.destination} ({m.propagation})" for m in odd[:5])
+    return [Failure(code="propagated_mounts", host=host,
+                    message=f"mounts with propagation: {shown}; runc's restore binds each "
+                            "source in the host namespace and detaches it again, which "
+                            "propagates (an earlier lxcfs layout unmounted the host's lxcfs "
+                            "that way)",
+                    fix="move it cold once (--fallback): the new container gets private "
+                        "mounts (the current layout)")]
+
+
+def _external(point: str, inst: InstanceFacts) -> bool:
+    """runc names this mount point to CRIU as external (it is re-bound at the restore)."""
+    return point in RUNC_EXTERNAL or any(m.destination == point for m in inst.mounts)
+
+
+def _mountinfo(host: str, inst: InstanceFacts) -> list[Failure]:
+    shared = {tag for m in inst.mountinfo for tag in m.propagation if tag.startswith("shared:")}
+    unsupported = [m for m in inst.mountinfo if m.fstype not in CRIU_FSTYPES
+                   and not _external(m.mount_point, inst)]
+    # a slave of a peer group outside the instance: "has unreachable sharing"; the root and
+    # the external mounts (a named volume's bind is a slave on a dockerd whose data root is
+    # shared) are runc's: CRIU restores them as external slaves
+    slaves = [m for m in inst.mountinfo if m.mount_point != "/"
+              and not _external(m.mount_point, inst) and any(
+        tag.startswith("master:") and f"shared:{tag[7:]}" not in shared
+        for tag in m.propagation)]
+    out: list[Failure] = []
+    if unsupported:
+        shown = ", ".join(f"{m.mount_point} ({m.fstype})" for m in unsupported[:5])
+        out.append(Failure(code="unsupported_mounts", host=host,
+                           message=f"mounts inside the instance that CRIU cannot dump and "
+                                   f"runc does not name as external: {shown}",
+                           fix="unmount them inside the instance, or move it cold with "
+                               "--fallback"))
+    if slaves:
+        shown = ", ".join(f"{m.mount_point} ({' '.join(m.propagation)})" for m in slaves[:5])
+        out.append(Failure(code="shared_mounts", host=host,
+                           message=f"mounts receiving propagation from outside the instance "
+                                   f"(CRIU: unreachable sharing): {shown}",
+                           fix="move it cold with --fallback (the new container's mounts "
+                               "are private)"))
+    return out
+
+
+def _devices(host: str, inst: InstanceFacts) -> list[Failure]:
+    odd = sorted({d for d in inst.devices
+                  if d not in SAFE_DEVICES and not d.startswith("/dev/pts/")})
+    if not odd:
+        return []
+    return [Failure(code="open_devices", host=host,
+                    message=f"device files held open: {', '.join(odd[:8])}; the target has "
+                            "no such device state to restore",
+                    fix="stop the processes holding them, or move it cold with --fallback")]
+
+
+def _links(host: str, inst: InstanceFacts) -> list[Failure]:
+    odd = [link for link in inst.links if link not in MOVED_LINKS]
+    if not odd:
+        return []
+    return [Failure(code="network_links", host=host,
+                    message=f"network links in the instance's netns besides lo and eth0: "
+                            f"{', '.join(odd[:8])}; only eth0 is unplumbed and plumbed "
+                            "again on the target",
+                    fix="delete them inside the instance, or move it cold with --fallback")]
+
+
+def _lxcfs(inst: InstanceFacts, target: HostFacts) -> list[Failure]:
+    uses = any(m.fstype == "fuse.lxcfs" for m in inst.mountinfo)
+    if not uses or target.error or target.lxcfs:
+        return []
+    return [Failure(code="lxcfs_missing", host=target.host,
+                    message=f"the instance's /proc views come from lxcfs, which does not "
+                            f"answer on {target.host}: the restore binds the target's own "
+                            "lxcfs files",
+                    fix="start lxcfs there (scripts/lxcfs.sh start), or choose another "
+                        "target (--to)")]
 
 
 CHECKS: list[Callable[[HostFacts, HostFacts], list[Failure]]] = [
