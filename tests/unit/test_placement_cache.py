@@ -248,3 +248,24 @@ def test_a_host_whose_heartbeat_times_out_is_down_in_the_cached_snapshot(
     assert not snap.hosts[0].up
     with pytest.raises(NoValidHost, match="host is down"):
         place(_request(GiB), snap)
+
+
+def test_a_savepoint_neither_locks_nor_bumps_the_stamp_only_the_outer_commit_does(
+        store: tuple[Database, str, ServerSettings]) -> None:
+    """SQLAlchemy sends before_commit for a savepoint's release too (reserve_ip, reserve_cores
+    use begin_nested): the stamp row is taken at the outermost commit only, once. Taken at
+    the savepoint, its lock was held from mid-transaction on and deadlocked two servers'
+    transactions on PostgreSQL."""
+    db, project, _ = store
+    with db.read() as sess:
+        before = ledger.capacity_stamp(sess)
+    with db.session() as sess:
+        row = _instance(project, "h0", GiB)
+        sess.add(row)
+        ledger.reserve_cores(sess, "h0", [1], row.id)  # a savepoint, released
+        assert "dockyard.capacity_pending" not in sess.info  # the stamp not taken yet
+        ledger.reserve_cores(sess, "h0", [2], row.id)  # a second one
+        assert "dockyard.capacity_pending" not in sess.info
+    with db.read() as sess:
+        assert ledger.capacity_stamp(sess) == before + 1  # once, at the outer commit
+    assert ledger.touched_since(ledger.session_engine(sess), before, before + 1) == {"h0"}

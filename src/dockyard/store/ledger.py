@@ -243,6 +243,12 @@ _RECORDED = "dockyard_capacity_recorded"
 
 @event.listens_for(Session, "before_commit")
 def _bump_stamp(sess: Session) -> None:
+    # SQLAlchemy sends before_commit for a SAVEPOINT's release too (`begin_nested`, as in
+    # reserve_ip): the stamp row must be locked at the outermost commit only. Locked at a
+    # savepoint it was held from mid-transaction on, and two servers' transactions waiting on
+    # each other's rows deadlocked on PostgreSQL (test_postgres, deletes through two servers).
+    if sess.in_nested_transaction():
+        return
     sess.flush()
     if _TOUCHED not in sess.info or _PENDING in sess.info:
         return
@@ -257,6 +263,8 @@ def _bump_stamp(sess: Session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _publish(sess: Session) -> None:
+    if sess.in_nested_transaction():  # a savepoint released: the stamp is the outer commit's
+        return
     stamp, touched = sess.info.pop(_PENDING, None), sess.info.pop(_TOUCHED, set())
     if stamp is None:
         return
