@@ -34,6 +34,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dockyard.errors import Conflict
+from dockyard.store.ledger import watch_capacity
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
@@ -131,6 +132,7 @@ class Database:
         self.engine = make_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        watch_capacity(self._sessions)  # the capacity stamp: writers only
         self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
                                      expire_on_commit=False)
         event.listen(self._readers, "before_flush", _refuse_writes)  # once, for every reader

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, event, func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, SessionTransaction, sessionmaker
 
 from dockyard.errors import Conflict
 from dockyard.store.tables import (
@@ -207,7 +207,6 @@ def _old_value(obj: object, field: str) -> object:
     return history.deleted[0] if history.deleted else None
 
 
-@event.listens_for(Session, "before_flush")
 def _note_flush(sess: Session, _context: Any, _instances: Any) -> None:
     for obj in sess.new | sess.deleted:
         if isinstance(obj, (HostRow, NetworkRow)):
@@ -224,7 +223,6 @@ def _note_flush(sess: Session, _context: Any, _instances: Any) -> None:
             _touch(sess, {obj.host_id or "", str(old or "")})
 
 
-@event.listens_for(Session, "do_orm_execute")
 def _note_bulk(state: ORMExecuteState) -> None:
     if not (state.is_update or state.is_delete) or state.execution_options.get(_RECORDED):
         return
@@ -241,7 +239,6 @@ def _note_bulk(state: ORMExecuteState) -> None:
 _RECORDED = "dockyard_capacity_recorded"
 
 
-@event.listens_for(Session, "before_commit")
 def _bump_stamp(sess: Session) -> None:
     # SQLAlchemy sends before_commit for a SAVEPOINT's release too (`begin_nested`, as in
     # reserve_ip): the stamp row must be locked at the outermost commit only. Locked at a
@@ -261,7 +258,6 @@ def _bump_stamp(sess: Session) -> None:
     sess.flush()
 
 
-@event.listens_for(Session, "after_commit")
 def _publish(sess: Session) -> None:
     if sess.in_nested_transaction():  # a savepoint released: the stamp is the outer commit's
         return
@@ -276,8 +272,19 @@ def _publish(sess: Session) -> None:
             del journal[old]
 
 
-@event.listens_for(Session, "after_transaction_end")
 def _forget(sess: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # the outermost one ended (after_commit ran if committed)
         sess.info.pop(_PENDING, None)
         sess.info.pop(_TOUCHED, None)
+
+
+def watch_capacity(writers: sessionmaker[Session]) -> None:
+    """Keep the capacity stamp on the sessions that write (`Database.session`), once per
+    sessionmaker. Read-only sessions (`Database.read`: token lookups, polls, lists) change no
+    capacity and run none of these listeners; registered on the `Session` class they ran on
+    every flush, statement and commit of every session in the process."""
+    event.listen(writers, "before_flush", _note_flush)
+    event.listen(writers, "do_orm_execute", _note_bulk)
+    event.listen(writers, "before_commit", _bump_stamp)
+    event.listen(writers, "after_commit", _publish)
+    event.listen(writers, "after_transaction_end", _forget)
