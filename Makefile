@@ -40,8 +40,12 @@ bench: setup
 
 SOAK_MINUTES ?= 10
 
-# random kill -9 of agent and server during create/delete/resize/snapshot (not in `make test`)
+# not in `make test`: the randomised loops of the tests marked `soak` run long from fresh seeds
+# (tests/budget.py; DY_SEED replays one), then random kill -9 of agent and server during
+# create/delete/resize/snapshot for SOAK_MINUTES (tests/soak.py)
+soak: export DOCKYARD_SOAK := 1
 soak: setup
+	$(PY)/pytest tests -m soak -p no:cacheprovider --durations=10
 	$(PY)/python -m tests.soak --minutes $(SOAK_MINUTES)
 
 clean:
