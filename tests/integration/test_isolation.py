@@ -408,16 +408,15 @@ REFUSALS = {"quota_exceeded", "no_valid_host", "no_capacity"}
 ROUNDS, PER_ROUND = loop_count(suite=2, soak=20), 50
 
 
-def _launch(api: Api, n: int, rng: random.Random) -> tuple[int, str]:
-    """One launch: (status, error code or "")."""
+def _launch(api: Api, n: int, rng: random.Random) -> tuple[int, str, str]:
+    """One launch: (status, error code or "", error message or "")."""
     limits: dict[str, Any] = {"memory": rng.choice([32 * M, 64 * M])}
     if n % 25 == 0:
         limits["cores"] = 1
     resp = api.call("POST", "/v1/instances", {"name": f"c{n}", "image": IMAGE,
                                               "limits": limits})
-    body = resp.json()
-    return resp.status_code, body.get("error", {}).get("code", "") if resp.status_code >= 300 \
-        else ""
+    error = resp.json().get("error", {}) if resp.status_code >= 300 else {}
+    return resp.status_code, error.get("code", ""), error.get("message", "")
 
 
 def _check_round(admin: Api, projects: list[str]) -> list[dict[str, Any]]:
@@ -444,8 +443,8 @@ def _run_round(members: list[Api], start: int, rng: random.Random) -> Counter[st
     with ThreadPoolExecutor(max_workers=25) as pool:
         results = list(pool.map(lambda job: _launch(job[0], job[1], rng), jobs))
     outcomes: Counter[str] = Counter()
-    for status, code in results:
-        assert status == 202 or (status == 409 and code in REFUSALS), (status, code)
+    for status, code, message in results:
+        assert status == 202 or (status == 409 and code in REFUSALS), (status, code, message)
         outcomes["placed" if status == 202 else code] += 1
     return outcomes
 
