@@ -18,7 +18,8 @@ import typer
 import typer.main
 from typer.core import TyperCommand, TyperGroup
 
-from dockyard.cli.output import err_console
+from dockyard.cli import coercion
+from dockyard.cli.output import error_line
 from dockyard.errors import DockyardError
 
 # name → (module in dockyard.cli, attribute): a command function or a Typer group.
@@ -74,11 +75,13 @@ def load_command(name: str) -> TyperCommand | TyperGroup:
     if isinstance(target, typer.Typer):
         group = typer.main.get_group(target)
         group.name = name
+        coercion.install(group)
         return group
     single = typer.Typer(add_completion=False)
     single.command(name, context_settings=CONTEXT_SETTINGS.get(name))(target)
     command = typer.main.get_command(single)
     assert isinstance(command, TyperCommand)
+    coercion.install(command)  # its values converted without pydantic (coercion.py)
     return command
 
 
@@ -132,11 +135,12 @@ def _root() -> None:
 
 
 def main() -> None:
+    command = typer.main.get_command(app)  # what app() runs, with its --install-completion …
+    coercion.install(command)  # … converted without pydantic
     try:
-        app()
+        command()
     except DockyardError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False, markup=True,
-                          soft_wrap=True)
+        error_line(exc.message)
         sys.exit(1)
 
 
