@@ -20,6 +20,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from typer.core import TyperGroup
 
 from dockyard.cli import main as cli_main
 
@@ -109,7 +110,7 @@ def test_every_command_is_listed_and_only_its_own_module_is_loaded(tmp_path: Pat
                              env={**os.environ, "COLUMNS": "200"}, timeout=120)
     shown = {line.split()[1] for line in listing.stdout.splitlines()  # not continuation lines
              if line.startswith("│ ") and line[2] != " " and not line.startswith("│ --")}
-    assert shown == set(cli_main.COMMANDS)
+    assert shown == set(cli_main.COMMANDS) - cli_main.HIDDEN
 
 
 def test_every_command_builds() -> None:
@@ -118,6 +119,24 @@ def test_every_command_builds() -> None:
         command = cli_main.load_command(name)
         assert command.name == name
         assert command.get_short_help_str()
+
+
+def test_one_module_per_command_group_and_alerts_is_an_alias_of_alert_list() -> None:
+    """Issue 17 item 6: each group or set of verbs has its own module; `dockyard alerts`
+    (the old spelling) runs `alert list` and is not shown."""
+    modules = {name: module for name, (module, _) in cli_main.COMMANDS.items()}
+    groups = {name: module for name, (module, attr) in cli_main.COMMANDS.items()
+              if attr.endswith("_app")}
+    assert len(set(groups.values())) == len(groups)  # no module holds two groups
+    assert {modules[v] for v in ("migrate", "rebuild", "evacuate")} == {"moves"}
+    assert {modules[v] for v in ("login", "token", "quota", "project")} == {
+        "login", "tokens", "quotas", "projects"}
+    alias = cli_main.load_command("alerts")
+    listing = cli_main.load_command("alert")
+    assert isinstance(listing, TyperGroup)
+    same = listing.commands["list"].callback.__wrapped__  # type: ignore[union-attr]
+    assert alias.hidden and alias.callback.__wrapped__ is same  # type: ignore[union-attr]
+    assert {"alerts"} == cli_main.HIDDEN
 
 
 def test_a_mistyped_command_is_still_answered_with_a_suggestion(tmp_path: Path) -> None:

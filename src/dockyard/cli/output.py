@@ -11,10 +11,15 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
 
 
 class _LazyConsole:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dockyard.cli.config import config_path, read_config, write_config
-from dockyard.cli.groups import parse_labels
+from dockyard.cli.hosts import parse_labels
 from dockyard.cli.output import console, err_console
 from dockyard.cli.supervise import Child, stop_all, supervise
 from dockyard.client import ApiClient
