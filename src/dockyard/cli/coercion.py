@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 
 try:
-    from typer._coercion import RuntimeParam, build_runtime_param
+    from typer import _coercion
     from typer._param_types import coerce_cli_choice, coerce_cli_path, routes_to_path
 except ImportError:  # pragma: no cover - a Typer without pydantic conversion
-    RuntimeParam = None
+    _coercion = None  # type: ignore[assignment]
 
 _INT = re.compile(r"-?[0-9]+")
 _FLOAT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
@@ -123,9 +123,9 @@ def converter(annotation: Any, info: Any) -> Convert | None:
     return _leaf(annotation, info)
 
 
-if RuntimeParam is not None:
+if _coercion is not None:
     @dataclass(frozen=True)
-    class PlainRuntimeParam(RuntimeParam):  # type: ignore[misc, valid-type]
+    class PlainRuntimeParam(_coercion.RuntimeParam):
         """Typer's runtime conversion of one parameter, plain values converted here."""
 
         convert: Convert
@@ -134,7 +134,7 @@ if RuntimeParam is not None:
             try:
                 return self.convert(value, param, ctx)
             except Exception:  # Typer's own conversion answers, with its own message
-                typer_own = build_runtime_param(param.type_descriptor)
+                typer_own = _coercion.build_runtime_param(param.type_descriptor)
                 return typer_own._coerce_value(value, param=param, ctx=ctx)
 
 
@@ -145,7 +145,7 @@ def install(command: Any) -> None:
     if type(commands) is dict:
         for sub in commands.values():
             install(sub)
-    if RuntimeParam is None:
+    if _coercion is None:
         return
     for param in command.params:
         _plain(param)
