@@ -1,7 +1,7 @@
 """Scheduler benchmark: placement latency and throughput on a synthetic 10,000-host snapshot.
 
 Pure Python and numpy, no Dockyard and no Docker: `dockyard.scheduler.place` against a
-`ClusterSnapshot` made here (seeded, so every run sees the same cluster and requests), in one
+`ClusterView` made here (seeded, so every run sees the same cluster and requests), in one
 thread (numpy's element-wise operations do not use more). Timed twice: wall clock, and the
 thread's CPU time (what one core spends, whatever else the machine runs); the verdict uses
 CPU time, the load average is reported beside it.
@@ -29,8 +29,8 @@ from typing import Any
 
 from dockyard.errors import NoValidHost
 from dockyard.scheduler import (
-    ClusterSnapshot,
-    HostSnapshot,
+    ClusterView,
+    HostView,
     PlacementRequest,
     assume,
     build_pipeline,
@@ -49,12 +49,12 @@ ZONES = [f"z{i}" for i in range(8)]
 GROUPS = [f"g{i}" for i in range(200)]
 
 
-def synthetic_host(rng: random.Random, i: int) -> HostSnapshot:
+def synthetic_host(rng: random.Random, i: int) -> HostView:
     ncores = rng.choice([16, 32, 64])
     cores = list(range(ncores))
     taken = [c for c in cores[2:] if rng.random() < 0.3]
     memory = rng.choice([64, 128, 256, 512]) * GiB
-    return HostSnapshot(
+    return HostView(
         id=f"{i:032x}", name=f"host-{i:05d}", up=rng.random() > 0.02,
         draining=rng.random() < 0.01, cores=cores, reserved_cores=[0, 1], taken_cores=taken,
         memory_bytes=memory, memory_reserved_bytes=int(memory * rng.uniform(0.0, 0.8)),
@@ -66,9 +66,9 @@ def synthetic_host(rng: random.Random, i: int) -> HostSnapshot:
         instances=rng.randrange(0, 60))
 
 
-def synthetic_snapshot(seed: int = 1) -> ClusterSnapshot:
+def synthetic_snapshot(seed: int = 1) -> ClusterView:
     rng = random.Random(seed)
-    return ClusterSnapshot(hosts=[synthetic_host(rng, i) for i in range(HOSTS)],
+    return ClusterView(hosts=[synthetic_host(rng, i) for i in range(HOSTS)],
                            memory_overcommit=1.5, disk_overcommit=1.2)
 
 
@@ -104,7 +104,7 @@ class Run:
     refused: int = 0
 
 
-def _placements(snapshot: ClusterSnapshot, rng: random.Random, n: int) -> Run:
+def _placements(snapshot: ClusterView, rng: random.Random, n: int) -> Run:
     run = Run()
     wall0, cpu0 = time.perf_counter(), time.thread_time()
     for _ in range(n):
@@ -123,7 +123,7 @@ def _placements(snapshot: ClusterSnapshot, rng: random.Random, n: int) -> Run:
     return run
 
 
-def _per_host_loop(snapshot: ClusterSnapshot, request: PlacementRequest) -> None:
+def _per_host_loop(snapshot: ClusterView, request: PlacementRequest) -> None:
     pipeline = build_pipeline(request.strategy, snapshot.memory_overcommit,
                               snapshot.disk_overcommit, snapshot.pids_overcommit)
     feasible = [h for h in snapshot.hosts if pipeline.reject_reason(h, request) is None]
@@ -165,7 +165,7 @@ def bench_scheduler(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     return result
 
 
-def _expect_no_host(request: PlacementRequest, snapshot: ClusterSnapshot) -> None:
+def _expect_no_host(request: PlacementRequest, snapshot: ClusterView) -> None:
     try:
         place(request, snapshot)
     except NoValidHost:
@@ -173,7 +173,7 @@ def _expect_no_host(request: PlacementRequest, snapshot: ClusterSnapshot) -> Non
     raise AssertionError("the impossible request was placed")
 
 
-def _message(request: PlacementRequest, snapshot: ClusterSnapshot) -> str:
+def _message(request: PlacementRequest, snapshot: ClusterView) -> str:
     try:
         place(request, snapshot)
     except NoValidHost as exc:

@@ -18,7 +18,7 @@ from sqlalchemy import delete, insert, select, text
 from dockyard.config import ServerSettings
 from dockyard.errors import Conflict, NoValidHost
 from dockyard.model.ids import new_id
-from dockyard.scheduler import ClusterSnapshot, PlacementRequest, place
+from dockyard.scheduler import ClusterView, PlacementRequest, place
 from dockyard.scheduler.index import HostIndex
 from dockyard.server import placement
 from dockyard.server.bootstrap import init_store
@@ -89,7 +89,7 @@ def _launch(db: Database, project: str, settings: ServerSettings,
             request: PlacementRequest) -> str:
     """The capacity part of `instances._commit`: snapshot, place, CAS, cores, row."""
     with db.session() as sess:
-        snap, versions = placement.snapshot(sess, settings)
+        snap, versions = placement.cluster_view(sess, settings)
         plan = place(request, snap)
         ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
         row = _instance(project, plan.host_id, request.memory_bytes or 0, request.anti_affinity)
@@ -98,25 +98,25 @@ def _launch(db: Database, project: str, settings: ServerSettings,
         return plan.host_id
 
 
-def _uncached(db: Database, settings: ServerSettings) -> tuple[ClusterSnapshot, dict[str, int]]:
+def _uncached(db: Database, settings: ServerSettings) -> tuple[ClusterView, dict[str, int]]:
     """What the store says now, read afresh (the cache set aside meanwhile, then restored)."""
     kept = dict(placement._cache)
     placement._cache.clear()
     try:
         with db.read() as sess:
-            return placement.snapshot(sess, settings)
+            return placement.cluster_view(sess, settings)
     finally:
         placement._cache.clear()
         placement._cache.update(kept)
 
 
-def _assert_current(db: Database, settings: ServerSettings) -> ClusterSnapshot:
+def _assert_current(db: Database, settings: ServerSettings) -> ClusterView:
     with db.read() as sess:
-        cached, versions = placement.snapshot(sess, settings)
+        cached, versions = placement.cluster_view(sess, settings)
     fresh, fresh_versions = _uncached(db, settings)
     assert cached.hosts == fresh.hosts
     assert versions == fresh_versions
-    assert_same_index(cached.index(), ClusterSnapshot(hosts=list(fresh.hosts)).index())
+    assert_same_index(cached.index(), ClusterView(hosts=list(fresh.hosts)).index())
     return cached
 
 
@@ -193,7 +193,7 @@ def test_a_stale_cache_costs_a_retry_never_a_double_reservation(
         conn.execute(text("UPDATE hosts SET version = version + 1 WHERE id = 'h0'"))
         conn.execute(insert(InstanceRow).values(**values))
     with db.read() as sess:  # the stale cache still offers 4 GiB on host0...
-        snap, _ = placement.snapshot(sess, settings)
+        snap, _ = placement.cluster_view(sess, settings)
         assert snap.hosts[0].memory_reserved_bytes == 0
     with pytest.raises(Conflict, match="retry"):  # ...but the commit's CAS refuses the plan
         _launch(db, project, settings, _request(2 * GiB))
@@ -218,7 +218,7 @@ def test_writes_from_another_engine_force_a_rebuild(
         other.close()
     rebuilt = placement.stats["rebuilt"]
     with db.read() as sess:
-        snap, _ = placement.snapshot(sess, settings)
+        snap, _ = placement.cluster_view(sess, settings)
     assert placement.stats["rebuilt"] == rebuilt + 1
     assert sum(h.memory_reserved_bytes for h in snap.hosts) == 3 * GiB
 
@@ -232,7 +232,7 @@ def test_a_host_whose_heartbeat_times_out_is_down_in_the_cached_snapshot(
         for row in sess.scalars(select(HostRow)):
             row.last_heartbeat = datetime.now(UTC) - timedelta(seconds=1.5)
     with db.read() as sess:
-        snap, _ = placement.snapshot(sess, settings)
+        snap, _ = placement.cluster_view(sess, settings)
     assert all(h.up for h in snap.hosts)
     deadline = datetime.now(UTC) + timedelta(seconds=10)
     while True:  # until the store itself says host0 is down
@@ -244,7 +244,7 @@ def test_a_host_whose_heartbeat_times_out_is_down_in_the_cached_snapshot(
         assert datetime.now(UTC) < deadline
         time.sleep(0.05)  # poll interval
     with db.read() as sess:
-        snap, _ = placement.snapshot(sess, settings)
+        snap, _ = placement.cluster_view(sess, settings)
     assert not snap.hosts[0].up
     with pytest.raises(NoValidHost, match="host is down"):
         place(_request(GiB), snap)

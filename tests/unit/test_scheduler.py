@@ -9,8 +9,8 @@ import pytest
 
 from dockyard.errors import Conflict, InvalidRequest, NoValidHost
 from dockyard.scheduler import (
-    ClusterSnapshot,
-    HostSnapshot,
+    ClusterView,
+    HostView,
     PlacementRequest,
     assume,
     build_pipeline,
@@ -50,8 +50,8 @@ GiB = 1 << 30
 NET = "net1"
 
 
-def host(name: str = "h1", /, **changes: object) -> HostSnapshot:
-    base = HostSnapshot(
+def host(name: str = "h1", /, **changes: object) -> HostView:
+    base = HostView(
         id=f"id-{name}", name=name, up=True, draining=False, cores=list(range(4)),
         reserved_cores=[0], taken_cores=[], memory_bytes=8 * GiB, memory_reserved_bytes=0,
         networks={NET}, labels={},
@@ -132,7 +132,7 @@ def test_filter(
     one, req = host(**host_changes), request(**request_changes)
     assert check.feasible(one, req) == reason
     # the vectorized form says the same about a one-host snapshot
-    index = ClusterSnapshot(hosts=[one]).index()
+    index = ClusterView(hosts=[one]).index()
     rejections = [r for r, mask in check.rejects(index, req) if mask[0]]
     assert (rejections[0] if rejections else None) == reason
 
@@ -181,7 +181,7 @@ def test_weigher(
     assert got == pytest.approx(score)
     assert 0.0 <= got <= 1.0
     # the vectorized form computes the very same number
-    assert weigher.scores(ClusterSnapshot(hosts=[one]).index(), req)[0] == got
+    assert weigher.scores(ClusterView(hosts=[one]).index(), req)[0] == got
 
 
 def test_strategy_chooses_the_weigher() -> None:
@@ -192,7 +192,7 @@ def test_strategy_chooses_the_weigher() -> None:
 # --- place --------------------------------------------------------------------------------
 
 def test_place_prefers_most_headroom_and_counts_rejections() -> None:
-    snapshot = ClusterSnapshot(hosts=[
+    snapshot = ClusterView(hosts=[
         host("busy", memory_reserved_bytes=6 * GiB),
         host("idle"),
         host("down", up=False),
@@ -210,7 +210,7 @@ def test_place_prefers_most_headroom_and_counts_rejections() -> None:
 
 
 def test_placement_spreads() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("a"), host("b"), host("c")])
+    snapshot = ClusterView(hosts=[host("a"), host("b"), host("c")])
     chosen = []
     for _ in range(6):
         plan = place(request(memory_bytes=None), snapshot)
@@ -220,7 +220,7 @@ def test_placement_spreads() -> None:
 
 
 def test_placement_packs() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("a"), host("b", instances=1)])
+    snapshot = ClusterView(hosts=[host("a"), host("b", instances=1)])
     req = request(strategy="pack")
     chosen = []
     for _ in range(3):
@@ -231,7 +231,7 @@ def test_placement_packs() -> None:
 
 
 def test_anti_affinity_holds() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("a"), host("b"),
+    snapshot = ClusterView(hosts=[host("a"), host("b"),
                                       host("c", groups=frozenset({"web"}))])
     req = request(anti_affinity="web", strategy="pack")  # pack would reuse a host otherwise
     first = place(req, snapshot)
@@ -246,7 +246,7 @@ def test_anti_affinity_holds() -> None:
 
 
 def test_constraints_filter() -> None:
-    snapshot = ClusterSnapshot(hosts=[
+    snapshot = ClusterView(hosts=[
         host("a", labels={"zone": "eu"}), host("b", labels={"zone": "us"}),
         host("c", labels={"zone": "us", "disk": "ssd"}), host("d"),
     ])
@@ -259,19 +259,19 @@ def test_constraints_filter() -> None:
 
 
 def test_place_picks_highest_free_cores_on_the_chosen_host() -> None:
-    snapshot = ClusterSnapshot(hosts=[host(cores=list(range(8)), taken_cores=[7, 5])])
+    snapshot = ClusterView(hosts=[host(cores=list(range(8)), taken_cores=[7, 5])])
     assert place(request(cores=3), snapshot).cores == [3, 4, 6]
 
 
 def test_place_ties_break_by_name() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("b"), host("a"), host("c")])
+    snapshot = ClusterView(hosts=[host("b"), host("a"), host("c")])
     plan = place(request(), snapshot)
     assert plan.host_name == "a"
     assert len({v.score for v in explain(request(), snapshot)}) == 1
 
 
 def test_place_pinned_host_wins_even_if_worse() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("full", memory_reserved_bytes=6 * GiB), host("idle")])
+    snapshot = ClusterView(hosts=[host("full", memory_reserved_bytes=6 * GiB), host("idle")])
     plan = place(request(host="full"), snapshot)
     assert plan.host_name == "full"
     assert plan.rejected == {"not the requested host 'full'": 1}
@@ -280,12 +280,12 @@ def test_place_pinned_host_wins_even_if_worse() -> None:
 def test_place_uses_the_snapshot_overcommit_ratio() -> None:
     hosts = [host(memory_reserved_bytes=8 * GiB)]
     with pytest.raises(NoValidHost):
-        place(request(), ClusterSnapshot(hosts=hosts))
-    assert place(request(), ClusterSnapshot(hosts=hosts, memory_overcommit=1.5)).host_name == "h1"
+        place(request(), ClusterView(hosts=hosts))
+    assert place(request(), ClusterView(hosts=hosts, memory_overcommit=1.5)).host_name == "h1"
 
 
 def test_no_valid_host_counts_hosts_per_reason() -> None:
-    snapshot = ClusterSnapshot(hosts=[
+    snapshot = ClusterView(hosts=[
         host("m1", memory_reserved_bytes=8 * GiB),
         host("m2", memory_reserved_bytes=8 * GiB),
         host("m3", memory_reserved_bytes=8 * GiB),
@@ -315,11 +315,11 @@ def test_no_valid_host_message(reasons: list[str], message: str) -> None:
 
 def test_place_on_empty_cluster() -> None:
     with pytest.raises(NoValidHost, match="the cluster has no hosts"):
-        place(request(), ClusterSnapshot(hosts=[]))
+        place(request(), ClusterView(hosts=[]))
 
 
 def test_pinned_to_unknown_host() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("a"), host("b")])
+    snapshot = ClusterView(hosts=[host("a"), host("b")])
     with pytest.raises(NoValidHost) as info:
         place(request(host="zz"), snapshot)
     assert info.value.message == "no valid host: 2 hosts: not the requested host 'zz'"
@@ -328,12 +328,12 @@ def test_pinned_to_unknown_host() -> None:
 def test_first_failing_filter_decides_the_reason() -> None:
     # down, off-network and full: the liveness filter runs first and names it.
     bad = host(up=False, networks=set(), memory_reserved_bytes=8 * GiB)
-    assert [(v.name, v.reason) for v in explain(request(), ClusterSnapshot(hosts=[bad]))] == [
+    assert [(v.name, v.reason) for v in explain(request(), ClusterView(hosts=[bad]))] == [
         ("h1", REASON_DOWN)]
 
 
 def test_explain_matches_place() -> None:
-    snapshot = ClusterSnapshot(hosts=[
+    snapshot = ClusterView(hosts=[
         host("ok"),
         host("draining", draining=True),
         host("nomem", memory_bytes=GiB // 2),
@@ -365,7 +365,7 @@ def test_request_rejects_negative_quantities(changes: dict[str, object]) -> None
 @pytest.mark.parametrize("what", ["memory", "disk", "pids"])
 def test_snapshot_rejects_non_positive_overcommit(what: str, ratio: float) -> None:
     with pytest.raises(InvalidRequest, match=f"{what} overcommit"):
-        ClusterSnapshot(hosts=[], **{f"{what}_overcommit": ratio})
+        ClusterView(hosts=[], **{f"{what}_overcommit": ratio})
 
 
 def test_request_rejects_unknown_strategy() -> None:

@@ -15,8 +15,8 @@ import pytest
 
 from dockyard.errors import NoValidHost
 from dockyard.scheduler import (
-    ClusterSnapshot,
-    HostSnapshot,
+    ClusterView,
+    HostView,
     PlacementRequest,
     assume,
     build_pipeline,
@@ -30,12 +30,12 @@ LABELS = {"zone": ["eu", "us", "ap"], "disk": ["ssd", "hdd"]}
 GROUPS = ["web", "db", "cache"]
 
 
-def random_host(rng: random.Random, i: int) -> HostSnapshot:
+def random_host(rng: random.Random, i: int) -> HostView:
     cores = list(range(rng.choice([0, 1, 2, 4, 8])))
     reserved = [c for c in cores if rng.random() < 0.2]
     taken = [c for c in cores if c not in reserved and rng.random() < 0.4]
     labels = {k: rng.choice(v) for k, v in LABELS.items() if rng.random() < 0.7}
-    return HostSnapshot(
+    return HostView(
         # a few duplicate-looking names sort by id: the tie-break's second key
         id=f"id-{rng.randrange(10**6):06d}", name=f"h{rng.randrange(40):02d}-{i}",
         up=rng.random() > 0.1, draining=rng.random() < 0.1, cores=cores,
@@ -60,14 +60,14 @@ def random_request(rng: random.Random, names: list[str]) -> PlacementRequest:
         strategy=rng.choice(["spread", "pack"]), disk_bytes=rng.choice([None, 5 * GiB]))
 
 
-def random_snapshot(rng: random.Random) -> ClusterSnapshot:
+def random_snapshot(rng: random.Random) -> ClusterView:
     hosts = [random_host(rng, i) for i in range(rng.randrange(0, 30))]
-    return ClusterSnapshot(hosts=hosts, memory_overcommit=rng.choice([1.0, 1.5]),
+    return ClusterView(hosts=hosts, memory_overcommit=rng.choice([1.0, 1.5]),
                            disk_overcommit=rng.choice([1.0, 1.2]),
                            pids_overcommit=rng.choice([1.0, 2.0]))
 
 
-def reference_place(request: PlacementRequest, snapshot: ClusterSnapshot) -> str | None:
+def reference_place(request: PlacementRequest, snapshot: ClusterView) -> str | None:
     """The per-host specification of `place`: best score, ties by (name, id)."""
     pipeline = build_pipeline(request.strategy, snapshot.memory_overcommit,
                               snapshot.disk_overcommit, snapshot.pids_overcommit)
@@ -123,7 +123,7 @@ def test_assume_matches_a_rebuilt_index(seed: int) -> None:
         except NoValidHost:
             continue
         snapshot = assume(snapshot, plan, request)
-        rebuilt = ClusterSnapshot(hosts=list(snapshot.hosts),
+        rebuilt = ClusterView(hosts=list(snapshot.hosts),
                                   memory_overcommit=snapshot.memory_overcommit,
                                   disk_overcommit=snapshot.disk_overcommit,
                                   pids_overcommit=snapshot.pids_overcommit)
@@ -135,11 +135,11 @@ def test_assume_matches_a_rebuilt_index(seed: int) -> None:
 def test_assume_leaves_the_original_snapshot_alone() -> None:
     rng = random.Random(7)
     hosts = [random_host(rng, i) for i in range(5)]
-    hosts = [HostSnapshot(**{**h.__dict__, "up": True, "draining": False,
+    hosts = [HostView(**{**h.__dict__, "up": True, "draining": False,
                              "networks": {"net1"}, "memory_bytes": 8 * GiB,
                              "memory_reserved_bytes": 0, "disk_bytes": None,
                              "pids_limit_total": None}) for h in hosts]
-    snapshot = ClusterSnapshot(hosts=hosts)
+    snapshot = ClusterView(hosts=hosts)
     before = snapshot.index().memory_reserved.copy()
     request = PlacementRequest(cores=0, memory_bytes=GiB, pids=10, network_id="net1")
     after = assume(snapshot, place(request, snapshot), request)

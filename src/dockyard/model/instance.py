@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -192,6 +193,22 @@ class LimitsPatch(_SizeFields):
         return new
 
 
+class Reservation(NamedTuple):
+    """What an instance holds on its host and counts in its project's quota."""
+
+    cores: int  # exclusive cores
+    memory_bytes: int  # 0: no memory limit, so nothing reserved
+    pids: int
+
+
+def reservations(limits: Mapping[str, Any]) -> Reservation:
+    """The reservation of limits as stored (`Limits.model_dump()`, an instance row's `limits`):
+    the one rule that placement, the capacity ledger and the quotas sum."""
+    return Reservation(cores=int(limits.get("cores") or 0),
+                       memory_bytes=int(limits.get("memory_bytes") or 0),
+                       pids=int(limits.get("pids") or 0))
+
+
 class Limits(BaseModel):
     """Limits as stored and shown: sizes in bytes, rates in bits/s, cpuset resolved on the
     host. None means "no limit"."""
@@ -208,6 +225,9 @@ class Limits(BaseModel):
     write_iops: int | None = None
     ingress_bps: int | None = None
     egress_bps: int | None = None
+
+    def reservation(self) -> Reservation:
+        return reservations(self.__dict__)
 
 
 class VolumeSpec(Strict):
