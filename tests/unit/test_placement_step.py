@@ -21,6 +21,7 @@ from dockyard.server.bootstrap import init_store
 from dockyard.server.context import ServerContext
 from dockyard.server.notifier import Notifier
 from dockyard.server.registry import client as registry_client
+from dockyard.store import ledger, quotas
 from dockyard.store.db import Database
 from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, NetworkRow
 
@@ -111,6 +112,17 @@ def test_resize_keeps_its_cores_unless_their_number_changes(ctx: ServerContext) 
         held = list(sess.scalars(select(CoreAllocationRow.core)
                                  .where(CoreAllocationRow.instance_id == "i-box")))
         assert [str(c) for c in held] == [cpuset]
+
+
+def test_placement_ledger_and_quotas_count_one_reservation(ctx: ServerContext) -> None:
+    resize.resize(ctx, _project(ctx), "box", LimitsPatch(cores=1, memory=96 * MiB, pids=300))
+    with ctx.db.read() as sess:
+        view, _ = placement.cluster_view(sess, ctx.settings)
+        host = view.hosts[0]
+        usage = quotas.usage(sess, _project(ctx))
+        memory = ledger.memory_reserved(sess, "h1")
+    assert host.memory_reserved_bytes == memory == usage.memory_bytes == NEIGHBOUR + 96 * MiB
+    assert host.pids_reserved == 4096 + 300 and usage.cores == 1 and host.taken_cores == [3]
 
 
 # -- retry decided by the error's type ------------------------------------------------------

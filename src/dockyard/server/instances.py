@@ -119,7 +119,7 @@ def _request(spec: InstanceCreate, network_id: str) -> PlacementRequest:
 
 def _claim(spec: InstanceCreate) -> quotas.Claim:
     return quotas.Claim(instances=1, cores=spec.limits.cores,
-                        memory_bytes=spec.limits.memory_bytes())
+                        memory_bytes=spec.limits.memory)
 
 
 def _checked(ctx: ServerContext, sess: Session, project_id: str,
