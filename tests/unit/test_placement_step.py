@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from dockyard.config import ServerSettings
-from dockyard.errors import Conflict, NoCapacity, RetryableConflict
+from dockyard.errors import Conflict, NoCapacity, NotFound, NoValidHost, RetryableConflict
 from dockyard.model.instance import InstanceCreate, Limits, LimitsPatch
-from dockyard.server import instances, placement, resize
+from dockyard.server import instances, migrate, placement, resize
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.bootstrap import init_store
 from dockyard.server.context import ServerContext
@@ -185,3 +186,46 @@ def test_a_race_lost_every_time_ends_in_the_conflict(ctx: ServerContext,
         placement.placing(ctx.db, lost)
     assert caught.value.status == 409
     assert len(calls) == placement.PLACEMENT_ATTEMPTS
+
+
+# -- a move: the best host but the instance's own ---------------------------------------------
+
+
+def _second_host(ctx: ServerContext, memory: int) -> None:
+    with ctx.db.session() as sess:
+        sess.add(HostRow(id="h2", name="host2", version=0, draining=False,
+                         inventory={"cores": [0, 1], "memory_bytes": memory},
+                         reserved_cores=[], labels={}, last_heartbeat=datetime.now(UTC)))
+
+
+def _choose(ctx: ServerContext, to: str | None, instance: str = "i-neighbour",
+            ) -> tuple[str, list[int]]:
+    def work(sess: Session) -> tuple[str, list[int]]:
+        row = sess.get(InstanceRow, instance)
+        assert row is not None
+        host, cores = migrate.choose_target(ctx, sess, row, to)
+        return host.name, cores
+    return placement.placing(ctx.db, work)
+
+
+def test_a_move_goes_to_the_best_other_host_and_holds_its_cores(ctx: ServerContext) -> None:
+    _second_host(ctx, HOST_MEMORY)
+    with ctx.db.session() as sess:
+        row = sess.get(InstanceRow, "i-neighbour")
+        assert row is not None
+        row.limits = Limits(cores=1, cpuset="3", memory_bytes=NEIGHBOUR).model_dump()
+    assert _choose(ctx, None) == ("host2", [1])
+    with ctx.db.read() as sess:
+        held = set(sess.execute(select(CoreAllocationRow.host_id, CoreAllocationRow.core)
+                                .where(CoreAllocationRow.instance_id == "i-neighbour")))
+    assert held == {("h2", 1)}
+
+
+def test_a_move_names_why_no_other_host_fits(ctx: ServerContext) -> None:
+    _second_host(ctx, NEIGHBOUR // 4)  # holds a quarter of the instance × 2.0
+    with pytest.raises(NoValidHost, match="no other host fits: host2: not enough memory"):
+        _choose(ctx, None)
+    with pytest.raises(Conflict, match="already runs on host1"):
+        _choose(ctx, "host1")
+    with pytest.raises(NotFound, match="nowhere"):
+        _choose(ctx, "nowhere")
