@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -175,10 +174,7 @@ def _begin_in(ctx: ServerContext, sess: Session, project_id: str, ref: str,
 
 
 def step(ctx: ServerContext, op_id: str, name: str, **data: Any) -> None:
-    with ctx.db.session() as sess:
-        op = sess.get(OperationRow, op_id)
-        assert op is not None
-        op.steps = [*op.steps, {"step": name, "at": datetime.now(UTC).isoformat(), **data}]
+    cold.journal(ctx, op_id, name, data)
     faults.point(f"server.live.{name}")
 
 
@@ -311,13 +307,7 @@ def _done(ctx: ServerContext, op_id: str) -> set[str]:
 def recover(ctx: ServerContext) -> None:
     """At server start (after migrate.recover): a live migration left running is finished
     when the target already runs it, else rolled back (the source resumes)."""
-    with ctx.db.session() as sess:
-        ops = [(op.id, op.instance_id, {s.get("step") for s in op.steps})
-               for op in sess.scalars(select(OperationRow).where(
-                   OperationRow.kind == "live_migrate", OperationRow.status == "running"))]
-    for op_id, instance_id, done in ops:
-        if instance_id is None:
-            continue
+    for op_id, instance_id, done in cold.left_running(ctx, "live_migrate"):
         try:
             _recover_one(ctx, op_id, instance_id, done)
         except Exception as exc:  # one recovery must not keep the others from running

@@ -105,11 +105,16 @@ def start_move(ctx: ServerContext, sess: Session, row: InstanceRow, to: str | No
     return op.id, row.id
 
 
-def step(ctx: ServerContext, op_id: str, name: str, **data: Any) -> None:
+def journal(ctx: ServerContext, op_id: str, name: str, data: dict[str, Any]) -> None:
+    """Step `name` of a cold or live move recorded as done, with its data."""
     with ctx.db.session() as sess:
         op = sess.get(OperationRow, op_id)
         assert op is not None
         op.steps = [*op.steps, {"step": name, "at": datetime.now(UTC).isoformat(), **data}]
+
+
+def step(ctx: ServerContext, op_id: str, name: str, **data: Any) -> None:
+    journal(ctx, op_id, name, data)
     faults.point(f"server.migrate.{name}")
 
 
@@ -323,18 +328,22 @@ def _best_effort(call: Any) -> None:
         log.warning("migration clean-up: %s", exc.message)
 
 
+def left_running(ctx: ServerContext, kind: str) -> list[tuple[str, str, set[str]]]:
+    """The operations of `kind` still running (at server start: left by a restart), as
+    (operation, instance, the steps done)."""
+    with ctx.db.session() as sess:
+        return [(op.id, op.instance_id, {str(s.get("step")) for s in op.steps})
+                for op in sess.scalars(select(OperationRow).where(
+                    OperationRow.kind == kind, OperationRow.status == "running"))
+                if op.instance_id is not None]
+
+
 def recover(ctx: ServerContext) -> None:
     """At server start: every migration left running is rolled back, or finished when its
     instance already runs on the target (the switch committed). Live migrations are
     `live_migrate.recover`'s (the server's start-up runs both; this module does not import
     that one, which builds on it)."""
-    with ctx.db.session() as sess:
-        ops = [(op.id, op.instance_id, {s.get("step") for s in op.steps})
-               for op in sess.scalars(select(OperationRow).where(
-                   OperationRow.kind == "migrate", OperationRow.status == "running"))]
-    for op_id, instance_id, done in ops:
-        if instance_id is None:
-            continue
+    for op_id, instance_id, done in left_running(ctx, "migrate"):
         try:
             if "running" in done:
                 plan, src, _ = _targets(ctx, op_id)
