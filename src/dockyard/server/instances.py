@@ -19,7 +19,7 @@ import random
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,7 +40,8 @@ from dockyard.server import image_access
 from dockyard.server.context import ServerContext
 from dockyard.server.placement import snapshot
 from dockyard.server.powers import check_host_paths
-from dockyard.store import ledger, meta, quotas, records, revision
+from dockyard.store import instances as instance_rows
+from dockyard.store import ledger, meta, operations, quotas, records, revision
 from dockyard.store.tables import (
     EventRow,
     HostRow,
@@ -236,7 +237,7 @@ def create(ctx: ServerContext, project_id: str, spec: InstanceCreate,
 
 def touch_shared(sess: Session, host_id: str, rev: int) -> None:
     """The shared pool changed: every shared-pool instance on the host must be re-pinned."""
-    for row in sess.scalars(select(InstanceRow).where(InstanceRow.host_id == host_id)):
+    for row in instance_rows.on_host(sess, host_id):
         if int(row.limits.get("cores", 0)) == 0:
             row.revision = rev
 
@@ -281,9 +282,7 @@ def delete(ctx: ServerContext, project_id: str, ref: str, force: bool) -> str:
         row.desired_state = DesiredState.deleted
         row.state = InstanceState.deleting
         row.revision = revision.bump(sess)
-        sess.execute(update(OperationRow).where(OperationRow.instance_id == row.id,
-                                                OperationRow.status == "running")
-                     .values(status="failure", error="superseded by delete"))
+        operations.fail_running(sess, row.id, "superseded by delete")
         op = start_operation(sess, row, "delete", state="deleted")
         record_event(sess, row, "delete", "delete requested")
         op_id, instance_id = op.id, row.id
