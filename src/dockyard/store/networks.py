@@ -13,8 +13,8 @@ from dockyard import ipam
 from dockyard.errors import Conflict
 from dockyard.model.ids import bridge_name, new_id
 from dockyard.model.network import VLAN_MAX, VLAN_MIN, NetworkCreate
-from dockyard.store import meta, revision, rows
-from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
+from dockyard.store import hosts, meta, revision, rows
+from dockyard.store.tables import InstanceRow, NetworkRow
 
 DEFAULT_NETWORK = "default"  # always shared
 _AUTO_VLAN = 1000
@@ -50,7 +50,7 @@ def instance_count(sess: Session, network_id: str) -> int:
 
 def _check_routes(sess: Session, subnet: str, own_bridges: set[str]) -> None:
     """A subnet overlapping a route of any host would break that host's own traffic."""
-    for host in sess.scalars(select(HostRow)):
+    for host in hosts.all_hosts(sess):
         routes = [r["dst"] for r in host.inventory.get("routes", [])
                   if r.get("dev") not in own_bridges]
         ipam.validate_subnet_free(subnet, routes)
