@@ -34,11 +34,11 @@ from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.server.hosts import touch, watch_timeout
-from dockyard.server.instances import record_event
 from dockyard.server.placement import prefixlen
 from dockyard.server.reports import apply_report
 from dockyard.store import hosts, meta, networks, projects, records, revision, stats
 from dockyard.store import instances as instance_rows
+from dockyard.store.events import record as record_event
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
 
 

@@ -21,9 +21,9 @@ from dockyard.errors import Conflict
 from dockyard.model.host import Host, HostAdded, HostCreate, HostState
 from dockyard.model.instance import Instance, InstanceState
 from dockyard.server.context import FeedCounter
-from dockyard.server.instances import record_event
 from dockyard.server.placement import effective_labels, host_is_up
 from dockyard.store import hosts, ledger, records, tokens
+from dockyard.store.events import record as record_event
 from dockyard.store.tables import HostRow, InstanceRow
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import posixpath
 import random
 import time
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -40,14 +39,12 @@ from dockyard.server import image_access
 from dockyard.server.context import ServerContext
 from dockyard.server.placement import snapshot
 from dockyard.server.powers import check_host_paths
+from dockyard.store import events, ledger, meta, operations, quotas, records, revision
 from dockyard.store import instances as instance_rows
-from dockyard.store import ledger, meta, operations, quotas, records, revision
 from dockyard.store.tables import (
-    EventRow,
     HostRow,
     InstanceRow,
     NetworkRow,
-    OperationRow,
     VolumeRow,
 )
 
@@ -56,20 +53,9 @@ PLACEMENT_BACKOFF = 0.005  # seconds, doubled per lost attempt up to PLACEMENT_B
 PLACEMENT_BACKOFF_MAX = 0.25
 
 
-def record_event(sess: Session, row: InstanceRow | None, kind: str, message: str,
-                 host_name: str | None = None) -> None:
-    sess.add(EventRow(project_id=row.project_id if row else None,
-                      instance_id=row.id if row else None,
-                      instance_name=row.name if row else None,
-                      host_name=host_name, kind=kind, message=message))
-
-
-def start_operation(sess: Session, row: InstanceRow, kind: str, **target: object) -> OperationRow:
-    op = OperationRow(id=new_id(), kind=kind, project_id=row.project_id, instance_id=row.id,
-                      status="running", steps=[{"step": "requested", "target": target,
-                                                "at": datetime.now(UTC).isoformat()}])
-    sess.add(op)
-    return op
+# written by the store (store/events.py, store/operations.py); the names stay for their callers
+record_event = events.record
+start_operation = operations.start
 
 
 def _check_volumes(spec: InstanceCreate, allowed_root: str) -> None:

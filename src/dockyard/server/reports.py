@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from dockyard.model.agent import ObservedState
 from dockyard.model.instance import DesiredState, InstanceState
-from dockyard.server.instances import record_event, touch_shared
+from dockyard.server.instances import touch_shared
 from dockyard.store import ledger, meta, operations, revision
+from dockyard.store.events import record as record_event
 from dockyard.store.tables import InstanceRow, OperationRow
 
 

@@ -23,9 +23,9 @@ from dockyard.model.alerts import AlertState, RuleKind
 from dockyard.server.alerts import notify
 from dockyard.server.alerts.inputs import enabled_rules, load_inputs, mark_hosts_down
 from dockyard.server.alerts.rules import Rule, Subject, Verdict, evaluate
-from dockyard.server.instances import record_event
 from dockyard.store import alerts, instances
 from dockyard.store.db import Database
+from dockyard.store.events import record as record_event
 from dockyard.store.tables import AlertRow
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from dockyard.config import ServerSettings
 from dockyard.model.alerts import RuleKind
 from dockyard.server.alerts.rules import SAMPLE_KINDS, Inputs, Rule, Subject
-from dockyard.server.instances import record_event
 from dockyard.store import alerts, events, hosts, stats
 from dockyard.store import instances as instance_rows
+from dockyard.store.events import record as record_event
 from dockyard.store.records import as_utc
 
 
