@@ -15,9 +15,8 @@ reports close the instance's running operations.
 from __future__ import annotations
 
 import posixpath
-from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,31 +37,18 @@ from dockyard.server import image_access, placement
 from dockyard.server.context import ServerContext
 from dockyard.server.placement import cluster_view
 from dockyard.server.powers import check_host_paths
-from dockyard.store import ledger, meta, quotas, records, revision
+from dockyard.store import events, ledger, meta, operations, quotas, records, revision
+from dockyard.store import instances as instance_rows
 from dockyard.store.tables import (
-    EventRow,
     HostRow,
     InstanceRow,
     NetworkRow,
-    OperationRow,
     VolumeRow,
 )
 
-
-def record_event(sess: Session, row: InstanceRow | None, kind: str, message: str,
-                 host_name: str | None = None) -> None:
-    sess.add(EventRow(project_id=row.project_id if row else None,
-                      instance_id=row.id if row else None,
-                      instance_name=row.name if row else None,
-                      host_name=host_name, kind=kind, message=message))
-
-
-def start_operation(sess: Session, row: InstanceRow, kind: str, **target: object) -> OperationRow:
-    op = OperationRow(id=new_id(), kind=kind, project_id=row.project_id, instance_id=row.id,
-                      status="running", steps=[{"step": "requested", "target": target,
-                                                "at": datetime.now(UTC).isoformat()}])
-    sess.add(op)
-    return op
+# written by the store (store/events.py, store/operations.py); the names stay for their callers
+record_event = events.record
+start_operation = operations.start
 
 
 def _check_volumes(spec: InstanceCreate, allowed_root: str) -> None:
@@ -220,7 +206,7 @@ def create(ctx: ServerContext, project_id: str, spec: InstanceCreate,
 
 def touch_shared(sess: Session, host_id: str, rev: int) -> None:
     """The shared pool changed: every shared-pool instance on the host must be re-pinned."""
-    for row in sess.scalars(select(InstanceRow).where(InstanceRow.host_id == host_id)):
+    for row in instance_rows.on_host(sess, host_id):
         if int(row.limits.get("cores", 0)) == 0:
             row.revision = rev
 
@@ -265,9 +251,7 @@ def delete(ctx: ServerContext, project_id: str, ref: str, force: bool) -> str:
         row.desired_state = DesiredState.deleted
         row.state = InstanceState.deleting
         row.revision = revision.bump(sess)
-        sess.execute(update(OperationRow).where(OperationRow.instance_id == row.id,
-                                                OperationRow.status == "running")
-                     .values(status="failure", error="superseded by delete"))
+        operations.fail_running(sess, row.id, "superseded by delete")
         op = start_operation(sess, row, "delete", state="deleted")
         record_event(sess, row, "delete", "delete requested")
         op_id, instance_id = op.id, row.id
