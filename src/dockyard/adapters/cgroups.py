@@ -1,7 +1,8 @@
 """Where a process's cgroups are, on cgroup v1 and v2, and how their files read.
 
 The base of `cgroup_io` (disk throttles, usage) and `cgroup_stats` (the collector's
-counters); read-only here.
+counters); read-only here, but for `remove_tree` (the dev-cluster's clean-up of a simulated
+host's dockerd cgroup parent).
 
 The process's cgroups come from /proc/PID/cgroup, so any docker `--cgroup-parent` (or none)
 works. The version is detected at run time: v2 when the cgroup root has `cgroup.controllers`
@@ -17,13 +18,15 @@ missing, e.g. the root cgroup has no pids.max).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from dockyard.errors import BackendError
 
 __all__ = ["PROC", "ROOT", "ProcessCgroups", "cgroup_version", "parse_number",
-           "process_cgroups", "read_number", "read_text"]
+           "process_cgroups", "read_number", "read_text", "remove_tree"]
 
 ROOT = "/sys/fs/cgroup"
 PROC = "/proc"
@@ -127,3 +130,21 @@ def read_number(directory: str | None, name: str) -> int | None:
         return None
     path = os.path.join(directory, name)
     return parse_number(read_text(path), path)
+
+
+def remove_tree(parent: str, root: str = ROOT) -> None:
+    """Remove the cgroups ROOT/*/PARENT/** (v1: in every hierarchy), deepest first. A cgroup
+    still in use (a process left in it) stays, silently."""
+    base = Path(root)
+    for hierarchy in base.iterdir() if base.exists() else []:
+        path = hierarchy / parent
+        if path.is_dir():
+            for sub in sorted(path.rglob("*"), reverse=True):
+                if sub.is_dir():
+                    _rmdir(sub)
+            _rmdir(path)
+
+
+def _rmdir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # in use, or gone meanwhile
+        os.rmdir(path)
