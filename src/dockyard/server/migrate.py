@@ -34,6 +34,7 @@ from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
 from dockyard.model.instance import DesiredState, InstanceState, Limits
 from dockyard.model.volume import docker_volume_name
 from dockyard.scheduler import PlacementRequest
+from dockyard.scheduler.cpusets import parse_cpuset
 from dockyard.server import placement
 from dockyard.server.context import ServerContext
 from dockyard.server.instances import record_event, start_operation, touch_shared
@@ -264,15 +265,7 @@ def _source_cores(row: InstanceRow) -> list[int]:
     cpuset = str(row.limits.get("cpuset") or "")
     if not int(row.limits.get("cores", 0)) or not cpuset:
         return []
-    return records_cores(cpuset)
-
-
-def records_cores(cpuset: str) -> list[int]:
-    cores: list[int] = []
-    for part in cpuset.split(","):
-        lo, _, hi = part.partition("-")
-        cores += list(range(int(lo), int(hi or lo) + 1))
-    return cores
+    return parse_cpuset(cpuset)
 
 
 def finish(ctx: ServerContext, op_id: str, instance_id: str, status: str, error: str | None,
