@@ -3,11 +3,14 @@ table-driven: each row is one situation and the failure codes it must produce.""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dockyard.adapters import criu
+from dockyard.model import live
 from dockyard.model.live import (
     CriuFacts,
     HostFacts,
@@ -139,6 +142,11 @@ CASES: list[tuple[str, HostFacts, HostFacts, str | None, list[str]]] = [
      host("h1", instance=inst(mounts=[*OWN, *LEGACY_MOUNTS],
                               mountinfo=criu.parse_mountinfo(LEGACY_MOUNTINFO))),
      host("h2"), None, ["propagated_mounts", "unsupported_mounts", "shared_mounts"]),
+    ("a volume bind with propagation from the host",
+     host("h1", instance=inst(mounts=[*OWN, MountFact(kind="volume", source="/vol/data",
+                                                      destination="/data",
+                                                      propagation="rslave")])),
+     host("h2"), None, ["propagated_mounts"]),
     ("a mount made inside the instance (no config entry)",
      host("h1", instance=inst(mountinfo=[MountPoint(mount_point="/mnt/disk", fstype="ext4",
                                                     root="/")])),
@@ -190,6 +198,14 @@ def test_preflight(source: HostFacts, target: HostFacts, capacity: str | None,
         assert f.fix and f.message and f.host in ("h1", "h2")
     if failures:
         assert all(code in summary(failures) for code in codes)
+
+
+def test_every_reason_has_a_case_of_its_own() -> None:
+    """Each failure code the preflight can give is the only one of some case above."""
+    source = Path(live.__file__).read_text()
+    codes = set(re.findall(r'code="([a-z_]+)"', source))
+    alone = {c[4][0] for c in CASES if len(set(c[4])) == 1}
+    assert codes and codes - alone == set(), codes - alone
 
 
 def test_named_failure_says_which_host_and_what() -> None:
