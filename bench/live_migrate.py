@@ -15,6 +15,7 @@ sshd; lxcfs on, 256M).
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -88,6 +89,7 @@ def _live_case(cl: Cluster, key: str, image: str, extra: list[str], pinger_pid: 
 
 def bench_live(rounds: int, log: Callable[[str], None], cases: bool = True) -> dict[str, Any]:
     cl = Cluster(prefix="live", timeout=900)
+    load_start = os.getloadavg()[0]
     pinger_proc: subprocess.Popen[str] | None = None
     out_path = cl.base / "ping.out"
     try:
@@ -147,6 +149,7 @@ def bench_live(rounds: int, log: Callable[[str], None], cases: bool = True) -> d
             machine_into(cl, log)
             result["cases"] = {key: _live_case(cl, key, image, extra, pid, log)
                                for key, image, extra in CASES}
+        result["load"] = {"start": load_start, "end": os.getloadavg()[0]}
         return result
     finally:
         if pinger_proc is not None and pinger_proc.poll() is None:
@@ -155,7 +158,9 @@ def bench_live(rounds: int, log: Callable[[str], None], cases: bool = True) -> d
 
 
 def summary_row(r: dict[str, Any]) -> str:
-    return (f"| live migration downtime (ping, 10 ms) | {r['live']['median']:.2f} s | "
+    cases = "".join(f"; {key} {c['median']:.2f} s {'PASS' if c['ok'] else 'FAIL'}"
+                    for key, c in r.get("cases", {}).items())
+    return (f"| live migration downtime (ping, 10 ms{cases}) | {r['live']['median']:.2f} s | "
             f"cold {r['cold']['median']:.2f} s | "
             f"{r['live']['median'] / r['cold']['median']:.2f} | ≤ {GOAL_LIVE_S:.0f} s | "
             f"{'PASS' if r['ok'] else 'FAIL'} |")
@@ -189,6 +194,10 @@ def report_lines(r: dict[str, Any]) -> list[str]:
                      f"{run['server_downtime']:.3f} s | {sec(rep.get('checkpoint_seconds'))} | "
                      f"{sec(rest.get('fetch_seconds'))} | {sec(rest.get('restore_seconds'))} | "
                      f"{run['took']:.2f} s |")
+    if r.get("load"):
+        lines += ["", f"1-minute load average of the 2-core machine: {r['load']['start']:.2f} "
+                  f"at the start, {r['load']['end']:.2f} at the end (other sessions' test runs "
+                  "shared it: the run was not on an idle machine)."]
     lines += ["", f"**Live median {r['live']['median']:.2f} s vs cold "
               f"{r['cold']['median']:.2f} s** (goal live ≤ {GOAL_LIVE_S:.0f} s: "
               f"{'PASS' if r['ok'] else 'FAIL'}). On this loaded 2-core VM the live downtime "
