@@ -53,6 +53,14 @@ def _live_case(cl: Cluster, key: str, image: str, extra: list[str], pinger_pid: 
     cl.cli("launch", image, name, "--host", "host1", "--network", "benchlive", *extra)
     cl.cli("exec", name, "--", "sh", "-c", f"sh -c '{COUNTER_ANY}' </dev/null >/dev/null 2>&1 &")
     ip = json.loads(cl.cli("show", name, "--json"))["ip"]
+    check = subprocess.run([DOCKYARD, "migrate", name, "--live", "--check", "--to", "host2",
+                            "--json"], capture_output=True, text=True, timeout=120,
+                           env=cl.env)
+    failures = json.loads(check.stdout)["failures"]
+    if failures:  # not measurable live: the preflight's named reasons are the result
+        log(f"  {key}: refused by the preflight: {', '.join(f['code'] for f in failures)}")
+        cl.cli("delete", name, "--force")
+        return {"image": image, "args": extra, "refused": failures, "ok": False}
     out_path = cl.base / f"ping-{key}.out"
     runs: list[dict[str, Any]] = []
     with out_path.open("w") as out:
@@ -157,9 +165,14 @@ def bench_live(rounds: int, log: Callable[[str], None], cases: bool = True) -> d
         cl.down()
 
 
+def _case_cell(c: dict[str, Any]) -> str:
+    if c.get("refused"):
+        return "refused live (" + ", ".join(f["code"] for f in c["refused"]) + ")"
+    return f"{c['median']:.2f} s {'PASS' if c['ok'] else 'FAIL'}"
+
+
 def summary_row(r: dict[str, Any]) -> str:
-    cases = "".join(f"; {key} {c['median']:.2f} s {'PASS' if c['ok'] else 'FAIL'}"
-                    for key, c in r.get("cases", {}).items())
+    cases = "".join(f"; {key} {_case_cell(c)}" for key, c in r.get("cases", {}).items())
     return (f"| live migration downtime (ping, 10 ms{cases}) | {r['live']['median']:.2f} s | "
             f"cold {r['cold']['median']:.2f} s | "
             f"{r['live']['median'] / r['cold']['median']:.2f} | ≤ {GOAL_LIVE_S:.0f} s | "
@@ -214,6 +227,11 @@ def report_lines(r: dict[str, Any]) -> list[str]:
                   "| case | image | ping downtime median | max | server median | goal |",
                   "|---|---|---|---|---|---|"]
         for key, c in r["cases"].items():
+            if c.get("refused"):
+                why = "; ".join(f"{f['code']}: {f['message']}" for f in c["refused"])
+                lines.append(f"| {key} | `{c['image']}` {' '.join(c['args'])} | refused by "
+                             f"the preflight, not moved live: {why} | - | - | not measured |")
+                continue
             lines.append(f"| {key} | `{c['image']}` {' '.join(c['args'])} | "
                          f"{c['median']:.2f} s | {c['max']:.2f} s | "
                          f"{c['server_median']:.2f} s | ≤ {GOAL_LIVE_S:.0f} s "
