@@ -45,6 +45,9 @@ def _answers(lines: list[str]) -> list[float]:
 LIVE_RUNS = 6
 CASES = (("busybox-lxcfs", "dockyard/busybox", ["--memory", "128M"]),
          ("machine-lxcfs", MACHINE, ["--memory", "256M"]))
+# what each case runs once started (checked before the preflight: supervisord starts sshd
+# a moment after the container)
+READY = {"machine-lxcfs": "ss -Htln | grep -q ':22 '"}
 
 
 def _live_case(cl: Cluster, key: str, image: str, extra: list[str], pinger_pid: int,
@@ -53,6 +56,13 @@ def _live_case(cl: Cluster, key: str, image: str, extra: list[str], pinger_pid: 
     cl.cli("launch", image, name, "--host", "host1", "--network", "benchlive", *extra)
     cl.cli("exec", name, "--", "sh", "-c", f"sh -c '{COUNTER_ANY}' </dev/null >/dev/null 2>&1 &")
     ip = json.loads(cl.cli("show", name, "--json"))["ip"]
+    deadline = time.monotonic() + 60
+    while key in READY and subprocess.run(
+            [DOCKYARD, "exec", name, "--", "sh", "-c", READY[key]], env=cl.env,
+            capture_output=True, timeout=60).returncode != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{key}: not ready ({READY[key]}) after 60 s")
+        time.sleep(0.5)
     check = subprocess.run([DOCKYARD, "migrate", name, "--live", "--check", "--to", "host2",
                             "--json"], capture_output=True, text=True, timeout=120,
                            env=cl.env)
