@@ -19,12 +19,11 @@ from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
 from dockyard.model.instance import DesiredState, InstanceState
 from dockyard.server import image_access, placement
 from dockyard.server.context import ServerContext
-from dockyard.server.instances import record_event, start_operation
 from dockyard.server.migrate import choose_target
 from dockyard.server.placement import host_is_up
 from dockyard.server.snapshots import named_volumes, snapshot_dir
 from dockyard.server.transfers import HostTarget
-from dockyard.store import ledger, records, revision
+from dockyard.store import events, ledger, operations, records, revision
 from dockyard.store.tables import InstanceRow, OperationRow, SnapshotRow, VolumeRow
 
 REBUILD_TIMEOUT = 120.0
@@ -45,9 +44,9 @@ def rebuild(ctx: ServerContext, project_id: str, ref: str, image: str) -> dict[s
         want = row.desired_state
         row.state = (InstanceState.starting if want == DesiredState.running
                      else InstanceState.stopping)
-        op = start_operation(sess, row, "rebuild", state=str(want), revision=rev)
-        record_event(sess, row, "rebuild", f"rebuild from {resolved} "
-                     f"(generation {row.generation})")
+        op = operations.start(sess, row, "rebuild", state=str(want), revision=rev)
+        events.record(sess, row, "rebuild", f"rebuild from {resolved} "
+                      f"(generation {row.generation})")
         op_id = op.id
     ctx.notifier.bump()
     _wait_op(ctx, op_id)
@@ -111,11 +110,11 @@ def _move_in(ctx: ServerContext, sess: Session, instance_id: str,
     for docker_name, path in _rebind_volumes(sess, row, target.id, snap, folder):
         tgt.restore_from(docker_name, path)  # before the commit: filled before creation
     row.revision = revision.bump(sess)
-    start_operation(sess, row, "evacuate", state=str(row.desired_state),
-                    revision=row.revision)
-    record_event(sess, row, "evacuated", f"{from_host} is down: re-placed on "
-                 f"{target.name}, generation {row.generation}"
-                 + (f", from snapshot {snap.name}" if snap else ""))
+    operations.start(sess, row, "evacuate", state=str(row.desired_state),
+                     revision=row.revision)
+    events.record(sess, row, "evacuated", f"{from_host} is down: re-placed on "
+                  f"{target.name}, generation {row.generation}"
+                  + (f", from snapshot {snap.name}" if snap else ""))
     return row.name, target.name
 
 

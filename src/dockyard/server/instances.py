@@ -46,10 +46,6 @@ from dockyard.store.tables import (
     VolumeRow,
 )
 
-# written by the store (store/events.py, store/operations.py); the names stay for their callers
-record_event = events.record
-start_operation = operations.start
-
 
 def _check_volumes(spec: InstanceCreate, allowed_root: str) -> None:
     root = posixpath.normpath(allowed_root)
@@ -186,9 +182,9 @@ def _commit(ctx: ServerContext, sess: Session, project_id: str, spec: InstanceCr
     if plan.cores:
         touch_shared(sess, plan.host_id, rev)
     meta.put(sess, meta.NETWORKS_REVISION, str(rev))  # a new peer for /etc/hosts
-    op = start_operation(sess, row, "create", state="running")
-    record_event(sess, row, "created", f"placed on {plan.host_name} with {ip}",
-                 plan.host_name)
+    op = operations.start(sess, row, "create", state="running")
+    events.record(sess, row, "created", f"placed on {plan.host_name} with {ip}",
+                  plan.host_name)
     return instance_id, op.id
 
 
@@ -224,19 +220,19 @@ def set_desired(ctx: ServerContext, project_id: str, ref: str, action: InstanceA
             row.desired_state = DesiredState.stopped
             if row.state != InstanceState.stopped:
                 row.state = InstanceState.stopping
-            op = start_operation(sess, row, "stop", state="stopped")
+            op = operations.start(sess, row, "stop", state="stopped")
         elif action == InstanceAction.start:
             row.desired_state = DesiredState.running
             if row.state != InstanceState.running:
                 row.state = InstanceState.starting
-            op = start_operation(sess, row, "start", state="running")
+            op = operations.start(sess, row, "start", state="running")
         else:
             row.desired_state = DesiredState.running
             row.restart_serial += 1
             row.state = InstanceState.starting
-            op = start_operation(sess, row, "restart", state="running",
-                                 restart_serial=row.restart_serial)
-        record_event(sess, row, action.value, f"{action.value} requested")
+            op = operations.start(sess, row, "restart", state="running",
+                                  restart_serial=row.restart_serial)
+        events.record(sess, row, action.value, f"{action.value} requested")
         op_id, instance_id = op.id, row.id
     faults.point("server.action.committed")
     ctx.notifier.bump(instance_id)
@@ -252,8 +248,8 @@ def delete(ctx: ServerContext, project_id: str, ref: str, force: bool) -> str:
         row.state = InstanceState.deleting
         row.revision = revision.bump(sess)
         operations.fail_running(sess, row.id, "superseded by delete")
-        op = start_operation(sess, row, "delete", state="deleted")
-        record_event(sess, row, "delete", "delete requested")
+        op = operations.start(sess, row, "delete", state="deleted")
+        events.record(sess, row, "delete", "delete requested")
         op_id, instance_id = op.id, row.id
     faults.point("server.delete.committed")
     ctx.notifier.bump(instance_id)

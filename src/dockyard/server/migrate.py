@@ -36,10 +36,10 @@ from dockyard.model.volume import docker_volume_name
 from dockyard.scheduler import PlacementRequest
 from dockyard.server import placement
 from dockyard.server.context import ServerContext
-from dockyard.server.instances import record_event, start_operation, touch_shared
+from dockyard.server.instances import touch_shared
 from dockyard.server.snapshots import host_target, named_volumes
 from dockyard.server.transfers import HostTarget
-from dockyard.store import ledger, records, revision
+from dockyard.store import events, ledger, operations, records, revision
 from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, OperationRow, VolumeRow
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,11 @@ def start_move(ctx: ServerContext, sess: Session, row: InstanceRow, to: str | No
         raise Conflict(f"instance {row.name} is already being migrated")
     source = host_target(ctx, sess, row.host_id, f"instance {row.name}")
     target, cores = choose_target(ctx, sess, row, to)
-    op = start_operation(sess, row, kind, state="running", source=source.name,
-                         target=target.name, source_id=row.host_id, target_id=target.id,
-                         cores=cores, generation=row.generation)
+    op = operations.start(sess, row, kind, state="running", source=source.name,
+                          target=target.name, source_id=row.host_id, target_id=target.id,
+                          cores=cores, generation=row.generation)
     row.options = {**row.options, "migrating": op.id}
-    record_event(sess, row, "migrate", f"{what} {source.name} -> {target.name} begins")
+    events.record(sess, row, "migrate", f"{what} {source.name} -> {target.name} begins")
     return op.id, row.id
 
 
@@ -285,8 +285,8 @@ def finish(ctx: ServerContext, op_id: str, instance_id: str, status: str, error:
             op.steps = [*op.steps, {"step": status, "at": datetime.now(UTC).isoformat()}]
         if row is not None:
             row.options = {k: v for k, v in row.options.items() if k != "migrating"}
-            record_event(sess, row, "migrated" if status == "success" else "migrate_failed",
-                         message)
+            events.record(sess, row, "migrated" if status == "success" else "migrate_failed",
+                          message)
     ctx.notifier.bump()
 
 
@@ -376,8 +376,8 @@ def mark_stuck(ctx: ServerContext, op_id: str, instance_id: str, exc: Exception)
                 row.options = {k: v for k, v in row.options.items() if k != "migrating"}
                 row.state, row.message = InstanceState.error, error
                 row.revision = revision.bump(sess)
-                record_event(sess, row, "migrate_stuck", f"operation {op_id}: {error}; "
-                             "stop and start the instance (or delete it) to repair it")
+                events.record(sess, row, "migrate_stuck", f"operation {op_id}: {error}; "
+                              "stop and start the instance (or delete it) to repair it")
         ctx.notifier.bump()
     except Exception:  # the store itself is failing: the log is all that is left
         log.exception("could not record the failed recovery of %s", op_id)

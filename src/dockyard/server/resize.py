@@ -16,8 +16,8 @@ from dockyard.model.instance import DesiredState, InstanceState, Limits, LimitsP
 from dockyard.scheduler.cpusets import format_cpuset
 from dockyard.server import placement
 from dockyard.server.context import ServerContext
-from dockyard.server.instances import record_event, start_operation, touch_shared
-from dockyard.store import quotas, records, revision
+from dockyard.server.instances import touch_shared
+from dockyard.store import events, operations, quotas, records, revision
 from dockyard.store.tables import HostRow
 
 
@@ -60,8 +60,8 @@ def _resize(ctx: ServerContext, sess: Session, project_id: str, ref: str,
     if new.cores != old.cores:
         touch_shared(sess, host.id, rev)
     want = "stopped" if row.desired_state == DesiredState.stopped else "running"
-    op = start_operation(sess, row, "resize", state=want, revision=rev)
-    record_event(sess, row, "resize", _describe(old, new), host.name)
+    op = operations.start(sess, row, "resize", state=want, revision=rev)
+    events.record(sess, row, "resize", _describe(old, new), host.name)
     return op.id
 
 
