@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
@@ -24,7 +23,10 @@ from dockyard.server.placement import host_is_up
 from dockyard.server.snapshots import named_volumes, snapshot_dir
 from dockyard.server.transfers import HostTarget
 from dockyard.store import events, ledger, operations, records, revision
-from dockyard.store.tables import InstanceRow, OperationRow, SnapshotRow, VolumeRow
+from dockyard.store import instances as instance_rows
+from dockyard.store import snapshots as snapshot_rows
+from dockyard.store import volumes as volume_rows
+from dockyard.store.tables import InstanceRow, SnapshotRow
 
 REBUILD_TIMEOUT = 120.0
 
@@ -57,7 +59,7 @@ def _wait_op(ctx: ServerContext, op_id: str) -> None:
     deadline = time.monotonic() + REBUILD_TIMEOUT
     while time.monotonic() < deadline:
         with ctx.db.session() as sess:
-            op = sess.get(OperationRow, op_id)
+            op = operations.get(sess, op_id)
             if op is not None and op.status != "running":
                 if op.status != "success":
                     raise BackendError(f"rebuild failed: {op.error}")
@@ -72,8 +74,7 @@ def evacuate(ctx: ServerContext, ref: str, force: bool) -> dict[str, Any]:
         if host_is_up(host, ctx.settings.heartbeat_timeout) and not force:
             raise Conflict(f"host {host.name} is up; evacuate only a down host (or --force)")
         host_id, host_name = host.id, host.name
-        ids = list(sess.scalars(select(InstanceRow.id).where(
-            InstanceRow.host_id == host_id, InstanceRow.desired_state != DesiredState.deleted)))
+        ids = instance_rows.live_ids_on_host(sess, host_id)
     moved: dict[str, str] = {}
     failed: dict[str, str] = {}
     for instance_id in ids:
@@ -95,12 +96,11 @@ def _move(ctx: ServerContext, instance_id: str, from_host: str) -> tuple[str, st
 
 def _move_in(ctx: ServerContext, sess: Session, instance_id: str,
              from_host: str) -> tuple[str, str]:
-    row = sess.get(InstanceRow, instance_id)
+    row = instance_rows.get(sess, instance_id)
     assert row is not None
     ledger.release_cores(sess, row.id)
     target, _ = choose_target(ctx, sess, row, None)
-    snap = sess.scalar(select(SnapshotRow).where(SnapshotRow.instance_id == row.id)
-                       .order_by(SnapshotRow.created_at.desc()).limit(1))
+    snap = snapshot_rows.latest_of(sess, row.id)
     row.host_id, row.generation = target.id, row.generation + 1
     row.image = snap.image if snap else row.image
     row.state = InstanceState.starting
@@ -123,8 +123,7 @@ def _rebind_volumes(sess: Any, row: InstanceRow, host_id: str, snap: SnapshotRow
     archived = {v["target"]: v["name"] for v in (snap.volumes if snap else [])}
     restores = []
     for spec, docker_name in named_volumes(sess, row):
-        vol = sess.scalar(select(VolumeRow).where(VolumeRow.project_id == row.project_id,
-                                                  VolumeRow.name == spec.source))
+        vol = volume_rows.by_name(sess, row.project_id, spec.source)
         if vol is not None:
             vol.host_id = host_id
         if folder is not None and spec.target in archived:

@@ -68,3 +68,14 @@ def peers(sess: Session) -> list[tuple[str, str, str, str]]:
                                     InstanceRow.hostname, InstanceRow.name)
                              .where(InstanceRow.desired_state != DesiredState.deleted)
                              .order_by(InstanceRow.ip)).tuples())
+
+
+def name_taken(sess: Session, project_id: str, name: str) -> bool:
+    return sess.scalar(select(InstanceRow.id).where(InstanceRow.project_id == project_id,
+                                                    InstanceRow.name == name)) is not None
+
+
+def live_ids_on_host(sess: Session, host_id: str) -> list[str]:
+    """Ids of the host's instances not being deleted."""
+    return list(sess.scalars(select(InstanceRow.id).where(
+        InstanceRow.host_id == host_id, InstanceRow.desired_state != DesiredState.deleted)))

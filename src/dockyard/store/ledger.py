@@ -90,6 +90,12 @@ def release_cores(sess: Session, instance_id: str) -> None:
     sess.execute(delete(CoreAllocationRow).where(CoreAllocationRow.instance_id == instance_id))
 
 
+def release_cores_on(sess: Session, instance_id: str, host_id: str) -> None:
+    """The instance's cores on one host given back (a move leaving it, or not going there)."""
+    sess.execute(delete(CoreAllocationRow).where(CoreAllocationRow.instance_id == instance_id,
+                                                 CoreAllocationRow.host_id == host_id))
+
+
 def release_instance(sess: Session, instance_id: str) -> None:
     """Give back everything the instance held (idempotent)."""
     sess.execute(delete(IpAllocationRow).where(IpAllocationRow.instance_id == instance_id))
