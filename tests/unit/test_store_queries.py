@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from dockyard.model.ids import new_id
 from dockyard.server.bootstrap import init_store
 from dockyard.store import alerts, events, hosts, ledger, projects, rows, volumes
 from dockyard.store.db import Database
+from dockyard.store.records import as_utc
 from dockyard.store.tables import EventRow, ProjectRow
 from tests.postgres import fresh_database
 
@@ -118,6 +120,30 @@ def test_a_move_releases_its_cores_on_one_host_only(db: tuple[Database, str]) ->
     with database.session() as sess:
         assert ledger.taken_cores(sess, one) == {2: "j"}
         assert ledger.taken_cores(sess, two) == {3: "i"}
+        assert ledger.cores_by_host(sess) == {one: [2], two: [3]}
+        assert ledger.cores_by_host(sess, {two}) == {two: [3]}
+
+
+def test_silent_hosts_and_the_oldest_live_heartbeat(db: tuple[Database, str]) -> None:
+    """What the scheduler's view reads of liveness: the hosts silent since a cutoff (never
+    heard from included), and the oldest heartbeat after it (when the next may time out)."""
+    database, _ = db
+    now = datetime.now(UTC)
+    with database.session() as sess:
+        never = hosts.add(sess, "never", {})
+        old, recent, newest = (hosts.add(sess, n, {}) for n in ("old", "recent", "newest"))
+        old.last_heartbeat = now - timedelta(seconds=60)
+        recent.last_heartbeat = now - timedelta(seconds=5)
+        newest.last_heartbeat = now
+        ids = {h.name: h.id for h in (never, old, recent, newest)}
+    cutoff = now - timedelta(seconds=30)
+    with database.session() as sess:
+        assert hosts.silent_since(sess, cutoff) == {ids["never"], ids["old"]}
+        oldest = hosts.oldest_heartbeat_after(sess, cutoff)
+        assert oldest is not None and as_utc(oldest) == now - timedelta(seconds=5)
+        assert hosts.oldest_heartbeat_after(sess, now) is None
+        assert [h.name for h in hosts.among_by_name(sess, {ids["old"], ids["never"]})] == [
+            "never", "old"]
 
 
 def test_project_visibility(db: tuple[Database, str]) -> None:
