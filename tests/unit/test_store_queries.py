@@ -6,16 +6,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from dockyard.errors import Conflict, NotFound
+from dockyard.errors import Conflict, NotFound, RetryableConflict
 from dockyard.model.ids import new_id
 from dockyard.server.bootstrap import init_store
-from dockyard.store import alerts, events, projects, rows, volumes
+from dockyard.store import alerts, events, hosts, ledger, projects, rows, volumes
 from dockyard.store.db import Database
+from dockyard.store.records import as_utc
 from dockyard.store.tables import EventRow, ProjectRow
 from tests.postgres import fresh_database
 
@@ -86,6 +88,62 @@ def test_a_lost_unique_race_is_a_conflict(db: tuple[Database, str]) -> None:
     assert raised.value is taken
     with database.session() as sess:
         assert [p.name for p in projects.listing(sess)].count("twin") == 1
+
+
+def test_a_launch_losing_a_volume_race_retries_and_keeps_its_transaction(
+        db: tuple[Database, str]) -> None:
+    """A launch naming a volume that a concurrent create added meanwhile: `create_bound`
+    answers RetryableConflict (the placement step runs again) inside a savepoint, so the
+    launch's transaction stays usable and the other volume is left as it was."""
+    database, project = db
+    with database.session() as sess:
+        volumes.create(sess, project, "v")
+        host_id = hosts.add(sess, "h1", {}).id
+    with database.session() as sess:
+        with pytest.raises(RetryableConflict, match="created concurrently"):
+            volumes.create_bound(sess, project, "v", host_id)
+        kept = volumes.by_name(sess, project, "v")
+        assert kept is not None and kept.host_id is None
+        fresh = volumes.create_bound(sess, project, "w", host_id)
+        assert [v.name for v in volumes.on_host(sess, host_id)] == [fresh.name]
+
+
+def test_a_move_releases_its_cores_on_one_host_only(db: tuple[Database, str]) -> None:
+    database, _ = db
+    with database.session() as sess:
+        one, two = hosts.add(sess, "h1", {}).id, hosts.add(sess, "h2", {}).id
+        ledger.reserve_cores(sess, one, [0, 1], "i")
+        ledger.reserve_cores(sess, two, [3], "i")
+        ledger.reserve_cores(sess, one, [2], "j")
+    with database.session() as sess:
+        ledger.release_cores_on(sess, "i", one)
+    with database.session() as sess:
+        assert ledger.taken_cores(sess, one) == {2: "j"}
+        assert ledger.taken_cores(sess, two) == {3: "i"}
+        assert ledger.cores_by_host(sess) == {one: [2], two: [3]}
+        assert ledger.cores_by_host(sess, {two}) == {two: [3]}
+
+
+def test_silent_hosts_and_the_oldest_live_heartbeat(db: tuple[Database, str]) -> None:
+    """What the scheduler's view reads of liveness: the hosts silent since a cutoff (never
+    heard from included), and the oldest heartbeat after it (when the next may time out)."""
+    database, _ = db
+    now = datetime.now(UTC)
+    with database.session() as sess:
+        never = hosts.add(sess, "never", {})
+        old, recent, newest = (hosts.add(sess, n, {}) for n in ("old", "recent", "newest"))
+        old.last_heartbeat = now - timedelta(seconds=60)
+        recent.last_heartbeat = now - timedelta(seconds=5)
+        newest.last_heartbeat = now
+        ids = {h.name: h.id for h in (never, old, recent, newest)}
+    cutoff = now - timedelta(seconds=30)
+    with database.session() as sess:
+        assert hosts.silent_since(sess, cutoff) == {ids["never"], ids["old"]}
+        oldest = hosts.oldest_heartbeat_after(sess, cutoff)
+        assert oldest is not None and as_utc(oldest) == now - timedelta(seconds=5)
+        assert hosts.oldest_heartbeat_after(sess, now) is None
+        assert [h.name for h in hosts.among_by_name(sess, {ids["old"], ids["never"]})] == [
+            "never", "old"]
 
 
 def test_project_visibility(db: tuple[Database, str]) -> None:

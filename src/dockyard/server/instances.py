@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import posixpath
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dockyard import faults, ipam
-from dockyard.errors import Conflict, Forbidden, NotFound, NoValidHost, RetryableConflict
+from dockyard.errors import Conflict, Forbidden, NotFound, NoValidHost
 from dockyard.model.ids import mac_for_ip, new_id
 from dockyard.model.instance import (
     DesiredState,
@@ -37,18 +35,20 @@ from dockyard.server import image_access, placement
 from dockyard.server.context import ServerContext
 from dockyard.server.placement import cluster_view
 from dockyard.server.powers import check_host_paths
-from dockyard.store import events, ledger, meta, operations, quotas, records, revision
-from dockyard.store import instances as instance_rows
-from dockyard.store.tables import (
-    HostRow,
-    InstanceRow,
-    NetworkRow,
-    VolumeRow,
+from dockyard.store import (
+    events,
+    hosts,
+    ledger,
+    meta,
+    networks,
+    operations,
+    quotas,
+    records,
+    revision,
 )
-
-# written by the store (store/events.py, store/operations.py); the names stay for their callers
-record_event = events.record
-start_operation = operations.start
+from dockyard.store import instances as instance_rows
+from dockyard.store import volumes as volume_rows
+from dockyard.store.tables import InstanceRow, NetworkRow
 
 
 def _check_volumes(spec: InstanceCreate, allowed_root: str) -> None:
@@ -65,22 +65,15 @@ def _bind_volumes(sess: Session, project_id: str, spec: InstanceCreate, host_id:
     for vol in spec.volumes:
         if vol.is_host_path:
             continue
-        row = sess.scalar(select(VolumeRow).where(VolumeRow.project_id == project_id,
-                                                  VolumeRow.name == vol.source)
-                          .with_for_update())  # serializes with a concurrent volume delete
+        # locked: serializes with a concurrent volume delete
+        row = volume_rows.for_launch(sess, project_id, vol.source)
         if row is None:
             quotas.enforce(sess, project_id, quotas.Claim(volumes=1))
-            try:
-                with sess.begin_nested():
-                    sess.add(VolumeRow(id=new_id(), name=vol.source, project_id=project_id,
-                                       host_id=host_id))
-            except IntegrityError as exc:
-                raise RetryableConflict(f"volume {vol.source} was created concurrently; "
-                                        "retry") from exc
+            volume_rows.create_bound(sess, project_id, vol.source, host_id)
         elif row.host_id is None:
             row.host_id = host_id
         elif row.host_id != host_id:
-            other = sess.get(HostRow, row.host_id)
+            other = hosts.get(sess, row.host_id)
             raise Conflict(f"volume {vol.source} is on host {other.name if other else '?'}; "
                            f"the instance was placed on {host_name}")
 
@@ -114,12 +107,10 @@ def _checked(ctx: ServerContext, sess: Session, project_id: str,
     _check_volumes(spec, ctx.settings.allowed_host_root())
     net = records.visible_network(sess, project_id, spec.network)
     _check_ip_shape(spec, net)
-    if sess.scalar(select(InstanceRow.id).where(InstanceRow.project_id == project_id,
-                                                InstanceRow.name == spec.name)):
+    if instance_rows.name_taken(sess, project_id, spec.name):
         raise Conflict(f"an instance named {spec.name!r} already exists")
     quotas.enforce(sess, project_id, _claim(spec))  # early answer; _commit decides
-    if spec.host is not None and sess.scalar(
-            select(HostRow.id).where(HostRow.name == spec.host)) is None:
+    if spec.host is not None and not hosts.exists(sess, spec.host):
         raise NotFound(f"host {spec.host!r} not found")
     return net
 
@@ -133,7 +124,7 @@ def validate(ctx: ServerContext, project_id: str,
         image_access.check_launch(sess, project_id, spec.image, ctx.registry.address)
         view, _ = cluster_view(sess, ctx.settings)
         plan = place(_request(spec, net.id), view)
-        host = sess.get(HostRow, plan.host_id)
+        host = hosts.get(sess, plan.host_id)
         assert host is not None
         url, secret, host_name = host.api_url, host.api_secret, host.name
     image = ctx.registry.resolve(spec.image)
@@ -167,7 +158,7 @@ def _commit(ctx: ServerContext, sess: Session, project_id: str, spec: InstanceCr
     quotas.enforce(sess, project_id, _claim(spec))  # first: it locks the project
     instance_id = new_id()
     plan = placement.reserve(sess, ctx.settings, _request(spec, network_id), instance_id)
-    net = sess.get(NetworkRow, network_id)
+    net = networks.get(sess, network_id)
     assert net is not None
     ip = ipam.allocate(net.subnet, net.gateway, ledger.used_ips(sess, net.id), spec.ip)
     ledger.reserve_ip(sess, net.id, ip, instance_id, chosen=spec.ip is not None)
@@ -186,9 +177,9 @@ def _commit(ctx: ServerContext, sess: Session, project_id: str, spec: InstanceCr
     if plan.cores:
         touch_shared(sess, plan.host_id, rev)
     meta.put(sess, meta.NETWORKS_REVISION, str(rev))  # a new peer for /etc/hosts
-    op = start_operation(sess, row, "create", state="running")
-    record_event(sess, row, "created", f"placed on {plan.host_name} with {ip}",
-                 plan.host_name)
+    op = operations.start(sess, row, "create", state="running")
+    events.record(sess, row, "created", f"placed on {plan.host_name} with {ip}",
+                  plan.host_name)
     return instance_id, op.id
 
 
@@ -224,19 +215,19 @@ def set_desired(ctx: ServerContext, project_id: str, ref: str, action: InstanceA
             row.desired_state = DesiredState.stopped
             if row.state != InstanceState.stopped:
                 row.state = InstanceState.stopping
-            op = start_operation(sess, row, "stop", state="stopped")
+            op = operations.start(sess, row, "stop", state="stopped")
         elif action == InstanceAction.start:
             row.desired_state = DesiredState.running
             if row.state != InstanceState.running:
                 row.state = InstanceState.starting
-            op = start_operation(sess, row, "start", state="running")
+            op = operations.start(sess, row, "start", state="running")
         else:
             row.desired_state = DesiredState.running
             row.restart_serial += 1
             row.state = InstanceState.starting
-            op = start_operation(sess, row, "restart", state="running",
-                                 restart_serial=row.restart_serial)
-        record_event(sess, row, action.value, f"{action.value} requested")
+            op = operations.start(sess, row, "restart", state="running",
+                                  restart_serial=row.restart_serial)
+        events.record(sess, row, action.value, f"{action.value} requested")
         op_id, instance_id = op.id, row.id
     faults.point("server.action.committed")
     ctx.notifier.bump(instance_id)
@@ -252,8 +243,8 @@ def delete(ctx: ServerContext, project_id: str, ref: str, force: bool) -> str:
         row.state = InstanceState.deleting
         row.revision = revision.bump(sess)
         operations.fail_running(sess, row.id, "superseded by delete")
-        op = start_operation(sess, row, "delete", state="deleted")
-        record_event(sess, row, "delete", "delete requested")
+        op = operations.start(sess, row, "delete", state="deleted")
+        events.record(sess, row, "delete", "delete requested")
         op_id, instance_id = op.id, row.id
     faults.point("server.delete.committed")
     ctx.notifier.bump(instance_id)

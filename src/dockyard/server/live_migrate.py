@@ -42,11 +42,11 @@ from dockyard.server import migrate as cold
 from dockyard.server import placement
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import _desired, _network, _peers
-from dockyard.server.instances import record_event
 from dockyard.server.placement import cluster_view
 from dockyard.server.snapshots import host_target
 from dockyard.server.transfers import HostTarget
 from dockyard.store import records
+from dockyard.store.events import record as record_event
 from dockyard.store.tables import (
     CoreAllocationRow,
     HostRow,

@@ -26,7 +26,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from dockyard import faults
@@ -37,11 +36,13 @@ from dockyard.scheduler import PlacementRequest
 from dockyard.scheduler.cpusets import parse_cpuset
 from dockyard.server import placement
 from dockyard.server.context import ServerContext
-from dockyard.server.instances import record_event, start_operation, touch_shared
+from dockyard.server.instances import touch_shared
 from dockyard.server.snapshots import host_target, named_volumes
 from dockyard.server.transfers import HostTarget
-from dockyard.store import ledger, records, revision
-from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, OperationRow, VolumeRow
+from dockyard.store import events, hosts, ledger, operations, records, revision
+from dockyard.store import instances as instance_rows
+from dockyard.store import volumes as volume_rows
+from dockyard.store.tables import HostRow, InstanceRow
 
 log = logging.getLogger(__name__)
 STATE_TIMEOUT = 90.0  # seconds to wait for an agent's report of a stop or a start
@@ -59,20 +60,20 @@ def choose_target(ctx: ServerContext, sess: Session, row: InstanceRow,
     """The target host and its cores, reserved (version CAS): `to`, or the scheduler's best
     host but the instance's own; 409 with the scheduler's reasons otherwise."""
     if to is not None:
-        pinned = sess.scalar(select(HostRow).where(HostRow.name == to))
+        pinned = hosts.by_name(sess, to)
         if pinned is None:
             raise NotFound(f"host {to!r} not found")
         if pinned.id == row.host_id:
             raise Conflict(f"instance {row.name} already runs on {to}")
     plan = placement.reserve(sess, ctx.settings, request_for(row, to), row.id,
                              leave=_host_name(sess, row.host_id))
-    host = sess.get(HostRow, plan.host_id)
+    host = hosts.get(sess, plan.host_id)
     assert host is not None
     return host, list(plan.cores)
 
 
 def _host_name(sess: Session, host_id: str | None) -> str:
-    host = sess.get(HostRow, host_id) if host_id else None
+    host = hosts.get(sess, host_id)
     return host.name if host else ""
 
 
@@ -98,18 +99,18 @@ def start_move(ctx: ServerContext, sess: Session, row: InstanceRow, to: str | No
         raise Conflict(f"instance {row.name} is already being migrated")
     source = host_target(ctx, sess, row.host_id, f"instance {row.name}")
     target, cores = choose_target(ctx, sess, row, to)
-    op = start_operation(sess, row, kind, state="running", source=source.name,
-                         target=target.name, source_id=row.host_id, target_id=target.id,
-                         cores=cores, generation=row.generation)
+    op = operations.start(sess, row, kind, state="running", source=source.name,
+                          target=target.name, source_id=row.host_id, target_id=target.id,
+                          cores=cores, generation=row.generation)
     row.options = {**row.options, "migrating": op.id}
-    record_event(sess, row, "migrate", f"{what} {source.name} -> {target.name} begins")
+    events.record(sess, row, "migrate", f"{what} {source.name} -> {target.name} begins")
     return op.id, row.id
 
 
 def journal(ctx: ServerContext, op_id: str, name: str, data: dict[str, Any]) -> None:
     """Step `name` of a cold or live move recorded as done, with its data."""
     with ctx.db.session() as sess:
-        op = sess.get(OperationRow, op_id)
+        op = operations.get(sess, op_id)
         assert op is not None
         op.steps = [*op.steps, {"step": name, "at": datetime.now(UTC).isoformat(), **data}]
 
@@ -121,18 +122,18 @@ def step(ctx: ServerContext, op_id: str, name: str, **data: Any) -> None:
 
 def _targets(ctx: ServerContext, op_id: str) -> tuple[dict[str, Any], HostTarget, HostTarget]:
     with ctx.db.session() as sess:
-        op = sess.get(OperationRow, op_id)
+        op = operations.get(sess, op_id)
         assert op is not None
         plan = dict(op.steps[0]["target"])
-        hosts = [sess.get(HostRow, plan[k]) for k in ("source_id", "target_id")]
+        ends = [hosts.get(sess, plan[k]) for k in ("source_id", "target_id")]
         src, dst = (HostTarget(h.name, h.api_url, h.api_secret, ctx.agents.verify) if h else
-                    HostTarget("?", "", "") for h in hosts)
+                    HostTarget("?", "", "") for h in ends)
         return plan, src, dst
 
 
 def _volumes(ctx: ServerContext, instance_id: str) -> list[str]:
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         return [name for _, name in named_volumes(sess, row)] if row else []
 
 
@@ -181,13 +182,13 @@ def _run(ctx: ServerContext, op_id: str, instance_id: str) -> float:
 
 def _image(ctx: ServerContext, instance_id: str) -> str:
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         return row.image if row else ""
 
 
 def _commit_image(ctx: ServerContext, instance_id: str, src: HostTarget, gen: int) -> str:
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         assert row is not None
         target = f"{ctx.registry.address}/migrate/{row.project_id}-{row.name}:g{gen}"
     return src.commit(instance_id, target, pause=False)
@@ -205,7 +206,7 @@ def _remove_source(src: HostTarget, instance_id: str, generation: int,
 
 def set_desired(ctx: ServerContext, instance_id: str, desired: DesiredState) -> None:
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         if row is None:
             raise NotFound(f"instance {instance_id} vanished")
         row.desired_state = desired
@@ -220,7 +221,7 @@ def wait_state(ctx: ServerContext, instance_id: str, state: InstanceState,
     deadline = time.monotonic() + timeout
     while True:
         with ctx.db.session() as sess:
-            row = sess.get(InstanceRow, instance_id)
+            row = instance_rows.get(sess, instance_id)
             if row is None:
                 raise NotFound(f"instance {instance_id} vanished")
             if row.state == state and row.generation == generation:
@@ -240,17 +241,16 @@ def switch(ctx: ServerContext, instance_id: str, plan: dict[str, Any], image: st
     new, old = ((plan["target_id"], plan["source_id"]) if to_target
                 else (plan["source_id"], plan["target_id"]))
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         assert row is not None
         row.host_id = new
         row.generation = row.generation + 1 if generation is None else generation
         row.image = image or row.image
         row.desired_state, row.state = DesiredState.running, InstanceState.starting
-        sess.execute(delete(CoreAllocationRow).where(CoreAllocationRow.instance_id == row.id,
-                                                     CoreAllocationRow.host_id == old))
+        ledger.release_cores_on(sess, row.id, old)
         if not to_target:
             ledger.reserve_cores(sess, new, _source_cores(row), row.id)
-        for vol in sess.scalars(select(VolumeRow).where(VolumeRow.host_id == old)):
+        for vol in volume_rows.on_host(sess, old):
             if docker_volume_name(vol.id) in [n for _, n in named_volumes(sess, row)]:
                 vol.host_id = new
         rev = revision.bump(sess)
@@ -271,15 +271,15 @@ def _source_cores(row: InstanceRow) -> list[int]:
 def finish(ctx: ServerContext, op_id: str, instance_id: str, status: str, error: str | None,
            message: str) -> None:
     with ctx.db.session() as sess:
-        op = sess.get(OperationRow, op_id)
-        row = sess.get(InstanceRow, instance_id)
+        op = operations.get(sess, op_id)
+        row = instance_rows.get(sess, instance_id)
         if op is not None:
             op.status, op.error = status, error
             op.steps = [*op.steps, {"step": status, "at": datetime.now(UTC).isoformat()}]
         if row is not None:
             row.options = {k: v for k, v in row.options.items() if k != "migrating"}
-            record_event(sess, row, "migrated" if status == "success" else "migrate_failed",
-                         message)
+            events.record(sess, row, "migrated" if status == "success" else "migrate_failed",
+                          message)
     ctx.notifier.bump()
 
 
@@ -287,18 +287,16 @@ def rollback(ctx: ServerContext, op_id: str, instance_id: str, reason: str) -> N
     """Back to the source: the instance runs there as before (see the module docstring)."""
     plan, src, dst = _targets(ctx, op_id)
     with ctx.db.session() as sess:
-        op = sess.get(OperationRow, op_id)
+        op = operations.get(sess, op_id)
         done = {s.get("step") for s in op.steps} if op else set()
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         generation = row.generation if row else 0
     if "switched" in done:
         switch(ctx, instance_id, plan, None, to_target=False)
         _best_effort(lambda: dst.discard(instance_id, generation))
     else:
         with ctx.db.session() as sess:
-            sess.execute(delete(CoreAllocationRow).where(
-                CoreAllocationRow.instance_id == instance_id,
-                CoreAllocationRow.host_id == plan["target_id"]))
+            ledger.release_cores_on(sess, instance_id, plan["target_id"])
         set_desired(ctx, instance_id, DesiredState.running)
     for name in _volumes(ctx, instance_id):
         _best_effort(lambda n=name: dst.remove_volume(n))  # type: ignore[misc]
@@ -310,7 +308,7 @@ def rollback(ctx: ServerContext, op_id: str, instance_id: str, reason: str) -> N
 
 def _generation(ctx: ServerContext, instance_id: str) -> int:
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         return row.generation if row else 0
 
 
@@ -326,8 +324,7 @@ def left_running(ctx: ServerContext, kind: str) -> list[tuple[str, str, set[str]
     (operation, instance, the steps done)."""
     with ctx.db.session() as sess:
         return [(op.id, op.instance_id, {str(s.get("step")) for s in op.steps})
-                for op in sess.scalars(select(OperationRow).where(
-                    OperationRow.kind == kind, OperationRow.status == "running"))
+                for op in operations.running_of_kind(sess, kind)
                 if op.instance_id is not None]
 
 
@@ -359,8 +356,8 @@ def mark_stuck(ctx: ServerContext, op_id: str, instance_id: str, exc: Exception)
     error = f"recovery after a server restart failed: {reason}"[:1000]
     try:
         with ctx.db.session() as sess:
-            op = sess.get(OperationRow, op_id)
-            row = sess.get(InstanceRow, instance_id)
+            op = operations.get(sess, op_id)
+            row = instance_rows.get(sess, instance_id)
             if op is not None:
                 op.status, op.error = "failure", error
                 op.steps = [*op.steps, {"step": "stuck", "error": error,
@@ -369,8 +366,8 @@ def mark_stuck(ctx: ServerContext, op_id: str, instance_id: str, exc: Exception)
                 row.options = {k: v for k, v in row.options.items() if k != "migrating"}
                 row.state, row.message = InstanceState.error, error
                 row.revision = revision.bump(sess)
-                record_event(sess, row, "migrate_stuck", f"operation {op_id}: {error}; "
-                             "stop and start the instance (or delete it) to repair it")
+                events.record(sess, row, "migrate_stuck", f"operation {op_id}: {error}; "
+                              "stop and start the instance (or delete it) to repair it")
         ctx.notifier.bump()
     except Exception:  # the store itself is failing: the log is all that is left
         log.exception("could not record the failed recovery of %s", op_id)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dockyard.config import ServerSettings
@@ -36,10 +36,13 @@ from dockyard.model.units import format_size
 from dockyard.scheduler import ClusterView, HostView, PlacementRequest, Plan, explain, place
 from dockyard.scheduler.cpusets import allocate_exclusive, parse_cpuset
 from dockyard.scheduler.filters import REASON_CORES, REASON_MEMORY, REASON_PIDS
+from dockyard.store import hosts as host_rows
+from dockyard.store import instances as instance_rows
 from dockyard.store import ledger
+from dockyard.store import networks as network_rows
 from dockyard.store.db import Database
 from dockyard.store.records import as_utc
-from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, NetworkRow
+from dockyard.store.tables import HostRow
 
 
 def host_is_up(row: HostRow, timeout: float) -> bool:
@@ -53,11 +56,7 @@ def _instance_totals(sess: Session,
     """host id -> (memory reserved, pids reserved, instances, anti-affinity groups), for
     every host or only `hosts`."""
     totals: dict[str, tuple[int, int, int, set[str]]] = {}
-    query = (select(InstanceRow.host_id, InstanceRow.limits, InstanceRow.options)
-             .where(InstanceRow.host_id.is_not(None)))
-    if hosts is not None:
-        query = query.where(InstanceRow.host_id.in_(hosts))
-    for host_id, limits, options in sess.execute(query):
+    for host_id, limits, options in instance_rows.placed(sess, hosts):
         memory, pids, count, groups = totals.get(host_id, (0, 0, 0, set()))
         group = (options or {}).get("anti_affinity")
         if group:
@@ -65,16 +64,6 @@ def _instance_totals(sess: Session,
         held = reservations(limits)
         totals[host_id] = (memory + held.memory_bytes, pids + held.pids, count + 1, groups)
     return totals
-
-
-def _taken_cores(sess: Session, hosts: set[str] | None = None) -> dict[str, list[int]]:
-    taken: dict[str, list[int]] = {}
-    query = select(CoreAllocationRow.host_id, CoreAllocationRow.core)
-    if hosts is not None:
-        query = query.where(CoreAllocationRow.host_id.in_(hosts))
-    for host_id, core in sess.execute(query):
-        taken.setdefault(host_id, []).append(int(core))
-    return taken
 
 
 def _optional_int(value: object) -> int | None:
@@ -106,10 +95,8 @@ class _Liveness:
     def read(cls, sess: Session, timeout: float) -> _Liveness:
         now = datetime.now(UTC)
         cutoff = now - timedelta(seconds=timeout)
-        down = frozenset(sess.scalars(select(HostRow.id).where(
-            or_(HostRow.last_heartbeat.is_(None), HostRow.last_heartbeat <= cutoff))))
-        oldest = sess.scalar(select(func.min(HostRow.last_heartbeat))
-                             .where(HostRow.last_heartbeat > cutoff))
+        down = host_rows.silent_since(sess, cutoff)
+        oldest = host_rows.oldest_heartbeat_after(sess, cutoff)
         until = now + timedelta(seconds=DOWN_RECHECK)
         if oldest is not None:
             until = min(until, as_utc(oldest) + timedelta(seconds=timeout))
@@ -130,11 +117,9 @@ class _Store:
 
     @classmethod
     def read(cls, sess: Session, networks: set[str], hosts: set[str] | None = None) -> _Store:
-        query = select(HostRow).order_by(HostRow.name)
-        if hosts is not None:
-            query = query.where(HostRow.id.in_(hosts))
-        return cls(rows=list(sess.scalars(query)), totals=_instance_totals(sess, hosts),
-                   taken=_taken_cores(sess, hosts), networks=networks)
+        return cls(rows=host_rows.among_by_name(sess, hosts),
+                   totals=_instance_totals(sess, hosts),
+                   taken=ledger.cores_by_host(sess, hosts), networks=networks)
 
     def host(self, row: HostRow, down: frozenset[str]) -> HostView:
         inv = row.inventory
@@ -170,7 +155,7 @@ stats = {"hits": 0, "refreshed": 0, "rebuilt": 0}  # for tests and the benchmark
 
 def _rebuild(sess: Session, key: tuple[float, float, float, int], stamp: int,
              liveness: _Liveness, settings: ServerSettings) -> _Cached:
-    store = _Store.read(sess, set(sess.scalars(select(NetworkRow.id))))
+    store = _Store.read(sess, network_rows.ids(sess))
     hosts = [store.host(row, liveness.down) for row in store.rows]
     view = ClusterView(hosts=hosts, memory_overcommit=settings.memory_overcommit,
                            disk_overcommit=settings.disk_overcommit,

@@ -16,9 +16,8 @@ from dockyard.model.instance import DesiredState, InstanceState, Limits, LimitsP
 from dockyard.scheduler.cpusets import format_cpuset
 from dockyard.server import placement
 from dockyard.server.context import ServerContext
-from dockyard.server.instances import record_event, start_operation, touch_shared
-from dockyard.store import quotas, records, revision
-from dockyard.store.tables import HostRow
+from dockyard.server.instances import touch_shared
+from dockyard.store import events, hosts, operations, quotas, records, revision
 
 
 def _describe(old: Limits, new: Limits) -> str:
@@ -42,7 +41,7 @@ def _resize(ctx: ServerContext, sess: Session, project_id: str, ref: str,
     if row.desired_state == DesiredState.deleted or row.state == InstanceState.creating:
         raise Conflict(f"instance {row.name} is {row.state}; resize it once it is running "
                        "or stopped")
-    host = sess.get(HostRow, row.host_id) if row.host_id else None
+    host = hosts.get(sess, row.host_id)
     if host is None:
         raise Conflict(f"instance {row.name} has no host")
     old = Limits.model_validate(row.limits)
@@ -60,8 +59,8 @@ def _resize(ctx: ServerContext, sess: Session, project_id: str, ref: str,
     if new.cores != old.cores:
         touch_shared(sess, host.id, rev)
     want = "stopped" if row.desired_state == DesiredState.stopped else "running"
-    op = start_operation(sess, row, "resize", state=want, revision=rev)
-    record_event(sess, row, "resize", _describe(old, new), host.name)
+    op = operations.start(sess, row, "resize", state=want, revision=rev)
+    events.record(sess, row, "resize", _describe(old, new), host.name)
     return op.id
 
 

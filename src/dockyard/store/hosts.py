@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dockyard.model.ids import new_id
@@ -27,6 +27,26 @@ def exists(sess: Session, name: str) -> bool:
 
 def all_by_name(sess: Session) -> list[HostRow]:
     return list(sess.scalars(select(HostRow).order_by(HostRow.name)))
+
+
+def among_by_name(sess: Session, ids: set[str] | None) -> list[HostRow]:
+    """The hosts of `ids` (every host with None), by name."""
+    query = select(HostRow).order_by(HostRow.name)
+    if ids is not None:
+        query = query.where(HostRow.id.in_(ids))
+    return list(sess.scalars(query))
+
+
+def silent_since(sess: Session, cutoff: datetime) -> frozenset[str]:
+    """Ids of the hosts with no heartbeat after `cutoff` (or none ever)."""
+    return frozenset(sess.scalars(select(HostRow.id).where(
+        or_(HostRow.last_heartbeat.is_(None), HostRow.last_heartbeat <= cutoff))))
+
+
+def oldest_heartbeat_after(sess: Session, cutoff: datetime) -> datetime | None:
+    """The oldest of the heartbeats later than `cutoff` (None if there is none)."""
+    return sess.scalar(select(func.min(HostRow.last_heartbeat))
+                       .where(HostRow.last_heartbeat > cutoff))
 
 
 def all_hosts(sess: Session) -> list[HostRow]:

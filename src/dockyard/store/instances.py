@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -68,3 +70,25 @@ def peers(sess: Session) -> list[tuple[str, str, str, str]]:
                                     InstanceRow.hostname, InstanceRow.name)
                              .where(InstanceRow.desired_state != DesiredState.deleted)
                              .order_by(InstanceRow.ip)).tuples())
+
+
+def name_taken(sess: Session, project_id: str, name: str) -> bool:
+    return sess.scalar(select(InstanceRow.id).where(InstanceRow.project_id == project_id,
+                                                    InstanceRow.name == name)) is not None
+
+
+def live_ids_on_host(sess: Session, host_id: str) -> list[str]:
+    """Ids of the host's instances not being deleted."""
+    return list(sess.scalars(select(InstanceRow.id).where(
+        InstanceRow.host_id == host_id, InstanceRow.desired_state != DesiredState.deleted)))
+
+
+def placed(sess: Session,
+           hosts: set[str] | None = None) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(host id, limits, options) of every instance on a host (or on one of `hosts`): what
+    the scheduler's view sums per host."""
+    query = (select(InstanceRow.host_id, InstanceRow.limits, InstanceRow.options)
+             .where(InstanceRow.host_id.is_not(None)))
+    if hosts is not None:
+        query = query.where(InstanceRow.host_id.in_(hosts))
+    return list(sess.execute(query).tuples())

@@ -51,6 +51,17 @@ def instance_count(sess: Session, host_id: str) -> int:
                            .where(InstanceRow.host_id == host_id)) or 0)
 
 
+def cores_by_host(sess: Session, hosts: set[str] | None = None) -> dict[str, list[int]]:
+    """host id -> its exclusive cores taken, for every host or only `hosts`."""
+    taken: dict[str, list[int]] = {}
+    query = select(CoreAllocationRow.host_id, CoreAllocationRow.core)
+    if hosts is not None:
+        query = query.where(CoreAllocationRow.host_id.in_(hosts))
+    for host_id, core in sess.execute(query):
+        taken.setdefault(host_id, []).append(int(core))
+    return taken
+
+
 def reserve_ip(sess: Session, network_id: str, ip: str, instance_id: str,
                chosen: bool = True) -> None:
     """`chosen=False`: the address was picked from the free ones, so losing it to a concurrent
@@ -88,6 +99,12 @@ def commit_placement(sess: Session, host_id: str, seen_version: int) -> None:
 
 def release_cores(sess: Session, instance_id: str) -> None:
     sess.execute(delete(CoreAllocationRow).where(CoreAllocationRow.instance_id == instance_id))
+
+
+def release_cores_on(sess: Session, instance_id: str, host_id: str) -> None:
+    """The instance's cores on one host given back (a move leaving it, or not going there)."""
+    sess.execute(delete(CoreAllocationRow).where(CoreAllocationRow.instance_id == instance_id,
+                                                 CoreAllocationRow.host_id == host_id))
 
 
 def release_instance(sess: Session, instance_id: str) -> None:

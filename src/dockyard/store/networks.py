@@ -24,6 +24,10 @@ def get(sess: Session, network_id: str) -> NetworkRow | None:
     return sess.get(NetworkRow, network_id)
 
 
+def ids(sess: Session) -> set[str]:
+    return set(sess.scalars(select(NetworkRow.id)))
+
+
 def all_networks(sess: Session) -> list[NetworkRow]:
     """Every network, in the store's order."""
     return list(sess.scalars(select(NetworkRow)))

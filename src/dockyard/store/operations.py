@@ -35,3 +35,9 @@ def start(sess: Session, row: InstanceRow, kind: str, **target: object) -> Opera
                                                 "at": datetime.now(UTC).isoformat()}])
     sess.add(op)
     return op
+
+
+def running_of_kind(sess: Session, kind: str) -> list[OperationRow]:
+    """The operations of `kind` still running (of every instance)."""
+    return list(sess.scalars(select(OperationRow).where(OperationRow.kind == kind,
+                                                        OperationRow.status == "running")))

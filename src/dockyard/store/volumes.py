@@ -4,9 +4,10 @@ a volume and row → API model: `records.py`; quotas: `quotas.py`.)"""
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dockyard.errors import Conflict
+from dockyard.errors import Conflict, RetryableConflict
 from dockyard.model.ids import new_id
 from dockyard.store import quotas, records, rows
 from dockyard.store.tables import VolumeRow
@@ -44,3 +45,32 @@ def delete(sess: Session, row: VolumeRow) -> None:
     back."""
     sess.delete(row)
     sess.flush()
+
+
+def by_name(sess: Session, project_id: str, name: str) -> VolumeRow | None:
+    return sess.scalar(select(VolumeRow).where(VolumeRow.project_id == project_id,
+                                               VolumeRow.name == name))
+
+
+def for_launch(sess: Session, project_id: str, name: str) -> VolumeRow | None:
+    """The project's volume `name`, row-locked (FOR UPDATE): a launch that mounts it
+    serializes with its deletion (`locked`)."""
+    return sess.scalar(select(VolumeRow).where(VolumeRow.project_id == project_id,
+                                               VolumeRow.name == name).with_for_update())
+
+
+def create_bound(sess: Session, project_id: str, name: str, host_id: str) -> VolumeRow:
+    """A new volume bound to `host_id` (a launch named a volume the project does not have:
+    created, as docker does), in a savepoint; a concurrent create of the same name won the
+    UNIQUE(project_id, name) race: `RetryableConflict` (the launch is placed again)."""
+    row = VolumeRow(id=new_id(), name=name, project_id=project_id, host_id=host_id)
+    try:
+        with sess.begin_nested():
+            sess.add(row)
+    except IntegrityError as exc:
+        raise RetryableConflict(f"volume {name} was created concurrently; retry") from exc
+    return row
+
+
+def on_host(sess: Session, host_id: str) -> list[VolumeRow]:
+    return list(sess.scalars(select(VolumeRow).where(VolumeRow.host_id == host_id)))
