@@ -57,6 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "webhook": ("alerts", "webhook_app"),
     "image": ("images", "image_app"),
     "snapshot": ("snapshots", "snapshot_app"),
+    "stack": ("stack", "stack_app"),
     "project": ("tenants", "project_app"),
     "token": ("tenants", "token_app"),
     "quota": ("tenants", "quota_app"),

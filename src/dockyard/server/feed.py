@@ -39,7 +39,7 @@ from dockyard.server.hosts import touch, watch_timeout
 from dockyard.server.instances import record_event
 from dockyard.server.placement import prefixlen
 from dockyard.server.reports import apply_report
-from dockyard.store import meta, records, revision, stats
+from dockyard.store import meta, records, revision, stacks, stats
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow, ProjectRow
 
 
@@ -128,11 +128,14 @@ def _peers(sess: Session) -> dict[str, list[Peer]]:
     """network id -> its instances (not being deleted), for /etc/hosts; one query."""
     out: dict[str, list[Peer]] = {}
     rows = sess.execute(select(InstanceRow.network_id, InstanceRow.ip, InstanceRow.hostname,
-                               InstanceRow.name)
+                               InstanceRow.name, InstanceRow.id)
                         .where(InstanceRow.desired_state != DesiredState.deleted)
                         .order_by(InstanceRow.ip))
-    for network_id, ip, hostname, name in rows:
-        out.setdefault(network_id, []).append(Peer(ip=ip, hostname=hostname, name=name))
+    replicas = stacks.memberships(sess)  # stack replicas: their service name in the stack
+    for network_id, ip, hostname, name, iid in rows:
+        stack, service = replicas.get(iid, (None, None))
+        out.setdefault(network_id, []).append(Peer(ip=ip, hostname=hostname, name=name,
+                                                   stack=stack, service=service))
     return out
 
 
