@@ -190,3 +190,27 @@ def test_quota_refuses_before_anything_starts(dy: Dockyard, compose: Path,
         assert _stack_rows(dy) == [0, 0, 0, 0] and _instances(dy, "quota") == []
     finally:
         dy.ok("quota", "set", "default", "--instances", "none")
+
+
+def test_override_file_and_env_file(dy: Dockyard, compose: Path, tmp_path: Path,
+                                    cleanup: list[str]) -> None:
+    """-f twice merges in order (the override wins), --env-file feeds ${GREETING}; a YAML
+    error names its file, line and column."""
+    cleanup.append("ovr")
+    override = tmp_path / "override.yaml"
+    override.write_text("services:\n  web:\n    deploy: {replicas: 1}\n  db:\n"
+                        "    deploy: {replicas: 0}\n")
+    env = tmp_path / "prod.env"
+    env.write_text("GREETING=from-env-file\n")
+    result = dy.ok("stack", "deploy", "ovr", "-f", str(compose), "-f", str(override),
+                   "--env-file", str(env), "--json").json()
+    assert [(r["name"], r["state"]) for r in result["replicas"]] == [("ovr-web-1", "running")]
+    with dy.api() as api:
+        said = api.post("/v1/instances/ovr-web-1/exec", {"command": ["sh", "-c",
+                                                                     "echo $GREETING"]})
+    assert said["stdout"].strip() == "from-env-file"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("services:\n  web:\n    image: [unclosed\n")
+    refused = dy.cli("stack", "deploy", "ovr", "-f", str(broken))
+    assert refused.code != 0 and "invalid YAML at line" in refused.err
+    assert [r["name"] for r in _ps(dy, "ovr")] == ["ovr-web-1"]

@@ -305,3 +305,24 @@ def test_a_live_instance_holding_a_replica_name_is_a_conflict(ctx: ServerContext
     assert [c for c in fake.calls if not c.startswith("validate")] == [
         "create shop-db-1 db:1", "create shop-web-1 img:1",
         "delete shop-db-1", "delete shop-web-1"]
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ({"name": "Bad_Name", "services": {"web": {"name": "web", "image": "img:1"}}}, "name: "),
+    ({"name": "shop", "services": {"web": {"name": "db", "image": "img:1"}}},
+     "services.web.name: must be the service's key 'web'"),
+    ({"name": "shop", "services": {"Web_1": {"name": "Web_1", "image": "img:1",
+                                             "replicas": 0}}},
+     "services.Web_1: its replicas would be named 'shop-Web_1-1'"),
+    ({"name": "shop", "services": {}}, "services: a stack needs at least one service"),
+])
+def test_the_server_checks_what_it_is_sent(ctx: ServerContext, fake: FakeInstances,
+                                           body: dict[str, Any], problem: str) -> None:
+    """The API takes the model the CLI built, but anyone may post: refused before anything
+    is written, even for a service with no replicas."""
+    with pytest.raises(ComposeError) as refused:
+        stacks.deploy(ctx, project(ctx), StackSpec.model_validate(body))
+    assert any(p.startswith(problem) for p in refused.value.problems), refused.value.problems
+    assert fake.calls == []
+    with ctx.db.read() as sess:
+        assert store.page(sess, project(ctx), "", 10) == []

@@ -21,8 +21,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-from dockyard.compose.build import Problems
-from dockyard.compose.loader import ComposeError
+from dockyard.compose.build import Problems, check_stack_name
+from dockyard.compose.loader import ComposeError, check_replica_name
 from dockyard.compose.semantics import check_services, start_order
 from dockyard.errors import Conflict, DockyardError, NotFound
 from dockyard.model.stack import (
@@ -60,6 +60,11 @@ def _lock(ctx: ServerContext, project_id: str, name: str) -> Iterator[None]:
 def checked(spec: StackSpec) -> StackSpec:
     """The spec with its first-start order recomputed, or a 422 naming every problem."""
     problems = Problems()
+    check_stack_name(spec.name, problems)
+    for key, svc in spec.services.items():
+        if svc.name != key:
+            problems.add(("services", key, "name"), f"must be the service's key {key!r}")
+        check_replica_name(spec.name, key, problems)
     check_services(spec.services, spec.networks, problems)
     items = problems.items + not_yet(spec)
     if not spec.services:
