@@ -199,7 +199,7 @@ def _view(project: str, state: StackState,
     replicas = [ReplicaView(name=r.instance_name or replica_name(state.name, r.service, r.slot),
                             service=r.service, slot=r.slot, version=r.generation,
                             instance=r.instance_id if r.instance_name else None,
-                            state=r.state, host=r.host, ip=r.ip) for r in reps]
+                            state=r.state, health=None, host=r.host, ip=r.ip) for r in reps]
     services = [ServiceView(name=name, image=svc.image, replicas=state.services[name].replicas
                             if name in state.services else svc.replicas,
                             running=sum(r.service == name and r.state == "running"

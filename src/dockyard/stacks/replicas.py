@@ -58,11 +58,12 @@ def instance_spec(spec: StackSpec, service: str, slot: int) -> InstanceCreate:
     svc = spec.services[service]
     network, ip = network_of(spec, svc)
     name = replica_name(spec.name, service, slot)
-    return InstanceCreate(
-        name=name, image=svc.image, network=network, ip=ip, hostname=svc.hostname,
-        limits=svc.limits, env=dict(svc.environment), constraints=dict(svc.constraints),
-        volumes=[VolumeSpec(source=spec.volumes[v.source].name, target=v.target,
-                            read_only=v.read_only) for v in svc.volumes])
+    return InstanceCreate.model_validate({
+        "name": name, "image": svc.image, "network": network, "ip": ip,
+        "hostname": svc.hostname, "limits": svc.limits, "env": dict(svc.environment),
+        "constraints": dict(svc.constraints),
+        "volumes": [VolumeSpec(source=spec.volumes[v.source].name, target=v.target,
+                               read_only=v.read_only) for v in svc.volumes]})
 
 
 def template_hash(service: ServiceSpec) -> str:
