@@ -1,8 +1,9 @@
 """App stacks end to end (issue #12, first slice): `dockyard stack deploy` of a compose file
 makes ordinary instances STACK-SERVICE-N on the real dockerd; ls / ps / show; each replica's
 /etc/hosts names its stack's replicas by service (busybox resolves them); an identical
-re-deploy changes nothing; scale up and down; rm leaves nothing; bad input is a 4xx with
-nothing left behind, a deploy failing half-way removes what it created."""
+re-deploy changes nothing and repairs a replica deleted by hand; scale up and down; rm leaves
+nothing; bad input is a 4xx with nothing left behind, a deploy failing half-way removes what
+it created."""
 
 from __future__ import annotations
 
@@ -119,6 +120,12 @@ def test_deploy_ps_redeploy_scale_rm(dy: Dockyard, compose: Path,
     assert "unchanged (version 1)" in again
     assert [(r["name"], r["instance"]) for r in _ps(dy, "shop")] == \
         [(r["name"], r["instance"]) for r in reps]
+
+    dy.ok("delete", "--force", "shop-web-2")  # behind the stack's back
+    assert [r["state"] for r in _ps(dy, "shop")] == ["running", "running", None]
+    repaired = dy.ok("stack", "deploy", "shop", "-f", str(compose)).out
+    assert "created shop-web-2" in repaired and "3 replicas running" in repaired
+    assert dy.ok("stack", "show", "shop", "--json").json()["version"] == 1
 
     scaled = dy.ok("stack", "scale", "shop", "web=3", "--json").json()
     assert scaled["version"] == 2 and scaled["actions"] == ["created shop-web-3"]
