@@ -2,16 +2,22 @@
 
 Errors come back as the same `dockyard.errors` classes the server raised (rebuilt from the
 `{"error": {...}}` body), so callers handle one error tree whether local or remote.
+
+The bytes travel through a `Transport`: `HttpxTransport` (a pooled, thread-safe httpx client:
+the agent, the tests) by default; the CLI passes its own light one (`cli/transport.py`, the
+standard library's http.client: a command starts without importing httpx, issue 18). A
+transport answers `(status, body)` and raises `BackendError` when the server cannot be
+reached; `ApiClient` alone turns error replies into the error tree.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import httpx
+from typing import Any, BinaryIO, Protocol
 
 from dockyard.errors import BackendError, from_body
 
@@ -25,17 +31,89 @@ def client_context(ca: Path | str | None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=str(ca))
 
 
-class ApiClient:
-    def __init__(self, url: str, token: str, timeout: float = 60.0,
-                 ca: Path | str | None = None) -> None:
-        """`ca`: the cluster CA that signed an https server's certificate (None: the
-        system's trust store)."""
-        self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=client_context(ca),
+class Transport(Protocol):
+    """How `ApiClient` sends a request. `timeout`: the read timeout of this request (None:
+    the transport's own); `content`: a raw body streamed from an iterator (`upload`)."""
+
+    def send(self, method: str, path: str, *, params: dict[str, Any] | None, json: Any,
+             content: Iterator[bytes] | None = None,
+             timeout: float | None = None) -> tuple[int, bytes]: ...
+
+    def open_stream(self, method: str, path: str, *, params: dict[str, Any] | None,
+                    json: Any) -> AbstractContextManager[tuple[int, Iterator[bytes]]]: ...
+
+    def close(self) -> None: ...
+
+
+class HttpxTransport:
+    """httpx: a connection pool, safe to share between the agent's threads."""
+
+    def __init__(self, url: str, token: str, timeout: float, ca: Path | str | None) -> None:
+        import httpx
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=timeout, verify=client_context(ca),
                                   headers={"Authorization": f"Bearer {token}"})
 
     def close(self) -> None:
         self._http.close()
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        import httpx
+        try:
+            yield
+        except httpx.HTTPError as exc:
+            raise BackendError(f"cannot reach Dockyard at {self.url}: {exc}") from exc
+
+    def send(self, method: str, path: str, *, params: dict[str, Any] | None, json: Any,
+             content: Iterator[bytes] | None = None,
+             timeout: float | None = None) -> tuple[int, bytes]:
+        import httpx
+        kwargs: dict[str, Any] = {"params": params}
+        if content is not None:  # a long upload: connect within 10 s, then wait `timeout`
+            kwargs["content"] = content
+            kwargs["timeout"] = httpx.Timeout(10.0, read=timeout)
+        else:
+            kwargs["json"] = json
+            if timeout is not None:
+                kwargs["timeout"] = timeout
+        with self._reaching():
+            resp = self._http.request(method, path, **kwargs)
+        return resp.status_code, resp.content
+
+    @contextmanager
+    def open_stream(self, method: str, path: str, *, params: dict[str, Any] | None,
+                    json: Any) -> Iterator[tuple[int, Iterator[bytes]]]:
+        import httpx
+        with self._reaching(), self._http.stream(
+                method, path, params=params, json=json,
+                timeout=httpx.Timeout(10.0, read=None)) as resp:
+            yield resp.status_code, resp.iter_bytes()
+
+
+def _body(status: int, content: bytes) -> Any:
+    """The reply's JSON; an error reply (4xx/5xx) raised as its class of the error tree."""
+    if status >= 400:
+        try:
+            body: Any = json.loads(content)
+        except ValueError:
+            body = content.decode(errors="replace")
+        raise from_body(status, body)
+    if status == 204 or not content:
+        return None
+    return json.loads(content)
+
+
+class ApiClient:
+    def __init__(self, url: str, token: str, timeout: float = 60.0,
+                 ca: Path | str | None = None, transport: Transport | None = None) -> None:
+        """`ca`: the cluster CA that signed an https server's certificate (None: the
+        system's trust store). `transport`: how requests travel (default: httpx)."""
+        self.url = url.rstrip("/")
+        self._transport = transport or HttpxTransport(self.url, token, timeout, ca)
+
+    def close(self) -> None:
+        self._transport.close()
 
     def __enter__(self) -> ApiClient:
         return self
@@ -45,22 +123,9 @@ class ApiClient:
 
     def request(self, method: str, path: str, *, json: Any = None,
                 params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
-        kwargs: dict[str, Any] = {"json": json, "params": params}
-        if timeout is not None:
-            kwargs["timeout"] = timeout
-        try:
-            resp = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise BackendError(f"cannot reach Dockyard at {self.url}: {exc}") from exc
-        if resp.status_code >= 400:
-            try:
-                body: Any = resp.json()
-            except ValueError:
-                body = resp.text
-            raise from_body(resp.status_code, body)
-        if resp.status_code == 204 or not resp.content:
-            return None
-        return resp.json()
+        status, content = self._transport.send(method, path, params=params, json=json,
+                                               timeout=timeout)
+        return _body(status, content)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params or None)
@@ -91,35 +156,24 @@ class ApiClient:
 
     def upload(self, path: str, data: BinaryIO, timeout: float = 3600.0, **params: Any) -> Any:
         """POST a file as the raw request body, streamed from disk (never read whole)."""
-        try:
-            resp = self._http.post(path, content=iter(lambda: data.read(1 << 16), b""),
-                                   params=params, timeout=httpx.Timeout(10.0, read=timeout))
-        except httpx.HTTPError as exc:
-            raise BackendError(f"cannot reach Dockyard at {self.url}: {exc}") from exc
-        if resp.status_code >= 400:
-            try:
-                body: Any = resp.json()
-            except ValueError:
-                body = resp.text
-            raise from_body(resp.status_code, body)
-        return resp.json() if resp.content else None
+        status, content = self._transport.send(
+            "POST", path, params=params, json=None,
+            content=iter(lambda: data.read(1 << 16), b""), timeout=timeout)
+        return _body(status, content)
 
     def stream(self, path: str, *, method: str = "GET", body: Any = None,
                **params: Any) -> Iterator[bytes]:
-        try:
-            with self._http.stream(method, path, params=params, json=body,
-                                   timeout=httpx.Timeout(10.0, read=None)) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise from_body(resp.status_code, resp.json())
-                yield from resp.iter_bytes()
-        except httpx.HTTPError as exc:
-            raise BackendError(f"cannot reach Dockyard at {self.url}: {exc}") from exc
+        with self._transport.open_stream(method, path, params=params, json=body) as (
+                status, chunks):
+            if status >= 400:
+                _body(status, b"".join(chunks))
+            yield from chunks
 
 
 def trusted_by_system(url: str) -> bool:
     """Whether an https server's certificate passes the system's trust store (a public CA, or
     a TLS proxy in front of Dockyard)."""
+    import httpx
     try:
         httpx.get(f"{url.rstrip('/')}/healthz", timeout=10)
     except httpx.ConnectError as exc:
@@ -134,6 +188,7 @@ def trusted_by_system(url: str) -> bool:
 def fetch_cluster_ca(url: str) -> str:
     """The cluster CA a server offers, fetched WITHOUT checking its certificate: trust it only
     after its fingerprint was checked (`dockyard login` shows it, as `lxc remote add` does)."""
+    import httpx
     try:
         resp = httpx.get(f"{url.rstrip('/')}/v1/cluster/ca", timeout=10, verify=False)
     except httpx.HTTPError as exc:

@@ -285,7 +285,7 @@ volumes:
     inst = instance_spec(spec, "web", 1)
     assert (inst.name, inst.image, inst.network, inst.ip, inst.env) == (
         "shop-web-1", "img:1", "lan", "10.9.0.5", {"A": "1"})
-    assert inst.limits.memory_bytes() == 32 * 1024 * 1024 and inst.limits.cpus == 0.5
+    assert inst.limits.memory == 32 * 1024 * 1024 and inst.limits.cpus == 0.5
     assert [(v.source, v.target) for v in inst.volumes] == [("shop-data", "/srv")]
     assert inst.constraints == {"zone": "a"}
     web = spec.services["web"]

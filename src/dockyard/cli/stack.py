@@ -57,12 +57,13 @@ def load(name: str, files: list[Path], env_files: list[Path]) -> tuple[dict[str,
 
 def _wait_running(name: str, timeout: float) -> list[dict[str, Any]]:
     """Show replicas coming up until every one runs; a failed one ends the wait."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
 
     deadline = time.monotonic() + timeout
     with client() as api, Progress(TextColumn("{task.description}"), BarColumn(),
                                    TextColumn("{task.completed}/{task.total} running"),
-                                   console=err_console, transient=True) as bar:
+                                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(f"deploying {name}", total=None)
         while True:
             reps = api.get(f"/v1/stacks/{name}/replicas")["items"]

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
 from dockyard.model.instance import DesiredState, InstanceState
-from dockyard.server import image_access
+from dockyard.server import image_access, placement
 from dockyard.server.context import ServerContext
 from dockyard.server.instances import record_event, start_operation
 from dockyard.server.migrate import choose_target
@@ -90,28 +91,32 @@ def _move(ctx: ServerContext, instance_id: str, from_host: str) -> tuple[str, st
     """Re-place one instance off a down host: last snapshot (or its image), same IP, new
     generation; named volumes re-bound to the new host (filled from the snapshot's archives
     when there is one, else empty: their data stayed on the down host)."""
-    with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
-        assert row is not None
-        ledger.release_cores(sess, row.id)
-        target, _ = choose_target(ctx, sess, row, None)
-        snap = sess.scalar(select(SnapshotRow).where(SnapshotRow.instance_id == row.id)
-                           .order_by(SnapshotRow.created_at.desc()).limit(1))
-        row.host_id, row.generation = target.id, row.generation + 1
-        row.image = snap.image if snap else row.image
-        row.state = InstanceState.starting
-        folder = snapshot_dir(ctx, snap.id) if snap else None
-        tgt = HostTarget(target.name, target.api_url, target.api_secret,
-                         ctx.agents.verify)
-        for docker_name, path in _rebind_volumes(sess, row, target.id, snap, folder):
-            tgt.restore_from(docker_name, path)  # before the commit: filled before creation
-        row.revision = revision.bump(sess)
-        start_operation(sess, row, "evacuate", state=str(row.desired_state),
-                        revision=row.revision)
-        record_event(sess, row, "evacuated", f"{from_host} is down: re-placed on "
-                     f"{target.name}, generation {row.generation}"
-                     + (f", from snapshot {snap.name}" if snap else ""))
-        return row.name, target.name
+    return placement.placing(ctx.db, lambda sess: _move_in(ctx, sess, instance_id, from_host))
+
+
+def _move_in(ctx: ServerContext, sess: Session, instance_id: str,
+             from_host: str) -> tuple[str, str]:
+    row = sess.get(InstanceRow, instance_id)
+    assert row is not None
+    ledger.release_cores(sess, row.id)
+    target, _ = choose_target(ctx, sess, row, None)
+    snap = sess.scalar(select(SnapshotRow).where(SnapshotRow.instance_id == row.id)
+                       .order_by(SnapshotRow.created_at.desc()).limit(1))
+    row.host_id, row.generation = target.id, row.generation + 1
+    row.image = snap.image if snap else row.image
+    row.state = InstanceState.starting
+    folder = snapshot_dir(ctx, snap.id) if snap else None
+    tgt = HostTarget(target.name, target.api_url, target.api_secret,
+                     ctx.agents.verify)
+    for docker_name, path in _rebind_volumes(sess, row, target.id, snap, folder):
+        tgt.restore_from(docker_name, path)  # before the commit: filled before creation
+    row.revision = revision.bump(sess)
+    start_operation(sess, row, "evacuate", state=str(row.desired_state),
+                    revision=row.revision)
+    record_event(sess, row, "evacuated", f"{from_host} is down: re-placed on "
+                 f"{target.name}, generation {row.generation}"
+                 + (f", from snapshot {snap.name}" if snap else ""))
+    return row.name, target.name
 
 
 def _rebind_volumes(sess: Any, row: InstanceRow, host_id: str, snap: SnapshotRow | None,

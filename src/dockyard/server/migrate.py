@@ -30,13 +30,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from dockyard import faults
-from dockyard.errors import BackendError, Conflict, DockyardError, NotFound, NoValidHost
-from dockyard.model.instance import DesiredState, InstanceState
+from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
+from dockyard.model.instance import DesiredState, InstanceState, Limits
 from dockyard.model.volume import docker_volume_name
-from dockyard.scheduler import PlacementRequest, explain, place
+from dockyard.scheduler import PlacementRequest
+from dockyard.scheduler.cpusets import parse_cpuset
+from dockyard.server import placement
 from dockyard.server.context import ServerContext
 from dockyard.server.instances import record_event, start_operation, touch_shared
-from dockyard.server.placement import snapshot
 from dockyard.server.snapshots import host_target, named_volumes
 from dockyard.server.transfers import HostTarget
 from dockyard.store import ledger, records, revision
@@ -48,46 +49,26 @@ DELTA_MARGIN = 2.0  # seconds: the delta pass re-sends what changed a little bef
 
 
 def request_for(row: InstanceRow, host: str | None) -> PlacementRequest:
-    opts = row.options
-    return PlacementRequest(cores=int(row.limits.get("cores", 0)),
-                            memory_bytes=row.limits.get("memory_bytes"),
-                            pids=int(row.limits.get("pids", 0) or 0) or None,
-                            network_id=row.network_id, host=host,
-                            constraints=dict(opts.get("constraints", {})),
-                            anti_affinity=opts.get("anti_affinity"),
-                            strategy=opts.get("strategy", "spread"))
+    """What the instance of `row` needs, under its own placement options."""
+    return placement.request_for(Limits.model_validate(row.limits), row.network_id,
+                                 row.options, host)
 
 
 def choose_target(ctx: ServerContext, sess: Session, row: InstanceRow,
                   to: str | None) -> tuple[HostRow, list[int]]:
-    """The target host and its cores, reserved (version CAS); 409 with reasons otherwise."""
-    snap, versions = snapshot(sess, ctx.settings)
+    """The target host and its cores, reserved (version CAS): `to`, or the scheduler's best
+    host but the instance's own; 409 with the scheduler's reasons otherwise."""
     if to is not None:
-        host = sess.scalar(select(HostRow).where(HostRow.name == to))
-        if host is None:
+        pinned = sess.scalar(select(HostRow).where(HostRow.name == to))
+        if pinned is None:
             raise NotFound(f"host {to!r} not found")
-        if host.id == row.host_id:
+        if pinned.id == row.host_id:
             raise Conflict(f"instance {row.name} already runs on {to}")
-        plan = place(request_for(row, to), snap)  # a down or full host: 409 with reasons
-    else:
-        request = request_for(row, None)
-        fits = [v for v in explain(request, snap) if v.reason is None
-                and v.name != _host_name(sess, row.host_id)]
-        if not fits:
-            raise NoValidHost(f"no other host fits: {_reasons(request, snap, sess, row)}")
-        best = max(fits, key=lambda v: v.score or 0.0)
-        plan = place(request_for(row, best.name), snap)
-    ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
-    ledger.reserve_cores(sess, plan.host_id, plan.cores, row.id)
+    plan = placement.reserve(sess, ctx.settings, request_for(row, to), row.id,
+                             leave=_host_name(sess, row.host_id))
     host = sess.get(HostRow, plan.host_id)
     assert host is not None
     return host, list(plan.cores)
-
-
-def _reasons(request: PlacementRequest, snap: Any, sess: Session, row: InstanceRow) -> str:
-    own = _host_name(sess, row.host_id)
-    return "; ".join(f"{v.name}: {v.reason or 'is the source'}" for v in explain(request, snap)
-                     if v.name != own or v.reason) or "the cluster has no other host"
 
 
 def _host_name(sess: Session, host_id: str | None) -> str:
@@ -97,28 +78,44 @@ def _host_name(sess: Session, host_id: str | None) -> str:
 
 def _begin(ctx: ServerContext, project_id: str, ref: str,
            to: str | None) -> tuple[str, str]:
-    with ctx.db.session() as sess:
-        row = records.instance_by_ref(sess, project_id, ref)
-        if row.state != InstanceState.running or row.desired_state != DesiredState.running:
-            raise Conflict(f"instance {row.name} is {row.state}: only a running instance "
-                           "migrates")
-        if row.options.get("migrating"):
-            raise Conflict(f"instance {row.name} is already being migrated")
-        source = host_target(ctx, sess, row.host_id, f"instance {row.name}")
-        target, cores = choose_target(ctx, sess, row, to)
-        op = start_operation(sess, row, "migrate", state="running", source=source.name,
-                             target=target.name, source_id=row.host_id, target_id=target.id,
-                             cores=cores, generation=row.generation)
-        row.options = {**row.options, "migrating": op.id}
-        record_event(sess, row, "migrate", f"migration {source.name} -> {target.name} begins")
-        return op.id, row.id
+    return placement.placing(ctx.db, lambda sess: _begin_in(ctx, sess, project_id, ref, to))
 
 
-def step(ctx: ServerContext, op_id: str, name: str, **data: Any) -> None:
+def _begin_in(ctx: ServerContext, sess: Session, project_id: str, ref: str,
+              to: str | None) -> tuple[str, str]:
+    row = records.instance_by_ref(sess, project_id, ref)
+    if row.state != InstanceState.running or row.desired_state != DesiredState.running:
+        raise Conflict(f"instance {row.name} is {row.state}: only a running instance "
+                       "migrates")
+    return start_move(ctx, sess, row, to, "migrate", "migration")
+
+
+def start_move(ctx: ServerContext, sess: Session, row: InstanceRow, to: str | None, kind: str,
+               what: str) -> tuple[str, str]:
+    """The common start of a cold or live move (`kind`): not moving already, the target's
+    cores reserved, the operation journalled with its plan; returns (operation, instance)."""
+    if row.options.get("migrating"):
+        raise Conflict(f"instance {row.name} is already being migrated")
+    source = host_target(ctx, sess, row.host_id, f"instance {row.name}")
+    target, cores = choose_target(ctx, sess, row, to)
+    op = start_operation(sess, row, kind, state="running", source=source.name,
+                         target=target.name, source_id=row.host_id, target_id=target.id,
+                         cores=cores, generation=row.generation)
+    row.options = {**row.options, "migrating": op.id}
+    record_event(sess, row, "migrate", f"{what} {source.name} -> {target.name} begins")
+    return op.id, row.id
+
+
+def journal(ctx: ServerContext, op_id: str, name: str, data: dict[str, Any]) -> None:
+    """Step `name` of a cold or live move recorded as done, with its data."""
     with ctx.db.session() as sess:
         op = sess.get(OperationRow, op_id)
         assert op is not None
         op.steps = [*op.steps, {"step": name, "at": datetime.now(UTC).isoformat(), **data}]
+
+
+def step(ctx: ServerContext, op_id: str, name: str, **data: Any) -> None:
+    journal(ctx, op_id, name, data)
     faults.point(f"server.migrate.{name}")
 
 
@@ -268,15 +265,7 @@ def _source_cores(row: InstanceRow) -> list[int]:
     cpuset = str(row.limits.get("cpuset") or "")
     if not int(row.limits.get("cores", 0)) or not cpuset:
         return []
-    return records_cores(cpuset)
-
-
-def records_cores(cpuset: str) -> list[int]:
-    cores: list[int] = []
-    for part in cpuset.split(","):
-        lo, _, hi = part.partition("-")
-        cores += list(range(int(lo), int(hi or lo) + 1))
-    return cores
+    return parse_cpuset(cpuset)
 
 
 def finish(ctx: ServerContext, op_id: str, instance_id: str, status: str, error: str | None,
@@ -332,16 +321,22 @@ def _best_effort(call: Any) -> None:
         log.warning("migration clean-up: %s", exc.message)
 
 
+def left_running(ctx: ServerContext, kind: str) -> list[tuple[str, str, set[str]]]:
+    """The operations of `kind` still running (at server start: left by a restart), as
+    (operation, instance, the steps done)."""
+    with ctx.db.session() as sess:
+        return [(op.id, op.instance_id, {str(s.get("step")) for s in op.steps})
+                for op in sess.scalars(select(OperationRow).where(
+                    OperationRow.kind == kind, OperationRow.status == "running"))
+                if op.instance_id is not None]
+
+
 def recover(ctx: ServerContext) -> None:
     """At server start: every migration left running is rolled back, or finished when its
-    instance already runs on the target (the switch committed)."""
-    with ctx.db.session() as sess:
-        ops = [(op.id, op.instance_id, {s.get("step") for s in op.steps})
-               for op in sess.scalars(select(OperationRow).where(
-                   OperationRow.kind == "migrate", OperationRow.status == "running"))]
-    for op_id, instance_id, done in ops:
-        if instance_id is None:
-            continue
+    instance already runs on the target (the switch committed). Live migrations are
+    `live_migrate.recover`'s (the server's start-up runs both; this module does not import
+    that one, which builds on it)."""
+    for op_id, instance_id, done in left_running(ctx, "migrate"):
         try:
             if "running" in done:
                 plan, src, _ = _targets(ctx, op_id)
@@ -354,8 +349,6 @@ def recover(ctx: ServerContext) -> None:
         except Exception as exc:  # one migration's recovery must not keep the others from running
             log.exception("recovery of migration %s failed", op_id)
             mark_stuck(ctx, op_id, instance_id, exc)
-    from dockyard.server import live_migrate  # it builds on this module
-    live_migrate.recover(ctx)
 
 
 def mark_stuck(ctx: ServerContext, op_id: str, instance_id: str, exc: Exception) -> None:

@@ -107,8 +107,8 @@ def _precheck(ctx: ServerContext, project_id: str, spec: StackSpec,
         limits = spec.services[name].limits
         cores += limits.cores * count
         if count:
-            unlimited |= limits.memory_bytes() is None
-            memory += (limits.memory_bytes() or 0) * count
+            unlimited |= limits.memory is None
+            memory += (limits.memory or 0) * count
     claim = quotas.Claim(instances=sum(to_add.values()), cores=cores,
                          memory_bytes=None if unlimited else memory)
     with ctx.db.session() as sess:

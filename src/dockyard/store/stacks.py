@@ -192,12 +192,14 @@ def instance_exists(sess: Session, instance_id: str) -> bool:
     return sess.get(InstanceRow, instance_id) is not None
 
 
-def memberships(sess: Session) -> dict[str, tuple[str, str]]:
-    """instance id → (stack id, service) of every bound replica (for /etc/hosts)."""
-    rows = sess.execute(select(StackReplicaRow.instance_id, StackReplicaRow.stack_id,
-                               StackReplicaRow.service)
-                        .where(StackReplicaRow.instance_id.is_not(None)))
-    return {iid: (stack, service) for iid, stack, service in rows}
+def memberships(sess: Session) -> dict[tuple[str, str], tuple[str, str]]:
+    """(network id, ip) → (stack id, service) of every bound replica whose instance is not
+    being deleted (an address is one instance's per network): for /etc/hosts."""
+    rows = sess.execute(select(InstanceRow.network_id, InstanceRow.ip,
+                               StackReplicaRow.stack_id, StackReplicaRow.service)
+                        .join(InstanceRow, InstanceRow.id == StackReplicaRow.instance_id)
+                        .where(InstanceRow.desired_state != DesiredState.deleted))
+    return {(net, ip): (stack, service) for net, ip, stack, service in rows}
 
 
 def name_holder(sess: Session, project_id: str, name: str) -> str | None:
