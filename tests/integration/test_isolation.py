@@ -136,6 +136,7 @@ class Owned:
     token_id: str
     snapshot: str
     snapshot_image: str
+    stack: str  # with no replicas: nothing to clean up when a test fails
     secrets: list[str] = field(default_factory=list)  # ids and names B must never see
 
 
@@ -153,10 +154,12 @@ def _own_objects(dy: Dockyard, admin: Api, owner: Api, project: str) -> Owned:
     token_id = admin.ok("GET", "/v1/tokens", project=project)["items"][0]["id"]
     snapshot = owner.ok("POST", f"/v1/instances/{inst['name']}/snapshot",
                         {"tag": f"iso-snap-{sfx}"})
+    stack = owner.ok("POST", "/v1/stacks", {"name": f"iso-stack-{sfx}", "services": {
+        "web": {"name": "web", "image": IMAGE, "replicas": 0}}})["name"]
     return Owned(project=project, instance=inst, operation=inst["operation"], volume=volume,
                  network=network, rule=rule, webhook=webhook, token_id=token_id,
-                 snapshot=snapshot["name"], snapshot_image=snapshot["image"],
-                 secrets=[inst["id"], inst["name"], volume["id"], volume["name"],
+                 snapshot=snapshot["name"], snapshot_image=snapshot["image"], stack=stack,
+                 secrets=[stack, inst["id"], inst["name"], volume["id"], volume["name"],
                           network["name"], rule["name"], webhook["id"], inst["operation"]])
 
 
@@ -167,7 +170,8 @@ def _path_values(o: Owned) -> dict[str, str]:
             "/v1/projects/": o.project, "/v1/alerts/rules/": o.rule["name"],
             "/v1/webhooks/": o.webhook["id"], "/v1/tokens/": o.token_id,
             "/v1/hosts/": "local", "/v1/images/": IMAGE,
-            "/v1/agent/instances/": o.instance["id"], "/v1/snapshots/": o.snapshot}
+            "/v1/agent/instances/": o.instance["id"], "/v1/snapshots/": o.snapshot,
+            "/v1/stacks/": o.stack}
 
 
 def _concrete(template: str, o: Owned) -> str:
@@ -197,6 +201,10 @@ SCOPED: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {
     ("GET", "/v1/networks/{ref}"): (None, {}),
     ("GET", "/v1/projects/{ref}"): (None, {}),
     ("GET", "/v1/projects/{ref}/quota"): (None, {}),
+    ("GET", "/v1/stacks/{name}"): (None, {}),
+    ("GET", "/v1/stacks/{name}/replicas"): (None, {}),
+    ("POST", "/v1/stacks/{name}/scale"): ({"replicas": {"web": 0}}, {}),
+    ("DELETE", "/v1/stacks/{name}"): (None, {}),
     ("DELETE", "/v1/alerts/rules/{ref}"): (None, {}),
     ("DELETE", "/v1/webhooks/{webhook_id}"): (None, {}),
     ("DELETE", "/v1/volumes/{ref}"): (None, {}),

@@ -58,6 +58,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "webhook": ("webhooks", "webhook_app"),
     "image": ("images", "image_app"),
     "snapshot": ("snapshots", "snapshot_app"),
+    "stack": ("stack", "stack_app"),
     "project": ("projects", "project_app"),
     "token": ("tokens", "token_app"),
     "quota": ("quotas", "quota_app"),

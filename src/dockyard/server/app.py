@@ -31,6 +31,7 @@ from dockyard.server.routers import (
     instances,
     networks,
     projects,
+    stacks,
     volumes,
 )
 from dockyard.server.routers import stats as stats_router
@@ -101,6 +102,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(feed_router)
     app.include_router(alerts.router)
     app.include_router(stats_router.router)
+    app.include_router(stacks.router)
     app.include_router(audit.router)
     app.include_router(registry_proxy_router)  # /v2/: not in the OpenAPI schema
     return app

@@ -36,7 +36,7 @@ from dockyard.server.context import ServerContext
 from dockyard.server.hosts import touch, watch_timeout
 from dockyard.server.placement import prefixlen
 from dockyard.server.reports import apply_report
-from dockyard.store import hosts, meta, networks, projects, records, revision, stats
+from dockyard.store import hosts, meta, networks, projects, records, revision, stacks, stats
 from dockyard.store import instances as instance_rows
 from dockyard.store.events import record as record_event
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
@@ -122,8 +122,11 @@ def _network(row: NetworkRow, peers: list[Peer] | None = None) -> DesiredNetwork
 def _peers(sess: Session) -> dict[str, list[Peer]]:
     """network id -> its instances (not being deleted), for /etc/hosts; one query."""
     out: dict[str, list[Peer]] = {}
+    replicas = stacks.memberships(sess)  # stack replicas: their service name in the stack
     for network_id, ip, hostname, name in instance_rows.peers(sess):
-        out.setdefault(network_id, []).append(Peer(ip=ip, hostname=hostname, name=name))
+        stack, service = replicas.get((network_id, ip), (None, None))
+        out.setdefault(network_id, []).append(Peer(ip=ip, hostname=hostname, name=name,
+                                                   stack=stack, service=service))
     return out
 
 
