@@ -8,6 +8,12 @@ pooled client (an agent's, the server's agent proxy) never reads, so each such c
 held shutdown for the whole timeout. A connection that has been closing for `LINGER` seconds
 (its last bytes long flushed on the wire) is aborted instead. Streams (logs --follow, exec)
 are still cut by `timeout_graceful_shutdown`, the backstop.
+
+Idle keep-alive: both servers keep an idle connection `KEEP_ALIVE` seconds, longer than their
+clients' pools keep one (httpx: 5 s). With uvicorn's default (also 5 s) a pooled client could
+send a request on a connection the server was closing at that moment, and get "Server
+disconnected without sending a response" (a 502 "agent unreachable" through the server's agent
+proxy; `make soak` found it). The closing side must be the client's.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Callable
 import uvicorn
 
 LINGER = 0.2  # seconds a closing connection may wait for its peer's TLS close_notify
+KEEP_ALIVE = 30  # seconds an idle connection is kept (> the clients' pool expiry, 5 s)
 
 
 class PromptServer(uvicorn.Server):

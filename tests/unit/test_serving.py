@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from dockyard.serving import PromptServer
+from dockyard.serving import KEEP_ALIVE, PromptServer
 from dockyard.tls import TlsFiles, ensure_ca, ensure_server_cert
 
 
@@ -79,3 +79,13 @@ def test_shutdown_does_not_wait_for_an_idle_tls_client(tmp_path: Path, idle_for:
         # free the aborted transport's socket now, inside this test's warning filter, not
         # in whichever later test the collector happens to run
         gc.collect()
+
+
+def test_an_idle_connection_is_closed_by_the_client_side_first() -> None:
+    """The servers keep an idle connection longer than an httpx pool does (its default
+    `keepalive_expiry`), so a pooled request never races the server's close (a 502 "Server
+    disconnected without sending a response" through the agent proxy, found by make soak)."""
+    import httpx
+
+    expiry = httpx.Limits().keepalive_expiry
+    assert expiry is not None and 2 * expiry <= KEEP_ALIVE

@@ -55,7 +55,7 @@ from dockyard.model.agent import (
     WatchReply,
 )
 from dockyard.model.host import HostInventory
-from dockyard.serving import PromptServer
+from dockyard.serving import KEEP_ALIVE, PromptServer
 
 log = logging.getLogger("dockyard.agent")
 WATCH_TIMEOUT = 25.0
@@ -434,7 +434,8 @@ def run_agent(settings: AgentSettings) -> None:
                            agent.registry, settings.home, agent.forget,
                            agent.live_hooks())
     config = uvicorn.Config(app, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=1, ssl_certfile=cert, ssl_keyfile=key)
+                            timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=1,
+                            ssl_certfile=cert, ssl_keyfile=key)
     try:
         PromptServer(config, on_shutdown=agent.stop).run(sockets=[sock])
     finally:

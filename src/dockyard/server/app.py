@@ -36,7 +36,7 @@ from dockyard.server.routers import (
 )
 from dockyard.server.routers import stats as stats_router
 from dockyard.server.routers.snapshots import router as snapshots_router
-from dockyard.serving import PromptServer
+from dockyard.serving import KEEP_ALIVE, PromptServer
 from dockyard.store.changes import ChangeChannel
 from dockyard.store.db import Database
 from dockyard.tls import TlsFiles, ensure_ca, ensure_server_cert, server_names
@@ -125,7 +125,7 @@ def run_server(settings: ServerSettings) -> None:
     tls = server_tls(settings)
     app = create_app(settings)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=2,
+                            timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=2,
                             ssl_certfile=tls.cert if tls else None,
                             ssl_keyfile=tls.key if tls else None)
     PromptServer(config, on_shutdown=app.state.ctx.notifier.close_waiters).run()
