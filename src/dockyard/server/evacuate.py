@@ -17,12 +17,12 @@ from sqlalchemy import select
 from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
 from dockyard.model.instance import DesiredState, InstanceState
 from dockyard.server import image_access
+from dockyard.server.agent_proxy import HostTarget
 from dockyard.server.context import ServerContext
 from dockyard.server.instances import record_event, start_operation
 from dockyard.server.migrate import choose_target
 from dockyard.server.placement import host_is_up
 from dockyard.server.snapshots import named_volumes, snapshot_dir
-from dockyard.server.transfers import HostTarget
 from dockyard.store import ledger, records, revision
 from dockyard.store.tables import InstanceRow, OperationRow, SnapshotRow, VolumeRow
 

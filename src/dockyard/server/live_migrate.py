@@ -39,12 +39,11 @@ from dockyard.model.instance import InstanceState
 from dockyard.model.live import CriuFacts, HostFacts, PreflightReport, evaluate, summary
 from dockyard.scheduler import explain
 from dockyard.server import migrate as cold
+from dockyard.server.agent_proxy import HostTarget, host_target
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import _desired, _network, _peers
 from dockyard.server.instances import record_event, start_operation
 from dockyard.server.placement import snapshot
-from dockyard.server.snapshots import host_target
-from dockyard.server.transfers import HostTarget
 from dockyard.store import records
 from dockyard.store.tables import (
     CoreAllocationRow,

@@ -34,11 +34,11 @@ from dockyard.errors import BackendError, Conflict, DockyardError, NotFound, NoV
 from dockyard.model.instance import DesiredState, InstanceState
 from dockyard.model.volume import docker_volume_name
 from dockyard.scheduler import PlacementRequest, explain, place
+from dockyard.server.agent_proxy import HostTarget, host_target
 from dockyard.server.context import ServerContext
 from dockyard.server.instances import record_event, start_operation, touch_shared
 from dockyard.server.placement import snapshot
-from dockyard.server.snapshots import host_target, named_volumes
-from dockyard.server.transfers import HostTarget
+from dockyard.server.snapshots import named_volumes
 from dockyard.store import ledger, records, revision
 from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, OperationRow, VolumeRow
 
