@@ -124,13 +124,14 @@ def host_remove(name: str) -> None:
 
 @network_app.command("list")
 def network_list(as_json: JsonOpt = False) -> None:
-    """List networks."""
+    """List networks (every page)."""
+    from dockyard.client import NetworkItem
     with client() as api:
-        page = api.get("/v1/networks", limit=1000)
+        items = api.list_all("/v1/networks", NetworkItem, limit=1000)
     if as_json:
-        print_json(page)
+        print_json({"items": items, "next": None})
         return
-    table(page["items"], [("NAME", lambda r: r["name"]), ("SUBNET", lambda r: r["subnet"]),
+    table(items, [("NAME", lambda r: r["name"]), ("SUBNET", lambda r: r["subnet"]),
                           ("GATEWAY", lambda r: r["gateway"]), ("MODE", lambda r: r["mode"]),
                           ("BRIDGE", lambda r: r["bridge"]),
                           ("INSTANCES", lambda r: r["instances"])], "no networks")
@@ -184,13 +185,14 @@ def network_delete(name: str) -> None:
 
 @volume_app.command("list")
 def volume_list(as_json: JsonOpt = False) -> None:
-    """List the project's volumes."""
+    """List the project's volumes (every page)."""
+    from dockyard.client import VolumeItem
     with client() as api:
-        page = api.get("/v1/volumes", limit=1000)
+        items = api.list_all("/v1/volumes", VolumeItem, limit=1000)
     if as_json:
-        print_json(page)
+        print_json({"items": items, "next": None})
         return
-    table(page["items"], [("NAME", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
+    table(items, [("NAME", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
                           ("DOCKER NAME", lambda r: r["docker_name"]),
                           ("ATTACHED TO", lambda r: ", ".join(r["attached_to"]) or None)],
           "no volumes")

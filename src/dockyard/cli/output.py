@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from rich.console import Console
 from rich.table import Table
@@ -18,9 +18,20 @@ def print_json(data: Any) -> None:
 
 
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
+Row = TypeVar("Row")  # a TypedDict of client.py: its columns' keys are checked
 
 
-def table(rows: list[dict[str, Any]], columns: Sequence[Column], empty: str) -> None:
+@overload
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], empty: str) -> None: ...
+
+
+@overload
+def table(rows: Sequence[Row], columns: Sequence[tuple[str, Callable[[Row], Any]]],
+          empty: str) -> None: ...
+
+
+def table(rows: Sequence[Any], columns: Sequence[tuple[str, Callable[[Any], Any]]],
+          empty: str) -> None:
     if not rows:
         console.print(f"[dim]{empty}[/dim]")
         return
