@@ -13,11 +13,15 @@ up: setup
 	$(PY)/dockyard up $(DOCKYARD_UP_ARGS)
 
 # under `make test` (and CI=true) a part the tests need that is missing fails instead of
-# skipping (tests/requirements.py), and so does a failed step of scripts/setup.sh
+# skipping (tests/requirements.py), and so does a failed step of scripts/setup.sh; the machine
+# image is built once per content of its build context (scripts/machine-image.sh); the run
+# prints its 40 slowest tests and fails when it exceeds its time budget (25 min, override
+# with DOCKYARD_TEST_BUDGET_MIN) by more than 20 % (tests/budget.py)
 test: export DOCKYARD_TEST_REQUIRE_ALL := 1
 test: setup
 	$(PY)/ruff check src tests
 	$(PY)/lint-imports
+	./scripts/machine-image.sh
 	$(PY)/pytest tests -p no:cacheprovider --durations=40
 
 unit:
@@ -36,8 +40,12 @@ bench: setup
 
 SOAK_MINUTES ?= 10
 
-# random kill -9 of agent and server during create/delete/resize/snapshot (not in `make test`)
+# not in `make test`: the randomised loops of the tests marked `soak` run long from fresh seeds
+# (tests/budget.py; DY_SEED replays one), then random kill -9 of agent and server during
+# create/delete/resize/snapshot for SOAK_MINUTES (tests/soak.py)
+soak: export DOCKYARD_SOAK := 1
 soak: setup
+	$(PY)/pytest tests -m soak -p no:cacheprovider --durations=10
 	$(PY)/python -m tests.soak --minutes $(SOAK_MINUTES)
 
 clean:

@@ -1,7 +1,7 @@
 """Placements through the server's own path, on a store of 10,000 hosts (no Docker needed).
 
 What `server/instances._commit` does for the capacity part of a launch, in one store
-transaction each: `placement.snapshot` (the capacity stamp, the down hosts, and the cached
+transaction each: `placement.cluster_view` (the capacity stamp, the down hosts, and the cached
 snapshot brought up to date — or the whole store read and the index built when the cache
 cannot be used), `scheduler.place`, the version CAS (`ledger.commit_placement`), the exclusive
 cores and the instance row. Not included: the quota check, IP allocation, volumes, operation
@@ -11,7 +11,7 @@ The store is a SQLite file in a temporary directory with the 10,000 synthetic ho
 `bench/scheduler.py` (heartbeat now) and one instance per host already placed. Timed per
 placement, wall clock, one thread:
 
-* cached: the server's path as it is (`placement.snapshot` with its cache);
+* cached: the server's path as it is (`placement.cluster_view` with its cache);
 * uncached: the same with the cache dropped before each placement (a full store read and
   index build per launch: what every launch paid before the cache), fewer placements.
 """
@@ -83,7 +83,7 @@ def _launch(db: Database, settings: ServerSettings, project: str,
     try:
         with db.session() as sess:
             t0 = time.perf_counter()
-            snap, versions = placement.snapshot(sess, settings)
+            snap, versions = placement.cluster_view(sess, settings)
             if snap_times is not None:
                 snap_times.append(time.perf_counter() - t0)
             plan = place(request, snap)
@@ -136,7 +136,7 @@ def bench_placement_path(quick: bool, log: Callable[[str], None]) -> dict[str, A
         t0 = time.perf_counter()
         with db.read() as sess:
             placement._cache.clear()
-            placement.snapshot(sess, settings)
+            placement.cluster_view(sess, settings)
         first_ms = (time.perf_counter() - t0) * 1e3
         for _ in range(20):  # warm-up: memoized masks, SQLite page cache
             _launch(db, settings, project, request_mix(rng))
@@ -171,13 +171,13 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         "", "## Scheduler through the server's placement path", "",
         f"`bench/placement_path.py`: a SQLite store with {r['hosts']:,} hosts (those of the "
         "synthetic snapshot below, heartbeat now) and one instance each; every placement is "
-        "one store transaction as in `server/instances._commit`: `placement.snapshot` (the "
+        "one store transaction as in `server/instances._commit`: `placement.cluster_view` (the "
         "capacity stamp, the down hosts, the cached snapshot brought up to date), "
         "`scheduler.place`, the version CAS, the cores and the instance row. Wall clock, one "
         "thread. *Uncached* drops the cache before each placement: a full store read and "
         "index build per launch, as every launch paid before the cache.", "",
         "| | placements | p50 ms | p99 ms | max ms | placements/s | of which "
-        "`placement.snapshot` p50 / p99 ms | outcomes | cache |",
+        "`placement.cluster_view` p50 / p99 ms | outcomes | cache |",
         "|---|---|---|---|---|---|---|---|---|",
         *(f"| {label} | {s['n']} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
           f"{s['max_ms']:.2f} | {s['per_second']:,.1f} | {s['snapshot_p50_ms']:.2f} / "

@@ -1,16 +1,16 @@
-"""Scheduler benchmark: placement latency and throughput on a synthetic 10,000-host snapshot.
+"""Scheduler benchmark: placement latency and throughput on a synthetic 10,000-host view.
 
 Pure Python and numpy, no Dockyard and no Docker: `dockyard.scheduler.place` against a
-`ClusterSnapshot` made here (seeded, so every run sees the same cluster and requests), in one
+`ClusterView` made here (seeded, so every run sees the same cluster and requests), in one
 thread (numpy's element-wise operations do not use more). Timed twice: wall clock, and the
 thread's CPU time (what one core spends, whatever else the machine runs); the verdict uses
 CPU time, the load average is reported beside it.
 
 * 2,000 placements of a request mix (plain, exclusive cores, `--constraint`, `--anti-affinity`,
-  `pack`), each plan applied to the snapshot with `scheduler.assume` before the next one, so
+  `pack`), each plan applied to the view with `scheduler.assume` before the next one, so
   capacity shrinks and groups fill up as in a real burst. Latency = `place()` alone;
   placements/s = placements / time of the whole loop, `assume` included.
-* Once, for scale: building the index (the per-snapshot cost, paid by the first placement),
+* Once, for scale: building the index (the per-view cost, paid by the first placement),
   `explain` over every host, a request no host fits (the "no valid host" counts), and the
   per-host Python loop (`Pipeline.reject_reason` + `score`) the vectorized path replaced.
 
@@ -29,8 +29,8 @@ from typing import Any
 
 from dockyard.errors import NoValidHost
 from dockyard.scheduler import (
-    ClusterSnapshot,
-    HostSnapshot,
+    ClusterView,
+    HostView,
     PlacementRequest,
     assume,
     build_pipeline,
@@ -49,12 +49,12 @@ ZONES = [f"z{i}" for i in range(8)]
 GROUPS = [f"g{i}" for i in range(200)]
 
 
-def synthetic_host(rng: random.Random, i: int) -> HostSnapshot:
+def synthetic_host(rng: random.Random, i: int) -> HostView:
     ncores = rng.choice([16, 32, 64])
     cores = list(range(ncores))
     taken = [c for c in cores[2:] if rng.random() < 0.3]
     memory = rng.choice([64, 128, 256, 512]) * GiB
-    return HostSnapshot(
+    return HostView(
         id=f"{i:032x}", name=f"host-{i:05d}", up=rng.random() > 0.02,
         draining=rng.random() < 0.01, cores=cores, reserved_cores=[0, 1], taken_cores=taken,
         memory_bytes=memory, memory_reserved_bytes=int(memory * rng.uniform(0.0, 0.8)),
@@ -66,9 +66,9 @@ def synthetic_host(rng: random.Random, i: int) -> HostSnapshot:
         instances=rng.randrange(0, 60))
 
 
-def synthetic_snapshot(seed: int = 1) -> ClusterSnapshot:
+def synthetic_view(seed: int = 1) -> ClusterView:
     rng = random.Random(seed)
-    return ClusterSnapshot(hosts=[synthetic_host(rng, i) for i in range(HOSTS)],
+    return ClusterView(hosts=[synthetic_host(rng, i) for i in range(HOSTS)],
                            memory_overcommit=1.5, disk_overcommit=1.2)
 
 
@@ -104,29 +104,29 @@ class Run:
     refused: int = 0
 
 
-def _placements(snapshot: ClusterSnapshot, rng: random.Random, n: int) -> Run:
+def _placements(view: ClusterView, rng: random.Random, n: int) -> Run:
     run = Run()
     wall0, cpu0 = time.perf_counter(), time.thread_time()
     for _ in range(n):
         request = request_mix(rng)
         t0, c0 = time.perf_counter(), time.thread_time()
         try:
-            plan = place(request, snapshot)
+            plan = place(request, view)
         except NoValidHost:
             plan = None
             run.refused += 1
         run.wall.append(time.perf_counter() - t0)
         run.cpu.append(time.thread_time() - c0)
         if plan is not None:
-            snapshot = assume(snapshot, plan, request)
+            view = assume(view, plan, request)
     run.loop_wall, run.loop_cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
     return run
 
 
-def _per_host_loop(snapshot: ClusterSnapshot, request: PlacementRequest) -> None:
-    pipeline = build_pipeline(request.strategy, snapshot.memory_overcommit,
-                              snapshot.disk_overcommit, snapshot.pids_overcommit)
-    feasible = [h for h in snapshot.hosts if pipeline.reject_reason(h, request) is None]
+def _per_host_loop(view: ClusterView, request: PlacementRequest) -> None:
+    pipeline = build_pipeline(request.strategy, view.memory_overcommit,
+                              view.disk_overcommit, view.pids_overcommit)
+    feasible = [h for h in view.hosts if pipeline.reject_reason(h, request) is None]
     max(feasible, key=lambda h: pipeline.score(h, request))
 
 
@@ -137,11 +137,11 @@ def _ms(values: list[float], q: float) -> float:
 def bench_scheduler(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     placements = 500 if quick else PLACEMENTS
     log(f"scheduler: {HOSTS} synthetic hosts, {placements} placements")
-    snapshot = synthetic_snapshot()
+    view = synthetic_view()
     rng = random.Random(2)
-    index_s = _timed(snapshot.index)
-    _placements(snapshot, rng, WARMUP)  # warm-up: memoized label/network masks
-    run = _placements(snapshot, rng, placements)
+    index_s = _timed(view.index)
+    _placements(view, rng, WARMUP)  # warm-up: memoized label/network masks
+    run = _placements(view, rng, placements)
     plain = PlacementRequest(cores=0, memory_bytes=GiB, pids=4096, network_id=NETWORKS[0])
     impossible = PlacementRequest(cores=0, memory_bytes=10_000 * GiB, pids=4096,
                                   network_id=NETWORKS[1])
@@ -153,11 +153,11 @@ def bench_scheduler(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
         "wall_p99_ms": _ms(run.wall, 0.99), "wall_max_ms": max(run.wall) * 1e3,
         "per_second": placements / run.loop_cpu,
         "wall_per_second": placements / run.loop_wall, "index_ms": index_s * 1e3,
-        "explain_ms": _timed(lambda: explain(plain, snapshot)) * 1e3,
-        "no_valid_host_ms": _timed(lambda: _expect_no_host(impossible, snapshot)) * 1e3,
-        "per_host_loop_ms": min(_timed(lambda: _per_host_loop(snapshot, plain))
+        "explain_ms": _timed(lambda: explain(plain, view)) * 1e3,
+        "no_valid_host_ms": _timed(lambda: _expect_no_host(impossible, view)) * 1e3,
+        "per_host_loop_ms": min(_timed(lambda: _per_host_loop(view, plain))
                                 for _ in range(3)) * 1e3,
-        "no_valid_host_message": _message(impossible, snapshot)}
+        "no_valid_host_message": _message(impossible, view)}
     result["ok"] = result["p99_ms"] <= GOAL_P99_MS and result["per_second"] >= GOAL_PER_SECOND
     log(f"  CPU time: p50 {result['p50_ms']:.3f} ms, p99 {result['p99_ms']:.3f} ms, "
         f"{result['per_second']:.0f} placements/s; wall: p99 {result['wall_p99_ms']:.3f} ms, "
@@ -165,17 +165,17 @@ def bench_scheduler(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     return result
 
 
-def _expect_no_host(request: PlacementRequest, snapshot: ClusterSnapshot) -> None:
+def _expect_no_host(request: PlacementRequest, view: ClusterView) -> None:
     try:
-        place(request, snapshot)
+        place(request, view)
     except NoValidHost:
         return
     raise AssertionError("the impossible request was placed")
 
 
-def _message(request: PlacementRequest, snapshot: ClusterSnapshot) -> str:
+def _message(request: PlacementRequest, view: ClusterView) -> str:
     try:
-        place(request, snapshot)
+        place(request, view)
     except NoValidHost as exc:
         return exc.message
     return ""
@@ -191,12 +191,12 @@ def summary_row(r: dict[str, Any]) -> str:
 def report_lines(r: dict[str, Any]) -> list[str]:
     return [
         "", "## Scheduler", "",
-        f"`bench/scheduler.py`: `scheduler.place` on a synthetic snapshot of {r['hosts']:,} "
+        f"`bench/scheduler.py`: `scheduler.place` on a synthetic view of {r['hosts']:,} "
         "hosts (16–64 cores, 64–512 GiB, 0–80 % memory reserved, 2 % down, 1 % draining, "
         "8 zones, 200 anti-affinity groups; memory overcommit 1.5), in one thread. "
         f"{r['placements']:,} placements of a mixed request stream (60 % plain, 20 % "
         "exclusive cores, 10 % `--constraint zone=…`, 10 % `--anti-affinity`; a fifth with "
-        "`pack`), each plan applied to the snapshot with `scheduler.assume` before the next "
+        "`pack`), each plan applied to the view with `scheduler.assume` before the next "
         "(capacity shrinks), after 50 warm-up placements. Latency is `place()` alone; "
         "placements/s is over the whole loop, `assume` included. CPU time is the thread's "
         "(what one core spends); wall clock depends on what else runs: load average "
@@ -211,12 +211,12 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         "", "Once, wall clock:", "",
         "| measure | value |", "|---|---|",
         f"| refused (no valid host) during the run | {r['refused']} |",
-        f"| index build (once per snapshot) | {r['index_ms']:.1f} ms |",
+        f"| index build (once per view) | {r['index_ms']:.1f} ms |",
         f"| explain, all {r['hosts']:,} hosts | {r['explain_ms']:.1f} ms |",
         f"| a request no host fits (reason counts) | {r['no_valid_host_ms']:.3f} ms |",
         f"| the same placement as a per-host Python loop | {r['per_host_loop_ms']:.1f} ms |",
         "", f"No valid host answer at this size: \"{r['no_valid_host_message']}\".", "",
-        "The index (the snapshot as arrays) is built once per snapshot; the server builds a "
-        "new snapshot from the store for each launch, so there the store reads and the index "
+        "The index (the view as arrays) is built once per view; the server builds a "
+        "new view from the store for each launch, so there the store reads and the index "
         f"build, not `place`, dominate. Result: **{'PASS' if r['ok'] else 'FAIL'}**.",
     ]

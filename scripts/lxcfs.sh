@@ -76,7 +76,8 @@ start() {
   fi
   unmount_dead
   mkdir -p "$FS"
-  setsid lxcfs -l --enable-cfs -p "$PIDFILE" "$FS" >>"$LOGDIR/lxcfs.log" 2>&1 </dev/null &
+  "$(dirname "$0")/detach" lxcfs -l --enable-cfs -p "$PIDFILE" "$FS" >>"$LOGDIR/lxcfs.log" 2>&1 \
+    </dev/null &  # detach: none of our open files (a held lock) goes with it
   wait_ready
 }
 

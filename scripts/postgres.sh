@@ -60,8 +60,9 @@ boot() {
   fi
   log="$LOGDIR/postgres.log"
   touch "$log" && chown postgres:postgres "$log"
-  # pg_ctl detaches the postmaster itself; setsid and the redirections keep it off our pipes.
-  setsid runuser -u postgres -- "$bin/pg_ctl" -D "$DATA" -l "$log" -w -t 60 start \
+  # pg_ctl detaches the postmaster itself; detach (setsid, no open file of ours: a held lock)
+  # and the redirections keep it off our pipes.
+  "$(dirname "$0")/detach" runuser -u postgres -- "$bin/pg_ctl" -D "$DATA" -l "$log" -w -t 60 start \
     -o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" \
     >/dev/null 2>&1 </dev/null || true
   for _ in $(seq 1 120); do answers && break; sleep 0.5; done

@@ -50,7 +50,7 @@ if ! timeout 5 docker info >/dev/null 2>&1; then
     echo '{"live-restore": true, "log-driver": "json-file"}' > /etc/docker/daemon.json
   fi
   say "starting dockerd (log: $LOGDIR/dockerd.log)"
-  setsid dockerd >"$LOGDIR/dockerd.log" 2>&1 </dev/null &
+  scripts/detach dockerd >"$LOGDIR/dockerd.log" 2>&1 </dev/null &  # no lock of ours with it
   for _ in $(seq 1 60); do
     timeout 5 docker info >/dev/null 2>&1 && break
     sleep 0.5

@@ -1,35 +1,43 @@
-"""The HTTP seam of Dockyard: the client of the server's API (the CLI's and the agents') and
-the base of every client of a Dockyard API (the server's calls to agents subclass it too).
+"""The HTTP client of the Dockyard API, used by the CLI and by agents.
 
-    HttpClient ── one httpx transport (production: httpx's, TLS checked against `verify`;
-    │              unit tests: an httpx.MockTransport — the fake's seam)
-    │             one error mapping: a reply >= 400 → `errors.from_reply` (the class its
-    │              `{"error": {...}}` body names), a transport failure → BackendError naming
-    │              the peer
-    ├── ApiClient                   the server's API; lists come back as `Page[T]`
-    └── server/agent_proxy.AgentClient   one host's agent API
+Errors come back as the same `dockyard.errors` classes the server raised, mapped by
+`errors.from_reply` (the one mapping of every Dockyard HTTP client: this one and
+`httpclient.HttpClient`, the base of the server's agent client), so callers handle one error
+tree whether local or remote. Lists come back as `Page[T]`, items typed by the TypedDicts here.
 
-Errors come back as the same `dockyard.errors` classes the server raised, so callers handle
-one error tree whether local or remote. Only httpx and the standard library are imported here
-(no pydantic): the CLI loads this module for every command that calls the server.
+The bytes travel through a `Transport`: `HttpxTransport` (a pooled, thread-safe httpx client:
+the agent, the tests) by default; the CLI passes its own light one (`cli/transport.py`, the
+standard library's http.client: a command starts without importing httpx, issue 18). A
+transport answers `(status, body)` and raises `BackendError` when the server cannot be
+reached; `ApiClient` alone turns error replies into the error tree.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Generic, TypedDict, TypeVar, cast, overload
-
-import httpx
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    Generic,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from dockyard.errors import BackendError, DockyardError, from_reply
 
+if TYPE_CHECKING:
+    import httpx
+
 T = TypeVar("T")
-Timeout = float | httpx.Timeout | None
-# Streams wait as long as the peer keeps sending; connecting and writing are still bounded.
-STREAM = httpx.Timeout(10.0, read=None)
 
 
 def client_context(ca: Path | str | None) -> ssl.SSLContext | bool:
@@ -41,119 +49,76 @@ def client_context(ca: Path | str | None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=str(ca))
 
 
-def reply_of(resp: httpx.Response) -> Any:
-    """A read reply's JSON (None when empty), or the error it stands for."""
-    if resp.status_code >= 400:
-        raise from_reply(resp.status_code, resp.content)
-    return resp.json() if resp.content else None
+class Transport(Protocol):
+    """How `ApiClient` sends a request. `timeout`: the read timeout of this request (None:
+    the transport's own); `content`: a raw body streamed from an iterator (`upload`)."""
+
+    def send(self, method: str, path: str, *, params: dict[str, Any] | None, json: Any,
+             content: Iterator[bytes] | None = None,
+             timeout: float | None = None) -> tuple[int, bytes]: ...
+
+    def open_stream(self, method: str, path: str, *, params: dict[str, Any] | None,
+                    json: Any) -> AbstractContextManager[tuple[int, Iterator[bytes]]]: ...
+
+    def close(self) -> None: ...
 
 
-class HttpClient:
-    """Bearer-token JSON calls to one peer through one httpx transport.
+class HttpxTransport:
+    """httpx: a connection pool, safe to share between the agent's threads."""
 
-    `http`: a client (connection pool) shared with other HttpClients, which its owner closes;
-    without one this client has its own, built on `transport`. The async calls (streams the
-    server relays) open an AsyncClient per call: on `transport` when it also serves async
-    requests (httpx.MockTransport does), else on httpx's own."""
-
-    def __init__(self, url: str, token: str, *, unreachable: str, timeout: Timeout,
-                 verify: ssl.SSLContext | bool = True,
-                 transport: httpx.BaseTransport | None = None,
-                 http: httpx.Client | None = None) -> None:
-        self.url = url.rstrip("/")
-        self.verify = verify
-        self.unreachable = unreachable
-        self._timeout = timeout
-        self._headers = {"Authorization": f"Bearer {token}"}
-        self._transport = transport
-        self._owned = http is None
-        self._http = http or httpx.Client(timeout=timeout, verify=verify, transport=transport)
+    def __init__(self, url: str, token: str, timeout: float, ca: Path | str | None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        """`transport`: httpx's own when None (unit tests: an httpx.MockTransport)."""
+        import httpx
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=timeout, verify=client_context(ca),
+                                  headers={"Authorization": f"Bearer {token}"},
+                                  transport=transport)
 
     def close(self) -> None:
-        if self._owned:
-            self._http.close()
+        self._http.close()
 
-    def _url(self, path: str) -> str:
-        return self.url + path
-
-    def _failed(self, exc: httpx.HTTPError, what: str | None = None) -> BackendError:
-        return BackendError(f"{what or self.unreachable}: {exc}")
-
-    def request(self, method: str, path: str, *, json: Any = None,
-                params: Mapping[str, Any] | None = None, content: Any = None,
-                timeout: Timeout = None) -> Any:
-        """The reply's JSON (None when empty). `timeout`: None for this client's."""
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        import httpx
         try:
-            resp = self._http.request(method, self._url(path), json=json, params=params,
-                                      content=content, headers=self._headers,
-                                      timeout=timeout or self._timeout)
+            yield
         except httpx.HTTPError as exc:
-            raise self._failed(exc) from exc
-        return reply_of(resp)
+            raise BackendError(f"cannot reach Dockyard at {self.url}: {exc}") from exc
 
-    def chunks(self, method: str, path: str, *, json: Any = None,
-               params: Mapping[str, Any] | None = None, timeout: Timeout = None,
-               what: str | None = None) -> Iterator[bytes]:
-        """The reply's body as it arrives; an error reply raises at the first `next`."""
-        try:
-            with self._http.stream(method, self._url(path), json=json, params=params,
-                                   headers=self._headers,
-                                   timeout=timeout or self._timeout) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    reply_of(resp)
-                yield from resp.iter_bytes()
-        except httpx.HTTPError as exc:
-            raise self._failed(exc, what) from exc
+    def send(self, method: str, path: str, *, params: dict[str, Any] | None, json: Any,
+             content: Iterator[bytes] | None = None,
+             timeout: float | None = None) -> tuple[int, bytes]:
+        import httpx
+        kwargs: dict[str, Any] = {"params": params}
+        if content is not None:  # a long upload: connect within 10 s, then wait `timeout`
+            kwargs["content"] = content
+            kwargs["timeout"] = httpx.Timeout(10.0, read=timeout)
+        else:
+            kwargs["json"] = json
+            if timeout is not None:
+                kwargs["timeout"] = timeout
+        with self._reaching():
+            resp = self._http.request(method, path, **kwargs)
+        return resp.status_code, resp.content
 
-    def _async_client(self, timeout: Timeout) -> httpx.AsyncClient:
-        transport = (self._transport if isinstance(self._transport, httpx.AsyncBaseTransport)
-                     else None)
-        return httpx.AsyncClient(timeout=timeout or self._timeout, verify=self.verify,
-                                 transport=transport)
+    @contextmanager
+    def open_stream(self, method: str, path: str, *, params: dict[str, Any] | None,
+                    json: Any) -> Iterator[tuple[int, Iterator[bytes]]]:
+        import httpx
+        with self._reaching(), self._http.stream(
+                method, path, params=params, json=json,
+                timeout=httpx.Timeout(10.0, read=None)) as resp:
+            yield resp.status_code, resp.iter_bytes()
 
-    async def arequest(self, method: str, path: str, *, json: Any = None,
-                       params: Mapping[str, Any] | None = None, content: Any = None,
-                       timeout: Timeout = None, what: str | None = None) -> Any:
-        """`request` from the event loop (a request body streamed from an async iterator)."""
-        async with self._async_client(timeout) as client:
-            try:
-                resp = await client.request(method, self._url(path), json=json, params=params,
-                                            content=content, headers=self._headers)
-            except httpx.HTTPError as exc:
-                raise self._failed(exc, what) from exc
-        return reply_of(resp)
 
-    async def open_stream(self, method: str, path: str, *, json: Any = None,
-                          params: Mapping[str, Any] | None = None,
-                          interrupted: str | None = None) -> AsyncGenerator[bytes, None]:
-        """Start a streamed call: an error reply (before the first byte) raises here; the
-        body then comes from the returned generator, whose end closes the connection."""
-        client = self._async_client(STREAM)
-        request = client.build_request(method, self._url(path), json=json, params=params,
-                                       headers=self._headers)
-        try:
-            resp = await client.send(request, stream=True)
-            if resp.status_code >= 400:
-                await resp.aread()
-        except httpx.HTTPError as exc:
-            await client.aclose()
-            raise self._failed(exc) from exc
-        if resp.status_code >= 400:
-            await client.aclose()
-            reply_of(resp)
-
-        async def body() -> AsyncGenerator[bytes, None]:
-            try:
-                async for chunk in resp.aiter_bytes():
-                    yield chunk
-            except httpx.HTTPError as exc:
-                raise self._failed(exc, interrupted) from exc
-            finally:
-                await resp.aclose()
-                await client.aclose()
-
-        return body()
+def _body(status: int, content: bytes) -> Any:
+    """The reply's JSON; an error reply (4xx/5xx) raised as its class of the error tree."""
+    if status >= 400:
+        raise from_reply(status, content)
+    if status == 204 or not content:
+        return None
+    return json.loads(content)
 
 
 @dataclass(frozen=True)
@@ -191,22 +156,28 @@ class VolumeItem(TypedDict):
     created_at: str
 
 
-class ApiClient(HttpClient):
-    """The server's API, for the CLI and the agents."""
-
+class ApiClient:
     def __init__(self, url: str, token: str, timeout: float = 60.0,
-                 ca: Path | str | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 ca: Path | str | None = None, transport: Transport | None = None) -> None:
         """`ca`: the cluster CA that signed an https server's certificate (None: the
-        system's trust store). `transport`: httpx's own when None."""
-        super().__init__(url, token, unreachable=f"cannot reach Dockyard at {url.rstrip('/')}",
-                         timeout=timeout, verify=client_context(ca), transport=transport)
+        system's trust store). `transport`: how requests travel (default: httpx)."""
+        self.url = url.rstrip("/")
+        self._transport = transport or HttpxTransport(self.url, token, timeout, ca)
+
+    def close(self) -> None:
+        self._transport.close()
 
     def __enter__(self) -> ApiClient:
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        status, content = self._transport.send(method, path, params=params, json=json,
+                                               timeout=timeout)
+        return _body(status, content)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params or None)
@@ -254,17 +225,24 @@ class ApiClient(HttpClient):
 
     def upload(self, path: str, data: BinaryIO, timeout: float = 3600.0, **params: Any) -> Any:
         """POST a file as the raw request body, streamed from disk (never read whole)."""
-        return self.request("POST", path, content=iter(lambda: data.read(1 << 16), b""),
-                            params=params, timeout=httpx.Timeout(10.0, read=timeout))
+        status, content = self._transport.send(
+            "POST", path, params=params, json=None,
+            content=iter(lambda: data.read(1 << 16), b""), timeout=timeout)
+        return _body(status, content)
 
     def stream(self, path: str, *, method: str = "GET", body: Any = None,
                **params: Any) -> Iterator[bytes]:
-        return self.chunks(method, path, json=body, params=params, timeout=STREAM)
+        with self._transport.open_stream(method, path, params=params, json=body) as (
+                status, chunks):
+            if status >= 400:
+                _body(status, b"".join(chunks))
+            yield from chunks
 
 
 def trusted_by_system(url: str) -> bool:
     """Whether an https server's certificate passes the system's trust store (a public CA, or
     a TLS proxy in front of Dockyard)."""
+    import httpx
     try:
         httpx.get(f"{url.rstrip('/')}/healthz", timeout=10)
     except httpx.ConnectError as exc:
@@ -279,8 +257,9 @@ def trusted_by_system(url: str) -> bool:
 def fetch_cluster_ca(url: str) -> str:
     """The cluster CA a server offers, fetched WITHOUT checking its certificate: trust it only
     after its fingerprint was checked (`dockyard login` shows it, as `lxc remote add` does)."""
+    import httpx
     try:
         resp = httpx.get(f"{url.rstrip('/')}/v1/cluster/ca", timeout=10, verify=False)
     except httpx.HTTPError as exc:
         raise BackendError(f"cannot reach Dockyard at {url}: {exc}") from exc
-    return str(reply_of(resp)["pem"])
+    return str(_body(resp.status_code, resp.content)["pem"])

@@ -7,6 +7,9 @@
     ├── Forbidden (403)            the token's role may not do this
     ├── NotFound (404)             unknown object (or another project's)
     ├── Conflict (409)             duplicate name, IP in use, busy, wrong state
+    │   ├── RetryableConflict (409) lost a race (version CAS, a core or address taken
+    │   │                          meanwhile, a serialization failure): the same request may
+    │   │                          succeed when run again from a fresh read
     │   ├── NoCapacity (409)       cores / memory / pids do not fit on the host
     │   ├── NoValidHost (409)      the scheduler found no host, with counts per reason
     │   ├── QuotaExceeded (409)    the project's quota does not allow it (with the numbers)
@@ -64,6 +67,11 @@ class NotFound(DockyardError):
 class Conflict(DockyardError):
     status = 409
     code = "conflict"
+
+
+class RetryableConflict(Conflict):
+    """A write lost to a concurrent one; `server.placement.placing` runs its work again.
+    Same code on the wire as Conflict: a client sees a 409 conflict either way."""
 
 
 class NoCapacity(Conflict):

@@ -5,7 +5,8 @@ checks (`--checks all`): no 5xx; every response, header and status as the schema
 refused (negative data rejection); an undeclared method answers 405 with `Allow`. Phases:
 the schema's examples, the coverage phase (boundaries of every pattern, length and bound;
 undeclared methods; missing parameters) and 25 generated cases per operation, positive and
-negative, from a fixed seed (`DOCKYARD_FUZZ_SEED` picks another one). Excluded: the agent
+negative, from a fixed seed (`DOCKYARD_FUZZ_SEED` picks another one); under `make soak` 100
+per operation from a fresh seed (tests/budget.py). Excluded: the agent
 feed (host tokens, machine traffic) and the console websocket; the image import runs on its
 own without positive data acceptance (see IMPORT). Long polls and follows are
 pinned off (`wait=0`, `follow=false`): they would hold every example. Whatever the fuzzer
@@ -23,6 +24,7 @@ import pytest
 
 from dockyard.client import ApiClient
 from dockyard.errors import DockyardError
+from tests.budget import loop_count, loop_seed
 from tests.integration.dockyard_env import VENV_BIN, Dockyard
 
 # what the fuzzer may have made, by list path → (item key used in the delete path, delete path)
@@ -31,7 +33,8 @@ CREATED = {"/v1/instances": "/v1/instances/{}", "/v1/volumes": "/v1/volumes/{}",
            "/v1/webhooks": "/v1/webhooks/{}", "/v1/hosts": "/v1/hosts/{}",
            "/v1/projects": "/v1/projects/{}"}
 EXCLUDED = r"^/v1/agent/|/console$"
-SEED = int(os.environ.get("DOCKYARD_FUZZ_SEED", "18"))
+SEED = int(os.environ.get("DOCKYARD_FUZZ_SEED") or loop_seed(18))
+EXAMPLES = loop_count(suite=25, soak=100)  # generated cases per operation
 CONFIG = """\
 # a long poll or a follow would hold every example
 [parameters]
@@ -80,7 +83,7 @@ def _schemathesis(target: Dockyard, workdir: Path, *select: str) -> None:
     config.write_text(CONFIG)
     args = [str(VENV_BIN / "schemathesis"), "--config-file", str(config), "run",
             f"{target.url}/openapi.json", "--checks", "all", "--mode", "all",
-            "--phases", "examples,coverage,fuzzing", "--max-examples", "25",
+            "--phases", "examples,coverage,fuzzing", "--max-examples", str(EXAMPLES),
             "--seed", str(SEED), "--workers", "1", "--generation-database", "none",
             "--request-timeout", "60", "--no-color", "--suppress-health-check", "all",
             "-H", f"Authorization: Bearer {target.token()}", *select]
@@ -94,6 +97,7 @@ def _schemathesis(target: Dockyard, workdir: Path, *select: str) -> None:
     assert "passed" in report
 
 
+@pytest.mark.soak
 def test_api_conforms(fuzz_target: Dockyard, tmp_path: Path) -> None:
     _schemathesis(fuzz_target, tmp_path, "--exclude-path-regex", f"{EXCLUDED}|{IMPORT}")
 

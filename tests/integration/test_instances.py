@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from dockyard.adapters.cgroups import read_limits
 from dockyard.scheduler.cpusets import parse_cpuset
+from tests.cgroup_limits import read_limits
 from tests.integration.dockyard_env import IMAGE, Dockyard, host_links, pid_of
 
 

@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from dockyard.adapters import blockdev, cgroup_io
-from dockyard.adapters.cgroups import read_limits
+from tests.cgroup_limits import read_limits
 from tests.integration.dockyard_env import IMAGE, Dockyard, pid_of
 
 MB = 1024 * 1024

@@ -1,6 +1,6 @@
 """The typed client of the server's API (client.ApiClient) against a fake server at its seam,
-the httpx transport: pages and cursors, the error tree from replies, and the CLI's `network
-list` / `volume list` reading every page.
+the httpx transport (HttpxTransport over an httpx.MockTransport): pages and cursors, the error
+tree from replies, and the CLI's `network list` / `volume list` reading every page.
 
 The fake serves a list the way the server's routers do (sorted by name, `after` = the last
 name of the previous page, `next` = the last name of this page while more follow) but caps a
@@ -17,8 +17,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from dockyard.cli import groups
-from dockyard.client import ApiClient, NetworkItem, Page, VolumeItem
+from dockyard.cli import networks, volumes
+from dockyard.client import ApiClient, HttpxTransport, NetworkItem, Page, VolumeItem
 from dockyard.errors import BackendError, DockyardError, NotFound, TemporaryError
 from dockyard.model.network import Network
 from dockyard.model.volume import Volume
@@ -63,7 +63,8 @@ class FakeServer:
 
 
 def api(handler: Callable[[httpx.Request], httpx.Response]) -> ApiClient:
-    return ApiClient(URL, "tok", transport=httpx.MockTransport(handler))
+    return ApiClient(URL, "tok", transport=HttpxTransport(
+        URL, "tok", 60.0, None, transport=httpx.MockTransport(handler)))
 
 
 def test_pages_follow_the_cursor_to_the_end() -> None:
@@ -139,13 +140,14 @@ def test_upload_streams_the_file_and_reads_the_reply(tmp_path: Any) -> None:
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
     fake = FakeServer([f"net{i}" for i in range(5)], [f"vol{i}" for i in range(7)])
-    monkeypatch.setattr(groups, "client", lambda: api(fake))
+    monkeypatch.setattr(networks, "client", lambda: api(fake))
+    monkeypatch.setattr(volumes, "client", lambda: api(fake))
     yield fake
 
 
 @pytest.mark.parametrize(("app", "names"), [
-    (groups.network_app, [f"net{i}" for i in range(5)]),
-    (groups.volume_app, [f"vol{i}" for i in range(7)])], ids=["network", "volume"])
+    (networks.network_app, [f"net{i}" for i in range(5)]),
+    (volumes.volume_app, [f"vol{i}" for i in range(7)])], ids=["network", "volume"])
 def test_list_commands_read_every_page(server: FakeServer, app: Any, names: list[str]) -> None:
     result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -1,4 +1,5 @@
-"""cgroups adapter against fake v1- and v2-shaped trees (plus one real-host read)."""
+"""cgroups adapter against fake v1- and v2-shaped trees (plus one real-host read), through the
+tests' limits observer (tests/cgroup_limits.py) and directly."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.adapters import cgroups
-from dockyard.adapters.cgroups import CgroupLimits, cgroup_version, read_limits
+from dockyard.adapters.cgroups import cgroup_version, process_cgroups
 from dockyard.errors import BackendError
+from tests import cgroup_limits
+from tests.cgroup_limits import CgroupLimits, read_limits
 from tests.requirements import requires
 from tests.unit.fake_trees import write_tree as fake_tree
 
@@ -133,7 +135,7 @@ def test_v2_root_cgroup_has_no_limits(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("weight", "shares"), [(1, 2), (39, 998), (100, 2597), (10000, 262144)])
 def test_weight_to_shares(weight: int, shares: int) -> None:
     # runc maps shares -> weight as 1 + (shares - 2) * 9999 // 262142 (lossy: 1024 -> 39)
-    assert cgroups.weight_to_shares(weight) == shares
+    assert cgroup_limits.weight_to_shares(weight) == shares
 
 
 def test_gone_process_is_a_backend_error(tmp_path: Path) -> None:
@@ -160,3 +162,24 @@ def test_real_host_reads_own_process() -> None:
     assert cgroup_version() in (1, 2)
     assert limits.cpuset  # the machine's cpus at least
     assert limits.memory_limit is None or limits.memory_limit > 0
+
+
+def test_process_cgroups_directories_v1(tmp_path: Path) -> None:
+    root = v1_tree(tmp_path)
+    cgroups = process_cgroups(PID, root=root, proc=fake_proc(tmp_path, V1_LINES))
+    assert cgroups.version == 1
+    # cpu and cpuacct share the co-mounted hierarchy ROOT/cpu,cpuacct
+    assert cgroups.directory("cpu") == cgroups.directory("cpuacct") == \
+        os.path.join(root, "cpu,cpuacct", "dockyard", "abc")
+    assert cgroups.directory("memory") == os.path.join(root, "memory", "dockyard", "abc")
+    assert cgroups.directory("blkio") is None  # not joined
+    with pytest.raises(BackendError, match="no cgroup v2 membership"):
+        _ = cgroups.unified
+
+
+def test_process_cgroups_directories_v2(tmp_path: Path) -> None:
+    root = v2_tree(tmp_path, {f"{V2_DIR}/memory.max": "max"})
+    cgroups = process_cgroups(PID, root=root, proc=fake_proc(tmp_path, V2_LINES))
+    assert cgroups.version == 2
+    assert {cgroups.directory(c) for c in ("cpu", "memory", "blkio", "pids")} == \
+        {cgroups.unified} == {os.path.join(root, V2_DIR)}

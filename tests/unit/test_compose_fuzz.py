@@ -1,4 +1,5 @@
-"""Generated inputs (hypothesis, derandomized: the same examples every run).
+"""Generated inputs (hypothesis): in the suite 150 derandomized examples (the same every run),
+under `make soak` 5000 random ones (tests/budget.py; hypothesis prints how to replay a failure).
 
 * load_stack answers every generated compose file with a StackSpec or a ComposeError (a 422
   naming paths), never another exception;
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,9 +29,10 @@ from dockyard.stacks.planner import (
     Stop,
     plan,
 )
+from tests.budget import loop_count, soaking
 
-SETTINGS = settings(max_examples=150, derandomize=True, deadline=None,
-                    suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=loop_count(suite=150, soak=5000), derandomize=not soaking(),
+                    database=None, deadline=None, suppress_health_check=list(HealthCheck))
 pick = st.sampled_from
 WEIRD = pick(["", "x", "-1", "0", "1.5", "9" * 25, "1e400", "nan", "10.0.0.5", "10.0.0.0/33",
               "1m", "-1s", "256M", "/d", "data:/d", "data:/d:z", "./x:/d", ":/d", "data:/..",
@@ -77,6 +80,7 @@ FILE = st.fixed_dictionaries(
               "volumes": st.dictionaries(pick(["data"]), st.none(), max_size=1)})
 
 
+@pytest.mark.soak
 @SETTINGS
 @given(FILE, st.booleans())
 def test_load_stack_answers_a_spec_or_a_compose_error(doc: dict[str, Any], twice: bool) -> None:
@@ -95,6 +99,7 @@ CONFIG = st.builds(UpdateConfig, parallelism=st.integers(0, 4),
                    order=st.sampled_from(list(UpdateOrder)))
 
 
+@pytest.mark.soak
 @SETTINGS
 @given(REPLICAS, st.integers(0, 6), CONFIG)
 def test_the_planner_converges_from_any_state(current: list[Replica], wanted: int,

@@ -351,7 +351,7 @@ def test_a_full_file_maps_to_dockyard_terms() -> None:
     assert web.environment == {"FROM_FILE": "file", "PORT": "8080", "DEBUG": "false",
                                "FROM_SHELL": "shell"}
     assert web.limits.cores == 2 and web.limits.cpus == 1.5
-    assert web.limits.memory_bytes() == 256 * 1024 * 1024 and web.limits.pids == 200
+    assert web.limits.memory == 256 * 1024 * 1024 and web.limits.pids == 200
     assert web.reservations.cpus == 0.25 and web.reservations.memory_bytes == 64 << 20
     assert web.constraints == {"zone": "eu-1"}
     assert web.restart == "unless-stopped" and web.labels == {"team": "shop"}

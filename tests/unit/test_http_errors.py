@@ -1,5 +1,6 @@
 """The one mapping of an HTTP reply to the error tree (`errors.from_reply`), which every client
-of a Dockyard API uses (client.HttpClient, the server's AgentClient, the CLI's console).
+of a Dockyard API uses (client.ApiClient, httpclient.HttpClient under the server's AgentClient,
+the CLI's console).
 
 A reply with the error body gives back the class of its code, with its message and status
 (what `api_errors.install` sent); any other body gives the class of its status, with

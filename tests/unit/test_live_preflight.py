@@ -3,11 +3,14 @@ table-driven: each row is one situation and the failure codes it must produce.""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dockyard.adapters import criu
+from dockyard.model import live
 from dockyard.model.live import (
     CriuFacts,
     HostFacts,
@@ -114,6 +117,17 @@ CASES: list[tuple[str, HostFacts, HostFacts, str | None, list[str]]] = [
      host("h2"), None, ["tcp_established"]),
     ("close-wait TCP", host("h1", instance=inst(sockets=[tcp("CLOSE_WAIT")])), host("h2"),
      None, ["tcp_established"]),
+    ("a listening sshd where the kernel refuses SO_PASSCRED on inet sockets",
+     host("h1", instance=inst(sockets=[tcp("LISTEN"), tcp("LISTEN", "tcp6")]),
+          criu=CriuFacts(path="criu", found=True, version="4.1.1", check_ok=True,
+                         inet_sockopts=False)),
+     host("h2"), None, ["criu_socket_options"]),
+    ("unix and netlink sockets are fine where the kernel refuses it on inet sockets",
+     host("h1", instance=inst(sockets=[SocketFact(kind="unix", inode=4),
+                                       SocketFact(kind="netlink", inode=5)]),
+          criu=CriuFacts(path="criu", found=True, version="4.1.1", check_ok=True,
+                         inet_sockopts=False)),
+     host("h2"), None, []),
     ("unknown socket family", host("h1", instance=inst(
         sockets=[SocketFact(kind="unknown", inode=9, pid=5)])), host("h2"), None,
      ["unsupported_sockets"]),
@@ -139,6 +153,11 @@ CASES: list[tuple[str, HostFacts, HostFacts, str | None, list[str]]] = [
      host("h1", instance=inst(mounts=[*OWN, *LEGACY_MOUNTS],
                               mountinfo=criu.parse_mountinfo(LEGACY_MOUNTINFO))),
      host("h2"), None, ["propagated_mounts", "unsupported_mounts", "shared_mounts"]),
+    ("a volume bind with propagation from the host",
+     host("h1", instance=inst(mounts=[*OWN, MountFact(kind="volume", source="/vol/data",
+                                                      destination="/data",
+                                                      propagation="rslave")])),
+     host("h2"), None, ["propagated_mounts"]),
     ("a mount made inside the instance (no config entry)",
      host("h1", instance=inst(mountinfo=[MountPoint(mount_point="/mnt/disk", fstype="ext4",
                                                     root="/")])),
@@ -190,6 +209,14 @@ def test_preflight(source: HostFacts, target: HostFacts, capacity: str | None,
         assert f.fix and f.message and f.host in ("h1", "h2")
     if failures:
         assert all(code in summary(failures) for code in codes)
+
+
+def test_every_reason_has_a_case_of_its_own() -> None:
+    """Each failure code the preflight can give is the only one of some case above."""
+    source = Path(live.__file__).read_text()
+    codes = set(re.findall(r'code="([a-z_]+)"', source))
+    alone = {c[4][0] for c in CASES if len(set(c[4])) == 1}
+    assert codes and codes - alone == set(), codes - alone
 
 
 def test_named_failure_says_which_host_and_what() -> None:

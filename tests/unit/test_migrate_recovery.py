@@ -18,10 +18,10 @@ from dockyard.server import migrate as cold
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.bootstrap import init_store
 from dockyard.server.context import ServerContext
-from dockyard.server.instances import start_operation
 from dockyard.server.notifier import Notifier
 from dockyard.server.registry import client as registry_client
 from dockyard.store.db import Database
+from dockyard.store.operations import start as start_operation
 from dockyard.store.tables import (
     CoreAllocationRow,
     EventRow,

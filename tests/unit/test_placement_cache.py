@@ -1,5 +1,5 @@
-"""The server's cached placement snapshot (`server.placement.snapshot`) on a real SQLite store:
-it equals a snapshot read afresh after every kind of change, it is patched rather than rebuilt
+"""The server's cached cluster view (`server.placement.cluster_view`) on a real SQLite store:
+it equals a view read afresh after every kind of change, it is patched rather than rebuilt
 after this process's own placements, and a cache gone stale behind its back costs a retry (the
 version CAS), never a double reservation. Plus `HostIndex.with_hosts` against `build`."""
 
@@ -18,7 +18,7 @@ from sqlalchemy import delete, insert, select, text
 from dockyard.config import ServerSettings
 from dockyard.errors import Conflict, NoValidHost
 from dockyard.model.ids import new_id
-from dockyard.scheduler import ClusterSnapshot, PlacementRequest, place
+from dockyard.scheduler import ClusterView, PlacementRequest, place
 from dockyard.scheduler.index import HostIndex
 from dockyard.server import placement
 from dockyard.server.bootstrap import init_store
@@ -87,10 +87,10 @@ def _instance(project: str, host_id: str, memory: int, group: str | None = None)
 
 def _launch(db: Database, project: str, settings: ServerSettings,
             request: PlacementRequest) -> str:
-    """The capacity part of `instances._commit`: snapshot, place, CAS, cores, row."""
+    """The capacity part of `instances._commit`: cluster view, place, CAS, cores, row."""
     with db.session() as sess:
-        snap, versions = placement.snapshot(sess, settings)
-        plan = place(request, snap)
+        view, versions = placement.cluster_view(sess, settings)
+        plan = place(request, view)
         ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
         row = _instance(project, plan.host_id, request.memory_bytes or 0, request.anti_affinity)
         ledger.reserve_cores(sess, plan.host_id, plan.cores, row.id)
@@ -98,25 +98,25 @@ def _launch(db: Database, project: str, settings: ServerSettings,
         return plan.host_id
 
 
-def _uncached(db: Database, settings: ServerSettings) -> tuple[ClusterSnapshot, dict[str, int]]:
+def _uncached(db: Database, settings: ServerSettings) -> tuple[ClusterView, dict[str, int]]:
     """What the store says now, read afresh (the cache set aside meanwhile, then restored)."""
     kept = dict(placement._cache)
     placement._cache.clear()
     try:
         with db.read() as sess:
-            return placement.snapshot(sess, settings)
+            return placement.cluster_view(sess, settings)
     finally:
         placement._cache.clear()
         placement._cache.update(kept)
 
 
-def _assert_current(db: Database, settings: ServerSettings) -> ClusterSnapshot:
+def _assert_current(db: Database, settings: ServerSettings) -> ClusterView:
     with db.read() as sess:
-        cached, versions = placement.snapshot(sess, settings)
+        cached, versions = placement.cluster_view(sess, settings)
     fresh, fresh_versions = _uncached(db, settings)
     assert cached.hosts == fresh.hosts
     assert versions == fresh_versions
-    assert_same_index(cached.index(), ClusterSnapshot(hosts=list(fresh.hosts)).index())
+    assert_same_index(cached.index(), ClusterView(hosts=list(fresh.hosts)).index())
     return cached
 
 
@@ -193,8 +193,8 @@ def test_a_stale_cache_costs_a_retry_never_a_double_reservation(
         conn.execute(text("UPDATE hosts SET version = version + 1 WHERE id = 'h0'"))
         conn.execute(insert(InstanceRow).values(**values))
     with db.read() as sess:  # the stale cache still offers 4 GiB on host0...
-        snap, _ = placement.snapshot(sess, settings)
-        assert snap.hosts[0].memory_reserved_bytes == 0
+        view, _ = placement.cluster_view(sess, settings)
+        assert view.hosts[0].memory_reserved_bytes == 0
     with pytest.raises(Conflict, match="retry"):  # ...but the commit's CAS refuses the plan
         _launch(db, project, settings, _request(2 * GiB))
     with pytest.raises(NoValidHost):  # the retry reads the store again: no room
@@ -218,12 +218,12 @@ def test_writes_from_another_engine_force_a_rebuild(
         other.close()
     rebuilt = placement.stats["rebuilt"]
     with db.read() as sess:
-        snap, _ = placement.snapshot(sess, settings)
+        view, _ = placement.cluster_view(sess, settings)
     assert placement.stats["rebuilt"] == rebuilt + 1
-    assert sum(h.memory_reserved_bytes for h in snap.hosts) == 3 * GiB
+    assert sum(h.memory_reserved_bytes for h in view.hosts) == 3 * GiB
 
 
-def test_a_host_whose_heartbeat_times_out_is_down_in_the_cached_snapshot(
+def test_a_host_whose_heartbeat_times_out_is_down_in_the_cached_view(
         store: tuple[Database, str, ServerSettings]) -> None:
     """No write at all: the host just stops heartbeating; the cache must not keep it up."""
     db, _, settings = store
@@ -232,8 +232,8 @@ def test_a_host_whose_heartbeat_times_out_is_down_in_the_cached_snapshot(
         for row in sess.scalars(select(HostRow)):
             row.last_heartbeat = datetime.now(UTC) - timedelta(seconds=1.5)
     with db.read() as sess:
-        snap, _ = placement.snapshot(sess, settings)
-    assert all(h.up for h in snap.hosts)
+        view, _ = placement.cluster_view(sess, settings)
+    assert all(h.up for h in view.hosts)
     deadline = datetime.now(UTC) + timedelta(seconds=10)
     while True:  # until the store itself says host0 is down
         with db.read() as sess:
@@ -244,10 +244,10 @@ def test_a_host_whose_heartbeat_times_out_is_down_in_the_cached_snapshot(
         assert datetime.now(UTC) < deadline
         time.sleep(0.05)  # poll interval
     with db.read() as sess:
-        snap, _ = placement.snapshot(sess, settings)
-    assert not snap.hosts[0].up
+        view, _ = placement.cluster_view(sess, settings)
+    assert not view.hosts[0].up
     with pytest.raises(NoValidHost, match="host is down"):
-        place(_request(GiB), snap)
+        place(_request(GiB), view)
 
 
 def test_a_savepoint_neither_locks_nor_bumps_the_stamp_only_the_outer_commit_does(

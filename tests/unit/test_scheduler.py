@@ -9,8 +9,8 @@ import pytest
 
 from dockyard.errors import Conflict, InvalidRequest, NoValidHost
 from dockyard.scheduler import (
-    ClusterSnapshot,
-    HostSnapshot,
+    ClusterView,
+    HostView,
     PlacementRequest,
     assume,
     build_pipeline,
@@ -50,8 +50,8 @@ GiB = 1 << 30
 NET = "net1"
 
 
-def host(name: str = "h1", /, **changes: object) -> HostSnapshot:
-    base = HostSnapshot(
+def host(name: str = "h1", /, **changes: object) -> HostView:
+    base = HostView(
         id=f"id-{name}", name=name, up=True, draining=False, cores=list(range(4)),
         reserved_cores=[0], taken_cores=[], memory_bytes=8 * GiB, memory_reserved_bytes=0,
         networks={NET}, labels={},
@@ -131,8 +131,8 @@ def test_filter(
 ) -> None:
     one, req = host(**host_changes), request(**request_changes)
     assert check.feasible(one, req) == reason
-    # the vectorized form says the same about a one-host snapshot
-    index = ClusterSnapshot(hosts=[one]).index()
+    # the vectorized form says the same about a one-host view
+    index = ClusterView(hosts=[one]).index()
     rejections = [r for r, mask in check.rejects(index, req) if mask[0]]
     assert (rejections[0] if rejections else None) == reason
 
@@ -181,7 +181,7 @@ def test_weigher(
     assert got == pytest.approx(score)
     assert 0.0 <= got <= 1.0
     # the vectorized form computes the very same number
-    assert weigher.scores(ClusterSnapshot(hosts=[one]).index(), req)[0] == got
+    assert weigher.scores(ClusterView(hosts=[one]).index(), req)[0] == got
 
 
 def test_strategy_chooses_the_weigher() -> None:
@@ -192,17 +192,17 @@ def test_strategy_chooses_the_weigher() -> None:
 # --- place --------------------------------------------------------------------------------
 
 def test_place_prefers_most_headroom_and_counts_rejections() -> None:
-    snapshot = ClusterSnapshot(hosts=[
+    view = ClusterView(hosts=[
         host("busy", memory_reserved_bytes=6 * GiB),
         host("idle"),
         host("down", up=False),
         host("elsewhere", networks={"net2"}),
     ])
-    plan = place(request(cores=1), snapshot)
+    plan = place(request(cores=1), view)
     assert (plan.host_id, plan.host_name, plan.cores) == ("id-idle", "idle", [3])
     assert plan.rejected == {REASON_DOWN: 1, REASON_NETWORK: 1}
     assert plan.feasible == 2
-    verdicts = {v.name: v for v in explain(request(cores=1), snapshot)}
+    verdicts = {v.name: v for v in explain(request(cores=1), view)}
     assert verdicts["idle"].score == plan.score
     assert verdicts["busy"].score is not None and verdicts["busy"].score < plan.score
     assert verdicts["down"].score is None
@@ -210,89 +210,89 @@ def test_place_prefers_most_headroom_and_counts_rejections() -> None:
 
 
 def test_placement_spreads() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("a"), host("b"), host("c")])
+    view = ClusterView(hosts=[host("a"), host("b"), host("c")])
     chosen = []
     for _ in range(6):
-        plan = place(request(memory_bytes=None), snapshot)
+        plan = place(request(memory_bytes=None), view)
         chosen.append(plan.host_name)
-        snapshot = assume(snapshot, plan, request(memory_bytes=None))
+        view = assume(view, plan, request(memory_bytes=None))
     assert chosen == ["a", "b", "c", "a", "b", "c"]
 
 
 def test_placement_packs() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("a"), host("b", instances=1)])
+    view = ClusterView(hosts=[host("a"), host("b", instances=1)])
     req = request(strategy="pack")
     chosen = []
     for _ in range(3):
-        plan = place(req, snapshot)
+        plan = place(req, view)
         chosen.append(plan.host_name)
-        snapshot = assume(snapshot, plan, req)
+        view = assume(view, plan, req)
     assert chosen == ["b", "b", "b"]
 
 
 def test_anti_affinity_holds() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("a"), host("b"),
+    view = ClusterView(hosts=[host("a"), host("b"),
                                       host("c", groups=frozenset({"web"}))])
     req = request(anti_affinity="web", strategy="pack")  # pack would reuse a host otherwise
-    first = place(req, snapshot)
-    snapshot = assume(snapshot, first, req)
-    second = place(req, snapshot)
+    first = place(req, view)
+    view = assume(view, first, req)
+    second = place(req, view)
     assert {first.host_name, second.host_name} == {"a", "b"}
     with pytest.raises(NoValidHost) as info:
-        place(req, assume(snapshot, second, req))
+        place(req, assume(view, second, req))
     assert info.value.message == "no valid host: 3 hosts: anti-affinity: group web already on host"
     # another group is not affected
-    assert place(request(anti_affinity="db"), snapshot).host_name in {"a", "b", "c"}
+    assert place(request(anti_affinity="db"), view).host_name in {"a", "b", "c"}
 
 
 def test_constraints_filter() -> None:
-    snapshot = ClusterSnapshot(hosts=[
+    view = ClusterView(hosts=[
         host("a", labels={"zone": "eu"}), host("b", labels={"zone": "us"}),
         host("c", labels={"zone": "us", "disk": "ssd"}), host("d"),
     ])
-    plan = place(request(constraints={"zone": "us", "disk": "ssd"}), snapshot)
+    plan = place(request(constraints={"zone": "us", "disk": "ssd"}), view)
     assert plan.host_name == "c"
     assert plan.rejected == {"constraint disk=ssd not met": 3}
     with pytest.raises(NoValidHost) as info:
-        place(request(constraints={"zone": "mars"}), snapshot)
+        place(request(constraints={"zone": "mars"}), view)
     assert info.value.message == "no valid host: 4 hosts: constraint zone=mars not met"
 
 
 def test_place_picks_highest_free_cores_on_the_chosen_host() -> None:
-    snapshot = ClusterSnapshot(hosts=[host(cores=list(range(8)), taken_cores=[7, 5])])
-    assert place(request(cores=3), snapshot).cores == [3, 4, 6]
+    view = ClusterView(hosts=[host(cores=list(range(8)), taken_cores=[7, 5])])
+    assert place(request(cores=3), view).cores == [3, 4, 6]
 
 
 def test_place_ties_break_by_name() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("b"), host("a"), host("c")])
-    plan = place(request(), snapshot)
+    view = ClusterView(hosts=[host("b"), host("a"), host("c")])
+    plan = place(request(), view)
     assert plan.host_name == "a"
-    assert len({v.score for v in explain(request(), snapshot)}) == 1
+    assert len({v.score for v in explain(request(), view)}) == 1
 
 
 def test_place_pinned_host_wins_even_if_worse() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("full", memory_reserved_bytes=6 * GiB), host("idle")])
-    plan = place(request(host="full"), snapshot)
+    view = ClusterView(hosts=[host("full", memory_reserved_bytes=6 * GiB), host("idle")])
+    plan = place(request(host="full"), view)
     assert plan.host_name == "full"
     assert plan.rejected == {"not the requested host 'full'": 1}
 
 
-def test_place_uses_the_snapshot_overcommit_ratio() -> None:
+def test_place_uses_the_view_overcommit_ratio() -> None:
     hosts = [host(memory_reserved_bytes=8 * GiB)]
     with pytest.raises(NoValidHost):
-        place(request(), ClusterSnapshot(hosts=hosts))
-    assert place(request(), ClusterSnapshot(hosts=hosts, memory_overcommit=1.5)).host_name == "h1"
+        place(request(), ClusterView(hosts=hosts))
+    assert place(request(), ClusterView(hosts=hosts, memory_overcommit=1.5)).host_name == "h1"
 
 
 def test_no_valid_host_counts_hosts_per_reason() -> None:
-    snapshot = ClusterSnapshot(hosts=[
+    view = ClusterView(hosts=[
         host("m1", memory_reserved_bytes=8 * GiB),
         host("m2", memory_reserved_bytes=8 * GiB),
         host("m3", memory_reserved_bytes=8 * GiB),
         host("c1", taken_cores=[2, 3]),
     ])
     with pytest.raises(NoValidHost) as info:
-        place(request(cores=1), snapshot)
+        place(request(cores=1), view)
     assert info.value.message == (
         "no valid host: 3 hosts: not enough memory; 1 host: not enough free cores")
     assert isinstance(info.value, Conflict)
@@ -315,25 +315,25 @@ def test_no_valid_host_message(reasons: list[str], message: str) -> None:
 
 def test_place_on_empty_cluster() -> None:
     with pytest.raises(NoValidHost, match="the cluster has no hosts"):
-        place(request(), ClusterSnapshot(hosts=[]))
+        place(request(), ClusterView(hosts=[]))
 
 
 def test_pinned_to_unknown_host() -> None:
-    snapshot = ClusterSnapshot(hosts=[host("a"), host("b")])
+    view = ClusterView(hosts=[host("a"), host("b")])
     with pytest.raises(NoValidHost) as info:
-        place(request(host="zz"), snapshot)
+        place(request(host="zz"), view)
     assert info.value.message == "no valid host: 2 hosts: not the requested host 'zz'"
 
 
 def test_first_failing_filter_decides_the_reason() -> None:
     # down, off-network and full: the liveness filter runs first and names it.
     bad = host(up=False, networks=set(), memory_reserved_bytes=8 * GiB)
-    assert [(v.name, v.reason) for v in explain(request(), ClusterSnapshot(hosts=[bad]))] == [
+    assert [(v.name, v.reason) for v in explain(request(), ClusterView(hosts=[bad]))] == [
         ("h1", REASON_DOWN)]
 
 
 def test_explain_matches_place() -> None:
-    snapshot = ClusterSnapshot(hosts=[
+    view = ClusterView(hosts=[
         host("ok"),
         host("draining", draining=True),
         host("nomem", memory_bytes=GiB // 2),
@@ -341,16 +341,16 @@ def test_explain_matches_place() -> None:
         host("nocores", cores=[0, 1]),
     ])
     req = request(cores=1)
-    assert [(v.name, v.reason) for v in explain(req, snapshot)] == [
+    assert [(v.name, v.reason) for v in explain(req, view)] == [
         ("ok", None),
         ("draining", REASON_DRAINING),
         ("nomem", REASON_MEMORY),
         ("nopids", REASON_PIDS),
         ("nocores", REASON_CORES),
     ]
-    plan = place(req, snapshot)
+    plan = place(req, view)
     assert plan.host_name == "ok"
-    assert plan.rejected == Counter(v.reason for v in explain(req, snapshot) if v.reason)
+    assert plan.rejected == Counter(v.reason for v in explain(req, view) if v.reason)
 
 
 @pytest.mark.parametrize(
@@ -363,9 +363,9 @@ def test_request_rejects_negative_quantities(changes: dict[str, object]) -> None
 
 @pytest.mark.parametrize("ratio", [0.0, -1.0])
 @pytest.mark.parametrize("what", ["memory", "disk", "pids"])
-def test_snapshot_rejects_non_positive_overcommit(what: str, ratio: float) -> None:
+def test_view_rejects_non_positive_overcommit(what: str, ratio: float) -> None:
     with pytest.raises(InvalidRequest, match=f"{what} overcommit"):
-        ClusterSnapshot(hosts=[], **{f"{what}_overcommit": ratio})
+        ClusterView(hosts=[], **{f"{what}_overcommit": ratio})
 
 
 def test_request_rejects_unknown_strategy() -> None:

@@ -1,4 +1,4 @@
-"""The vectorized scheduler agrees with the per-host specification on random snapshots.
+"""The vectorized scheduler agrees with the per-host specification on random views.
 
 `place` and `explain` run numpy masks over `HostIndex`; `Pipeline.reject_reason` and
 `Pipeline.score` are the readable per-host form. Same reasons, same scores (bit for bit), same
@@ -15,8 +15,8 @@ import pytest
 
 from dockyard.errors import NoValidHost
 from dockyard.scheduler import (
-    ClusterSnapshot,
-    HostSnapshot,
+    ClusterView,
+    HostView,
     PlacementRequest,
     assume,
     build_pipeline,
@@ -30,12 +30,12 @@ LABELS = {"zone": ["eu", "us", "ap"], "disk": ["ssd", "hdd"]}
 GROUPS = ["web", "db", "cache"]
 
 
-def random_host(rng: random.Random, i: int) -> HostSnapshot:
+def random_host(rng: random.Random, i: int) -> HostView:
     cores = list(range(rng.choice([0, 1, 2, 4, 8])))
     reserved = [c for c in cores if rng.random() < 0.2]
     taken = [c for c in cores if c not in reserved and rng.random() < 0.4]
     labels = {k: rng.choice(v) for k, v in LABELS.items() if rng.random() < 0.7}
-    return HostSnapshot(
+    return HostView(
         # a few duplicate-looking names sort by id: the tie-break's second key
         id=f"id-{rng.randrange(10**6):06d}", name=f"h{rng.randrange(40):02d}-{i}",
         up=rng.random() > 0.1, draining=rng.random() < 0.1, cores=cores,
@@ -60,18 +60,18 @@ def random_request(rng: random.Random, names: list[str]) -> PlacementRequest:
         strategy=rng.choice(["spread", "pack"]), disk_bytes=rng.choice([None, 5 * GiB]))
 
 
-def random_snapshot(rng: random.Random) -> ClusterSnapshot:
+def random_view(rng: random.Random) -> ClusterView:
     hosts = [random_host(rng, i) for i in range(rng.randrange(0, 30))]
-    return ClusterSnapshot(hosts=hosts, memory_overcommit=rng.choice([1.0, 1.5]),
+    return ClusterView(hosts=hosts, memory_overcommit=rng.choice([1.0, 1.5]),
                            disk_overcommit=rng.choice([1.0, 1.2]),
                            pids_overcommit=rng.choice([1.0, 2.0]))
 
 
-def reference_place(request: PlacementRequest, snapshot: ClusterSnapshot) -> str | None:
+def reference_place(request: PlacementRequest, view: ClusterView) -> str | None:
     """The per-host specification of `place`: best score, ties by (name, id)."""
-    pipeline = build_pipeline(request.strategy, snapshot.memory_overcommit,
-                              snapshot.disk_overcommit, snapshot.pids_overcommit)
-    feasible = [h for h in snapshot.hosts if pipeline.reject_reason(h, request) is None]
+    pipeline = build_pipeline(request.strategy, view.memory_overcommit,
+                              view.disk_overcommit, view.pids_overcommit)
+    feasible = [h for h in view.hosts if pipeline.reject_reason(h, request) is None]
     if not feasible:
         return None
     return min(feasible, key=lambda h: (-pipeline.score(h, request), h.name, h.id)).name
@@ -80,23 +80,23 @@ def reference_place(request: PlacementRequest, snapshot: ClusterSnapshot) -> str
 @pytest.mark.parametrize("seed", range(200))
 def test_vectorized_agrees_with_per_host_form(seed: int) -> None:
     rng = random.Random(seed)
-    snapshot = random_snapshot(rng)
-    request = random_request(rng, [h.name for h in snapshot.hosts])
-    pipeline = build_pipeline(request.strategy, snapshot.memory_overcommit,
-                              snapshot.disk_overcommit, snapshot.pids_overcommit)
-    verdicts = explain(request, snapshot)
-    assert [v.name for v in verdicts] == [h.name for h in snapshot.hosts]
-    for host, verdict in zip(snapshot.hosts, verdicts, strict=True):
+    view = random_view(rng)
+    request = random_request(rng, [h.name for h in view.hosts])
+    pipeline = build_pipeline(request.strategy, view.memory_overcommit,
+                              view.disk_overcommit, view.pids_overcommit)
+    verdicts = explain(request, view)
+    assert [v.name for v in verdicts] == [h.name for h in view.hosts]
+    for host, verdict in zip(view.hosts, verdicts, strict=True):
         assert verdict.reason == pipeline.reject_reason(host, request), host
         if verdict.reason is None:
             assert verdict.score == pipeline.score(host, request)
-    expected = reference_place(request, snapshot)
+    expected = reference_place(request, view)
     counts = Counter(v.reason for v in verdicts if v.reason is not None)
     if expected is None:
         with pytest.raises(NoValidHost):
-            place(request, snapshot)
+            place(request, view)
         return
-    plan = place(request, snapshot)
+    plan = place(request, view)
     assert plan.host_name == expected
     assert plan.rejected == counts
     assert plan.feasible == sum(v.reason is None for v in verdicts)
@@ -113,35 +113,35 @@ def assert_same_index(got: HostIndex, fresh: HostIndex) -> None:
 @pytest.mark.parametrize("seed", range(20))
 def test_assume_matches_a_rebuilt_index(seed: int) -> None:
     rng = random.Random(1000 + seed)
-    snapshot = random_snapshot(rng)
+    view = random_view(rng)
     for group in GROUPS:  # memoize masks before the placements, so that they must be updated
-        snapshot.index().has_group(group)
+        view.index().has_group(group)
     for _ in range(15):
         request = random_request(rng, [])
         try:
-            plan = place(request, snapshot)
+            plan = place(request, view)
         except NoValidHost:
             continue
-        snapshot = assume(snapshot, plan, request)
-        rebuilt = ClusterSnapshot(hosts=list(snapshot.hosts),
-                                  memory_overcommit=snapshot.memory_overcommit,
-                                  disk_overcommit=snapshot.disk_overcommit,
-                                  pids_overcommit=snapshot.pids_overcommit)
-        assert_same_index(snapshot.index(), rebuilt.index())
-        chosen = snapshot.hosts[snapshot.index().position[plan.host_name]]
+        view = assume(view, plan, request)
+        rebuilt = ClusterView(hosts=list(view.hosts),
+                                  memory_overcommit=view.memory_overcommit,
+                                  disk_overcommit=view.disk_overcommit,
+                                  pids_overcommit=view.pids_overcommit)
+        assert_same_index(view.index(), rebuilt.index())
+        chosen = view.hosts[view.index().position[plan.host_name]]
         assert set(plan.cores) <= set(chosen.taken_cores)
 
 
-def test_assume_leaves_the_original_snapshot_alone() -> None:
+def test_assume_leaves_the_original_view_alone() -> None:
     rng = random.Random(7)
     hosts = [random_host(rng, i) for i in range(5)]
-    hosts = [HostSnapshot(**{**h.__dict__, "up": True, "draining": False,
+    hosts = [HostView(**{**h.__dict__, "up": True, "draining": False,
                              "networks": {"net1"}, "memory_bytes": 8 * GiB,
                              "memory_reserved_bytes": 0, "disk_bytes": None,
                              "pids_limit_total": None}) for h in hosts]
-    snapshot = ClusterSnapshot(hosts=hosts)
-    before = snapshot.index().memory_reserved.copy()
+    view = ClusterView(hosts=hosts)
+    before = view.index().memory_reserved.copy()
     request = PlacementRequest(cores=0, memory_bytes=GiB, pids=10, network_id="net1")
-    after = assume(snapshot, place(request, snapshot), request)
-    assert np.array_equal(snapshot.index().memory_reserved, before)
+    after = assume(view, place(request, view), request)
+    assert np.array_equal(view.index().memory_reserved, before)
     assert after.index().memory_reserved.sum() == before.sum() + GiB

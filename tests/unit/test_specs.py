@@ -59,8 +59,8 @@ def test_instance_create_rejects(field: str, value: Any, needle: str) -> None:
 def test_instance_create_defaults() -> None:
     spec = InstanceCreate.model_validate(GOOD)
     assert spec.network == "default" and spec.limits.pids == 4096 and spec.limits.cores == 0
-    assert spec.limits.memory_bytes() is None
-    assert LimitsSpec(memory="64M").memory_bytes() == 64 << 20
+    assert spec.limits.memory is None
+    assert LimitsSpec.model_validate({"memory": "64M"}).memory == 64 << 20
 
 
 def test_volume_parse() -> None:

@@ -23,16 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from dockyard.adapters.cgroups import (
-    _PROC,
-    _ROOT,
-    _file_number,
-    _join,
-    _memberships,
-    _read,
-    _v1_dir,
-    cgroup_version,
-)
+from dockyard.adapters.cgroups import PROC, ROOT, process_cgroups, read_number, read_text
 from dockyard.errors import BackendError
 
 IO_KEYS = ("read_bps", "write_bps", "read_iops", "write_iops")
@@ -64,16 +55,13 @@ class Usage:
     pids_max: int | None
 
 
-def _dirs(pid: int, root: str, proc: str, controller: str) -> str:
-    memberships = _memberships(pid, proc)
-    if cgroup_version(root) == 2:
-        if "" not in memberships:
-            raise BackendError(f"process {pid} has no cgroup v2 membership")
-        return _join(root, memberships[""][1])
-    directory = _v1_dir(root, memberships, controller)
+def _blkio(pid: int, root: str, proc: str) -> tuple[int, str]:
+    """(cgroup version, the directory of the process's blkio (v1) or io (v2) files)."""
+    cgroups = process_cgroups(pid, root, proc)
+    directory = cgroups.directory("blkio")
     if directory is None:
-        raise BackendError(f"process {pid} has no {controller} cgroup")
-    return directory
+        raise BackendError(f"process {pid} has no blkio cgroup")
+    return cgroups.version, directory
 
 
 def parse_v1_device_file(text: str, device: str) -> int | None:
@@ -94,13 +82,13 @@ def parse_v2_io_max(text: str, device: str) -> IoLimits:
     return IoLimits()
 
 
-def read_io(pid: int, device: str, root: str = _ROOT, proc: str = _PROC) -> IoLimits:
+def read_io(pid: int, device: str, root: str = ROOT, proc: str = PROC) -> IoLimits:
     """The throttles on `device` ("MAJ:MIN") of the process's cgroup."""
-    directory = _dirs(pid, root, proc, "blkio")
-    if cgroup_version(root) == 2:
-        return parse_v2_io_max(_read(os.path.join(directory, "io.max")) or "", device)
-    return IoLimits(**{key: parse_v1_device_file(
-        _read(os.path.join(directory, name)) or "", device) for key, name in _V1_FILES.items()})
+    version, directory = _blkio(pid, root, proc)
+    if version == 2:
+        return parse_v2_io_max(read_text(os.path.join(directory, "io.max")) or "", device)
+    return IoLimits(**{key: parse_v1_device_file(read_text(os.path.join(directory, name)) or "",
+                                                 device) for key, name in _V1_FILES.items()})
 
 
 def _write(path: str, text: str) -> None:
@@ -111,11 +99,11 @@ def _write(path: str, text: str) -> None:
         raise BackendError(f"writing {text!r} to {path}: {exc.strerror or exc}") from exc
 
 
-def write_io(pid: int, device: str, limits: IoLimits, root: str = _ROOT,
-             proc: str = _PROC) -> None:
+def write_io(pid: int, device: str, limits: IoLimits, root: str = ROOT,
+             proc: str = PROC) -> None:
     """Set every throttle on `device` to `limits` (None removes it)."""
-    directory = _dirs(pid, root, proc, "blkio")
-    if cgroup_version(root) == 2:
+    version, directory = _blkio(pid, root, proc)
+    if version == 2:
         fields = " ".join(f"{v2}={getattr(limits, key) or 'max'}"
                           for key, v2 in _V2_KEYS.items())
         _write(os.path.join(directory, "io.max"), f"{device} {fields}")
@@ -125,7 +113,7 @@ def write_io(pid: int, device: str, limits: IoLimits, root: str = _ROOT,
 
 
 def _stat(path: str) -> dict[str, int]:
-    text = _read(path) or ""
+    text = read_text(path) or ""
     out = {}
     for line in text.splitlines():
         parts = line.split()
@@ -134,30 +122,30 @@ def _stat(path: str) -> dict[str, int]:
     return out
 
 
-def read_usage(pid: int, root: str = _ROOT, proc: str = _PROC) -> Usage:
-    if cgroup_version(root) == 2:
-        return _usage_v2(_dirs(pid, root, proc, ""))
-    memberships = _memberships(pid, proc)
-    memory = _v1_dir(root, memberships, "memory")
-    pids = _v1_dir(root, memberships, "pids")
+def read_usage(pid: int, root: str = ROOT, proc: str = PROC) -> Usage:
+    cgroups = process_cgroups(pid, root, proc)
+    if cgroups.version == 2:
+        return _usage_v2(cgroups.unified)
+    memory = cgroups.directory("memory")
+    pids = cgroups.directory("pids")
     stat = _stat(os.path.join(memory, "memory.stat")) if memory else {}
     oom = _stat(os.path.join(memory, "memory.oom_control")) if memory else {}
     return Usage(memory_rss=stat.get("total_rss", stat.get("rss")),
                  memory_cache=stat.get("total_cache", stat.get("cache")),
-                 memory_usage=_file_number(memory, "memory.usage_in_bytes"),
-                 memory_limit=_file_number(memory, "memory.limit_in_bytes"),
-                 memory_failcnt=_file_number(memory, "memory.failcnt"),
+                 memory_usage=read_number(memory, "memory.usage_in_bytes"),
+                 memory_limit=read_number(memory, "memory.limit_in_bytes"),
+                 memory_failcnt=read_number(memory, "memory.failcnt"),
                  oom_kills=oom.get("oom_kill"),
-                 pids_current=_file_number(pids, "pids.current"),
-                 pids_max=_file_number(pids, "pids.max"))
+                 pids_current=read_number(pids, "pids.current"),
+                 pids_max=read_number(pids, "pids.max"))
 
 
 def _usage_v2(directory: str) -> Usage:
     stat = _stat(os.path.join(directory, "memory.stat"))
     events = _stat(os.path.join(directory, "memory.events"))
     return Usage(memory_rss=stat.get("anon"), memory_cache=stat.get("file"),
-                 memory_usage=_file_number(directory, "memory.current"),
-                 memory_limit=_file_number(directory, "memory.max"),
+                 memory_usage=read_number(directory, "memory.current"),
+                 memory_limit=read_number(directory, "memory.max"),
                  memory_failcnt=events.get("max"), oom_kills=events.get("oom_kill"),
-                 pids_current=_file_number(directory, "pids.current"),
-                 pids_max=_file_number(directory, "pids.max"))
+                 pids_current=read_number(directory, "pids.current"),
+                 pids_max=read_number(directory, "pids.max"))

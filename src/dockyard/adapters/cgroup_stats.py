@@ -30,15 +30,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from dockyard.adapters.cgroups import (
-    _PROC,
-    _ROOT,
-    _join,
-    _memberships,
-    _number,
-    _v1_dir,
-    cgroup_version,
-)
+from dockyard.adapters.cgroups import PROC, ROOT, parse_number, process_cgroups
 from dockyard.errors import BackendError
 from dockyard.model.ids import host_veth_name
 
@@ -189,22 +181,15 @@ def _in(directory: str | None, name: str) -> str | None:
 
 def _value(directory: str | None, name: str) -> int | None:
     text = _read(_in(directory, name))
-    return _number(text.strip() if text is not None else None, name)
+    return parse_number(text.strip() if text is not None else None, name)
 
 
-def resolve(pid: int, root: str = _ROOT, proc: str = _PROC) -> CgroupPaths:
+def resolve(pid: int, root: str = ROOT, proc: str = PROC) -> CgroupPaths:
     """The cgroup directories of process `pid` (BackendError when it is gone)."""
-    memberships = _memberships(pid, proc)
-    if cgroup_version(root) == 2:
-        if "" not in memberships:
-            raise BackendError(f"process {pid} has no cgroup v2 membership")
-        directory = _join(root, memberships[""][1])
-        return CgroupPaths(2, directory, directory, directory, directory, directory)
-
-    def v1(controller: str) -> str | None:
-        return _v1_dir(root, memberships, controller)
-
-    return CgroupPaths(1, v1("cpu"), v1("cpuacct"), v1("memory"), v1("blkio"), v1("pids"))
+    cgroups = process_cgroups(pid, root, proc)
+    v = cgroups.directory
+    return CgroupPaths(cgroups.version, v("cpu"), v("cpuacct"), v("memory"), v("blkio"),
+                       v("pids"))
 
 
 def read_counters(paths: CgroupPaths) -> Counters | None:
@@ -230,7 +215,7 @@ def read_counters(paths: CgroupPaths) -> Counters | None:
         memory_rss=mem.get("total_rss", mem.get("rss")),
         memory_cache=mem.get("total_cache", mem.get("cache")),
         memory_swap=mem.get("total_swap", mem.get("swap")),
-        memory_limit=_number(str(mem["hierarchical_memory_limit"]))
+        memory_limit=parse_number(str(mem["hierarchical_memory_limit"]))
         if "hierarchical_memory_limit" in mem else _value(paths.memory, "memory.limit_in_bytes"),
         memory_failcnt=_value(paths.memory, "memory.failcnt"),
         oom_kills=oom.get("oom_kill"),
@@ -275,7 +260,7 @@ def read_net(instance_id: str, sys_net: str = _SYS_NET) -> NetCounters | None:
                        rx_packets=values["tx_packets"], tx_packets=values["rx_packets"])
 
 
-def read_host(proc: str = _PROC) -> HostCounters:
+def read_host(proc: str = PROC) -> HostCounters:
     """Load averages, memory and busy CPU seconds of the whole machine."""
     load = parse_loadavg(_read(os.path.join(proc, "loadavg")) or "")
     total, available = parse_meminfo(_read(os.path.join(proc, "meminfo")) or "")

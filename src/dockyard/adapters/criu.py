@@ -15,6 +15,7 @@ the same one; see scripts/criu-wrapper).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -63,7 +64,21 @@ def _probe(path: str) -> CriuFacts:
     output = (check.stdout + check.stderr).strip()
     return CriuFacts(path=path, found=True, version=first.removeprefix("Version: "),
                      check_ok=check.returncode == 0, check_output="" if check.returncode == 0
-                     else "\n".join(output.splitlines()[-4:]))
+                     else "\n".join(output.splitlines()[-4:]), inet_sockopts=inet_sockopts())
+
+
+def inet_sockopts() -> bool:
+    """Whether this kernel answers getsockopt(SO_PASSCRED) and (SO_PASSSEC) on a TCP socket,
+    as criu's dump of any socket asks (kernel 6.18 answers EOPNOTSUPP but for unix/netlink)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED)
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PASSSEC)
+        except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP:
+                return False
+            raise
+    return True
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:

@@ -9,32 +9,14 @@ from __future__ import annotations
 import os
 
 from dockyard.errors import BackendError
+from dockyard.model.cpulist import parse_cpu_list
 from dockyard.model.validators import CAPABILITIES
 
-__all__ = ["bounding_capabilities", "kernel_release", "memory_total", "online_cores",
-           "parse_cpu_list"]
+__all__ = ["bounding_capabilities", "kernel_release", "memory_total", "online_cores"]
 
 _CPU_ONLINE = "/sys/devices/system/cpu/online"
 _MEMINFO = "/proc/meminfo"
 _STATUS = "/proc/self/status"
-
-
-def parse_cpu_list(text: str) -> list[int]:
-    """Parse a kernel CPU list such as "0-3,5,7-8" into sorted unique ints ("" -> [])."""
-    cores: set[int] = set()
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        try:
-            first, last = int(lo), int(hi) if sep else int(lo)
-        except ValueError as exc:
-            raise ValueError(f"bad CPU list {text!r}") from exc
-        if last < first:
-            raise ValueError(f"bad CPU range {part!r} in {text!r}")
-        cores.update(range(first, last + 1))
-    return sorted(cores)
 
 
 def online_cores() -> list[int]:

@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from dockyard.adapters.docker_engine import DockerEngine, _translate
+from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.config import DEFAULT_IMAGE_CACHE, MACHINE_TAG
-from dockyard.errors import BackendError, Conflict, NotFound
+from dockyard.errors import BackendError, Conflict
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -55,22 +55,10 @@ class ImageInfo:
 
 def list_images(engine: DockerEngine) -> list[ImageInfo]:
     """Images on the engine, newest first (untagged ones have `tags == []`)."""
-    with _translate("list images"):
-        summaries = engine.api.images()
-    images = [ImageInfo(id=str(s["Id"]),
-                        tags=[t for t in (s.get("RepoTags") or []) if t != "<none>:<none>"],
-                        size=int(s.get("Size") or 0),
-                        created=datetime.fromtimestamp(int(s.get("Created") or 0), UTC))
-              for s in summaries]
+    images = [ImageInfo(id=r.id, tags=r.tags, size=r.size,
+                        created=datetime.fromtimestamp(int(r.created), UTC))
+              for r in engine.image_records()]
     return sorted(images, key=lambda i: i.created, reverse=True)
-
-
-def image_id(engine: DockerEngine, ref: str) -> str | None:
-    try:
-        with _translate(f"inspect image {ref}"):
-            return str(engine.api.inspect_image(ref)["Id"])
-    except NotFound:
-        return None
 
 
 def build_machine_image(engine: DockerEngine, cache_dir: Path = DEFAULT_IMAGE_CACHE,
@@ -78,7 +66,7 @@ def build_machine_image(engine: DockerEngine, cache_dir: Path = DEFAULT_IMAGE_CA
                         force: bool = False) -> str:
     """Build (or find) the machine image; returns its id. `force` re-imports the image from
     the cached base tree; delete `cache_dir` to download the packages again."""
-    existing = image_id(engine, tag)
+    existing = engine.image_id(tag)
     if existing and not force:
         progress(f"{tag} exists ({existing[7:19]})")
         return existing
@@ -104,8 +92,8 @@ def build_machine_image(engine: DockerEngine, cache_dir: Path = DEFAULT_IMAGE_CA
 
 def _remove_untagged(engine: DockerEngine, image: str) -> None:
     """Drop the image a forced rebuild replaced, unless a container still uses it."""
-    with suppress(NotFound, Conflict), _translate(f"remove image {image}"):
-        engine.api.remove_image(image)
+    with suppress(Conflict):
+        engine.remove_image(image)
 
 
 def _base_rootfs(cache_dir: Path, progress: Progress) -> Path:
@@ -150,18 +138,15 @@ def _import(engine: DockerEngine, root: Path, tag: str) -> str:
             stdout=subprocess.PIPE, stderr=errors) as tar:
         assert tar.stdout is not None
         try:
-            with _translate(f"import {tag}"):  # chunked upload read from the pipe
-                engine.api.import_image(src=tar.stdout, repository=repository, tag=version,
-                                        changes=[f'CMD ["{INIT}"]',
-                                                 "LABEL dockyard.image=machine"],
-                                        stream_src=True)
+            engine.import_tarball(tar.stdout, repository, version,  # read from the pipe
+                                  [f'CMD ["{INIT}"]', "LABEL dockyard.image=machine"])
         except BaseException:
             tar.kill()
             raise
         if tar.wait() != 0:
             raise BackendError(f"tar of {root} failed (exit {tar.returncode}): "
                                f"{_tail(errors)}")
-    found = image_id(engine, tag)
+    found = engine.image_id(tag)
     if found is None:
         raise BackendError(f"import {tag}: dockerd answered but has no such image")
     return found

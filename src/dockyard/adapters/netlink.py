@@ -18,9 +18,10 @@ socket, a ResourceWarning in the child, and with the default ``flags=os.O_CREAT`
 path is *created* as a new netns instead of failing. We instead open ``/proc/PID/ns/net`` once
 (the fd pins the netns even if the pid exits mid-way), run setns(2) in a short-lived thread
 (setns(CLONE_NEWNET) only moves the calling thread) that just creates the netlink socket, and
-hand the socket to ``IPRoute(fileno=...)``: ~1 ms. The same fd is given to the kernel as the
-veth peer's ``IFLA_NET_NS_FD``, so the peer is born inside the netns with its final MAC and
-never appears in the host namespace (no udev/NetworkManager races, no rename collisions).
+hand the socket to ``IPRoute(fileno=...)``: ~1 ms (module `netns`, shared with `tc`). The
+same fd is given to the kernel as the veth peer's ``IFLA_NET_NS_FD``, so the peer is born
+inside the netns with its final MAC and never appears in the host namespace (no
+udev/NetworkManager races, no rename collisions).
 
 Cost: one RTM_NEWLINK on the host (veth + peer-in-netns + MAC + master + up), then four
 small requests in the netns (rename+up, address, lo up, default route), plus lookups by name
@@ -50,8 +51,6 @@ for an RCU grace period (8-20 ms here), so a throw-away daemon thread closes it 
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import ipaddress
 import logging
@@ -60,13 +59,20 @@ import re
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from dockyard.adapters.netns import (
+    failure_reason,
+    get_link,
+    host_iproute,
+    netlink_errors,
+    netns_iproute,
+    open_netns,
+    run_in_netns,
+)
 from dockyard.errors import BackendError, Conflict
 from dockyard.model.host import Route
 
@@ -87,15 +93,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-_CLONE_NEWNET = 0x40000000
 _IFF_UP = 0x1
 _IFNAMSIZ = 15  # usable characters of an interface name
 _MAIN_TABLE = 254
 _INSTANCE_IFNAME = "eth0"
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_libc: ctypes.CDLL | None = None
 
 BIG_TCP_SIZE = 512 * 1024  # upper bound of an instance veth's IPv4 GSO/GRO size (module doc)
 _LEGACY_GSO_SIZE = 65536
@@ -120,127 +122,6 @@ class Eth0:
     up: bool
 
 
-# --------------------------------------------------------------------------- errors, sockets
-
-
-def _reason(exc: BaseException) -> str:
-    code = getattr(exc, "code", None) if isinstance(exc, NetlinkError) else None
-    if code is None and isinstance(exc, OSError):
-        code = exc.errno
-    if isinstance(code, int) and code > 0:
-        return f"{os.strerror(code)} (errno {code})"
-    return str(exc) or type(exc).__name__
-
-
-@contextlib.contextmanager
-def _backend(what: str) -> Iterator[None]:
-    """Translate netlink/OS failures of one step into BackendError naming the step."""
-    try:
-        yield
-    except (NetlinkError, OSError) as exc:
-        raise BackendError(f"{what}: {_reason(exc)}") from exc
-
-
-@contextlib.contextmanager
-def _host() -> Iterator[Any]:
-    """A fresh IPRoute in the agent's own netns (cheap, ~0.5 ms; not shared across threads)."""
-    with _backend("opening a netlink socket"):
-        ipr = IPRoute()
-    try:
-        yield ipr
-    finally:
-        ipr.close()
-
-
-def _setns_libc() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
-
-
-def _run_in_netns(nsfd: int, fn: Callable[[], T]) -> T:
-    """Run `fn` in a new thread that first joins the netns `nsfd`; the caller never moves.
-
-    Sockets created by `fn` stay bound to that netns after the thread has exited.
-    """
-    result: list[T] = []
-    failure: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            if _setns_libc().setns(nsfd, _CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns: {os.strerror(err)}")
-            result.append(fn())
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=body, name="dockyard-netns", daemon=True)
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return result[0]
-
-
-def _open_netns(pid: int) -> int | None:
-    """An O_RDONLY fd on the netns of `pid`, or None when the process is gone."""
-    try:
-        return os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    except OSError as exc:
-        raise BackendError(f"opening the netns of pid {pid}: {_reason(exc)}") from exc
-
-
-def _refuse_own_netns(nsfd: int, pid: int) -> None:
-    """Invariant guard: never treat the agent's own netns as an instance's."""
-    theirs = os.fstat(nsfd)
-    ours = os.stat("/proc/self/ns/net")
-    if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
-        raise BackendError(f"pid {pid} shares the host network namespace; refusing to plumb it")
-
-
-@contextlib.contextmanager
-def _netns(pid: int) -> Iterator[tuple[int, Any] | None]:
-    """(netns fd, IPRoute inside it) for `pid`, or None when the process is gone."""
-    nsfd = _open_netns(pid)
-    if nsfd is None:
-        yield None
-        return
-    try:
-        _refuse_own_netns(nsfd, pid)
-        with _backend(f"opening a netlink socket in the netns of pid {pid}"):
-            sock = _run_in_netns(
-                nsfd, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
-            fileno = sock.detach()
-            try:
-                ipr = IPRoute(fileno=fileno)
-            except BaseException:
-                os.close(fileno)
-                raise
-        try:
-            yield nsfd, ipr
-        finally:
-            ipr.close()
-    finally:
-        os.close(nsfd)
-
-
-# --------------------------------------------------------------------------- link helpers
-
-
-def _get_link(ipr: Any, name: str) -> Any | None:
-    """The RTM_NEWLINK message of `name`, or None (the kernel looks the name up: no dump)."""
-    try:
-        return ipr.link("get", ifname=name)[0]
-    except NetlinkError as exc:
-        if exc.code == errno.ENODEV:
-            return None
-        raise BackendError(f"looking up link {name}: {_reason(exc)}") from exc
-
-
 def _kind(link: Any) -> str | None:
     kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
     return str(kind) if kind is not None else None
@@ -251,7 +132,7 @@ def _delete_link(ipr: Any, index: int, what: str) -> None:
         ipr.link("del", index=index)
     except NetlinkError as exc:
         if exc.code != errno.ENODEV:  # already gone: fine
-            raise BackendError(f"deleting {what}: {_reason(exc)}") from exc
+            raise BackendError(f"deleting {what}: {failure_reason(exc)}") from exc
 
 
 def _random_mac() -> str:
@@ -297,31 +178,31 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, mac: str | None = Non
         ipaddress.IPv4Interface(f"{gateway}/{prefixlen}")
     except ValueError as exc:
         raise BackendError(f"invalid bridge address {gateway}/{prefixlen}: {exc}") from exc
-    with _host() as ipr:
+    with host_iproute() as ipr:
         index = _ensure_bridge_link(ipr, name, mac)
         try:
             ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:
                 raise BackendError(f"adding {gateway}/{prefixlen} to {name}: "
-                                   f"{_reason(exc)}") from exc
-        with _backend(f"bringing bridge {name} up"):
+                                   f"{failure_reason(exc)}") from exc
+        with netlink_errors(f"bringing bridge {name} up"):
             ipr.link("set", index=index, state="up")
 
 
 def _ensure_bridge_link(ipr: Any, name: str, mac: str | None = None) -> int:
     """Index of bridge `name`, created if missing; Conflict if the name is another kind."""
-    link = _get_link(ipr, name)
+    link = get_link(ipr, name)
     if link is not None and mac and link.get_attr("IFLA_ADDRESS") != mac:
-        with _backend(f"setting the MAC of {name}"):
+        with netlink_errors(f"setting the MAC of {name}"):
             ipr.link("set", index=int(link["index"]), address=mac)
     if link is None:
         try:
             ipr.link("add", ifname=name, kind="bridge", address=mac or _random_mac())
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:  # EEXIST: a concurrent ensure_bridge won
-                raise BackendError(f"creating bridge {name}: {_reason(exc)}") from exc
-        link = _get_link(ipr, name)
+                raise BackendError(f"creating bridge {name}: {failure_reason(exc)}") from exc
+        link = get_link(ipr, name)
         if link is None:
             raise BackendError(f"bridge {name} vanished right after creation")
     if _kind(link) != "bridge":
@@ -331,8 +212,8 @@ def _ensure_bridge_link(ipr: Any, name: str, mac: str | None = None) -> int:
 
 def delete_bridge(name: str) -> None:
     """Delete bridge `name` if present. Ports still attached are detached, not deleted."""
-    with _host() as ipr:
-        link = _get_link(ipr, name)
+    with host_iproute() as ipr:
+        link = get_link(ipr, name)
         if link is None:
             return
         if _kind(link) != "bridge":
@@ -343,8 +224,8 @@ def delete_bridge(name: str) -> None:
 
 def link_exists(name: str) -> bool:
     """True when a link called `name` exists in the agent's netns (any kind)."""
-    with _host() as ipr:
-        return _get_link(ipr, name) is not None
+    with host_iproute() as ipr:
+        return get_link(ipr, name) is not None
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -365,7 +246,7 @@ def plumb(pid: int, host_ifname: str, peer_ifname: str, bridge: str | None, mac:
     _check_ifname(peer_ifname)
     mac = _check_addressing(mac, ip, prefixlen, gateway)
     cidr = f"{ip}/{prefixlen}"
-    with _host() as host, _netns(pid) as target:
+    with host_iproute() as host, netns_iproute(pid) as target:
         if target is None:
             raise BackendError(f"cannot plumb {host_ifname}: process {pid} is gone")
         nsfd, ns = target
@@ -379,14 +260,14 @@ def plumb(pid: int, host_ifname: str, peer_ifname: str, bridge: str | None, mac:
         except BaseException:
             _delete_quietly(host, host_ifname)
             raise
-        host_end = _get_link(host, host_ifname)
+        host_end = get_link(host, host_ifname)
         if host_end is not None:
             _enable_big_tcp(host_end, nsfd, eth0)
         _send_garp(nsfd, eth0, mac, ip)
 
 
 def _bridge_index(ipr: Any, bridge: str) -> int:
-    link = _get_link(ipr, bridge)
+    link = get_link(ipr, bridge)
     if link is None:
         raise BackendError(f"bridge {bridge} does not exist (ensure_bridge first)")
     if _kind(link) != "bridge":
@@ -397,8 +278,8 @@ def _bridge_index(ipr: Any, bridge: str) -> int:
 def _reassert_if_plumbed(host: Any, ns: Any, nsfd: int, host_ifname: str, br_index: int | None,
                          mac: str, cidr: str, gateway: str) -> bool:
     """Idempotent path: True (after re-asserting ups/master/route) when already plumbed."""
-    eth0 = _get_link(ns, _INSTANCE_IFNAME)
-    host_end = _get_link(host, host_ifname)
+    eth0 = get_link(ns, _INSTANCE_IFNAME)
+    host_end = get_link(host, host_ifname)
     if eth0 is None or host_end is None:
         return False
     same_pair = eth0.get_attr("IFLA_LINK") == host_end["index"]
@@ -406,7 +287,7 @@ def _reassert_if_plumbed(host: Any, ns: Any, nsfd: int, host_ifname: str, br_ind
         return False
     if cidr not in _ipv4_addresses(ns, int(eth0["index"])):
         return False
-    with _backend(f"re-asserting {host_ifname} on bridge"):
+    with netlink_errors(f"re-asserting {host_ifname} on bridge"):
         host.link("set", index=int(host_end["index"]), state="up",
                   **({"master": br_index} if br_index is not None else {}))
     _finish_ns_config(ns, int(eth0["index"]), gateway)
@@ -416,13 +297,13 @@ def _reassert_if_plumbed(host: Any, ns: Any, nsfd: int, host_ifname: str, br_ind
 
 def _remove_stale(host: Any, ns: Any, host_ifname: str, pid: int) -> None:
     """Delete a leftover host end (and with it its peer); refuse a foreign eth0 in the netns."""
-    stale = _get_link(host, host_ifname)
+    stale = get_link(host, host_ifname)
     if stale is not None:
         if _kind(stale) != "veth":
             raise Conflict(f"link {host_ifname} exists and is a {_kind(stale) or 'device'}, "
                            "not a veth")
         _delete_link(host, int(stale["index"]), f"stale veth {host_ifname}")
-    if _get_link(ns, _INSTANCE_IFNAME) is not None:
+    if get_link(ns, _INSTANCE_IFNAME) is not None:
         raise Conflict(f"the netns of pid {pid} already has an eth0 that is not the peer of "
                        f"{host_ifname}; unplumb its host end first")
 
@@ -436,20 +317,20 @@ def _create_veth(host: Any, nsfd: int, host_ifname: str, peer_ifname: str, br_in
                   **({"master": br_index} if br_index is not None else {}))
     except NetlinkError as exc:
         raise BackendError(f"creating veth {host_ifname} (peer {peer_ifname} in the netns of "
-                           f"pid {pid}): {_reason(exc)}") from exc
+                           f"pid {pid}): {failure_reason(exc)}") from exc
 
 
 def _configure_peer(ns: Any, peer_ifname: str, ip: str, prefixlen: int, gateway: str,
                     pid: int) -> int:
     """Inside the netns: rename the peer to eth0, address it, routes; return its index."""
     where = f"in the netns of pid {pid}"
-    peer = _get_link(ns, peer_ifname)
+    peer = get_link(ns, peer_ifname)
     if peer is None:
         raise BackendError(f"veth peer {peer_ifname} did not appear {where}")
     index = int(peer["index"])
-    with _backend(f"renaming {peer_ifname} to eth0 {where}"):
+    with netlink_errors(f"renaming {peer_ifname} to eth0 {where}"):
         ns.link("set", index=index, ifname=_INSTANCE_IFNAME, state="up")
-    with _backend(f"adding {ip}/{prefixlen} to eth0 {where}"):
+    with netlink_errors(f"adding {ip}/{prefixlen} to eth0 {where}"):
         ns.addr("add", index=index, address=ip, prefixlen=prefixlen)
     _finish_ns_config(ns, index, gateway)
     return index
@@ -457,12 +338,12 @@ def _configure_peer(ns: Any, peer_ifname: str, ip: str, prefixlen: int, gateway:
 
 def _finish_ns_config(ns: Any, eth0_index: int, gateway: str) -> None:
     """eth0 up, lo up, default route via `gateway` (replace: idempotent)."""
-    with _backend("bringing eth0 and lo up"):
+    with netlink_errors("bringing eth0 and lo up"):
         ns.link("set", index=eth0_index, state="up")
-        lo = _get_link(ns, "lo")
+        lo = get_link(ns, "lo")
         if lo is not None:
             ns.link("set", index=int(lo["index"]), state="up")
-    with _backend(f"setting the default route via {gateway}"):
+    with netlink_errors(f"setting the default route via {gateway}"):
         ns.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=eth0_index)
 
 
@@ -470,7 +351,7 @@ def _rtnl_socket(nsfd: int | None) -> socket.socket:
     """A raw NETLINK_ROUTE socket in the agent's netns (None) or in the netns `nsfd`."""
     def make() -> socket.socket:
         return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-    return make() if nsfd is None else _run_in_netns(nsfd, make)
+    return make() if nsfd is None else run_in_netns(nsfd, make)
 
 
 def _rtnl_link_request(nsfd: int | None, msg_type: int, flags: int, index: int,
@@ -509,27 +390,27 @@ def _enable_big_tcp(host_end: Any, nsfd: int, eth0_index: int) -> None:
         _rtnl_link_request(nsfd, _RTM_NEWLINK, _NLM_F_ACK, eth0_index, attrs)
     except OSError as exc:
         log.warning("BIG TCP (IPv4 GSO/GRO %d) on %s and its eth0: %s", size,
-                    host_end.get_attr("IFLA_IFNAME"), _reason(exc))
+                    host_end.get_attr("IFLA_IFNAME"), failure_reason(exc))
 
 
 def set_ipv4_gso_sizes(ifname: str, size: int) -> None:
     """Set the IPv4 GSO and GRO max size of link `ifname` in the agent's netns (what plumb
     does to instance veths; the benchmark gives a bare veth pair the same for comparison)."""
     attrs = _u32(_IFLA_GSO_IPV4_MAX_SIZE, size) + _u32(_IFLA_GRO_IPV4_MAX_SIZE, size)
-    with _backend(f"setting the IPv4 GSO/GRO size of {ifname}"):
+    with netlink_errors(f"setting the IPv4 GSO/GRO size of {ifname}"):
         _rtnl_link_request(None, _RTM_NEWLINK, _NLM_F_ACK, socket.if_nametoindex(ifname), attrs)
 
 
 def ipv4_gso_sizes(ifname: str, pid: int | None = None) -> tuple[int | None, int | None]:
     """(IPv4 GSO max size, IPv4 GRO max size) of link `ifname` in the agent's netns, or in
     the netns of `pid`; None for an attribute the kernel does not report (before 6.3)."""
-    nsfd = _open_netns(pid) if pid is not None else None
+    nsfd = open_netns(pid) if pid is not None else None
     if pid is not None and nsfd is None:
         raise BackendError(f"reading {ifname}: process {pid} is gone")
     try:
-        with _backend(f"reading the GSO sizes of {ifname}"):
+        with netlink_errors(f"reading the GSO sizes of {ifname}"):
             index = (socket.if_nametoindex(ifname) if nsfd is None
-                     else _run_in_netns(nsfd, lambda: socket.if_nametoindex(ifname)))
+                     else run_in_netns(nsfd, lambda: socket.if_nametoindex(ifname)))
             reply = _rtnl_link_request(nsfd, _RTM_GETLINK, 0, index)
     finally:
         if nsfd is not None:
@@ -549,7 +430,7 @@ def ipv4_gso_sizes(ifname: str, pid: int | None = None) -> tuple[int | None, int
 def _delete_quietly(host: Any, host_ifname: str) -> None:
     """Rollback helper: remove what plumb created; never masks the original error."""
     try:
-        link = _get_link(host, host_ifname)
+        link = get_link(host, host_ifname)
         if link is not None:
             host.link("del", index=int(link["index"]))
     except (BackendError, NetlinkError, OSError) as exc:
@@ -573,7 +454,7 @@ def _send_garp(nsfd: int, eth0_index: int, mac: str, ip: str) -> None:
         return sock
 
     try:
-        sock = _run_in_netns(nsfd, send)
+        sock = run_in_netns(nsfd, send)
     except OSError as exc:
         log.debug("gratuitous ARP from eth0 (index %d) failed: %s", eth0_index, exc)
         return
@@ -588,24 +469,24 @@ def ensure_link_pair(near: str, far: str, bridge: str) -> None:
     Joins a network's Linux bridge to another switch; a leftover pair is reused."""
     _check_ifname(near)
     _check_ifname(far)
-    with _host() as ipr:
+    with host_iproute() as ipr:
         br_index = _bridge_index(ipr, bridge)
-        if _get_link(ipr, near) is None or _get_link(ipr, far) is None:
+        if get_link(ipr, near) is None or get_link(ipr, far) is None:
             _delete_quietly(ipr, near)
-            with _backend(f"creating veth {near} ↔ {far}"):
+            with netlink_errors(f"creating veth {near} ↔ {far}"):
                 ipr.link("add", ifname=near, kind="veth", peer={"ifname": far})
         for name, extra in ((near, {"master": br_index}), (far, {})):
-            link = _get_link(ipr, name)
+            link = get_link(ipr, name)
             if link is None:
                 raise BackendError(f"veth end {name} vanished right after creation")
-            with _backend(f"bringing {name} up"):
+            with netlink_errors(f"bringing {name} up"):
                 ipr.link("set", index=int(link["index"]), state="up", **extra)
 
 
 def unplumb(host_ifname: str) -> None:
     """Delete the host end `host_ifname` (its peer eth0 goes with it). Idempotent."""
-    with _host() as host:
-        link = _get_link(host, host_ifname)
+    with host_iproute() as host:
+        link = get_link(host, host_ifname)
         if link is None:
             return
         if _kind(link) != "veth":
@@ -618,18 +499,18 @@ def unplumb(host_ifname: str) -> None:
 
 
 def _ipv4_addresses(ipr: Any, index: int) -> list[str]:
-    with _backend("listing addresses"):
+    with netlink_errors("listing addresses"):
         msgs = ipr.addr("dump", family=socket.AF_INET)
     return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}" for m in msgs if m["index"] == index]
 
 
 def instance_eth0(pid: int) -> Eth0 | None:
     """eth0 as seen inside the netns of `pid`; None if there is none or the pid is gone."""
-    with _netns(pid) as target:
+    with netns_iproute(pid) as target:
         if target is None:
             return None
         _, ns = target
-        link = _get_link(ns, _INSTANCE_IFNAME)
+        link = get_link(ns, _INSTANCE_IFNAME)
         if link is None:
             return None
         index = int(link["index"])
@@ -640,7 +521,7 @@ def instance_eth0(pid: int) -> Eth0 | None:
 
 def list_routes() -> list[Route]:
     """IPv4 routes of the main table except the default route, e.g. 10.0.0.0/24 dev br0."""
-    with _host() as ipr, _backend("listing routes"):
+    with host_iproute() as ipr, netlink_errors("listing routes"):
         names = {int(m["index"]): str(m.get_attr("IFLA_IFNAME")) for m in ipr.link("dump")}
         routes = ipr.route("dump", family=socket.AF_INET)
         out: list[Route] = []

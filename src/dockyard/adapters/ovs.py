@@ -22,7 +22,8 @@ import subprocess
 
 from dockyard.errors import BackendError
 
-__all__ = ["add_port", "del_port", "ensure_bridge", "tx_offload_off", "tx_offload_off_in"]
+__all__ = ["add_port", "create_db", "del_port", "ensure_bridge", "init_db", "tx_offload_off",
+           "tx_offload_off_in", "vswitchd_ready"]
 
 _TIMEOUT_S = 30.0
 
@@ -74,3 +75,26 @@ def tx_offload_off(ifname: str) -> None:
 def tx_offload_off_in(pid: int, ifname: str) -> None:
     """`ethtool -K IFNAME tx off` inside the network namespace of `pid` (an instance)."""
     _run(["nsenter", f"--net=/proc/{pid}/ns/net", "ethtool", "-K", ifname, "tx", "off"])
+
+
+# ------------------------------------------------------- a switch of its own (dev-cluster)
+
+
+def create_db(path: str, schema: str) -> None:
+    """`ovsdb-tool create PATH SCHEMA`: a fresh database file for an own ovsdb-server."""
+    _run(["ovsdb-tool", "create", path, schema])
+
+
+def init_db(db: str) -> None:
+    """`ovs-vsctl init` of the (freshly started) ovsdb-server `db`, without waiting for an
+    ovs-vswitchd."""
+    _vsctl(db, "--no-wait", "init")
+
+
+def vswitchd_ready(control: str) -> bool:
+    """True when the ovs-vswitchd behind the unixctl socket `control` answers."""
+    try:
+        _run(["ovs-appctl", "-t", control, "version"])
+    except BackendError:
+        return False
+    return True

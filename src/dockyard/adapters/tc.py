@@ -54,23 +54,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_NEWQDISC, TC_H_ROOT
 
-from dockyard.adapters.netlink import (
-    _backend,
-    _get_link,
-    _open_netns,
-    _reason,
-    _refuse_own_netns,
-    _run_in_netns,
+from dockyard.adapters.netns import (
+    failure_reason,
+    get_link,
+    host_iproute,
+    netlink_errors,
+    netns_iproute,
 )
 from dockyard.errors import BackendError
 
@@ -154,39 +150,12 @@ def root_rate(messages: Any) -> int | None:
 
 
 @contextlib.contextmanager
-def _host() -> Iterator[Any]:
-    """A fresh echoing IPRoute in the agent's netns (echo: see the module docstring)."""
-    with _backend("opening a netlink socket"):
-        ipr = IPRoute(nlm_echo=True)
-    try:
-        yield ipr
-    finally:
-        ipr.close()
-
-
-@contextlib.contextmanager
 def _in_netns(pid: int) -> Iterator[Any]:
     """A fresh echoing IPRoute inside the netns of `pid` (entered as `netlink` does)."""
-    nsfd = _open_netns(pid)
-    if nsfd is None:
-        raise BackendError(f"process {pid} is gone: no network namespace to rate-limit")
-    try:
-        _refuse_own_netns(nsfd, pid)
-        with _backend(f"opening a netlink socket in the netns of pid {pid}"):
-            sock = _run_in_netns(
-                nsfd, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
-            fileno = sock.detach()
-            try:
-                ipr = IPRoute(fileno=fileno, nlm_echo=True)
-            except BaseException:
-                os.close(fileno)
-                raise
-        try:
-            yield ipr
-        finally:
-            ipr.close()
-    finally:
-        os.close(nsfd)
+    with netns_iproute(pid, echo=True) as target:
+        if target is None:
+            raise BackendError(f"process {pid} is gone: no network namespace to rate-limit")
+        yield target[1]
 
 
 # --------------------------------------------------------------------------- core
@@ -194,7 +163,7 @@ def _in_netns(pid: int) -> Iterator[Any]:
 
 def _link(ipr: Any, ifname: str, where: str) -> tuple[int, int]:
     """(index, mtu) of `ifname`; BackendError when there is no such interface."""
-    link = _get_link(ipr, ifname)
+    link = get_link(ipr, ifname)
     if link is None:
         raise BackendError(f"no interface {ifname} {where}")
     return int(link["index"]), int(link.get_attr("IFLA_MTU") or _DEFAULT_MTU)
@@ -202,14 +171,14 @@ def _link(ipr: Any, ifname: str, where: str) -> tuple[int, int]:
 
 def _read(ipr: Any, index: int, what: str) -> int | None:
     """Rate of our root tbf on link `index`: one non-dump RTM_GETQDISC (needs NLM_F_ECHO)."""
-    with _backend(f"reading the root qdisc of {what}"):
+    with netlink_errors(f"reading the root qdisc of {what}"):
         answers = ipr.tc("get", index=index, parent=TC_H_ROOT, dump_filter=lambda _m: True)
     return root_rate(answers)
 
 
 def _apply(ipr: Any, index: int, params: TbfParams, what: str) -> None:
     """Create or change our root tbf (RTM_NEWQDISC, create|replace): atomic, no gap."""
-    with _backend(f"setting tbf rate {params.rate * 8} bit/s on {what}"):
+    with netlink_errors(f"setting tbf rate {params.rate * 8} bit/s on {what}"):
         ipr.tc("replace", "tbf", index, HANDLE, rate=params.rate, burst=params.burst,
                limit=params.limit)
 
@@ -221,7 +190,7 @@ def _delete(ipr: Any, index: int, what: str) -> None:
     except NetlinkError as exc:
         # ENOENT/EINVAL: removed or replaced concurrently; fine if ours is gone now.
         if exc.code not in (errno.ENOENT, errno.EINVAL) or _read(ipr, index, what) is not None:
-            raise BackendError(f"removing the rate limit of {what}: {_reason(exc)}") from exc
+            raise BackendError(f"removing the rate limit of {what}: {failure_reason(exc)}") from exc
 
 
 def _set(ipr: Any, ifname: str, rate_bps: int | None, where: str) -> None:
@@ -251,7 +220,7 @@ def set_ingress(host_ifname: str, rate_bps: int | None) -> None:
     """
     if rate_bps is not None:
         check_rate(rate_bps)
-    with _host() as ipr:
+    with host_iproute(echo=True) as ipr:
         _set(ipr, host_ifname, rate_bps, "on the host")
 
 
@@ -270,7 +239,7 @@ def set_egress(pid: int, rate_bps: int | None, ifname: str = _INSTANCE_IFNAME) -
 def read_ingress(host_ifname: str) -> int | None:
     """The ingress limit set on `host_ifname` in bits/s, or None when there is none."""
     where = "on the host"
-    with _host() as ipr:
+    with host_iproute(echo=True) as ipr:
         index, _ = _link(ipr, host_ifname, where)
         return _read(ipr, index, f"{host_ifname} {where}")
 

@@ -12,18 +12,28 @@ import shutil
 from pathlib import Path
 
 from dockyard.errors import BackendError
-from dockyard.model.agent import DesiredInstance
+from dockyard.model.agent import DesiredInstance, Peer
 
 
 def render_hosts(d: DesiredInstance) -> str:
     """localhost, the instance itself, then every other instance of its network (by hostname
-    and by instance name), so instances of a network resolve each other's names."""
+    and by instance name), so instances of a network resolve each other's names. A stack
+    replica (its own peer entry says which stack) also names each replica of its stack by
+    service: `web` is every replica of `web`, one line each (round robin by getaddrinfo)."""
+    own = next((p for p in d.network.peers if p.ip == d.ip), None)
+    stack = own.stack if own is not None else None
+
+    def names(hostname: str, name: str, peer: Peer | None) -> str:
+        out = [hostname] + [n for n in (name, peer.service if peer and stack is not None
+                                        and peer.stack == stack else None)
+                            if n and n != hostname]
+        return " ".join(dict.fromkeys(out))
+
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             f"{d.ip}\t{d.hostname}" + (f" {d.name}" if d.name != d.hostname else "")]
+             f"{d.ip}\t{names(d.hostname, d.name, own)}"]
     for peer in d.network.peers:
         if peer.ip != d.ip:
-            names = peer.hostname + (f" {peer.name}" if peer.name != peer.hostname else "")
-            lines.append(f"{peer.ip}\t{names}")
+            lines.append(f"{peer.ip}\t{names(peer.hostname, peer.name, peer)}")
     return "\n".join(lines) + "\n"
 
 

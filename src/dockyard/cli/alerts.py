@@ -1,4 +1,5 @@
-"""`dockyard alerts`, `alert rule add|list|delete`, `webhook add|list|delete`."""
+"""`alert list|rule add|list|delete`: alerts and their rules in one group (`dockyard alerts`,
+the old spelling of `alert list`, stays as a hidden alias)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,13 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, print_json, table
-from dockyard.model.alert_kinds import RuleKind, WebhookFormat
+from dockyard.cli.output import JsonOpt, console, print_json, table
+from dockyard.model.alert_kinds import RuleKind
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
-
-alert_app = typer.Typer(help="Alert rules (see `dockyard alerts` for the alerts themselves).",
-                        no_args_is_help=True)
+alert_app = typer.Typer(help="Alerts (`alert list`) and the rules that raise them "
+                        "(`alert rule …`).", no_args_is_help=True)
 rule_app = typer.Typer(help="Rules: builtin ones and your own.", no_args_is_help=True)
 alert_app.add_typer(rule_app, name="rule")
-webhook_app = typer.Typer(help="Webhooks notified of every alert state change.",
-                          no_args_is_help=True)
 
 
 def _time(value: str | None) -> str | None:
@@ -28,6 +25,7 @@ def _value(row: dict[str, Any]) -> str:
     return "-" if row["value"] is None else f"{row['value']:.3g}"
 
 
+@alert_app.command("list")
 def alerts(show_all: Annotated[bool, typer.Option("--all", help="resolved alerts too")] = False,
            as_json: JsonOpt = False) -> None:
     """Firing alerts (with --all: resolved ones too)."""
@@ -86,41 +84,3 @@ def rule_delete(name: str) -> None:
     with client() as api:
         api.delete(f"/v1/alerts/rules/{name}")
     console.print(f"rule {name} deleted")
-
-
-@webhook_app.command("add")
-def webhook_add(url: str,
-                fmt: Annotated[WebhookFormat, typer.Option(
-                    "--format", help="generic JSON, or slack ({\"text\": ...})")]
-                = WebhookFormat.generic,
-                as_json: JsonOpt = False) -> None:
-    """Add a webhook."""
-    with client() as api:
-        hook = api.post("/v1/webhooks", {"url": url, "format": fmt.value})
-    if as_json:
-        print_json(hook)
-        return
-    console.print(f"webhook [bold]{hook['id']}[/bold] added")
-
-
-@webhook_app.command("list")
-def webhook_list(as_json: JsonOpt = False) -> None:
-    """List webhooks with their notification counts."""
-    with client() as api:
-        page = api.get("/v1/webhooks")
-    if as_json:
-        print_json(page)
-        return
-    table(page["items"], [("ID", lambda r: r["id"]), ("URL", lambda r: r["url"]),
-                          ("FORMAT", lambda r: r["format"]),
-                          ("SENT", lambda r: r["delivered"]),
-                          ("PENDING", lambda r: r["pending"]),
-                          ("FAILED", lambda r: r["failed"])], "no webhooks")
-
-
-@webhook_app.command("delete")
-def webhook_delete(webhook_id: str) -> None:
-    """Delete a webhook (its pending notifications are dropped)."""
-    with client() as api:
-        api.delete(f"/v1/webhooks/{webhook_id}")
-    console.print(f"webhook {webhook_id} deleted")

@@ -44,14 +44,20 @@ def read_config(path: Path | None = None) -> dict[str, str]:
 
 
 def client(timeout: float = 130.0) -> ApiClient:
-    from dockyard.client import ApiClient  # httpx: only for a command that calls the server
+    """The API client of a command: over the CLI's stdlib transport (`transport.py`), or
+    httpx's when the environment names a proxy (httpx honours it)."""
+    from dockyard.cli.transport import StdlibTransport, proxy_configured
+    from dockyard.client import ApiClient
     cfg = read_config()
     url = os.environ.get("DOCKYARD_URL") or cfg.get("url")
     token = os.environ.get("DOCKYARD_TOKEN") or cfg.get("token")
     if not url or not token:
         raise InvalidRequest(f"no Dockyard server configured: run `dockyard up`, or set "
                              f"DOCKYARD_URL and DOCKYARD_TOKEN (config: {config_path()})")
-    return ApiClient(url, token, timeout=timeout, ca=ca_path(cfg))
+    ca = ca_path(cfg)
+    transport = None if proxy_configured() else StdlibTransport(url.rstrip("/"), token,
+                                                                 timeout, ca)
+    return ApiClient(url, token, timeout=timeout, ca=ca, transport=transport)
 
 
 def ca_path(cfg: dict[str, str]) -> str | None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from dockyard.cli.config import client
 from dockyard.cli.output import console, err_console, print_json
@@ -36,6 +34,8 @@ def _reports(api: ApiClient, host: str | None) -> tuple[list[dict[str, Any]], li
 
 
 def _print_report(report: dict[str, Any]) -> None:
+    from rich.table import Table  # Rich: when a report is printed (output.py)
+    from rich.text import Text
     tbl = Table(title=f"host {report['host']}", title_justify="left", show_header=True,
                 header_style="bold", box=None, pad_edge=False)
     for title in ("", "CHECK", "RESULT", "FIX"):

@@ -18,7 +18,8 @@ import typer
 import typer.main
 from typer.core import TyperCommand, TyperGroup
 
-from dockyard.cli.output import err_console
+from dockyard.cli import coercion
+from dockyard.cli.output import error_line
 from dockyard.errors import DockyardError
 
 # name → (module in dockyard.cli, attribute): a command function or a Typer group.
@@ -36,32 +37,35 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restart": ("instances", "restart"),
     "delete": ("instances", "delete"),
     "resize": ("instances", "resize"),
-    "migrate": ("snapshots", "migrate"),
-    "rebuild": ("snapshots", "rebuild"),
-    "evacuate": ("snapshots", "evacuate"),
+    "migrate": ("moves", "migrate"),
+    "rebuild": ("moves", "rebuild"),
+    "evacuate": ("moves", "evacuate"),
     "exec": ("instances", "exec_"),
     "logs": ("instances", "logs"),
     "events": ("instances", "events"),
-    "alerts": ("alerts", "alerts"),
     "stats": ("stats", "stats"),
     "top": ("stats", "top"),
     "doctor": ("doctor", "doctor"),
     "audit": ("audit", "audit"),
     "backup": ("backup", "backup"),
     "restore": ("backup", "restore"),
-    "login": ("tenants", "login"),
-    "host": ("groups", "host_app"),
-    "network": ("groups", "network_app"),
-    "volume": ("groups", "volume_app"),
+    "login": ("login", "login"),
+    "host": ("hosts", "host_app"),
+    "network": ("networks", "network_app"),
+    "volume": ("volumes", "volume_app"),
     "alert": ("alerts", "alert_app"),
-    "webhook": ("alerts", "webhook_app"),
+    "alerts": ("alerts", "alerts"),  # the old spelling of `alert list`: hidden (HIDDEN)
+    "webhook": ("webhooks", "webhook_app"),
     "image": ("images", "image_app"),
     "snapshot": ("snapshots", "snapshot_app"),
-    "project": ("tenants", "project_app"),
-    "token": ("tenants", "token_app"),
-    "quota": ("tenants", "quota_app"),
+    "stack": ("stack", "stack_app"),
+    "project": ("projects", "project_app"),
+    "token": ("tokens", "token_app"),
+    "quota": ("quotas", "quota_app"),
     "dev-cluster": ("devcluster", "dev_cluster_app"),
 }
+# Kept working, not shown in `dockyard --help` nor offered by completion.
+HIDDEN = frozenset({"alerts"})
 # `dockyard exec NAME ls -l`: options after NAME belong to the command run in the instance.
 CONTEXT_SETTINGS: dict[str, dict[str, Any]] = {"exec": {"allow_interspersed_args": False}}
 
@@ -74,11 +78,14 @@ def load_command(name: str) -> TyperCommand | TyperGroup:
     if isinstance(target, typer.Typer):
         group = typer.main.get_group(target)
         group.name = name
+        coercion.install(group)
         return group
     single = typer.Typer(add_completion=False)
-    single.command(name, context_settings=CONTEXT_SETTINGS.get(name))(target)
+    single.command(name, context_settings=CONTEXT_SETTINGS.get(name),
+                   hidden=name in HIDDEN)(target)
     command = typer.main.get_command(single)
     assert isinstance(command, TyperCommand)
+    coercion.install(command)  # its values converted without pydantic (coercion.py)
     return command
 
 
@@ -132,11 +139,12 @@ def _root() -> None:
 
 
 def main() -> None:
+    command = typer.main.get_command(app)  # what app() runs, with its --install-completion …
+    coercion.install(command)  # … converted without pydantic
     try:
-        app()
+        command()
     except DockyardError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False, markup=True,
-                          soft_wrap=True)
+        error_line(exc.message)
         sys.exit(1)
 
 

@@ -1,16 +1,57 @@
-"""Printing: `--json` prints exactly the API's JSON; otherwise Rich tables."""
+"""Printing: `--json` prints exactly the API's JSON; otherwise Rich tables.
+
+Rich is imported when something is printed through it, not when a command starts (issue 18):
+`console` and `err_console` build their `rich.console.Console` at first use, and a command's
+error line (`error_line`) needs no Rich at all.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, overload
 
-from rich.console import Console
-from rich.table import Table
+import typer
 
-console = Console(emoji=False)  # ":CD:" in a fingerprint is not 💿
-err_console = Console(stderr=True, emoji=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
+
+
+class _LazyConsole:
+    """A `rich.console.Console(**options)` made at the first attribute looked up."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+if TYPE_CHECKING:
+    console: Console
+    err_console: Console
+else:
+    console = _LazyConsole(emoji=False)  # ":CD:" in a fingerprint is not 💿
+    err_console = _LazyConsole(stderr=True, emoji=False)
+
+
+def error_line(message: str) -> None:
+    """`error: MESSAGE` on stderr, "error:" in red on a terminal (as Rich would print it:
+    not with NO_COLOR or TERM=dumb)."""
+    colour = (sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+              and os.environ.get("TERM") != "dumb")
+    label = "\033[31merror:\033[0m" if colour else "error:"
+    sys.stderr.write(f"{label} {message}\n")
+    sys.stderr.flush()
 
 
 def print_json(data: Any) -> None:
@@ -35,6 +76,7 @@ def table(rows: Sequence[Any], columns: Sequence[tuple[str, Callable[[Any], Any]
     if not rows:
         console.print(f"[dim]{empty}[/dim]")
         return
+    from rich.table import Table
     tbl = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for title, _ in columns:
         tbl.add_column(title)

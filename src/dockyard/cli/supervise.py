@@ -6,6 +6,13 @@ given up on after repeated fast failures, and stopped within a bound.
                                      └──None (LIMIT exits within WINDOW s)──▶ give up: stop all
 
 Instances are never touched: they belong to dockerd, not to these processes.
+
+Ctrl-C, SIGTERM and SIGHUP are only noted by their handler (`StopRequest`); the supervisor
+loop sees the note within `pause` and returns, and `up` stops the children in its normal flow.
+Never an exception or a `stop_all` run from inside a signal handler: either lands at any
+bytecode, also between `Popen.poll()`'s `_waitpid_lock.acquire()` and its `try`, which leaves
+the lock held, and the `wait()` of the stop then blocks for ever on the killed child (issue 18
+item 4: `up` did not exit within 60 s of SIGINT).
 """
 
 from __future__ import annotations
@@ -25,6 +32,34 @@ from dockyard.errors import BackendError
 RESTART_LIMIT = 5  # exits within RESTART_WINDOW seconds after which `up` gives up
 RESTART_WINDOW = 60.0
 STOP_BOUND = 5.0  # seconds from Ctrl-C to every child gone
+
+
+class StopRequest:
+    """SIGINT, SIGTERM and SIGHUP, noted by `install()`'s handler and acted on by the code that
+    polls `requested` (the handler sets one attribute: nothing else can run in it)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._note)
+
+    def _note(self, signum: int, _frame: object) -> None:
+        self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def sleep(self, seconds: float, step: float = 0.1) -> bool:
+        """Sleep `seconds`, or less once a stop is requested; whether one was."""
+        deadline = time.monotonic() + seconds
+        while not self.requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(step, left))
+        return self.requested
 
 
 class RestartPolicy:
@@ -81,9 +116,12 @@ def exit_reason(code: int) -> str:
 
 
 def supervise(children: list[Child], say: Callable[[str], None],
-              restarted: Callable[[Child, str], None], pause: float = 0.5) -> None:
-    """Restart dead children for ever; raises BackendError once one gives up."""
-    while True:
+              restarted: Callable[[Child, str], None], pause: float = 0.5,
+              stop: StopRequest | None = None) -> None:
+    """Restart dead children until `stop` is requested (then return: the caller stops
+    them); raises BackendError once one gives up."""
+    stop = stop or StopRequest()
+    while not stop.requested:
         for child in children:
             assert child.proc is not None
             code = child.proc.poll()
@@ -98,10 +136,11 @@ def supervise(children: list[Child], say: Callable[[str], None],
             child.restarts += 1
             say(f"the {child.name} exited ({reason}); restarting it in {delay:.1f} s "
                 f"(restart {child.restarts}; see {child.log})")
-            time.sleep(delay)
+            if stop.sleep(delay):
+                return
             child.spawn()
             restarted(child, reason)
-        time.sleep(pause)
+        stop.sleep(pause)
 
 
 def stop_all(children: list[Child], bound: float = STOP_BOUND) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -17,9 +16,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dockyard.cli.config import config_path, read_config, write_config
-from dockyard.cli.groups import parse_labels
+from dockyard.cli.hosts import parse_labels
 from dockyard.cli.output import console, err_console
-from dockyard.cli.supervise import Child, stop_all, supervise
+from dockyard.cli.supervise import Child, StopRequest, stop_all, supervise
 from dockyard.client import ApiClient
 from dockyard.config import (
     DEFAULT_LISTEN,
@@ -165,11 +164,17 @@ def _admin_token(db: Database, project_id: str, url: str, ca: Path | None = None
     return token
 
 
+class Stopped(Exception):
+    """A stop (Ctrl-C, SIGTERM, SIGHUP) was requested while `up` was starting."""
+
+
 def _wait_until(check: object, what: str, proc: subprocess.Popen[bytes], log: Path,
-                timeout: float = 30.0) -> None:
+                timeout: float = 30.0, stop: StopRequest | None = None) -> None:
     import httpx
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stop is not None and stop.requested:
+            raise Stopped
         if proc.poll() is not None:
             raise BackendError(f"{what} exited with {proc.returncode}; see {log}")
         try:
@@ -192,7 +197,7 @@ def _cluster_ca(home: Path, listen: str) -> Path:
 
 
 def _record_restart(url: str, host_token: str, ca: Path | None, server: Child, child: Child,
-                    reason: str) -> None:
+                    reason: str, stop: StopRequest) -> None:
     """A host event for the restart (the agent's re-registration adds `host_up`). After a
     server restart, once it answers; a server that dies again is the supervisor's business.
     A client of its own, closed after: no idle connection for the server to wait on."""
@@ -201,14 +206,16 @@ def _record_restart(url: str, host_token: str, ca: Path | None, server: Child, c
                f"{child.restarts})")
     try:
         with ApiClient(url, host_token, timeout=10, ca=ca) as host_api:
-            _post_restart(host_api, server, child, message)
+            _post_restart(host_api, server, child, message, stop)
     except (DockyardError, httpx.HTTPError) as exc:
         err_console.print(f"cannot record the restart as a host event: {exc}")
 
 
-def _post_restart(host_api: ApiClient, server: Child, child: Child, message: str) -> None:
+def _post_restart(host_api: ApiClient, server: Child, child: Child, message: str,
+                  stop: StopRequest) -> None:
     if child is server and server.proc is not None:
-        _wait_until(lambda: host_api.get("/healthz"), "server", server.proc, server.log)
+        _wait_until(lambda: host_api.get("/healthz"), "server", server.proc, server.log,
+                    stop=stop)
     host_api.post("/v1/agent/events", {"kind": f"{child.name}_restarted", "message": message})
 
 
@@ -317,18 +324,16 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
                                   *(["--docker-url", docker_url] if docker_url else [])],
                         agent_log, {"DOCKYARD_TOKEN": host_token})
     children = [agent_child, server_child]  # stopped in this order
-
-    def stop(*_: object) -> None:
-        stop_all(children)
-        raise typer.Exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)  # the terminal went away: the children are not in
-    try:                                 # its process group, so `up` stops them
+    # Ctrl-C, SIGTERM, and SIGHUP (the terminal went away: the children are not in its
+    # process group) are noted, and acted on here, never inside the handler (supervise.py).
+    stop = StopRequest()
+    stop.install()
+    try:
         api = ApiClient(url, token, timeout=30, ca=ca)
-        _wait_until(lambda: api.get("/healthz"), "server", server_child.spawn(), server_log)
+        _wait_until(lambda: api.get("/healthz"), "server", server_child.spawn(), server_log,
+                    stop=stop)
         _wait_until(lambda: api.get(f"/v1/hosts/{LOCAL_HOST}")["state"] == "up", "agent",
-                    agent_child.spawn(), agent_log)
+                    agent_child.spawn(), agent_log, stop=stop)
         try:
             _ensure_default_network(api, subnet)
         except Conflict as exc:
@@ -344,9 +349,11 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
         api.close()  # no idle keep-alive connection of ours for the server to wait on
         supervise(children, lambda text: err_console.print(text),
                   lambda child, reason: _record_restart(url, host_token, ca, server_child,
-                                                        child, reason))
-    except KeyboardInterrupt:
-        stop()
+                                                        child, reason, stop), stop=stop)
+    except Stopped:
+        pass
     except DockyardError:
         stop_all(children)
         raise
+    stop_all(children)
+    raise typer.Exit(0)

@@ -185,7 +185,7 @@ def _build(tree: Mapping[str, Any], name: str | None, variables: Mapping[str, st
     volumes = build_volumes(tree, str(stack), problems)
     services: dict[str, ServiceSpec] = {}
     for svc_name, body in (tree.get("services") or {}).items():
-        _check_replica_name(str(stack), svc_name, problems)
+        check_replica_name(str(stack), svc_name, problems)
         svc = build_service(svc_name, body or {}, variables, read_file, volumes, problems)
         if svc is not None:
             services[svc_name] = svc
@@ -202,7 +202,7 @@ def _build(tree: Mapping[str, Any], name: str | None, variables: Mapping[str, st
                      start_order=start_order(graph))
 
 
-def _check_replica_name(stack: str, service: str, problems: Problems) -> None:
+def check_replica_name(stack: str, service: str, problems: Problems) -> None:
     example = replica_name(stack, service, 1)
     try:
         check_name(example)

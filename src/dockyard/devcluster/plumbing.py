@@ -5,7 +5,6 @@ to a log file, stdin from /dev/null, and waited for."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -15,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dockyard.adapters import cgroups, ovs
+from dockyard.adapters.processes import alive
 from dockyard.errors import BackendError
 
 IMAGE = "dockyard/busybox:latest"
@@ -55,27 +56,6 @@ def wait_for(check: Callable[[], bool], what: str, pid: int | None, log: Path,
             pass
         time.sleep(0.2)
     raise BackendError(f"{what} did not become ready in {timeout:.0f}s; see {log}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in _status(pid)
-
-
-def _status(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/status").read_text().lower()
-    except OSError:
-        return ""
 
 
 def stop(pid: int, timeout: float = 30.0) -> None:
@@ -199,17 +179,16 @@ def start_ovs(netns: str, root: Path) -> tuple[int, int]:
     env = {"OVS_RUNDIR": str(root), "OVS_LOGDIR": str(root), "OVS_DBDIR": str(root)}
     db = root / "conf.db"
     if not db.exists():
-        run("ovsdb-tool", "create", str(db), OVS_SCHEMA)
+        ovs.create_db(str(db), OVS_SCHEMA)
     sock = root / "db.sock"
     dbpid = spawn(in_netns(netns, "ovsdb-server", str(db), f"--remote=punix:{sock}",
                            f"--unixctl={root / 'ovsdb-server.ctl'}"), root / "ovsdb.log", env)
     wait_for(sock.exists, f"ovsdb-server of {netns}", dbpid, root / "ovsdb.log")
-    run("ovs-vsctl", f"--db=unix:{sock}", "--no-wait", "init")
+    ovs.init_db(f"unix:{sock}")
     swpid = spawn(in_netns(netns, "ovs-vswitchd", f"unix:{sock}",
                            f"--unixctl={root / 'ovs-vswitchd.ctl'}"), root / "vswitchd.log",
                   env)
-    wait_for(lambda: run("ovs-appctl", "-t", str(root / "ovs-vswitchd.ctl"), "version",
-                         check=False).returncode == 0,
+    wait_for(lambda: ovs.vswitchd_ready(str(root / "ovs-vswitchd.ctl")),
              f"ovs-vswitchd of {netns}", swpid, root / "vswitchd.log")
     return dbpid, swpid
 
@@ -222,16 +201,4 @@ def remove_containers(root: Path) -> None:
 
 
 def remove_cgroups(parent: str) -> None:
-    base = Path("/sys/fs/cgroup")
-    for ctrl in base.iterdir() if base.exists() else []:
-        path = ctrl / parent
-        if path.is_dir():
-            for sub in sorted(path.rglob("*"), reverse=True):
-                if sub.is_dir():
-                    _rmdir(sub)
-            _rmdir(path)
-
-
-def _rmdir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # a cgroup still in use stays; down says nothing
-        os.rmdir(path)
+    cgroups.remove_tree(parent)

@@ -53,6 +53,8 @@ class Peer(BaseModel):
     ip: str
     hostname: str
     name: str
+    stack: str | None = Field(None, description="the id of the stack it is a replica of")
+    service: str | None = Field(None, description="its service: a name in its stack's hosts")
 
 
 class DesiredNetwork(BaseModel):

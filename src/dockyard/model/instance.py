@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from dockyard.model.units import (
     IO_SCHEMA,
@@ -95,101 +104,113 @@ def _rate_value(value: str | int | None) -> int | None:
     return rate
 
 
-IO_FIELDS = ("read_bps", "write_bps", "read_iops", "write_iops")
-NET_FIELDS = ("ingress", "egress")
+def _human(value: object) -> str | int | None:
+    """A size or rate as the API takes it, before its unit is read: a string, an integer (a
+    bool or an integral float is taken as one, as pydantic's `str | int` took it), or null."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):  # bool included: True is 1
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError("must be a string with a unit (256M, 50mbit) or an integer")
 
 
-class _SizeFields(Strict):
-    """The human-written size and rate fields shared by launch limits and a resize."""
-
-    @field_validator("memory", check_fields=False)
-    @classmethod
-    def _memory(cls, value: str | int | None) -> int | None:
-        return _memory_value(value)
-
-    @field_validator("read_bps", "write_bps", check_fields=False)
-    @classmethod
-    def _io(cls, value: str | int | None) -> int | None:
-        return _io_value(value)
-
-    @field_validator("ingress", "egress", check_fields=False)
-    @classmethod
-    def _rate(cls, value: str | int | None) -> int | None:
-        return _rate_value(value)
+def _accepts(schema: dict[str, object]) -> WithJsonSchema:
+    """The field's JSON Schema states what the API accepts (a string with a unit, or a number
+    within bounds), not the int the value becomes once parsed."""
+    return WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}],
+                           **schema})
 
 
-class LimitsSpec(_SizeFields):
+# Parsed once, at the edge: "256M" arrives, the model holds 268435456 from then on.
+MemoryBytes = Annotated[int | None, BeforeValidator(lambda v: _memory_value(_human(v))),
+                        _accepts(MEMORY_SCHEMA)]
+IoAmount = Annotated[int | None, BeforeValidator(lambda v: _io_value(_human(v))),
+                     _accepts(IO_SCHEMA)]
+BitRate = Annotated[int | None, BeforeValidator(lambda v: _rate_value(_human(v))),
+                    _accepts(RATE_SCHEMA)]
+
+
+class LimitsSpec(Strict):
     """Limits as users write them (`memory: "256M"`, `ingress: "50mbit"`)."""
+
+    # held parsed: bytes, bytes/s and bits/s as ints (MemoryBytes, IoAmount, BitRate)
 
     cores: int = Field(0, ge=0, le=1024, description="exclusive cores (cpuset)")
     cpus: float | None = Field(None, gt=0, le=1024, description="CFS quota in CPUs, as docker")
     cpu_weight: int | None = Field(None, ge=2, le=262144, description="cpu shares")
-    memory: str | int | None = Field(None, description="memory limit, e.g. 256M",
-                                     json_schema_extra=MEMORY_SCHEMA)
+    memory: MemoryBytes = Field(None, description="memory limit, e.g. 256M")
     pids: int = Field(DEFAULT_PIDS, ge=16, le=4194304)
-    read_bps: str | int | None = Field(None, description="disk read bytes/s, e.g. 10M",
-                                       json_schema_extra=IO_SCHEMA)
-    write_bps: str | int | None = Field(None, description="disk write bytes/s, e.g. 10M",
-                                        json_schema_extra=IO_SCHEMA)
+    read_bps: IoAmount = Field(None, description="disk read bytes/s, e.g. 10M")
+    write_bps: IoAmount = Field(None, description="disk write bytes/s, e.g. 10M")
     read_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT,
                                   description="disk read operations/s")
     write_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT,
                                    description="disk write operations/s")
-    ingress: str | int | None = Field(None, description="network rate to the instance, "
-                                      "e.g. 50mbit", json_schema_extra=RATE_SCHEMA)
-    egress: str | int | None = Field(None, description="network rate from the instance",
-                                     json_schema_extra=RATE_SCHEMA)
-
-    def memory_bytes(self) -> int | None:
-        return None if self.memory is None else parse_size(self.memory)
+    ingress: BitRate = Field(None, description="network rate to the instance, e.g. 50mbit")
+    egress: BitRate = Field(None, description="network rate from the instance")
 
     def to_limits(self, cpuset: str = "") -> Limits:
-        def opt(value: str | int | None) -> int | None:
-            return int(value) if value else None
-
+        """The stored form; 0 ("no limit") of an IO or network limit becomes None."""
         return Limits(cores=self.cores, cpuset=cpuset, cpus=self.cpus,
-                      cpu_weight=self.cpu_weight, memory_bytes=self.memory_bytes(),
-                      pids=self.pids, read_bps=opt(self.read_bps),
-                      write_bps=opt(self.write_bps), read_iops=self.read_iops or None,
-                      write_iops=self.write_iops or None, ingress_bps=opt(self.ingress),
-                      egress_bps=opt(self.egress))
+                      cpu_weight=self.cpu_weight, memory_bytes=self.memory, pids=self.pids,
+                      read_bps=self.read_bps or None, write_bps=self.write_bps or None,
+                      read_iops=self.read_iops or None, write_iops=self.write_iops or None,
+                      ingress_bps=self.ingress or None, egress_bps=self.egress or None)
 
 
-class LimitsPatch(_SizeFields):
+class LimitsPatch(Strict):
     """A live resize: only the fields given change; 0 removes an IO or network limit."""
 
     cores: int | None = Field(None, ge=0, le=1024)
     cpus: float | None = Field(None, ge=0, le=1024, description="0 removes the quota")
     cpu_weight: int | None = Field(None, ge=2, le=262144)
-    memory: str | int | None = Field(None, json_schema_extra=MEMORY_SCHEMA)
+    memory: MemoryBytes = None
     pids: int | None = Field(None, ge=16, le=4194304)
-    read_bps: str | int | None = Field(None, json_schema_extra=IO_SCHEMA)
-    write_bps: str | int | None = Field(None, json_schema_extra=IO_SCHEMA)
+    read_bps: IoAmount = None
+    write_bps: IoAmount = None
     read_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT)
     write_iops: int | None = Field(None, ge=0, le=MAX_AMOUNT)
-    ingress: str | int | None = Field(None, json_schema_extra=RATE_SCHEMA)
-    egress: str | int | None = Field(None, json_schema_extra=RATE_SCHEMA)
+    ingress: BitRate = None
+    egress: BitRate = None
 
     def apply(self, current: Limits) -> Limits:
         """The limits after this patch (cpuset is resolved by the caller)."""
         new = current.model_copy()
-        given = self.model_dump(exclude_none=True)
-        if "cores" in given:
-            new.cores = int(given["cores"])
-        if "cpus" in given:
-            new.cpus = float(given["cpus"]) or None
-        for key in ("cpu_weight", "pids"):
-            if key in given:
-                setattr(new, key, int(given[key]))
-        if "memory" in given:
-            new.memory_bytes = int(given["memory"])
-        for key in ("read_bps", "write_bps", "read_iops", "write_iops"):
-            if key in given:
-                setattr(new, key, int(given[key]) or None)
-        for key, field in (("ingress", "ingress_bps"), ("egress", "egress_bps")):
-            if key in given:
-                setattr(new, field, int(given[key]) or None)
+        for field, target in _PATCHED:
+            value = getattr(self, field)
+            if value is not None:
+                setattr(new, target, value)
+        for field, target in _CLEARED_BY_ZERO:
+            value = getattr(self, field)
+            if value is not None:
+                setattr(new, target, value or None)
         return new
+
+
+# LimitsPatch field -> Limits field: set as given, or with 0 meaning "no limit" (None)
+_PATCHED = (("cores", "cores"), ("cpu_weight", "cpu_weight"), ("pids", "pids"),
+            ("memory", "memory_bytes"))
+_CLEARED_BY_ZERO = (("cpus", "cpus"), ("read_bps", "read_bps"), ("write_bps", "write_bps"),
+                    ("read_iops", "read_iops"), ("write_iops", "write_iops"),
+                    ("ingress", "ingress_bps"), ("egress", "egress_bps"))
+
+
+class Reservation(NamedTuple):
+    """What an instance holds on its host and counts in its project's quota."""
+
+    cores: int  # exclusive cores
+    memory_bytes: int  # 0: no memory limit, so nothing reserved
+    pids: int
+
+
+def reservations(limits: Mapping[str, Any]) -> Reservation:
+    """The reservation of limits as stored (`Limits.model_dump()`, an instance row's `limits`):
+    the one rule that placement, the capacity ledger and the quotas sum."""
+    return Reservation(cores=int(limits.get("cores") or 0),
+                       memory_bytes=int(limits.get("memory_bytes") or 0),
+                       pids=int(limits.get("pids") or 0))
 
 
 class Limits(BaseModel):
@@ -208,6 +229,9 @@ class Limits(BaseModel):
     write_iops: int | None = None
     ingress_bps: int | None = None
     egress_bps: int | None = None
+
+    def reservation(self) -> Reservation:
+        return reservations(self.__dict__)
 
 
 class VolumeSpec(Strict):
@@ -249,7 +273,7 @@ class InstanceCreate(Strict):
     network: str = "default"
     ip: str | None = Field(None, json_schema_extra={"pattern": IPV4_RE.pattern})
     hostname: str | None = Field(None, json_schema_extra=HOSTNAME_SCHEMA)
-    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    limits: LimitsSpec = Field(default_factory=lambda: LimitsSpec.model_validate({}))
     volumes: list[VolumeSpec] = Field(default_factory=list, max_length=64)
     env: dict[str, str] = Field(default_factory=dict, max_length=256,
                                 json_schema_extra=ENV_SCHEMA)

@@ -43,6 +43,9 @@ SAFE_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/uran
                 "/dev/tty", "/dev/console", "/dev/ptmx"}
 # network links the move handles: lo is dumped, eth0 is unplumbed before and plumbed after
 MOVED_LINKS = {"lo", "eth0"}
+# the socket kinds whose SO_PASSCRED/SO_PASSSEC such a kernel refuses (CriuFacts.inet_sockopts)
+NO_PASSCRED_KINDS = {"tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", "raw6",
+                     "packet"}
 
 
 class CriuFacts(BaseModel):
@@ -51,6 +54,10 @@ class CriuFacts(BaseModel):
     version: str = ""
     check_ok: bool = False
     check_output: str = Field(default="", description="the tail of `criu check` when it failed")
+    inet_sockopts: bool = Field(default=True, description="the kernel answers getsockopt("
+                                "SO_PASSCRED, SO_PASSSEC) on an inet socket; criu 4.1 reads "
+                                "both of every socket it dumps, and kernel 6.18 refuses them "
+                                "(EOPNOTSUPP) on all but unix and netlink sockets")
 
 
 class SocketFact(BaseModel):
@@ -194,7 +201,7 @@ def _instance(source: HostFacts, target: HostFacts) -> list[Failure]:
         return [Failure(code="instance_not_running", host=source.host,
                         message="the instance's container is not running on its host",
                         fix="start it (dockyard start NAME) and check again")]
-    return [*_tcp(source.host, inst), *_sockets(source.host, inst),
+    return [*_tcp(source.host, inst), *_sockets(source.host, inst), *_sockopts(source, inst),
             *_mounts(source.host, source.own_roots, inst), *_propagation(source.host, inst),
             *_mountinfo(source.host, inst), *_devices(source.host, inst),
             *_links(source.host, inst), *_lxcfs(inst, target)]
@@ -221,6 +228,22 @@ def _sockets(host: str, inst: InstanceFacts) -> list[Failure]:
     return [Failure(code="unsupported_sockets", host=host,
                     message=f"{len(odd)} socket(s) CRIU cannot checkpoint: {shown}",
                     fix="stop the processes holding them, or move it cold with --fallback")]
+
+
+def _sockopts(source: HostFacts, inst: InstanceFacts) -> list[Failure]:
+    held = [s for s in inst.sockets if s.kind in NO_PASSCRED_KINDS]
+    if source.criu.inet_sockopts or not held:
+        return []
+    shown = ", ".join(f"{s.kind} {s.local} {s.state} (pid {s.pid})".replace("  ", " ")
+                      for s in held[:5])
+    return [Failure(code="criu_socket_options", host=source.host,
+                    message=f"{len(held)} inet/packet socket(s): {shown}; criu "
+                            f"{source.criu.version or '?'} reads SO_PASSCRED and SO_PASSSEC "
+                            f"of each socket it dumps, and kernel {source.kernel} refuses them "
+                            "on such sockets (EOPNOTSUPP): the dump would fail",
+                    fix="close the sockets (stop the server holding them, e.g. sshd), use a "
+                        "CRIU that skips the options this kernel refuses, or move it cold "
+                        "with --fallback")]
 
 
 def own_mount(m: MountFact, own_roots: list[str]) -> bool:

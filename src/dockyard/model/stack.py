@@ -266,3 +266,49 @@ class StackSpec(Frozen):
 
 def replica_name(stack: str, service: str, index: int) -> str:
     return f"{stack}-{service}-{index}"
+
+
+class StackScale(Frozen):
+    """`POST /v1/stacks/{name}/scale`: new replica counts by service."""
+
+    replicas: dict[str, Annotated[int, Field(ge=0, le=1000)]] = Field(min_length=1)
+
+
+class ReplicaView(BaseModel):
+    """A replica as `stack ps` shows it; `state` None: no live instance (being replaced)."""
+
+    name: str
+    service: str
+    slot: int
+    version: int = Field(description="the service's template generation it was made from")
+    instance: str | None
+    state: str | None
+    health: str | None = Field(None, description="none until healthchecks arrive")
+    host: str | None
+    ip: str | None
+
+
+class ServiceView(BaseModel):
+    name: str
+    image: str
+    replicas: int
+    running: int
+    version: int
+
+
+class StackView(BaseModel):
+    name: str
+    project: str
+    version: int
+    services: list[ServiceView]
+    replicas: list[ReplicaView]
+    spec: StackSpec
+    created_at: str
+    updated_at: str
+
+
+class DeployResult(StackView):
+    changed: bool = Field(description="false: the stack already was as asked; nothing was "
+                          "done")
+    actions: list[str] = Field(description="what was done, in order")
+    operations: list[str] = Field(description="the create operations of new replicas")

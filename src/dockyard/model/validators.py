@@ -1,7 +1,8 @@
 """Field checks shared by the specs: names, hostnames, volume strings, env, capabilities.
 
 Host paths are checked lexically here (absolute, no `..`, never `/`, `/proc`, `/sys`, `/dev`);
-the agent checks them again on the host after resolving symlinks (agent/hostpaths.py).
+the agent checks them again on the host after resolving symlinks
+(`resolve_host_path` in agent/security.py).
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
-"""The scheduler: a pure function from a placement request and a cluster snapshot to a plan.
+"""The scheduler: a pure function from a placement request and a cluster view to a plan.
 
-See README.md in this folder for the pipeline. No I/O: the caller reads the snapshot from the
+See README.md in this folder for the pipeline. No I/O: the caller reads the view from the
 store and commits the returned `Plan` under a version check.
 """
 
 from dockyard.scheduler.pipeline import HostVerdict, assume, build_pipeline, explain, place
-from dockyard.scheduler.snapshot import ClusterSnapshot, HostSnapshot, PlacementRequest, Plan
+from dockyard.scheduler.view import ClusterView, HostView, PlacementRequest, Plan
 
 __all__ = [
-    "ClusterSnapshot",
-    "HostSnapshot",
+    "ClusterView",
+    "HostView",
     "HostVerdict",
     "PlacementRequest",
     "Plan",

@@ -19,34 +19,17 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 
 from dockyard.errors import InvalidRequest, NoCapacity
+from dockyard.model.cpulist import parse_cpu_list
 
 __all__ = ["allocate_exclusive", "format_cpuset", "parse_cpuset", "shared_pool"]
 
 
-def _parse_int(text: str, spec: str) -> int:
-    digits = text.strip()
-    if not (digits.isascii() and digits.isdigit()):
-        raise InvalidRequest(f"cpuset {spec!r} is not a valid CPU list (bad number {text!r})")
-    return int(digits)
-
-
 def parse_cpuset(spec: str) -> list[int]:
-    """`"0-3,5"` -> `[0, 1, 2, 3, 5]` (sorted, without duplicates; `""` -> `[]`).
-
-    Accepts what `cpuset.cpus` files contain, trailing newline included.
-    """
-    cores: set[int] = set()
-    text = spec.strip()
-    if not text:
-        return []
-    for part in text.split(","):
-        low, sep, high = part.partition("-")
-        start = _parse_int(low, spec)
-        end = _parse_int(high, spec) if sep else start
-        if end < start:
-            raise InvalidRequest(f"cpuset {spec!r} has a decreasing range {part.strip()!r}")
-        cores.update(range(start, end + 1))
-    return sorted(cores)
+    """`"0-3,5"` -> `[0, 1, 2, 3, 5]` (`model.cpulist`); InvalidRequest for a bad list."""
+    try:
+        return parse_cpu_list(spec)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
 
 
 def format_cpuset(cores: Iterable[int]) -> str:

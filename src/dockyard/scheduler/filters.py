@@ -8,7 +8,7 @@ A filter has a `name` and two forms of the same check:
   `(reason, mask)` pairs, the mask True where the host is rejected for that reason. Several
   pairs when one filter has several reasons; their order is the order `feasible` tests them.
   `place` and `explain` run this form; a test checks it agrees with `feasible` on random
-  snapshots.
+  views.
 
 Reasons are fixed phrases (no per-host numbers) so that "no valid host" can count hosts per
 reason; the details are in `explain`'s per-host view and in the host listing.
@@ -26,7 +26,7 @@ import numpy as np
 from dockyard.errors import NoCapacity
 from dockyard.scheduler.cpusets import allocate_exclusive
 from dockyard.scheduler.index import BoolArray, HostIndex
-from dockyard.scheduler.snapshot import HostSnapshot, PlacementRequest
+from dockyard.scheduler.view import HostView, PlacementRequest
 
 __all__ = [
     "REASON_CORES", "REASON_DISK", "REASON_DOWN", "REASON_DRAINING", "REASON_MEMORY",
@@ -61,7 +61,7 @@ def anti_affinity_reason(group: str) -> str:
 class Filter(Protocol):
     name: str
 
-    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None: ...
+    def feasible(self, host: HostView, request: PlacementRequest) -> str | None: ...
 
     def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections: ...
 
@@ -71,7 +71,7 @@ class PinnedHost:
 
     name = "pinned-host"
 
-    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+    def feasible(self, host: HostView, request: PlacementRequest) -> str | None:
         if request.host is not None and host.name != request.host:
             return pinned_reason(request.host)
         return None
@@ -91,7 +91,7 @@ class HostUp:
 
     name = "host-up"
 
-    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+    def feasible(self, host: HostView, request: PlacementRequest) -> str | None:
         if not host.up:
             return REASON_DOWN
         if host.draining:
@@ -107,7 +107,7 @@ class NetworkOnHost:
 
     name = "network-on-host"
 
-    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+    def feasible(self, host: HostView, request: PlacementRequest) -> str | None:
         return None if request.network_id in host.networks else REASON_NETWORK
 
     def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
@@ -122,7 +122,7 @@ class ConstraintFilter:
 
     name = "constraint"
 
-    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+    def feasible(self, host: HostView, request: PlacementRequest) -> str | None:
         for key, value in sorted(request.constraints.items()):
             if host.labels.get(key) != value:
                 return constraint_reason(key, value)
@@ -138,7 +138,7 @@ class AntiAffinityFilter:
 
     name = "anti-affinity"
 
-    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+    def feasible(self, host: HostView, request: PlacementRequest) -> str | None:
         group = request.anti_affinity
         return anti_affinity_reason(group) if group is not None and group in host.groups \
             else None
@@ -158,7 +158,7 @@ class MemoryFits:
     def __init__(self, overcommit: float) -> None:
         self.overcommit = overcommit
 
-    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+    def feasible(self, host: HostView, request: PlacementRequest) -> str | None:
         need = request.memory_bytes or 0
         if host.memory_reserved_bytes + need <= host.memory_bytes * self.overcommit:
             return None
@@ -178,7 +178,7 @@ class DiskFits:
     def __init__(self, overcommit: float) -> None:
         self.overcommit = overcommit
 
-    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+    def feasible(self, host: HostView, request: PlacementRequest) -> str | None:
         if host.disk_bytes is None:
             return None
         need = request.disk_bytes or 0
@@ -200,7 +200,7 @@ class PidsFit:
     def __init__(self, overcommit: float = 1.0) -> None:
         self.overcommit = overcommit
 
-    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+    def feasible(self, host: HostView, request: PlacementRequest) -> str | None:
         if host.pids_limit_total is None:
             return None
         if host.pids_reserved + request.pids <= host.pids_limit_total * self.overcommit:
@@ -217,7 +217,7 @@ class ExclusiveCores:
 
     name = "exclusive-cores"
 
-    def feasible(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+    def feasible(self, host: HostView, request: PlacementRequest) -> str | None:
         try:
             allocate_exclusive(host.cores, host.taken_cores, host.reserved_cores, request.cores)
         except NoCapacity:

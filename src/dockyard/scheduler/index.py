@@ -1,13 +1,13 @@
-"""The snapshot as numpy arrays, so that one placement is a few dozen array operations.
+"""The view as numpy arrays, so that one placement is a few dozen array operations.
 
-At 10,000 hosts a Python loop over `HostSnapshot`s costs milliseconds per filter; the same
-checks over arrays cost microseconds. `HostIndex.build` walks the hosts once per snapshot
-(`ClusterSnapshot.index()` caches it); masks that depend on the request (a network, a label,
+At 10,000 hosts a Python loop over `HostView`s costs milliseconds per filter; the same
+checks over arrays cost microseconds. `HostIndex.build` walks the hosts once per view
+(`ClusterView.index()` caches it); masks that depend on the request (a network, a label,
 an anti-affinity group) are built on first use and memoized on the index.
 
 Invariants:
 
-* position `i` of every array is `hosts[i]`, in snapshot order;
+* position `i` of every array is `hosts[i]`, in view order;
 * `rank[i]` is host `i`'s position when sorted by (name, id): the tie-break of `place`;
 * a missing budget (disk or pids `None`) is an infinite capacity, so its filter never rejects;
 * arrays are never written after construction: `with_placement` copies the ones it changes
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dockyard.scheduler.snapshot import HostSnapshot
+from dockyard.scheduler.host_view import HostView
 
 __all__ = ["BoolArray", "FloatArray", "HostIndex"]
 
@@ -36,7 +36,7 @@ def _ints(values: list[int]) -> IntArray:
     return np.asarray(values, dtype=np.int64)
 
 
-def _rank(hosts: list[HostSnapshot]) -> IntArray:
+def _rank(hosts: list[HostView]) -> IntArray:
     order = sorted(range(len(hosts)), key=lambda i: (hosts[i].name, hosts[i].id))
     rank = np.empty(len(hosts), dtype=np.int64)
     rank[order] = np.arange(len(hosts), dtype=np.int64)
@@ -48,7 +48,7 @@ def _inf(value: int | None) -> float:
 
 
 # array field -> (dtype, its value for one host): what `build` and `with_hosts` both compute
-_COLUMNS: dict[str, tuple[type, Callable[[HostSnapshot], object]]] = {
+_COLUMNS: dict[str, tuple[type, Callable[[HostView], object]]] = {
     "down": (np.bool_, lambda h: not h.up),
     "draining": (np.bool_, lambda h: h.draining),
     "memory": (np.float64, lambda h: float(h.memory_bytes)),
@@ -66,7 +66,7 @@ _COLUMNS: dict[str, tuple[type, Callable[[HostSnapshot], object]]] = {
 
 @dataclass(frozen=True, eq=False)
 class HostIndex:
-    hosts: list[HostSnapshot]
+    hosts: list[HostView]
     position: dict[str, int]  # host name -> position
     rank: IntArray
     down: BoolArray
@@ -87,7 +87,7 @@ class HostIndex:
     _capacities: dict[tuple[str, float], FloatArray] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, hosts: list[HostSnapshot]) -> HostIndex:
+    def build(cls, hosts: list[HostView]) -> HostIndex:
         members: dict[str, list[int]] = {}
         for position, host in enumerate(hosts):
             for group in host.groups:
@@ -99,7 +99,7 @@ class HostIndex:
                    members={group: tuple(positions) for group, positions in members.items()},
                    **columns)
 
-    def with_hosts(self, changed: dict[int, HostSnapshot]) -> HostIndex:
+    def with_hosts(self, changed: dict[int, HostView]) -> HostIndex:
         """The index after `hosts[p]` became `changed[p]` for each p (the same hosts in the
         same order: a host added or removed needs `build`). Equal to `build` on the new list;
         costs O(len(changed)) per array plus one copy of each array, and keeps the memoized
@@ -192,7 +192,7 @@ class HostIndex:
             return int(top[0])
         return int(top[np.argmin(self.rank[top])])
 
-    def with_placement(self, position: int, host: HostSnapshot, cores: int) -> HostIndex:
+    def with_placement(self, position: int, host: HostView, cores: int) -> HostIndex:
         """The index after `hosts[position]` became `host`, which took `cores` more cores.
 
         Copies only the arrays a placement changes; the memoized masks that cannot change

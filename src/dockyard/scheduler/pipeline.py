@@ -10,7 +10,7 @@ Invariants:
   (`_judge`), so `explain` says exactly why `place` rejected each host;
 * a host is judged by the first filter that rejects it; every host ends up either feasible
   or counted under exactly one reason in `Plan.rejected` / the `NoValidHost` message;
-* the result depends only on the request and the snapshot (deterministic, no I/O);
+* the result depends only on the request and the view (deterministic, no I/O);
 * `Pipeline.reject_reason` / `Pipeline.score` are the per-host specification of the same
   checks (tests hold the vectorized form to it).
 """
@@ -38,9 +38,9 @@ from dockyard.scheduler.filters import (
     PinnedHost,
 )
 from dockyard.scheduler.index import BoolArray, FloatArray, HostIndex
-from dockyard.scheduler.snapshot import (
-    ClusterSnapshot,
-    HostSnapshot,
+from dockyard.scheduler.view import (
+    ClusterView,
+    HostView,
     PlacementRequest,
     Plan,
     Strategy,
@@ -65,14 +65,14 @@ class Pipeline:
     filters: tuple[Filter, ...]
     weighers: tuple[tuple[Weigher, float], ...]  # (weigher, weight > 0)
 
-    def reject_reason(self, host: HostSnapshot, request: PlacementRequest) -> str | None:
+    def reject_reason(self, host: HostView, request: PlacementRequest) -> str | None:
         for check in self.filters:
             reason = check.feasible(host, request)
             if reason is not None:
                 return reason
         return None
 
-    def score(self, host: HostSnapshot, request: PlacementRequest) -> float:
+    def score(self, host: HostView, request: PlacementRequest) -> float:
         total = sum(weight for _, weight in self.weighers)
         if total <= 0:
             return 0.0
@@ -118,9 +118,9 @@ def build_pipeline(strategy: Strategy = "spread", memory_overcommit: float = 1.0
     )
 
 
-def _pipeline_for(request: PlacementRequest, snapshot: ClusterSnapshot) -> Pipeline:
-    return build_pipeline(request.strategy, snapshot.memory_overcommit,
-                          snapshot.disk_overcommit, snapshot.pids_overcommit)
+def _pipeline_for(request: PlacementRequest, view: ClusterView) -> Pipeline:
+    return build_pipeline(request.strategy, view.memory_overcommit,
+                          view.disk_overcommit, view.pids_overcommit)
 
 
 def _plural_hosts(n: int) -> str:
@@ -155,10 +155,10 @@ def _judge(pipeline: Pipeline, index: HostIndex,
     yield "", alive, int(np.count_nonzero(alive))
 
 
-def explain(request: PlacementRequest, snapshot: ClusterSnapshot) -> list[HostVerdict]:
-    """Each host, in snapshot order, with the reason it is rejected or its score."""
-    index = snapshot.index()
-    pipeline = _pipeline_for(request, snapshot)
+def explain(request: PlacementRequest, view: ClusterView) -> list[HostVerdict]:
+    """Each host, in view order, with the reason it is rejected or its score."""
+    index = view.index()
+    pipeline = _pipeline_for(request, view)
     reasons: list[str | None] = [None] * len(index)
     for reason, hosts, _ in _judge(pipeline, index, request):
         if reason:
@@ -169,10 +169,10 @@ def explain(request: PlacementRequest, snapshot: ClusterSnapshot) -> list[HostVe
             for i, (host, reason) in enumerate(zip(index.hosts, reasons, strict=True))]
 
 
-def place(request: PlacementRequest, snapshot: ClusterSnapshot) -> Plan:
+def place(request: PlacementRequest, view: ClusterView) -> Plan:
     """Choose the best feasible host and its exclusive cores; `NoValidHost` if none fits."""
-    index = snapshot.index()
-    pipeline = _pipeline_for(request, snapshot)
+    index = view.index()
+    pipeline = _pipeline_for(request, view)
     rejected: dict[str, int] = {}
     feasible, count = None, 0
     for reason, hosts, n in _judge(pipeline, index, request):
@@ -190,13 +190,13 @@ def place(request: PlacementRequest, snapshot: ClusterSnapshot) -> Plan:
                 score=float(scores[position]), feasible=count, rejected=rejected)
 
 
-def assume(snapshot: ClusterSnapshot, plan: Plan, request: PlacementRequest) -> ClusterSnapshot:
-    """The snapshot as if `plan` were committed: its host holds the request's resources.
+def assume(view: ClusterView, plan: Plan, request: PlacementRequest) -> ClusterView:
+    """The view as if `plan` were committed: its host holds the request's resources.
 
-    For callers placing many instances against one snapshot (a batch, the benchmark); the
+    For callers placing many instances against one view (a batch, the benchmark); the
     index is updated incrementally rather than rebuilt.
     """
-    index = snapshot.index()
+    index = view.index()
     position = index.position[plan.host_name]
     old = index.hosts[position]
     groups = old.groups | {request.anti_affinity} if request.anti_affinity else old.groups
@@ -206,7 +206,7 @@ def assume(snapshot: ClusterSnapshot, plan: Plan, request: PlacementRequest) -> 
         disk_reserved_bytes=old.disk_reserved_bytes + (request.disk_bytes or 0),
         pids_reserved=old.pids_reserved + request.pids, groups=groups,
         instances=old.instances + 1)
-    hosts = list(snapshot.hosts)
+    hosts = list(view.hosts)
     hosts[position] = host
-    after = replace(snapshot, hosts=hosts)
+    after = replace(view, hosts=hosts)
     return after.with_index(index.with_placement(position, host, len(plan.cores)))

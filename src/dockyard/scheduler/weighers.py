@@ -23,7 +23,7 @@ import numpy as np
 
 from dockyard.scheduler.cpusets import shared_pool
 from dockyard.scheduler.index import FloatArray, HostIndex
-from dockyard.scheduler.snapshot import HostSnapshot, PlacementRequest
+from dockyard.scheduler.view import HostView, PlacementRequest
 
 __all__ = ["FewestInstances", "FewestTakenCores", "MostFreeMemory", "PackWeigher",
            "SpreadWeigher", "Weigher"]
@@ -43,7 +43,7 @@ def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
 class Weigher(Protocol):
     name: str
 
-    def score(self, host: HostSnapshot, request: PlacementRequest) -> float: ...
+    def score(self, host: HostView, request: PlacementRequest) -> float: ...
 
     def scores(self, index: HostIndex, request: PlacementRequest) -> FloatArray: ...
 
@@ -56,7 +56,7 @@ class MostFreeMemory:
     def __init__(self, overcommit: float) -> None:
         self.overcommit = overcommit
 
-    def score(self, host: HostSnapshot, request: PlacementRequest) -> float:
+    def score(self, host: HostView, request: PlacementRequest) -> float:
         capacity = host.memory_bytes * self.overcommit
         if capacity <= 0:
             return 0.0
@@ -74,7 +74,7 @@ class FewestTakenCores:
 
     name = "fewest-taken-cores"
 
-    def score(self, host: HostSnapshot, request: PlacementRequest) -> float:
+    def score(self, host: HostView, request: PlacementRequest) -> float:
         if not host.cores:
             return 0.0
         left = len(shared_pool(host.cores, host.taken_cores, host.reserved_cores)) - request.cores
@@ -90,7 +90,7 @@ class FewestInstances:
 
     name = "fewest-instances"
 
-    def score(self, host: HostSnapshot, request: PlacementRequest) -> float:
+    def score(self, host: HostView, request: PlacementRequest) -> float:
         return 1.0 / (1 + host.instances)
 
     def scores(self, index: HostIndex, request: PlacementRequest) -> FloatArray:
@@ -108,7 +108,7 @@ class SpreadWeigher:
         self.cores = FewestTakenCores()
         self.instances = FewestInstances()
 
-    def score(self, host: HostSnapshot, request: PlacementRequest) -> float:
+    def score(self, host: HostView, request: PlacementRequest) -> float:
         return (self.memory.score(host, request) + self.cores.score(host, request)
                 + self.instances.score(host, request)) / 3
 
@@ -127,7 +127,7 @@ class PackWeigher:
     def __init__(self, memory_overcommit: float) -> None:
         self.spread = SpreadWeigher(memory_overcommit)
 
-    def score(self, host: HostSnapshot, request: PlacementRequest) -> float:
+    def score(self, host: HostView, request: PlacementRequest) -> float:
         return 1.0 - self.spread.score(host, request)
 
     def scores(self, index: HostIndex, request: PlacementRequest) -> FloatArray:

@@ -3,7 +3,7 @@ and loads, volume removal, the host doctor, and the transfers of snapshots and m
 (agent/api.py, agent/transfer.py and agent/live.py serve them).
 
     AgentProxy (ctx.agents) ── one httpx transport, pooled, TLS checked against the cluster CA
-        .to(host, url, secret) ─▶ AgentClient ── client.HttpClient: one error mapping
+        .to(host, url, secret) ─▶ AgentClient ── httpclient.HttpClient: one error mapping
     host_target(ctx, sess, host_id, what) ─▶ the AgentClient of an instance's host (409 when
         that host is not up)
 
@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from sqlalchemy.orm import Session
 
-from dockyard.client import HttpClient, client_context
+from dockyard.client import client_context
 from dockyard.errors import Conflict, DockyardError
+from dockyard.httpclient import HttpClient
 from dockyard.model.doctor import CheckResult
 from dockyard.model.instance import ExecRequest, ExecResult, Usage
 from dockyard.store.tables import HostRow

@@ -13,13 +13,12 @@ from fastapi import FastAPI
 
 from dockyard import api_errors
 from dockyard.config import ServerSettings, split_listen
-from dockyard.server import audit, console
+from dockyard.server import audit, console, live_migrate, migrate
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.alerts.engine import AlertEngine, ensure_default_rules
 from dockyard.server.bootstrap import init_store, private_home
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
-from dockyard.server.migrate import recover as recover_migrations
 from dockyard.server.notifier import Notifier
 from dockyard.server.registry import RegistryProcess
 from dockyard.server.registry import client as registry_client
@@ -32,6 +31,7 @@ from dockyard.server.routers import (
     instances,
     networks,
     projects,
+    stacks,
     volumes,
 )
 from dockyard.server.routers import stats as stats_router
@@ -42,6 +42,12 @@ from dockyard.store.db import Database
 from dockyard.tls import TlsFiles, ensure_ca, ensure_server_cert, server_names
 
 log = logging.getLogger(__name__)
+
+
+def _recover_migrations(ctx: ServerContext) -> None:
+    """Cold migrations, then live ones (which build on the cold module), left by a restart."""
+    migrate.recover(ctx)
+    live_migrate.recover(ctx)
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
@@ -64,7 +70,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             registry.start()  # here, in the main thread: the child dies with it
             await asyncio.to_thread(registry.wait_ready)
         alert_loop = asyncio.create_task(AlertEngine(db, settings, ctx.notifier.bump).run())
-        recovery = asyncio.create_task(asyncio.to_thread(recover_migrations, ctx))
+        recovery = asyncio.create_task(asyncio.to_thread(_recover_migrations, ctx))
         yield
         ctx.notifier.close_waiters()  # (PromptServer did it already when it runs the app)
         recovery.cancel()
@@ -96,6 +102,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(feed_router)
     app.include_router(alerts.router)
     app.include_router(stats_router.router)
+    app.include_router(stacks.router)
     app.include_router(audit.router)
     app.include_router(registry_proxy_router)  # /v2/: not in the OpenAPI schema
     return app

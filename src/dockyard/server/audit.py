@@ -24,7 +24,6 @@ from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard.model.audit import AuditEntry, AuditPage
@@ -32,8 +31,7 @@ from dockyard.model.units import MAX_AMOUNT as MAX_ID
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
-from dockyard.store import audit
-from dockyard.store.tables import ProjectRow
+from dockyard.store import audit, projects
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +120,7 @@ def list_audit(limit: int = Query(100, ge=1, le=1000),
     """Mutating API calls, oldest first (admin only)."""
     with ctx.db.session() as sess:
         rows, more = audit.page(sess, after, limit)
-        names = dict(sess.execute(select(ProjectRow.id, ProjectRow.name)).tuples().all())
+        names = projects.names_by_id(sess)
         items = [AuditEntry(id=r.id, time=r.time if r.time.tzinfo else r.time.replace(tzinfo=UTC),
                             token_id=r.token_id,
                             token=r.token_description, role=r.role,

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from dockyard.model.ids import new_id
-from dockyard.store import meta, tokens
+from dockyard.store import meta, projects, tokens
 from dockyard.store.db import Database
-from dockyard.store.tables import ProjectRow
 
 DEFAULT_PROJECT = "default"
 
@@ -35,12 +32,7 @@ def init_store(db: Database) -> str:
 def _ensure_defaults(db: Database) -> str:
     with db.session() as sess:
         meta.cluster_id(sess)
-        row = sess.scalar(select(ProjectRow).where(ProjectRow.name == DEFAULT_PROJECT))
-        if row is None:
-            row = ProjectRow(id=new_id(), name=DEFAULT_PROJECT)
-            sess.add(row)
-            sess.flush()
-        return row.id
+        return projects.ensure(sess, DEFAULT_PROJECT).id
 
 
 def mint_admin_token(db: Database, project_id: str, description: str = "admin") -> str:

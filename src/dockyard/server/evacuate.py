@@ -12,19 +12,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
 from dockyard.model.instance import DesiredState, InstanceState
-from dockyard.server import image_access
+from dockyard.server import image_access, placement
 from dockyard.server.agent_proxy import HostTarget
 from dockyard.server.context import ServerContext
-from dockyard.server.instances import record_event, start_operation
 from dockyard.server.migrate import choose_target
 from dockyard.server.placement import host_is_up
 from dockyard.server.snapshots import named_volumes, snapshot_dir
-from dockyard.store import ledger, records, revision
-from dockyard.store.tables import InstanceRow, OperationRow, SnapshotRow, VolumeRow
+from dockyard.store import events, ledger, operations, records, revision
+from dockyard.store import instances as instance_rows
+from dockyard.store import snapshots as snapshot_rows
+from dockyard.store import volumes as volume_rows
+from dockyard.store.tables import InstanceRow, SnapshotRow
 
 REBUILD_TIMEOUT = 120.0
 
@@ -44,9 +46,9 @@ def rebuild(ctx: ServerContext, project_id: str, ref: str, image: str) -> dict[s
         want = row.desired_state
         row.state = (InstanceState.starting if want == DesiredState.running
                      else InstanceState.stopping)
-        op = start_operation(sess, row, "rebuild", state=str(want), revision=rev)
-        record_event(sess, row, "rebuild", f"rebuild from {resolved} "
-                     f"(generation {row.generation})")
+        op = operations.start(sess, row, "rebuild", state=str(want), revision=rev)
+        events.record(sess, row, "rebuild", f"rebuild from {resolved} "
+                      f"(generation {row.generation})")
         op_id = op.id
     ctx.notifier.bump()
     _wait_op(ctx, op_id)
@@ -57,7 +59,7 @@ def _wait_op(ctx: ServerContext, op_id: str) -> None:
     deadline = time.monotonic() + REBUILD_TIMEOUT
     while time.monotonic() < deadline:
         with ctx.db.session() as sess:
-            op = sess.get(OperationRow, op_id)
+            op = operations.get(sess, op_id)
             if op is not None and op.status != "running":
                 if op.status != "success":
                     raise BackendError(f"rebuild failed: {op.error}")
@@ -72,8 +74,7 @@ def evacuate(ctx: ServerContext, ref: str, force: bool) -> dict[str, Any]:
         if host_is_up(host, ctx.settings.heartbeat_timeout) and not force:
             raise Conflict(f"host {host.name} is up; evacuate only a down host (or --force)")
         host_id, host_name = host.id, host.name
-        ids = list(sess.scalars(select(InstanceRow.id).where(
-            InstanceRow.host_id == host_id, InstanceRow.desired_state != DesiredState.deleted)))
+        ids = instance_rows.live_ids_on_host(sess, host_id)
     moved: dict[str, str] = {}
     failed: dict[str, str] = {}
     for instance_id in ids:
@@ -90,28 +91,31 @@ def _move(ctx: ServerContext, instance_id: str, from_host: str) -> tuple[str, st
     """Re-place one instance off a down host: last snapshot (or its image), same IP, new
     generation; named volumes re-bound to the new host (filled from the snapshot's archives
     when there is one, else empty: their data stayed on the down host)."""
-    with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
-        assert row is not None
-        ledger.release_cores(sess, row.id)
-        target, _ = choose_target(ctx, sess, row, None)
-        snap = sess.scalar(select(SnapshotRow).where(SnapshotRow.instance_id == row.id)
-                           .order_by(SnapshotRow.created_at.desc()).limit(1))
-        row.host_id, row.generation = target.id, row.generation + 1
-        row.image = snap.image if snap else row.image
-        row.state = InstanceState.starting
-        folder = snapshot_dir(ctx, snap.id) if snap else None
-        tgt = HostTarget(target.name, target.api_url, target.api_secret,
-                         ctx.agents.verify)
-        for docker_name, path in _rebind_volumes(sess, row, target.id, snap, folder):
-            tgt.restore_from(docker_name, path)  # before the commit: filled before creation
-        row.revision = revision.bump(sess)
-        start_operation(sess, row, "evacuate", state=str(row.desired_state),
-                        revision=row.revision)
-        record_event(sess, row, "evacuated", f"{from_host} is down: re-placed on "
-                     f"{target.name}, generation {row.generation}"
-                     + (f", from snapshot {snap.name}" if snap else ""))
-        return row.name, target.name
+    return placement.placing(ctx.db, lambda sess: _move_in(ctx, sess, instance_id, from_host))
+
+
+def _move_in(ctx: ServerContext, sess: Session, instance_id: str,
+             from_host: str) -> tuple[str, str]:
+    row = instance_rows.get(sess, instance_id)
+    assert row is not None
+    ledger.release_cores(sess, row.id)
+    target, _ = choose_target(ctx, sess, row, None)
+    snap = snapshot_rows.latest_of(sess, row.id)
+    row.host_id, row.generation = target.id, row.generation + 1
+    row.image = snap.image if snap else row.image
+    row.state = InstanceState.starting
+    folder = snapshot_dir(ctx, snap.id) if snap else None
+    tgt = HostTarget(target.name, target.api_url, target.api_secret,
+                     ctx.agents.verify)
+    for docker_name, path in _rebind_volumes(sess, row, target.id, snap, folder):
+        tgt.restore_from(docker_name, path)  # before the commit: filled before creation
+    row.revision = revision.bump(sess)
+    operations.start(sess, row, "evacuate", state=str(row.desired_state),
+                     revision=row.revision)
+    events.record(sess, row, "evacuated", f"{from_host} is down: re-placed on "
+                  f"{target.name}, generation {row.generation}"
+                  + (f", from snapshot {snap.name}" if snap else ""))
+    return row.name, target.name
 
 
 def _rebind_volumes(sess: Any, row: InstanceRow, host_id: str, snap: SnapshotRow | None,
@@ -119,8 +123,7 @@ def _rebind_volumes(sess: Any, row: InstanceRow, host_id: str, snap: SnapshotRow
     archived = {v["target"]: v["name"] for v in (snap.volumes if snap else [])}
     restores = []
     for spec, docker_name in named_volumes(sess, row):
-        vol = sess.scalar(select(VolumeRow).where(VolumeRow.project_id == row.project_id,
-                                                  VolumeRow.name == spec.source))
+        vol = volume_rows.by_name(sess, row.project_id, spec.source)
         if vol is not None:
             vol.host_id = host_id
         if folder is not None and spec.target in archived:

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard import faults, tls
@@ -29,18 +28,18 @@ from dockyard.model.agent import (
     RegistrationReply,
     WatchReply,
 )
-from dockyard.model.ids import new_id
 from dockyard.model.instance import DesiredState
 from dockyard.model.stats import StatsReport
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.server.hosts import touch, watch_timeout
-from dockyard.server.instances import record_event
 from dockyard.server.placement import prefixlen
 from dockyard.server.reports import apply_report
-from dockyard.store import meta, records, revision, stats
-from dockyard.store.tables import HostRow, InstanceRow, NetworkRow, ProjectRow
+from dockyard.store import hosts, meta, networks, projects, records, revision, stacks, stats
+from dockyard.store import instances as instance_rows
+from dockyard.store.events import record as record_event
+from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
 
 
 def _count(request: Request, caller: Caller = Depends(auth.host),
@@ -53,7 +52,7 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=[Depends(_co
 
 
 def _host(sess: Session, caller: Caller) -> HostRow:
-    row = sess.scalar(select(HostRow).where(HostRow.name == caller.host_name))
+    row = hosts.by_name(sess, caller.host_name or "")
     if row is None:
         raise NotFound(f"host {caller.host_name} has not registered")
     return row
@@ -63,11 +62,7 @@ def _host(sess: Session, caller: Caller) -> HostRow:
 def register(body: Registration, caller: Caller = Depends(auth.host),
              ctx: ServerContext = Depends(auth.context)) -> RegistrationReply:
     with ctx.db.session() as sess:
-        row = sess.scalar(select(HostRow).where(HostRow.name == caller.host_name))
-        if row is None:
-            row = HostRow(id=new_id(), name=caller.host_name or body.name, version=0,
-                          draining=False, reserved_cores=[], labels={})
-            sess.add(row)
+        row = hosts.registering(sess, caller.host_name or body.name)
         was_up = row.last_heartbeat is not None
         came_back = row.state == "down"
         row.api_url, row.api_secret = body.api_url, body.api_secret
@@ -127,18 +122,17 @@ def _network(row: NetworkRow, peers: list[Peer] | None = None) -> DesiredNetwork
 def _peers(sess: Session) -> dict[str, list[Peer]]:
     """network id -> its instances (not being deleted), for /etc/hosts; one query."""
     out: dict[str, list[Peer]] = {}
-    rows = sess.execute(select(InstanceRow.network_id, InstanceRow.ip, InstanceRow.hostname,
-                               InstanceRow.name)
-                        .where(InstanceRow.desired_state != DesiredState.deleted)
-                        .order_by(InstanceRow.ip))
-    for network_id, ip, hostname, name in rows:
-        out.setdefault(network_id, []).append(Peer(ip=ip, hostname=hostname, name=name))
+    replicas = stacks.memberships(sess)  # stack replicas: their service name in the stack
+    for network_id, ip, hostname, name in instance_rows.peers(sess):
+        stack, service = replicas.get((network_id, ip), (None, None))
+        out.setdefault(network_id, []).append(Peer(ip=ip, hostname=hostname, name=name,
+                                                   stack=stack, service=service))
     return out
 
 
 def _desired(sess: Session, row: InstanceRow, net: DesiredNetwork,
              dns: list[str], subnet: str) -> DesiredInstance:
-    project = sess.get(ProjectRow, row.project_id)
+    project = projects.get(sess, row.project_id)
     return DesiredInstance(
         id=row.id, name=row.name, project=project.name if project else row.project_id,
         generation=row.generation, desired_state=DesiredState(row.desired_state),
@@ -156,22 +150,20 @@ def _desired(sess: Session, row: InstanceRow, net: DesiredNetwork,
 def _changes(ctx: ServerContext, host_name: str, since: int, full: bool) -> WatchReply:
     """The changes since `since` (or everything); reading them is the host's heartbeat."""
     with ctx.db.session() as sess:
-        host = sess.scalar(select(HostRow).where(HostRow.name == host_name))
+        host = hosts.by_name(sess, host_name)
         if host is None:
             raise NotFound(f"host {host_name} has not registered")
         if touch(sess, host):
             ctx.notifier.bump()  # wakes `events --follow`
         current = revision.current(sess)
-        query = select(InstanceRow).where(InstanceRow.host_id == host.id)
-        if not full:
-            query = query.where(InstanceRow.revision > since)
-        rows = {n.id: n for n in sess.scalars(select(NetworkRow))}
+        changed = instance_rows.changed_on_host(sess, host.id, None if full else since)
+        rows = {n.id: n for n in networks.all_networks(sess)}
         peers = _peers(sess)
         nets = {n.id: _network(n, peers.get(n.id)) for n in rows.values()}
         instances = [_desired(sess, row, nets[row.network_id],
                               list(rows[row.network_id].dns) or [rows[row.network_id].gateway],
                               rows[row.network_id].subnet)
-                     for row in sess.scalars(query)]
+                     for row in changed]
         net_changed = full or int(meta.get(sess, meta.NETWORKS_REVISION) or 0) > since
         return WatchReply(revision=current, full=full, instances=instances,
                           networks=list(nets.values()) if net_changed else [])
@@ -201,7 +193,7 @@ def report(instance_id: str, body: ObservedState, caller: Caller = Depends(auth.
     faults.point("server.report.before_apply")
     with ctx.db.session() as sess:
         host = _host(sess, caller)
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         if row is None or row.host_id != host.id:
             raise NotFound(f"instance {instance_id} is not on host {host.name}")
         apply_report(sess, row, body, host.name)
@@ -213,7 +205,7 @@ def host_event(body: AgentEvent, caller: Caller = Depends(auth.host),
                ctx: ServerContext = Depends(auth.context)) -> None:
     with ctx.db.session() as sess:
         host = _host(sess, caller)
-        row = sess.get(InstanceRow, body.instance_id) if body.instance_id else None
+        row = instance_rows.get(sess, body.instance_id) if body.instance_id else None
         if row is not None and row.host_id != host.id:
             row = None
         record_event(sess, row, body.kind[:32], body.message[:1000], caller.host_name)
@@ -226,7 +218,7 @@ def host_stats(body: StatsReport, caller: Caller = Depends(auth.host),
     """One collector pass; samples of instances not on this host are dropped."""
     with ctx.db.session() as sess:
         host = _host(sess, caller)
-        mine = set(sess.scalars(select(InstanceRow.id).where(InstanceRow.host_id == host.id)))
+        mine = instance_rows.ids_on_host(sess, host.id)
         body.instances = [s for s in body.instances if s.instance_id in mine]
         stats.insert(sess, host.id, body)
         stats.compact_if_due(sess, datetime.now(UTC),

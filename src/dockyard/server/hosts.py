@@ -14,19 +14,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from dockyard.config import ServerSettings
 from dockyard.errors import Conflict
 from dockyard.model.host import Host, HostAdded, HostCreate, HostState
-from dockyard.model.ids import new_id
 from dockyard.model.instance import Instance, InstanceState
 from dockyard.server.context import FeedCounter
-from dockyard.server.instances import record_event
 from dockyard.server.placement import effective_labels, host_is_up
-from dockyard.store import records, tokens
-from dockyard.store.tables import HostRow, InstanceRow, VolumeRow
+from dockyard.store import hosts, ledger, records, tokens
+from dockyard.store.events import record as record_event
+from dockyard.store.tables import HostRow, InstanceRow
 
 
 def watch_timeout(settings: ServerSettings) -> float:
@@ -39,11 +37,8 @@ def watch_timeout(settings: ServerSettings) -> float:
 def note_host_state(sess: Session, row: HostRow, up: bool, reason: str) -> bool:
     """Record `host_up`/`host_down` if this call moves the stored state; True if it did."""
     old, new = ("down", "up") if up else ("up", "down")
-    done = sess.execute(update(HostRow).where(HostRow.id == row.id, HostRow.state == old)
-                        .values(state=new).execution_options(synchronize_session=False))
-    if getattr(done, "rowcount", 0) != 1:
+    if not hosts.set_state(sess, row, old, new):
         return False
-    row.state = new
     record_event(sess, None, f"host_{new}", reason, row.name)
     return True
 
@@ -68,7 +63,7 @@ def host_view(sess: Session, row: HostRow, settings: ServerSettings,
 def instance_view(sess: Session, row: InstanceRow, settings: ServerSettings) -> Instance:
     """The instance as stored, except `unknown` while its host is down."""
     model = records.instance_model(sess, row)
-    host = sess.get(HostRow, row.host_id) if row.host_id else None
+    host = hosts.get(sess, row.host_id)
     if host is not None and not host_is_up(host, settings.heartbeat_timeout):
         model.state = InstanceState.unknown
     return model
@@ -76,12 +71,9 @@ def instance_view(sess: Session, row: InstanceRow, settings: ServerSettings) -> 
 
 def add(sess: Session, spec: HostCreate, settings: ServerSettings,
         counter: FeedCounter) -> HostAdded:
-    if sess.scalar(select(HostRow.id).where(HostRow.name == spec.name)) is not None:
+    if hosts.exists(sess, spec.name):
         raise Conflict(f"host {spec.name!r} already exists")
-    row = HostRow(id=new_id(), name=spec.name, state="down", version=0, draining=False,
-                  reserved_cores=[], labels=dict(spec.labels), inventory={})
-    sess.add(row)
-    sess.flush()
+    row = hosts.add(sess, spec.name, spec.labels)
     tokens.revoke_host_tokens(sess, spec.name)
     token = tokens.mint(sess, "host", host_name=spec.name, description=f"host {spec.name}")
     record_event(sess, None, "host_added", "host added; waiting for its agent", spec.name)
@@ -102,16 +94,14 @@ def set_draining(sess: Session, ref: str, draining: bool) -> HostRow:
 
 def remove(sess: Session, ref: str) -> str:
     row = records.host_by_ref(sess, ref)
-    count = sess.scalar(select(func.count()).select_from(InstanceRow)
-                        .where(InstanceRow.host_id == row.id)) or 0
+    count = ledger.instance_count(sess, row.id)
     if count:
         raise Conflict(f"host {row.name} still has {count} instance(s); move or delete "
                        "them first")
-    volumes = sess.scalar(select(func.count()).select_from(VolumeRow)
-                          .where(VolumeRow.host_id == row.id)) or 0
+    volumes = hosts.volume_count(sess, row.id)
     if volumes:
         raise Conflict(f"host {row.name} still holds {volumes} volume(s); delete them first")
     tokens.revoke_host_tokens(sess, row.name)
     record_event(sess, None, "host_removed", "host removed; its tokens are revoked", row.name)
-    sess.delete(row)
+    hosts.delete(sess, row)
     return row.name

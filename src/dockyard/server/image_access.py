@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.errors import Forbidden, NotFound
 from dockyard.model.image import RESERVED_NAMESPACES, split_ref
 from dockyard.server.auth import Caller
-from dockyard.store.tables import ProjectRow
+from dockyard.store import projects
 
 SYSTEM_PREFIXES = ("snapshot/", "migrate/")  # server/snapshots.py, server/migrate.py
 
@@ -38,7 +37,7 @@ class Repo:
 
 def project_names(sess: Session) -> dict[str, str]:
     """Project name → id."""
-    return dict(sess.execute(select(ProjectRow.name, ProjectRow.id)).tuples().all())
+    return projects.ids_by_name(sess)
 
 
 def classify(name: str, projects: dict[str, str]) -> Repo:

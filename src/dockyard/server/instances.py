@@ -1,7 +1,7 @@
 """Instance lifecycle on the server side: validate, place, reserve, record; then agents converge.
 
 Create (DESIGN.md "Instance creation"):
-    validate spec ─▶ snapshot ─▶ scheduler.place ─▶ image in the registry (the agent pulls
+    validate spec ─▶ cluster view ─▶ scheduler.place ─▶ image in the registry (the agent pulls
         it: the instance keeps its registry reference) or known on the host? (agent)
         ─▶ one transaction: project quota (project row locked), host version CAS, IP + cores
            reserved, named volumes created or bound to the host, row, operation, event,
@@ -15,12 +15,7 @@ reports close the instance's running operations.
 from __future__ import annotations
 
 import posixpath
-import random
-import time
-from datetime import UTC, datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dockyard import faults, ipam
@@ -36,39 +31,24 @@ from dockyard.model.instance import (
 )
 from dockyard.scheduler import PlacementRequest, Plan, explain, place
 from dockyard.scheduler.cpusets import format_cpuset
-from dockyard.server import image_access
+from dockyard.server import image_access, placement
 from dockyard.server.context import ServerContext
-from dockyard.server.placement import snapshot
+from dockyard.server.placement import cluster_view
 from dockyard.server.powers import check_host_paths
-from dockyard.store import ledger, meta, quotas, records, revision
-from dockyard.store.tables import (
-    EventRow,
-    HostRow,
-    InstanceRow,
-    NetworkRow,
-    OperationRow,
-    VolumeRow,
+from dockyard.store import (
+    events,
+    hosts,
+    ledger,
+    meta,
+    networks,
+    operations,
+    quotas,
+    records,
+    revision,
 )
-
-PLACEMENT_ATTEMPTS = 40  # lost version checks under contention (PostgreSQL, many servers)
-PLACEMENT_BACKOFF = 0.005  # seconds, doubled per lost attempt up to PLACEMENT_BACKOFF_MAX
-PLACEMENT_BACKOFF_MAX = 0.25
-
-
-def record_event(sess: Session, row: InstanceRow | None, kind: str, message: str,
-                 host_name: str | None = None) -> None:
-    sess.add(EventRow(project_id=row.project_id if row else None,
-                      instance_id=row.id if row else None,
-                      instance_name=row.name if row else None,
-                      host_name=host_name, kind=kind, message=message))
-
-
-def start_operation(sess: Session, row: InstanceRow, kind: str, **target: object) -> OperationRow:
-    op = OperationRow(id=new_id(), kind=kind, project_id=row.project_id, instance_id=row.id,
-                      status="running", steps=[{"step": "requested", "target": target,
-                                                "at": datetime.now(UTC).isoformat()}])
-    sess.add(op)
-    return op
+from dockyard.store import instances as instance_rows
+from dockyard.store import volumes as volume_rows
+from dockyard.store.tables import InstanceRow, NetworkRow
 
 
 def _check_volumes(spec: InstanceCreate, allowed_root: str) -> None:
@@ -85,21 +65,15 @@ def _bind_volumes(sess: Session, project_id: str, spec: InstanceCreate, host_id:
     for vol in spec.volumes:
         if vol.is_host_path:
             continue
-        row = sess.scalar(select(VolumeRow).where(VolumeRow.project_id == project_id,
-                                                  VolumeRow.name == vol.source)
-                          .with_for_update())  # serializes with a concurrent volume delete
+        # locked: serializes with a concurrent volume delete
+        row = volume_rows.for_launch(sess, project_id, vol.source)
         if row is None:
             quotas.enforce(sess, project_id, quotas.Claim(volumes=1))
-            try:
-                with sess.begin_nested():
-                    sess.add(VolumeRow(id=new_id(), name=vol.source, project_id=project_id,
-                                       host_id=host_id))
-            except IntegrityError as exc:
-                raise Conflict(f"volume {vol.source} was created concurrently; retry") from exc
+            volume_rows.create_bound(sess, project_id, vol.source, host_id)
         elif row.host_id is None:
             row.host_id = host_id
         elif row.host_id != host_id:
-            other = sess.get(HostRow, row.host_id)
+            other = hosts.get(sess, row.host_id)
             raise Conflict(f"volume {vol.source} is on host {other.name if other else '?'}; "
                            f"the instance was placed on {host_name}")
 
@@ -109,16 +83,22 @@ def _check_ip_shape(spec: InstanceCreate, net: NetworkRow) -> None:
         ipam.allocate(net.subnet, net.gateway, (), spec.ip)
 
 
+def _options(spec: InstanceCreate, admin: bool) -> dict[str, object]:
+    """The instance's options as its row stores them (placement reads its own back)."""
+    return {"lxcfs": spec.lxcfs, "ssh_keys": spec.ssh_keys,
+            # the cluster view reads anti_affinity back: the host's groups
+            "anti_affinity": spec.anti_affinity, "constraints": dict(spec.constraints),
+            "strategy": spec.strategy, "cap_add": spec.cap_add, "no_new_privileges": not admin}
+
+
 def _request(spec: InstanceCreate, network_id: str) -> PlacementRequest:
-    return PlacementRequest(cores=spec.limits.cores, memory_bytes=spec.limits.memory_bytes(),
-                            pids=spec.limits.pids, network_id=network_id, host=spec.host,
-                            constraints=dict(spec.constraints),
-                            anti_affinity=spec.anti_affinity, strategy=spec.strategy)
+    return placement.request_for(spec.limits.to_limits(), network_id,
+                                 _options(spec, admin=False), host=spec.host)
 
 
 def _claim(spec: InstanceCreate) -> quotas.Claim:
     return quotas.Claim(instances=1, cores=spec.limits.cores,
-                        memory_bytes=spec.limits.memory_bytes())
+                        memory_bytes=spec.limits.memory)
 
 
 def _checked(ctx: ServerContext, sess: Session, project_id: str,
@@ -127,12 +107,10 @@ def _checked(ctx: ServerContext, sess: Session, project_id: str,
     _check_volumes(spec, ctx.settings.allowed_host_root())
     net = records.visible_network(sess, project_id, spec.network)
     _check_ip_shape(spec, net)
-    if sess.scalar(select(InstanceRow.id).where(InstanceRow.project_id == project_id,
-                                                InstanceRow.name == spec.name)):
+    if instance_rows.name_taken(sess, project_id, spec.name):
         raise Conflict(f"an instance named {spec.name!r} already exists")
     quotas.enforce(sess, project_id, _claim(spec))  # early answer; _commit decides
-    if spec.host is not None and sess.scalar(
-            select(HostRow.id).where(HostRow.name == spec.host)) is None:
+    if spec.host is not None and not hosts.exists(sess, spec.host):
         raise NotFound(f"host {spec.host!r} not found")
     return net
 
@@ -144,9 +122,9 @@ def validate(ctx: ServerContext, project_id: str,
     with ctx.db.read() as sess:
         net = _checked(ctx, sess, project_id, spec)
         image_access.check_launch(sess, project_id, spec.image, ctx.registry.address)
-        snap, _ = snapshot(sess, ctx.settings)
-        plan = place(_request(spec, net.id), snap)
-        host = sess.get(HostRow, plan.host_id)
+        view, _ = cluster_view(sess, ctx.settings)
+        plan = place(_request(spec, net.id), view)
+        host = hosts.get(sess, plan.host_id)
         assert host is not None
         url, secret, host_name = host.api_url, host.api_secret, host.name
     image = ctx.registry.resolve(spec.image)
@@ -162,55 +140,47 @@ def explain_placement(ctx: ServerContext, project_id: str,
     """Validate the spec and say where it would be placed and why; nothing is written."""
     with ctx.db.session() as sess:
         net = _checked(ctx, sess, project_id, spec)
-        snap, _ = snapshot(sess, ctx.settings)
+        view, _ = cluster_view(sess, ctx.settings)
     request = _request(spec, net.id)
     chosen, message = None, None
     try:
-        chosen = place(request, snap).host_name
+        chosen = place(request, view).host_name
     except NoValidHost as exc:
         message = exc.message
     hosts = [HostVerdict(host=v.name, verdict="fits" if v.reason is None else "rejected",
-                         reason=v.reason, score=v.score) for v in explain(request, snap)]
+                         reason=v.reason, score=v.score) for v in explain(request, view)]
     return PlacementExplanation(chosen=chosen, message=message, hosts=hosts)
 
 
-def _commit(ctx: ServerContext, project_id: str, spec: InstanceCreate,
+def _commit(ctx: ServerContext, sess: Session, project_id: str, spec: InstanceCreate,
             network_id: str, image: str, admin: bool) -> tuple[str, str]:
     """Place and reserve in one transaction; returns (instance id, operation id)."""
-    with ctx.db.session() as sess:
-        quotas.enforce(sess, project_id, _claim(spec))  # first: it locks the project
-        snap, versions = snapshot(sess, ctx.settings)
-        plan = place(_request(spec, network_id), snap)
-        ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
-        net = sess.get(NetworkRow, network_id)
-        assert net is not None
-        ip = ipam.allocate(net.subnet, net.gateway, ledger.used_ips(sess, net.id), spec.ip)
-        instance_id = new_id()
-        ledger.reserve_ip(sess, net.id, ip, instance_id, chosen=spec.ip is not None)
-        ledger.reserve_cores(sess, plan.host_id, plan.cores, instance_id)
-        _bind_volumes(sess, project_id, spec, plan.host_id, plan.host_name)
-        limits = spec.limits.to_limits(cpuset=format_cpuset(plan.cores))
-        rev = revision.bump(sess)
-        row = InstanceRow(
-            id=instance_id, name=spec.name, project_id=project_id, host_id=plan.host_id,
-            network_id=net.id, image=image, hostname=spec.hostname or spec.name, ip=ip,
-            mac=mac_for_ip(ip), state=InstanceState.creating, desired_state=DesiredState.running,
-            generation=1, limits=limits.model_dump(),
-            volumes=[v.model_dump() for v in spec.volumes], env=dict(spec.env), revision=rev,
-            options={"lxcfs": spec.lxcfs, "ssh_keys": spec.ssh_keys,
-                     # the snapshot reads anti_affinity back: the host's groups
-                     "anti_affinity": spec.anti_affinity, "constraints": dict(spec.constraints),
-                     "strategy": spec.strategy, "cap_add": spec.cap_add,
-                     "no_new_privileges": not admin})
-        sess.add(row)
-        sess.flush()
-        if plan.cores:
-            touch_shared(sess, plan.host_id, rev)
-        meta.put(sess, meta.NETWORKS_REVISION, str(rev))  # a new peer for /etc/hosts
-        op = start_operation(sess, row, "create", state="running")
-        record_event(sess, row, "created", f"placed on {plan.host_name} with {ip}",
-                     plan.host_name)
-        return instance_id, op.id
+    quotas.enforce(sess, project_id, _claim(spec))  # first: it locks the project
+    instance_id = new_id()
+    plan = placement.reserve(sess, ctx.settings, _request(spec, network_id), instance_id)
+    net = networks.get(sess, network_id)
+    assert net is not None
+    ip = ipam.allocate(net.subnet, net.gateway, ledger.used_ips(sess, net.id), spec.ip)
+    ledger.reserve_ip(sess, net.id, ip, instance_id, chosen=spec.ip is not None)
+    _bind_volumes(sess, project_id, spec, plan.host_id, plan.host_name)
+    limits = spec.limits.to_limits(cpuset=format_cpuset(plan.cores))
+    rev = revision.bump(sess)
+    row = InstanceRow(
+        id=instance_id, name=spec.name, project_id=project_id, host_id=plan.host_id,
+        network_id=net.id, image=image, hostname=spec.hostname or spec.name, ip=ip,
+        mac=mac_for_ip(ip), state=InstanceState.creating, desired_state=DesiredState.running,
+        generation=1, limits=limits.model_dump(),
+        volumes=[v.model_dump() for v in spec.volumes], env=dict(spec.env), revision=rev,
+        options=_options(spec, admin))
+    sess.add(row)
+    sess.flush()
+    if plan.cores:
+        touch_shared(sess, plan.host_id, rev)
+    meta.put(sess, meta.NETWORKS_REVISION, str(rev))  # a new peer for /etc/hosts
+    op = operations.start(sess, row, "create", state="running")
+    events.record(sess, row, "created", f"placed on {plan.host_name} with {ip}",
+                  plan.host_name)
+    return instance_id, op.id
 
 
 def create(ctx: ServerContext, project_id: str, spec: InstanceCreate,
@@ -218,25 +188,16 @@ def create(ctx: ServerContext, project_id: str, spec: InstanceCreate,
     """`admin`: the caller is an admin (the router checked admin-only powers); a member's
     instance runs with no-new-privileges."""
     _, network_id, image = validate(ctx, project_id, spec)
-    for attempt in range(PLACEMENT_ATTEMPTS):
-        try:
-            result = _commit(ctx, project_id, spec, network_id, image, admin)
-        except Conflict as exc:
-            if "retry" not in exc.message or attempt == PLACEMENT_ATTEMPTS - 1:
-                raise
-            # jittered backoff: contenders that lost together do not collide again together
-            time.sleep(random.uniform(0, min(PLACEMENT_BACKOFF_MAX,
-                                             PLACEMENT_BACKOFF * 2 ** attempt)))
-            continue
-        faults.point("server.create.committed")
-        ctx.notifier.bump(result[0])
-        return result
-    raise AssertionError("unreachable")
+    result = placement.placing(ctx.db, lambda sess: _commit(
+        ctx, sess, project_id, spec, network_id, image, admin))
+    faults.point("server.create.committed")
+    ctx.notifier.bump(result[0])
+    return result
 
 
 def touch_shared(sess: Session, host_id: str, rev: int) -> None:
     """The shared pool changed: every shared-pool instance on the host must be re-pinned."""
-    for row in sess.scalars(select(InstanceRow).where(InstanceRow.host_id == host_id)):
+    for row in instance_rows.on_host(sess, host_id):
         if int(row.limits.get("cores", 0)) == 0:
             row.revision = rev
 
@@ -254,19 +215,19 @@ def set_desired(ctx: ServerContext, project_id: str, ref: str, action: InstanceA
             row.desired_state = DesiredState.stopped
             if row.state != InstanceState.stopped:
                 row.state = InstanceState.stopping
-            op = start_operation(sess, row, "stop", state="stopped")
+            op = operations.start(sess, row, "stop", state="stopped")
         elif action == InstanceAction.start:
             row.desired_state = DesiredState.running
             if row.state != InstanceState.running:
                 row.state = InstanceState.starting
-            op = start_operation(sess, row, "start", state="running")
+            op = operations.start(sess, row, "start", state="running")
         else:
             row.desired_state = DesiredState.running
             row.restart_serial += 1
             row.state = InstanceState.starting
-            op = start_operation(sess, row, "restart", state="running",
-                                 restart_serial=row.restart_serial)
-        record_event(sess, row, action.value, f"{action.value} requested")
+            op = operations.start(sess, row, "restart", state="running",
+                                  restart_serial=row.restart_serial)
+        events.record(sess, row, action.value, f"{action.value} requested")
         op_id, instance_id = op.id, row.id
     faults.point("server.action.committed")
     ctx.notifier.bump(instance_id)
@@ -281,11 +242,9 @@ def delete(ctx: ServerContext, project_id: str, ref: str, force: bool) -> str:
         row.desired_state = DesiredState.deleted
         row.state = InstanceState.deleting
         row.revision = revision.bump(sess)
-        sess.execute(update(OperationRow).where(OperationRow.instance_id == row.id,
-                                                OperationRow.status == "running")
-                     .values(status="failure", error="superseded by delete"))
-        op = start_operation(sess, row, "delete", state="deleted")
-        record_event(sess, row, "delete", "delete requested")
+        operations.fail_running(sess, row.id, "superseded by delete")
+        op = operations.start(sess, row, "delete", state="deleted")
+        events.record(sess, row, "delete", "delete requested")
         op_id, instance_id = op.id, row.id
     faults.point("server.delete.committed")
     ctx.notifier.bump(instance_id)

@@ -28,10 +28,10 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from dockyard import faults
 from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
@@ -39,12 +39,13 @@ from dockyard.model.instance import InstanceState
 from dockyard.model.live import CriuFacts, HostFacts, PreflightReport, evaluate, summary
 from dockyard.scheduler import explain
 from dockyard.server import migrate as cold
+from dockyard.server import placement
 from dockyard.server.agent_proxy import HostTarget, host_target
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import _desired, _network, _peers
-from dockyard.server.instances import record_event, start_operation
-from dockyard.server.placement import snapshot
+from dockyard.server.placement import cluster_view
 from dockyard.store import records
+from dockyard.store.events import record as record_event
 from dockyard.store.tables import (
     CoreAllocationRow,
     HostRow,
@@ -74,17 +75,17 @@ def host_facts(host: HostTarget, instance_id: str | None) -> HostFacts:
 def _capacity(ctx: ServerContext, row: InstanceRow, to: str | None) -> tuple[str, str | None]:
     """The target (given or the scheduler's best other host) and why it does not fit."""
     with ctx.db.session() as sess:
-        snap, _ = snapshot(sess, ctx.settings)
+        view, _ = cluster_view(sess, ctx.settings)
         own = cold._host_name(sess, row.host_id)
         if to is not None:
             if to == own:
                 raise Conflict(f"instance {row.name} already runs on {to}")
-            verdicts = [v for v in explain(cold.request_for(row, to), snap) if v.name == to]
+            verdicts = [v for v in explain(cold.request_for(row, to), view) if v.name == to]
             if not verdicts:
                 raise NotFound(f"host {to!r} not found")
             return to, verdicts[0].reason
         request = cold.request_for(row, None)
-        verdicts = [v for v in explain(request, snap) if v.name != own]
+        verdicts = [v for v in explain(request, view) if v.name != own]
         fits = [v for v in verdicts if v.reason is None]
         if fits:
             return max(fits, key=lambda v: v.score or 0.0).name, None
@@ -159,29 +160,20 @@ def _note(ctx: ServerContext, project_id: str, ref: str, message: str) -> None:
 
 
 def _begin(ctx: ServerContext, project_id: str, ref: str, to: str) -> tuple[str, str]:
-    with ctx.db.session() as sess:
-        row = records.instance_by_ref(sess, project_id, ref)
-        if row.state != InstanceState.running:
-            raise Conflict(f"instance {row.name} is {row.state}: only a running instance "
-                           "migrates")
-        if row.options.get("migrating"):
-            raise Conflict(f"instance {row.name} is already being migrated")
-        source = host_target(ctx, sess, row.host_id, f"instance {row.name}")
-        target, cores = cold.choose_target(ctx, sess, row, to)
-        op = start_operation(sess, row, "live_migrate", state="running", source=source.name,
-                             target=target.name, source_id=row.host_id, target_id=target.id,
-                             cores=cores, generation=row.generation)
-        row.options = {**row.options, "migrating": op.id}
-        record_event(sess, row, "migrate", f"live migration {source.name} -> {target.name} "
-                     "begins")
-        return op.id, row.id
+    return placement.placing(ctx.db, lambda sess: _begin_in(ctx, sess, project_id, ref, to))
+
+
+def _begin_in(ctx: ServerContext, sess: Session, project_id: str, ref: str,
+              to: str) -> tuple[str, str]:
+    row = records.instance_by_ref(sess, project_id, ref)
+    if row.state != InstanceState.running:
+        raise Conflict(f"instance {row.name} is {row.state}: only a running instance "
+                       "migrates")
+    return cold.start_move(ctx, sess, row, to, "live_migrate", "live migration")
 
 
 def step(ctx: ServerContext, op_id: str, name: str, **data: Any) -> None:
-    with ctx.db.session() as sess:
-        op = sess.get(OperationRow, op_id)
-        assert op is not None
-        op.steps = [*op.steps, {"step": name, "at": datetime.now(UTC).isoformat(), **data}]
+    cold.journal(ctx, op_id, name, data)
     faults.point(f"server.live.{name}")
 
 
@@ -312,15 +304,9 @@ def _done(ctx: ServerContext, op_id: str) -> set[str]:
 
 
 def recover(ctx: ServerContext) -> None:
-    """At server start (from migrate.recover): a live migration left running is finished
+    """At server start (after migrate.recover): a live migration left running is finished
     when the target already runs it, else rolled back (the source resumes)."""
-    with ctx.db.session() as sess:
-        ops = [(op.id, op.instance_id, {s.get("step") for s in op.steps})
-               for op in sess.scalars(select(OperationRow).where(
-                   OperationRow.kind == "live_migrate", OperationRow.status == "running"))]
-    for op_id, instance_id, done in ops:
-        if instance_id is None:
-            continue
+    for op_id, instance_id, done in cold.left_running(ctx, "live_migrate"):
         try:
             _recover_one(ctx, op_id, instance_id, done)
         except Exception as exc:  # one recovery must not keep the others from running

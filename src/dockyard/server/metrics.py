@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import select
 
 from dockyard.model.stats import HostSample, InstanceSample
+from dockyard.store import hosts as host_rows
+from dockyard.store import instances as instance_rows
+from dockyard.store import projects as project_rows
 from dockyard.store import stats
 from dockyard.store.db import Database
-from dockyard.store.tables import HostRow, InstanceRow, ProjectRow
 
 # (metric name without _total, sample field, counter?, help)
 INSTANCE_METRICS: list[tuple[str, str, bool, str]] = [
@@ -79,12 +80,9 @@ class SamplesCollector(Collector):
                              dict[str, HostSample]]:
         with self.db.session() as sess:
             latest = stats.latest_per_instance(sess)
-            hosts = {h.id: h.name for h in sess.scalars(select(HostRow))}
-            projects = {p.id: p.name for p in sess.scalars(select(ProjectRow))}
-            query = select(InstanceRow).where(InstanceRow.id.in_(list(latest)))
-            if self.project_id is not None:
-                query = query.where(InstanceRow.project_id == self.project_id)
-            rows = sess.scalars(query)
+            hosts = host_rows.names_by_id(sess)
+            projects = project_rows.names_by_id(sess)
+            rows = instance_rows.with_ids(sess, list(latest), self.project_id)
             found = [([r.name, hosts.get(r.host_id or "", ""),
                        projects.get(r.project_id, r.project_id)], r.host_id or "", latest[r.id])
                      for r in rows]

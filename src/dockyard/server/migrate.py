@@ -26,21 +26,23 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from dockyard import faults
-from dockyard.errors import BackendError, Conflict, DockyardError, NotFound, NoValidHost
-from dockyard.model.instance import DesiredState, InstanceState
+from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
+from dockyard.model.instance import DesiredState, InstanceState, Limits
 from dockyard.model.volume import docker_volume_name
-from dockyard.scheduler import PlacementRequest, explain, place
+from dockyard.scheduler import PlacementRequest
+from dockyard.scheduler.cpusets import parse_cpuset
+from dockyard.server import placement
 from dockyard.server.agent_proxy import HostTarget, host_target
 from dockyard.server.context import ServerContext
-from dockyard.server.instances import record_event, start_operation, touch_shared
-from dockyard.server.placement import snapshot
+from dockyard.server.instances import touch_shared
 from dockyard.server.snapshots import named_volumes
-from dockyard.store import ledger, records, revision
-from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, OperationRow, VolumeRow
+from dockyard.store import events, hosts, ledger, operations, records, revision
+from dockyard.store import instances as instance_rows
+from dockyard.store import volumes as volume_rows
+from dockyard.store.tables import HostRow, InstanceRow
 
 log = logging.getLogger(__name__)
 STATE_TIMEOUT = 90.0  # seconds to wait for an agent's report of a stop or a start
@@ -48,94 +50,90 @@ DELTA_MARGIN = 2.0  # seconds: the delta pass re-sends what changed a little bef
 
 
 def request_for(row: InstanceRow, host: str | None) -> PlacementRequest:
-    opts = row.options
-    return PlacementRequest(cores=int(row.limits.get("cores", 0)),
-                            memory_bytes=row.limits.get("memory_bytes"),
-                            pids=int(row.limits.get("pids", 0) or 0) or None,
-                            network_id=row.network_id, host=host,
-                            constraints=dict(opts.get("constraints", {})),
-                            anti_affinity=opts.get("anti_affinity"),
-                            strategy=opts.get("strategy", "spread"))
+    """What the instance of `row` needs, under its own placement options."""
+    return placement.request_for(Limits.model_validate(row.limits), row.network_id,
+                                 row.options, host)
 
 
 def choose_target(ctx: ServerContext, sess: Session, row: InstanceRow,
                   to: str | None) -> tuple[HostRow, list[int]]:
-    """The target host and its cores, reserved (version CAS); 409 with reasons otherwise."""
-    snap, versions = snapshot(sess, ctx.settings)
+    """The target host and its cores, reserved (version CAS): `to`, or the scheduler's best
+    host but the instance's own; 409 with the scheduler's reasons otherwise."""
     if to is not None:
-        host = sess.scalar(select(HostRow).where(HostRow.name == to))
-        if host is None:
+        pinned = hosts.by_name(sess, to)
+        if pinned is None:
             raise NotFound(f"host {to!r} not found")
-        if host.id == row.host_id:
+        if pinned.id == row.host_id:
             raise Conflict(f"instance {row.name} already runs on {to}")
-        plan = place(request_for(row, to), snap)  # a down or full host: 409 with reasons
-    else:
-        request = request_for(row, None)
-        fits = [v for v in explain(request, snap) if v.reason is None
-                and v.name != _host_name(sess, row.host_id)]
-        if not fits:
-            raise NoValidHost(f"no other host fits: {_reasons(request, snap, sess, row)}")
-        best = max(fits, key=lambda v: v.score or 0.0)
-        plan = place(request_for(row, best.name), snap)
-    ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
-    ledger.reserve_cores(sess, plan.host_id, plan.cores, row.id)
-    host = sess.get(HostRow, plan.host_id)
+    plan = placement.reserve(sess, ctx.settings, request_for(row, to), row.id,
+                             leave=_host_name(sess, row.host_id))
+    host = hosts.get(sess, plan.host_id)
     assert host is not None
     return host, list(plan.cores)
 
 
-def _reasons(request: PlacementRequest, snap: Any, sess: Session, row: InstanceRow) -> str:
-    own = _host_name(sess, row.host_id)
-    return "; ".join(f"{v.name}: {v.reason or 'is the source'}" for v in explain(request, snap)
-                     if v.name != own or v.reason) or "the cluster has no other host"
-
-
 def _host_name(sess: Session, host_id: str | None) -> str:
-    host = sess.get(HostRow, host_id) if host_id else None
+    host = hosts.get(sess, host_id)
     return host.name if host else ""
 
 
 def _begin(ctx: ServerContext, project_id: str, ref: str,
            to: str | None) -> tuple[str, str]:
+    return placement.placing(ctx.db, lambda sess: _begin_in(ctx, sess, project_id, ref, to))
+
+
+def _begin_in(ctx: ServerContext, sess: Session, project_id: str, ref: str,
+              to: str | None) -> tuple[str, str]:
+    row = records.instance_by_ref(sess, project_id, ref)
+    if row.state != InstanceState.running or row.desired_state != DesiredState.running:
+        raise Conflict(f"instance {row.name} is {row.state}: only a running instance "
+                       "migrates")
+    return start_move(ctx, sess, row, to, "migrate", "migration")
+
+
+def start_move(ctx: ServerContext, sess: Session, row: InstanceRow, to: str | None, kind: str,
+               what: str) -> tuple[str, str]:
+    """The common start of a cold or live move (`kind`): not moving already, the target's
+    cores reserved, the operation journalled with its plan; returns (operation, instance)."""
+    if row.options.get("migrating"):
+        raise Conflict(f"instance {row.name} is already being migrated")
+    source = host_target(ctx, sess, row.host_id, f"instance {row.name}")
+    target, cores = choose_target(ctx, sess, row, to)
+    op = operations.start(sess, row, kind, state="running", source=source.name,
+                          target=target.name, source_id=row.host_id, target_id=target.id,
+                          cores=cores, generation=row.generation)
+    row.options = {**row.options, "migrating": op.id}
+    events.record(sess, row, "migrate", f"{what} {source.name} -> {target.name} begins")
+    return op.id, row.id
+
+
+def journal(ctx: ServerContext, op_id: str, name: str, data: dict[str, Any]) -> None:
+    """Step `name` of a cold or live move recorded as done, with its data."""
     with ctx.db.session() as sess:
-        row = records.instance_by_ref(sess, project_id, ref)
-        if row.state != InstanceState.running or row.desired_state != DesiredState.running:
-            raise Conflict(f"instance {row.name} is {row.state}: only a running instance "
-                           "migrates")
-        if row.options.get("migrating"):
-            raise Conflict(f"instance {row.name} is already being migrated")
-        source = host_target(ctx, sess, row.host_id, f"instance {row.name}")
-        target, cores = choose_target(ctx, sess, row, to)
-        op = start_operation(sess, row, "migrate", state="running", source=source.name,
-                             target=target.name, source_id=row.host_id, target_id=target.id,
-                             cores=cores, generation=row.generation)
-        row.options = {**row.options, "migrating": op.id}
-        record_event(sess, row, "migrate", f"migration {source.name} -> {target.name} begins")
-        return op.id, row.id
+        op = operations.get(sess, op_id)
+        assert op is not None
+        op.steps = [*op.steps, {"step": name, "at": datetime.now(UTC).isoformat(), **data}]
 
 
 def step(ctx: ServerContext, op_id: str, name: str, **data: Any) -> None:
-    with ctx.db.session() as sess:
-        op = sess.get(OperationRow, op_id)
-        assert op is not None
-        op.steps = [*op.steps, {"step": name, "at": datetime.now(UTC).isoformat(), **data}]
+    journal(ctx, op_id, name, data)
     faults.point(f"server.migrate.{name}")
 
 
 def _targets(ctx: ServerContext, op_id: str) -> tuple[dict[str, Any], HostTarget, HostTarget]:
     with ctx.db.session() as sess:
-        op = sess.get(OperationRow, op_id)
+        op = operations.get(sess, op_id)
         assert op is not None
         plan = dict(op.steps[0]["target"])
-        hosts = [sess.get(HostRow, plan[k]) for k in ("source_id", "target_id")]
+        ends = [hosts.get(sess, plan[k]) for k in ("source_id", "target_id")]
         src, dst = (HostTarget(h.name, h.api_url, h.api_secret, ctx.agents.verify) if h else
-                    HostTarget("?", "", "") for h in hosts)
+                    HostTarget("?", "", "") for h in ends)
         return plan, src, dst
 
 
 def _volumes(ctx: ServerContext, instance_id: str) -> list[str]:
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         return [name for _, name in named_volumes(sess, row)] if row else []
 
 
@@ -184,13 +182,13 @@ def _run(ctx: ServerContext, op_id: str, instance_id: str) -> float:
 
 def _image(ctx: ServerContext, instance_id: str) -> str:
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         return row.image if row else ""
 
 
 def _commit_image(ctx: ServerContext, instance_id: str, src: HostTarget, gen: int) -> str:
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         assert row is not None
         target = f"{ctx.registry.address}/migrate/{row.project_id}-{row.name}:g{gen}"
     return src.commit(instance_id, target, pause=False)
@@ -208,7 +206,7 @@ def _remove_source(src: HostTarget, instance_id: str, generation: int,
 
 def set_desired(ctx: ServerContext, instance_id: str, desired: DesiredState) -> None:
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         if row is None:
             raise NotFound(f"instance {instance_id} vanished")
         row.desired_state = desired
@@ -223,7 +221,7 @@ def wait_state(ctx: ServerContext, instance_id: str, state: InstanceState,
     deadline = time.monotonic() + timeout
     while True:
         with ctx.db.session() as sess:
-            row = sess.get(InstanceRow, instance_id)
+            row = instance_rows.get(sess, instance_id)
             if row is None:
                 raise NotFound(f"instance {instance_id} vanished")
             if row.state == state and row.generation == generation:
@@ -243,17 +241,16 @@ def switch(ctx: ServerContext, instance_id: str, plan: dict[str, Any], image: st
     new, old = ((plan["target_id"], plan["source_id"]) if to_target
                 else (plan["source_id"], plan["target_id"]))
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         assert row is not None
         row.host_id = new
         row.generation = row.generation + 1 if generation is None else generation
         row.image = image or row.image
         row.desired_state, row.state = DesiredState.running, InstanceState.starting
-        sess.execute(delete(CoreAllocationRow).where(CoreAllocationRow.instance_id == row.id,
-                                                     CoreAllocationRow.host_id == old))
+        ledger.release_cores_on(sess, row.id, old)
         if not to_target:
             ledger.reserve_cores(sess, new, _source_cores(row), row.id)
-        for vol in sess.scalars(select(VolumeRow).where(VolumeRow.host_id == old)):
+        for vol in volume_rows.on_host(sess, old):
             if docker_volume_name(vol.id) in [n for _, n in named_volumes(sess, row)]:
                 vol.host_id = new
         rev = revision.bump(sess)
@@ -268,29 +265,21 @@ def _source_cores(row: InstanceRow) -> list[int]:
     cpuset = str(row.limits.get("cpuset") or "")
     if not int(row.limits.get("cores", 0)) or not cpuset:
         return []
-    return records_cores(cpuset)
-
-
-def records_cores(cpuset: str) -> list[int]:
-    cores: list[int] = []
-    for part in cpuset.split(","):
-        lo, _, hi = part.partition("-")
-        cores += list(range(int(lo), int(hi or lo) + 1))
-    return cores
+    return parse_cpuset(cpuset)
 
 
 def finish(ctx: ServerContext, op_id: str, instance_id: str, status: str, error: str | None,
            message: str) -> None:
     with ctx.db.session() as sess:
-        op = sess.get(OperationRow, op_id)
-        row = sess.get(InstanceRow, instance_id)
+        op = operations.get(sess, op_id)
+        row = instance_rows.get(sess, instance_id)
         if op is not None:
             op.status, op.error = status, error
             op.steps = [*op.steps, {"step": status, "at": datetime.now(UTC).isoformat()}]
         if row is not None:
             row.options = {k: v for k, v in row.options.items() if k != "migrating"}
-            record_event(sess, row, "migrated" if status == "success" else "migrate_failed",
-                         message)
+            events.record(sess, row, "migrated" if status == "success" else "migrate_failed",
+                          message)
     ctx.notifier.bump()
 
 
@@ -298,18 +287,16 @@ def rollback(ctx: ServerContext, op_id: str, instance_id: str, reason: str) -> N
     """Back to the source: the instance runs there as before (see the module docstring)."""
     plan, src, dst = _targets(ctx, op_id)
     with ctx.db.session() as sess:
-        op = sess.get(OperationRow, op_id)
+        op = operations.get(sess, op_id)
         done = {s.get("step") for s in op.steps} if op else set()
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         generation = row.generation if row else 0
     if "switched" in done:
         switch(ctx, instance_id, plan, None, to_target=False)
         _best_effort(lambda: dst.discard(instance_id, generation))
     else:
         with ctx.db.session() as sess:
-            sess.execute(delete(CoreAllocationRow).where(
-                CoreAllocationRow.instance_id == instance_id,
-                CoreAllocationRow.host_id == plan["target_id"]))
+            ledger.release_cores_on(sess, instance_id, plan["target_id"])
         set_desired(ctx, instance_id, DesiredState.running)
     for name in _volumes(ctx, instance_id):
         _best_effort(lambda n=name: dst.remove_volume(n))  # type: ignore[misc]
@@ -321,7 +308,7 @@ def rollback(ctx: ServerContext, op_id: str, instance_id: str, reason: str) -> N
 
 def _generation(ctx: ServerContext, instance_id: str) -> int:
     with ctx.db.session() as sess:
-        row = sess.get(InstanceRow, instance_id)
+        row = instance_rows.get(sess, instance_id)
         return row.generation if row else 0
 
 
@@ -332,16 +319,21 @@ def _best_effort(call: Any) -> None:
         log.warning("migration clean-up: %s", exc.message)
 
 
+def left_running(ctx: ServerContext, kind: str) -> list[tuple[str, str, set[str]]]:
+    """The operations of `kind` still running (at server start: left by a restart), as
+    (operation, instance, the steps done)."""
+    with ctx.db.session() as sess:
+        return [(op.id, op.instance_id, {str(s.get("step")) for s in op.steps})
+                for op in operations.running_of_kind(sess, kind)
+                if op.instance_id is not None]
+
+
 def recover(ctx: ServerContext) -> None:
     """At server start: every migration left running is rolled back, or finished when its
-    instance already runs on the target (the switch committed)."""
-    with ctx.db.session() as sess:
-        ops = [(op.id, op.instance_id, {s.get("step") for s in op.steps})
-               for op in sess.scalars(select(OperationRow).where(
-                   OperationRow.kind == "migrate", OperationRow.status == "running"))]
-    for op_id, instance_id, done in ops:
-        if instance_id is None:
-            continue
+    instance already runs on the target (the switch committed). Live migrations are
+    `live_migrate.recover`'s (the server's start-up runs both; this module does not import
+    that one, which builds on it)."""
+    for op_id, instance_id, done in left_running(ctx, "migrate"):
         try:
             if "running" in done:
                 plan, src, _ = _targets(ctx, op_id)
@@ -354,8 +346,6 @@ def recover(ctx: ServerContext) -> None:
         except Exception as exc:  # one migration's recovery must not keep the others from running
             log.exception("recovery of migration %s failed", op_id)
             mark_stuck(ctx, op_id, instance_id, exc)
-    from dockyard.server import live_migrate  # it builds on this module
-    live_migrate.recover(ctx)
 
 
 def mark_stuck(ctx: ServerContext, op_id: str, instance_id: str, exc: Exception) -> None:
@@ -366,8 +356,8 @@ def mark_stuck(ctx: ServerContext, op_id: str, instance_id: str, exc: Exception)
     error = f"recovery after a server restart failed: {reason}"[:1000]
     try:
         with ctx.db.session() as sess:
-            op = sess.get(OperationRow, op_id)
-            row = sess.get(InstanceRow, instance_id)
+            op = operations.get(sess, op_id)
+            row = instance_rows.get(sess, instance_id)
             if op is not None:
                 op.status, op.error = "failure", error
                 op.steps = [*op.steps, {"step": "stuck", "error": error,
@@ -376,8 +366,8 @@ def mark_stuck(ctx: ServerContext, op_id: str, instance_id: str, exc: Exception)
                 row.options = {k: v for k, v in row.options.items() if k != "migrating"}
                 row.state, row.message = InstanceState.error, error
                 row.revision = revision.bump(sess)
-                record_event(sess, row, "migrate_stuck", f"operation {op_id}: {error}; "
-                             "stop and start the instance (or delete it) to repair it")
+                events.record(sess, row, "migrate_stuck", f"operation {op_id}: {error}; "
+                              "stop and start the instance (or delete it) to repair it")
         ctx.notifier.bump()
     except Exception:  # the store itself is failing: the log is all that is left
         log.exception("could not record the failed recovery of %s", op_id)

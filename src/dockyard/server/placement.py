@@ -1,22 +1,48 @@
-"""Build the scheduler's snapshot from the store (cached per capacity stamp), for a plan the
-caller commits under a version check."""
+"""The one placement step of create, resize, migrate and evacuate, and the scheduler's view of
+the cluster it places on (read from the store, cached per capacity stamp).
+
+    placing(db, work) ── a transaction of its own; lost a race (RetryableConflict)? jittered
+      │                  backoff, run `work` again from a fresh read (PLACEMENT_ATTEMPTS)
+      ▼
+    work(sess) ─▶ reserve(sess, settings, request, instance):
+                    cluster_view ─▶ scheduler.place ─▶ host version CAS ─▶ cores reserved
+                  ─▶ the caller's own rows (IP, instance, operation …) in the same transaction
+
+`request_for` is the one builder of a `PlacementRequest`: from an instance's `Limits` and its
+placement options as stored on its row. A resize places the instance on its own host in a view
+without the instance (`Resident`), so launch and resize apply the same filters and overcommit
+ratios.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import random
 import threading
+import time
 import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dockyard.config import ServerSettings
-from dockyard.scheduler import ClusterSnapshot, HostSnapshot
+from dockyard.errors import NoCapacity, NoValidHost, RetryableConflict
+from dockyard.model.instance import Limits, reservations
+from dockyard.model.units import format_size
+from dockyard.scheduler import ClusterView, HostView, PlacementRequest, Plan, explain, place
+from dockyard.scheduler.cpusets import allocate_exclusive, parse_cpuset
+from dockyard.scheduler.filters import REASON_CORES, REASON_MEMORY, REASON_PIDS
+from dockyard.store import hosts as host_rows
+from dockyard.store import instances as instance_rows
 from dockyard.store import ledger
+from dockyard.store import networks as network_rows
+from dockyard.store.db import Database
 from dockyard.store.records import as_utc
-from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, NetworkRow
+from dockyard.store.tables import HostRow
 
 
 def host_is_up(row: HostRow, timeout: float) -> bool:
@@ -30,28 +56,14 @@ def _instance_totals(sess: Session,
     """host id -> (memory reserved, pids reserved, instances, anti-affinity groups), for
     every host or only `hosts`."""
     totals: dict[str, tuple[int, int, int, set[str]]] = {}
-    query = (select(InstanceRow.host_id, InstanceRow.limits, InstanceRow.options)
-             .where(InstanceRow.host_id.is_not(None)))
-    if hosts is not None:
-        query = query.where(InstanceRow.host_id.in_(hosts))
-    for host_id, limits, options in sess.execute(query):
+    for host_id, limits, options in instance_rows.placed(sess, hosts):
         memory, pids, count, groups = totals.get(host_id, (0, 0, 0, set()))
         group = (options or {}).get("anti_affinity")
         if group:
             groups.add(str(group))
-        totals[host_id] = (memory + int(limits.get("memory_bytes") or 0),
-                           pids + int(limits.get("pids") or 0), count + 1, groups)
+        held = reservations(limits)
+        totals[host_id] = (memory + held.memory_bytes, pids + held.pids, count + 1, groups)
     return totals
-
-
-def _taken_cores(sess: Session, hosts: set[str] | None = None) -> dict[str, list[int]]:
-    taken: dict[str, list[int]] = {}
-    query = select(CoreAllocationRow.host_id, CoreAllocationRow.core)
-    if hosts is not None:
-        query = query.where(CoreAllocationRow.host_id.in_(hosts))
-    for host_id, core in sess.execute(query):
-        taken.setdefault(host_id, []).append(int(core))
-    return taken
 
 
 def _optional_int(value: object) -> int | None:
@@ -83,10 +95,8 @@ class _Liveness:
     def read(cls, sess: Session, timeout: float) -> _Liveness:
         now = datetime.now(UTC)
         cutoff = now - timedelta(seconds=timeout)
-        down = frozenset(sess.scalars(select(HostRow.id).where(
-            or_(HostRow.last_heartbeat.is_(None), HostRow.last_heartbeat <= cutoff))))
-        oldest = sess.scalar(select(func.min(HostRow.last_heartbeat))
-                             .where(HostRow.last_heartbeat > cutoff))
+        down = host_rows.silent_since(sess, cutoff)
+        oldest = host_rows.oldest_heartbeat_after(sess, cutoff)
         until = now + timedelta(seconds=DOWN_RECHECK)
         if oldest is not None:
             until = min(until, as_utc(oldest) + timedelta(seconds=timeout))
@@ -107,16 +117,14 @@ class _Store:
 
     @classmethod
     def read(cls, sess: Session, networks: set[str], hosts: set[str] | None = None) -> _Store:
-        query = select(HostRow).order_by(HostRow.name)
-        if hosts is not None:
-            query = query.where(HostRow.id.in_(hosts))
-        return cls(rows=list(sess.scalars(query)), totals=_instance_totals(sess, hosts),
-                   taken=_taken_cores(sess, hosts), networks=networks)
+        return cls(rows=host_rows.among_by_name(sess, hosts),
+                   totals=_instance_totals(sess, hosts),
+                   taken=ledger.cores_by_host(sess, hosts), networks=networks)
 
-    def host(self, row: HostRow, down: frozenset[str]) -> HostSnapshot:
+    def host(self, row: HostRow, down: frozenset[str]) -> HostView:
         inv = row.inventory
         memory, pids, count, groups = self.totals.get(row.id, (0, 0, 0, set()))
-        return HostSnapshot(
+        return HostView(
             id=row.id, name=row.name, up=row.id not in down,
             draining=row.draining, cores=list(inv.get("cores", [])),
             reserved_cores=list(row.reserved_cores),
@@ -130,13 +138,13 @@ class _Store:
 
 @dataclass(frozen=True)
 class _Cached:
-    """A snapshot at one capacity stamp, with the host versions and down set it was read at."""
+    """A view at one capacity stamp, with the host versions and down set it was read at."""
 
     key: tuple[float, float, float, int]  # overcommit ratios, ledger.cache_epoch
     stamp: int
-    snap: ClusterSnapshot
+    view: ClusterView
     versions: dict[str, int]
-    positions: dict[str, int]  # host id -> position in snap.hosts
+    positions: dict[str, int]  # host id -> position in view.hosts
     liveness: _Liveness
 
 
@@ -147,13 +155,13 @@ stats = {"hits": 0, "refreshed": 0, "rebuilt": 0}  # for tests and the benchmark
 
 def _rebuild(sess: Session, key: tuple[float, float, float, int], stamp: int,
              liveness: _Liveness, settings: ServerSettings) -> _Cached:
-    store = _Store.read(sess, set(sess.scalars(select(NetworkRow.id))))
+    store = _Store.read(sess, network_rows.ids(sess))
     hosts = [store.host(row, liveness.down) for row in store.rows]
-    snap = ClusterSnapshot(hosts=hosts, memory_overcommit=settings.memory_overcommit,
+    view = ClusterView(hosts=hosts, memory_overcommit=settings.memory_overcommit,
                            disk_overcommit=settings.disk_overcommit,
                            pids_overcommit=settings.pids_overcommit)
-    snap.index()
-    return _Cached(key=key, stamp=stamp, snap=snap,
+    view.index()
+    return _Cached(key=key, stamp=stamp, view=view,
                    versions={row.id: row.version for row in store.rows},
                    positions={h.id: i for i, h in enumerate(hosts)}, liveness=liveness)
 
@@ -162,10 +170,10 @@ def _refresh(sess: Session, cached: _Cached, stamp: int, touched: set[str],
              liveness: _Liveness) -> _Cached:
     """`cached` brought to `stamp` by re-reading only the `touched` hosts, and to the current
     heartbeats by flipping `up` on the hosts whose state changed."""
-    old, down = cached.snap.hosts, liveness.down
+    old, down = cached.view.hosts, liveness.down
     networks = old[0].networks if old else set()
     store = _Store.read(sess, networks, touched) if touched else None
-    changed: dict[int, HostSnapshot] = {}
+    changed: dict[int, HostView] = {}
     versions = cached.versions
     if store is not None:
         # a touched host's own row says whether it is up (its heartbeat may have been set back)
@@ -189,11 +197,11 @@ def _refresh(sess: Session, cached: _Cached, stamp: int, touched: set[str],
     hosts = list(old)
     for position, host in changed.items():
         hosts[position] = host
-    snap = replace(cached.snap, hosts=hosts).with_index(cached.snap.index().with_hosts(changed))
-    return replace(cached, stamp=stamp, snap=snap, versions=versions, liveness=liveness)
+    view = replace(cached.view, hosts=hosts).with_index(cached.view.index().with_hosts(changed))
+    return replace(cached, stamp=stamp, view=view, versions=versions, liveness=liveness)
 
 
-def snapshot(sess: Session, settings: ServerSettings) -> tuple[ClusterSnapshot, dict[str, int]]:
+def cluster_view(sess: Session, settings: ServerSettings) -> tuple[ClusterView, dict[str, int]]:
     """The cluster as the scheduler sees it, plus each host's version for the commit.
 
     Disk and pids budgets come from the inventory when the agent reports them (`disk_bytes`,
@@ -201,7 +209,7 @@ def snapshot(sess: Session, settings: ServerSettings) -> tuple[ClusterSnapshot, 
 
     Cached per database: the store's capacity stamp (`ledger.capacity_stamp`, bumped by every
     transaction that changes a host, an instance's placement or limits, a core or a network)
-    says whether the last snapshot is current; when this process wrote the stamps since, only
+    says whether the last view is current; when this process wrote the stamps since, only
     the hosts they touched are re-read and patched into the index (`HostIndex.with_hosts`),
     otherwise everything is rebuilt. Which hosts are down is re-read when a host may have
     timed out since, and at least every DOWN_RECHECK seconds (`_Liveness`).
@@ -230,8 +238,152 @@ def snapshot(sess: Session, settings: ServerSettings) -> tuple[ClusterSnapshot, 
         current = _cache.get(engine)
         if current is None or current.key != key or current.stamp <= stamp:
             _cache[engine] = fresh
-    return fresh.snap, dict(fresh.versions)
+    return fresh.view, dict(fresh.versions)
 
 
 def prefixlen(subnet: str) -> int:
     return ipaddress.IPv4Network(subnet).prefixlen
+
+
+# -- the placement step ------------------------------------------------------------------------
+
+PLACEMENT_ATTEMPTS = 40  # lost version checks under contention (PostgreSQL, many servers)
+PLACEMENT_BACKOFF = 0.005  # seconds, doubled per lost attempt up to PLACEMENT_BACKOFF_MAX
+PLACEMENT_BACKOFF_MAX = 0.25
+
+T = TypeVar("T")
+
+
+def placing(db: Database, work: Callable[[Session], T]) -> T:
+    """`work(sess)` in a transaction of its own, run again when it loses a race to a concurrent
+    writer (`RetryableConflict`: the version CAS, a core or an address taken meanwhile, a
+    serialization failure), after a jittered backoff so that contenders that lost together do
+    not collide again together. Any other error, and the last lost race, goes to the caller."""
+    for attempt in range(PLACEMENT_ATTEMPTS):
+        try:
+            with db.session() as sess:
+                return work(sess)
+        except RetryableConflict:
+            if attempt == PLACEMENT_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0, min(PLACEMENT_BACKOFF_MAX,
+                                             PLACEMENT_BACKOFF * 2 ** attempt)))
+    raise AssertionError("unreachable")
+
+
+def request_for(limits: Limits, network_id: str, options: Mapping[str, object],
+                host: str | None = None) -> PlacementRequest:
+    """What an instance with these limits needs, under its placement options as its row
+    stores them (`constraints`, `anti_affinity`, `strategy`); `host` pins it."""
+    need = limits.reservation()
+    constraints = options.get("constraints")
+    group = options.get("anti_affinity")
+    return PlacementRequest(
+        cores=need.cores, memory_bytes=limits.memory_bytes, pids=need.pids,
+        network_id=network_id, host=host,
+        constraints=({str(k): str(v) for k, v in constraints.items()}
+                     if isinstance(constraints, Mapping) else {}),
+        anti_affinity=None if group is None else str(group),
+        strategy="pack" if options.get("strategy") == "pack" else "spread")
+
+
+@dataclass(frozen=True)
+class Resident:
+    """An instance placed again on the host it holds (a resize): judged without its own
+    reservation, and keeping its cores when their number does not change."""
+
+    instance_id: str
+    host_id: str
+    limits: Limits  # what it holds now
+
+
+def reserve(sess: Session, settings: ServerSettings, request: PlacementRequest,
+            instance_id: str, *, leave: str | None = None,
+            resident: Resident | None = None) -> Plan:
+    """Place `request` and hold the result in this transaction: the host's version CAS (a
+    stale view raises RetryableConflict, for `placing`) and the exclusive cores.
+
+    `leave`: the name of a host the instance must not land on (it is leaving it), unless the
+    request pins one. `resident`: the instance already holds a host (see `Resident`)."""
+    view, versions = cluster_view(sess, settings)
+    if resident is not None:
+        view = _without(view, resident)
+        plan = _place_resident(view, request, resident)
+    elif leave is not None and request.host is None:
+        plan = _place_elsewhere(view, request, leave)
+    else:
+        plan = place(request, view)
+    ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
+    if resident is not None and plan.cores == _cores(resident.limits):
+        return plan  # its own cores: held already
+    if resident is not None:
+        ledger.release_cores(sess, instance_id)
+    ledger.reserve_cores(sess, plan.host_id, plan.cores, instance_id)
+    return plan
+
+
+def _place_elsewhere(view: ClusterView, request: PlacementRequest, leave: str) -> Plan:
+    """The best host but `leave`; NoValidHost with every other host's reason otherwise."""
+    verdicts = explain(request, view)
+    fits = [v for v in verdicts if v.reason is None and v.name != leave]
+    if not fits:
+        reasons = "; ".join(f"{v.name}: {v.reason or 'is the source'}" for v in verdicts
+                            if v.name != leave or v.reason) or "the cluster has no other host"
+        raise NoValidHost(f"no other host fits: {reasons}")
+    best = max(fits, key=lambda v: v.score or 0.0)
+    return place(replace(request, host=best.name), view)
+
+
+def _cores(limits: Limits) -> list[int]:
+    return parse_cpuset(limits.cpuset) if limits.cores and limits.cpuset else []
+
+
+def _without(view: ClusterView, resident: Resident) -> ClusterView:
+    """The view as if `resident` were not on its host. Its host stays up and not draining
+    for it: those keep new instances off a host, not an instance on its own host."""
+    held = resident.limits.reservation()
+    own = set(_cores(resident.limits))
+    for position, host in enumerate(view.hosts):
+        if host.id == resident.host_id:
+            freed = replace(host, up=True, draining=False,
+                            taken_cores=[c for c in host.taken_cores if c not in own],
+                            memory_reserved_bytes=host.memory_reserved_bytes - held.memory_bytes,
+                            pids_reserved=host.pids_reserved - held.pids,
+                            instances=host.instances - 1)
+            hosts = list(view.hosts)
+            hosts[position] = freed
+            return replace(view, hosts=hosts).with_index(
+                view.index().with_hosts({position: freed}))
+    raise NoValidHost(f"host {resident.host_id} of the instance is not in the cluster")
+
+
+def _place_resident(view: ClusterView, request: PlacementRequest, resident: Resident) -> Plan:
+    """`request` on the resident's own host; NoCapacity naming what does not fit."""
+    host = next(h for h in view.hosts if h.id == resident.host_id)
+    request = replace(request, host=host.name)
+    try:
+        plan = place(request, view)
+    except NoValidHost:
+        reason = next(v.reason for v in explain(request, view) if v.name == host.name)
+        raise _refusal(view, host, request, reason) from None
+    if request.cores == resident.limits.cores and _cores(resident.limits):
+        plan = replace(plan, cores=_cores(resident.limits))  # no re-pinning for no change
+    return plan
+
+
+def _refusal(view: ClusterView, host: HostView, request: PlacementRequest,
+             reason: str | None) -> NoCapacity:
+    if reason == REASON_MEMORY:
+        free = host.memory_bytes * view.memory_overcommit - host.memory_reserved_bytes
+        return NoCapacity(f"memory {format_size(request.memory_bytes)} does not fit on host "
+                          f"{host.name}: {format_size(max(int(free), 0))} free")
+    if reason == REASON_PIDS and host.pids_limit_total is not None:
+        free = host.pids_limit_total * view.pids_overcommit - host.pids_reserved
+        return NoCapacity(f"pids {request.pids} do not fit on host {host.name}: "
+                          f"{max(int(free), 0)} free")
+    if reason == REASON_CORES:
+        try:
+            allocate_exclusive(host.cores, host.taken_cores, host.reserved_cores, request.cores)
+        except NoCapacity as exc:
+            return exc
+    return NoCapacity(f"the new limits do not fit on host {host.name}: {reason}")

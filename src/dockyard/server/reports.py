@@ -8,19 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.model.agent import ObservedState
 from dockyard.model.instance import DesiredState, InstanceState
-from dockyard.server.instances import record_event, touch_shared
-from dockyard.store import ledger, meta, revision
+from dockyard.server.instances import touch_shared
+from dockyard.store import ledger, meta, operations, revision
+from dockyard.store.events import record as record_event
 from dockyard.store.tables import InstanceRow, OperationRow
-
-
-def _operations(sess: Session, instance_id: str) -> list[OperationRow]:
-    return list(sess.scalars(select(OperationRow).where(OperationRow.instance_id == instance_id,
-                                                        OperationRow.status == "running")))
 
 
 def _finish(op: OperationRow, status: str, error: str | None = None,
@@ -47,7 +42,7 @@ def _remove(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str)
     ledger.release_instance(sess, row.id)
     had_cores = int(row.limits.get("cores", 0)) > 0
     failed = obs.failed_create and row.desired_state != DesiredState.deleted
-    for op in _operations(sess, row.id):
+    for op in operations.running(sess, row.id):
         if failed:
             _finish(op, "failure", obs.message or "create failed")
         else:
@@ -83,7 +78,7 @@ def apply_report(sess: Session, row: InstanceRow, obs: ObservedState, host_name:
     if row.state != previous:
         record_event(sess, row, "state", f"{previous} -> {row.state}"
                      + (f": {obs.message}" if obs.message else ""), host_name)
-    for op in _operations(sess, row.id):
+    for op in operations.running(sess, row.id):
         if op.kind in JOURNALLED:
             continue  # finished by their own modules (and their recovery), not by a report
         if _satisfied(op, obs):

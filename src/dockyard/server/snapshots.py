@@ -25,7 +25,7 @@ from dockyard.model.volume import docker_volume_name
 from dockyard.server import instances
 from dockyard.server.agent_proxy import AgentClient, host_target
 from dockyard.server.context import ServerContext
-from dockyard.store import quotas, records
+from dockyard.store import events, quotas, records
 from dockyard.store.tables import InstanceRow, ProjectRow, SnapshotRow, VolumeRow
 
 
@@ -88,8 +88,8 @@ def create(ctx: ServerContext, project_id: str, ref: str, body: SnapshotCreate) 
             quotas.enforce(sess, project_id, quotas.Claim(snapshots=1))  # under the lock
             sess.add(snap)
             sess.flush()
-            instances.record_event(sess, sess.get(InstanceRow, snap.instance_id), "snapshot",
-                                   f"snapshot {snap.name} taken ({snap.image})")
+            events.record(sess, sess.get(InstanceRow, snap.instance_id), "snapshot",
+                          f"snapshot {snap.name} taken ({snap.image})")
             return model(sess, snap)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

@@ -10,13 +10,12 @@ from fastapi.concurrency import run_in_threadpool
 from dockyard.errors import BackendError, DockyardError, NotFound, TemporaryError
 from dockyard.model.common import Operation, OperationStatus
 from dockyard.server.context import ServerContext
-from dockyard.store import records
-from dockyard.store.tables import OperationRow
+from dockyard.store import operations, records
 
 
 def _load(ctx: ServerContext, op_id: str) -> Operation:
     with ctx.db.read() as sess:
-        row = sess.get(OperationRow, op_id)
+        row = operations.get(sess, op_id)
         if row is None:
             raise NotFound(f"operation {op_id} not found")
         return records.operation_model(row)

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from dockyard.store import rows
 from dockyard.store.tables import Base, TokenRow, utcnow
 from dockyard.store.tokens import hash_token
 
@@ -54,6 +55,4 @@ def record(sess: Session, call: Call) -> None:
 
 def page(sess: Session, after: int, limit: int) -> tuple[list[AuditRow], bool]:
     """Rows with id > after, oldest first; the bool says whether more follow."""
-    rows = list(sess.scalars(select(AuditRow).where(AuditRow.id > after)
-                             .order_by(AuditRow.id).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return rows.after_id(sess, AuditRow, after, limit, {})

@@ -12,7 +12,7 @@ PostgreSQL (several servers on one database) runs READ COMMITTED, and the ledger
 without a global lock: UNIQUE constraints refuse a second holder of an IP or core, the hosts'
 version compare-and-set (`UPDATE … WHERE version = seen`) re-reads the newest row after waiting
 for a concurrent writer, and the revision bump takes `SELECT … FOR UPDATE`. A serialization
-failure or deadlock is raised as `Conflict("…; retry")`, which callers that loop on conflicts
+failure or deadlock is raised as `RetryableConflict`, which callers that loop on conflicts
 (instance create) retry. Migrations run under an advisory lock, so servers starting together
 migrate once.
 """
@@ -33,7 +33,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dockyard.errors import Conflict
+from dockyard.errors import RetryableConflict
+from dockyard.store.ledger import watch_capacity
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
@@ -131,6 +132,7 @@ class Database:
         self.engine = make_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        watch_capacity(self._sessions)  # the capacity stamp: writers only
         self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
                                      expire_on_commit=False)
         event.listen(self._readers, "before_flush", _refuse_writes)  # once, for every reader
@@ -144,7 +146,7 @@ class Database:
         except OperationalError as exc:
             if not _retryable(exc):
                 raise
-            raise Conflict("a concurrent change in the store interfered; retry") from exc
+            raise RetryableConflict("a concurrent change in the store interfered; retry") from exc
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -4,7 +4,7 @@ Reservations are rows guarded by UNIQUE constraints, inserted in the same transa
 instance they belong to, so two concurrent creates can never hold the same IP or core: the
 second one fails on the constraint (translated to Conflict) and its whole transaction rolls
 back. Placements also bump `hosts.version` with a compare-and-set, so a plan computed from a
-stale snapshot is rejected and retried rather than over-committing memory.
+stale cluster view is rejected and retried rather than over-committing memory.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, event, func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, SessionTransaction, sessionmaker
 
-from dockyard.errors import Conflict
+from dockyard.errors import Conflict, RetryableConflict
+from dockyard.model.instance import reservations
 from dockyard.store.tables import (
     CoreAllocationRow,
     HostRow,
@@ -41,15 +42,24 @@ def taken_cores(sess: Session, host_id: str) -> dict[int, str]:
 
 
 def memory_reserved(sess: Session, host_id: str) -> int:
-    total = 0
-    for limits in sess.scalars(select(InstanceRow.limits).where(InstanceRow.host_id == host_id)):
-        total += int(limits.get("memory_bytes") or 0)
-    return total
+    rows = sess.scalars(select(InstanceRow.limits).where(InstanceRow.host_id == host_id))
+    return sum(reservations(limits).memory_bytes for limits in rows)
 
 
 def instance_count(sess: Session, host_id: str) -> int:
     return int(sess.scalar(select(func.count()).select_from(InstanceRow)
                            .where(InstanceRow.host_id == host_id)) or 0)
+
+
+def cores_by_host(sess: Session, hosts: set[str] | None = None) -> dict[str, list[int]]:
+    """host id -> its exclusive cores taken, for every host or only `hosts`."""
+    taken: dict[str, list[int]] = {}
+    query = select(CoreAllocationRow.host_id, CoreAllocationRow.core)
+    if hosts is not None:
+        query = query.where(CoreAllocationRow.host_id.in_(hosts))
+    for host_id, core in sess.execute(query):
+        taken.setdefault(host_id, []).append(int(core))
+    return taken
 
 
 def reserve_ip(sess: Session, network_id: str, ip: str, instance_id: str,
@@ -62,7 +72,7 @@ def reserve_ip(sess: Session, network_id: str, ip: str, instance_id: str,
             sess.add(IpAllocationRow(network_id=network_id, ip=ip, instance_id=instance_id))
     except IntegrityError as exc:
         if not chosen:
-            raise Conflict(f"address {ip} was taken concurrently; retry") from exc
+            raise RetryableConflict(f"address {ip} was taken concurrently; retry") from exc
         raise Conflict(f"address {ip} is already in use") from exc
 
 
@@ -72,7 +82,7 @@ def reserve_cores(sess: Session, host_id: str, cores: list[int], instance_id: st
             for core in cores:
                 sess.add(CoreAllocationRow(host_id=host_id, core=core, instance_id=instance_id))
     except IntegrityError as exc:
-        raise Conflict(f"cores {cores} were taken concurrently; retry") from exc
+        raise RetryableConflict(f"cores {cores} were taken concurrently; retry") from exc
 
 
 def commit_placement(sess: Session, host_id: str, seen_version: int) -> None:
@@ -82,13 +92,19 @@ def commit_placement(sess: Session, host_id: str, seen_version: int) -> None:
                           .values(version=seen_version + 1)
                           .execution_options(**{_RECORDED: True}))
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        _distrust(sess)  # whatever snapshot the caller had is stale: rebuild it
-        raise Conflict("host capacity changed during placement; retry")
+        _distrust(sess)  # whatever cluster view the caller had is stale: rebuild it
+        raise RetryableConflict("host capacity changed during placement; retry")
     _touch(sess, {host_id})
 
 
 def release_cores(sess: Session, instance_id: str) -> None:
     sess.execute(delete(CoreAllocationRow).where(CoreAllocationRow.instance_id == instance_id))
+
+
+def release_cores_on(sess: Session, instance_id: str, host_id: str) -> None:
+    """The instance's cores on one host given back (a move leaving it, or not going there)."""
+    sess.execute(delete(CoreAllocationRow).where(CoreAllocationRow.instance_id == instance_id,
+                                                 CoreAllocationRow.host_id == host_id))
 
 
 def release_instance(sess: Session, instance_id: str) -> None:
@@ -99,15 +115,15 @@ def release_instance(sess: Session, instance_id: str) -> None:
 
 # -- the capacity stamp: what the server's placement cache keys on -------------------------------
 #
-# Every transaction that changes what the scheduler's snapshot is built from (a host's row other
+# Every transaction that changes what the scheduler's view is built from (a host's row other
 # than its heartbeat/state, an instance's host/limits/options, a core allocation, a network)
 # bumps the `meta` counter CAPACITY_STAMP once, at commit, in the same transaction. After the
 # commit the session publishes {stamp: hosts it touched} in a process-local journal per engine
 # (None: unknown, e.g. a bulk DELETE that names no host, a host added or removed, a network).
-# A cached snapshot at stamp S is therefore current while the stamp reads S, and can be brought
+# A cached view at stamp S is therefore current while the stamp reads S, and can be brought
 # to stamp T by re-reading only the touched hosts when this process wrote every stamp in
 # S+1..T; otherwise it is rebuilt. The stamp is a cache key, not a guard: the version CAS in
-# `commit_placement` still rejects a plan made from a stale snapshot.
+# `commit_placement` still rejects a plan made from a stale view.
 
 CAPACITY_STAMP = "capacity_stamp"
 _TOUCHED = "dockyard.capacity_touched"  # sess.info: set of host ids, or None (unknown)
@@ -207,7 +223,6 @@ def _old_value(obj: object, field: str) -> object:
     return history.deleted[0] if history.deleted else None
 
 
-@event.listens_for(Session, "before_flush")
 def _note_flush(sess: Session, _context: Any, _instances: Any) -> None:
     for obj in sess.new | sess.deleted:
         if isinstance(obj, (HostRow, NetworkRow)):
@@ -224,7 +239,6 @@ def _note_flush(sess: Session, _context: Any, _instances: Any) -> None:
             _touch(sess, {obj.host_id or "", str(old or "")})
 
 
-@event.listens_for(Session, "do_orm_execute")
 def _note_bulk(state: ORMExecuteState) -> None:
     if not (state.is_update or state.is_delete) or state.execution_options.get(_RECORDED):
         return
@@ -233,7 +247,7 @@ def _note_bulk(state: ORMExecuteState) -> None:
     if cls is HostRow and state.is_update:
         values = {getattr(c, "key", str(c)) for c in getattr(state.statement, "_values", {})}
         if values and values <= _HOST_IGNORED:
-            return  # heartbeat/state bookkeeping: not what the snapshot caches
+            return  # heartbeat/state bookkeeping: not what the cluster view caches
     if cls in (HostRow, InstanceRow, CoreAllocationRow, NetworkRow):
         _touch(state.session, None)  # a bulk statement names no host: rebuild
 
@@ -241,7 +255,6 @@ def _note_bulk(state: ORMExecuteState) -> None:
 _RECORDED = "dockyard_capacity_recorded"
 
 
-@event.listens_for(Session, "before_commit")
 def _bump_stamp(sess: Session) -> None:
     # SQLAlchemy sends before_commit for a SAVEPOINT's release too (`begin_nested`, as in
     # reserve_ip): the stamp row must be locked at the outermost commit only. Locked at a
@@ -261,7 +274,6 @@ def _bump_stamp(sess: Session) -> None:
     sess.flush()
 
 
-@event.listens_for(Session, "after_commit")
 def _publish(sess: Session) -> None:
     if sess.in_nested_transaction():  # a savepoint released: the stamp is the outer commit's
         return
@@ -276,8 +288,19 @@ def _publish(sess: Session) -> None:
             del journal[old]
 
 
-@event.listens_for(Session, "after_transaction_end")
 def _forget(sess: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # the outermost one ended (after_commit ran if committed)
         sess.info.pop(_PENDING, None)
         sess.info.pop(_TOUCHED, None)
+
+
+def watch_capacity(writers: sessionmaker[Session]) -> None:
+    """Keep the capacity stamp on the sessions that write (`Database.session`), once per
+    sessionmaker. Read-only sessions (`Database.read`: token lookups, polls, lists) change no
+    capacity and run none of these listeners; registered on the `Session` class they ran on
+    every flush, statement and commit of every session in the process."""
+    event.listen(writers, "before_flush", _note_flush)
+    event.listen(writers, "do_orm_execute", _note_bulk)
+    event.listen(writers, "before_commit", _bump_stamp)
+    event.listen(writers, "after_commit", _publish)
+    event.listen(writers, "after_transaction_end", _forget)

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockyard.errors import QuotaExceeded
+from dockyard.model.instance import reservations
 from dockyard.model.tenancy import QUOTA_FIELDS, QuotaValues
 from dockyard.model.units import format_size
 from dockyard.store.tables import Base, InstanceRow, ProjectQuotaRow, ProjectRow, VolumeRow
@@ -77,9 +78,10 @@ def usage(sess: Session, project_id: str) -> QuotaValues:
     instances = cores = memory = 0
     for lim in sess.scalars(select(InstanceRow.limits)
                             .where(InstanceRow.project_id == project_id)):
+        held = reservations(lim)
         instances += 1
-        cores += int(lim.get("cores") or 0)
-        memory += int(lim.get("memory_bytes") or 0)
+        cores += held.cores
+        memory += held.memory_bytes
     volumes = sess.scalar(select(func.count()).select_from(VolumeRow)
                           .where(VolumeRow.project_id == project_id)) or 0
     return QuotaValues(instances=instances, cores=cores, memory_bytes=memory,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from dockyard.errors import NotFound
@@ -18,9 +18,10 @@ from dockyard.model.instance import (
     VolumeSpec,
 )
 from dockyard.model.network import Network, NetworkMode
+from dockyard.model.tenancy import Quota, TokenInfo
 from dockyard.model.volume import Volume, docker_volume_name
 from dockyard.scheduler.cpusets import format_cpuset, shared_pool
-from dockyard.store import ledger
+from dockyard.store import ledger, networks, quotas
 from dockyard.store.tables import (
     EventRow,
     HostRow,
@@ -28,6 +29,7 @@ from dockyard.store.tables import (
     NetworkRow,
     OperationRow,
     ProjectRow,
+    TokenRow,
     VolumeRow,
 )
 
@@ -127,8 +129,7 @@ def effective_limits(sess: Session, row: InstanceRow) -> Limits:
 
 def network_model(sess: Session, row: NetworkRow) -> Network:
     project = sess.get(ProjectRow, row.project_id)
-    count = sess.scalar(select(func.count()).select_from(InstanceRow)
-                        .where(InstanceRow.network_id == row.id)) or 0
+    count = networks.instance_count(sess, row.id)
     return Network(id=row.id, name=row.name, project=project.name if project else "",
                    subnet=row.subnet, gateway=row.gateway, dns=list(row.dns),
                    mode=NetworkMode(row.mode), vlan=row.vlan, shared=row.shared, nat=row.nat,
@@ -168,6 +169,17 @@ def operation_model(row: OperationRow) -> Operation:
 
 def project_model(row: ProjectRow) -> Project:
     return Project(id=row.id, name=row.name, created_at=as_utc(row.created_at))
+
+
+def quota_model(sess: Session, row: ProjectRow) -> Quota:
+    return Quota(project=row.name, limits=quotas.limits(sess, row.id),
+                 usage=quotas.usage(sess, row.id))
+
+
+def token_info(names: dict[str, str], row: TokenRow) -> TokenInfo:
+    """A user token as listed (never its secret); `names`: project id → name."""
+    return TokenInfo(id=row.id, project=names.get(row.project_id or ""), role=row.role,
+                     description=row.description, created_at=as_utc(row.created_at))
 
 
 def volume_users(sess: Session, project_id: str) -> dict[str, list[str]]:

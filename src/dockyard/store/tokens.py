@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from dockyard.model.ids import new_id
@@ -25,6 +25,15 @@ def mint(sess: Session, role: str, *, project_id: str | None = None,
                       host_name=host_name, description=description))
     sess.flush()
     return token
+
+
+def get(sess: Session, token_id: str) -> TokenRow | None:
+    return sess.get(TokenRow, token_id)
+
+
+def admin_count(sess: Session) -> int:
+    return sess.scalar(select(func.count()).select_from(TokenRow)
+                       .where(TokenRow.role == "admin")) or 0
 
 
 def lookup(sess: Session, token: str) -> TokenRow | None:

@@ -15,19 +15,18 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dockyard.config import ServerSettings
 from dockyard.model.alerts import AlertState, RuleKind
-from dockyard.model.ids import new_id
 from dockyard.server.alerts import notify
 from dockyard.server.alerts.inputs import enabled_rules, load_inputs, mark_hosts_down
 from dockyard.server.alerts.rules import Rule, Subject, Verdict, evaluate
-from dockyard.server.instances import record_event
+from dockyard.store import alerts, instances
 from dockyard.store.db import Database
-from dockyard.store.tables import AlertRow, AlertRuleRow, InstanceRow
+from dockyard.store.events import record as record_event
+from dockyard.store.tables import AlertRow
 
 log = logging.getLogger(__name__)
 
@@ -45,31 +44,21 @@ def ensure_default_rules(db: Database, settings: ServerSettings) -> None:
     """Create missing builtin rules; builtin durations follow the settings on every start."""
     with db.session() as sess:
         for name, kind, threshold, for_seconds in default_rules(settings):
-            row = sess.scalar(select(AlertRuleRow).where(AlertRuleRow.builtin.is_(True),
-                                                         AlertRuleRow.kind == kind.value))
-            if row is None:
-                taken = sess.scalar(select(AlertRuleRow.id).where(AlertRuleRow.name == name))
-                sess.add(AlertRuleRow(id=new_id(), name=f"builtin-{name}" if taken else name,
-                                      kind=kind.value, threshold=threshold,
-                                      for_seconds=for_seconds, project_id=None, enabled=True,
-                                      builtin=True))
-            else:
-                row.for_seconds = for_seconds
+            alerts.ensure_builtin_rule(sess, name, kind.value, threshold, for_seconds)
 
 
 def _open_alerts(sess: Session) -> dict[tuple[str, str, str], AlertRow]:
-    rows = sess.scalars(select(AlertRow).where(AlertRow.state == AlertState.firing.value))
-    return {(r.rule_id, r.subject_kind, r.subject_id): r for r in rows}
+    return {(r.rule_id, r.subject_kind, r.subject_id): r for r in alerts.firing(sess)}
 
 
 def _announce(sess: Session, row: AlertRow, rule: Rule, now: datetime) -> None:
-    instance = sess.get(InstanceRow, row.subject_id) if row.subject_kind == "instance" else None
+    instance = instances.get(sess, row.subject_id) if row.subject_kind == "instance" else None
     value = "-" if row.value is None else f"{row.value:.3g}"
     record_event(sess, instance, f"alert_{row.state}",
                  f"{rule.name} ({rule.kind.value}) {row.state} on {row.subject_kind} "
                  f"{row.subject_name}: value {value}, threshold {rule.threshold:g}",
                  row.subject_name if row.subject_kind == "host" else None)
-    notify.enqueue(sess, row, now)
+    alerts.enqueue(sess, row, now)
 
 
 def apply_verdicts(sess: Session, verdicts: list[tuple[Rule, dict[Subject, Verdict]]],
@@ -87,12 +76,8 @@ def apply_verdicts(sess: Session, verdicts: list[tuple[Rule, dict[Subject, Verdi
                     _announce(sess, row, rule, now)
                     changed += 1
             elif verdict.firing:
-                row = AlertRow(rule_id=rule.id, subject_kind=subject.kind,
-                               subject_id=subject.id, subject_name=subject.name,
-                               project_id=subject.project_id, state=AlertState.firing.value,
-                               value=verdict.value, started_at=now)
-                sess.add(row)
-                sess.flush()
+                row = alerts.open_alert(sess, rule.id, subject.kind, subject.id, subject.name,
+                                        subject.project_id, verdict.value, now)
                 _announce(sess, row, rule, now)
                 changed += 1
     rules = {rule.id: rule for rule, _ in verdicts}

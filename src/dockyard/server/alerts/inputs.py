@@ -10,21 +10,19 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dockyard.config import ServerSettings
 from dockyard.model.alerts import RuleKind
 from dockyard.server.alerts.rules import SAMPLE_KINDS, Inputs, Rule, Subject
-from dockyard.server.instances import record_event
-from dockyard.store import stats
+from dockyard.store import alerts, events, hosts, stats
+from dockyard.store import instances as instance_rows
+from dockyard.store.events import record as record_event
 from dockyard.store.records import as_utc
-from dockyard.store.tables import AlertRuleRow, EventRow, HostRow, InstanceRow
 
 
 def enabled_rules(sess: Session) -> list[Rule]:
-    rows = sess.scalars(select(AlertRuleRow).where(AlertRuleRow.enabled.is_(True))
-                        .order_by(AlertRuleRow.name))
+    rows = alerts.enabled_rules(sess)
     return [Rule(id=r.id, name=r.name, kind=RuleKind(r.kind), threshold=r.threshold,
                  for_seconds=r.for_seconds, project_id=r.project_id) for r in rows]
 
@@ -33,14 +31,10 @@ def mark_hosts_down(sess: Session, timeout: float, now: datetime) -> int:
     """`up` hosts silent for longer than `timeout` become `down`, each with one event."""
     cutoff = now - timedelta(seconds=timeout)
     marked = 0
-    for row in list(sess.scalars(select(HostRow).where(HostRow.state == "up"))):
+    for row in hosts.stored_up(sess):
         if row.last_heartbeat is None or as_utc(row.last_heartbeat) > cutoff:
             continue
-        done = sess.execute(update(HostRow).where(HostRow.id == row.id,
-                                                  HostRow.state == "up",
-                                                  HostRow.last_heartbeat <= cutoff)
-                            .values(state="down").execution_options(synchronize_session=False))
-        if getattr(done, "rowcount", 0) == 1:
+        if hosts.mark_down_if_silent(sess, row, cutoff):
             record_event(sess, None, "host_down",
                          f"no heartbeat since {as_utc(row.last_heartbeat):%H:%M:%S} UTC "
                          f"(timeout {timeout:g}s)", row.name)
@@ -49,23 +43,20 @@ def mark_hosts_down(sess: Session, timeout: float, now: datetime) -> int:
 
 
 def _hosts(sess: Session, timeout: float) -> tuple[list[Subject], dict[str, datetime]]:
-    hosts, down = [], {}
-    for row in sess.scalars(select(HostRow).order_by(HostRow.name)):
+    subjects, down = [], {}
+    for row in hosts.all_by_name(sess):
         if row.last_heartbeat is None:
             continue
-        hosts.append(Subject("host", row.id, row.name))
+        subjects.append(Subject("host", row.id, row.name))
         if row.state == "down":
             down[row.id] = as_utc(row.last_heartbeat) + timedelta(seconds=timeout)
-    return hosts, down
+    return subjects, down
 
 
 def _oom_events(sess: Session, since: datetime) -> dict[str, list[datetime]]:
     found: dict[str, list[datetime]] = defaultdict(list)
-    rows = sess.execute(select(EventRow.instance_id, EventRow.time)
-                        .where(EventRow.kind == "oom", EventRow.time >= since,
-                               EventRow.instance_id.is_not(None)))
-    for instance_id, time in rows:
-        found[str(instance_id)].append(as_utc(time))
+    for instance_id, time in events.times_of(sess, "oom", since):
+        found[instance_id].append(as_utc(time))
     return found
 
 
@@ -73,7 +64,7 @@ def load_inputs(sess: Session, rules: list[Rule], settings: ServerSettings,
                 now: datetime) -> Inputs:
     """Samples and events as far back as the longest rule needs (plus one stale margin)."""
     instances = [Subject("instance", r.id, r.name, r.project_id)
-                 for r in sess.scalars(select(InstanceRow).order_by(InstanceRow.name))]
+                 for r in instance_rows.all_by_name(sess)]
     hosts, down = _hosts(sess, settings.heartbeat_timeout)
     sampled = [r for r in rules if r.kind in SAMPLE_KINDS or r.kind is RuleKind.oom]
     span = max((r.for_seconds for r in sampled), default=0.0) + settings.alert_stale

@@ -20,14 +20,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dockyard.config import ServerSettings
 from dockyard.model.alerts import Alert, AlertState, WebhookFormat
 from dockyard.server.alerts.records import alert_model
+from dockyard.store import alerts
 from dockyard.store.db import Database
-from dockyard.store.tables import AlertRow, DeliveryRow, WebhookRow
 
 log = logging.getLogger(__name__)
 
@@ -64,37 +63,13 @@ def backoff(attempts: int, base: float) -> float:
     return float(min(MAX_BACKOFF, base * 2 ** max(0, attempts - 1)))
 
 
-def enqueue(sess: Session, alert: AlertRow, now: datetime) -> int:
-    """A pending delivery of the alert's current state to each webhook that sees it."""
-    query = select(WebhookRow)
-    if alert.project_id is not None:
-        query = query.where((WebhookRow.project_id.is_(None))
-                            | (WebhookRow.project_id == alert.project_id))
-    else:
-        query = query.where(WebhookRow.project_id.is_(None))
-    hooks = list(sess.scalars(query))
-    for hook in hooks:
-        sess.add(DeliveryRow(alert_id=alert.id, webhook_id=hook.id, alert_state=alert.state,
-                             state="pending", attempts=0, next_attempt_at=now))
-    return len(hooks)
-
-
 def _claim(sess: Session, now: datetime) -> list[Notice]:
-    due = list(sess.scalars(select(DeliveryRow)
-                            .where(DeliveryRow.state == "pending",
-                                   DeliveryRow.next_attempt_at <= now)
-                            .order_by(DeliveryRow.id).limit(BATCH)))
     notices = []
-    for row in due:
-        claimed = sess.execute(
-            update(DeliveryRow)
-            .where(DeliveryRow.id == row.id, DeliveryRow.state == "pending",
-                   DeliveryRow.next_attempt_at <= now)
-            .values(attempts=DeliveryRow.attempts + 1, next_attempt_at=now + LEASE)
-            .execution_options(synchronize_session=False))
-        hook = sess.get(WebhookRow, row.webhook_id)
-        alert = sess.get(AlertRow, row.alert_id)
-        if getattr(claimed, "rowcount", 0) != 1 or hook is None or alert is None:
+    for row in alerts.due_deliveries(sess, now, BATCH):
+        claimed = alerts.claim_delivery(sess, row, now, LEASE)
+        hook = alerts.webhook(sess, row.webhook_id)
+        alert = alerts.alert(sess, row.alert_id)
+        if not claimed or hook is None or alert is None:
             continue
         model = alert_model(sess, alert)
         model.state = AlertState(row.alert_state)  # what this delivery announces
@@ -134,7 +109,7 @@ class WebhookSender:
 
     def _finish(self, notice: Notice, error: str | None, now: datetime) -> None:
         with self._db.session() as sess:
-            row = sess.get(DeliveryRow, notice.delivery_id)
+            row = alerts.delivery(sess, notice.delivery_id)
             if row is None:
                 return
             row.last_error = error

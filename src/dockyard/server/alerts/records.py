@@ -5,12 +5,13 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from dockyard.model.alerts import Alert, AlertRule, AlertState, RuleKind, Webhook, WebhookFormat
+from dockyard.store import alerts, projects
 from dockyard.store.records import as_utc
-from dockyard.store.tables import AlertRow, AlertRuleRow, ProjectRow, WebhookRow
+from dockyard.store.tables import AlertRow, AlertRuleRow, WebhookRow
 
 
 def _project(sess: Session, project_id: str | None) -> str | None:
-    row = sess.get(ProjectRow, project_id) if project_id else None
+    row = projects.get(sess, project_id)
     return row.name if row else None
 
 
@@ -21,7 +22,7 @@ def rule_model(sess: Session, row: AlertRuleRow) -> AlertRule:
 
 
 def alert_model(sess: Session, row: AlertRow) -> Alert:
-    rule = sess.get(AlertRuleRow, row.rule_id)
+    rule = alerts.rule(sess, row.rule_id)
     return Alert(id=row.id, rule=rule.name if rule else row.rule_id, rule_id=row.rule_id,
                  kind=RuleKind(rule.kind) if rule else RuleKind.oom,
                  subject_kind=row.subject_kind, subject_id=row.subject_id,

@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 
 from dockyard import tls
 from dockyard.errors import NotFound
@@ -19,8 +18,8 @@ from dockyard.model.units import MAX_AMOUNT as MAX_ID
 from dockyard.server import auth, hosts
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
-from dockyard.store import records
-from dockyard.store.tables import EventRow, HostRow, NetworkRow, OperationRow
+from dockyard.store import events, networks, operations, records
+from dockyard.store import hosts as host_rows
 
 router = APIRouter(tags=["cluster"])
 
@@ -40,16 +39,12 @@ def cluster_ca(ctx: ServerContext = Depends(auth.context)) -> ClusterCa:
     return ClusterCa(pem=pem, fingerprint=tls.fingerprint(pem))
 
 
-def _host(ctx: ServerContext, sess: Any, row: HostRow) -> Host:
-    return hosts.host_view(sess, row, ctx.settings, ctx.feed)
-
-
 @router.get("/v1/hosts")
 def list_hosts(_: Caller = Depends(auth.user),
                ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     with ctx.db.session() as sess:
-        items = [_host(ctx, sess, r).model_dump(mode="json")
-                 for r in sess.scalars(select(HostRow).order_by(HostRow.name))]
+        items = [hosts.host_view(sess, r, ctx.settings, ctx.feed).model_dump(mode="json")
+                 for r in host_rows.all_by_name(sess)]
     return {"items": items, "next": None}
 
 
@@ -57,7 +52,7 @@ def list_hosts(_: Caller = Depends(auth.user),
 def show_host(ref: str, _: Caller = Depends(auth.user),
               ctx: ServerContext = Depends(auth.context)) -> Host:
     with ctx.db.session() as sess:
-        return _host(ctx, sess, records.host_by_ref(sess, ref))
+        return hosts.host_view(sess, records.host_by_ref(sess, ref), ctx.settings, ctx.feed)
 
 
 @router.post("/v1/hosts", status_code=201, response_model=HostAdded)
@@ -72,7 +67,7 @@ def add_host(spec: HostCreate, _: Caller = Depends(auth.admin),
 def _set_draining(ctx: ServerContext, ref: str, draining: bool) -> Host:
     with ctx.db.session() as sess:
         row = hosts.set_draining(sess, ref, draining)
-        view = _host(ctx, sess, row)
+        view = hosts.host_view(sess, row, ctx.settings, ctx.feed)
     ctx.notifier.bump()
     return view
 
@@ -108,9 +103,9 @@ def host_doctor(ref: str, _: Caller = Depends(auth.admin),
     with ctx.db.session() as sess:
         host = records.host_by_ref(sess, ref)
         name, url, secret = host.name, host.api_url, host.api_secret
-        networks = list(sess.scalars(select(NetworkRow).order_by(NetworkRow.name)))
-        bridges = [n.bridge for n in networks if n.mode == "bridge"]
-        ovs = any(n.mode == "ovs" for n in networks)
+        nets = networks.all_by_name(sess)
+        bridges = [n.bridge for n in nets if n.mode == "bridge"]
+        ovs = any(n.mode == "ovs" for n in nets)
     return DoctorReport(host=name, checks=ctx.agents.doctor(name, url, secret, bridges, ovs))
 
 
@@ -119,13 +114,10 @@ EVENTS_RECHECK = 5.0  # a long poll re-reads this often even unwoken (writers th
 
 def _events_page(ctx: ServerContext, caller: Caller, after: int, limit: int) -> dict[str, Any]:
     with ctx.db.session() as sess:
-        query = select(EventRow).where(EventRow.id > after)
-        if caller.role != "admin":
-            query = query.where(EventRow.project_id == caller.project_id)
-        rows = list(sess.scalars(query.order_by(EventRow.id).limit(limit + 1)))
-        more = len(rows) > limit
-        items = [records.event_model(sess, r).model_dump(mode="json") for r in rows[:limit]]
-    return {"items": items, "next": str(rows[limit - 1].id) if more else None}
+        rows, more = events.page(sess, after, limit,
+                                 project_id=None if caller.role == "admin" else caller.project)
+        items = [records.event_model(sess, r).model_dump(mode="json") for r in rows]
+    return {"items": items, "next": str(rows[-1].id) if more else None}
 
 
 @router.get("/v1/events")
@@ -150,7 +142,7 @@ async def list_events(limit: int = Query(100, ge=1, le=1000),
 def show_operation(op_id: str, caller: Caller = Depends(auth.user),
                    ctx: ServerContext = Depends(auth.context)) -> Operation:
     with ctx.db.session() as sess:
-        row = sess.get(OperationRow, op_id)
+        row = operations.get(sess, op_id)
         if row is None or row.project_id not in (None, caller.project_id):
             raise NotFound(f"operation {op_id} not found")
         return records.operation_model(row)

@@ -22,7 +22,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 
 from dockyard.errors import BackendError, Conflict, InvalidRequest, NotFound
 from dockyard.model.image import ImagePush, RegistryImage, split_ref
@@ -36,7 +35,7 @@ from dockyard.server import auth, image_access
 from dockyard.server.agent_proxy import HostTarget
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
-from dockyard.store.tables import HostRow, InstanceRow, SnapshotRow
+from dockyard.store import hosts, images
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
@@ -45,9 +44,7 @@ Target = tuple[str, str, str]  # host name, agent API url, secret
 
 def _up_hosts(ctx: ServerContext) -> list[Target]:
     with ctx.db.session() as sess:
-        rows = sess.scalars(select(HostRow).where(HostRow.state == "up", HostRow.api_url != "")
-                            .order_by(HostRow.name))
-        return [(r.name, r.api_url, r.api_secret) for r in rows]
+        return [(r.name, r.api_url, r.api_secret) for r in hosts.reachable(sess)]
 
 
 def _hosts_having(ctx: ServerContext, images: list[RegistryImage]) -> None:
@@ -161,10 +158,7 @@ def _delete(ctx: ServerContext, caller: Caller, ref: str) -> None:
     if registry not in ("", ctx.registry.address) or ctx.registry.size(name, tag) is None:
         raise NotFound(f"image {ref} is not in the registry {ctx.registry.address}")
     with ctx.db.session() as sess:
-        users = list(sess.scalars(select(InstanceRow.name).where(
-            InstanceRow.image.in_([full, f"{name}:{tag}"]))))
-        users += [f"snapshot {s}" for s in sess.scalars(
-            select(SnapshotRow.name).where(SnapshotRow.image == full))]
+        users = images.users(sess, full, f"{name}:{tag}")
     if users:
         raise Conflict(f"image {ref} is in use by {', '.join(sorted(users))}")
     ctx.registry.delete(name, tag)

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import select
 
 from dockyard.errors import Conflict
 from dockyard.model.common import Event
@@ -29,8 +28,9 @@ from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.server.snapshots import prepare_launch
 from dockyard.server.waiting import wait_for
-from dockyard.store import records
-from dockyard.store.tables import EventRow, HostRow, InstanceRow
+from dockyard.store import events, records
+from dockyard.store import hosts as host_rows
+from dockyard.store import instances as instance_rows
 
 router = APIRouter(prefix="/v1/instances", tags=["instances"])
 
@@ -79,12 +79,7 @@ def list_instances(limit: int = Query(100, ge=1, le=1000), after: str = "",
                    caller: Caller = Depends(auth.user),
                    ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     with ctx.db.read() as sess:
-        rows = list(sess.scalars(select(InstanceRow)
-                                 .where(InstanceRow.project_id == caller.project,
-                                        InstanceRow.name > after)
-                                 .order_by(InstanceRow.name).limit(limit + 1)))
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = instance_rows.page(sess, caller.project, after, limit)
         items = [hosts.instance_view(sess, r, ctx.settings).model_dump(mode="json")
                  for r in rows]
     return {"items": items, "next": rows[-1].name if more else None}
@@ -152,7 +147,7 @@ def agent_target(ctx: ServerContext, project_id: str, ref: str) -> tuple[str, st
         row = records.instance_by_ref(sess, project_id, ref)
         if row.state != InstanceState.running:
             raise Conflict(f"instance {row.name} is {row.state}, not running")
-        host = sess.get(HostRow, row.host_id) if row.host_id else None
+        host = host_rows.get(sess, row.host_id)
         if host is None:
             raise Conflict(f"instance {row.name} has no host")
         return host.name, host.api_url, host.api_secret, row.id
@@ -172,7 +167,7 @@ async def instance_logs(ref: str, follow: bool = False, tail: str = "all",
                         ctx: ServerContext = Depends(auth.context)) -> StreamingResponse:
     with ctx.db.session() as sess:
         row = records.instance_by_ref(sess, caller.project, ref)
-        host = sess.get(HostRow, row.host_id) if row.host_id else None
+        host = host_rows.get(sess, row.host_id)
         if host is None or row.container_id is None:
             raise Conflict(f"instance {row.name} has no container yet")
         target = (host.name, host.api_url, host.api_secret, row.id)
@@ -195,10 +190,7 @@ def instance_events(ref: str, limit: int = Query(100, ge=1, le=1000),
                     ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     with ctx.db.session() as sess:
         row = records.instance_by_ref(sess, caller.project, ref)
-        rows = list(sess.scalars(select(EventRow).where(EventRow.instance_id == row.id,
-                                                        EventRow.id > after)
-                                 .order_by(EventRow.id).limit(limit + 1)))
-        more = len(rows) > limit
+        rows, more = events.page(sess, after, limit, instance_id=row.id)
         items = [Event.model_validate(records.event_model(sess, r)).model_dump(mode="json")
-                 for r in rows[:limit]]
-    return {"items": items, "next": str(rows[limit - 1].id) if more else None}
+                 for r in rows]
+    return {"items": items, "next": str(rows[-1].id) if more else None}

@@ -10,15 +10,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import select
 
 from dockyard.errors import InvalidRequest
 from dockyard.server import auth, metrics
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.server.routers.instances import agent_target
-from dockyard.store import records, stats
-from dockyard.store.tables import InstanceRow
+from dockyard.store import instances, records, stats
 
 router = APIRouter(tags=["stats"])
 DEFAULT_WINDOW = timedelta(minutes=10)
@@ -71,11 +69,8 @@ def project_stats(caller: Caller = Depends(auth.user),
     """The newest sample of every instance of the caller's project (with its name)."""
     with ctx.db.session() as sess:
         latest = stats.latest_per_instance(sess)
-        rows = sess.execute(select(InstanceRow.id, InstanceRow.name)
-                            .where(InstanceRow.project_id == caller.project)
-                            .order_by(InstanceRow.name))
         items = [{"name": name, **latest[iid].model_dump(mode="json")}
-                 for iid, name in rows if iid in latest]
+                 for iid, name in instances.names(sess, caller.project) if iid in latest]
     return {"items": items}
 
 

@@ -11,17 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from dockyard.errors import Conflict
-from dockyard.model.ids import new_id
 from dockyard.model.volume import Volume, VolumeCreate, docker_volume_name
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
-from dockyard.store import quotas, records
-from dockyard.store.tables import HostRow, VolumeRow
+from dockyard.store import hosts, records, volumes
 
 router = APIRouter(prefix="/v1/volumes", tags=["volumes"])
 
@@ -30,18 +26,9 @@ router = APIRouter(prefix="/v1/volumes", tags=["volumes"])
 def create_volume(spec: VolumeCreate, caller: Caller = Depends(auth.user),
                   ctx: ServerContext = Depends(auth.context)) -> Volume:
     project_id = caller.project
-    try:
-        with ctx.db.session() as sess:
-            if sess.scalar(select(VolumeRow.id).where(VolumeRow.project_id == project_id,
-                                                      VolumeRow.name == spec.name)):
-                raise Conflict(f"a volume named {spec.name!r} already exists")
-            quotas.enforce(sess, project_id, quotas.Claim(volumes=1))
-            row = VolumeRow(id=new_id(), name=spec.name, project_id=project_id, host_id=None)
-            sess.add(row)
-            sess.flush()
-            return records.volume_model(sess, row, records.volume_users(sess, project_id))
-    except IntegrityError as exc:  # UNIQUE(project_id, name): a concurrent create won
-        raise Conflict(f"a volume named {spec.name!r} already exists") from exc
+    with ctx.db.session() as sess:
+        row = volumes.create(sess, project_id, spec.name)
+        return records.volume_model(sess, row, records.volume_users(sess, project_id))
 
 
 @router.get("")
@@ -50,11 +37,7 @@ def list_volumes(limit: int = Query(100, ge=1, le=1000), after: str = "",
                  ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     project_id = caller.project
     with ctx.db.session() as sess:
-        rows = list(sess.scalars(select(VolumeRow).where(VolumeRow.project_id == project_id,
-                                                         VolumeRow.name > after)
-                                 .order_by(VolumeRow.name).limit(limit + 1)))
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = volumes.page(sess, project_id, after, limit)
         users = records.volume_users(sess, project_id)
         items = [records.volume_model(sess, r, users).model_dump(mode="json") for r in rows]
     return {"items": items, "next": rows[-1].name if more else None}
@@ -74,15 +57,12 @@ def delete_volume(ref: str, caller: Caller = Depends(auth.user),
                   ctx: ServerContext = Depends(auth.context)) -> None:
     project_id = caller.project
     with ctx.db.session() as sess:
-        row = sess.scalar(select(VolumeRow).where(VolumeRow.id == records.volume_by_ref(
-            sess, project_id, ref).id).with_for_update())  # serializes with launches
-        assert row is not None
+        row = volumes.locked(sess, project_id, ref)  # serializes with launches
         users = records.volume_users(sess, project_id).get(row.name, [])
         if users:
             raise Conflict(f"volume {row.name} is attached to instance(s) {', '.join(users)}")
-        sess.delete(row)
-        sess.flush()
-        host = sess.get(HostRow, row.host_id) if row.host_id else None
+        volumes.delete(sess, row)
+        host = hosts.get(sess, row.host_id)
         if host is not None:
             # Still inside the transaction: if the agent cannot remove the Docker volume the
             # row comes back, so a volume is never forgotten while its data lives on.

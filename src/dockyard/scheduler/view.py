@@ -1,62 +1,38 @@
 """What the scheduler reads and returns: plain, immutable data.
 
-The server builds a `ClusterSnapshot` from the store (the capacity ledger) at one version and
+The server builds a `ClusterView` from the store (the capacity ledger) at one version and
 hands it to `place`; the scheduler never reads anything else. A `Plan` is only a proposal: the
-caller commits it under a version check and retries on conflict, so a snapshot that went stale
+caller commits it under a version check and retries on conflict, so a view that went stale
 between `place` and the commit costs a retry, never a double booking.
 
 Invariants checked at construction (`InvalidRequest` otherwise): request quantities are not
 negative; overcommit ratios are positive; the strategy is "spread" or "pack".
 
-`ClusterSnapshot.index()` is the snapshot as numpy arrays (`index.HostIndex`), built once and
-cached on the snapshot, so that one snapshot serves many placements cheaply. Treat a snapshot
+`ClusterView.index()` is the view as numpy arrays (`index.HostIndex`), built once and
+cached on the view, so that one view serves many placements cheaply. Treat a view
 and its hosts as read-only once `index()` was called: the index would not see a change.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from dockyard.errors import InvalidRequest
+from dockyard.scheduler.host_view import HostView
+from dockyard.scheduler.index import HostIndex
 
-if TYPE_CHECKING:
-    from dockyard.scheduler.index import HostIndex
-
-__all__ = ["ClusterSnapshot", "HostSnapshot", "PlacementRequest", "Plan", "Strategy"]
+__all__ = ["ClusterView", "HostView", "PlacementRequest", "Plan", "Strategy"]
 
 Strategy = Literal["spread", "pack"]
 STRATEGIES: tuple[Strategy, ...] = ("spread", "pack")
 
 
 @dataclass(frozen=True)
-class HostSnapshot:
-    """One host as the ledger sees it. `taken_cores` are held exclusively by instances."""
-
-    id: str
-    name: str
-    up: bool
-    draining: bool
-    cores: list[int]
-    reserved_cores: list[int]
-    taken_cores: list[int]
-    memory_bytes: int
-    memory_reserved_bytes: int
-    networks: set[str]
-    labels: dict[str, str]
-    pids_limit_total: int | None = None  # None: the host sets no pids budget
-    pids_reserved: int = 0
-    disk_bytes: int | None = None  # None: the host sets no disk budget
-    disk_reserved_bytes: int = 0
-    groups: frozenset[str] = frozenset()  # anti-affinity groups of the host's instances
-    instances: int = 0
-
-
-@dataclass(frozen=True)
-class ClusterSnapshot:
+class ClusterView:
     """All hosts at one ledger version, plus the cluster-wide overcommit ratios."""
 
-    hosts: list[HostSnapshot]
+    hosts: list[HostView]
     memory_overcommit: float = 1.0
     disk_overcommit: float = 1.0
     pids_overcommit: float = 1.0
@@ -71,13 +47,11 @@ class ClusterSnapshot:
         """The hosts as arrays for the vectorized filters; built on first use, then cached."""
         cached: HostIndex | None = self.__dict__.get("_index")
         if cached is None:
-            from dockyard.scheduler.index import HostIndex  # noqa: PLC0415 (it imports us)
-
             cached = HostIndex.build(self.hosts)
             self.with_index(cached)
         return cached
 
-    def with_index(self, index: HostIndex) -> ClusterSnapshot:
+    def with_index(self, index: HostIndex) -> ClusterView:
         """Attach an index built elsewhere (`pipeline.assume` updates one incrementally)."""
         object.__setattr__(self, "_index", index)  # a cache, not state: frozen stays frozen
         return self

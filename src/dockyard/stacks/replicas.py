@@ -1,0 +1,79 @@
+"""A stack's services as ordinary instances: what this first slice deploys, and how.
+
+    StackSpec ─▶ not_yet(spec): the parts deploy cannot honour yet, each `path: reason`
+              ─▶ instance_spec(spec, service, slot): the InstanceCreate of STACK-SERVICE-N
+              ─▶ template_hash(service): what makes a replica out of date (not `replicas`)
+
+Networks: a service's network `default` that the file does not define (no subnet, not
+external) is the project's Dockyard network `default`; an `external` one is the Dockyard
+network of that name. Networks created for a stack come later. A replica's hostname is the
+compose `hostname`, else its instance name. Pure: model only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from dockyard.model.instance import InstanceCreate, InstanceState, VolumeSpec
+from dockyard.model.stack import DependencyCondition, ServiceSpec, StackSpec, replica_name
+from dockyard.stacks.planner import Health
+
+NOT_YET = "not supported yet by `stack deploy` (issue #12)"
+
+
+def not_yet(spec: StackSpec) -> list[str]:
+    """Keys of a valid spec that deploy cannot honour yet: refused, never ignored."""
+    problems = []
+    for name, svc in sorted(spec.services.items()):
+        path = f"services.{name}"
+        for key in ("command", "entrypoint", "healthcheck", "http"):
+            if getattr(svc, key) is not None:
+                problems.append(f"{path}.{'x-dockyard.http' if key == 'http' else key}: "
+                                f"{NOT_YET}")
+        if svc.reservations.cpus is not None or svc.reservations.memory_bytes is not None:
+            problems.append(f"{path}.deploy.resources.reservations: {NOT_YET}")
+        for dep, cond in sorted(svc.depends_on.items()):
+            if cond is DependencyCondition.service_healthy:
+                problems.append(f"{path}.depends_on.{dep}.condition: service_healthy "
+                                f"{NOT_YET}")
+    for key, net in sorted(spec.networks.items()):
+        if not net.external and (key != "default" or net.subnet is not None):
+            problems.append(f"networks.{key}: networks created for a stack are {NOT_YET}; "
+                            "declare it `external: true` to use an existing Dockyard "
+                            "network")
+    return problems
+
+
+def network_of(spec: StackSpec, service: ServiceSpec) -> tuple[str, str | None]:
+    """(the Dockyard network, the fixed address or None) of the service's one network."""
+    net = service.networks[0] if service.networks else None
+    key = net.name if net else "default"
+    stack_net = spec.networks.get(key)
+    name = stack_net.name if stack_net is not None and stack_net.external else "default"
+    return name, net.ipv4_address if net else None
+
+
+def instance_spec(spec: StackSpec, service: str, slot: int) -> InstanceCreate:
+    svc = spec.services[service]
+    network, ip = network_of(spec, svc)
+    name = replica_name(spec.name, service, slot)
+    return InstanceCreate.model_validate({
+        "name": name, "image": svc.image, "network": network, "ip": ip,
+        "hostname": svc.hostname, "limits": svc.limits, "env": dict(svc.environment),
+        "constraints": dict(svc.constraints),
+        "volumes": [VolumeSpec(source=spec.volumes[v.source].name, target=v.target,
+                               read_only=v.read_only) for v in svc.volumes]})
+
+
+def template_hash(service: ServiceSpec) -> str:
+    """A digest of everything of a service but `replicas`: a change replaces its replicas."""
+    body = service.model_dump(mode="json", exclude={"replicas"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def health_of(state: str) -> Health:
+    """Without healthchecks (not yet), a replica that is created and not failed serves."""
+    if state in (InstanceState.creating, InstanceState.starting, InstanceState.running):
+        return Health.healthy
+    return Health.unhealthy

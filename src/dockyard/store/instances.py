@@ -1,0 +1,94 @@
+"""Instance rows: pages, lookups by id and host, the instances an image is used by.
+(Lookups by user reference and row → API model: `records.py`; the ledger: `ledger.py`.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dockyard.model.instance import DesiredState
+from dockyard.store import rows
+from dockyard.store.tables import InstanceRow
+
+
+def get(sess: Session, instance_id: str) -> InstanceRow | None:
+    return sess.get(InstanceRow, instance_id)
+
+
+def page(sess: Session, project_id: str, after: str,
+         limit: int) -> tuple[list[InstanceRow], bool]:
+    """The project's instances named after `after`, by name; the bool: more follow."""
+    return rows.by_name(sess, InstanceRow, project_id, after, limit)
+
+
+def names(sess: Session, project_id: str) -> list[tuple[str, str]]:
+    """(id, name) of the project's instances, by name."""
+    return list(sess.execute(select(InstanceRow.id, InstanceRow.name)
+                             .where(InstanceRow.project_id == project_id)
+                             .order_by(InstanceRow.name)).tuples())
+
+
+def on_host(sess: Session, host_id: str) -> list[InstanceRow]:
+    return list(sess.scalars(select(InstanceRow).where(InstanceRow.host_id == host_id)))
+
+
+def all_by_name(sess: Session) -> list[InstanceRow]:
+    return list(sess.scalars(select(InstanceRow).order_by(InstanceRow.name)))
+
+
+def with_ids(sess: Session, ids: list[str], project_id: str | None = None) -> list[InstanceRow]:
+    """The instances among `ids` (of one project when given)."""
+    query = select(InstanceRow).where(InstanceRow.id.in_(ids))
+    if project_id is not None:
+        query = query.where(InstanceRow.project_id == project_id)
+    return list(sess.scalars(query))
+
+
+def using_image(sess: Session, refs: list[str]) -> list[str]:
+    """Names of the instances (of any project) whose image is one of `refs`."""
+    return list(sess.scalars(select(InstanceRow.name).where(InstanceRow.image.in_(refs))))
+
+
+def changed_on_host(sess: Session, host_id: str, since: int | None) -> list[InstanceRow]:
+    """The host's instances whose desired-state revision is past `since` (all with None)."""
+    query = select(InstanceRow).where(InstanceRow.host_id == host_id)
+    if since is not None:
+        query = query.where(InstanceRow.revision > since)
+    return list(sess.scalars(query))
+
+
+def ids_on_host(sess: Session, host_id: str) -> set[str]:
+    return set(sess.scalars(select(InstanceRow.id).where(InstanceRow.host_id == host_id)))
+
+
+def peers(sess: Session) -> list[tuple[str, str, str, str]]:
+    """(network id, ip, hostname, name) of every instance not being deleted, by ip: one
+    query for the /etc/hosts of every network."""
+    return list(sess.execute(select(InstanceRow.network_id, InstanceRow.ip,
+                                    InstanceRow.hostname, InstanceRow.name)
+                             .where(InstanceRow.desired_state != DesiredState.deleted)
+                             .order_by(InstanceRow.ip)).tuples())
+
+
+def name_taken(sess: Session, project_id: str, name: str) -> bool:
+    return sess.scalar(select(InstanceRow.id).where(InstanceRow.project_id == project_id,
+                                                    InstanceRow.name == name)) is not None
+
+
+def live_ids_on_host(sess: Session, host_id: str) -> list[str]:
+    """Ids of the host's instances not being deleted."""
+    return list(sess.scalars(select(InstanceRow.id).where(
+        InstanceRow.host_id == host_id, InstanceRow.desired_state != DesiredState.deleted)))
+
+
+def placed(sess: Session,
+           hosts: set[str] | None = None) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(host id, limits, options) of every instance on a host (or on one of `hosts`): what
+    the scheduler's view sums per host."""
+    query = (select(InstanceRow.host_id, InstanceRow.limits, InstanceRow.options)
+             .where(InstanceRow.host_id.is_not(None)))
+    if hosts is not None:
+        query = query.where(InstanceRow.host_id.in_(hosts))
+    return list(sess.execute(query).tuples())

@@ -1,0 +1,65 @@
+"""The tables of app stacks (issue #12), registered on `tables.Base` by `tables.py`.
+
+    stacks ─┬─ stack_versions   every deployed spec, kept (version 1, 2, …)
+            ├─ stack_services   per service: desired replicas, template generation + hash
+            └─ stack_replicas   STACK-SERVICE-N → the instance made for it
+
+A service's *generation* counts changes of its template (the spec without `replicas`): a
+replica made at an older generation is replaced, a scale changes only `replicas`. A replica
+row is written before its instance is created (`instance_id` NULL), so a crash between the
+two leaves a row the next convergence adopts or drops, never an unknown instance.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dockyard.store.tables import Base, utcnow
+
+
+class StackRow(Base):
+    __tablename__ = "stacks"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_stack_name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 onupdate=utcnow)
+
+
+class StackVersionRow(Base):
+    __tablename__ = "stack_versions"
+    stack_id: Mapped[str] = mapped_column(ForeignKey("stacks.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StackServiceRow(Base):
+    __tablename__ = "stack_services"
+    stack_id: Mapped[str] = mapped_column(ForeignKey("stacks.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    replicas: Mapped[int] = mapped_column(Integer)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    template_hash: Mapped[str] = mapped_column(String(64))
+
+
+class StackReplicaRow(Base):
+    __tablename__ = "stack_replicas"
+    __table_args__ = (UniqueConstraint("stack_id", "service", "slot",
+                                       name="uq_stack_replica"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stack_id: Mapped[str] = mapped_column(ForeignKey("stacks.id", ondelete="CASCADE"),
+                                          index=True)
+    service: Mapped[str] = mapped_column(String(63))
+    slot: Mapped[int] = mapped_column(Integer)  # N in STACK-SERVICE-N
+    generation: Mapped[int] = mapped_column(Integer)
+    instance_id: Mapped[str | None] = mapped_column(String(32), index=True)

@@ -1,0 +1,104 @@
+"""tests/budget.py: under CI / make test a run longer than its budget + 20 % fails, after every
+test has reported; elsewhere the time is not judged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.budget import (
+    BUDGET_ENV,
+    DEFAULT_BUDGET_MIN,
+    SEED_ENV,
+    SOAK_ENV,
+    budget_minutes,
+    loop_count,
+    loop_seed,
+    over_budget,
+)
+from tests.requirements import REQUIRE_ALL
+
+pytest_plugins = ["pytester"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("elapsed_s", "budget_min", "fails"), [
+    (0, 25, False),
+    (25 * 60, 25, False),           # on budget
+    (30 * 60, 25, False),           # exactly +20 %: still within
+    (30 * 60 + 1, 25, True),        # one second more
+    (31.5 * 60, 25, True),          # the 31-min run of issue 17
+    (12 * 60 + 1, 10, True),
+    (12 * 60, 10, False)])
+def test_over_budget_by_more_than_20_percent(elapsed_s: float, budget_min: float,
+                                             fails: bool) -> None:
+    verdict = over_budget(elapsed_s, budget_min)
+    assert (verdict is not None) is fails
+    if fails:
+        assert verdict is not None and f"{budget_min:g} min budget" in verdict
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, DEFAULT_BUDGET_MIN), ({BUDGET_ENV: ""}, DEFAULT_BUDGET_MIN), ({BUDGET_ENV: "40"}, 40.0),
+    ({BUDGET_ENV: " 2.5 "}, 2.5)])
+def test_budget_from_the_environment(env: dict[str, str], expected: float) -> None:
+    assert budget_minutes(env) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "nan", "inf"])
+def test_a_budget_that_is_not_a_positive_number_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match=BUDGET_ENV):
+        budget_minutes({BUDGET_ENV: value})
+
+
+MODULE = """
+def test_passes():
+    pass
+"""
+
+
+@pytest.mark.parametrize(("require_all", "budget", "code", "says"), [
+    ("1", "0.00001", 1, True),      # 0.6 ms: any run is longer; fails although the test passed
+    ("1", "60", 0, False),
+    ("", "0.00001", 0, False)])     # a developer's run: time is not judged
+def test_the_budget_through_the_suites_conftest(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, require_all: str,
+        budget: str, code: int, says: bool) -> None:
+    monkeypatch.setenv("CI", "")
+    monkeypatch.setenv(REQUIRE_ALL, require_all)
+    monkeypatch.setenv(BUDGET_ENV, budget)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makeconftest("from tests.conftest import pytest_configure, pytest_sessionstart, "
+                          "pytest_sessionfinish, pytest_terminal_summary")
+    pytester.makepyfile(test_quick=MODULE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert result.ret == code
+    assert ("over the" in result.stdout.str()) is says
+
+
+def test_a_bad_budget_is_a_usage_error(pytester: pytest.Pytester,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(BUDGET_ENV, "soon")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makeconftest("from tests.conftest import pytest_configure")
+    pytester.makepyfile(test_quick=MODULE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert BUDGET_ENV in result.stderr.str()
+
+
+@pytest.mark.parametrize(("env", "count"), [
+    ({}, 2), ({SOAK_ENV: "0"}, 2), ({SOAK_ENV: "1"}, 20)])
+def test_a_soak_loop_is_short_in_the_suite_and_long_under_make_soak(
+        env: dict[str, str], count: int) -> None:
+    assert loop_count(suite=2, soak=20, env=env) == count
+
+
+def test_a_soak_loop_seed_is_fixed_in_the_suite_fresh_under_soak_and_replayable() -> None:
+    assert loop_seed(9, env={}) == 9
+    fresh = {loop_seed(9, env={SOAK_ENV: "1"}) for _ in range(5)}
+    assert len(fresh) > 1, "under make soak each run draws its own seed"
+    assert loop_seed(9, env={SOAK_ENV: "1", SEED_ENV: "1234"}) == 1234
+    assert loop_seed(9, env={SEED_ENV: "77"}) == 77
