@@ -1,7 +1,9 @@
 """The HTTP client of the Dockyard API, used by the CLI and by agents.
 
-Errors come back as the same `dockyard.errors` classes the server raised (rebuilt from the
-`{"error": {...}}` body), so callers handle one error tree whether local or remote.
+Errors come back as the same `dockyard.errors` classes the server raised, mapped by
+`errors.from_reply` (the one mapping of every Dockyard HTTP client: this one and
+`httpclient.HttpClient`, the base of the server's agent client), so callers handle one error
+tree whether local or remote. Lists come back as `Page[T]`, items typed by the TypedDicts here.
 
 The bytes travel through a `Transport`: `HttpxTransport` (a pooled, thread-safe httpx client:
 the agent, the tests) by default; the CLI passes its own light one (`cli/transport.py`, the
@@ -16,10 +18,26 @@ import json
 import ssl
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    Generic,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    cast,
+    overload,
+)
 
-from dockyard.errors import BackendError, from_body
+from dockyard.errors import BackendError, DockyardError, from_reply
+
+if TYPE_CHECKING:
+    import httpx
+
+T = TypeVar("T")
 
 
 def client_context(ca: Path | str | None) -> ssl.SSLContext | bool:
@@ -48,11 +66,14 @@ class Transport(Protocol):
 class HttpxTransport:
     """httpx: a connection pool, safe to share between the agent's threads."""
 
-    def __init__(self, url: str, token: str, timeout: float, ca: Path | str | None) -> None:
+    def __init__(self, url: str, token: str, timeout: float, ca: Path | str | None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        """`transport`: httpx's own when None (unit tests: an httpx.MockTransport)."""
         import httpx
         self.url = url
         self._http = httpx.Client(base_url=url, timeout=timeout, verify=client_context(ca),
-                                  headers={"Authorization": f"Bearer {token}"})
+                                  headers={"Authorization": f"Bearer {token}"},
+                                  transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -94,14 +115,45 @@ class HttpxTransport:
 def _body(status: int, content: bytes) -> Any:
     """The reply's JSON; an error reply (4xx/5xx) raised as its class of the error tree."""
     if status >= 400:
-        try:
-            body: Any = json.loads(content)
-        except ValueError:
-            body = content.decode(errors="replace")
-        raise from_body(status, body)
+        raise from_reply(status, content)
     if status == 204 or not content:
         return None
     return json.loads(content)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list: `next` is the cursor of the following page (None: the last)."""
+    items: list[T]
+    next: str | None
+
+
+class NetworkItem(TypedDict):
+    """A network as `GET /v1/networks` lists it (model/network.py `Network`, in JSON)."""
+    id: str
+    name: str
+    project: str
+    subnet: str
+    gateway: str
+    dns: list[str]
+    mode: str
+    vlan: int | None
+    shared: bool
+    nat: bool
+    bridge: str
+    instances: int
+    created_at: str
+
+
+class VolumeItem(TypedDict):
+    """A volume as `GET /v1/volumes` lists it (model/volume.py `Volume`, in JSON)."""
+    id: str
+    name: str
+    project: str
+    host: str | None
+    docker_name: str
+    attached_to: list[str]
+    created_at: str
 
 
 class ApiClient:
@@ -140,19 +192,36 @@ class ApiClient:
     def delete(self, path: str, **params: Any) -> Any:
         return self.request("DELETE", path, params=params or None)
 
-    def list_all(self, path: str, **params: Any) -> list[Any]:
-        """Follow `next` cursors until the list is complete."""
-        items: list[Any] = []
-        after: str | None = None
+    def page(self, path: str, item: type[T], **params: Any) -> Page[T]:
+        """One page of the list at `path`; `item` types its entries (the API's JSON objects,
+        not checked here: the server's OpenAPI document is the contract)."""
+        reply = self.get(path, **params)
+        if not isinstance(reply, dict) or not isinstance(reply.get("items"), list):
+            raise DockyardError(f"GET {path}: not a list page: {str(reply)[:200]}")
+        cursor = reply.get("next")
+        return Page(items=cast(list[T], reply["items"]),
+                    next=None if cursor is None else str(cursor))
+
+    def pages(self, path: str, item: type[T], **params: Any) -> Iterator[Page[T]]:
+        """Every page of the list, following `next` cursors (`after=`) to the end."""
+        after = params.pop("after", None)
         while True:
-            query = dict(params)
-            if after:
-                query["after"] = after
-            page = self.get(path, **query)
-            items.extend(page["items"])
-            after = page.get("next")
-            if not after:
-                return items
+            page = self.page(path, item, **params, **({"after": after} if after else {}))
+            yield page
+            if not page.next:
+                return
+            after = page.next
+
+    @overload
+    def list_all(self, path: str, item: type[T], **params: Any) -> list[T]: ...
+
+    @overload
+    def list_all(self, path: str, item: None = None, **params: Any) -> list[Any]: ...
+
+    def list_all(self, path: str, item: type[Any] | None = None, **params: Any) -> list[Any]:
+        """The whole list: the items of every page, typed as `item` when given."""
+        return [entry for page in self.pages(path, item or dict, **params)
+                for entry in page.items]
 
     def upload(self, path: str, data: BinaryIO, timeout: float = 3600.0, **params: Any) -> Any:
         """POST a file as the raw request body, streamed from disk (never read whole)."""
@@ -193,6 +262,4 @@ def fetch_cluster_ca(url: str) -> str:
         resp = httpx.get(f"{url.rstrip('/')}/v1/cluster/ca", timeout=10, verify=False)
     except httpx.HTTPError as exc:
         raise BackendError(f"cannot reach Dockyard at {url}: {exc}") from exc
-    if resp.status_code >= 400:
-        raise from_body(resp.status_code, resp.json() if resp.content else resp.text)
-    return str(resp.json()["pem"])
+    return str(_body(resp.status_code, resp.content)["pem"])

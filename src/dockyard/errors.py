@@ -18,10 +18,13 @@
         └── TemporaryError (503)   worth retrying after `delay` seconds
 
 Each class carries its HTTP status and a stable machine code. The server maps them in one
-handler to `{"error": {"code": ..., "message": ...}}`; the agent decides retry by type.
+handler to `{"error": {"code": ..., "message": ...}}` (api_errors.py); every HTTP client maps a
+reply back with `from_reply` (client.py's one seam); the agent decides retry by type.
 """
 
 from __future__ import annotations
+
+import json
 
 
 class DockyardError(Exception):
@@ -111,14 +114,32 @@ _BY_CODE: dict[str, type[DockyardError]] = {
 }
 
 
-def from_body(status: int, body: object) -> DockyardError:
-    """Rebuild the error a Dockyard API answered with (used by the HTTP client)."""
+# The class a reply without a Dockyard error body stands for, by its HTTP status (a proxy's
+# 502 page, a refused websocket handshake): the most general class of the tree with that status.
+BY_STATUS: dict[int, type[DockyardError]] = {
+    cls.status: cls
+    for cls in (MalformedRequest, Unauthorized, Forbidden, NotFound, Conflict, InvalidRequest,
+                BackendError, TemporaryError)
+}
+
+
+def from_reply(status: int, body: bytes | str | object) -> DockyardError:
+    """The error an HTTP reply stands for: the one place that maps a reply of a Dockyard API
+    (server or agent) back to this tree. `body` is the raw body (bytes or text, parsed as
+    JSON here) or an already parsed one (a console error frame). A body
+    `{"error": {"code", "message"}}` gives the class of its code; any other body the class
+    of the status (`BY_STATUS`, else DockyardError) with "HTTP <status>: <body>" as message.
+    The error keeps the reply's status."""
+    if isinstance(body, bytes | str):
+        text = body.decode(errors="replace") if isinstance(body, bytes) else body
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = text
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
-        cls = _BY_CODE.get(str(err.get("code")), DockyardError)
-        exc = cls(str(err.get("message", "")))
-        exc.status = status
-        return exc
-    exc = DockyardError(f"HTTP {status}: {str(body)[:200]}")
+        exc = _BY_CODE.get(str(err.get("code")), DockyardError)(str(err.get("message", "")))
+    else:
+        exc = BY_STATUS.get(status, DockyardError)(f"HTTP {status}: {str(body)[:200]}")
     exc.status = status
     return exc

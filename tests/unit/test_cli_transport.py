@@ -188,7 +188,7 @@ def test_the_stdlib_transport_sends_and_answers_as_httpx(tmp_path: Path) -> None
     assert seen[0][2:4] == (True, "Bearer tok")
     assert seen[1][5] == {"name": "wëb", "n": 1}
     assert results[5:8] == [("NotFound", "no instance web"), ("Conflict", "busy"),
-                            ("DockyardError", "HTTP 502: bad gateway")]
+                            ("BackendError", "HTTP 502: bad gateway")]
     assert results[9] == b"line one\nline two\n"
     assert seen[8][5] == b"x" * 200_000  # the upload arrived whole, chunked
 

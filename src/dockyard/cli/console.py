@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from websockets.sync.client import ClientConnection, connect
 
 from dockyard.cli.config import ca_path, config_path, read_config
-from dockyard.errors import BackendError, InvalidRequest, from_body
+from dockyard.errors import BackendError, InvalidRequest, from_reply
 
 DEFAULT_SIZE = (80, 24)
 
@@ -64,8 +64,7 @@ def _connect(name: str, query: str) -> ClientConnection:
         return connect(f"{target}?{query}", open_timeout=30, ssl=context,
                        additional_headers={"Authorization": f"Bearer {token}"})
     except InvalidStatus as exc:
-        body = exc.response.body.decode(errors="replace") if exc.response.body else ""
-        raise from_body(exc.response.status_code, body) from exc
+        raise from_reply(exc.response.status_code, exc.response.body or b"") from exc
     except (OSError, TimeoutError, WebSocketException) as exc:
         raise BackendError(f"cannot reach Dockyard at {url}: {exc}") from exc
 
@@ -121,7 +120,7 @@ def _receive_output(ws: ClientConnection) -> int:
                 continue
             message = json.loads(frame)
             if message.get("type") == "error":
-                raise from_body(int(message.get("status", 500)), message)
+                raise from_reply(int(message.get("status", 500)), message)
             if message.get("type") == "exit":
                 code = int(message["code"])
     except ConnectionClosed as exc:

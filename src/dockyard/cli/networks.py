@@ -14,16 +14,17 @@ network_app = typer.Typer(help="Networks (bridges with a subnet, no NAT).", no_a
 
 @network_app.command("list")
 def network_list(as_json: JsonOpt = False) -> None:
-    """List networks."""
+    """List networks (every page)."""
+    from dockyard.client import NetworkItem
     with client() as api:
-        page = api.get("/v1/networks", limit=1000)
+        items = api.list_all("/v1/networks", NetworkItem, limit=1000)
     if as_json:
-        print_json(page)
+        print_json({"items": items, "next": None})
         return
-    table(page["items"], [("NAME", lambda r: r["name"]), ("SUBNET", lambda r: r["subnet"]),
-                          ("GATEWAY", lambda r: r["gateway"]), ("MODE", lambda r: r["mode"]),
-                          ("BRIDGE", lambda r: r["bridge"]),
-                          ("INSTANCES", lambda r: r["instances"])], "no networks")
+    table(items, [("NAME", lambda r: r["name"]), ("SUBNET", lambda r: r["subnet"]),
+                  ("GATEWAY", lambda r: r["gateway"]), ("MODE", lambda r: r["mode"]),
+                  ("BRIDGE", lambda r: r["bridge"]),
+                  ("INSTANCES", lambda r: r["instances"])], "no networks")
 
 
 @network_app.command("show")

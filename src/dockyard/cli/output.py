@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, overload
 
 import typer
 
@@ -59,9 +59,20 @@ def print_json(data: Any) -> None:
 
 
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
+Row = TypeVar("Row")  # a TypedDict of client.py: its columns' keys are checked
 
 
-def table(rows: list[dict[str, Any]], columns: Sequence[Column], empty: str) -> None:
+@overload
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], empty: str) -> None: ...
+
+
+@overload
+def table(rows: Sequence[Row], columns: Sequence[tuple[str, Callable[[Row], Any]]],
+          empty: str) -> None: ...
+
+
+def table(rows: Sequence[Any], columns: Sequence[tuple[str, Callable[[Any], Any]]],
+          empty: str) -> None:
     if not rows:
         console.print(f"[dim]{empty}[/dim]")
         return

@@ -13,15 +13,16 @@ volume_app = typer.Typer(help="Volumes (named data volumes, kept on the host of 
 
 @volume_app.command("list")
 def volume_list(as_json: JsonOpt = False) -> None:
-    """List the project's volumes."""
+    """List the project's volumes (every page)."""
+    from dockyard.client import VolumeItem
     with client() as api:
-        page = api.get("/v1/volumes", limit=1000)
+        items = api.list_all("/v1/volumes", VolumeItem, limit=1000)
     if as_json:
-        print_json(page)
+        print_json({"items": items, "next": None})
         return
-    table(page["items"], [("NAME", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
-                          ("DOCKER NAME", lambda r: r["docker_name"]),
-                          ("ATTACHED TO", lambda r: ", ".join(r["attached_to"]) or None)],
+    table(items, [("NAME", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
+                  ("DOCKER NAME", lambda r: r["docker_name"]),
+                  ("ATTACHED TO", lambda r: ", ".join(r["attached_to"]) or None)],
           "no volumes")
 
 

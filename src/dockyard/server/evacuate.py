@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
 from dockyard.model.instance import DesiredState, InstanceState
 from dockyard.server import image_access, placement
+from dockyard.server.agent_proxy import HostTarget
 from dockyard.server.context import ServerContext
 from dockyard.server.migrate import choose_target
 from dockyard.server.placement import host_is_up
 from dockyard.server.snapshots import named_volumes, snapshot_dir
-from dockyard.server.transfers import HostTarget
 from dockyard.store import events, ledger, operations, records, revision
 from dockyard.store import instances as instance_rows
 from dockyard.store import snapshots as snapshot_rows

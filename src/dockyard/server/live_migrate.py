@@ -40,11 +40,10 @@ from dockyard.model.live import CriuFacts, HostFacts, PreflightReport, evaluate,
 from dockyard.scheduler import explain
 from dockyard.server import migrate as cold
 from dockyard.server import placement
+from dockyard.server.agent_proxy import HostTarget, host_target
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import _desired, _network, _peers
 from dockyard.server.placement import cluster_view
-from dockyard.server.snapshots import host_target
-from dockyard.server.transfers import HostTarget
 from dockyard.store import records
 from dockyard.store.events import record as record_event
 from dockyard.store.tables import (

@@ -35,10 +35,10 @@ from dockyard.model.volume import docker_volume_name
 from dockyard.scheduler import PlacementRequest
 from dockyard.scheduler.cpusets import parse_cpuset
 from dockyard.server import placement
+from dockyard.server.agent_proxy import HostTarget, host_target
 from dockyard.server.context import ServerContext
 from dockyard.server.instances import touch_shared
-from dockyard.server.snapshots import host_target, named_volumes
-from dockyard.server.transfers import HostTarget
+from dockyard.server.snapshots import named_volumes
 from dockyard.store import events, hosts, ledger, operations, records, revision
 from dockyard.store import instances as instance_rows
 from dockyard.store import volumes as volume_rows

@@ -23,18 +23,10 @@ from dockyard.model.instance import InstanceCreate, InstanceState, VolumeSpec
 from dockyard.model.snapshot import Snapshot, SnapshotCreate, SnapshotVolume
 from dockyard.model.volume import docker_volume_name
 from dockyard.server import instances
+from dockyard.server.agent_proxy import AgentClient, host_target
 from dockyard.server.context import ServerContext
-from dockyard.server.transfers import HostTarget
 from dockyard.store import events, quotas, records
-from dockyard.store.tables import HostRow, InstanceRow, ProjectRow, SnapshotRow, VolumeRow
-
-
-def host_target(ctx: ServerContext, sess: Session, host_id: str | None,
-                what: str) -> HostTarget:
-    host = sess.get(HostRow, host_id) if host_id else None
-    if host is None or host.state != "up" or not host.api_url:
-        raise Conflict(f"{what}: its host is not up")
-    return HostTarget(host.name, host.api_url, host.api_secret, ctx.agents.verify)
+from dockyard.store.tables import InstanceRow, ProjectRow, SnapshotRow, VolumeRow
 
 
 def snapshot_dir(ctx: ServerContext, snapshot_id: str) -> Path:
@@ -57,7 +49,7 @@ def named_volumes(sess: Session, row: InstanceRow) -> list[tuple[VolumeSpec, str
 
 
 def _plan(ctx: ServerContext, project_id: str, ref: str,
-          body: SnapshotCreate) -> tuple[SnapshotRow, HostTarget, list[tuple[VolumeSpec, str]]]:
+          body: SnapshotCreate) -> tuple[SnapshotRow, AgentClient, list[tuple[VolumeSpec, str]]]:
     if not ctx.registry.address:
         raise InvalidRequest("this cluster has no image registry")
     with ctx.db.session() as sess:

@@ -32,9 +32,9 @@ from dockyard.model.validators import (
     check_image_ref,
 )
 from dockyard.server import auth, image_access
+from dockyard.server.agent_proxy import HostTarget
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
-from dockyard.server.transfers import HostTarget
 from dockyard.store import hosts, images
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
