@@ -8,9 +8,10 @@ undeclared methods; missing parameters) and 25 generated cases per operation, po
 negative, from a fixed seed (`DOCKYARD_FUZZ_SEED` picks another one); under `make soak` 100
 per operation from a fresh seed (tests/budget.py). Excluded: the agent
 feed (host tokens, machine traffic) and the console websocket; the image import runs on its
-own without positive data acceptance (see IMPORT). Long polls and follows are
-pinned off (`wait=0`, `follow=false`): they would hold every example. Whatever the fuzzer
-created is removed at the end; a subnet overlapping a host route is refused with 409."""
+own without positive data acceptance (see IMPORT), and so does a stack deploy (DEPLOY). Long
+polls and follows are pinned off (`wait=0`, `follow=false`): they would hold every example.
+Whatever the fuzzer created is removed at the end; a subnet overlapping a host route is
+refused with 409."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from tests.budget import loop_count, loop_seed
 from tests.integration.dockyard_env import VENV_BIN, Dockyard
 
 # what the fuzzer may have made, by list path → (item key used in the delete path, delete path)
-CREATED = {"/v1/instances": "/v1/instances/{}", "/v1/volumes": "/v1/volumes/{}",
+CREATED = {"/v1/stacks": "/v1/stacks/{}", "/v1/instances": "/v1/instances/{}",
+           "/v1/volumes": "/v1/volumes/{}",
            "/v1/networks": "/v1/networks/{}", "/v1/alerts/rules": "/v1/alerts/rules/{}",
            "/v1/webhooks": "/v1/webhooks/{}", "/v1/hosts": "/v1/hosts/{}",
            "/v1/projects": "/v1/projects/{}"}
@@ -45,6 +47,12 @@ CONFIG = """\
 # The one exception to positive data acceptance: an image import's body is a `docker save`
 # archive, and no JSON Schema can say which bytes make one (random bytes are refused 422).
 IMPORT = "^/v1/images/import$"
+# And a stack deploy's body: the compose model the CLI loaded, whose rules cross fields (a
+# service's name is its key, a replica's name `STACK-SERVICE-N` fits 63 characters, depends_on
+# names declared services and has no cycle, a service's networks are the stack's); JSON Schema
+# states each field, not these, so a schema-valid body may still be refused with a 422 naming
+# them. Every other check runs on it.
+DEPLOY = "POST /v1/stacks"
 
 
 def _names(api: ApiClient) -> dict[str, set[str]]:
@@ -57,13 +65,15 @@ def _names(api: ApiClient) -> dict[str, set[str]]:
 
 
 def _remove_new(api: ApiClient, before: dict[str, set[str]]) -> None:
-    """Instances first (they hold volumes and addresses), networks and projects last."""
+    """Stacks first (they hold instances), then instances (they hold volumes and addresses),
+    networks and projects last."""
     for path, template in CREATED.items():
         for ref in _names(api)[path] - before[path]:
             with contextlib.suppress(DockyardError):
                 api.request("DELETE", template.format(ref),
                             params={"force": "true", "wait": "true"}
-                            if path == "/v1/instances" else None)
+                            if path == "/v1/instances" else
+                            {"wait": "true"} if path == "/v1/stacks" else None)
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +109,17 @@ def _schemathesis(target: Dockyard, workdir: Path, *select: str) -> None:
 
 @pytest.mark.soak
 def test_api_conforms(fuzz_target: Dockyard, tmp_path: Path) -> None:
-    _schemathesis(fuzz_target, tmp_path, "--exclude-path-regex", f"{EXCLUDED}|{IMPORT}")
+    _schemathesis(fuzz_target, tmp_path, "--exclude-path-regex", f"{EXCLUDED}|{IMPORT}",
+                  "--exclude-name", DEPLOY)
 
 
 def test_image_import_conforms(fuzz_target: Dockyard, tmp_path: Path) -> None:
     _schemathesis(fuzz_target, tmp_path, "--include-path-regex", IMPORT,
+                  "--exclude-checks", "positive_data_acceptance")
+
+
+def test_stack_deploy_conforms(fuzz_target: Dockyard, tmp_path: Path) -> None:
+    _schemathesis(fuzz_target, tmp_path, "--include-name", DEPLOY,
                   "--exclude-checks", "positive_data_acceptance")
 
 

@@ -9,6 +9,7 @@ seconds. Replicas of service `web` in stack `shop` are the instances `shop-web-1
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from enum import StrEnum
 from typing import Annotated
@@ -32,15 +33,15 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m":
 def parse_duration(value: str | int | float) -> float:
     """Seconds from a Go/Compose duration: `1m30s`, `500ms`, `2h`, `10s`; a bare number is
     seconds. Raises ValueError with a readable text."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("a duration is written like 30s, 1m30s or 500ms")
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration must not be negative")
-        return float(value)
+        return _finite(float(value))
     text = value.strip()
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
+        return _finite(float(text))
     pos, total = 0, 0.0
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos:
@@ -49,7 +50,13 @@ def parse_duration(value: str | int | float) -> float:
         pos = match.end()
     if pos != len(text) or not text:
         raise ValueError(f"{value!r} is not a duration (write e.g. 30s, 1m30s, 500ms)")
-    return total
+    return _finite(total)
+
+
+def _finite(seconds: float) -> float:
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
+    return seconds
 
 
 class Frozen(BaseModel):
