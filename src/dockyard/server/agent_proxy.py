@@ -177,9 +177,6 @@ class AgentClient(HttpClient):
         return float(reply["started"])
 
 
-HostTarget = AgentClient  # the name migrate, evacuate and the image import build it by
-
-
 class AgentProxy:
     """The server's connection pool to every agent (`ctx.agents`), closed at shutdown."""
 
@@ -249,4 +246,4 @@ def host_target(ctx: ServerContext, sess: Session, host_id: str | None,
     return ctx.agents.to(host.name, host.api_url, host.api_secret, LONG)
 
 
-__all__ = ["AgentClient", "AgentProxy", "DockyardError", "HostTarget", "host_target"]
+__all__ = ["AgentClient", "AgentProxy", "DockyardError", "host_target"]

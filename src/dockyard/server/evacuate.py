@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from dockyard.errors import BackendError, Conflict, DockyardError, NotFound
 from dockyard.model.instance import DesiredState, InstanceState
 from dockyard.server import image_access, placement
-from dockyard.server.agent_proxy import HostTarget
+from dockyard.server.agent_proxy import AgentClient
 from dockyard.server.context import ServerContext
 from dockyard.server.migrate import choose_target
 from dockyard.server.placement import host_is_up
@@ -105,7 +105,7 @@ def _move_in(ctx: ServerContext, sess: Session, instance_id: str,
     row.image = snap.image if snap else row.image
     row.state = InstanceState.starting
     folder = snapshot_dir(ctx, snap.id) if snap else None
-    tgt = HostTarget(target.name, target.api_url, target.api_secret,
+    tgt = AgentClient(target.name, target.api_url, target.api_secret,
                      ctx.agents.verify)
     for docker_name, path in _rebind_volumes(sess, row, target.id, snap, folder):
         tgt.restore_from(docker_name, path)  # before the commit: filled before creation

@@ -40,7 +40,7 @@ from dockyard.model.live import CriuFacts, HostFacts, PreflightReport, evaluate,
 from dockyard.scheduler import explain
 from dockyard.server import migrate as cold
 from dockyard.server import placement
-from dockyard.server.agent_proxy import HostTarget, host_target
+from dockyard.server.agent_proxy import AgentClient, host_target
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import _desired, _network, _peers
 from dockyard.server.placement import cluster_view
@@ -62,7 +62,7 @@ FACTS_TIMEOUT = 90.0  # `criu check` may take a while on a loaded host
 # ------------------------------------------------------------------------------ preflight
 
 
-def host_facts(host: HostTarget, instance_id: str | None) -> HostFacts:
+def host_facts(host: AgentClient, instance_id: str | None) -> HostFacts:
     try:
         raw = host.call("GET", "/v1/live/facts", timeout=FACTS_TIMEOUT,
                         params={"instance_id": instance_id} if instance_id else {})
@@ -94,7 +94,7 @@ def _capacity(ctx: ServerContext, row: InstanceRow, to: str | None) -> tuple[str
         return verdicts[0].name, "; ".join(f"{v.name}: {v.reason}" for v in verdicts)
 
 
-def _target(ctx: ServerContext, name: str) -> HostTarget:
+def _target(ctx: ServerContext, name: str) -> AgentClient:
     with ctx.db.session() as sess:
         host = sess.scalar(select(HostRow).where(HostRow.name == name))
         return host_target(ctx, sess, host.id if host else None, f"host {name}")
@@ -107,7 +107,7 @@ def check(ctx: ServerContext, project_id: str, ref: str, to: str | None) -> Pref
         source = host_target(ctx, sess, row.host_id, f"instance {row.name}")
     target_name, capacity = _capacity(ctx, row, to)
     try:
-        target: HostTarget | None = _target(ctx, target_name)
+        target: AgentClient | None = _target(ctx, target_name)
     except DockyardError:
         target = None
     with ThreadPoolExecutor(2) as pool:
@@ -230,7 +230,7 @@ def _run(ctx: ServerContext, op_id: str, instance_id: str, checkpoint: str,
             "restore": restored}
 
 
-def _keep_rootfs(ctx: ServerContext, op_id: str, instance_id: str, dst: HostTarget,
+def _keep_rootfs(ctx: ServerContext, op_id: str, instance_id: str, dst: AgentClient,
                  gen: int) -> None:
     try:
         image = cold._commit_image(ctx, instance_id, dst, gen)

@@ -35,7 +35,7 @@ from dockyard.model.volume import docker_volume_name
 from dockyard.scheduler import PlacementRequest
 from dockyard.scheduler.cpusets import parse_cpuset
 from dockyard.server import placement
-from dockyard.server.agent_proxy import HostTarget, host_target
+from dockyard.server.agent_proxy import AgentClient, host_target
 from dockyard.server.context import ServerContext
 from dockyard.server.instances import touch_shared
 from dockyard.server.snapshots import named_volumes
@@ -120,14 +120,14 @@ def step(ctx: ServerContext, op_id: str, name: str, **data: Any) -> None:
     faults.point(f"server.migrate.{name}")
 
 
-def _targets(ctx: ServerContext, op_id: str) -> tuple[dict[str, Any], HostTarget, HostTarget]:
+def _targets(ctx: ServerContext, op_id: str) -> tuple[dict[str, Any], AgentClient, AgentClient]:
     with ctx.db.session() as sess:
         op = operations.get(sess, op_id)
         assert op is not None
         plan = dict(op.steps[0]["target"])
         ends = [hosts.get(sess, plan[k]) for k in ("source_id", "target_id")]
-        src, dst = (HostTarget(h.name, h.api_url, h.api_secret, ctx.agents.verify) if h else
-                    HostTarget("?", "", "") for h in ends)
+        src, dst = (AgentClient(h.name, h.api_url, h.api_secret, ctx.agents.verify) if h else
+                    AgentClient("?", "", "") for h in ends)
         return plan, src, dst
 
 
@@ -186,7 +186,7 @@ def _image(ctx: ServerContext, instance_id: str) -> str:
         return row.image if row else ""
 
 
-def _commit_image(ctx: ServerContext, instance_id: str, src: HostTarget, gen: int) -> str:
+def _commit_image(ctx: ServerContext, instance_id: str, src: AgentClient, gen: int) -> str:
     with ctx.db.session() as sess:
         row = instance_rows.get(sess, instance_id)
         assert row is not None
@@ -194,7 +194,7 @@ def _commit_image(ctx: ServerContext, instance_id: str, src: HostTarget, gen: in
     return src.commit(instance_id, target, pause=False)
 
 
-def _remove_source(src: HostTarget, instance_id: str, generation: int,
+def _remove_source(src: AgentClient, instance_id: str, generation: int,
                    volumes: list[str]) -> None:
     try:
         src.discard(instance_id, generation)

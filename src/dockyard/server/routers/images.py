@@ -32,7 +32,7 @@ from dockyard.model.validators import (
     check_image_ref,
 )
 from dockyard.server import auth, image_access
-from dockyard.server.agent_proxy import HostTarget
+from dockyard.server.agent_proxy import AgentClient
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.store import hosts, images
@@ -146,7 +146,7 @@ async def import_image(name: Annotated[str, Query(
     if registry or not repo or not LOCAL_IMAGE_RE.match(name):
         raise InvalidRequest(f"{name}: give NAME:TAG without a registry")
     image_access.check_write(caller, await run_in_threadpool(_repo, ctx, repo))
-    target = HostTarget(*await run_in_threadpool(_push_host, ctx, host), ctx.agents.verify)
+    target = AgentClient(*await run_in_threadpool(_push_host, ctx, host), ctx.agents.verify)
     ref = await target.load_image(f"{repo}:{tag}", request.stream())
     return {"ref": ref, "host": target.name}
 
