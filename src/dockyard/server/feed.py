@@ -191,12 +191,15 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
 def report(instance_id: str, body: ObservedState, caller: Caller = Depends(auth.host),
            ctx: ServerContext = Depends(auth.context)) -> None:
     faults.point("server.report.before_apply")
-    with ctx.db.session() as sess:
+
+    def work(sess: Session) -> None:
         host = _host(sess, caller)
         row = instance_rows.get(sess, instance_id)
         if row is None or row.host_id != host.id:
             raise NotFound(f"instance {instance_id} is not on host {host.name}")
         apply_report(sess, row, body, host.name)
+
+    ctx.db.transact(work)
     ctx.notifier.bump(instance_id)
 
 

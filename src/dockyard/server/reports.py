@@ -39,6 +39,10 @@ def _satisfied(op: OperationRow, obs: ObservedState) -> bool:
 
 
 def _remove(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str) -> None:
+    # the revision row is locked first, as every writer that bumps it does before the instance
+    # rows: `touch_shared` below locks the host's other instances, and a delete of one of them
+    # holding its row while waiting for the revision would otherwise deadlock with this
+    rev = revision.bump(sess)
     ledger.release_instance(sess, row.id)
     had_cores = int(row.limits.get("cores", 0)) > 0
     failed = obs.failed_create and row.desired_state != DesiredState.deleted
@@ -54,7 +58,6 @@ def _remove(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str)
     host_id = row.host_id
     sess.delete(row)
     sess.flush()
-    rev = revision.bump(sess)
     meta.put(sess, meta.NETWORKS_REVISION, str(rev))  # one peer fewer in /etc/hosts
     if had_cores and host_id:
         touch_shared(sess, host_id, rev)
