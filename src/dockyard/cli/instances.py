@@ -136,17 +136,23 @@ def launch(
 
 
 def _launch(body: dict[str, Any], wait: bool, as_json: bool) -> None:
+    """On a terminal a spinner while the server waits, and the name in green; to a pipe or a
+    file the same line in plain text, without importing Rich (issue 18: start-up time)."""
+    terminal = sys.stdout.isatty()
     with client() as api:
-        if wait and not as_json:
+        if wait and not as_json and terminal:
             with console.status(f"launching {body['name']} …", spinner="dots"):
                 inst = api.post("/v1/instances", body, wait="true")
         else:
             inst = api.post("/v1/instances", body, wait=str(wait).lower())
     if as_json:
         print_json(inst)
+        return
+    rest = f"{inst['state']} on {inst['host']} ip {inst['ip']} mac {inst['mac']}"
+    if terminal:
+        console.print(f"[green]{inst['name']}[/green] {rest}")
     else:
-        console.print(f"[green]{inst['name']}[/green] {inst['state']} on {inst['host']} "
-                      f"ip {inst['ip']} mac {inst['mac']}")
+        print(f"{inst['name']} {rest}")
 
 
 def list_(as_json: JsonOpt = False) -> None:
