@@ -158,10 +158,10 @@ def _launch(body: dict[str, Any], wait: bool, as_json: bool) -> None:
 def list_(as_json: JsonOpt = False) -> None:
     """List instances."""
     with client() as api:
-        if as_json:
-            print_json(api.get("/v1/instances", limit=1000))
-            return
         items = api.list_all("/v1/instances", limit=1000)
+    if as_json:
+        print_json({"items": items, "next": None})
+        return
     table(items, [("NAME", lambda r: r["name"]), ("STATE", lambda r: r["state"]),
                   ("IP", lambda r: r["ip"]), ("HOST", lambda r: r["host"]),
                   ("IMAGE", lambda r: r["image"]), ("CPUSET", lambda r: r["limits"]["cpuset"]),
@@ -333,10 +333,10 @@ def events(name: Annotated[str | None, typer.Argument()] = None,
     """Events of one instance, or of the whole cluster (instances and hosts)."""
     path = f"/v1/instances/{name}/events" if name else "/v1/events"
     with client() as api:
-        if as_json and not follow:
-            print_json(api.get(path, limit=1000))
-            return
         items = api.list_all(path, limit=1000)
+        if as_json and not follow:
+            print_json({"items": items, "next": None})
+            return
         if follow:
             last = max((int(e["id"]) for e in items), default=0)
             for event in items if not as_json else []:
