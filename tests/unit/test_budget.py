@@ -63,8 +63,10 @@ def test_passes():
 
 def _through_conftest(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
                       env: dict[str, str]) -> pytest.RunResult:
-    """One passing test run under the suite's conftest hooks with `env` (not under CI)."""
+    """One passing test run under the suite's conftest hooks with `env` (not under CI, and
+    not timed from the start `make test` exported for the run this test is part of)."""
     monkeypatch.setenv("CI", "")
+    monkeypatch.delenv(STARTED_ENV, raising=False)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
