@@ -508,6 +508,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         _stop(run)
         api.shutdown()
+        api.server_close()
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
     return result

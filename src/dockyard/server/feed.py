@@ -235,8 +235,12 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
             answer_at = None
     if answer_at is not None or not (reply.instances or reply.networks or timeout == 0
                                      or (full and since == 0)):
-        await _hold(ctx, host, since, token, min(timeout, watch_timeout(ctx.settings)),
-                    answer_at)
+        ctx.pacer.held(1)
+        try:
+            await _hold(ctx, host, since, token, min(timeout, watch_timeout(ctx.settings)),
+                        answer_at)
+        finally:
+            ctx.pacer.held(-1)
         reply = await run_in_threadpool(_changes, ctx, host, since, False, peers)
     if full:
         reply = await run_in_threadpool(_changes, ctx, host, since, True, peers)
