@@ -43,6 +43,7 @@ import os
 import queue
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -501,8 +502,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             result["steady"] = _steady(run, args.steady)
             run.log(f"steady: {result['steady']}")
             if args.launches:
-                result["burst"] = _burst(run, args.launches, args.clients, admin)
-                run.log(f"burst: {result['burst']}")
+                try:
+                    result["burst"] = _burst(run, args.launches, args.clients, admin)
+                    run.log(f"burst: {result['burst']}")
+                except (TimeoutError, RuntimeError) as exc:  # the steady state still counts
+                    result["burst_error"] = str(exc)
+                    run.log(f"burst failed: {exc}")
             result["errors"] = dict(run.totals.errors)
             result["db_bytes"] = _db_size(db_url, home)
     finally:
@@ -567,12 +572,14 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary HOME")
     ap.add_argument("--label", default="", help="a name for this run's row (e.g. a variant)")
     args = ap.parse_args()
+    # a `timeout` around the run: stop the server and the workers on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("hollow: terminated"))
     result = measure(args)
     print(json.dumps(result, indent=1))
     if args.out is not None:
         with args.out.open("a") as f:
             f.write(json.dumps(result) + "\n")
-    return 1 if result["errors"] else 0
+    return 1 if result["errors"] or "burst_error" in result else 0
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ HEADER = [
 
 
 def row(r: dict[str, Any]) -> str:
-    s, b = r["steady"], r.get("burst", {})
+    s, b = r["steady"], r.get("burst", {"launches": "failed: " + r.get("burst_error", "-")})
     rates = s["requests_per_s"]
     return (f"| {r['hosts']:,} | {r['db']} | {s['server_cpu_cores']:.2f} | "
             f"{s['server_rss_mib']:.0f} | {sum(rates.values()):.0f} (watch "
