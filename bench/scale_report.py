@@ -82,9 +82,10 @@ def plot(results: list[dict[str, Any]], out: Path) -> bool:
 
 def main() -> int:
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else BENCH / "scale.jsonl"
-    results = newest([json.loads(line) for line in source.read_text().splitlines() if line])
+    lines_in = source.read_text().splitlines() if source.exists() else []
+    results = newest([json.loads(line) for line in lines_in if line])
     lines = [*HEADER, *(row(r) for r in results)]
-    if plot(results, BENCH / "scale.png"):
+    if results and plot(results, BENCH / "scale.png"):
         lines += ["", "![server CPU and watch latency against hosts](scale.png)"]
     notes = BENCH / "SCALE_NOTES.md"
     if notes.exists():
