@@ -19,9 +19,9 @@ from dockyard.agent.hostfiles import render_hosts
 from dockyard.agent.peers import PeerBook
 from dockyard.config import ServerSettings
 from dockyard.model.agent import Peer, WatchReply
+from dockyard.server import wakeups
 from dockyard.server.app import create_app
 from dockyard.server.bootstrap import init_store, mint_admin_token, mint_host_token
-from dockyard.server import wakeups
 from dockyard.server.context import ServerContext
 from dockyard.server.peers import PeerJournal
 from tests.unit.asgi import AppClient
