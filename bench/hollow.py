@@ -538,6 +538,9 @@ def _db_size(url: str, home: Path) -> int:
 
 
 def _stop(run: _Run) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second `timeout` signal: finish this
+    if run.server is not None and run.server.poll() is None:
+        run.server.terminate()  # first: it must never outlive the run
     if run.stop is not None:
         run.stop.set()
     for w in run.workers:
