@@ -1,7 +1,7 @@
 # Dockyard: two commands on a fresh Debian 12 machine, as root.
 #   make up    set the machine up, then run `dockyard up` in the foreground
 #   make test  set the machine up, then run the whole test suite
-.PHONY: up test setup unit integration lint bench soak clean
+.PHONY: up test setup unit integration lint bench bench-scale soak clean
 
 PY := .venv/bin
 DOCKYARD_UP_ARGS ?=
@@ -56,3 +56,12 @@ soak: setup
 
 clean:
 	rm -rf .venv build dist src/*.egg-info
+
+# not in `make test`: hollow agents (bench/hollow.py) against one server at 100, 1,000 and
+# 3,000 hosts on SQLite and PostgreSQL; results appended to bench/scale.jsonl
+SCALE_SIZES ?= 100 1000 3000
+bench-scale: setup
+	for n in $(SCALE_SIZES); do for db in sqlite postgres; do \
+	  flock -x /tmp/dockyard-heavy.lock timeout 900 $(PY)/python bench/hollow.py --hosts $$n \
+	    --db $$db --launches 300 --out bench/scale.jsonl || exit 1; done; done
+	$(PY)/python bench/scale_report.py bench/scale.jsonl

@@ -57,6 +57,8 @@ class ServerSettings:
     registry_managed: bool = False
     registry_address: str = ""  # HOST:PORT hosts' engines reach /v2/ at; "" = the listen one
     tls_dir: Path | None = None  # serve HTTPS with the cluster CA kept here (see dockyard/tls.py)
+    rate_limit: float = 0.0  # calls a second per API token (server/ratelimit.py); 0 = off
+    rate_burst: int = 200  # calls a token may make at once before the rate applies
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'dockyard.db'}"

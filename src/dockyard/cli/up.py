@@ -73,6 +73,10 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                                     "cluster CA in HOME/tls (created when missing; agents "
                                     "get --ca HOME/tls/ca.pem); --no-tls: plain HTTP, for a "
                                     "TLS proxy in front"),
+           rate_limit: float = typer.Option(0.0, help="calls a second per API token before "
+                                            "429 + Retry-After (0: no limit; the agent feed "
+                                            "and /v2/ never limited)"),
+           rate_burst: int = typer.Option(200, help="calls a token may make at once"),
            verbose: bool = False) -> None:
     """Run the API server in the foreground."""
     from dockyard.server.app import run_server
@@ -86,7 +90,8 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                               registry_url=registry or "",
                               registry_managed=registry is None,
                               registry_address=registry_address,
-                              tls_dir=home / "tls" if tls else None))
+                              tls_dir=home / "tls" if tls else None,
+                              rate_limit=rate_limit, rate_burst=rate_burst))
 
 
 def agent(server_url: str = typer.Option(..., "--server", help="server URL"),

@@ -68,7 +68,10 @@ class DesiredNetwork(BaseModel):
     nat: bool = False
     peers: list[Peer] = Field(default_factory=list,
                               description="the network's instances (names resolve through "
-                                          "/etc/hosts)")
+                                          "/etc/hosts); in a delta reply (`peers_delta`) "
+                                          "only those added or changed")
+    peers_gone: list[str] = Field(default_factory=list, description="delta replies: the "
+                                  "addresses of the instances gone from the network")
 
 
 class DesiredInstance(BaseModel):
@@ -104,6 +107,12 @@ class WatchReply(BaseModel):
     full: bool = Field(description="true when `instances` is the whole desired state")
     instances: list[DesiredInstance]
     networks: list[DesiredNetwork]
+    peers_token: str = Field("", description="the peer state `networks` bring the agent to: "
+                             "sent back as `peers=` on the next watch (\"\": the agent sent "
+                             "none, and every peer list is whole, in instances too)")
+    peers_delta: bool = Field(False, description="the networks' peers are the changes since "
+                              "the agent's `peers=` token (else whole lists); the instances' "
+                              "own network then carries no peers")
 
 
 class ObservedState(BaseModel):

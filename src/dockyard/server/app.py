@@ -20,6 +20,7 @@ from dockyard.server.bootstrap import init_store, private_home
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
 from dockyard.server.notifier import Notifier
+from dockyard.server.ratelimit import RateLimitMiddleware, TokenBuckets
 from dockyard.server.registry import RegistryProcess
 from dockyard.server.registry import client as registry_client
 from dockyard.server.registry_proxy import RegistryProxy
@@ -91,6 +92,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     api_errors.install(app)
     api_errors.document(app)
     app.add_middleware(audit.AuditMiddleware, ctx=ctx)
+    if settings.rate_limit > 0:  # outside the audit: a refused call costs no row
+        app.add_middleware(RateLimitMiddleware,
+                           buckets=TokenBuckets(settings.rate_limit, settings.rate_burst))
     app.include_router(cluster.router)
     app.include_router(projects.router)
     app.include_router(instances.router)
