@@ -278,3 +278,21 @@ def test_delete_asks_for_confirmation_first(console: Console) -> None:
     reply = console.post("/instances/web/delete", cookie, {"csrf_token": console.csrf(cookie)})
     assert reply.status_code == 200 and 'name="confirm" value="yes"' in reply.text
     assert console.instance().desired_state == "running"
+
+
+# ------------------------------------------------------------------------------- audit
+
+
+def test_console_posts_are_in_the_audit_log_refused_ones_too(console: Console) -> None:
+    cookie = console.login(console.admin)
+    console.post("/instances/web/stop", cookie, {})
+    console.post("/instances/web/stop", cookie, {"csrf_token": console.csrf(cookie)})
+    reply = console.client.get("/v1/audit?limit=1000",
+                               headers={"Authorization": f"Bearer {console.admin}"})
+    rows = [(r["method"], r["path"], r["status"], r["role"], r["target"])
+            for r in reply.json()["items"] if r["path"] == "/instances/web/stop"]
+    assert rows[-2:] == [("POST", "/instances/web/stop", 403, "admin", "web"),
+                         ("POST", "/instances/web/stop", 303, "admin", "web")]
+    logins = [r for r in reply.json()["items"] if r["path"] == "/login"]
+    assert logins and logins[-1]["status"] == 303 and logins[-1]["role"] == "admin"
+    assert all(console.admin not in str(r) for r in reply.json()["items"])

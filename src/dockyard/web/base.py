@@ -8,6 +8,8 @@ do exactly what the caller's token may do through the API.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,8 +29,10 @@ from dockyard.model.units import format_size
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
-from dockyard.store import projects
+from dockyard.store import audit, projects
 from dockyard.web import session as sessions
+
+log = logging.getLogger(__name__)
 
 FORM_LIMIT = 64 * 1024  # bytes of a form body
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -96,6 +100,7 @@ def visit(request: Request) -> Visit:
     caller = sessions.caller_of(ctx, session) if session else None
     if session is None or caller is None:
         raise LoginRequired()
+    request.state.token_id = caller.token_id  # whose call the audit row names
     with ctx.db.read() as sess:
         row = projects.get(sess, caller.project_id)
         name = row.name if row else ""
@@ -117,9 +122,11 @@ async def form_of(request: Request) -> dict[str, str]:
     if len(body) > FORM_LIMIT:
         raise MalformedRequest("the form is too large")
     try:
-        return dict(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=200))
+        form = dict(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=200))
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedRequest(f"the form cannot be read: {exc}") from exc
+    request.state.form = form
+    return form
 
 
 async def posted(request: Request) -> Posted:
@@ -179,9 +186,26 @@ class PageRoute(APIRoute):
             except DockyardError as exc:
                 response = _error_page(request, exc)
             response.headers.update(SECURITY_HEADERS)
+            if request.method == "POST":
+                await asyncio.to_thread(_audit, request, response.status_code)
             return response
 
         return page
+
+
+def _audit(request: Request, status: int) -> None:
+    """Every console POST in the audit log, as the middleware records /v1 calls: refused
+    ones too (anonymous without a session), before the reply leaves."""
+    parts = [p for p in request.url.path.split("/") if p]
+    form: dict[str, str] = getattr(request.state, "form", {})
+    target = parts[1] if len(parts) >= 2 else form.get("name", form.get("project", ""))
+    call = audit.Call(token=None, method=request.method, path=request.url.path,
+                      status=status, target=target)
+    try:
+        with auth.context(request).db.session() as sess:
+            audit.record_for(sess, getattr(request.state, "token_id", None), call)
+    except Exception:  # the reply is made already: the log is all we can do
+        log.exception("cannot write the audit row of %s %s", call.method, call.path)
 
 
 SECURITY_HEADERS = {

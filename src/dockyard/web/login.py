@@ -71,6 +71,7 @@ async def login(request: Request) -> Response:
                                           sessions.now())
     except DockyardError as exc:
         return _login_page(request, exc.message, exc.status)
+    request.state.token_id = session.token_id
     response = redirect(_safe_next(form.get("next", "/")))
     set_cookie(request, response, sessions.COOKIE, sessions.seal(key_of(request), session),
                sessions.TTL)
