@@ -7,17 +7,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from dockyard.config import ServerSettings
+from dockyard.model.stats import InstanceSample
 from dockyard.server.app import create_app
 from dockyard.server.bootstrap import init_store, mint_admin_token
 from dockyard.server.context import ServerContext
 from dockyard.store import projects, tokens
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
+from dockyard.web import instances as web_instances
 from dockyard.web import session as sessions
+from dockyard.web.charts import POINTS, series
 from tests.unit.asgi import AppClient
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -75,6 +79,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
                              network_id="n1", image="img", hostname="web", ip="10.0.0.2",
                              mac="02:00:00:00:00:02", state="running",
                              desired_state="running", generation=1))
+        sess.add(InstanceRow(id="i2", name="zeta", project_id=project, host_id=None,
+                             network_id="n1", image="img", hostname="zeta", ip="10.0.0.3",
+                             mac="02:00:00:00:00:03", state="stopped",
+                             desired_state="stopped", generation=1))
         other = projects.create(sess, "other")
         member = tokens.mint(sess, "member", project_id=other.id, description="member")
     yield Console(AppClient(app), ctx, mint_admin_token(ctx.db, project), member,
@@ -296,3 +304,82 @@ def test_console_posts_are_in_the_audit_log_refused_ones_too(console: Console) -
     logins = [r for r in reply.json()["items"] if r["path"] == "/login"]
     assert logins and logins[-1]["status"] == 303 and logins[-1]["role"] == "admin"
     assert all(console.admin not in str(r) for r in reply.json()["items"])
+
+
+# ------------------------------------------------------------------------------ charts
+
+
+def _sample(seconds: float, cpu: float | None, rss: int | None) -> InstanceSample:
+    return InstanceSample(instance_id="i1", time=T0 + timedelta(seconds=seconds),
+                          cpu_seconds=cpu, memory_rss_bytes=rss, memory_cache_bytes=None,
+                          memory_limit_bytes=1000)
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("samples", "cpu", "rss"), [
+    # CPU is the counter's rate between samples: 2 s of CPU in 4 s of time is 0.5 core
+    ([_sample(0, 10, 100), _sample(4, 12, 300)], [None, 0.5], [100.0, 300.0]),
+    # a counter that drops (the instance restarted) gives no CPU point, not a negative one
+    ([_sample(0, 10, 100), _sample(4, 1, 100)], [None, None], [100.0, 100.0]),
+    # two samples in one bucket: their mean
+    ([_sample(0, 0, 100), _sample(1, 1, 300)], [1.0], [200.0]),
+    # a sample without memory leaves that bucket's rss empty
+    ([_sample(0, 0, None), _sample(4, 4, None)], [None, 1.0], [None, None]),
+])
+def test_chart_series(samples: list[InstanceSample], cpu: list[float | None],
+                      rss: list[float | None]) -> None:
+    out = series(samples, T0, T0 + timedelta(seconds=8), points=4)  # buckets of 2 s
+    assert out["cpu"] == cpu and out["rss"] == rss
+    assert out["limit"] == [1000.0] * len(rss)
+    assert out["time"] == sorted(out["time"]) and len(out["time"]) == len(rss)
+
+
+def test_a_young_instance_gets_a_point_per_sample_in_a_long_window() -> None:
+    young = [_sample(s, s, 100) for s in range(3000, 3010)]  # 10 s of a 1-hour window
+    out = series(young, T0, T0 + timedelta(seconds=3010))
+    assert len(out["time"]) == 10 and out["cpu"][1:] == [1.0] * 9
+
+
+def test_a_week_of_samples_is_at_most_the_charts_buckets() -> None:
+    week = [_sample(s, s / 10, 100) for s in range(0, 7 * 86400, 60)]
+    out = series(week, T0, T0 + timedelta(days=7))
+    assert len(out["time"]) == POINTS
+    assert all(abs(v - 0.1) < 1e-9 for v in out["cpu"] if v is not None)
+
+
+def test_chart_data_is_scoped_like_the_api(console: Console) -> None:
+    admin, member = console.login(console.admin), console.login(console.member)
+    reply = console.get("/instances/web/stats?range=24h", admin)
+    assert reply.status_code == 200 and set(reply.json()) == {"time", "cpu", "rss", "cache",
+                                                               "limit"}
+    assert console.get("/instances/web/stats", member).status_code == 404
+    reply = console.get("/instances/web/stats?range=1y", admin)
+    assert reply.status_code == 422 and "one of 1h, 24h, 7d" in reply.text
+
+
+# -------------------------------------------------------------------- overview, pages
+
+
+def test_the_overview_counts_states_as_the_api_shows_them(console: Console) -> None:
+    # host a never sent a heartbeat: its instance shows `unknown`, as in GET /v1/instances
+    admin = console.login(console.admin)
+    page = console.get("/", admin).text
+    assert '<span class="state state-unknown">unknown</span> 1' in page
+    assert '<span class="state state-stopped">stopped</span> 1' in page
+    assert "state-running" not in page
+    member = console.get("/", console.login(console.member)).text
+    assert "No instances." in member and "state-stopped" not in member
+
+
+def test_the_instance_list_pages_by_name(console: Console,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_instances, "PAGE", 1)
+    admin = console.login(console.admin)
+    first = console.get("/instances", admin).text
+    assert 'data-name="web"' in first and 'data-name="zeta"' not in first
+    assert 'href="/instances?after=web"' in first
+    second = console.get("/instances?after=web", admin).text
+    assert 'data-name="zeta"' in second and 'data-name="web"' not in second
+    assert 'hx-get="/instances?part=rows&amp;after=web"' in second  # the poll keeps its page

@@ -8,7 +8,6 @@ project's instance is not found (404), as in the API.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -23,30 +22,31 @@ from dockyard.server.snapshots import prepare_launch
 from dockyard.store import events, records
 from dockyard.store import instances as instance_rows
 from dockyard.web.base import PageRoute, Posted, Visit, invalid, posted, redirect, render, visit
+from dockyard.web.charts import RANGES
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-LIST_LIMIT = 1000  # instances on one page (the API's largest page)
+PAGE = 100  # instances on one page (the API's default page)
 EVENTS_SHOWN = 30
 
 
-def project_instances(seen: Visit) -> list[Instance]:
+def project_instances(seen: Visit, after: str = "") -> tuple[list[Instance], str | None]:
+    """A page of the project's instances by name, and the name the next page starts after."""
     with seen.ctx.db.read() as sess:
-        rows, _ = instance_rows.page(sess, seen.caller.project, "", LIST_LIMIT)
-        return [hosts.instance_view(sess, r, seen.ctx.settings) for r in rows]
-
-
-def state_counts(items: list[Instance]) -> list[tuple[str, int]]:
-    return sorted(Counter(i.state.value for i in items).items())
+        rows, more = instance_rows.page(sess, seen.caller.project, after, PAGE)
+        items = [hosts.instance_view(sess, r, seen.ctx.settings) for r in rows]
+    return items, rows[-1].name if more else None
 
 
 @router.get("/instances")
 def instance_list(request: Request, seen: Visit = Depends(visit)) -> Response:
-    items = project_instances(seen)
+    after = request.query_params.get("after", "")
+    items, following = project_instances(seen, after)
+    values = {"items": items, "after": after, "following": following}
     if request.query_params.get("part") == "rows":  # the table's htmx poll
-        return render(request, "_instance_rows.html", {"items": items}, seen=seen)
+        return render(request, "_instance_rows.html", values, seen=seen)
     return render(request, "instances.html", {
-        "items": items, "form": {}, "message": "", "explained": None}, seen=seen)
+        **values, "form": {}, "message": "", "explained": None}, seen=seen)
 
 
 def _lines(text: str) -> list[str]:
@@ -99,10 +99,10 @@ async def launch(request: Request, form: Posted = Depends(posted)) -> Response:
         message, status = exc.message, exc.status
     else:
         message, status = "", 200
-    items = await run_in_threadpool(project_instances, seen)
+    items, following = await run_in_threadpool(project_instances, seen)
     return render(request, "instances.html", {
-        "items": items, "form": form.form, "message": message, "explained": explained},
-        status, seen=seen)
+        "items": items, "after": "", "following": following, "form": form.form,
+        "message": message, "explained": explained}, status, seen=seen)
 
 
 def _detail(seen: Visit, name: str) -> dict[str, Any]:
@@ -119,7 +119,10 @@ def instance_page(request: Request, name: str, seen: Visit = Depends(visit)) -> 
     values = _detail(seen, name)
     if request.query_params.get("part") == "live":  # the state block's htmx poll
         return render(request, "_instance_live.html", values, seen=seen)
-    return render(request, "instance.html", values, seen=seen)
+    window = request.query_params.get("range", "1h")
+    return render(request, "instance.html", {
+        **values, "ranges": list(RANGES), "range": window if window in RANGES else "1h"},
+        seen=seen)
 
 
 @router.post("/instances/{name}/{action}")
