@@ -17,6 +17,7 @@ from dockyard.model.stats import InstanceSample
 from dockyard.server.app import create_app
 from dockyard.server.bootstrap import init_store, mint_admin_token
 from dockyard.server.context import ServerContext
+from dockyard.store import instances as instance_rows
 from dockyard.store import projects, tokens
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
 from dockyard.web import instances as web_instances
@@ -383,3 +384,12 @@ def test_the_instance_list_pages_by_name(console: Console,
     second = console.get("/instances?after=web", admin).text
     assert 'data-name="zeta"' in second and 'data-name="web"' not in second
     assert 'hx-get="/instances?part=rows&amp;after=web"' in second  # the poll keeps its page
+
+
+def test_a_member_cannot_use_admin_powers_in_the_launch_form(console: Console) -> None:
+    member = console.login(console.member)
+    reply = console.post("/instances", member, {"csrf_token": console.csrf(member),
+                                                "name": "db", "image": "img", "host": "a"})
+    assert reply.status_code == 403 and "admin" in reply.text
+    with console.ctx.db.session() as sess:
+        assert not instance_rows.name_taken(sess, projects.ids_by_name(sess)["other"], "db")
