@@ -393,3 +393,13 @@ def test_a_member_cannot_use_admin_powers_in_the_launch_form(console: Console) -
     assert reply.status_code == 403 and "admin" in reply.text
     with console.ctx.db.session() as sess:
         assert not instance_rows.name_taken(sess, projects.ids_by_name(sess)["other"], "db")
+
+
+def test_a_form_that_is_not_one_is_refused(console: Console) -> None:
+    cookie = console.login(console.admin)
+    big = {"csrf_token": console.csrf(cookie), "name": "x" * (70 * 1024)}
+    assert console.post("/instances", cookie, big).status_code == 400
+    reply = console.client.post("/instances/web/stop", json={"csrf_token": "x"},
+                                headers={"cookie": f"dy_session={cookie}"})
+    assert reply.status_code == 400 and "application/x-www-form-urlencoded" in reply.text
+    assert console.instance().desired_state == "running"

@@ -118,9 +118,11 @@ def admin_visit(request: Request) -> Visit:
 async def form_of(request: Request) -> dict[str, str]:
     if request.headers.get("content-type", "").split(";")[0].strip() != FORM_TYPE:
         raise MalformedRequest(f"a form is sent as {FORM_TYPE}")
-    body = await request.body()
-    if len(body) > FORM_LIMIT:
-        raise MalformedRequest("the form is too large")
+    body = b""
+    async for chunk in request.stream():  # read no further than the limit
+        body += chunk
+        if len(body) > FORM_LIMIT:
+            raise MalformedRequest("the form is too large")
     try:
         form = dict(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=200))
     except (UnicodeDecodeError, ValueError) as exc:
