@@ -8,6 +8,7 @@ $DOCKYARD_ARTIFACTS/web (default: the temp dir's dockyard-artifacts/web)."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -25,6 +26,7 @@ ARTIFACTS = Path(os.environ.get("DOCKYARD_ARTIFACTS",
                                 Path(tempfile.gettempdir()) / "dockyard-artifacts")) / "web"
 WIDE = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+TWO_OR_MORE = re.compile(r"^([2-9]|[1-9][0-9]+)$")
 
 pytestmark = [requires(Path(CHROMIUM).exists(), "Debian's chromium", "scripts/setup.sh")]
 
@@ -40,10 +42,16 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
-def _page(browser: Browser) -> Page:
+def _page(browser: Browser, problems: list[str]) -> Page:
+    """A page of a new context (its own cookies); script errors and CSP refusals (the
+    console's policy allows no inline script or style) are added to `problems`."""
     context = browser.new_context(ignore_https_errors=True, viewport=WIDE)
     context.set_default_timeout(30_000)
-    return context.new_page()
+    page = context.new_page()
+    page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+    page.on("console", lambda msg: problems.append(msg.text)
+            if "Content Security Policy" in msg.text else None)
+    return page
 
 
 def _login(page: Page, dy: Dockyard, token: str) -> None:
@@ -86,7 +94,8 @@ def _member(dy: Dockyard) -> str:
 
 def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
                                                               browser: Browser) -> None:
-    page = _page(browser)
+    problems: list[str] = []
+    page = _page(browser, problems)
     _login(page, dy, dy.token())
     _shoot(page, "overview")
     for path in ("hosts", "projects"):
@@ -119,7 +128,7 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     with dy.api() as api:
         assert api.get(f"/v1/instances/{name}")["desired_state"] == "running"
 
-    member = _page(browser)
+    member = _page(browser, problems)
     _login(member, dy, _member(dy))
     reply = member.goto(f"{dy.url}/instances/{name}")
     assert reply is not None and reply.status == 404
@@ -130,7 +139,14 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     assert member.locator("nav a", has_text="Projects").count() == 0
     member.context.close()
 
-    page.goto(f"{dy.url}/instances/{name}")
+    page.goto(f"{dy.url}/instances/{name}")  # the charts: the samples stored since launch
+    for chart in ("#chart-memory", "#chart-cpu"):  # 2 points or more
+        expect(page.locator(chart)).to_have_attribute("data-points", TWO_OR_MORE,
+                                                      timeout=20_000)
+    assert page.evaluate("document.querySelector('#chart-memory').plot.data[1]"
+                         ".some(v => v > 0)")  # rss points
+    assert page.locator("#chart-memory canvas").count() == 1
+    _shoot(page, "instance-charts")
     page.get_by_label("New memory limit").fill("96M")
     page.get_by_role("button", name="Resize").click()
     expect(page.locator("#memory-limit")).to_have_text("96M")
@@ -146,3 +162,4 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     page.wait_for_url(f"{dy.url}/instances")
     expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(0, timeout=60_000)
     page.context.close()
+    assert problems == []
