@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from dockyard import api_errors
+from dockyard import api_errors, web
 from dockyard.config import ServerSettings, split_listen
 from dockyard.server import audit, console, live_migrate, migrate
 from dockyard.server.agent_proxy import AgentProxy
@@ -109,6 +109,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(stacks.router)
     app.include_router(audit.router)
     app.include_router(registry_proxy_router)  # /v2/: not in the OpenAPI schema
+    web.install(app, ctx)  # the web console at / (not in the OpenAPI schema)
     return app
 
 
