@@ -263,3 +263,89 @@ def test_forged_and_replayed_webhooks_queue_nothing(dy: Dockyard, git_server: Gi
     assert replayed.json()["queued"] is False and "replay" in replayed.json()["reason"]
     assert renamed.json()["queued"] is False
     assert len(_builds(dy)) == before
+
+
+def _state(dy: Dockyard, build_id: str) -> dict[str, Any]:
+    return dict(dy.ok("build", "show", build_id, "--json").json())
+
+
+def _until(dy: Dockyard, build_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (build := _state(dy, build_id))["state"] not in states:
+        assert time.monotonic() < deadline, build
+        time.sleep(0.2)
+    return build
+
+
+def _build_containers(marker: str) -> list[str]:
+    """Containers (any state) whose command holds `marker`: a build step's container."""
+    client = docker.from_env()
+    try:
+        return [c.name for c in client.containers.list(all=True)
+                if marker in " ".join(c.attrs["Config"].get("Cmd") or [])]
+    finally:
+        client.close()
+
+
+def _by_commit(dy: Dockyard, commit: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while not (found := [b for b in _builds(dy) if b["commit"] == commit]):
+        assert time.monotonic() < deadline, f"no build of {commit}"
+        time.sleep(0.2)
+    return found[0]
+
+
+def test_cancel_queue_supersede_and_follow(dy: Dockyard, git_server: GitServer,
+                                          repo: Repo) -> None:
+    """A running build is cancelled (its step's container killed); of two pushes queued
+    behind it the older is skipped, the newer built; `logs --follow` streams and ends."""
+    slow = git_server.push(_dockerfile(dy, "echo started-slow && sleep 120"), "slow")
+    first = _by_commit(dy, slow)
+    _until(dy, first["id"], {"running"})
+    follow = subprocess.Popen([str(Path(sys.executable).parent / "dockyard"), "build", "logs",
+                               first["id"], "--follow"], stdout=subprocess.PIPE, text=True,
+                              env=dy.env())
+    try:
+        assert follow.stdout is not None
+        deadline = time.monotonic() + 60
+        seen = ""
+        while "started-slow" not in seen:  # streamed while the build still runs
+            assert time.monotonic() < deadline, seen
+            seen += follow.stdout.readline()
+        assert _state(dy, first["id"])["state"] == "running"
+        older = git_server.push(_dockerfile(dy, "echo older"), "older")
+        newer = git_server.push(_dockerfile(dy, "echo newer"), "newer")
+        assert _state(dy, first["id"])["state"] == "running"  # both waited behind it
+        cancelled = dy.ok("build", "cancel", first["id"], "--json").json()
+        assert cancelled["state"] in ("running", "cancelled")
+        assert _until(dy, first["id"], {"cancelled", "failed"})["state"] == "cancelled"
+        rest, _ = follow.communicate(timeout=30)  # the follow ends with the build
+        assert follow.returncode == 0 and "cancelled" in rest
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    skipped = _until(dy, _by_commit(dy, older)["id"], {"cancelled", "succeeded", "failed"})
+    built = _finished(dy, newer)
+    assert skipped["state"] == "cancelled" and skipped["error"] == \
+        f"superseded by build {built['id']}"
+    assert built["state"] == "succeeded" and _digest(dy, "main") == built["digest"]
+    assert slow[:12] not in _tags(dy) and older[:12] not in _tags(dy)
+    assert _build_containers("started-slow") == []
+
+
+def test_a_build_over_its_time_limit_is_killed(dy: Dockyard, git_server: GitServer,
+                                               repo: Repo) -> None:
+    (git_server.work / "Dockerfile.slow").write_text(
+        f"FROM {dy.registry}/{IMAGE}\nRUN echo over-the-limit && sleep 120\n")
+    git_server.push(_dockerfile(dy, "echo fine"), "with a slow Dockerfile")
+    dy.ok("repo", "add", "slow", "--url", git_server.url, "--dockerfile", "Dockerfile.slow",
+          "--timeout", "3")
+    try:
+        build = dy.ok("build", "start", "slow", "--json").json()
+        done = _until(dy, build["id"], {"succeeded", "failed", "cancelled"})
+        assert done["state"] == "failed" and "time limit of 3s" in done["error"], done
+        assert "over-the-limit" in dy.ok("build", "logs", build["id"]).out
+        assert _build_containers("over-the-limit") == []
+    finally:
+        dy.cli("repo", "rm", "slow")
