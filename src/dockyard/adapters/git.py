@@ -76,12 +76,13 @@ class Git:
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           text=True, errors="replace")
         out: list[str] = []
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            out.append(line.rstrip("\n"))
-            if echo:
-                self._on_line(line.rstrip("\n"))
-        code = self._proc.wait()
+        with self._proc as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                out.append(line.rstrip("\n"))
+                if echo:
+                    self._on_line(line.rstrip("\n"))
+            code = proc.wait()
         if self._stopped:
             raise BackendError("git: stopped")
         return code, "\n".join(out)
@@ -97,10 +98,10 @@ class Git:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._must("init", "-q", ".")
         code, out = self._run("fetch", "--depth", "1", "--no-tags", url, commit or ref)
-        if code != 0 and commit:
+        if code != 0 and commit:  # a server that refuses fetching by id: the ref, whole
             code, out = self._run("fetch", "--no-tags", url, ref)
             if code == 0:
-                self._must("checkout", "-q", "--detach", commit)
+                code, out = self._run("checkout", "-q", "--detach", commit)
         elif code == 0:
             self._must("checkout", "-q", "--detach", "FETCH_HEAD")
         if code != 0:
