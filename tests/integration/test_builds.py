@@ -349,3 +349,35 @@ def test_a_build_over_its_time_limit_is_killed(dy: Dockyard, git_server: GitServ
         assert _build_containers("over-the-limit") == []
     finally:
         dy.cli("repo", "rm", "slow")
+
+
+def test_a_build_rolls_out_to_its_deploy_service(dy: Dockyard, git_server: GitServer,
+                                                 repo: Repo, tmp_path: Path) -> None:
+    """`--deploy STACK/SERVICE`: the new image goes out through the stack deploy path (a new
+    stack version); the rollout's result is recorded on the build."""
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(f"services:\n  app:\n    image: {IMAGE}\n")
+    dy.ok("stack", "deploy", "deliv", "-f", str(compose))
+    commit = git_server.push(_dockerfile(dy, "echo shipped"), "to ship")
+    dy.ok("repo", "add", "shipped", "--url", git_server.url, "--deploy", "deliv/app")
+    try:
+        build = dy.ok("build", "start", "shipped", "--wait", "--json").json()
+        assert build["state"] == "succeeded" and build["commit"] == commit, build
+        assert build["rollout"].startswith("deliv/app: version 2"), build["rollout"]
+        assert f"deploying {build['image']} to deliv/app" in \
+            dy.ok("build", "logs", build["id"]).out
+        stack = dy.ok("stack", "show", "deliv", "--json").json()
+        assert [s["image"] for s in stack["services"]] == [build["image"]]
+        deadline = time.monotonic() + 60
+        while dy.db_query("SELECT image, state FROM instances WHERE name = 'deliv-app-1'") \
+                != [(build["image"], "running")]:
+            assert time.monotonic() < deadline, dy.db_query(
+                "SELECT name, image, state FROM instances WHERE name LIKE 'deliv-%'")
+            time.sleep(0.3)
+    finally:
+        dy.cli("repo", "rm", "shipped")
+        dy.cli("stack", "rm", "deliv")
+        deadline = time.monotonic() + 60
+        while dy.db_query("SELECT name FROM instances WHERE name LIKE 'deliv-%'"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)

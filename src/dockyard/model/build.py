@@ -157,6 +157,7 @@ class Build(BaseModel):
     step: str | None  # the Dockerfile step that failed
     error: str | None
     operation: str | None
+    rollout: str | None  # what the delivery to the repository's --deploy services did
     created_at: str
     started_at: str | None
     finished_at: str | None

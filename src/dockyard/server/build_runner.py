@@ -11,6 +11,8 @@
       the log) ─▶ POST /v1/builds on its agent (agent/build.py) ─▶ a line stream:
       log lines (stored in batches), the commit cloned, the end (succeeded + image + digest,
       failed + step + error, cancelled) ─▶ the build and its operation finished
+      succeeded with --deploy targets ─▶ build_delivery: each STACK/SERVICE redeployed on
+      the new image through stacks.deploy, the result recorded on the build (`rollout`)
       a broken stream (agent killed, host gone) ─▶ failed; nothing more is pushed because the
       agent's build ended with its connection, and `:branch` is pushed only after `:sha`
 
@@ -36,6 +38,7 @@ import httpx
 from dockyard.builds import queue
 from dockyard.errors import DockyardError, NotFound
 from dockyard.model.build import AgentBuild, BuildLine, BuildState, short_sha, tag_of_branch
+from dockyard.server import build_delivery
 from dockyard.server.agent_proxy import AgentClient
 from dockyard.server.build_secrets import SecretBox
 from dockyard.server.context import ServerContext
@@ -83,6 +86,8 @@ class _Job:
     body: AgentBuild
     host: str
     agent: AgentClient
+    project_id: str
+    deploy: list[str]
 
 
 class BuildRunner:
@@ -203,7 +208,7 @@ class BuildRunner:
             with self.ctx.db.session() as sess:
                 self._end(sess, build_id, BuildState.cancelled, error="cancelled")
             return None
-        return _Job(build_id, body, host.name, agent)
+        return _Job(build_id, body, host.name, agent, row.project_id, list(repo.deploy))
 
     def _stream(self, job: _Job) -> None:
         with self.ctx.db.read() as sess:
@@ -233,14 +238,32 @@ class BuildRunner:
             pending.append(f"error: {exc.message}")
             end = BuildLine(status=BuildState.failed,
                             error=f"host {job.host}: the build was interrupted: {exc.message}")
-        self._flush(job.build_id, line_no, pending)
+        line_no = self._flush(job.build_id, line_no, pending)
         if end is None:
             end = BuildLine(status=BuildState.failed,
                             error=f"host {job.host}: the build ended without a result")
         assert end.status is not None
+        if end.status == BuildState.succeeded and end.image and job.deploy:
+            self._deliver(job, end.image, line_no)
         with self.ctx.db.session() as sess:
             self._end(sess, job.build_id, end.status, image=end.image, digest=end.digest,
                       step=end.step, error=end.error)
+
+    def _deliver(self, job: _Job, image: str, line_no: int) -> None:
+        """Roll the new image out to the repository's --deploy services (the build is still
+        `running` meanwhile: it ends once the rollout is recorded)."""
+        lines: list[str] = []
+        with self.ctx.db.session() as sess:
+            store.operation_step(sess, self._operation(job.build_id), "rollout")
+        rollout = build_delivery.deliver(self.ctx, job.project_id, job.deploy, image,
+                                         lines.append)
+        self._flush(job.build_id, line_no, lines)
+        with self.ctx.db.session() as sess:
+            store.set_rollout(sess, job.build_id, rollout)
+
+    def _operation(self, build_id: str) -> str | None:
+        with self.ctx.db.read() as sess:
+            return store.build(sess, None, build_id).operation_id
 
     def _flush(self, build_id: str, line_no: int, pending: list[str]) -> int:
         with self.ctx.db.session() as sess:

@@ -52,7 +52,8 @@ def build_view(project: str, repo: str, row: BuildRow) -> Build:
                  branch=row.branch, commit=row.commit, author=row.author, message=row.message,
                  trigger=row.trigger, state=BuildState(row.state), host=row.host,
                  image=row.image, digest=row.digest, step=row.step, error=row.error,
-                 operation=row.operation_id, created_at=row.created_at.isoformat(),
+                 operation=row.operation_id, rollout=row.rollout,
+                 created_at=row.created_at.isoformat(),
                  started_at=_iso(row.started_at), finished_at=_iso(row.finished_at),
                  duration=duration)
 

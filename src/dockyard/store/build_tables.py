@@ -69,6 +69,7 @@ class BuildRow(Base):
     step: Mapped[str | None] = mapped_column(String(1024))
     error: Mapped[str | None] = mapped_column(String(2048))
     operation_id: Mapped[str | None] = mapped_column(String(32))
+    rollout: Mapped[str | None] = mapped_column(String(2048))  # what --deploy did
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -213,6 +213,10 @@ def finish(sess: Session, build_id: str, state: str, *, image: str | None = None
                  error=error[:2048] if error else None, finished_at=now(), heartbeat_at=now())
 
 
+def set_rollout(sess: Session, build_id: str, text: str) -> None:
+    sess.execute(update(BuildRow).where(BuildRow.id == build_id).values(rollout=text[:2048]))
+
+
 def stale_running(sess: Session, cutoff: datetime) -> list[BuildRow]:
     """Running builds whose server has not written for them since `cutoff`."""
     return list(sess.scalars(select(BuildRow).where(BuildRow.state == "running",

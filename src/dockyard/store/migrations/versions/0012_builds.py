@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column('step', sa.String(length=1024), nullable=True),
         sa.Column('error', sa.String(length=2048), nullable=True),
         sa.Column('operation_id', sa.String(length=32), nullable=True),
+        sa.Column('rollout', sa.String(length=2048), nullable=True),
         sa.Column('cancel_requested', sa.Boolean(), nullable=False),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
