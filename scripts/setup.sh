@@ -12,6 +12,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 PKGS="docker.io busybox-static iproute2 iptables nftables iputils-ping ethtool jq bc iperf3 lxcfs fuse3 procps debootstrap postgresql openvswitch-switch"
 PKGS="$PKGS docker-registry"  # the image registry: `dockyard server` runs it (data in its home)
 PKGS="$PKGS chromium"  # the web console's browser tests (Playwright drives it; no browser download)
+PKGS="$PKGS git"  # builds (issue #13): agents clone repositories; tests serve one with git daemon
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -59,6 +59,9 @@ class ServerSettings:
     tls_dir: Path | None = None  # serve HTTPS with the cluster CA kept here (see dockyard/tls.py)
     rate_limit: float = 0.0  # calls a second per API token (server/ratelimit.py); 0 = off
     rate_burst: int = 200  # calls a token may make at once before the rate applies
+    build_timeout: float = 1800.0  # seconds a build may take (a repository may ask for less)
+    build_parallel: int = 2  # builds this server runs at once (one per repository)
+    hook_max_bytes: int = 1 << 20  # a push webhook's body; a larger one is a 413
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'dockyard.db'}"

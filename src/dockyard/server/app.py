@@ -17,6 +17,8 @@ from dockyard.server import audit, console, live_migrate, migrate
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.alerts.engine import AlertEngine, ensure_default_rules
 from dockyard.server.bootstrap import init_store, private_home
+from dockyard.server.build_runner import BuildRunner
+from dockyard.server.build_secrets import SecretBox
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
 from dockyard.server.notifier import Notifier
@@ -27,7 +29,9 @@ from dockyard.server.registry_proxy import RegistryProxy
 from dockyard.server.registry_proxy import router as registry_proxy_router
 from dockyard.server.routers import (
     alerts,
+    builds,
     cluster,
+    hooks,
     images,
     instances,
     networks,
@@ -63,6 +67,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                         registry=registry_client(settings))
     registry = RegistryProcess(settings.home)
     proxy = RegistryProxy(settings)
+    build_runner = BuildRunner(ctx, SecretBox(settings.home))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -72,7 +77,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
             await asyncio.to_thread(registry.wait_ready)
         alert_loop = asyncio.create_task(AlertEngine(db, settings, ctx.notifier.bump).run())
         recovery = asyncio.create_task(asyncio.to_thread(_recover_migrations, ctx))
+        build_loop = asyncio.create_task(build_runner.run())
         yield
+        build_loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await build_loop
         ctx.notifier.close_waiters()  # (PromptServer did it already when it runs the app)
         recovery.cancel()
         alert_loop.cancel()
@@ -89,6 +98,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                   description="A private container cloud: VM-like machine containers.")
     app.state.ctx = ctx
     app.state.registry_proxy = proxy
+    app.state.builds = build_runner
     api_errors.install(app)
     api_errors.document(app)
     app.add_middleware(audit.AuditMiddleware, ctx=ctx)
@@ -107,6 +117,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(stats_router.router)
     app.include_router(stacks.router)
+    app.include_router(builds.router)
+    app.include_router(hooks.router)
     app.include_router(audit.router)
     app.include_router(registry_proxy_router)  # /v2/: not in the OpenAPI schema
     web.install(app, ctx)  # the web console at / (not in the OpenAPI schema)

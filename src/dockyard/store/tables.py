@@ -278,4 +278,5 @@ class DeliveryRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+from dockyard.store import build_tables as _build_tables  # noqa: E402,F401  (build tables)
 from dockyard.store import stack_tables as _stack_tables  # noqa: E402,F401  (stack tables)
