@@ -50,14 +50,17 @@ def test_health_of(state: str | None, docker: str, up_for: float | None, monitor
 
 
 def test_healthcheck_as_docker_takes_it() -> None:
-    check = HealthcheckSpec.model_validate({"test": ["CMD-SHELL", "true"], "interval": "1s",
-                                            "timeout": "500ms", "retries": 2,
-                                            "start_period": "1m"})
+    check = HealthcheckSpec.model_validate({"test": ["CMD-SHELL", "true"], "interval": 1,
+                                            "timeout": 0.5, "retries": 2,
+                                            "start_period": 60})
     assert check.docker() == {"test": ["CMD-SHELL", "true"], "interval": 1_000_000_000,
                               "timeout": 500_000_000, "retries": 2,
                               "start_period": 60_000_000_000}
-    for bad in ({"test": ["WHAT", "x"]}, {"test": ["CMD-SHELL", "a", "b"]},
-                {"test": ["CMD", "x"], "interval": "1us"}):
+    argv = HealthcheckSpec.model_validate({"test": ["test", "-f", "/x"], "interval": 1e-6})
+    assert argv.test == ("CMD", "test", "-f", "/x") and argv.interval == 0.001
+    for bad in ({"test": ["CMD"]}, {"test": ["CMD", "x"], "interval": -1},
+                {"test": ["CMD", "x"], "timeout": "2s"}, {"test": ["CMD", "x"], "retries": 0},
+                {"test": ["CMD", "x"], "start_period": 1e9}):
         with pytest.raises(ValueError):
             HealthcheckSpec.model_validate(bad)
 

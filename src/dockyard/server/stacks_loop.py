@@ -26,6 +26,7 @@ from dockyard.model.stack import StackSpec
 from dockyard.server import stacks
 from dockyard.server.context import ServerContext
 from dockyard.server.stacks_reconciler import StackReconciler
+from dockyard.stacks.planner import Status
 from dockyard.store import stacks as store
 from dockyard.store.stacks import StackState
 
@@ -86,7 +87,9 @@ def _converge(ctx: ServerContext, state: StackState) -> None:
                           last_batch=_batches.setdefault(fresh.id, {}))
     removed = sorted({r.service for r in _replicas(ctx, fresh.id)} - set(fresh.services))
     rec.run(removed)
-    stacks.settle(ctx, fresh.project_id, fresh.id, rec, time.monotonic() + SLICE)
+    decision = stacks.settle(ctx, fresh.project_id, fresh.id, rec, time.monotonic() + SLICE)
+    if decision.status is Status.done:
+        _batches.pop(fresh.id, None)
 
 
 def _replicas(ctx: ServerContext, stack_id: str) -> list[store.ReplicaState]:
