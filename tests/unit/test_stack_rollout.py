@@ -6,6 +6,8 @@ as agents would report it)."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,12 +15,15 @@ from sqlalchemy import select
 
 from dockyard.model.health import HealthcheckSpec
 from dockyard.server import stacks, stacks_loop
+from dockyard.server.bootstrap import init_store
 from dockyard.server.context import ServerContext
 from dockyard.stacks.planner import Health
 from dockyard.stacks.replicas import health_of
 from dockyard.store import stacks as store
+from dockyard.store.db import Database
 from dockyard.store.stacks import ReplicaState, ServiceState, StackState
 from dockyard.store.tables import InstanceRow
+from tests.postgres import fresh_database
 from tests.unit.test_stack_reconciler import (  # noqa: F401  (fixtures)
     FakeInstances,
     ctx,
@@ -239,3 +244,28 @@ services:
     _set_health(ctx, "db:1", "healthy")
     stacks_loop.converge_once(ctx)
     assert _images(ctx) == ["db:1", "web:1"]
+
+
+def test_the_lease_on_postgresql_two_servers_racing() -> None:
+    """Eight threads (servers) claim one stack's lease at once on PostgreSQL: exactly one
+    gets it (the conditional UPDATE under PostgreSQL's row lock), the rest see it taken."""
+    with fresh_database("stacklease") as url:
+        database = Database(url)
+        try:
+            pid = init_store(database)
+            with database.session() as sess:
+                state = store.save_version(sess, pid, "shop", {}, {})
+            now = datetime.now(UTC)
+            start = threading.Barrier(8)
+
+            def claim(owner: str) -> bool:
+                start.wait()
+                with database.session() as sess:
+                    return store.take_lease(sess, state.id, owner, now,
+                                            now + timedelta(seconds=30))
+
+            with ThreadPoolExecutor(8) as pool:
+                won = list(pool.map(claim, [f"server-{i}" for i in range(8)]))
+            assert won.count(True) == 1
+        finally:
+            database.close()
