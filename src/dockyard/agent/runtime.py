@@ -354,8 +354,9 @@ class Agent:
                                 "(OOM kill)", instance_id)
                 if self.collector is not None and status in ("start", "die", "destroy"):
                     self.collector.invalidate()
-                if instance_id in self.desired and status in ("start", "die", "oom",
-                                                              "destroy"):
+                if instance_id in self.desired and (
+                        status in ("start", "die", "oom", "destroy")
+                        or str(status).startswith("health_status")):  # reported to the server
                     self.queue.add(instance_id)
                 elif (instance_id and status == "start" and self.resynced
                       and instance_id not in self.incoming and instance_id not in self.held):

@@ -183,7 +183,8 @@ def show(name: str, as_json: JsonOpt = False) -> None:
     lim = inst["limits"]
     use = _usage(name) if inst["state"] == "running" else None
     details([("name", inst["name"]), ("id", inst["id"]), ("state", inst["state"]),
-             ("host", inst["host"]), ("image", inst["image"]), ("network", inst["network"]),
+             ("health", inst.get("health", "none")), ("host", inst["host"]),
+             ("image", inst["image"]), ("network", inst["network"]),
              ("ip", inst["ip"]), ("mac", inst["mac"]), ("hostname", inst["hostname"]),
              ("container", (inst["container_id"] or "")[:12]),
              ("generation", inst["generation"]),

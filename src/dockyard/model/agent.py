@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from dockyard.model.health import HealthcheckSpec, HealthState
 from dockyard.model.host import HostInventory
 from dockyard.model.instance import DesiredState, Limits, VolumeSpec
 
@@ -98,6 +99,8 @@ class DesiredInstance(BaseModel):
     no_new_privileges: bool = Field(True, description="security_opt no-new-privileges (every "
                                     "member's instance)")
     revision: int
+    healthcheck: HealthcheckSpec | None = Field(None, description="dockerd runs it (a "
+                                                "HEALTHCHECK of the container)")
     creating: bool = Field(False, description="the first create has not succeeded yet: a "
                            "failure rolls back and removes the instance")
 
@@ -125,6 +128,7 @@ class ObservedState(BaseModel):
     restart_serial: int = 0
     revision: int = 0  # the desired-state revision this observation reflects
     failed_create: bool = False
+    health: HealthState = HealthState.none  # dockerd's State.Health.Status of the container
 
 
 class AgentEvent(BaseModel):

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from dockyard import api_errors, web
 from dockyard.config import ServerSettings, split_listen
-from dockyard.server import audit, console, live_migrate, migrate
+from dockyard.server import audit, console, live_migrate, migrate, stacks_loop
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.alerts.engine import AlertEngine, ensure_default_rules
 from dockyard.server.bootstrap import init_store, private_home
@@ -78,7 +78,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         alert_loop = asyncio.create_task(AlertEngine(db, settings, ctx.notifier.bump).run())
         recovery = asyncio.create_task(asyncio.to_thread(_recover_migrations, ctx))
         build_loop = asyncio.create_task(build_runner.run())
+        stack_loop = asyncio.create_task(stacks_loop.run(ctx))  # level-triggered convergence
         yield
+        stack_loop.cancel()
         build_loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await build_loop

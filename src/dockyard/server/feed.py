@@ -159,6 +159,7 @@ def _desired(sess: Session, row: InstanceRow, net: DesiredNetwork,
         ssh_keys=list(row.options.get("ssh_keys", [])),
         cap_add=list(row.options.get("cap_add", [])),
         no_new_privileges=bool(row.options.get("no_new_privileges", True)),
+        healthcheck=row.options.get("healthcheck"),
         revision=row.revision, creating=row.state == "creating")
 
 

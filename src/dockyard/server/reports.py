@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dockyard.model.agent import ObservedState
+from dockyard.model.health import HealthState
 from dockyard.model.instance import DesiredState, InstanceState
 from dockyard.server.instances import touch_shared
 from dockyard.store import ledger, meta, operations, revision
@@ -63,6 +64,14 @@ def _remove(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str)
         touch_shared(sess, host_id, rev)
 
 
+def _health(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str) -> None:
+    """dockerd's health of a running container; a stopped or failed one has none."""
+    health = obs.health if obs.state == InstanceState.running else HealthState.none
+    if row.health != health:
+        record_event(sess, row, "health", f"{row.health} -> {health}", host_name)
+        row.health = health
+
+
 def apply_report(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str) -> None:
     if obs.generation != row.generation:
         return  # a stale copy's report (fencing): ignored
@@ -81,6 +90,7 @@ def apply_report(sess: Session, row: InstanceRow, obs: ObservedState, host_name:
     if row.state != previous:
         record_event(sess, row, "state", f"{previous} -> {row.state}"
                      + (f": {obs.message}" if obs.message else ""), host_name)
+    _health(sess, row, obs, host_name)
     for op in operations.running(sess, row.id):
         if op.kind in JOURNALLED:
             continue  # finished by their own modules (and their recovery), not by a report
