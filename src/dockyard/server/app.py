@@ -34,6 +34,7 @@ from dockyard.server.routers import (
     stacks,
     volumes,
 )
+from dockyard.server.routers import entrance as entrance_router
 from dockyard.server.routers import stats as stats_router
 from dockyard.server.routers.snapshots import router as snapshots_router
 from dockyard.serving import KEEP_ALIVE, PromptServer
@@ -103,6 +104,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(stats_router.router)
     app.include_router(stacks.router)
+    app.include_router(entrance_router.router)
     app.include_router(audit.router)
     app.include_router(registry_proxy_router)  # /v2/: not in the OpenAPI schema
     return app

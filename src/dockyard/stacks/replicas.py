@@ -27,7 +27,7 @@ def not_yet(spec: StackSpec) -> list[str]:
     problems = []
     for name, svc in sorted(spec.services.items()):
         path = f"services.{name}"
-        for key in ("command", "entrypoint", "healthcheck", "http"):
+        for key in ("command", "entrypoint", "healthcheck"):  # http: the entrance
             if getattr(svc, key) is not None:
                 problems.append(f"{path}.{'x-dockyard.http' if key == 'http' else key}: "
                                 f"{NOT_YET}")
