@@ -106,3 +106,6 @@ class AgentSettings:
     ca: Path | None = None  # the cluster CA: trust the server by it, serve the API over TLS
     image_budget: int | None = None  # bytes of images kept on the host; None: no image GC
     image_gc_interval: float = 300.0  # seconds between image GC passes
+    # HOST:PORT where this host runs the stacks' HTTP entrance (HAProxy, agent/entrance.py),
+    # e.g. 0.0.0.0:8080; None: this host is not an entrance host
+    entrance: str | None = None

@@ -32,6 +32,7 @@ from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent import certs, imagegc
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
+from dockyard.agent.entrance import Entrance
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.agent.limits import LinuxHostLimits
 from dockyard.agent.live import LiveHooks, peer_client
@@ -418,6 +419,10 @@ class Agent:
                              daemon=True).start()
         threading.Thread(target=self.lxcfs_watch.run, args=(self.stopping,),
                          name="lxcfs-watch", daemon=True).start()
+        if self.settings.entrance:  # an entrance host (agent/entrance.py)
+            entrance = Entrance(self.client, self.settings.entrance, self.settings.home)
+            threading.Thread(target=entrance.run, args=(self.stopping,), name="entrance",
+                             daemon=True).start()
         for n in range(self.settings.workers):
             threading.Thread(target=self._work, name=f"worker-{n}", daemon=True).start()
 

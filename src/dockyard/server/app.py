@@ -39,6 +39,7 @@ from dockyard.server.routers import (
     stacks,
     volumes,
 )
+from dockyard.server.routers import entrance as entrance_router
 from dockyard.server.routers import stats as stats_router
 from dockyard.server.routers.snapshots import router as snapshots_router
 from dockyard.serving import KEEP_ALIVE, PromptServer
@@ -121,6 +122,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(stacks.router)
     app.include_router(builds.router)
     app.include_router(hooks.router)
+    app.include_router(entrance_router.router)
     app.include_router(audit.router)
     app.include_router(registry_proxy_router)  # /v2/: not in the OpenAPI schema
     web.install(app, ctx)  # the web console at / (not in the OpenAPI schema)

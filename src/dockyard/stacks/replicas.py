@@ -29,10 +29,9 @@ def not_yet(spec: StackSpec) -> list[str]:
     problems = []
     for name, svc in sorted(spec.services.items()):
         path = f"services.{name}"
-        for key in ("command", "entrypoint", "http"):
+        for key in ("command", "entrypoint"):
             if getattr(svc, key) is not None:
-                problems.append(f"{path}.{'x-dockyard.http' if key == 'http' else key}: "
-                                f"{NOT_YET}")
+                problems.append(f"{path}.{key}: {NOT_YET}")
         if svc.reservations.cpus is not None or svc.reservations.memory_bytes is not None:
             problems.append(f"{path}.deploy.resources.reservations: {NOT_YET}")
     for key, net in sorted(spec.networks.items()):
