@@ -14,13 +14,13 @@ from typing import Annotated
 from pydantic import BaseModel, Field, field_validator
 
 from dockyard.model.instance import Strict
-from dockyard.model.validators import check_name
+from dockyard.model.validators import NAME_SCHEMA, check_name, schema_rule
 
 SHORT_SHA = 12
 BRANCH_RE = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}(?<![/.])$")
 # a repository path inside the checkout: relative, no `..`, no leading `/`
 REL_PATH_RE = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._/ -]{1,255}$")
-GIT_URL_RE = re.compile(r"^(https?|git|ssh|file)://[^\s]+$|^[\w.-]+@[\w.-]+:[^\s]+$")
+GIT_URL_RE = re.compile(r"^(https?|git|ssh|file)://\S+$|^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:\S+$")
 DEPLOY_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?/[a-z0-9]([a-z0-9-]{0,61}"
                        r"[a-z0-9])?$")
 IMAGE_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
@@ -52,17 +52,29 @@ def tag_of_branch(branch: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", branch)[:128].lstrip(".-") or "branch"
 
 
+# what each field's validator accepts, shown to OpenAPI clients (the schema is the contract)
+BRANCH_SCHEMA = schema_rule(BRANCH_RE, 1, 200)
+REL_PATH_SCHEMA = schema_rule(REL_PATH_RE, 1, 255)
+GIT_URL_SCHEMA = schema_rule(GIT_URL_RE, 1, 1024)
+IMAGE_NAME_SCHEMA = schema_rule(IMAGE_NAME_RE, 1, 255)
+DEPLOY_SCHEMA = schema_rule(DEPLOY_RE, 3, 127)
+CREDENTIALS_SCHEMA = {"pattern": r"\S", "minLength": 1, "maxLength": 16384}
+
+
 class RepoCreate(Strict):
-    name: str
-    url: str = Field(description="git URL: https://…, git://…, ssh://… or user@host:path")
-    branch: str = "main"
-    dockerfile: str = "Dockerfile"
-    context: str = "."
+    name: str = Field(json_schema_extra=NAME_SCHEMA)
+    url: str = Field(description="git URL: https://…, git://…, ssh://… or user@host:path",
+                     json_schema_extra=GIT_URL_SCHEMA)
+    branch: str = Field("main", json_schema_extra=BRANCH_SCHEMA)
+    dockerfile: str = Field("Dockerfile", json_schema_extra=REL_PATH_SCHEMA)
+    context: str = Field(".", json_schema_extra=REL_PATH_SCHEMA)
     image: str | None = Field(None, description="NAME or PROJECT/NAME in the registry; "
-                              "default: PROJECT/<repo name>")
-    deploy: list[str] = Field(default_factory=list, description="STACK/SERVICE to roll out")
+                              "default: PROJECT/<repo name>", json_schema_extra=IMAGE_NAME_SCHEMA)
+    deploy: list[Annotated[str, Field(json_schema_extra=DEPLOY_SCHEMA)]] = Field(
+        default_factory=list, description="STACK/SERVICE to roll out")
     credentials: str | None = Field(None, description="a token (https) or an ssh private key "
-                                    "(deploy key); stored encrypted, never returned")
+                                    "(deploy key); stored encrypted, never returned",
+                                    json_schema_extra=CREDENTIALS_SCHEMA)
     timeout: Annotated[float, Field(gt=0)] | None = Field(
         None, description="seconds a build may take (at most the server's build limit)")
 
@@ -129,7 +141,7 @@ class RepoCreated(Repo):
 
 class BuildStart(Strict):
     ref: str | None = Field(None, description="branch, tag or commit; default: the repo's "
-                            "branch")
+                            "branch", json_schema_extra=BRANCH_SCHEMA)
 
     @field_validator("ref")
     @classmethod

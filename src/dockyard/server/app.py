@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from dockyard import api_errors, web
 from dockyard.config import ServerSettings, split_listen
-from dockyard.server import audit, console, live_migrate, migrate, stacks_loop
+from dockyard.server import audit, console, live_migrate, migrate, stacks_loop, strict_query
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.alerts.engine import AlertEngine, ensure_default_rules
 from dockyard.server.bootstrap import init_store, private_home
@@ -98,7 +98,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         db.close()
 
     app = FastAPI(title="Dockyard", version="0.1.0", lifespan=lifespan,
-                  description="A private container cloud: VM-like machine containers.")
+                  description="A private container cloud: VM-like machine containers.",
+                  dependencies=[Depends(strict_query.refuse_unknown_query)])
     app.state.ctx = ctx
     app.state.registry_proxy = proxy
     app.state.builds = build_runner

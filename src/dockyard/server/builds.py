@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from dockyard.builds import webhooks
-from dockyard.errors import Conflict, InvalidRequest, NotFound
+from dockyard.errors import Conflict, NotFound
 from dockyard.model.build import (
     Build,
     BuildState,
@@ -69,8 +69,10 @@ def _image(project: str, spec: RepoCreate) -> str:
 def add_repo(ctx: ServerContext, box: SecretBox, project_id: str,
              spec: RepoCreate) -> RepoCreated:
     if spec.timeout is not None and spec.timeout > ctx.settings.build_timeout:
-        raise InvalidRequest(f"timeout: at most the server's build limit "
-                             f"{ctx.settings.build_timeout:g}s")
+        # a valid number this server's settings do not allow: a conflict with its state, as a
+        # quota is (the schema cannot know the limit)
+        raise Conflict(f"timeout: at most the server's build limit "
+                       f"{ctx.settings.build_timeout:g}s")
     secret = secrets.token_hex(24)
     with ctx.db.session() as sess:
         project = projects.names_by_id(sess)[project_id]

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from dockyard.model.build import FINISHED, Build, BuildStart, Repo, RepoCreate, RepoCreated
 from dockyard.server import auth
@@ -97,7 +97,8 @@ def cancel_build(build_id: str, caller: Caller = Depends(auth.user),
     return view.model_dump(mode="json")
 
 
-@router.get("/v1/builds/{build_id}/logs")
+@router.get("/v1/builds/{build_id}/logs", response_class=PlainTextResponse,
+            responses={200: {"description": "the build's log lines, streamed"}})
 async def build_logs(build_id: str, follow: bool = False, after: int = Query(0, ge=0),
                      caller: Caller = Depends(auth.user),
                      ctx: ServerContext = Depends(auth.context),
