@@ -46,7 +46,8 @@ class PeerState:
     gone: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _by_ip(peers: dict[str, Peer]) -> list[Peer]:
+def by_ip(peers: dict[str, Peer]) -> list[Peer]:
+    """A network's peers (ip -> peer) as the list a reply carries, ordered by address."""
     return [peers[ip] for ip in sorted(peers)]
 
 
@@ -98,7 +99,7 @@ class PeerJournal:
             seq = self._usable(token)
             if seq is None:
                 return PeerState(f"{self._epoch}:{self._seq}", True,
-                                 {net: _by_ip(peers) for net, peers in self._snapshot.items()})
+                                 {net: by_ip(peers) for net, peers in self._snapshot.items()})
             state = self._folded.get(seq)
             if state is None:
                 state = self._folded[seq] = self._fold(seq)
@@ -120,7 +121,7 @@ class PeerJournal:
             if number > seq:
                 for net, peers in change.items():
                     merged.setdefault(net, {}).update(peers)
-        added = {net: _by_ip({ip: p for ip, p in peers.items() if p is not None})
+        added = {net: by_ip({ip: p for ip, p in peers.items() if p is not None})
                  for net, peers in merged.items()}
         gone = {net: sorted(ip for ip, p in peers.items() if p is None)
                 for net, peers in merged.items()}
