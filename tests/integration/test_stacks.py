@@ -37,9 +37,16 @@ def _instances(dy: Dockyard, prefix: str) -> list[str]:
         "SELECT name FROM instances WHERE name LIKE ?", f"{prefix}-%"))
 
 
-def _stack_rows(dy: Dockyard) -> list[int]:
-    return [dy.db_query(f"SELECT count(*) FROM {table}")[0][0]  # noqa: S608
-            for table in ("stacks", "stack_versions", "stack_services", "stack_replicas")]
+def _stack_rows(dy: Dockyard, name: str) -> list[int]:
+    """The rows of the stack NAME in each stack table (other modules' stacks may exist on the
+    shared Dockyard)."""
+    for table in ("stack_versions", "stack_services", "stack_replicas"):  # none orphaned
+        orphans = f"SELECT count(*) FROM {table} WHERE stack_id NOT IN (SELECT id FROM stacks)"
+        assert dy.db_query(orphans)[0][0] == 0, table  # noqa: S608
+    of_stack = f"stack_id IN (SELECT id FROM stacks WHERE name = '{name}')"
+    return [dy.db_query(f"SELECT count(*) FROM stacks WHERE name = '{name}'")[0][0]] + [
+        dy.db_query(f"SELECT count(*) FROM {table} WHERE {of_stack}")[0][0]  # noqa: S608
+        for table in ("stack_versions", "stack_services", "stack_replicas")]
 
 
 def _wait_instances(dy: Dockyard, prefix: str, expected: list[str],
@@ -147,7 +154,7 @@ def test_deploy_ps_redeploy_scale_rm(dy: Dockyard, compose: Path,
 
     dy.ok("stack", "rm", "shop")
     assert _instances(dy, "shop") == []
-    assert _stack_rows(dy) == [0, 0, 0, 0]
+    assert _stack_rows(dy, "shop") == [0, 0, 0, 0]
     assert dy.cli("stack", "show", "shop").code != 0
 
 
@@ -174,7 +181,7 @@ def test_bad_input_leaves_nothing(dy: Dockyard, compose: Path, tmp_path: Path,
         assert image.value.status == 404 and "no-such-image-here" in image.value.message
         with pytest.raises(NotFound):
             api.post("/v1/stacks/bad/scale", {"replicas": {"web": 2}})
-    assert _stack_rows(dy) == [0, 0, 0, 0] and _instances(dy, "bad") == []
+    assert _stack_rows(dy, "bad") == [0, 0, 0, 0] and _instances(dy, "bad") == []
 
 
 def test_half_way_failure_rolls_back(dy: Dockyard, compose: Path,
@@ -186,7 +193,7 @@ def test_half_way_failure_rolls_back(dy: Dockyard, compose: Path,
     try:
         result = dy.cli("stack", "deploy", "shop2", "-f", str(compose))
         assert result.code != 0 and "shop2-web-2" in result.err and "exists" in result.err
-        assert _stack_rows(dy) == [0, 0, 0, 0]
+        assert _stack_rows(dy, "shop2") == [0, 0, 0, 0]
         _wait_instances(dy, "shop2", ["shop2-web-2"])
         with dy.api() as api, pytest.raises(NotFound):
             api.get("/v1/stacks/shop2")
@@ -203,7 +210,7 @@ def test_quota_refuses_before_anything_starts(dy: Dockyard, compose: Path,
         dy.ok("quota", "set", "default", "--instances", str(before + 2))
         result = dy.cli("stack", "deploy", "quota", "-f", str(compose))
         assert result.code != 0 and "quota" in result.err.lower()
-        assert _stack_rows(dy) == [0, 0, 0, 0] and _instances(dy, "quota") == []
+        assert _stack_rows(dy, "quota") == [0, 0, 0, 0] and _instances(dy, "quota") == []
     finally:
         dy.ok("quota", "set", "default", "--instances", "none")
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
 from fastapi.routing import APIRoute
+from starlette.requests import HTTPConnection
 
 from dockyard.errors import InvalidRequest
 
@@ -42,8 +42,10 @@ def checked(route: object, path: str) -> bool:
             and path.startswith("/v1/") and not path.startswith("/v1/agent/"))
 
 
-def refuse_unknown_query(request: Request) -> None:
-    """An app-wide dependency: runs after routing, before the route's own parameters."""
+def refuse_unknown_query(request: HTTPConnection) -> None:
+    """An app-wide dependency: runs after routing, before the route's own parameters. It
+    takes an `HTTPConnection`, which FastAPI gives to websocket routes too (a `Request`
+    parameter made the console's websocket a 500); only HTTP API routes are checked."""
     route = request.scope.get("route")
     if not checked(route, request.url.path):
         return
