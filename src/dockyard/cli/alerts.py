@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import JsonOpt, console, print_json, table
+from dockyard.cli.output import JsonOpt, console, listing, print_json, table
 from dockyard.model.alert_kinds import RuleKind
 
 alert_app = typer.Typer(help="Alerts (`alert list`) and the rules that raise them "
@@ -31,9 +31,8 @@ def alerts(show_all: Annotated[bool, typer.Option("--all", help="resolved alerts
     """Firing alerts (with --all: resolved ones too)."""
     state = "all" if show_all else "firing"
     with client() as api:
-        items = api.list_all("/v1/alerts", state=state, limit=1000)
-    if as_json:
-        print_json({"items": items, "next": None})
+        items = listing(api, "/v1/alerts", as_json, state=state, limit=1000)
+    if items is None:
         return
     table(items, [("ID", lambda r: r["id"]), ("STATE", lambda r: r["state"]),
                   ("RULE", lambda r: r["rule"]), ("KIND", lambda r: r["kind"]),
@@ -67,11 +66,10 @@ def rule_add(name: str,
 def rule_list(as_json: JsonOpt = False) -> None:
     """List alert rules."""
     with client() as api:
-        page = api.get("/v1/alerts/rules")
-    if as_json:
-        print_json(page)
+        items = listing(api, "/v1/alerts/rules", as_json)
+    if items is None:
         return
-    table(page["items"], [("NAME", lambda r: r["name"]), ("KIND", lambda r: r["kind"]),
+    table(items, [("NAME", lambda r: r["name"]), ("KIND", lambda r: r["kind"]),
                           ("THRESHOLD", lambda r: f"{r['threshold']:g}"),
                           ("FOR", lambda r: f"{r['for_seconds']:g}s"),
                           ("PROJECT", lambda r: r["project"] or "(all)"),

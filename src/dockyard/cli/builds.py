@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, details, print_json, table
+from dockyard.cli.output import console, details, listing, print_json, table
 from dockyard.errors import BackendError
 
 build_app = typer.Typer(help="Image builds of repositories: start, list, logs, cancel.",
@@ -66,11 +66,10 @@ def ls(repo: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = 
     if repo:
         params["repo"] = repo
     with client() as api:
-        body = api.get("/v1/builds", **params)
-    if as_json:
-        print_json(body)
+        items = listing(api, "/v1/builds", as_json, cursor="before", **params)
+    if items is None:
         return
-    table(body["items"], [("ID", lambda b: b["id"]), ("REPO", lambda b: b["repo"]),
+    table(items, [("ID", lambda b: b["id"]), ("REPO", lambda b: b["repo"]),
                           ("COMMIT", lambda b: (b["commit"] or "")[:12]),
                           ("AUTHOR", lambda b: b["author"] or ""),
                           ("MESSAGE", lambda b: (b["message"] or "")[:40]),

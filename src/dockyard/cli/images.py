@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, print_json, table
+from dockyard.cli.output import console, listing, print_json, table
 from dockyard.config import DEFAULT_IMAGE_CACHE, MACHINE_TAG
 from dockyard.errors import BackendError, InvalidRequest
 from dockyard.model.units import format_size
@@ -76,11 +76,10 @@ def image_list(
         _list_local(as_json)
         return
     with client() as api:
-        reply = api.get("/v1/images")
-    if as_json:
-        print_json(reply)
+        items = listing(api, "/v1/images", as_json)
+    if items is None:
         return
-    table(reply["items"], [
+    table(items, [
         ("NAME", lambda r: r["name"]), ("TAG", lambda r: r["tag"]),
         ("SIZE", lambda r: format_size(r["size"])),
         ("HOSTS", lambda r: ", ".join(r["hosts"]) or None), ("REF", lambda r: r["ref"])],

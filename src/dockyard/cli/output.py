@@ -18,6 +18,8 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from dockyard.client import ApiClient
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
 
@@ -60,6 +62,29 @@ def print_json(data: Any) -> None:
 
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
 Row = TypeVar("Row")  # a TypedDict of client.py: its columns' keys are checked
+
+
+@overload
+def listing(api: ApiClient, path: str, as_json: bool, item: type[Row], *,
+            cursor: str = "after", **params: Any) -> list[Row] | None: ...
+
+
+@overload
+def listing(api: ApiClient, path: str, as_json: bool, item: None = None, *,
+            cursor: str = "after", **params: Any) -> list[dict[str, Any]] | None: ...
+
+
+def listing(api: ApiClient, path: str, as_json: bool, item: type[Any] | None = None, *,
+            cursor: str = "after", **params: Any) -> list[Any] | None:
+    """What every list command reads: the whole list at `path`, page after page along the
+    `next` cursors (`ApiClient.list_all`; `cursor`: the query parameter that takes them).
+    With `as_json` it is printed in the API's shape, one page holding every item
+    (`"next": null`), and None is returned; else the items, for the command's table."""
+    items = api.list_all(path, item, cursor=cursor, **params)
+    if as_json:
+        print_json({"items": items, "next": None})
+        return None
+    return items
 
 
 @overload

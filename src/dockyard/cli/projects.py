@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import JsonOpt, console, print_json, table
+from dockyard.cli.output import JsonOpt, console, listing, print_json, table
 
 project_app = typer.Typer(help="Projects (tenants: every object belongs to one).",
                           no_args_is_help=True)
@@ -26,9 +26,8 @@ def project_create(name: str, as_json: JsonOpt = False) -> None:
 def project_list(as_json: JsonOpt = False) -> None:
     """List projects (a member sees only its own)."""
     with client() as api:
-        page = api.get("/v1/projects")
-    if as_json:
-        print_json(page)
+        items = listing(api, "/v1/projects", as_json)
+    if items is None:
         return
-    table(page["items"], [("NAME", lambda r: r["name"]), ("ID", lambda r: r["id"]),
+    table(items, [("NAME", lambda r: r["name"]), ("ID", lambda r: r["id"]),
                           ("CREATED", lambda r: r["created_at"])], "no projects")

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client, read_config
-from dockyard.cli.output import console, details, print_json, table
+from dockyard.cli.output import console, details, listing, print_json, table
 from dockyard.errors import InvalidRequest
 
 repo_app = typer.Typer(help="Git repositories images are built from (push webhooks, builds).",
@@ -77,10 +77,9 @@ def api_url() -> str:
 def ls(as_json: JsonOpt = False) -> None:
     """List the project's repositories."""
     with client() as api:
-        if as_json:
-            print_json(api.get("/v1/repos", limit=1000))
-            return
-        items = api.list_all("/v1/repos", limit=1000)
+        items = listing(api, "/v1/repos", as_json, limit=1000)
+    if items is None:
+        return
     table(items, [("NAME", lambda r: r["name"]), ("URL", lambda r: r["url"]),
                   ("BRANCH", lambda r: r["branch"]), ("IMAGE", lambda r: r["image"]),
                   ("DEPLOY", lambda r: ",".join(r["deploy"]))], "no repositories")
