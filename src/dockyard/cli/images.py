@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -139,7 +139,7 @@ def image_import(
                                              "(default: the only host, or `local`)")] = None,
 ) -> None:
     """Import an image archive into the registry (streamed; never held in memory)."""
-    params = {"name": name, **({"host": host} if host else {})}
+    params: dict[str, Any] = {"name": name, **({"host": host} if host else {})}
     with client() as api, archive.open("rb") as fh, console.status(f"importing {name}"):
         reply = api.upload("/v1/images/import", fh, **params)
     console.print(f"imported {archive.name} as {reply['ref']} (via {reply['host']})",
