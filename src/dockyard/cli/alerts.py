@@ -70,10 +70,10 @@ def rule_list(as_json: JsonOpt = False) -> None:
     if items is None:
         return
     table(items, [("NAME", lambda r: r["name"]), ("KIND", lambda r: r["kind"]),
-                          ("THRESHOLD", lambda r: f"{r['threshold']:g}"),
-                          ("FOR", lambda r: f"{r['for_seconds']:g}s"),
-                          ("PROJECT", lambda r: r["project"] or "(all)"),
-                          ("BUILTIN", lambda r: "yes" if r["builtin"] else "")], "no rules")
+                  ("THRESHOLD", lambda r: f"{r['threshold']:g}"),
+                  ("FOR", lambda r: f"{r['for_seconds']:g}s"),
+                  ("PROJECT", lambda r: r["project"] or "(all)"),
+                  ("BUILTIN", lambda r: "yes" if r["builtin"] else "")], "no rules")
 
 
 @rule_app.command("delete")

@@ -70,11 +70,11 @@ def ls(repo: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = 
     if items is None:
         return
     table(items, [("ID", lambda b: b["id"]), ("REPO", lambda b: b["repo"]),
-                          ("COMMIT", lambda b: (b["commit"] or "")[:12]),
-                          ("AUTHOR", lambda b: b["author"] or ""),
-                          ("MESSAGE", lambda b: (b["message"] or "")[:40]),
-                          ("STATE", lambda b: b["state"]), ("DURATION", _duration),
-                          ("DIGEST", lambda b: (b["digest"] or "")[:19])], "no builds")
+                  ("COMMIT", lambda b: (b["commit"] or "")[:12]),
+                  ("AUTHOR", lambda b: b["author"] or ""),
+                  ("MESSAGE", lambda b: (b["message"] or "")[:40]),
+                  ("STATE", lambda b: b["state"]), ("DURATION", _duration),
+                  ("DIGEST", lambda b: (b["digest"] or "")[:19])], "no builds")
 
 
 @build_app.command("show")

@@ -30,4 +30,4 @@ def project_list(as_json: JsonOpt = False) -> None:
     if items is None:
         return
     table(items, [("NAME", lambda r: r["name"]), ("ID", lambda r: r["id"]),
-                          ("CREATED", lambda r: r["created_at"])], "no projects")
+                  ("CREATED", lambda r: r["created_at"])], "no projects")

@@ -268,11 +268,11 @@ def history(name: str, as_json: JsonOpt = False) -> None:
         items = listing(api, f"/v1/stacks/{name}/history", as_json)
     if items is not None:
         table(items, [("VERSION", lambda v: f"{v['version']}"
-                                              + (" *" if v["current"] else "")),
-                              ("CREATED", lambda v: v["created_at"]),
-                              ("NOTE", lambda v: v["note"]),
-                              ("IMAGES", lambda v: ", ".join(f"{s}={i}" for s, i in
-                                                             v["services"].items()))],
+                                      + (" *" if v["current"] else "")),
+                      ("CREATED", lambda v: v["created_at"]),
+                      ("NOTE", lambda v: v["note"]),
+                      ("IMAGES", lambda v: ", ".join(f"{s}={i}" for s, i in
+                                                     v["services"].items()))],
               "no versions")
 
 

@@ -41,9 +41,9 @@ def token_list(project: Annotated[str | None, typer.Option(help="only this proje
     if items is None:
         return
     table(items, [("ID", lambda r: r["id"]), ("PROJECT", lambda r: r["project"]),
-                          ("ROLE", lambda r: r["role"]),
-                          ("DESCRIPTION", lambda r: r["description"] or None),
-                          ("CREATED", lambda r: r["created_at"])], "no tokens")
+                  ("ROLE", lambda r: r["role"]),
+                  ("DESCRIPTION", lambda r: r["description"] or None),
+                  ("CREATED", lambda r: r["created_at"])], "no tokens")
 
 
 @token_app.command("revoke")

@@ -37,10 +37,10 @@ def webhook_list(as_json: JsonOpt = False) -> None:
     if items is None:
         return
     table(items, [("ID", lambda r: r["id"]), ("URL", lambda r: r["url"]),
-                          ("FORMAT", lambda r: r["format"]),
-                          ("SENT", lambda r: r["delivered"]),
-                          ("PENDING", lambda r: r["pending"]),
-                          ("FAILED", lambda r: r["failed"])], "no webhooks")
+                  ("FORMAT", lambda r: r["format"]),
+                  ("SENT", lambda r: r["delivered"]),
+                  ("PENDING", lambda r: r["pending"]),
+                  ("FAILED", lambda r: r["failed"])], "no webhooks")
 
 
 @webhook_app.command("delete")
