@@ -1,5 +1,6 @@
 """Every list command of the CLI prints the whole list, not its first page (issue 17 item 4):
-each reads through `output.listing`, which follows the `next` cursors.
+each reads through `output.listing` (most through `output.print_list`), which follows the
+`next` cursors.
 
 The fake is the client's seam, its `Transport` (what `cli/config.client()` builds over the
 standard library): the command runs as a user runs it, through `config.client()` and

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, listing, print_json, table
+from dockyard.cli.output import console, print_json, print_list, table
 from dockyard.config import DEFAULT_IMAGE_CACHE, MACHINE_TAG
 from dockyard.errors import BackendError, InvalidRequest
 from dockyard.model.units import format_size
@@ -75,11 +75,7 @@ def image_list(
     if local:
         _list_local(as_json)
         return
-    with client() as api:
-        items = listing(api, "/v1/images", as_json)
-    if items is None:
-        return
-    table(items, [
+    print_list("/v1/images", as_json, [
         ("NAME", lambda r: r["name"]), ("TAG", lambda r: r["tag"]),
         ("SIZE", lambda r: format_size(r["size"])),
         ("HOSTS", lambda r: ", ".join(r["hosts"]) or None), ("REF", lambda r: r["ref"])],

@@ -88,6 +88,29 @@ def listing(api: ApiClient, path: str, as_json: bool, item: type[Any] | None = N
 
 
 @overload
+def print_list(path: str, as_json: bool, columns: Sequence[tuple[str, Callable[[Row], Any]]],
+               empty: str, *, item: type[Row], cursor: str = "after",
+               **params: Any) -> None: ...
+
+
+@overload
+def print_list(path: str, as_json: bool, columns: Sequence[Column], empty: str, *,
+               item: None = None, cursor: str = "after", **params: Any) -> None: ...
+
+
+def print_list(path: str, as_json: bool, columns: Sequence[tuple[str, Callable[[Any], Any]]],
+               empty: str, *, item: type[Any] | None = None, cursor: str = "after",
+               **params: Any) -> None:
+    """A list command: the list at `path` read by `listing` (every page), printed as the
+    API's JSON or as a table of `columns` (`empty` when the list is)."""
+    from dockyard.cli.config import client
+    with client() as api:
+        items = listing(api, path, as_json, item, cursor=cursor, **params)
+    if items is not None:
+        table(items, columns, empty)
+
+
+@overload
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], empty: str) -> None: ...
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, listing, print_json, table
+from dockyard.cli.output import console, print_json, print_list
 from dockyard.model.units import format_size
 
 snapshot_app = typer.Typer(help="Snapshots: instances committed to the registry, with their "
@@ -40,15 +40,11 @@ def snapshot_list(name: Annotated[str | None, typer.Argument(help="instance")] =
                   as_json: JsonOpt = False) -> None:
     """List snapshots (of one instance)."""
     only: dict[str, Any] = {"instance": name} if name else {}
-    with client() as api:
-        items = listing(api, "/v1/snapshots", as_json, **only)
-    if items is None:
-        return
-    table(items, [
+    print_list("/v1/snapshots", as_json, [
         ("NAME", lambda r: r["name"]), ("INSTANCE", lambda r: r["instance"]),
         ("SIZE", lambda r: format_size(r["size"])),
         ("VOLUMES", lambda r: ", ".join(v["name"] for v in r["volumes"]) or None),
-        ("CREATED", lambda r: r["created_at"][:19])], "no snapshots")
+        ("CREATED", lambda r: r["created_at"][:19])], "no snapshots", **only)
 
 
 @snapshot_app.command("delete")

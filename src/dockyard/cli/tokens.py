@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import JsonOpt, console, listing, print_json, table
+from dockyard.cli.output import JsonOpt, console, print_json, print_list
 
 token_app = typer.Typer(help="User tokens (admin or member of one project).",
                         no_args_is_help=True)
@@ -36,14 +36,11 @@ def token_list(project: Annotated[str | None, typer.Option(help="only this proje
                as_json: JsonOpt = False) -> None:
     """List user tokens (admin): ids, roles and descriptions, never the secrets."""
     only: dict[str, Any] = {"project": project} if project else {}
-    with client() as api:
-        items = listing(api, "/v1/tokens", as_json, **only)
-    if items is None:
-        return
-    table(items, [("ID", lambda r: r["id"]), ("PROJECT", lambda r: r["project"]),
-                  ("ROLE", lambda r: r["role"]),
-                  ("DESCRIPTION", lambda r: r["description"] or None),
-                  ("CREATED", lambda r: r["created_at"])], "no tokens")
+    print_list("/v1/tokens", as_json, [
+        ("ID", lambda r: r["id"]), ("PROJECT", lambda r: r["project"]),
+        ("ROLE", lambda r: r["role"]),
+        ("DESCRIPTION", lambda r: r["description"] or None),
+        ("CREATED", lambda r: r["created_at"])], "no tokens", **only)
 
 
 @token_app.command("revoke")
