@@ -202,25 +202,30 @@ class ApiClient:
         return Page(items=cast(list[T], reply["items"]),
                     next=None if cursor is None else str(cursor))
 
-    def pages(self, path: str, item: type[T], **params: Any) -> Iterator[Page[T]]:
-        """Every page of the list, following `next` cursors (`after=`) to the end."""
-        after = params.pop("after", None)
+    def pages(self, path: str, item: type[T], *, cursor: str = "after",
+              **params: Any) -> Iterator[Page[T]]:
+        """Every page of the list, following `next` cursors to the end. `cursor`: the query
+        parameter that takes a page's `next` (`after`; the builds, newest first: `before`)."""
+        mark = params.pop(cursor, None)
         while True:
-            page = self.page(path, item, **params, **({"after": after} if after else {}))
+            page = self.page(path, item, **params, **({cursor: mark} if mark else {}))
             yield page
             if not page.next:
                 return
-            after = page.next
+            mark = page.next
 
     @overload
-    def list_all(self, path: str, item: type[T], **params: Any) -> list[T]: ...
+    def list_all(self, path: str, item: type[T], *, cursor: str = "after",
+                 **params: Any) -> list[T]: ...
 
     @overload
-    def list_all(self, path: str, item: None = None, **params: Any) -> list[Any]: ...
+    def list_all(self, path: str, item: None = None, *, cursor: str = "after",
+                 **params: Any) -> list[Any]: ...
 
-    def list_all(self, path: str, item: type[Any] | None = None, **params: Any) -> list[Any]:
+    def list_all(self, path: str, item: type[Any] | None = None, *, cursor: str = "after",
+                 **params: Any) -> list[Any]:
         """The whole list: the items of every page, typed as `item` when given."""
-        return [entry for page in self.pages(path, item or dict, **params)
+        return [entry for page in self.pages(path, item or dict, cursor=cursor, **params)
                 for entry in page.items]
 
     def upload(self, path: str, data: BinaryIO, timeout: float = 3600.0, **params: Any) -> Any:

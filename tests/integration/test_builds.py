@@ -376,7 +376,7 @@ def test_a_build_rolls_out_to_its_deploy_service(dy: Dockyard, git_server: GitSe
             time.sleep(0.3)
     finally:
         dy.cli("repo", "rm", "shipped")
-        dy.cli("stack", "rm", "deliv")
+        dy.ok("stack", "rm", "deliv")
         deadline = time.monotonic() + 60
         while dy.db_query("SELECT name FROM instances WHERE name LIKE 'deliv-%'"):
             assert time.monotonic() < deadline

@@ -19,7 +19,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dockyard.cli import alerts, instances, networks, volumes
+from dockyard.cli import alerts, config, instances, networks, volumes
 from dockyard.client import ApiClient, HttpxTransport, NetworkItem, Page, VolumeItem
 from dockyard.errors import BackendError, DockyardError, NotFound, TemporaryError
 from dockyard.model.network import Network
@@ -145,10 +145,8 @@ def test_upload_streams_the_file_and_reads_the_reply(tmp_path: Any) -> None:
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
     fake = FakeServer([f"net{i}" for i in range(5)], [f"vol{i}" for i in range(7)])
-    monkeypatch.setattr(networks, "client", lambda: api(fake))
-    monkeypatch.setattr(volumes, "client", lambda: api(fake))
-    monkeypatch.setattr(instances, "client", lambda: api(fake))
-    monkeypatch.setattr(alerts, "client", lambda: api(fake))
+    monkeypatch.setattr(config, "client", lambda: api(fake))  # output.print_list's
+    monkeypatch.setattr(instances, "client", lambda: api(fake))  # `events`
     yield fake
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from dockyard import faults
@@ -53,9 +54,14 @@ log = logging.getLogger(__name__)
 
 
 class Eth0View(Protocol):
-    mac: str
-    addresses: list[str]
-    up: bool
+    """Read-only (netlink's `Eth0` is a frozen dataclass)."""
+
+    @property
+    def mac(self) -> str: ...
+    @property
+    def addresses(self) -> list[str]: ...
+    @property
+    def up(self) -> bool: ...
 
 
 class HostNetwork(Protocol):
@@ -276,9 +282,10 @@ class Reconciler:
     def _rollback(self, instance_id: str) -> None:
         """Undo a failed first create, step by step: one step failing (a veth name held by
         something that is not ours, say) must not keep the others from running."""
-        steps = (lambda: self.network.unplumb(instance_id),
-                 lambda: self.engine.remove(ids.container_name(instance_id)),
-                 lambda: self.files.remove(instance_id))
+        steps: tuple[Callable[[], object], ...] = (
+            lambda: self.network.unplumb(instance_id),
+            lambda: self.engine.remove(ids.container_name(instance_id)),
+            lambda: self.files.remove(instance_id))
         for step in steps:
             try:
                 step()

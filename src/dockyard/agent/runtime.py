@@ -343,8 +343,8 @@ class Agent:
 
     def _events_once(self) -> None:
         stream = self.engine.events(self.cluster)
-        for instance_id in list(self.desired):  # whatever happened while we were not listening
-            self.queue.add(instance_id)
+        for known in list(self.desired):  # whatever happened while we were not listening
+            self.queue.add(known)
         try:
             for event in stream:
                 attrs = (event.get("Actor") or {}).get("Attributes") or {}

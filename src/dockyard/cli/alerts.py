@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import JsonOpt, console, print_json, table
+from dockyard.cli.output import JsonOpt, console, print_json, print_list
 from dockyard.model.alert_kinds import RuleKind
 
 alert_app = typer.Typer(help="Alerts (`alert list`) and the rules that raise them "
@@ -30,18 +30,14 @@ def alerts(show_all: Annotated[bool, typer.Option("--all", help="resolved alerts
            as_json: JsonOpt = False) -> None:
     """Firing alerts (with --all: resolved ones too)."""
     state = "all" if show_all else "firing"
-    with client() as api:
-        items = api.list_all("/v1/alerts", state=state, limit=1000)
-    if as_json:
-        print_json({"items": items, "next": None})
-        return
-    table(items, [("ID", lambda r: r["id"]), ("STATE", lambda r: r["state"]),
-                  ("RULE", lambda r: r["rule"]), ("KIND", lambda r: r["kind"]),
-                  ("SUBJECT", lambda r: f"{r['subject_kind']} {r['subject_name']}"),
-                  ("VALUE", _value), ("THRESHOLD", lambda r: f"{r['threshold']:g}"),
-                  ("STARTED", lambda r: _time(r["started_at"])),
-                  ("RESOLVED", lambda r: _time(r["resolved_at"]))],
-          "no firing alerts" if not show_all else "no alerts")
+    print_list("/v1/alerts", as_json, [
+        ("ID", lambda r: r["id"]), ("STATE", lambda r: r["state"]),
+        ("RULE", lambda r: r["rule"]), ("KIND", lambda r: r["kind"]),
+        ("SUBJECT", lambda r: f"{r['subject_kind']} {r['subject_name']}"),
+        ("VALUE", _value), ("THRESHOLD", lambda r: f"{r['threshold']:g}"),
+        ("STARTED", lambda r: _time(r["started_at"])),
+        ("RESOLVED", lambda r: _time(r["resolved_at"]))],
+        "no firing alerts" if not show_all else "no alerts", state=state, limit=1000)
 
 
 @rule_app.command("add")
@@ -66,16 +62,12 @@ def rule_add(name: str,
 @rule_app.command("list")
 def rule_list(as_json: JsonOpt = False) -> None:
     """List alert rules."""
-    with client() as api:
-        page = api.get("/v1/alerts/rules")
-    if as_json:
-        print_json(page)
-        return
-    table(page["items"], [("NAME", lambda r: r["name"]), ("KIND", lambda r: r["kind"]),
-                          ("THRESHOLD", lambda r: f"{r['threshold']:g}"),
-                          ("FOR", lambda r: f"{r['for_seconds']:g}s"),
-                          ("PROJECT", lambda r: r["project"] or "(all)"),
-                          ("BUILTIN", lambda r: "yes" if r["builtin"] else "")], "no rules")
+    print_list("/v1/alerts/rules", as_json, [
+        ("NAME", lambda r: r["name"]), ("KIND", lambda r: r["kind"]),
+        ("THRESHOLD", lambda r: f"{r['threshold']:g}"),
+        ("FOR", lambda r: f"{r['for_seconds']:g}s"),
+        ("PROJECT", lambda r: r["project"] or "(all)"),
+        ("BUILTIN", lambda r: "yes" if r["builtin"] else "")], "no rules")
 
 
 @rule_app.command("delete")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import print_json, table
+from dockyard.cli.output import listing, print_json, table
 
 
 def _when(entry: dict[str, Any]) -> str:
@@ -19,7 +19,7 @@ def audit(as_json: Annotated[bool, typer.Option("--json", help="print the API's 
           ) -> None:
     """Who did what: every mutating API call with its caller, project and result."""
     with client() as api:
-        items = api.list_all("/v1/audit", limit=1000)
+        items = listing(api, "/v1/audit", False, limit=1000) or []
     if limit:
         items = items[-limit:]
     if as_json:

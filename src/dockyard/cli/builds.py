@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, details, print_json, table
+from dockyard.cli.output import console, details, print_json, print_list
 from dockyard.errors import BackendError
 
 build_app = typer.Typer(help="Image builds of repositories: start, list, logs, cancel.",
@@ -65,17 +65,13 @@ def ls(repo: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = 
     params: dict[str, Any] = {"limit": 1000}
     if repo:
         params["repo"] = repo
-    with client() as api:
-        body = api.get("/v1/builds", **params)
-    if as_json:
-        print_json(body)
-        return
-    table(body["items"], [("ID", lambda b: b["id"]), ("REPO", lambda b: b["repo"]),
-                          ("COMMIT", lambda b: (b["commit"] or "")[:12]),
-                          ("AUTHOR", lambda b: b["author"] or ""),
-                          ("MESSAGE", lambda b: (b["message"] or "")[:40]),
-                          ("STATE", lambda b: b["state"]), ("DURATION", _duration),
-                          ("DIGEST", lambda b: (b["digest"] or "")[:19])], "no builds")
+    print_list("/v1/builds", as_json, [
+        ("ID", lambda b: b["id"]), ("REPO", lambda b: b["repo"]),
+        ("COMMIT", lambda b: (b["commit"] or "")[:12]),
+        ("AUTHOR", lambda b: b["author"] or ""),
+        ("MESSAGE", lambda b: (b["message"] or "")[:40]),
+        ("STATE", lambda b: b["state"]), ("DURATION", _duration),
+        ("DIGEST", lambda b: (b["digest"] or "")[:19])], "no builds", cursor="before", **params)
 
 
 @build_app.command("show")

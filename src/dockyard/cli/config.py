@@ -43,20 +43,27 @@ def read_config(path: Path | None = None) -> dict[str, str]:
     return {k: str(v) for k, v in data.items()}
 
 
+def server(cfg: dict[str, str] | None = None) -> tuple[str, str]:
+    """The server's URL (no trailing slash) and token: the environment's, else the config
+    file's (`cfg`, read when not given)."""
+    cfg = read_config() if cfg is None else cfg
+    url = os.environ.get("DOCKYARD_URL") or cfg.get("url")
+    token = os.environ.get("DOCKYARD_TOKEN") or cfg.get("token")
+    if not url or not token:
+        raise InvalidRequest(f"no Dockyard server configured: run `dockyard up`, or set "
+                             f"DOCKYARD_URL and DOCKYARD_TOKEN (config: {config_path()})")
+    return url.rstrip("/"), token
+
+
 def client(timeout: float = 130.0) -> ApiClient:
     """The API client of a command: over the CLI's stdlib transport (`transport.py`), or
     httpx's when the environment names a proxy (httpx honours it)."""
     from dockyard.cli.transport import StdlibTransport, proxy_configured
     from dockyard.client import ApiClient
     cfg = read_config()
-    url = os.environ.get("DOCKYARD_URL") or cfg.get("url")
-    token = os.environ.get("DOCKYARD_TOKEN") or cfg.get("token")
-    if not url or not token:
-        raise InvalidRequest(f"no Dockyard server configured: run `dockyard up`, or set "
-                             f"DOCKYARD_URL and DOCKYARD_TOKEN (config: {config_path()})")
+    url, token = server(cfg)
     ca = ca_path(cfg)
-    transport = None if proxy_configured() else StdlibTransport(url.rstrip("/"), token,
-                                                                 timeout, ca)
+    transport = None if proxy_configured() else StdlibTransport(url, token, timeout, ca)
     return ApiClient(url, token, timeout=timeout, ca=ca, transport=transport)
 
 

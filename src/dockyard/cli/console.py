@@ -26,21 +26,10 @@ from urllib.parse import quote, urlencode
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from dockyard.cli.config import ca_path, config_path, read_config
-from dockyard.errors import BackendError, InvalidRequest, from_reply
+from dockyard.cli.config import ca_path, read_config, server
+from dockyard.errors import BackendError, from_reply
 
 DEFAULT_SIZE = (80, 24)
-
-
-def _server() -> tuple[str, str]:
-    """The server's URL and token, found as `config.client()` finds them."""
-    cfg = read_config()
-    url = os.environ.get("DOCKYARD_URL") or cfg.get("url")
-    token = os.environ.get("DOCKYARD_TOKEN") or cfg.get("token")
-    if not url or not token:
-        raise InvalidRequest(f"no Dockyard server configured: run `dockyard up`, or set "
-                             f"DOCKYARD_URL and DOCKYARD_TOKEN (config: {config_path()})")
-    return url.rstrip("/"), token
 
 
 def terminal_size() -> tuple[int, int]:
@@ -56,7 +45,7 @@ def terminal_size() -> tuple[int, int]:
 
 
 def _connect(name: str, query: str) -> ClientConnection:
-    url, token = _server()
+    url, token = server()
     target = (url.replace("http", "ws", 1) + f"/v1/instances/{quote(name, safe='')}/console")
     ca = ca_path(read_config())
     context = ssl.create_default_context(cafile=ca) if ca and url.startswith("https") else None

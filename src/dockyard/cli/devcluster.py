@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import methodcaller
 from pathlib import Path
 from typing import Annotated
 
@@ -82,7 +83,7 @@ def status(home: HomeOpt = DEFAULT_HOME) -> None:
     from dockyard.devcluster import cluster
     rows = cluster.status(home.resolve())
     keys = list(rows[0]) if rows else ["host"]
-    table(rows, [(key.upper(), lambda r, k=key: r.get(k, "")) for key in keys], "no hosts")
+    table(rows, [(key.upper(), methodcaller("get", key, "")) for key in keys], "no hosts")
 
 
 @dev_cluster_app.command("cut-uplink")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, err_console, print_json
+from dockyard.cli.output import console, err_console, listing, print_json
 from dockyard.errors import DockyardError
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ _MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red"
 
 def _reports(api: ApiClient, host: str | None) -> tuple[list[dict[str, Any]], list[str]]:
     """The doctor report of `host` (default: every host), and the hosts that could not answer."""
-    names = [host] if host else [h["name"] for h in api.get("/v1/hosts")["items"]]
+    names = [host] if host else [h["name"] for h in listing(api, "/v1/hosts", False) or []]
     reports, errors = [], []
     for name in names:
         try:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dockyard.cli.config import ca_path, client, read_config
-from dockyard.cli.output import JsonOpt, console, details, print_json, table
+from dockyard.cli.output import JsonOpt, console, details, print_json, print_list
 from dockyard.model.units import format_size
 
 host_app = typer.Typer(help="Hosts (machines with dockerd and an agent).", no_args_is_help=True)
@@ -16,12 +16,7 @@ host_app = typer.Typer(help="Hosts (machines with dockerd and an agent).", no_ar
 @host_app.command("list")
 def host_list(as_json: JsonOpt = False) -> None:
     """List hosts."""
-    with client() as api:
-        page = api.get("/v1/hosts")
-    if as_json:
-        print_json(page)
-        return
-    table(page["items"], [
+    print_list("/v1/hosts", as_json, [
         ("NAME", lambda r: r["name"]),
         ("STATE", lambda r: r["state"] + (" (draining)" if r.get("draining") else "")),
         ("CORES", lambda r: len(r["cores"])), ("SHARED", lambda r: r["shared_cpuset"]),

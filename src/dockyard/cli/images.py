@@ -11,12 +11,12 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, print_json, table
+from dockyard.cli.output import console, print_json, print_list, table
 from dockyard.config import DEFAULT_IMAGE_CACHE, MACHINE_TAG
 from dockyard.errors import BackendError, InvalidRequest
 from dockyard.model.units import format_size
@@ -75,12 +75,7 @@ def image_list(
     if local:
         _list_local(as_json)
         return
-    with client() as api:
-        reply = api.get("/v1/images")
-    if as_json:
-        print_json(reply)
-        return
-    table(reply["items"], [
+    print_list("/v1/images", as_json, [
         ("NAME", lambda r: r["name"]), ("TAG", lambda r: r["tag"]),
         ("SIZE", lambda r: format_size(r["size"])),
         ("HOSTS", lambda r: ", ".join(r["hosts"]) or None), ("REF", lambda r: r["ref"])],
@@ -140,7 +135,7 @@ def image_import(
                                              "(default: the only host, or `local`)")] = None,
 ) -> None:
     """Import an image archive into the registry (streamed; never held in memory)."""
-    params = {"name": name, **({"host": host} if host else {})}
+    params: dict[str, Any] = {"name": name, **({"host": host} if host else {})}
     with client() as api, archive.open("rb") as fh, console.status(f"importing {name}"):
         reply = api.upload("/v1/images/import", fh, **params)
     console.print(f"imported {archive.name} as {reply['ref']} (via {reply['host']})",

@@ -12,7 +12,7 @@ import typer
 from dockyard.cli.config import client
 from dockyard.cli.events import event_line
 from dockyard.cli.events import follow as follow_events
-from dockyard.cli.output import console, details, print_json, table
+from dockyard.cli.output import console, details, listing, print_json, print_list, table
 from dockyard.errors import DockyardError, InvalidRequest
 from dockyard.model.units import format_rate, format_size
 
@@ -157,16 +157,12 @@ def _launch(body: dict[str, Any], wait: bool, as_json: bool) -> None:
 
 def list_(as_json: JsonOpt = False) -> None:
     """List instances."""
-    with client() as api:
-        items = api.list_all("/v1/instances", limit=1000)
-    if as_json:
-        print_json({"items": items, "next": None})
-        return
-    table(items, [("NAME", lambda r: r["name"]), ("STATE", lambda r: r["state"]),
-                  ("IP", lambda r: r["ip"]), ("HOST", lambda r: r["host"]),
-                  ("IMAGE", lambda r: r["image"]), ("CPUSET", lambda r: r["limits"]["cpuset"]),
-                  ("MEMORY", lambda r: format_size(r["limits"]["memory_bytes"]))],
-          "no instances")
+    print_list("/v1/instances", as_json, [
+        ("NAME", lambda r: r["name"]), ("STATE", lambda r: r["state"]),
+        ("IP", lambda r: r["ip"]), ("HOST", lambda r: r["host"]),
+        ("IMAGE", lambda r: r["image"]), ("CPUSET", lambda r: r["limits"]["cpuset"]),
+        ("MEMORY", lambda r: format_size(r["limits"]["memory_bytes"]))],
+        "no instances", limit=1000)
 
 
 def show(name: str, as_json: JsonOpt = False) -> None:
@@ -334,9 +330,8 @@ def events(name: Annotated[str | None, typer.Argument()] = None,
     """Events of one instance, or of the whole cluster (instances and hosts)."""
     path = f"/v1/instances/{name}/events" if name else "/v1/events"
     with client() as api:
-        items = api.list_all(path, limit=1000)
-        if as_json and not follow:
-            print_json({"items": items, "next": None})
+        items = listing(api, path, as_json and not follow, limit=1000)
+        if items is None:
             return
         if follow:
             last = max((int(e["id"]) for e in items), default=0)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import JsonOpt, console, details, print_json, table
+from dockyard.cli.output import JsonOpt, console, details, print_json, print_list
 
 network_app = typer.Typer(help="Networks (bridges with a subnet, no NAT).", no_args_is_help=True)
 
@@ -16,15 +16,11 @@ network_app = typer.Typer(help="Networks (bridges with a subnet, no NAT).", no_a
 def network_list(as_json: JsonOpt = False) -> None:
     """List networks (every page)."""
     from dockyard.client import NetworkItem
-    with client() as api:
-        items = api.list_all("/v1/networks", NetworkItem, limit=1000)
-    if as_json:
-        print_json({"items": items, "next": None})
-        return
-    table(items, [("NAME", lambda r: r["name"]), ("SUBNET", lambda r: r["subnet"]),
-                  ("GATEWAY", lambda r: r["gateway"]), ("MODE", lambda r: r["mode"]),
-                  ("BRIDGE", lambda r: r["bridge"]),
-                  ("INSTANCES", lambda r: r["instances"])], "no networks")
+    print_list("/v1/networks", as_json, [
+        ("NAME", lambda r: r["name"]), ("SUBNET", lambda r: r["subnet"]),
+        ("GATEWAY", lambda r: r["gateway"]), ("MODE", lambda r: r["mode"]),
+        ("BRIDGE", lambda r: r["bridge"]),
+        ("INSTANCES", lambda r: r["instances"])], "no networks", item=NetworkItem, limit=1000)
 
 
 @network_app.command("show")

@@ -18,6 +18,8 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from dockyard.client import ApiClient
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
 
@@ -60,6 +62,52 @@ def print_json(data: Any) -> None:
 
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
 Row = TypeVar("Row")  # a TypedDict of client.py: its columns' keys are checked
+
+
+@overload
+def listing(api: ApiClient, path: str, as_json: bool, item: type[Row], *,
+            cursor: str = "after", **params: Any) -> list[Row] | None: ...
+
+
+@overload
+def listing(api: ApiClient, path: str, as_json: bool, item: None = None, *,
+            cursor: str = "after", **params: Any) -> list[dict[str, Any]] | None: ...
+
+
+def listing(api: ApiClient, path: str, as_json: bool, item: type[Any] | None = None, *,
+            cursor: str = "after", **params: Any) -> list[Any] | None:
+    """What every list command reads: the whole list at `path`, page after page along the
+    `next` cursors (`ApiClient.list_all`; `cursor`: the query parameter that takes them).
+    With `as_json` it is printed in the API's shape, one page holding every item
+    (`"next": null`), and None is returned; else the items, for the command's table."""
+    items = api.list_all(path, item, cursor=cursor, **params)
+    if as_json:
+        print_json({"items": items, "next": None})
+        return None
+    return items
+
+
+@overload
+def print_list(path: str, as_json: bool, columns: Sequence[tuple[str, Callable[[Row], Any]]],
+               empty: str, *, item: type[Row], cursor: str = "after",
+               **params: Any) -> None: ...
+
+
+@overload
+def print_list(path: str, as_json: bool, columns: Sequence[Column], empty: str, *,
+               item: None = None, cursor: str = "after", **params: Any) -> None: ...
+
+
+def print_list(path: str, as_json: bool, columns: Sequence[tuple[str, Callable[[Any], Any]]],
+               empty: str, *, item: type[Any] | None = None, cursor: str = "after",
+               **params: Any) -> None:
+    """A list command: the list at `path` read by `listing` (every page), printed as the
+    API's JSON or as a table of `columns` (`empty` when the list is)."""
+    from dockyard.cli.config import client
+    with client() as api:
+        items = listing(api, path, as_json, item, cursor=cursor, **params)
+    if items is not None:
+        table(items, columns, empty)
 
 
 @overload

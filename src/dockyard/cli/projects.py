@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import JsonOpt, console, print_json, table
+from dockyard.cli.output import JsonOpt, console, print_json, print_list
 
 project_app = typer.Typer(help="Projects (tenants: every object belongs to one).",
                           no_args_is_help=True)
@@ -25,10 +25,6 @@ def project_create(name: str, as_json: JsonOpt = False) -> None:
 @project_app.command("list")
 def project_list(as_json: JsonOpt = False) -> None:
     """List projects (a member sees only its own)."""
-    with client() as api:
-        page = api.get("/v1/projects")
-    if as_json:
-        print_json(page)
-        return
-    table(page["items"], [("NAME", lambda r: r["name"]), ("ID", lambda r: r["id"]),
-                          ("CREATED", lambda r: r["created_at"])], "no projects")
+    print_list("/v1/projects", as_json, [
+        ("NAME", lambda r: r["name"]), ("ID", lambda r: r["id"]),
+        ("CREATED", lambda r: r["created_at"])], "no projects")

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client, read_config
-from dockyard.cli.output import console, details, print_json, table
+from dockyard.cli.output import console, details, print_json, print_list
 from dockyard.errors import InvalidRequest
 
 repo_app = typer.Typer(help="Git repositories images are built from (push webhooks, builds).",
@@ -76,14 +76,10 @@ def api_url() -> str:
 @repo_app.command("ls")
 def ls(as_json: JsonOpt = False) -> None:
     """List the project's repositories."""
-    with client() as api:
-        if as_json:
-            print_json(api.get("/v1/repos", limit=1000))
-            return
-        items = api.list_all("/v1/repos", limit=1000)
-    table(items, [("NAME", lambda r: r["name"]), ("URL", lambda r: r["url"]),
-                  ("BRANCH", lambda r: r["branch"]), ("IMAGE", lambda r: r["image"]),
-                  ("DEPLOY", lambda r: ",".join(r["deploy"]))], "no repositories")
+    print_list("/v1/repos", as_json, [
+        ("NAME", lambda r: r["name"]), ("URL", lambda r: r["url"]),
+        ("BRANCH", lambda r: r["branch"]), ("IMAGE", lambda r: r["image"]),
+        ("DEPLOY", lambda r: ",".join(r["deploy"]))], "no repositories", limit=1000)
 
 
 @repo_app.command("show")

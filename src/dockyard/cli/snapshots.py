@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, print_json, table
+from dockyard.cli.output import console, print_json, print_list
 from dockyard.model.units import format_size
 
 snapshot_app = typer.Typer(help="Snapshots: instances committed to the registry, with their "
@@ -39,16 +39,12 @@ def snapshot_create(
 def snapshot_list(name: Annotated[str | None, typer.Argument(help="instance")] = None,
                   as_json: JsonOpt = False) -> None:
     """List snapshots (of one instance)."""
-    with client() as api:
-        reply = api.get("/v1/snapshots", **({"instance": name} if name else {}))
-    if as_json:
-        print_json(reply)
-        return
-    table(reply["items"], [
+    only: dict[str, Any] = {"instance": name} if name else {}
+    print_list("/v1/snapshots", as_json, [
         ("NAME", lambda r: r["name"]), ("INSTANCE", lambda r: r["instance"]),
         ("SIZE", lambda r: format_size(r["size"])),
         ("VOLUMES", lambda r: ", ".join(v["name"] for v in r["volumes"]) or None),
-        ("CREATED", lambda r: r["created_at"][:19])], "no snapshots")
+        ("CREATED", lambda r: r["created_at"][:19])], "no snapshots", **only)
 
 
 @snapshot_app.command("delete")

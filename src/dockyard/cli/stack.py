@@ -22,7 +22,14 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, details, err_console, print_json, table
+from dockyard.cli.output import (
+    console,
+    details,
+    err_console,
+    print_json,
+    print_list,
+    table,
+)
 from dockyard.errors import BackendError, InvalidRequest, NotFound
 
 stack_app = typer.Typer(help="App stacks: compose files deployed as services of ordinary "
@@ -176,16 +183,12 @@ def _print_status(result: dict[str, Any]) -> None:
 @stack_app.command("ls")
 def ls(as_json: JsonOpt = False) -> None:
     """List the project's stacks."""
-    with client() as api:
-        if as_json:
-            print_json(api.get("/v1/stacks", limit=1000))
-            return
-        items = api.list_all("/v1/stacks", limit=1000)
-    table(items, [("NAME", lambda s: s["name"]), ("VERSION", lambda s: s["version"]),
-                  ("SERVICES", lambda s: len(s["services"])),
-                  ("RUNNING", lambda s: f"{sum(v['running'] for v in s['services'])}/"
-                                        f"{sum(v['replicas'] for v in s['services'])}")],
-          "no stacks")
+    print_list("/v1/stacks", as_json, [
+        ("NAME", lambda s: s["name"]), ("VERSION", lambda s: s["version"]),
+        ("SERVICES", lambda s: len(s["services"])),
+        ("RUNNING", lambda s: f"{sum(v['running'] for v in s['services'])}/"
+                              f"{sum(v['replicas'] for v in s['services'])}")],
+        "no stacks", limit=1000)
 
 
 REPLICA_COLUMNS = [("NAME", lambda r: r["name"]), ("SERVICE", lambda r: r["service"]),
@@ -207,9 +210,7 @@ def _fetch(path: str, as_json: bool) -> dict[str, Any] | None:
 @stack_app.command("ps")
 def ps(name: str, as_json: JsonOpt = False) -> None:
     """List a stack's replicas (instances) with their state, host and address."""
-    body = _fetch(f"/v1/stacks/{name}/replicas", as_json)
-    if body is not None:
-        table(body["items"], REPLICA_COLUMNS, "no replicas")
+    print_list(f"/v1/stacks/{name}/replicas", as_json, REPLICA_COLUMNS, "no replicas")
 
 
 @stack_app.command("show")
@@ -264,15 +265,12 @@ def scale(name: str, counts: Annotated[list[str], typer.Argument(help="SERVICE=N
 @stack_app.command("history")
 def history(name: str, as_json: JsonOpt = False) -> None:
     """List every version of a stack (the current one marked)."""
-    body = _fetch(f"/v1/stacks/{name}/history", as_json)
-    if body is not None:
-        table(body["items"], [("VERSION", lambda v: f"{v['version']}"
-                                              + (" *" if v["current"] else "")),
-                              ("CREATED", lambda v: v["created_at"]),
-                              ("NOTE", lambda v: v["note"]),
-                              ("IMAGES", lambda v: ", ".join(f"{s}={i}" for s, i in
-                                                             v["services"].items()))],
-              "no versions")
+    print_list(f"/v1/stacks/{name}/history", as_json, [
+        ("VERSION", lambda v: f"{v['version']}" + (" *" if v["current"] else "")),
+        ("CREATED", lambda v: v["created_at"]),
+        ("NOTE", lambda v: v["note"]),
+        ("IMAGES", lambda v: ", ".join(f"{s}={i}" for s, i in v["services"].items()))],
+        "no versions")
 
 
 @stack_app.command("rollback")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import JsonOpt, console, print_json, table
+from dockyard.cli.output import JsonOpt, console, print_json, print_list
 
 token_app = typer.Typer(help="User tokens (admin or member of one project).",
                         no_args_is_help=True)
@@ -35,15 +35,12 @@ def token_create(
 def token_list(project: Annotated[str | None, typer.Option(help="only this project's")] = None,
                as_json: JsonOpt = False) -> None:
     """List user tokens (admin): ids, roles and descriptions, never the secrets."""
-    with client() as api:
-        page = api.get("/v1/tokens", **({"project": project} if project else {}))
-    if as_json:
-        print_json(page)
-        return
-    table(page["items"], [("ID", lambda r: r["id"]), ("PROJECT", lambda r: r["project"]),
-                          ("ROLE", lambda r: r["role"]),
-                          ("DESCRIPTION", lambda r: r["description"] or None),
-                          ("CREATED", lambda r: r["created_at"])], "no tokens")
+    only: dict[str, Any] = {"project": project} if project else {}
+    print_list("/v1/tokens", as_json, [
+        ("ID", lambda r: r["id"]), ("PROJECT", lambda r: r["project"]),
+        ("ROLE", lambda r: r["role"]),
+        ("DESCRIPTION", lambda r: r["description"] or None),
+        ("CREATED", lambda r: r["created_at"])], "no tokens", **only)
 
 
 @token_app.command("revoke")

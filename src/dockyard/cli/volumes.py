@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import JsonOpt, console, details, print_json, table
+from dockyard.cli.output import JsonOpt, console, details, print_json, print_list
 
 volume_app = typer.Typer(help="Volumes (named data volumes, kept on the host of first use).",
                          no_args_is_help=True)
@@ -15,15 +15,11 @@ volume_app = typer.Typer(help="Volumes (named data volumes, kept on the host of 
 def volume_list(as_json: JsonOpt = False) -> None:
     """List the project's volumes (every page)."""
     from dockyard.client import VolumeItem
-    with client() as api:
-        items = api.list_all("/v1/volumes", VolumeItem, limit=1000)
-    if as_json:
-        print_json({"items": items, "next": None})
-        return
-    table(items, [("NAME", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
-                  ("DOCKER NAME", lambda r: r["docker_name"]),
-                  ("ATTACHED TO", lambda r: ", ".join(r["attached_to"]) or None)],
-          "no volumes")
+    print_list("/v1/volumes", as_json, [
+        ("NAME", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
+        ("DOCKER NAME", lambda r: r["docker_name"]),
+        ("ATTACHED TO", lambda r: ", ".join(r["attached_to"]) or None)],
+        "no volumes", item=VolumeItem, limit=1000)
 
 
 @volume_app.command("show")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import JsonOpt, console, print_json, table
+from dockyard.cli.output import JsonOpt, console, print_json, print_list
 from dockyard.model.alert_kinds import WebhookFormat
 
 webhook_app = typer.Typer(help="Webhooks notified of every alert state change.",
@@ -32,16 +32,12 @@ def webhook_add(url: str,
 @webhook_app.command("list")
 def webhook_list(as_json: JsonOpt = False) -> None:
     """List webhooks with their notification counts."""
-    with client() as api:
-        page = api.get("/v1/webhooks")
-    if as_json:
-        print_json(page)
-        return
-    table(page["items"], [("ID", lambda r: r["id"]), ("URL", lambda r: r["url"]),
-                          ("FORMAT", lambda r: r["format"]),
-                          ("SENT", lambda r: r["delivered"]),
-                          ("PENDING", lambda r: r["pending"]),
-                          ("FAILED", lambda r: r["failed"])], "no webhooks")
+    print_list("/v1/webhooks", as_json, [
+        ("ID", lambda r: r["id"]), ("URL", lambda r: r["url"]),
+        ("FORMAT", lambda r: r["format"]),
+        ("SENT", lambda r: r["delivered"]),
+        ("PENDING", lambda r: r["pending"]),
+        ("FAILED", lambda r: r["failed"])], "no webhooks")
 
 
 @webhook_app.command("delete")

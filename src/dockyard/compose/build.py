@@ -18,10 +18,9 @@ from pydantic import BaseModel, ValidationError
 from dockyard.compose.envfile import parse_env_file
 from dockyard.compose.interpolate import dotted
 from dockyard.errors import InvalidRequest
-from dockyard.model.health import parse_duration
+from dockyard.model.health import HealthcheckSpec, parse_duration
 from dockyard.model.instance import LimitsSpec
 from dockyard.model.stack import (
-    HealthcheckSpec,
     HttpEntrance,
     Reservations,
     ServiceNetwork,

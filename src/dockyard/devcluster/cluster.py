@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import httpx
 
 from dockyard.adapters import iptables
+from dockyard.adapters.processes import alive
 from dockyard.client import ApiClient
 from dockyard.devcluster import plumbing as pl
 from dockyard.devcluster.state import STATE_FILE, ClusterState, SimHost, load
@@ -57,7 +59,7 @@ def up(hosts: int, home: Path, listen: str | None, heartbeat_timeout: float,
             _host(st, n, tarball, resync_interval, token)
         api = ApiClient(st.url, token, timeout=30)
         for host in st.hosts:
-            pl.wait_for(lambda h=host: api.get(f"/v1/hosts/{h.name}")["state"] == "up",
+            pl.wait_for(partial(_host_up, api, host.name),
                         f"agent of {host.name}", host.pids["agent"],
                         Path(host.root) / "agent.log")
         api.post("/v1/networks", {"name": "default", "subnet": DEFAULT_SUBNET})
@@ -65,6 +67,10 @@ def up(hosts: int, home: Path, listen: str | None, heartbeat_timeout: float,
         down(home)
         raise
     return st, token
+
+
+def _host_up(api: ApiClient, name: str) -> bool:
+    return bool(api.get(f"/v1/hosts/{name}")["state"] == "up")
 
 
 def _server(st: ClusterState, listen: str | None, heartbeat_timeout: float) -> str:
@@ -137,7 +143,7 @@ def down(home: Path) -> bool:
     for host in st.hosts:
         root = Path(host.root)
         pl.stop(host.pids.get("agent", 0))
-        if pl.alive(host.pids.get("dockerd", 0)):
+        if alive(host.pids.get("dockerd", 0)):
             pl.remove_containers(root / "docker")
         for name in ("dockerd", "vswitchd", "ovsdb"):
             pl.stop(host.pids.get(name, 0), timeout=60)
@@ -189,6 +195,6 @@ def status(home: Path) -> list[dict[str, object]]:
         rows.append({"host": host.name, "netns": host.netns, "mgmt_ip": host.mgmt_ip,
                      "uplink": "up" if " UP " in f" {link} " or "LOWER_UP" in link
                      else "down",
-                     **{name: ("up" if pl.alive(pid) else "dead")
+                     **{name: ("up" if alive(pid) else "dead")
                         for name, pid in host.pids.items()}})
     return rows

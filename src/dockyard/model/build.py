@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, JsonValue, field_validator
 
 from dockyard.model.instance import Strict
 from dockyard.model.validators import NAME_SCHEMA, check_name, schema_rule
@@ -58,7 +58,7 @@ REL_PATH_SCHEMA = schema_rule(REL_PATH_RE, 1, 255)
 GIT_URL_SCHEMA = schema_rule(GIT_URL_RE, 1, 1024)
 IMAGE_NAME_SCHEMA = schema_rule(IMAGE_NAME_RE, 1, 255)
 DEPLOY_SCHEMA = schema_rule(DEPLOY_RE, 3, 127)
-CREDENTIALS_SCHEMA = {"pattern": r"\S", "minLength": 1, "maxLength": 16384}
+CREDENTIALS_SCHEMA: dict[str, JsonValue] = {"pattern": r"\S", "minLength": 1, "maxLength": 16384}
 
 
 class RepoCreate(Strict):

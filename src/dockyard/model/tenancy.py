@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, JsonValue, field_validator
 
 from dockyard.model.image import RESERVED_NAMESPACES
 from dockyard.model.instance import Strict
@@ -23,9 +23,11 @@ class Role(StrEnum):
     member = "member"
 
 
+_RESERVED: list[JsonValue] = [*sorted(RESERVED_NAMESPACES)]
+
+
 class ProjectCreate(Strict):
-    name: str = Field(json_schema_extra={
-        **NAME_SCHEMA, "not": {"enum": sorted(RESERVED_NAMESPACES)}})
+    name: str = Field(json_schema_extra={**NAME_SCHEMA, "not": {"enum": _RESERVED}})
 
     @field_validator("name")
     @classmethod

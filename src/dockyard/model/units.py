@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -34,15 +38,15 @@ MAX_AMOUNT = 2**53 - 1
 # form (the usual spellings, each within the field's floor and MAX_AMOUNT) and bounds for
 # the number; what it accepts the parsers accept.
 _BIN = "[iI]?[bB]?"
-MEMORY_SCHEMA: dict[str, object] = {
+MEMORY_SCHEMA: dict[str, JsonValue] = {
     "pattern": (r"^(?:[1-9][0-9]{7,14}|(?:[1-9][0-9]{4,11}[kK]|(?:[6-9]|[1-9][0-9]{1,8})[mM]"
                 rf"|[1-9][0-9]{{0,5}}[gG]|[1-9][0-9]{{0,2}}[tT]){_BIN})$"),
     "minimum": 6 << 20, "maximum": MAX_AMOUNT}
-IO_SCHEMA: dict[str, object] = {
+IO_SCHEMA: dict[str, JsonValue] = {
     "pattern": (r"^(?:0|[1-9][0-9]{0,14}|(?:[1-9][0-9]{0,11}[kK]|[1-9][0-9]{0,8}[mM]"
                 rf"|[1-9][0-9]{{0,5}}[gG]){_BIN})$"),
     "minimum": 0, "maximum": MAX_AMOUNT}
-RATE_SCHEMA: dict[str, object] = {
+RATE_SCHEMA: dict[str, JsonValue] = {
     "pattern": (r"^(?:0|(?:[89]|[1-9][0-9]{1,11})kbit|[1-9][0-9]{0,8}mbit"
                 r"|[1-9][0-9]{0,5}gbit)$"),
     "minimum": 0, "maximum": MAX_AMOUNT,

@@ -128,13 +128,14 @@ def heartbeat(body: Heartbeat, caller: Caller = Depends(auth.host),
         ctx.notifier.bump()  # wakes `events --follow`
 
 
-def _network(row: NetworkRow, peers: list[Peer] | None = None) -> DesiredNetwork:
+def desired_network(row: NetworkRow, peers: list[Peer] | None = None) -> DesiredNetwork:
+    """A network as an agent receives it (with `peers`: its /etc/hosts entries)."""
     return DesiredNetwork(id=row.id, name=row.name, bridge=row.bridge, subnet=row.subnet,
                           gateway=row.gateway, mode=row.mode, vlan=row.vlan, nat=row.nat,
                           peers=peers or [])
 
 
-def _peers(sess: Session) -> PeerMap:
+def peer_map(sess: Session) -> PeerMap:
     """network id -> ip -> its instance (not being deleted), for /etc/hosts; one query."""
     out: PeerMap = {}
     replicas = stacks.memberships(sess)  # stack replicas: their service name in the stack
@@ -145,8 +146,9 @@ def _peers(sess: Session) -> PeerMap:
     return out
 
 
-def _desired(sess: Session, row: InstanceRow, net: DesiredNetwork,
-             dns: list[str], subnet: str) -> DesiredInstance:
+def desired_instance(sess: Session, row: InstanceRow, net: DesiredNetwork,
+                     dns: list[str], subnet: str) -> DesiredInstance:
+    """The desired state of instance `row` as an agent receives it, on network `net`."""
     project = projects.get(sess, row.project_id)
     return DesiredInstance(
         id=row.id, name=row.name, project=project.name if project else row.project_id,
@@ -193,15 +195,16 @@ def _read_changes(ctx: ServerContext, sess: Session, host: HostRow, since: int, 
                   peers_token: str | None) -> WatchReply:
     current = revision.current(sess)
     networks_revision = int(meta.get(sess, meta.NETWORKS_REVISION) or 0)
-    ctx.peers.refresh(networks_revision, lambda: _peers(sess))  # read after: peers.py
+    ctx.peers.refresh(networks_revision, lambda: peer_map(sess))  # read after: peers.py
     state = ctx.peers.since(None if full else peers_token)
     changed = instance_rows.changed_on_host(sess, host.id, None if full else since)
     rows = {n.id: n for n in networks.all_networks(sess)}
-    nets = {n.id: _network(n, state.peers.get(n.id)) for n in rows.values()}
-    own = nets if peers_token is None else {n.id: _network(n) for n in rows.values()}
-    instances = [_desired(sess, row, own[row.network_id],
-                          list(rows[row.network_id].dns) or [rows[row.network_id].gateway],
-                          rows[row.network_id].subnet)
+    nets = {n.id: desired_network(n, state.peers.get(n.id)) for n in rows.values()}
+    own = nets if peers_token is None else {n.id: desired_network(n) for n in rows.values()}
+    instances = [desired_instance(sess, row, own[row.network_id],
+                                  list(rows[row.network_id].dns)
+                                  or [rows[row.network_id].gateway],
+                                  rows[row.network_id].subnet)
                  for row in changed]
     if not state.full:
         for net_id, gone in state.gone.items():

@@ -42,7 +42,7 @@ from dockyard.server import migrate as cold
 from dockyard.server import placement
 from dockyard.server.agent_proxy import AgentClient, host_target
 from dockyard.server.context import ServerContext
-from dockyard.server.feed import _desired, _network, _peers
+from dockyard.server.feed import desired_instance, desired_network, peer_map
 from dockyard.server.peers import by_ip
 from dockyard.server.placement import cluster_view
 from dockyard.store import records
@@ -259,8 +259,8 @@ def _desired_on_target(ctx: ServerContext, instance_id: str, plan: dict[str, Any
         row.image = image
         if int(row.limits.get("cores", 0)) and plan.get("cores"):
             row.limits = {**row.limits, "cpuset": ",".join(str(c) for c in plan["cores"])}
-        net = _network(net_row, by_ip(_peers(sess).get(net_row.id, {})))  # the whole list
-        d = _desired(sess, row, net, list(net_row.dns) or [net_row.gateway], net_row.subnet)
+        net = desired_network(net_row, by_ip(peer_map(sess).get(net_row.id, {})))  # the whole list
+        d = desired_instance(sess, row, net, list(net_row.dns) or [net_row.gateway], net_row.subnet)
         return d.model_copy(update={"creating": False}).model_dump(mode="json")
 
 

@@ -301,7 +301,7 @@ def rollback(ctx: ServerContext, op_id: str, instance_id: str, reason: str) -> N
             ledger.release_cores_on(sess, instance_id, plan["target_id"])
         set_desired(ctx, instance_id, DesiredState.running)
     for name in _volumes(ctx, instance_id):
-        _best_effort(lambda n=name: dst.remove_volume(n))  # type: ignore[misc]
+        _best_effort(lambda n=name: dst.remove_volume(n))
     finish(ctx, op_id, instance_id, "failure", reason,
            f"migration to {plan['target']} failed ({reason}); back on {plan['source']}")
     _best_effort(lambda: wait_state(ctx, instance_id, InstanceState.running,

@@ -6,6 +6,8 @@ Every change bumps the desired-state revision and stores it as `meta.NETWORKS_RE
 
 from __future__ import annotations
 
+from itertools import chain
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -70,7 +72,7 @@ def _vlan(sess: Session, wanted: int | None) -> int:
             raise Conflict(f"VLAN {wanted} is already used by another network")
         return wanted
     # automatic tags start at 1000: the low ones are left for operators to choose
-    for vlan in [*range(_AUTO_VLAN, VLAN_MAX + 1), *range(VLAN_MIN, _AUTO_VLAN)]:
+    for vlan in chain(range(_AUTO_VLAN, VLAN_MAX + 1), range(VLAN_MIN, _AUTO_VLAN)):
         if vlan not in used:
             return vlan
     raise Conflict("no free VLAN left for a new network")

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from dockyard.errors import NotFound
 from dockyard.model.common import Event, Operation, OperationStatus, Project
+from dockyard.model.health import HealthState
 from dockyard.model.host import Host, HostState
 from dockyard.model.instance import (
     DesiredState,
@@ -105,7 +106,7 @@ def instance_model(sess: Session, row: InstanceRow) -> Instance:
         limits=effective_limits(sess, row),
         volumes=[VolumeSpec.model_validate(v) for v in row.volumes], env=dict(row.env),
         lxcfs=bool((row.options or {}).get("lxcfs", True)),
-        cap_add=list((row.options or {}).get("cap_add", [])), health=row.health,
+        cap_add=list((row.options or {}).get("cap_add", [])), health=HealthState(row.health),
         message=row.message, created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at))
 
@@ -143,7 +144,7 @@ def host_model(sess: Session, row: HostRow) -> Host:
     inv = row.inventory
     return Host(
         id=row.id, name=row.name, state=HostState(row.state), cores=list(inv.get("cores", [])),
-        reserved_cores=list(row.reserved_cores or []),
+        reserved_cores=list(row.reserved_cores or []), draining=row.draining,
         exclusive_cores={str(core): inst for core, inst in sorted(taken.items())},
         shared_cpuset=shared_cpuset(sess, row),
         memory_bytes=int(inv.get("memory_bytes", 0)),

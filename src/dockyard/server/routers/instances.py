@@ -41,10 +41,15 @@ def _show(ctx: ServerContext, project_id: str, ref: str) -> dict[str, Any]:
         return hosts.instance_view(sess, row, ctx.settings).model_dump(mode="json")
 
 
-def _accepted(ctx: ServerContext, project_id: str, ref: str, op_id: str) -> JSONResponse:
-    body = _show(ctx, project_id, ref)
+async def _answer(ctx: ServerContext, project_id: str, ref: str, op_id: str, wait: bool,
+                  done: int = 200) -> JSONResponse:
+    """The instance with its operation: at once (202), or with `wait` once the operation has
+    ended (status `done`)."""
+    if wait:
+        await wait_for(ctx, op_id, ctx.settings.wait_timeout)
+    body = await run_in_threadpool(_show, ctx, project_id, ref)
     body["operation"] = op_id
-    return JSONResponse(body, status_code=202)
+    return JSONResponse(body, status_code=done if wait else 202)
 
 
 @router.post("", status_code=202, response_model=Instance,
@@ -66,12 +71,7 @@ async def create_instance(spec: InstanceCreate, wait: bool = False,
     spec = await run_in_threadpool(prepare_launch, ctx, project, spec)  # SNAPSHOT as image
     instance_id, op_id = await run_in_threadpool(instances.create, ctx, project, spec,
                                                  caller.role == powers.ADMIN)
-    if wait:
-        await wait_for(ctx, op_id, ctx.settings.wait_timeout)
-        body = await run_in_threadpool(_show, ctx, project, instance_id)
-        body["operation"] = op_id
-        return JSONResponse(body, status_code=201)
-    return await run_in_threadpool(_accepted, ctx, project, instance_id, op_id)
+    return await _answer(ctx, project, instance_id, op_id, wait, done=201)
 
 
 @router.get("")
@@ -102,7 +102,7 @@ async def delete_instance(ref: str, force: bool = False, wait: bool = False,
         await wait_for(ctx, op_id, ctx.settings.wait_timeout)
         return JSONResponse({"id": body["id"], "name": body["name"], "operation": op_id,
                              "deleted": True}, status_code=200)
-    return await run_in_threadpool(_accepted, ctx, project, ref, op_id)
+    return await _answer(ctx, project, ref, op_id, wait=False)
 
 
 @router.patch("/{ref}", status_code=202, response_model=Instance)
@@ -112,12 +112,7 @@ async def resize_instance(ref: str, body: InstancePatch, wait: bool = False,
     """Live resize: the new limits take effect in place (same PID)."""
     project = caller.project
     op_id = await run_in_threadpool(resize.resize, ctx, project, ref, body.limits)
-    if wait:
-        await wait_for(ctx, op_id, ctx.settings.wait_timeout)
-        result = await run_in_threadpool(_show, ctx, project, ref)
-        result["operation"] = op_id
-        return JSONResponse(result, status_code=200)
-    return await run_in_threadpool(_accepted, ctx, project, ref, op_id)
+    return await _answer(ctx, project, ref, op_id, wait)
 
 
 @router.get("/{ref}/usage", response_model=Usage)
@@ -134,12 +129,7 @@ async def instance_action(ref: str, action: InstanceAction, wait: bool = False,
                           ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
     project = caller.project
     op_id = await run_in_threadpool(instances.set_desired, ctx, project, ref, action)
-    if wait:
-        await wait_for(ctx, op_id, ctx.settings.wait_timeout)
-        body = await run_in_threadpool(_show, ctx, project, ref)
-        body["operation"] = op_id
-        return JSONResponse(body, status_code=200)
-    return await run_in_threadpool(_accepted, ctx, project, ref, op_id)
+    return await _answer(ctx, project, ref, op_id, wait)
 
 
 def agent_target(ctx: ServerContext, project_id: str, ref: str) -> tuple[str, str, str, str]:
