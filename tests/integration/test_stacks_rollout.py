@@ -26,15 +26,18 @@ from tests.integration.dockyard_env import IMAGE, Dockyard
 
 T = TypeVar("T")
 
-# healthy unless VERSION is v3 or /tmp/sick exists in the container
+# healthy unless VERSION is v3 or /tmp/sick exists in the container; the compose `entrypoint`
+# and `command` replace the image's (only they write /tmp/started, which health requires)
 COMPOSE = f"""
 services:
   web:
     image: {IMAGE}
+    entrypoint: [/bin/sh, -c]
+    command: ["touch /tmp/started; trap 'exit 0' TERM; while :; do sleep 1 & wait $$!; done"]
     environment:
       VERSION: ${{VERSION}}
     healthcheck:
-      test: 'test "$$VERSION" != v3 && test ! -f /tmp/sick'
+      test: 'test -f /tmp/started && test "$$VERSION" != v3 && test ! -f /tmp/sick'
       interval: 1s
       timeout: 2s
       retries: 3
@@ -113,9 +116,11 @@ def test_healthcheck_shows_healthy(dy: Dockyard, roll: Path) -> None:
                                 "roll-web-1")[0][0]
     engine = docker.from_env()  # the container's own HEALTHCHECK, as dockerd runs it
     try:
-        check = engine.api.inspect_container(container)["Config"]["Healthcheck"]
+        config = engine.api.inspect_container(container)["Config"]
     finally:
         engine.close()
+    check = config["Healthcheck"]
+    assert config["Entrypoint"] == ["/bin/sh", "-c"] and config["Cmd"][0].startswith("touch ")
     assert check["Test"][0] == "CMD-SHELL" and check["Interval"] == 1_000_000_000
     assert check["Retries"] == 3 and check["Timeout"] == 2_000_000_000
     metrics = httpx.get(f"{dy.url}/metrics", headers={"Authorization": f"Bearer {dy.token()}"},

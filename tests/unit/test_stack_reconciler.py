@@ -252,12 +252,14 @@ services:
     image: img:1
     command: [sleep, "1"]
     networks: [front]
+    deploy: {resources: {reservations: {memory: 16M}}}
 networks:
   front: {}
 """
     spec = spec_of(text)
     assert not_yet(spec) == [
-        "services.web.command: not supported yet by `stack deploy` (issue #12)",
+        "services.web.deploy.resources.reservations: not supported yet by `stack deploy` "
+        "(issue #12)",
         "networks.front: networks created for a stack are not supported yet by `stack "
         "deploy` (issue #12); declare it `external: true` to use an existing Dockyard "
         "network"]
@@ -272,6 +274,8 @@ services:
   web:
     image: img:1
     environment: {A: "1"}
+    entrypoint: /bin/sh -c
+    command: ["httpd -f -p 8080"]
     networks: {lan: {ipv4_address: 10.9.0.5}}
     volumes: [data:/srv]
     deploy:
@@ -290,6 +294,8 @@ volumes:
     assert inst.limits.memory == 32 * 1024 * 1024 and inst.limits.cpus == 0.5
     assert [(v.source, v.target) for v in inst.volumes] == [("shop-data", "/srv")]
     assert inst.constraints == {"zone": "a"}
+    assert (inst.entrypoint, inst.command) == (["/bin/sh", "-c"], ["httpd -f -p 8080"])
+    assert instance_spec(spec_of(BASE), "web", 1).command is None
     web = spec.services["web"]
     assert template_hash(web) == template_hash(web.model_copy(update={"replicas": 7}))
     assert template_hash(web) != template_hash(web.model_copy(update={"image": "img:2"}))
