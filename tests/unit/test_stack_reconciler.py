@@ -268,6 +268,25 @@ networks:
     assert fake.calls == []
 
 
+def test_a_host_published_by_another_stack_is_a_conflict(ctx: ServerContext,
+                                                        fake: FakeInstances) -> None:
+    web = ("services:\n  web:\n    image: img:1\n"
+           "    x-dockyard: {http: {host: app.example, port: 8080}}\n")
+    stacks.deploy(ctx, project(ctx), spec_of(web, "shop"))
+    calls = list(fake.calls)
+    with pytest.raises(Conflict, match=r"^services\.web\.x-dockyard\.http\.host: app\.example "
+                       r"is already published by stack shop \(service web\)$") as clash:
+        stacks.deploy(ctx, project(ctx), spec_of(web.replace("app.", "APP."), "blog"))
+    assert clash.value.status == 409
+    made = [c for c in fake.calls[len(calls):] if not c.startswith("validate")]
+    assert made == [] and names(ctx) == ["shop-web-1"]  # nothing created
+    with ctx.db.read() as sess:
+        assert store.find(sess, project(ctx), "blog") is None  # nor stored
+    # the stack's own Host is no clash: a new version of it deploys
+    again = stacks.deploy(ctx, project(ctx), spec_of(web.replace("img:1", "img:2"), "shop"))
+    assert again.version == 2
+
+
 def test_replica_mapping() -> None:
     text = """
 services:
