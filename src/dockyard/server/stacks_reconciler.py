@@ -27,8 +27,10 @@ any line is repaired by the next run (a reserved row without an instance is drop
 whose instance exists is bound to it). Instances this run created are listed in `created`,
 so a caller can undo a deploy that failed half-way. A replica made from the service's current
 template (same hash) is new even when its generation number is older: a rollback to the
-previous spec keeps the replicas that already run it. Of an update only the time of the last
-batch lives in memory: after a server restart the next batch does not wait for `delay`.
+previous spec keeps the replicas that already run it. An update keeps nothing in memory: its
+status is the stack's row, the start of each service's last batch its service row
+(`last_batch_at`, so `delay` holds across a server restart), its replicas' versions and
+health their rows.
 """
 
 from __future__ import annotations
@@ -93,7 +95,6 @@ class StackReconciler:
     created: list[str] = field(default_factory=list)  # instance ids made by this run
     operations: list[str] = field(default_factory=list)  # their create operations
     actions: list[str] = field(default_factory=list)
-    last_batch: dict[str, float] = field(default_factory=dict)  # monotonic, per service
     pulled: set[tuple[str, str]] = field(default_factory=set)  # (host, image) pre-pulled
 
     def run(self, removed: list[str]) -> dict[str, Decision]:
@@ -186,16 +187,17 @@ class StackReconciler:
         desired = Desired(want.generation, want.replicas, config, svc.fixed_ip)
         for _ in range(2 * want.replicas + 2 * len(self.observe(service)) + 4):
             reps = {r.slot: r for r in self.observe(service)}
-            since = self.last_batch.get(service)
+            with self.ctx.db.read() as sess:
+                since = store.last_batch(sess, self.stack_id, service)
             progress = Progress(updating=self.updating, since_last_batch=None if since is None
-                                else time.monotonic() - since)
+                                else (datetime.now(UTC) - _aware(since)).total_seconds())
             decision = plan([self.replica(service, r) for r in reps.values()], desired,
                             progress)
             if decision.status is not Status.progressing:
                 return decision
             if decision.reason.startswith("update "):  # a batch: progress as an event
-                self.last_batch[service] = time.monotonic()
                 with self.ctx.db.session() as sess:
+                    store.mark_batch(sess, self.stack_id, service, datetime.now(UTC))
                     store.record_event(sess, self.project_id, self.spec.name,
                                        "stack_rollback" if self.rolling_back
                                        else "stack_update", f"{service}: {decision.reason}")
