@@ -166,9 +166,11 @@ def test_bad_input_leaves_nothing(dy: Dockyard, compose: Path, tmp_path: Path,
     result = dy.cli("stack", "deploy", "bad", "-f", str(unsupported))
     assert result.code != 0 and "services.web.cap_add: not supported" in result.err
     not_yet = tmp_path / "not-yet.yaml"
-    not_yet.write_text(f"services:\n  web:\n    image: {IMAGE}\n    command: [sleep, '9']\n")
+    not_yet.write_text(f"services:\n  web:\n    image: {IMAGE}\n    deploy: "
+                       "{resources: {reservations: {memory: 16M}}}\n")
     result = dy.cli("stack", "deploy", "bad", "-f", str(not_yet))
-    assert result.code != 0 and "services.web.command: not supported yet" in result.err
+    assert result.code != 0 and ("services.web.deploy.resources.reservations: not supported "
+                                 "yet") in result.err
     with dy.api() as api:
         with pytest.raises(InvalidRequest) as bad:  # the server checks what it is sent
             api.post("/v1/stacks", {"name": "bad", "services": {"web": {

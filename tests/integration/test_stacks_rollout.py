@@ -11,6 +11,8 @@ every second so each step takes a few seconds."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,15 +28,18 @@ from tests.integration.dockyard_env import IMAGE, Dockyard
 
 T = TypeVar("T")
 
-# healthy unless VERSION is v3 or /tmp/sick exists in the container
+# healthy unless VERSION is v3 or /tmp/sick exists in the container; the compose `entrypoint`
+# and `command` replace the image's (only they write /tmp/started, which health requires)
 COMPOSE = f"""
 services:
   web:
     image: {IMAGE}
+    entrypoint: [/bin/sh, -c]
+    command: ["touch /tmp/started; trap 'exit 0' TERM; while :; do sleep 1 & wait $$!; done"]
     environment:
       VERSION: ${{VERSION}}
     healthcheck:
-      test: 'test "$$VERSION" != v3 && test ! -f /tmp/sick'
+      test: 'test -f /tmp/started && test "$$VERSION" != v3 && test ! -f /tmp/sick'
       interval: 1s
       timeout: 2s
       retries: 3
@@ -113,9 +118,11 @@ def test_healthcheck_shows_healthy(dy: Dockyard, roll: Path) -> None:
                                 "roll-web-1")[0][0]
     engine = docker.from_env()  # the container's own HEALTHCHECK, as dockerd runs it
     try:
-        check = engine.api.inspect_container(container)["Config"]["Healthcheck"]
+        config = engine.api.inspect_container(container)["Config"]
     finally:
         engine.close()
+    check = config["Healthcheck"]
+    assert config["Entrypoint"] == ["/bin/sh", "-c"] and config["Cmd"][0].startswith("touch ")
     assert check["Test"][0] == "CMD-SHELL" and check["Interval"] == 1_000_000_000
     assert check["Retries"] == 3 and check["Timeout"] == 2_000_000_000
     metrics = httpx.get(f"{dy.url}/metrics", headers={"Authorization": f"Bearer {dy.token()}"},
@@ -206,3 +213,56 @@ def test_loop_repairs_a_replica_deleted_behind_its_back(dy: Dockyard, roll: Path
                   "roll-web-2 was not recreated by the loop")
     assert dy.ok("stack", "show", "roll", "--json").json()["version"] == 5
     assert reps[1]["version"] == reps[0]["version"] and _versions_running(dy) == ["v1", "v1"]
+
+
+def test_update_pulls_the_new_image_before_its_batch(dy: Dockyard,
+                                                     tmp_path: Path) -> None:
+    """Images only the registry holds: the first deploy's replica is pulled by its agent as
+    it is created (an instance `pull` event); the update to :2 pulls the image onto the host
+    before its batch stops anything (a stack event), so the new replica's create has nothing
+    left to pull (no `pull` event of its own)."""
+    engine = docker.from_env()
+    tags = [f"dytest/prepull:{n}" for n in (1, 2)]
+    compose = tmp_path / "compose.yaml"
+    try:
+        for n, tag in enumerate(tags, 1):
+            engine.images.build(fileobj=io.BytesIO(
+                f'FROM {IMAGE}\nRUN ["/bin/sh", "-c", "echo {n} > /version"]\n'.encode()),
+                tag=tag, rm=True)
+            dy.ok("image", "push", tag)
+            engine.images.remove(tag)  # only the registry has it now
+        seen = [("", ["pull"])]  # (instance, its pull events): v1 pulled by its agent
+        for tag in tags:
+            compose.write_text(f"services:\n  web:\n    image: {tag}\n")
+            result = dy.cli("stack", "deploy", "pull", "-f", str(compose), timeout=180)
+            assert result.code == 0, result.err
+            now = _until(lambda: (r := _pull_events(dy)) and r[0] != seen[-1][0] and r,
+                         f"pull-web-1 never ran {tag}", timeout=90)
+            assert now[1] == seen[-1][1], now
+            seen.append((now[0], []))  # v2: nothing left to pull at its create
+        updates = _events(dy, "stack_update")
+        pulled = [m for m in updates if f"web: pulled {dy.registry}/{tags[1]} on " in m]
+        assert len(pulled) == 1 and pulled[0].endswith("before update 1 to version 2"), updates
+        assert engine.images.get(f"{dy.registry}/{tags[1]}")
+    finally:
+        dy.cli("stack", "rm", "pull")
+        _until(lambda: not dy.db_query("SELECT 1 FROM instances WHERE name LIKE 'pull-%'"),
+               "pull's instances are not gone")
+        for tag in tags:
+            for name in (tag, f"{dy.registry}/{tag}"):
+                with contextlib.suppress(docker.errors.ImageNotFound):
+                    engine.images.remove(name)
+        engine.close()
+
+
+def _pull_events(dy: Dockyard) -> tuple[str, list[str]] | None:
+    """(instance id, its `pull` events) of pull-web-1 once it runs."""
+    with dy.api() as api:
+        try:
+            inst = api.get("/v1/instances/pull-web-1")
+        except NotFound:
+            return None
+        if inst["state"] != "running":
+            return None
+        events = api.get("/v1/instances/pull-web-1/events")["items"]
+    return inst["id"], [e["kind"] for e in events if e["kind"] == "pull"]

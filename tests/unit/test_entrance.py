@@ -15,10 +15,12 @@ from dockyard.agent.entrance import Entrance
 from dockyard.errors import InvalidRequest
 from dockyard.stacks.entrance import (
     Backend,
+    Claim,
     EntranceRoutes,
     Published,
     Replica,
     Route,
+    clashes,
     digest,
     render,
     routes,
@@ -66,6 +68,24 @@ RUN2 = Replica("shop-web-2", "running", "10.1.0.12")
 def test_routes(published: list[Published], expected: list[tuple[str, list[str]]]) -> None:
     found = routes(published)
     assert [(r.host, [b.name for b in r.backends]) for r in found] == expected
+
+
+CLAIMED = [Claim("p1", "shop", "web", "Shop.Example"), Claim("p2", "blog", "www", "blog.example")]
+
+
+@pytest.mark.parametrize(("stack", "wanted", "expected"), [
+    ("new", {"web": "other.example"}, []),
+    ("shop", {"web": "shop.example", "api": "api.example"}, []),  # its own claim
+    ("new", {"front": "SHOP.example"}, ["services.front.x-dockyard.http.host: shop.example is "
+                                        "already published by stack shop (service web)"]),
+    ("new", {"web": "blog.example"}, ["services.web.x-dockyard.http.host: blog.example is "
+                                      "already published by a stack of another project"]),
+    ("shop", {"a": "x.example", "b": "X.example"}, ["services.b.x-dockyard.http.host: "
+                                                    "x.example is also published by service "
+                                                    "a of this stack"]),
+])
+def test_clashes(stack: str, wanted: dict[str, str], expected: list[str]) -> None:
+    assert clashes("p1", stack, wanted, CLAIMED) == expected
 
 
 def test_routes_carry_the_service_port() -> None:

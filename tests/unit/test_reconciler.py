@@ -48,6 +48,16 @@ def test_create_start_plumb_and_files(parts: Any) -> None:
     assert network.bridges == {"dybn1"} and "abc123" in network.veths
 
 
+def test_command_and_entrypoint_reach_the_container(parts: Any) -> None:
+    rec, engine, _, _ = parts
+    rec.sync(desired(entrypoint=["/bin/sh", "-c"], command=["httpd -f"]))
+    spec = engine.specs["dy-abc123"]
+    assert (spec.entrypoint, spec.command) == (["/bin/sh", "-c"], ["httpd -f"])
+    rec.sync(desired(id="def456", name="db"))  # absent: the image's own
+    assert (engine.specs["dy-def456"].entrypoint, engine.specs["dy-def456"].command) == (
+        None, None)
+
+
 def test_second_pass_is_a_no_op(parts: Any) -> None:
     rec, engine, _, _ = parts
     rec.sync(desired())

@@ -252,12 +252,14 @@ services:
     image: img:1
     command: [sleep, "1"]
     networks: [front]
+    deploy: {resources: {reservations: {memory: 16M}}}
 networks:
   front: {}
 """
     spec = spec_of(text)
     assert not_yet(spec) == [
-        "services.web.command: not supported yet by `stack deploy` (issue #12)",
+        "services.web.deploy.resources.reservations: not supported yet by `stack deploy` "
+        "(issue #12)",
         "networks.front: networks created for a stack are not supported yet by `stack "
         "deploy` (issue #12); declare it `external: true` to use an existing Dockyard "
         "network"]
@@ -266,12 +268,33 @@ networks:
     assert fake.calls == []
 
 
+def test_a_host_published_by_another_stack_is_a_conflict(ctx: ServerContext,
+                                                        fake: FakeInstances) -> None:
+    web = ("services:\n  web:\n    image: img:1\n"
+           "    x-dockyard: {http: {host: app.example, port: 8080}}\n")
+    stacks.deploy(ctx, project(ctx), spec_of(web, "shop"))
+    calls = list(fake.calls)
+    with pytest.raises(Conflict, match=r"^services\.web\.x-dockyard\.http\.host: app\.example "
+                       r"is already published by stack shop \(service web\)$") as clash:
+        stacks.deploy(ctx, project(ctx), spec_of(web.replace("app.", "APP."), "blog"))
+    assert clash.value.status == 409
+    made = [c for c in fake.calls[len(calls):] if not c.startswith("validate")]
+    assert made == [] and names(ctx) == ["shop-web-1"]  # nothing created
+    with ctx.db.read() as sess:
+        assert store.find(sess, project(ctx), "blog") is None  # nor stored
+    # the stack's own Host is no clash: a new version of it deploys
+    again = stacks.deploy(ctx, project(ctx), spec_of(web.replace("img:1", "img:2"), "shop"))
+    assert again.version == 2
+
+
 def test_replica_mapping() -> None:
     text = """
 services:
   web:
     image: img:1
     environment: {A: "1"}
+    entrypoint: /bin/sh -c
+    command: ["httpd -f -p 8080"]
     networks: {lan: {ipv4_address: 10.9.0.5}}
     volumes: [data:/srv]
     deploy:
@@ -290,6 +313,8 @@ volumes:
     assert inst.limits.memory == 32 * 1024 * 1024 and inst.limits.cpus == 0.5
     assert [(v.source, v.target) for v in inst.volumes] == [("shop-data", "/srv")]
     assert inst.constraints == {"zone": "a"}
+    assert (inst.entrypoint, inst.command) == (["/bin/sh", "-c"], ["httpd -f -p 8080"])
+    assert instance_spec(spec_of(BASE), "web", 1).command is None
     web = spec.services["web"]
     assert template_hash(web) == template_hash(web.model_copy(update={"replicas": 7}))
     assert template_hash(web) != template_hash(web.model_copy(update={"image": "img:2"}))

@@ -222,6 +222,35 @@ def test_the_loop_finishes_an_update_a_dead_server_left(
         assert store.get(sess, pid, "shop").status == "converged"
 
 
+def test_the_delay_between_batches_is_kept_in_the_store(
+        ctx: ServerContext, fake: FakeInstances,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`delay: 60s`: after the first batch the loop waits; the start of that batch is the
+    service row's (no process memory), so moving it back 61 s in the store — what a server
+    restarted a minute later finds — lets the next round run the second batch."""
+    pid = project(ctx)
+    monkeypatch.setattr("dockyard.server.stacks_reconciler.POLL", 0.01)
+    monkeypatch.setattr(stacks_loop, "SLICE", 0.05)
+    fake.on_create = lambda spec: "healthy"
+    slow = CHECKED.replace("monitor: 0s", "monitor: 0s, parallelism: 1, delay: 60s")
+    stacks.deploy(ctx, pid, spec_of(slow.format(version=1)))
+    v2 = stacks.checked(spec_of(slow.format(version=2)))
+    with ctx.db.session() as sess:
+        before = store.get(sess, pid, "shop")
+        state = store.save_version(sess, pid, "shop", v2.model_dump(mode="json"),
+                                   stacks._services(v2, before), "updating")
+    for _ in range(3):
+        stacks_loop.converge_once(ctx)
+    assert _images(ctx) == ["img:1", "img:2"]  # one batch, then the delay
+    with ctx.db.session() as sess:
+        started = store.last_batch(sess, state.id, "web")
+        assert started is not None
+        store.mark_batch(sess, state.id, "web", started - timedelta(seconds=61))
+    for _ in range(3):
+        stacks_loop.converge_once(ctx)
+    assert _images(ctx) == ["img:2", "img:2"]
+
+
 def test_service_healthy_dependency_orders_the_first_start(
         ctx: ServerContext, fake: FakeInstances,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:

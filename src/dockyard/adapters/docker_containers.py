@@ -55,6 +55,8 @@ class ContainerSpec:
     cap_drop: list[str] = field(default_factory=list)
     security_opt: list[str] = field(default_factory=list)  # e.g. no-new-privileges
     healthcheck: dict[str, Any] | None = None  # Docker's Healthcheck (durations in ns)
+    command: list[str] | None = None  # None: the image's CMD
+    entrypoint: list[str] | None = None  # None: the image's; []: none
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,8 @@ class Containers:
                 spec.image, name=spec.name, hostname=spec.hostname, labels=spec.labels,
                 environment=[f"{k}={v}" for k, v in spec.env.items()],
                 host_config=host_config, stop_timeout=spec.stop_timeout, detach=True,
-                healthcheck=spec.healthcheck)
+                healthcheck=spec.healthcheck, command=spec.command,
+                entrypoint=spec.entrypoint)
         return str(reply["Id"])
 
     def start(self, name: str) -> ContainerInfo:

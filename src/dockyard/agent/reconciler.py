@@ -327,7 +327,8 @@ class Reconciler:
             cpu_shares=limits.cpu_weight, memory=limits.memory_bytes, mounts=mounts,
             stop_timeout=self.stop_timeout, cap_add=confine.cap_add,
             cap_drop=confine.cap_drop, security_opt=confine.security_opt,
-            healthcheck=d.healthcheck.docker() if d.healthcheck else None)
+            healthcheck=d.healthcheck.docker() if d.healthcheck else None,
+            command=d.command, entrypoint=d.entrypoint)
 
     @staticmethod
     def _observed(d: DesiredInstance, state: str, container_id: str | None,

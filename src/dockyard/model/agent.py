@@ -101,6 +101,8 @@ class DesiredInstance(BaseModel):
     revision: int
     healthcheck: HealthcheckSpec | None = Field(None, description="dockerd runs it (a "
                                                 "HEALTHCHECK of the container)")
+    command: list[str] | None = Field(None, description="None: the image's CMD")
+    entrypoint: list[str] | None = Field(None, description="None: the image's entrypoint")
     creating: bool = Field(False, description="the first create has not succeeded yet: a "
                            "failure rolls back and removes the instance")
 

@@ -300,6 +300,13 @@ class InstanceCreate(Strict):
     healthcheck: HealthcheckSpec | None = Field(None, description="run by dockerd as a "
                                                 "Docker HEALTHCHECK; the health shows in "
                                                 "`show`")
+    command: list[str] | None = Field(None, max_length=256, description="the container's "
+                                      "command (the image's CMD when absent)",
+                                      json_schema_extra={"items": {"maxLength": 4096}})
+    entrypoint: list[str] | None = Field(None, max_length=256, description="the "
+                                         "container's entrypoint (the image's when absent; "
+                                         "[]: none)",
+                                         json_schema_extra={"items": {"maxLength": 4096}})
 
     @field_validator("constraints")
     @classmethod

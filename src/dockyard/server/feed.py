@@ -162,6 +162,7 @@ def desired_instance(sess: Session, row: InstanceRow, net: DesiredNetwork,
         cap_add=list(row.options.get("cap_add", [])),
         no_new_privileges=bool(row.options.get("no_new_privileges", True)),
         healthcheck=row.options.get("healthcheck"),
+        command=row.options.get("command"), entrypoint=row.options.get("entrypoint"),
         revision=row.revision, creating=row.state == "creating")
 
 

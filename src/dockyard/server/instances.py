@@ -89,7 +89,8 @@ def _options(spec: InstanceCreate, admin: bool) -> dict[str, object]:
             # the cluster view reads anti_affinity back: the host's groups
             "anti_affinity": spec.anti_affinity, "constraints": dict(spec.constraints),
             "strategy": spec.strategy, "cap_add": spec.cap_add, "no_new_privileges": not admin,
-            "healthcheck": spec.healthcheck.model_dump(mode="json") if spec.healthcheck else None}
+            "healthcheck": spec.healthcheck.model_dump(mode="json") if spec.healthcheck else None,
+            "command": spec.command, "entrypoint": spec.entrypoint}
 
 
 def _request(spec: InstanceCreate, network_id: str) -> PlacementRequest:

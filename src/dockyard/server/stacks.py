@@ -4,8 +4,9 @@
         anything), parts not supported yet, every replica a valid instance, the project quota
         for the replicas to add, each changed service's image / network / placement
         (server/instances.validate)
-      ─▶ one transaction: a new version (only when the spec changed) + the service rows
-         (generation bumped when a service's template changed)
+      ─▶ one transaction: no Host of `x-dockyard.http` claimed twice or by another stack
+         (409; under a lock row), a new version (only when the spec changed) + the service
+         rows (generation bumped when a service's template changed)
       ─▶ StackReconciler.run (one pass) ─▶ any error: delete the instances this deploy
          created, put the stack back as it was (or remove a new one), converge that again,
          raise the error
@@ -37,6 +38,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.orm import Session
+
 from dockyard.compose.build import Problems, check_stack_name
 from dockyard.compose.loader import ComposeError, check_replica_name
 from dockyard.compose.semantics import check_services, start_order
@@ -53,8 +56,10 @@ from dockyard.model.stack import (
 from dockyard.server import instances
 from dockyard.server.context import ServerContext
 from dockyard.server.stacks_reconciler import StackReconciler, creatable
+from dockyard.stacks.entrance import clashes
 from dockyard.stacks.planner import Decision, Status
 from dockyard.stacks.replicas import not_yet, template_hash
+from dockyard.store import entrance as entrance_store
 from dockyard.store import quotas
 from dockyard.store import stacks as store
 from dockyard.store.stacks import ServiceState, StackState
@@ -151,6 +156,17 @@ def _precheck(ctx: ServerContext, project_id: str, spec: StackSpec,
         instances.validate(ctx, project_id, creatable(spec, name, slot))
 
 
+def _check_hosts(sess: Session, project_id: str, spec: StackSpec) -> None:
+    """409 when a Host the spec publishes is another service's or another stack's (checked
+    in the transaction that stores the version, under the claims lock)."""
+    wanted = {name: svc.http.host for name, svc in spec.services.items() if svc.http}
+    if not wanted:
+        return
+    problems = clashes(project_id, spec.name, wanted, entrance_store.claims(sess))
+    if problems:
+        raise Conflict("; ".join(problems))
+
+
 def deploy(ctx: ServerContext, project_id: str, spec: StackSpec,
            note: str = "deploy") -> DeployResult:
     spec = checked(spec)
@@ -182,6 +198,7 @@ def _deploy(ctx: ServerContext, project_id: str, spec: StackSpec, before: StackS
         for name, svc in services.items())
     if new_version:
         with ctx.db.session() as sess:
+            _check_hosts(sess, project_id, spec)
             state = store.save_version(sess, project_id, spec.name, body, services,
                                        "updating" if updating else "converging", note)
             if updating:

@@ -10,9 +10,10 @@
       ─▶ lease released
 
 Short slices keep a request to the same stack (which takes the same lock) from waiting
-long. Between rounds only the time of each service's last batch is kept (for `delay`): a
-server restarted (or another server) picks an unfinished update, a rollback or a repair up
-from the store. Errors are logged and the stack is tried again next round.
+long. Nothing is kept between rounds: a server restarted (or another server) picks an
+unfinished update, a rollback or a repair up from the store, the update's `delay` included
+(each service's `last_batch_at`). Errors are logged and the stack is tried again next
+round.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from dockyard.model.stack import StackSpec
 from dockyard.server import stacks
 from dockyard.server.context import ServerContext
 from dockyard.server.stacks_reconciler import StackReconciler
-from dockyard.stacks.planner import Status
 from dockyard.store import stacks as store
 from dockyard.store.stacks import StackState
 
@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 
 INTERVAL = 2.0  # seconds between rounds
 SLICE = 2.0  # seconds one stack is driven before the next (or a request) gets its turn
-# per stack id: when each service's last batch ran (monotonic), so `delay` holds across slices
-_batches: dict[str, dict[str, float]] = {}
 
 
 def needs_work(state: StackState, replicas: list[store.ReplicaState]) -> bool:
@@ -83,13 +81,10 @@ def _converge(ctx: ServerContext, state: StackState) -> None:
     spec = StackSpec.model_validate(fresh.spec)
     rec = StackReconciler(ctx, fresh.project_id, fresh.id, spec, fresh.services,
                           updating=fresh.status in ("updating", "rolling_back"),
-                          rolling_back=fresh.status == "rolling_back",
-                          last_batch=_batches.setdefault(fresh.id, {}))
+                          rolling_back=fresh.status == "rolling_back")
     removed = sorted({r.service for r in _replicas(ctx, fresh.id)} - set(fresh.services))
     rec.run(removed)
-    decision = stacks.settle(ctx, fresh.project_id, fresh.id, rec, time.monotonic() + SLICE)
-    if decision.status is Status.done:
-        _batches.pop(fresh.id, None)
+    stacks.settle(ctx, fresh.project_id, fresh.id, rec, time.monotonic() + SLICE)
 
 
 def _replicas(ctx: ServerContext, stack_id: str) -> list[store.ReplicaState]:

@@ -17,6 +17,7 @@
                    server/instances.create (the ordinary instance path: quota, placement,
                    ledger), bind the row to the instance
         Stop(N)    server/instances.delete (force), forget the row
+        a batch   first its image pulled onto the hosts it will use (`_prepull`), then:
         Replace(N) Stop(N), then Start(N) (stop-first: the name is reused)
         Restart(N) server/instances.set_desired(restart); the row counts the restart and its
                    monitor window starts again
@@ -26,8 +27,10 @@ any line is repaired by the next run (a reserved row without an instance is drop
 whose instance exists is bound to it). Instances this run created are listed in `created`,
 so a caller can undo a deploy that failed half-way. A replica made from the service's current
 template (same hash) is new even when its generation number is older: a rollback to the
-previous spec keeps the replicas that already run it. Of an update only the time of the last
-batch lives in memory: after a server restart the next batch does not wait for `delay`.
+previous spec keeps the replicas that already run it. An update keeps nothing in memory: its
+status is the stack's row, the start of each service's last batch its service row
+(`last_batch_at`, so `delay` holds across a server restart), its replicas' versions and
+health their rows.
 """
 
 from __future__ import annotations
@@ -40,10 +43,11 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from dockyard.errors import BackendError, Conflict, InvalidRequest, NotFound
+from dockyard.errors import BackendError, Conflict, DockyardError, InvalidRequest, NotFound
 from dockyard.model.instance import DesiredState, InstanceAction, InstanceCreate
 from dockyard.model.stack import DependencyCondition, StackSpec, replica_name
 from dockyard.server import instances
+from dockyard.server.agent_proxy import LONG
 from dockyard.server.context import ServerContext
 from dockyard.stacks.planner import (
     Decision,
@@ -59,6 +63,7 @@ from dockyard.stacks.planner import (
     plan,
 )
 from dockyard.stacks.replicas import health_of, instance_spec
+from dockyard.store import hosts
 from dockyard.store import stacks as store
 from dockyard.store.stacks import ReplicaState, ServiceState
 
@@ -90,7 +95,7 @@ class StackReconciler:
     created: list[str] = field(default_factory=list)  # instance ids made by this run
     operations: list[str] = field(default_factory=list)  # their create operations
     actions: list[str] = field(default_factory=list)
-    last_batch: dict[str, float] = field(default_factory=dict)  # monotonic, per service
+    pulled: set[tuple[str, str]] = field(default_factory=set)  # (host, image) pre-pulled
 
     def run(self, removed: list[str]) -> dict[str, Decision]:
         """One pass; the planner's last word per service."""
@@ -182,25 +187,60 @@ class StackReconciler:
         desired = Desired(want.generation, want.replicas, config, svc.fixed_ip)
         for _ in range(2 * want.replicas + 2 * len(self.observe(service)) + 4):
             reps = {r.slot: r for r in self.observe(service)}
-            since = self.last_batch.get(service)
+            with self.ctx.db.read() as sess:
+                since = store.last_batch(sess, self.stack_id, service)
             progress = Progress(updating=self.updating, since_last_batch=None if since is None
-                                else time.monotonic() - since)
+                                else (datetime.now(UTC) - _aware(since)).total_seconds())
             decision = plan([self.replica(service, r) for r in reps.values()], desired,
                             progress)
             if decision.status is not Status.progressing:
                 return decision
             if decision.reason.startswith("update "):  # a batch: progress as an event
-                self.last_batch[service] = time.monotonic()
                 with self.ctx.db.session() as sess:
+                    store.mark_batch(sess, self.stack_id, service, datetime.now(UTC))
                     store.record_event(sess, self.project_id, self.spec.name,
                                        "stack_rollback" if self.rolling_back
                                        else "stack_update", f"{service}: {decision.reason}")
                 self.ctx.notifier.bump()
+                self._prepull(service, decision, reps)
             for step in decision.steps:
                 self._step(service, step, reps)
             if decision.reason.startswith("repair "):
                 self._repaired(service, decision.steps)
         raise BackendError(f"service {service} did not converge")
+
+    def _prepull(self, service: str, batch: Decision, reps: dict[int, ReplicaState]) -> None:
+        """The batch's image onto its target hosts before any step of it runs, so a replica's
+        downtime is not a pull: the hosts of the replicas it replaces (a stop-first replica
+        comes back into their room) and the host the scheduler picks now for each new one.
+        A registry image only (a host-local one was checked to exist); each (host, image)
+        once per run; a pull that fails stops the batch before anything is stopped."""
+        ref = self.ctx.registry.resolve(self.spec.services[service].image)
+        if ref is None:
+            return
+        targets = {reps[s.index].host for s in batch.steps
+                   if not isinstance(s, Start) and s.index in reps} - {None}
+        for step in batch.steps:
+            if isinstance(step, Start):
+                with contextlib.suppress(DockyardError):  # the create itself will say why
+                    targets.add(instances.validate(
+                        self.ctx, self.project_id, creatable(self.spec, service,
+                                                             step.index))[0].host_name)
+        todo = sorted(h for h in targets if h is not None and (h, ref) not in self.pulled)
+        if not todo:
+            return
+        began = time.monotonic()
+        with self.ctx.db.read() as sess:
+            rows = [hosts.by_name(sess, name) for name in todo]
+        for row in rows:
+            if row is not None and row.api_url:
+                self.ctx.agents.to(row.name, row.api_url, row.api_secret, LONG).pull_image(ref)
+                self.pulled.add((row.name, ref))
+        with self.ctx.db.session() as sess:
+            store.record_event(sess, self.project_id, self.spec.name,
+                               "stack_rollback" if self.rolling_back else "stack_update",
+                               f"{service}: pulled {ref} on {', '.join(todo)} "
+                               f"({time.monotonic() - began:.1f}s) before {batch.reason}")
 
     def _repaired(self, service: str, steps: tuple[Step, ...]) -> None:
         what = ", ".join(f"{'restarted' if isinstance(s, Restart) else 'replaced'} "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
@@ -82,6 +82,40 @@ class Published:
     host: str
     port: int
     replicas: tuple[Replica, ...]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A Host a stored stack's service publishes (`project`: the project's id)."""
+
+    project: str
+    stack: str
+    service: str
+    host: str
+
+
+def clashes(project: str, stack: str, wanted: Mapping[str, str],
+            claimed: Iterable[Claim]) -> list[str]:
+    """Why the stack `project/stack` may not publish `wanted` (service → Host): a Host that
+    two of its services claim, or that another stack already publishes (Hosts match
+    case-insensitively, as the entrance routes them). A stack of another project is not
+    named (the entrance is shared, the stack's name is not)."""
+    problems, mine = [], {}
+    for service, host in sorted(wanted.items()):
+        key = host.lower()
+        if key in mine:
+            problems.append(f"services.{service}.x-dockyard.http.host: {key} is also "
+                            f"published by service {mine[key]} of this stack")
+        mine.setdefault(key, service)
+    for other in sorted(claimed, key=lambda c: (c.project, c.stack, c.service)):
+        key = other.host.lower()
+        if key not in mine or (other.project, other.stack) == (project, stack):
+            continue
+        owner = (f"stack {other.stack} (service {other.service})" if other.project == project
+                 else "a stack of another project")
+        problems.append(f"services.{mine.pop(key)}.x-dockyard.http.host: {key} is already "
+                        f"published by {owner}")
+    return problems
 
 
 def serving(replica: Replica) -> bool:

@@ -29,9 +29,6 @@ def not_yet(spec: StackSpec) -> list[str]:
     problems = []
     for name, svc in sorted(spec.services.items()):
         path = f"services.{name}"
-        for key in ("command", "entrypoint"):
-            if getattr(svc, key) is not None:
-                problems.append(f"{path}.{key}: {NOT_YET}")
         if svc.reservations.cpus is not None or svc.reservations.memory_bytes is not None:
             problems.append(f"{path}.deploy.resources.reservations: {NOT_YET}")
     for key, net in sorted(spec.networks.items()):
@@ -59,6 +56,8 @@ def instance_spec(spec: StackSpec, service: str, slot: int) -> InstanceCreate:
         "name": name, "image": svc.image, "network": network, "ip": ip,
         "hostname": svc.hostname, "limits": svc.limits, "env": dict(svc.environment),
         "constraints": dict(svc.constraints), "healthcheck": svc.healthcheck,
+        "command": list(svc.command) if svc.command is not None else None,
+        "entrypoint": list(svc.entrypoint) if svc.entrypoint is not None else None,
         "volumes": [VolumeSpec(source=spec.volumes[v.source].name, target=v.target,
                                read_only=v.read_only) for v in svc.volumes]})
 

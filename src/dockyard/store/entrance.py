@@ -7,10 +7,28 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dockyard.stacks.entrance import Published, Replica
+from dockyard.stacks.entrance import Claim, Published, Replica
 from dockyard.store import stacks
 from dockyard.store.stack_tables import StackRow, StackVersionRow
-from dockyard.store.tables import ProjectRow
+from dockyard.store.tables import Meta, ProjectRow
+
+CLAIMS_KEY = "entrance_claims"  # the meta row that serializes deploys checking their Hosts
+
+
+def claims(sess: Session) -> list[Claim]:
+    """Every Host the current version of a stack publishes, after taking the claims lock
+    (held to the end of the transaction, which stores the deploy's version): two deploys
+    claiming one Host cannot both pass the check."""
+    row = sess.scalar(select(Meta).where(Meta.key == CLAIMS_KEY).with_for_update())
+    if row is None:
+        sess.add(Meta(key=CLAIMS_KEY, value=""))
+        sess.flush()
+    rows = sess.execute(select(StackRow.project_id, StackRow.name, StackVersionRow.spec)
+                        .join(StackVersionRow, (StackVersionRow.stack_id == StackRow.id)
+                              & (StackVersionRow.version == StackRow.version)))
+    return [Claim(project=project_id, stack=stack, service=name, host=str(svc["http"]["host"]))
+            for project_id, stack, spec in rows
+            for name, svc in (spec.get("services") or {}).items() if svc.get("http")]
 
 
 def published(sess: Session) -> list[Published]:

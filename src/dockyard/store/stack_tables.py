@@ -58,6 +58,9 @@ class StackServiceRow(Base):
     replicas: Mapped[int] = mapped_column(Integer)
     generation: Mapped[int] = mapped_column(Integer, default=1)
     template_hash: Mapped[str] = mapped_column(String(64))
+    # when the rollout's last batch of this service began (its `delay` counts from here);
+    # NULL: no batch yet in this version (a new version writes the rows afresh)
+    last_batch_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class StackReplicaRow(Base):

@@ -191,6 +191,18 @@ def mark_started(sess: Session, stack_id: str, service: str, slot: int,
         row.restarts += restarted
 
 
+def mark_batch(sess: Session, stack_id: str, service: str, at: datetime) -> None:
+    """A rollout batch of `service` begins now (`delay` counts from it)."""
+    sess.execute(update(StackServiceRow).where(StackServiceRow.stack_id == stack_id,
+                                               StackServiceRow.name == service)
+                 .values(last_batch_at=at))
+
+
+def last_batch(sess: Session, stack_id: str, service: str) -> datetime | None:
+    return sess.scalar(select(StackServiceRow.last_batch_at).where(
+        StackServiceRow.stack_id == stack_id, StackServiceRow.name == service))
+
+
 def by_id(sess: Session, stack_id: str) -> StackState | None:
     row = sess.get(StackRow, stack_id)
     return None if row is None else _state(sess, row)
