@@ -100,7 +100,8 @@ def clashes(project: str, stack: str, wanted: Mapping[str, str],
     two of its services claim, or that another stack already publishes (Hosts match
     case-insensitively, as the entrance routes them). A stack of another project is not
     named (the entrance is shared, the stack's name is not)."""
-    problems, mine = [], {}
+    problems: list[str] = []
+    mine: dict[str, str] = {}
     for service, host in sorted(wanted.items()):
         key = host.lower()
         if key in mine:
