@@ -168,6 +168,9 @@ def bench_live(rounds: int, log: Callable[[str], None], cases: bool = True) -> d
             result["cases"] = {key: _live_case(cl, key, image, extra, pid, log)
                                for key, image, extra in CASES}
         result["load"] = {"start": load_start, "end": os.getloadavg()[0]}
+        result["criu"] = subprocess.run(
+            [str(ROOT / "scripts" / "criu-wrapper"), "--version"], capture_output=True,
+            text=True, timeout=30).stdout.strip().splitlines()[0].removeprefix("Version: ")
         return result
     finally:
         if pinger_proc is not None and pinger_proc.poll() is None:
@@ -193,7 +196,8 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     lines = [
         "", "## Live migration", "",
         "`bench/live_migrate.py` (`--only live`): a `dev-cluster up --criu` of its own (criu "
-        "4.1 via scripts/criu-wrapper, experimental dockerd). The same busybox instance, a "
+        f"{r.get('criu', '?')} via scripts/criu-wrapper, experimental dockerd). The same "
+        "busybox instance, a "
         "counter loop running inside, goes host1 → host2 **live** and back host2 → host1 "
         f"**cold**, {r['rounds']} round(s). Live: the target creates the container before the "
         "downtime; then eth0 unplumbed + `docker checkpoint` (exit) on the source, the "
