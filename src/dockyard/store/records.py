@@ -105,7 +105,7 @@ def instance_model(sess: Session, row: InstanceRow) -> Instance:
         limits=effective_limits(sess, row),
         volumes=[VolumeSpec.model_validate(v) for v in row.volumes], env=dict(row.env),
         lxcfs=bool((row.options or {}).get("lxcfs", True)),
-        cap_add=list((row.options or {}).get("cap_add", [])),
+        cap_add=list((row.options or {}).get("cap_add", [])), health=row.health,
         message=row.message, created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at))
 
