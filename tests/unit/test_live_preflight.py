@@ -339,3 +339,18 @@ def test_criu_socket_options_names_the_sockets_and_the_probes_error() -> None:
     assert failure.code == "criu_socket_options" and failure.host == "h1"
     assert "Can't get 1:16 opt" in failure.message and "4.1.1" in failure.message
     assert "tcp 10.241.0.5:40000 LISTEN (pid 101)" in failure.message
+
+
+def test_criu_log_errors_read_the_log_runc_names(tmp_path: Path) -> None:
+    """runc says only "type NOTIFY errno 0"; the agent's error carries the log's own lines."""
+    log = tmp_path / "criu-dump.log"
+    log.write_text("(00.01) Dumping pid 1\n"
+                   "(00.02) Error (criu/files-reg.c:1799): Can't lookup mount=1234\n"
+                   "(00.03) Warn  (criu/x.c:1): nothing\n")
+    message = (f"checkpoint dy-x: Cannot checkpoint container: criu failed: type NOTIFY "
+               f"errno 0 path= {log}: unknown")
+    assert criu.log_errors(message) == "(00.02) Error (criu/files-reg.c:1799): Can't lookup " \
+        "mount=1234"
+    assert criu.log_errors(f"criu failed\nlog file: {log}").startswith("(00.02) Error")
+    assert criu.log_errors("criu failed: type NOTIFY errno 0") == ""
+    assert criu.log_errors(f"path= {tmp_path}/gone/criu-dump.log: unknown") == ""

@@ -9,6 +9,7 @@
     mountinfo(pid)        the mounts of that process's mount namespace (/proc/PID/mountinfo)
     open_devices(pids)    the device files those processes hold open, as named inside
     links(pid)            the network links of that process's netns (/proc/PID/net/dev)
+    log_errors(message)   the error lines of the CRIU log a failed docker checkpoint names
 
 The criu is the one runc runs: DOCKYARD_CRIU, else `criu` on PATH (dockerd's PATH must find
 the same one; see scripts/criu-wrapper).
@@ -288,3 +289,19 @@ def links(pid: int) -> list[str]:
         return parse_net_dev(Path(f"/proc/{pid}/net/dev").read_text())
     except OSError:
         return []
+
+
+def log_errors(message: str, limit: int = 8) -> str:
+    """The error lines of the CRIU log a failed runc checkpoint/restore names ("… path=
+    /…/criu-dump.log" or "log file: …"): runc's own message says only "criu failed: type
+    NOTIFY errno 0", whatever failed. "" when the message names no readable log."""
+    for word in message.replace("\n", " ").split():
+        word = word.rstrip(":,;")
+        if word.endswith(".log") and word.startswith("/") and "criu" in word:
+            try:
+                text = Path(word).read_text(errors="replace")
+            except OSError:
+                return ""
+            lines = [line.strip() for line in text.splitlines() if "Error (" in line]
+            return "; ".join(lines[:limit])
+    return ""

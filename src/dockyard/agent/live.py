@@ -140,8 +140,12 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
         engine.set_restart_policy(name, "no")  # else dockerd restarts it after the dump
         try:
             engine.checkpoint(name, cp)
-        except DockyardError:
+        except DockyardError as exc:
             engine.set_restart_policy(name, RESTART_POLICY)
+            why = criu.log_errors(exc.message)  # runc says "type NOTIFY", the log says why
+            if why:
+                log.warning("checkpoint of %s failed: %s", instance_id, why)
+                raise type(exc)(f"{exc.message} [criu: {why}]") from exc
             raise
         return {"seconds": time.monotonic() - started,
                 "bytes": float(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))}
