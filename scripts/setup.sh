@@ -92,9 +92,11 @@ if ! docker image inspect dockyard/busybox:latest >/dev/null 2>&1; then
   docker build -q -t dockyard/busybox:latest "$ctx" >/dev/null
   rm -rf "$ctx"
 fi
-# CRIU for live migration: Debian 12's criu 3.17 fails `criu check` on this kernel; criu 4.1
-# from a Debian 13 tree (debootstrap, ~1 min), run through its own loader (scripts/criu-wrapper).
-say "criu 4.1 tree for live migration (/var/cache/dockyard/criu-trixie)"
+# CRIU for live migration: Debian 12's criu 3.17 fails `criu check` on this kernel, and
+# Debian 13's criu 4.1 cannot dump a TCP/UDP socket on kernels >= 6.16 (scripts/criu/README.md);
+# criu 4.2 from a Debian forky tree (debootstrap, ~80 s once), run through its own loader
+# (scripts/criu-wrapper).
+say "criu 4.2 tree for live migration (/var/cache/dockyard/criu-forky)"
 if ! scripts/criu-wrapper --build; then
   # `make up` runs without it (live migration is then refused); `make test` and CI need it
   if [ "${DOCKYARD_TEST_REQUIRE_ALL:-}" = 1 ] || [ "${CI:-}" = true ]; then

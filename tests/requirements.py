@@ -6,7 +6,7 @@ that should have provided it, so a run where every such test skipped can never p
     pytestmark = [requires(shutil.which("lxcfs") is not None, "lxcfs", "scripts/setup.sh")]
     ...
     if not found:
-        missing("the criu 4.1 tree", "scripts/setup.sh (scripts/criu-wrapper --build)")
+        missing("the criu 4.2 tree", "scripts/setup.sh (scripts/criu-wrapper --build)")
 
 `requires` is a marker handled by tests/conftest.py at set-up time.
 """

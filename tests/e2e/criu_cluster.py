@@ -41,7 +41,7 @@ def criu_cluster(network: str, subnet: str) -> Iterator[DevCluster]:
     build = subprocess.run([str(WRAPPER), "--build"], capture_output=True, text=True,
                            timeout=600)
     if build.returncode != 0:
-        _skip(f"the criu 4.1 tree ({build.stderr.strip()[-300:]})",
+        _skip(f"the criu 4.2 tree ({build.stderr.strip()[-300:]})",
               "scripts/setup.sh (scripts/criu-wrapper --build)")
     check = subprocess.run([str(WRAPPER), "check"], capture_output=True, text=True,
                            timeout=120)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import select
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -319,3 +321,42 @@ def test_instance_to_instance_traffic_is_not_tracked_but_traffic_to_the_host_is(
     assert ping("nsenter", "-t", str(pid_a), "-n", target=GATEWAY)
     assert _tracked("10.249.0.51", GATEWAY)  # the check sees tracked traffic
     assert not _tracked("10.249.0.51", "10.249.0.52")
+
+
+def _arp_listener(ifname: str) -> socket.socket:
+    """A packet socket receiving the ARP frames seen on host link `ifname`."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+    sock.bind((ifname, 0))
+    return sock
+
+
+def _garps(sock: socket.socket, mac: str, ip: str, wait: float) -> int:
+    """How many gratuitous ARPs from (mac, ip) arrive within `wait` seconds (stops at one)."""
+    hw, pa = bytes.fromhex(mac.replace(":", "")), socket.inet_aton(ip)
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([sock], [], [], left)
+        if not ready:
+            break
+        frame = sock.recv(2048)
+        if frame[6:12] == hw and frame[22:28] == hw and frame[28:32] == pa == frame[38:42]:
+            return 1
+    return 0
+
+
+def test_garp_false_leaves_the_announce_to_the_caller(
+        bridge: str, names: Callable[[str], str], spawn_netns: Callable[[], int]) -> None:
+    """An OVS port is plumbed without a master: its gratuitous ARP must wait until the port is
+    on the switch (agent/network.py), or no switch learns the MAC after a move."""
+    pid, host = spawn_netns(), names("dyv")
+    mac, ip = "02:49:00:00:00:31", "10.249.0.49"
+    with _arp_listener(bridge) as sock:
+        netlink.plumb(pid, host, f"{host}p"[:15], bridge, mac, ip, PREFIX, GATEWAY,
+                      garp=False)
+        assert _garps(sock, mac, ip, wait=1.0) == 0  # plumb sent none
+        netlink.announce(pid, mac, ip)
+        assert _garps(sock, mac, ip, wait=10.0) == 1  # announce did
+    with _arp_listener(bridge) as sock:  # the default (a bridge port): plumb announces
+        netlink.unplumb(host)
+        netlink.plumb(pid, host, f"{host}p"[:15], bridge, mac, ip, PREFIX, GATEWAY)
+        assert _garps(sock, mac, ip, wait=10.0) == 1

@@ -117,16 +117,23 @@ CASES: list[tuple[str, HostFacts, HostFacts, str | None, list[str]]] = [
      host("h2"), None, ["tcp_established"]),
     ("close-wait TCP", host("h1", instance=inst(sockets=[tcp("CLOSE_WAIT")])), host("h2"),
      None, ["tcp_established"]),
-    ("a listening sshd where the kernel refuses SO_PASSCRED on inet sockets",
+    ("a listening sshd and a UDP socket where the probe dump of inet sockets passed",
+     host("h1", instance=inst(sockets=[tcp("LISTEN"), SocketFact(kind="udp", inode=6)]),
+          criu=CriuFacts(path="criu", found=True, version="4.2.1", check_ok=True,
+                         inet_sockets=True)),
+     host("h2"), None, []),
+    ("a listening sshd where criu's probe dump of inet sockets failed",
      host("h1", instance=inst(sockets=[tcp("LISTEN"), tcp("LISTEN", "tcp6")]),
           criu=CriuFacts(path="criu", found=True, version="4.1.1", check_ok=True,
-                         inet_sockopts=False)),
+                         inet_sockets=False,
+                         inet_sockets_error="Can't get 1:16 opt")),
      host("h2"), None, ["criu_socket_options"]),
     ("unix and netlink sockets are fine where the kernel refuses it on inet sockets",
      host("h1", instance=inst(sockets=[SocketFact(kind="unix", inode=4),
                                        SocketFact(kind="netlink", inode=5)]),
           criu=CriuFacts(path="criu", found=True, version="4.1.1", check_ok=True,
-                         inet_sockopts=False)),
+                         inet_sockets=False,
+                         inet_sockets_error="Can't get 1:16 opt")),
      host("h2"), None, []),
     ("unknown socket family", host("h1", instance=inst(
         sockets=[SocketFact(kind="unknown", inode=9, pid=5)])), host("h2"), None,
@@ -321,3 +328,29 @@ def test_cpu_flags_and_pids() -> None:
 def test_criu_facts_for_a_missing_binary() -> None:
     facts = criu.criu_facts("/nonexistent/criu")
     assert not facts.found and not facts.check_ok
+
+
+def test_criu_socket_options_names_the_sockets_and_the_probes_error() -> None:
+    failing = CriuFacts(path="criu", found=True, version="4.1.1", check_ok=True,
+                        inet_sockets=False, inet_sockets_error="Can't get 1:16 opt")
+    failures = evaluate(host("h1", instance=inst(sockets=[tcp("LISTEN")]), criu=failing),
+                        host("h2"), None)
+    (failure,) = failures
+    assert failure.code == "criu_socket_options" and failure.host == "h1"
+    assert "Can't get 1:16 opt" in failure.message and "4.1.1" in failure.message
+    assert "tcp 10.241.0.5:40000 LISTEN (pid 101)" in failure.message
+
+
+def test_criu_log_errors_read_the_log_runc_names(tmp_path: Path) -> None:
+    """runc says only "type NOTIFY errno 0"; the agent's error carries the log's own lines."""
+    log = tmp_path / "criu-dump.log"
+    log.write_text("(00.01) Dumping pid 1\n"
+                   "(00.02) Error (criu/files-reg.c:1799): Can't lookup mount=1234\n"
+                   "(00.03) Warn  (criu/x.c:1): nothing\n")
+    message = (f"checkpoint dy-x: Cannot checkpoint container: criu failed: type NOTIFY "
+               f"errno 0 path= {log}: unknown")
+    assert criu.log_errors(message) == "(00.02) Error (criu/files-reg.c:1799): Can't lookup " \
+        "mount=1234"
+    assert criu.log_errors(f"criu failed\nlog file: {log}").startswith("(00.02) Error")
+    assert criu.log_errors("criu failed: type NOTIFY errno 0") == ""
+    assert criu.log_errors(f"path= {tmp_path}/gone/criu-dump.log: unknown") == ""

@@ -1,6 +1,7 @@
 """What a live migration needs to know about this machine and one container's processes.
 
-    criu_facts(path)      is there a criu, which version, does `criu check` pass (cached)
+    criu_facts(path)      is there a criu, which version, does `criu check` pass, does it
+                          dump a process holding TCP and UDP sockets here (cached)
     cpu_flags()           the first CPU's flags (a restore needs every flag of the dump host)
     instance_pids(pid)    the processes in the pid namespace of `pid` (the container's)
     sockets(pids, netpid) each socket those processes hold: kind, TCP state, addresses, read
@@ -8,6 +9,7 @@
     mountinfo(pid)        the mounts of that process's mount namespace (/proc/PID/mountinfo)
     open_devices(pids)    the device files those processes hold open, as named inside
     links(pid)            the network links of that process's netns (/proc/PID/net/dev)
+    log_errors(message)   the error lines of the CRIU log a failed docker checkpoint names
 
 The criu is the one runc runs: DOCKYARD_CRIU, else `criu` on PATH (dockerd's PATH must find
 the same one; see scripts/criu-wrapper).
@@ -15,13 +17,14 @@ the same one; see scripts/criu-wrapper).
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import socket
 import stat
 import struct
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -62,23 +65,60 @@ def _probe(path: str) -> CriuFacts:
         return CriuFacts(path=path, found=True, check_output=str(exc))
     first = (version.stdout.strip().splitlines() or [""])[0]
     output = (check.stdout + check.stderr).strip()
-    return CriuFacts(path=path, found=True, version=first.removeprefix("Version: "),
-                     check_ok=check.returncode == 0, check_output="" if check.returncode == 0
-                     else "\n".join(output.splitlines()[-4:]), inet_sockopts=inet_sockopts())
+    facts = CriuFacts(path=path, found=True, version=first.removeprefix("Version: "),
+                      check_ok=check.returncode == 0, check_output="" if check.returncode == 0
+                      else "\n".join(output.splitlines()[-4:]))
+    if facts.check_ok:
+        facts.inet_sockets_error = inet_dump_error(exe)
+        facts.inet_sockets = not facts.inet_sockets_error
+    return facts
 
 
-def inet_sockopts() -> bool:
-    """Whether this kernel answers getsockopt(SO_PASSCRED) and (SO_PASSSEC) on a TCP socket,
-    as criu's dump of any socket asks (kernel 6.18 answers EOPNOTSUPP but for unix/netlink)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+# the probe's process: a listening TCP socket, a TCP socket and a bound UDP socket (what sshd
+# and a DNS client hold), "ready" on stdout, then stdio on /dev/null and asleep
+_PROBE = """
+import os, signal, socket, sys
+tcp = socket.socket(); tcp.bind(("127.0.0.1", 0)); tcp.listen(1)
+idle = socket.socket()
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("127.0.0.1", 0))
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+signal.pause()
+"""
+
+
+def inet_dump_error(exe: str) -> str:
+    """"" when this criu dumps a process holding TCP and UDP sockets on this kernel, else the
+    error lines of its log: criu 4.1 reads SO_PASSCRED and SO_PASSSEC of every socket, which
+    kernels >= 6.16 refuse (EOPNOTSUPP) on all but unix and netlink sockets (criu 4.2 reads
+    them of those only). A real `criu dump --leave-running` of a probe process, not a version
+    string: a patched or a newer criu answers for itself."""
+    with tempfile.TemporaryDirectory(prefix="dockyard-criu-probe-") as tmp:
+        proc = subprocess.Popen([sys.executable, "-c", _PROBE], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # its own session: criu dumps it whole
         try:
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED)
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PASSSEC)
-        except OSError as exc:
-            if exc.errno == errno.EOPNOTSUPP:
-                return False
-            raise
-    return True
+            if proc.stdout is None or proc.stdout.readline().strip() != b"ready":
+                return "the probe process did not start"
+            proc.stdout.close()
+            try:
+                done = subprocess.run([exe, "dump", "-t", str(proc.pid), "-D", tmp,
+                                       "--leave-running", "-o", "probe.log", "-v2"],
+                                      capture_output=True, text=True, timeout=30)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return f"criu dump of the probe: {exc}"
+        finally:
+            proc.kill()
+            proc.wait()
+        if done.returncode == 0:
+            return ""
+        log_file = Path(tmp) / "probe.log"
+        log = log_file.read_text(errors="replace") if log_file.exists() else done.stderr
+        errors = [line.strip() for line in log.splitlines()
+                  if "Error" in line and "RLIMIT_NOFILE" not in line]
+        return "; ".join(errors[:3]) or f"criu dump exit {done.returncode}"
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
@@ -249,3 +289,19 @@ def links(pid: int) -> list[str]:
         return parse_net_dev(Path(f"/proc/{pid}/net/dev").read_text())
     except OSError:
         return []
+
+
+def log_errors(message: str, limit: int = 8) -> str:
+    """The error lines of the CRIU log a failed runc checkpoint/restore names ("… path=
+    /…/criu-dump.log" or "log file: …"): runc's own message says only "criu failed: type
+    NOTIFY errno 0", whatever failed. "" when the message names no readable log."""
+    for word in message.replace("\n", " ").split():
+        word = word.rstrip(":,;")
+        if word.endswith(".log") and word.startswith("/") and "criu" in word:
+            try:
+                text = Path(word).read_text(errors="replace")
+            except OSError:
+                return ""
+            lines = [line.strip() for line in text.splitlines() if "Error (" in line]
+            return "; ".join(lines[:limit])
+    return ""

@@ -232,7 +232,7 @@ def link_exists(name: str) -> bool:
 
 
 def plumb(pid: int, host_ifname: str, peer_ifname: str, bridge: str | None, mac: str, ip: str,
-          prefixlen: int, gateway: str) -> None:
+          prefixlen: int, gateway: str, garp: bool = True) -> None:
     """Give the netns of `pid` an eth0 (mac, ip/prefixlen, default via gateway) on `bridge`.
 
     The host end `host_ifname` is attached to `bridge` and up; the peer is created directly
@@ -240,7 +240,9 @@ def plumb(pid: int, host_ifname: str, peer_ifname: str, bridge: str | None, mac:
     convention) is deleted first, which also removes its old peer. If eth0 already has this
     mac and address and is the peer of `host_ifname`, only cheap state (links up, master,
     default route) is re-asserted. On failure the veth made by this call is deleted.
-    `bridge` None leaves the host end without a master (an Open vSwitch port).
+    `bridge` None leaves the host end without a master (an Open vSwitch port): its caller
+    attaches it, then `announce`s (`garp` False: a gratuitous ARP from a port on no switch is
+    lost, and the switches keep the MAC where it was before a move).
     """
     _check_ifname(host_ifname)
     _check_ifname(peer_ifname)
@@ -263,7 +265,20 @@ def plumb(pid: int, host_ifname: str, peer_ifname: str, bridge: str | None, mac:
         host_end = get_link(host, host_ifname)
         if host_end is not None:
             _enable_big_tcp(host_end, nsfd, eth0)
-        _send_garp(nsfd, eth0, mac, ip)
+        if garp:
+            _send_garp(nsfd, eth0, mac, ip)
+
+
+def announce(pid: int, mac: str, ip: str) -> None:
+    """A gratuitous ARP from the eth0 of `pid` (best effort): the switches learn where the
+    MAC is now (after a move), the neighbours its address."""
+    nsfd = open_netns(pid)
+    if nsfd is None:
+        return
+    try:
+        _send_garp(nsfd, -1, mac.lower(), ip)
+    finally:
+        os.close(nsfd)
 
 
 def _bridge_index(ipr: Any, bridge: str) -> int:

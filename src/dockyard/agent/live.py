@@ -135,15 +135,23 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
         rec = hooks.reconciler()
         if rec is not None:  # the veth goes: only lo stays in the netns CRIU sees
             rec.network.unplumb(instance_id)
+        t_unplumbed = time.monotonic()
         path = Path(engine.checkpoint_dir(info.id, cp))
         shutil.rmtree(path, ignore_errors=True)
         engine.set_restart_policy(name, "no")  # else dockerd restarts it after the dump
+        t_dump = time.monotonic()
         try:
             engine.checkpoint(name, cp)
-        except DockyardError:
+        except DockyardError as exc:
             engine.set_restart_policy(name, RESTART_POLICY)
+            why = criu.log_errors(exc.message)  # runc says "type NOTIFY", the log says why
+            if why:
+                log.warning("checkpoint of %s failed: %s", instance_id, why)
+                raise type(exc)(f"{exc.message} [criu: {why}]") from exc
             raise
-        return {"seconds": time.monotonic() - started,
+        done = time.monotonic()
+        return {"seconds": done - started, "unplumb_seconds": t_unplumbed - started,
+                "policy_seconds": t_dump - t_unplumbed, "dump_seconds": done - t_dump,
                 "bytes": float(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))}
 
     def where(instance_id: str, checkpoint: str) -> Path:

@@ -102,10 +102,13 @@ class LinuxHostNetwork:
             antispoof.ensure(host_end, d.mac, d.ip)
         netlink.plumb(pid, host_end, ids.peer_veth_name(d.id),
                       None if on_ovs else d.network.bridge, d.mac, d.ip, d.prefixlen,
-                      d.network.gateway)
+                      d.network.gateway, garp=not on_ovs)
         if on_ovs:
             ovs.tx_offload_off_in(pid, "eth0")
             ovs.add_port(self._ovs_db, TRUNK, host_end, d.network.vlan)
+            # once a port of the switch: sent before, it reached no switch, and after a move
+            # the others kept the MAC on the old host's side until their ARP entry aged out
+            netlink.announce(pid, d.mac, d.ip)
 
     def unplumb(self, instance_id: str) -> None:
         host_end = ids.host_veth_name(instance_id)

@@ -136,7 +136,7 @@ CRIU_WRAPPER = Path(__file__).resolve().parents[3] / "scripts" / "criu-wrapper"
 
 
 def criu_bin(home: Path) -> str:
-    """HOME/criu-bin/criu → scripts/criu-wrapper (criu 4.1 from a Debian 13 tree, built on
+    """HOME/criu-bin/criu → scripts/criu-wrapper (criu 4.2 from a Debian forky tree, built on
     first use); `criu check` must pass, else the error says why."""
     if not CRIU_WRAPPER.exists():
         raise BackendError(f"--criu needs {CRIU_WRAPPER} (a source checkout of Dockyard)")

@@ -43,7 +43,8 @@ SAFE_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/uran
                 "/dev/tty", "/dev/console", "/dev/ptmx"}
 # network links the move handles: lo is dumped, eth0 is unplumbed before and plumbed after
 MOVED_LINKS = {"lo", "eth0"}
-# the socket kinds whose SO_PASSCRED/SO_PASSSEC such a kernel refuses (CriuFacts.inet_sockopts)
+# the socket kinds whose SO_PASSCRED/SO_PASSSEC a kernel >= 6.16 refuses, which criu 4.1 reads
+# (CriuFacts.inet_sockets)
 NO_PASSCRED_KINDS = {"tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", "raw6",
                      "packet"}
 
@@ -54,10 +55,11 @@ class CriuFacts(BaseModel):
     version: str = ""
     check_ok: bool = False
     check_output: str = Field(default="", description="the tail of `criu check` when it failed")
-    inet_sockopts: bool = Field(default=True, description="the kernel answers getsockopt("
-                                "SO_PASSCRED, SO_PASSSEC) on an inet socket; criu 4.1 reads "
-                                "both of every socket it dumps, and kernel 6.18 refuses them "
-                                "(EOPNOTSUPP) on all but unix and netlink sockets")
+    inet_sockets: bool = Field(default=True, description="this criu dumped a probe process "
+                               "holding TCP and UDP sockets here (criu 4.1 reads SO_PASSCRED "
+                               "and SO_PASSSEC of every socket, which kernels >= 6.16 refuse "
+                               "on all but unix and netlink sockets; criu 4.2 does not)")
+    inet_sockets_error: str = Field(default="", description="the probe dump's errors")
 
 
 class SocketFact(BaseModel):
@@ -152,7 +154,7 @@ def _criu(source: HostFacts, target: HostFacts) -> list[Failure]:
             out.append(Failure(code="criu_missing", host=h.host,
                                message=f"no criu at {h.criu.path!r}",
                                fix="install a CRIU that passes `criu check` on this kernel "
-                                   "(here: Debian 13's criu 4.1 through scripts/criu-wrapper) "
+                                   "(here: Debian forky's criu 4.2 through scripts/criu-wrapper) "
                                    "and point DOCKYARD_CRIU and dockerd's PATH at it"))
         elif not h.criu.check_ok:
             out.append(Failure(code="criu_check_failed", host=h.host,
@@ -160,7 +162,7 @@ def _criu(source: HostFacts, target: HostFacts) -> list[Failure]:
                                        f"{' (' + h.criu.version + ')' if h.criu.version else ''}"
                                        f": {h.criu.check_output.strip()[-300:]}",
                                fix="use a CRIU built for this kernel (Debian 12's criu 3.17 "
-                                   "fails on 6.x kernels; scripts/criu-wrapper runs criu 4.1)"))
+                                   "fails on 6.x kernels; scripts/criu-wrapper runs criu 4.2)"))
     return out
 
 
@@ -232,18 +234,19 @@ def _sockets(host: str, inst: InstanceFacts) -> list[Failure]:
 
 def _sockopts(source: HostFacts, inst: InstanceFacts) -> list[Failure]:
     held = [s for s in inst.sockets if s.kind in NO_PASSCRED_KINDS]
-    if source.criu.inet_sockopts or not held:
+    if source.criu.inet_sockets or not held:
         return []
     shown = ", ".join(f"{s.kind} {s.local} {s.state} (pid {s.pid})".replace("  ", " ")
                       for s in held[:5])
     return [Failure(code="criu_socket_options", host=source.host,
                     message=f"{len(held)} inet/packet socket(s): {shown}; criu "
-                            f"{source.criu.version or '?'} reads SO_PASSCRED and SO_PASSSEC "
-                            f"of each socket it dumps, and kernel {source.kernel} refuses them "
-                            "on such sockets (EOPNOTSUPP): the dump would fail",
+                            f"{source.criu.version or '?'} failed to dump a probe process "
+                            f"holding TCP and UDP sockets on kernel {source.kernel}"
+                            f" ({source.criu.inet_sockets_error.strip()[:300] or '?'}): "
+                            "the dump would fail",
                     fix="close the sockets (stop the server holding them, e.g. sshd), use a "
-                        "CRIU that skips the options this kernel refuses, or move it cold "
-                        "with --fallback")]
+                        "CRIU that dumps them on this kernel (criu >= 4.2: scripts/criu-wrapper), "
+                        "or move it cold with --fallback")]
 
 
 def own_mount(m: MountFact, own_roots: list[str]) -> bool:

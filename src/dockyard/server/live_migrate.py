@@ -227,7 +227,7 @@ def _run(ctx: ServerContext, op_id: str, instance_id: str, checkpoint: str,
                 f"live-migrated {plan['source']} -> {plan['target']}, downtime "
                 f"{downtime:.2f} s")
     return {"downtime": round(downtime, 3), "checkpoint_seconds": round(t_dump - down, 3),
-            "commit_seconds": round(t_commit - t_dump, 3),
+            "commit_seconds": round(t_commit - t_dump, 3), "checkpoint": dumped,
             "restore": restored}
 
 
