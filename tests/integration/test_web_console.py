@@ -7,9 +7,11 @@ $DOCKYARD_ARTIFACTS/web (default: the temp dir's dockyard-artifacts/web)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from tests.integration.dockyard_env import Dockyard
 from tests.requirements import requires
@@ -92,6 +96,42 @@ def _member(dy: Dockyard) -> str:
                                            "description": "console test"})["token"])
 
 
+def _terminal(page: Page, dy: Dockyard, name: str) -> None:
+    """The instance's terminal: a typed command's answer read in xterm's rows, the shell's
+    exit code under it; a websocket with the session's cookie but another site's Origin, or
+    with no cookie, is refused."""
+    page.get_by_role("link", name="Terminal").click()
+    page.wait_for_url(f"{dy.url}/instances/{name}/terminal")
+    status = page.locator("#terminal-status")
+    expect(status).to_have_attribute("data-state", "open")
+    page.locator("#terminal .xterm-helper-textarea").focus()
+    page.keyboard.type("hostname; echo answer-$((6*7))\n")
+    rows = page.locator("#terminal .xterm-rows")
+    expect(rows).to_contain_text("answer-42")
+    with dy.api() as api:
+        hostname = api.get(f"/v1/instances/{name}")["hostname"]
+    answer = rows.inner_text().split("answer-$((6*7))", 1)[1]  # after the typed line
+    assert answer.split()[:2] == [hostname, "answer-42"]
+    _shoot(page, "terminal")
+    page.keyboard.type("exit 3\n")
+    expect(status).to_have_attribute("data-state", "exited")
+    expect(status).to_have_text("The shell exited with code 3.")
+
+    cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "dy_session")
+    ws_url = f"{dy.url.replace('http', 'ws', 1)}/instances/{name}/terminal/ws"
+    ssl_context = dy.verify if isinstance(dy.verify, ssl.SSLContext) else None
+    for headers in ({"Cookie": f"dy_session={cookie}", "Origin": "https://elsewhere.example"},
+                    {"Cookie": f"dy_session={cookie}"}):
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(ws_url, ssl=ssl_context, additional_headers=headers, open_timeout=10)
+        assert refused.value.response.status_code == 403
+    with ws_connect(ws_url, ssl=ssl_context, open_timeout=10,
+                    additional_headers={"Origin": dy.url}) as anonymous:
+        frame = json.loads(anonymous.recv(timeout=10))
+        assert frame["status"] == 401 and "log in" in frame["error"]["message"]
+    page.go_back()
+
+
 def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
                                                               browser: Browser) -> None:
     problems: list[str] = []
@@ -113,6 +153,7 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     _state_is(page, "running")
     assert page.evaluate("window.notReloaded === true")  # htmx changed the state in place
     _shoot(page, "instance")
+    _terminal(page, dy, name)
 
     page.goto(f"{dy.url}/instances")
     expect(page.locator(f'tr[data-name="{name}"] .state')).to_have_text("running")

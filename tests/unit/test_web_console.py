@@ -4,10 +4,13 @@ a member's 403 on admin pages and 404 on another project's instance, refusals in
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -403,3 +406,70 @@ def test_a_form_that_is_not_one_is_refused(console: Console) -> None:
                                 headers={"cookie": f"dy_session={cookie}"})
     assert reply.status_code == 400 and "application/x-www-form-urlencoded" in reply.text
     assert console.instance().desired_state == "running"
+
+
+# ---------------------------------------------------------------------- the terminal
+
+
+def _terminal_socket(console: Console, name: str, headers: dict[str, str]) -> list[Any]:
+    """What the app sends on a websocket handshake to /instances/NAME/terminal/ws (the
+    client then hangs up): the ASGI messages, in order."""
+    sent: list[Any] = []
+    inbox: list[dict[str, Any]] = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0) if inbox else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    path = f"/instances/{name}/terminal/ws"
+    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": path,
+             "raw_path": path.encode(), "query_string": b"cols=80&rows=24", "root_path": "",
+             "headers": [(k.lower().encode(), v.encode())
+                         for k, v in {"host": "app", **headers}.items()],
+             "client": ("127.0.0.1", 1), "server": ("app", 80), "subprotocols": []}
+    asyncio.run(console.client.app(scope, receive, send))
+    return sent
+
+
+def test_the_terminal_socket_refuses_another_sites_origin(console: Console) -> None:
+    cookie = {"cookie": f"dy_session={console.login(console.admin)}"}
+    for origin in ({"origin": "http://elsewhere.example"}, {"origin": "https://app"}, {}):
+        sent = _terminal_socket(console, "web", {**cookie, **origin})
+        assert [m["type"] for m in sent] == ["websocket.close"], origin  # never accepted
+        assert sent[0]["code"] == 1008
+
+
+def _refusal(sent: list[Any]) -> dict[str, Any]:
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send",
+                                         "websocket.close"]
+    assert sent[2]["code"] == 1008
+    frame: dict[str, Any] = json.loads(sent[1]["text"])
+    return frame
+
+
+def test_the_terminal_socket_needs_a_session_of_the_instances_project(
+        console: Console) -> None:
+    origin = {"origin": "http://app"}
+    frame = _refusal(_terminal_socket(console, "web", origin))
+    assert frame["status"] == 401 and "log in" in frame["error"]["message"]
+    forged = {"cookie": "dy_session=e30.forged", **origin}
+    assert _refusal(_terminal_socket(console, "web", forged))["status"] == 401
+    member = {"cookie": f"dy_session={console.login(console.member)}", **origin}
+    assert _refusal(_terminal_socket(console, "web", member))["status"] == 404
+    assert console.get("/instances/web/terminal", member["cookie"][11:]).status_code == 404
+    admin = {"cookie": f"dy_session={console.login(console.admin)}", **origin}
+    frame = _refusal(_terminal_socket(console, "zeta", admin))  # stopped
+    assert frame["status"] == 409 and "not running" in frame["error"]["message"]
+
+
+def test_the_terminal_page_allows_inline_styles_only_for_itself(console: Console) -> None:
+    cookie = console.login(console.admin)
+    page = console.get("/instances/web/terminal", cookie)
+    assert page.status_code == 200 and 'data-src="/instances/web/terminal/ws"' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "style-src 'self' 'unsafe-inline'" in policy and "script-src" not in policy
+    assert "unsafe-inline" not in console.get("/instances/web", cookie).headers[
+        "content-security-policy"]
+
