@@ -25,6 +25,8 @@ Benchmarks (they are not tests; they write bench/RESULTS.md):
   live     live (CRIU) vs cold migration downtime of the same instance, by ping, on a
            dev-cluster --criu of its own (bench/live_migrate.py)
   cli      CLI start-up vs `docker ps` (bench/cli_startup.py, when present)
+  console  the web console's server time with 1,000 instances stored (instance list, detail,
+           the 7-day chart) and the bytes of a first visit (bench/console.py; no Docker)
 With --only, the other benchmarks' rows are carried over from the previous RESULTS.json with
 the commit and time they were measured at; each summary row says when it was measured.
 """
@@ -62,6 +64,9 @@ from common import (  # noqa: E402
     sigterm_as_interrupt,
     stats,
 )
+from console import bench_console  # noqa: E402
+from console import report_lines as console_lines  # noqa: E402
+from console import summary_row as console_row  # noqa: E402
 from live_migrate import bench_live  # noqa: E402
 from live_migrate import report_lines as live_lines  # noqa: E402
 from live_migrate import summary_row as live_row  # noqa: E402
@@ -81,7 +86,7 @@ from dockyard.model import ids  # noqa: E402
 GOALS = {"create": ("≤", 1.15), "burst": ("≥", 0.9), "network": ("≥", 0.95)}
 BURST_MIN_ROUNDS = 4  # a verdict on fewer rounds is not given (round-to-round spread ±15 %)
 ALL = ("create", "burst", "network", "collector", "scheduler", "placement", "migrate", "live",
-       "cli")
+       "cli", "console")
 
 
 def bench_cli(runs: int) -> dict[str, Any]:
@@ -445,6 +450,8 @@ def summary_rows(results: dict[str, Any]) -> list[str]:
                             f"like) | {n['dockyard']['median']:.2f} Gbit/s | "
                             f"{n['floor']['median']:.2f} Gbit/s | {n['ratio']:.2f} | ≥ 0.95 | "
                             f"{verdict('network', n['ratio'])} |"))
+    if results.get("console"):
+        rows.append((results["console"], console_row(results["console"])))
     if results.get("placement"):
         rows.append((results["placement"],
                      placement_row(results["placement"], results.get("scheduler"))))
@@ -594,6 +601,8 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
                       "from before the like-for-like verdict)."]
     if results.get("collector"):
         lines += report_lines(results["collector"])
+    if results.get("console"):
+        lines += console_lines(results["console"])
     if results.get("placement"):
         lines += placement_lines(results["placement"])
     if results.get("scheduler"):
@@ -690,6 +699,7 @@ def main() -> int:
         benches = {  # a stopped run still reports the ones done: the quick ones first
             "scheduler": lambda: bench_scheduler(args.quick, log),
             "placement": lambda: bench_placement_path(args.quick, log),
+            "console": lambda: bench_console(args.quick, log),
             "network": lambda: bench_network(dy, veth_octet, tag, 2 if args.quick else 5,
                                              1 if args.quick else 5),
             "burst": lambda: bench_burst(dy, raw, 10 if args.quick else 50,

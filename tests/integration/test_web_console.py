@@ -7,21 +7,28 @@ $DOCKYARD_ARTIFACTS/web (default: the temp dir's dockyard-artifacts/web)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from tests.integration.dockyard_env import Dockyard
 from tests.requirements import requires
 
 CHROMIUM = "/usr/bin/chromium"
+AXE = Path(__file__).parent / "web_vendor" / "axe.min.js"
+LISTS = ("networks", "volumes", "images", "snapshots", "stacks", "builds", "events", "alerts")
 ARTIFACTS = Path(os.environ.get("DOCKYARD_ARTIFACTS",
                                 Path(tempfile.gettempdir()) / "dockyard-artifacts")) / "web"
 WIDE = {"width": 1280, "height": 800}
@@ -54,16 +61,44 @@ def _page(browser: Browser, problems: list[str]) -> Page:
     return page
 
 
-def _login(page: Page, dy: Dockyard, token: str) -> None:
-    page.goto(f"{dy.url}/login")
+def _login(page: Page, dy: Dockyard, token: str, shoot: bool = False) -> None:
+    _goto(page, f"{dy.url}/login")
+    if shoot:
+        _shoot(page, "login")
     page.get_by_label("Dockyard token").fill(token)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{dy.url}/")
 
 
+def _goto(page: Page, url: str) -> Response | None:
+    """page.goto, again (up to 5 times) when chromium dropped the load because the machine's
+    network changed (ERR_NETWORK_CHANGED, or the load replaced by chrome's error page: other
+    tests on the machine make and remove bridges and veths meanwhile)."""
+    for _ in range(4):
+        try:
+            return page.goto(url)
+        except PlaywrightError as exc:
+            if "ERR_NETWORK_CHANGED" not in str(exc) and "chrome-error://" not in str(exc):
+                raise
+    return page.goto(url)
+
+
+def _accessible(page: Page, name: str) -> None:
+    """axe-core (vendored, see web_vendor/README.md) finds no serious or critical violation
+    on the page as it is now."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text())  # evaluate: the page's CSP stays as it is
+    found = page.evaluate("""() => axe.run(document, {resultTypes: ['violations']})
+        .then(r => r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+        .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at ' +
+             v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')))""")
+    assert found == [], f"{name}: {found}"
+
+
 def _shoot(page: Page, name: str) -> None:
     """The page at both sizes, full height; at neither does the page scroll sideways (wide
-    tables scroll in their own box)."""
+    tables scroll in their own box), nor has it a serious accessibility violation."""
+    _accessible(page, name)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for label, size in (("1280", WIDE), ("390", PHONE)):
         page.set_viewport_size(size)
@@ -92,18 +127,57 @@ def _member(dy: Dockyard) -> str:
                                            "description": "console test"})["token"])
 
 
+def _terminal(page: Page, dy: Dockyard, name: str) -> None:
+    """The instance's terminal: a typed command's answer read in xterm's rows, the shell's
+    exit code under it; a websocket with the session's cookie but another site's Origin, or
+    with no cookie, is refused."""
+    page.get_by_role("link", name="Terminal").click()
+    page.wait_for_url(f"{dy.url}/instances/{name}/terminal")
+    status = page.locator("#terminal-status")
+    expect(status).to_have_attribute("data-state", "open")
+    page.locator("#terminal .xterm-helper-textarea").focus()
+    page.keyboard.type("hostname; echo answer-$((6*7))\n")
+    rows = page.locator("#terminal .xterm-rows")
+    expect(rows).to_contain_text("answer-42")
+    with dy.api() as api:
+        hostname = api.get(f"/v1/instances/{name}")["hostname"]
+    answer = rows.inner_text().split("answer-$((6*7))", 1)[1]  # after the typed line
+    assert answer.split()[:2] == [hostname, "answer-42"]
+    _shoot(page, "terminal")
+    page.keyboard.type("exit 3\n")
+    expect(status).to_have_attribute("data-state", "exited")
+    expect(status).to_have_text("The shell exited with code 3.")
+
+    cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "dy_session")
+    ws_url = f"{dy.url.replace('http', 'ws', 1)}/instances/{name}/terminal/ws"
+    ssl_context = dy.verify if isinstance(dy.verify, ssl.SSLContext) else None
+    for headers in ({"Cookie": f"dy_session={cookie}", "Origin": "https://elsewhere.example"},
+                    {"Cookie": f"dy_session={cookie}"}):
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(ws_url, ssl=ssl_context, additional_headers=headers, open_timeout=10)
+        assert refused.value.response.status_code == 403
+    with ws_connect(ws_url, ssl=ssl_context, open_timeout=10,
+                    additional_headers={"Origin": dy.url}) as anonymous:
+        frame = json.loads(anonymous.recv(timeout=10))
+        assert frame["status"] == 401 and "log in" in frame["error"]["message"]
+    page.go_back()
+
+
 def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
                                                               browser: Browser) -> None:
     problems: list[str] = []
     page = _page(browser, problems)
-    _login(page, dy, dy.token())
+    _login(page, dy, dy.token(), shoot=True)
     _shoot(page, "overview")
-    for path in ("hosts", "projects"):
-        page.goto(f"{dy.url}/{path}")
+    for path in ("hosts", "projects", *LISTS):
+        reply = _goto(page, f"{dy.url}/{path}")
+        assert reply is not None and reply.status == 200, path
         _shoot(page, path)
+    _goto(page, f"{dy.url}/logout")
+    _shoot(page, "logout")
 
     name = f"webc{secrets.token_hex(3)}"
-    page.goto(f"{dy.url}/instances")
+    _goto(page, f"{dy.url}/instances")
     page.get_by_label("Name", exact=True).fill(name)
     page.get_by_label("Image").fill("dockyard/busybox")
     page.get_by_label("Memory", exact=True).fill("64M")
@@ -113,8 +187,9 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     _state_is(page, "running")
     assert page.evaluate("window.notReloaded === true")  # htmx changed the state in place
     _shoot(page, "instance")
+    _terminal(page, dy, name)
 
-    page.goto(f"{dy.url}/instances")
+    _goto(page, f"{dy.url}/instances")
     expect(page.locator(f'tr[data-name="{name}"] .state')).to_have_text("running")
     _shoot(page, "instances")
 
@@ -130,16 +205,16 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
 
     member = _page(browser, problems)
     _login(member, dy, _member(dy))
-    reply = member.goto(f"{dy.url}/instances/{name}")
+    reply = _goto(member, f"{dy.url}/instances/{name}")
     assert reply is not None and reply.status == 404
     expect(member.locator(".error")).to_contain_text("not found")
-    reply = member.goto(f"{dy.url}/projects")
+    reply = _goto(member, f"{dy.url}/projects")
     assert reply is not None and reply.status == 403
     expect(member.locator(".error")).to_contain_text("only an admin")
     assert member.locator("nav a", has_text="Projects").count() == 0
     member.context.close()
 
-    page.goto(f"{dy.url}/instances/{name}")  # the charts: the samples stored since launch
+    _goto(page, f"{dy.url}/instances/{name}")  # the charts: the samples stored since launch
     for chart in ("#chart-memory", "#chart-cpu"):  # 2 points or more
         expect(page.locator(chart)).to_have_attribute("data-points", TWO_OR_MORE,
                                                       timeout=20_000)

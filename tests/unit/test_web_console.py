@@ -4,10 +4,13 @@ a member's 403 on admin pages and 404 on another project's instance, refusals in
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -380,10 +383,34 @@ def test_the_instance_list_pages_by_name(console: Console,
     admin = console.login(console.admin)
     first = console.get("/instances", admin).text
     assert 'data-name="web"' in first and 'data-name="zeta"' not in first
-    assert 'href="/instances?after=web"' in first
-    second = console.get("/instances?after=web", admin).text
+    assert 'href="/instances?page=2"' in first
+    second = console.get("/instances?page=2", admin).text
     assert 'data-name="zeta"' in second and 'data-name="web"' not in second
-    assert 'hx-get="/instances?part=rows&amp;after=web"' in second  # the poll keeps its page
+    assert 'hx-get="/instances?part=rows&amp;page=2"' in second  # the poll keeps its page
+
+
+def _names_listed(page: str) -> list[str]:
+    return re.findall(r'<tr data-name="([^"]+)"', page)
+
+
+def test_the_instance_list_filters_and_sorts(console: Console) -> None:
+    admin = console.login(console.admin)
+    assert _names_listed(console.get("/instances", admin).text) == ["web", "zeta"]
+    assert _names_listed(console.get("/instances?sort=Name&desc=1", admin).text) == [
+        "zeta", "web"]
+    assert _names_listed(console.get("/instances?sort=IP&desc=1", admin).text) == [
+        "zeta", "web"]  # 10.0.0.3 after 10.0.0.2
+    # state as shown: host a never sent a heartbeat, so web is `unknown`, zeta `stopped`
+    assert _names_listed(console.get("/instances?sort=State", admin).text) == ["zeta", "web"]
+    page = console.get("/instances?q=STOPPED", admin).text  # any case, the shown state
+    assert _names_listed(page) == ["zeta"] and "1 match" in page
+    assert 'hx-get="/instances?part=rows&amp;q=STOPPED"' in page  # the poll keeps the filter
+    assert _names_listed(console.get("/instances?q=10.0.0.2+img", admin).text) == ["web"]
+    assert _names_listed(console.get("/instances?q=nothing", admin).text) == []
+    for bad in ("sort=cpuset", "page=0", "per=5000", "q=" + "x" * 201):
+        reply = console.get(f"/instances?{bad}", admin)
+        assert reply.status_code == 422, bad
+        assert 'class="error"' in reply.text
 
 
 def test_a_member_cannot_use_admin_powers_in_the_launch_form(console: Console) -> None:
@@ -403,3 +430,103 @@ def test_a_form_that_is_not_one_is_refused(console: Console) -> None:
                                 headers={"cookie": f"dy_session={cookie}"})
     assert reply.status_code == 400 and "application/x-www-form-urlencoded" in reply.text
     assert console.instance().desired_state == "running"
+
+
+# ---------------------------------------------------------------------- the terminal
+
+
+def _terminal_socket(console: Console, name: str, headers: dict[str, str]) -> list[Any]:
+    """What the app sends on a websocket handshake to /instances/NAME/terminal/ws (the
+    client then hangs up): the ASGI messages, in order."""
+    sent: list[Any] = []
+    inbox: list[dict[str, Any]] = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0) if inbox else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    path = f"/instances/{name}/terminal/ws"
+    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": path,
+             "raw_path": path.encode(), "query_string": b"cols=80&rows=24", "root_path": "",
+             "headers": [(k.lower().encode(), v.encode())
+                         for k, v in {"host": "app", **headers}.items()],
+             "client": ("127.0.0.1", 1), "server": ("app", 80), "subprotocols": []}
+    asyncio.run(console.client.app(scope, receive, send))
+    return sent
+
+
+def test_the_terminal_socket_refuses_another_sites_origin(console: Console) -> None:
+    cookie = {"cookie": f"dy_session={console.login(console.admin)}"}
+    for origin in ({"origin": "http://elsewhere.example"}, {"origin": "https://app"}, {}):
+        sent = _terminal_socket(console, "web", {**cookie, **origin})
+        assert [m["type"] for m in sent] == ["websocket.close"], origin  # never accepted
+        assert sent[0]["code"] == 1008
+
+
+def _refusal(sent: list[Any]) -> dict[str, Any]:
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send",
+                                         "websocket.close"]
+    assert sent[2]["code"] == 1008
+    frame: dict[str, Any] = json.loads(sent[1]["text"])
+    return frame
+
+
+def test_the_terminal_socket_needs_a_session_of_the_instances_project(
+        console: Console) -> None:
+    origin = {"origin": "http://app"}
+    frame = _refusal(_terminal_socket(console, "web", origin))
+    assert frame["status"] == 401 and "log in" in frame["error"]["message"]
+    forged = {"cookie": "dy_session=e30.forged", **origin}
+    assert _refusal(_terminal_socket(console, "web", forged))["status"] == 401
+    member = {"cookie": f"dy_session={console.login(console.member)}", **origin}
+    assert _refusal(_terminal_socket(console, "web", member))["status"] == 404
+    assert console.get("/instances/web/terminal", member["cookie"][11:]).status_code == 404
+    admin = {"cookie": f"dy_session={console.login(console.admin)}", **origin}
+    frame = _refusal(_terminal_socket(console, "zeta", admin))  # stopped
+    assert frame["status"] == 409 and "not running" in frame["error"]["message"]
+
+
+def test_the_terminal_page_allows_inline_styles_only_for_itself(console: Console) -> None:
+    cookie = console.login(console.admin)
+    page = console.get("/instances/web/terminal", cookie)
+    assert page.status_code == 200 and 'data-src="/instances/web/terminal/ws"' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "style-src 'self' 'unsafe-inline'" in policy and "script-src" not in policy
+    assert "unsafe-inline" not in console.get("/instances/web", cookie).headers[
+        "content-security-policy"]
+
+
+# ---------------------------------------------------------------------- list pages
+
+
+def test_every_list_page_answers_and_scopes_like_the_api(console: Console) -> None:
+    admin, member = console.login(console.admin), console.login(console.member)
+    for path in ("/networks", "/volumes", "/snapshots", "/events", "/alerts", "/stacks",
+                 "/builds"):
+        for cookie in (admin, member):
+            reply = console.get(path, cookie)
+            assert reply.status_code == 200, (path, reply.text[-300:])
+            assert 'role="search"' in reply.text  # every list filters
+    # n1 is the default project's own network (not shared): the member's project does not
+    # see it, as GET /v1/networks answers
+    assert "10.0.0.0/24" in console.get("/networks", admin).text
+    assert "10.0.0.0/24" not in console.get("/networks", member).text
+    assert "10.0.0.0/24" not in console.get("/networks?q=nomatch", admin).text
+    for path in ("/stacks/nothing", "/builds/nothing"):
+        reply = console.get(path, member)
+        assert reply.status_code == 404 and 'class="error"' in reply.text
+
+
+def test_a_list_page_with_a_bad_sort_is_refused_in_words(console: Console) -> None:
+    reply = console.get("/alerts?sort=Nothing", console.login(console.admin))
+    assert reply.status_code == 422 and "one of Rule, State" in reply.text
+    assert console.get("/alerts?sort=Kind", console.login(console.admin)).status_code == 200
+
+
+def test_the_images_page_says_in_words_when_the_registry_is_unreachable(
+        console: Console) -> None:
+    reply = console.get("/images", console.login(console.admin))
+    assert reply.status_code >= 500 and 'class="error"' in reply.text
+    assert "Traceback" not in reply.text

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from collections.abc import Callable
 from typing import cast
 
 from fastapi import APIRouter, Request, WebSocket
@@ -108,16 +109,25 @@ async def _relay(websocket: WebSocket, agent: ClientConnection, host: str) -> No
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-@router.websocket("/{ref}/console")
-async def instance_console(websocket: WebSocket, ref: str) -> None:
-    """Interactive exec: `?command=sh&tty=true&cols=80&rows=24` (see agent/console.py)."""
-    await websocket.accept()
+async def relay(websocket: WebSocket, target: Callable[[], tuple[str, str, str, str]],
+                query: str) -> None:
+    """Open the agent's console of `target()` (run in a thread: it reads the store) with
+    `query` and relay until either side ends; a refusal is said on the accepted socket.
+    The web console's terminal (`web/terminal.py`) comes in here too, after its own checks."""
+    if websocket.application_state != WebSocketState.CONNECTED:
+        await websocket.accept()
     try:
-        target = await run_in_threadpool(_target, websocket, ref)
-        agent = await _open_agent(target, websocket.url.query,
+        found = await run_in_threadpool(target)
+        agent = await _open_agent(found, query,
                                   auth.context(cast(Request, websocket)).agents.ssl)
     except DockyardError as exc:
         await _refuse(websocket, exc)
         return
     async with agent:
-        await _relay(websocket, agent, target[0])
+        await _relay(websocket, agent, found[0])
+
+
+@router.websocket("/{ref}/console")
+async def instance_console(websocket: WebSocket, ref: str) -> None:
+    """Interactive exec: `?command=sh&tty=true&cols=80&rows=24` (see agent/console.py)."""
+    await relay(websocket, lambda: _target(websocket, ref), websocket.url.query)

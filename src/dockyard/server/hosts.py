@@ -60,9 +60,11 @@ def host_view(sess: Session, row: HostRow, settings: ServerSettings,
     return model
 
 
-def instance_view(sess: Session, row: InstanceRow, settings: ServerSettings) -> Instance:
-    """The instance as stored, except `unknown` while its host is down."""
-    model = records.instance_model(sess, row)
+def instance_view(sess: Session, row: InstanceRow, settings: ServerSettings,
+                  pools: dict[str, str] | None = None) -> Instance:
+    """The instance as stored, except `unknown` while its host is down (`pools`: see
+    `records.instance_model`)."""
+    model = records.instance_model(sess, row, pools)
     host = hosts.get(sess, row.host_id)
     if host is not None and not host_is_up(host, settings.heartbeat_timeout):
         model.state = InstanceState.unknown

@@ -96,14 +96,17 @@ def _names(sess: Session, row: InstanceRow) -> tuple[str, str | None, str]:
             network.name if network else row.network_id)
 
 
-def instance_model(sess: Session, row: InstanceRow) -> Instance:
+def instance_model(sess: Session, row: InstanceRow,
+                   pools: dict[str, str] | None = None) -> Instance:
+    """`pools`: shared cpusets by host id already resolved in this transaction (filled as
+    they are; a list of many instances resolves each host's pool once)."""
     project, host, network = _names(sess, row)
     return Instance(
         id=row.id, name=row.name, project=project, state=InstanceState(row.state),
         desired_state=DesiredState(row.desired_state), host=host, ip=row.ip, mac=row.mac,
         hostname=row.hostname, image=row.image, network=network,
         container_id=row.container_id, generation=row.generation,
-        limits=effective_limits(sess, row),
+        limits=effective_limits(sess, row, pools),
         volumes=[VolumeSpec.model_validate(v) for v in row.volumes], env=dict(row.env),
         lxcfs=bool((row.options or {}).get("lxcfs", True)),
         cap_add=list((row.options or {}).get("cap_add", [])), health=HealthState(row.health),
@@ -117,14 +120,20 @@ def shared_cpuset(sess: Session, host: HostRow) -> str:
     return format_cpuset(shared_pool(cores, taken, set(host.reserved_cores)))
 
 
-def effective_limits(sess: Session, row: InstanceRow) -> Limits:
+def effective_limits(sess: Session, row: InstanceRow,
+                     pools: dict[str, str] | None = None) -> Limits:
     """Stored limits with the cpuset resolved: an exclusive instance's own cores, or the
     host's current shared pool (which changes as exclusive allocations come and go)."""
     limits = Limits.model_validate(row.limits)
     if limits.cores == 0 and row.host_id:
+        if pools is not None and row.host_id in pools:
+            limits.cpuset = pools[row.host_id]
+            return limits
         host = sess.get(HostRow, row.host_id)
         if host is not None:
             limits.cpuset = shared_cpuset(sess, host)
+            if pools is not None:
+                pools[row.host_id] = limits.cpuset
     return limits
 
 

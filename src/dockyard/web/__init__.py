@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from dockyard.server.context import ServerContext
-from dockyard.web import charts, cluster, instances, login
+from dockyard.web import charts, cluster, instances, login, platform, resources, terminal
 from dockyard.web.session import session_key
 
 STATIC = Path(__file__).parent / "static"
@@ -22,4 +22,7 @@ def install(app: FastAPI, ctx: ServerContext) -> None:
     app.include_router(cluster.router)
     app.include_router(instances.router)
     app.include_router(charts.router)
+    app.include_router(terminal.router)
+    app.include_router(resources.router)
+    app.include_router(platform.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -187,7 +187,8 @@ class PageRoute(APIRoute):
                 response = _login_redirect(request)
             except DockyardError as exc:
                 response = _error_page(request, exc)
-            response.headers.update(SECURITY_HEADERS)
+            for header, value in SECURITY_HEADERS.items():  # a page may loosen its own
+                response.headers.setdefault(header, value)
             if request.method == "POST":
                 await asyncio.to_thread(_audit, request, response.status_code)
             return response

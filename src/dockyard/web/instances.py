@@ -8,45 +8,120 @@ project's instance is not found (404), as in the API.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from ipaddress import ip_address
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
+from starlette.datastructures import QueryParams
 
 from dockyard.errors import DockyardError, InvalidRequest, NotFound
 from dockyard.model.common import Event
 from dockyard.model.instance import Instance, InstanceAction, InstanceCreate, LimitsPatch
 from dockyard.server import hosts, instances, powers, resize
+from dockyard.server.placement import host_is_up
 from dockyard.server.snapshots import prepare_launch
-from dockyard.store import events, records
+from dockyard.store import events, networks, projects, records
+from dockyard.store import hosts as host_rows
 from dockyard.store import instances as instance_rows
 from dockyard.web.base import PageRoute, Posted, Visit, invalid, posted, redirect, render, visit
 from dockyard.web.charts import RANGES
+from dockyard.web.tables import View
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PAGE = 100  # instances on one page (the API's default page)
+PAGE_MOST = 1000  # ?per= at most
 EVENTS_SHOWN = 30
+ALL = 1_000_000  # a page size that is every instance of a project
+COLUMNS = ("Name", "State", "Host", "IP", "Image", "Memory", "Created")  # sortable ones
 
 
-def project_instances(seen: Visit, after: str = "") -> tuple[list[Instance], str | None]:
-    """A page of the project's instances by name, and the name the next page starts after."""
+@dataclass(frozen=True)
+class InstancePage:
+    items: list[Instance]
+    view: View  # the filter words and the sort (tables.View)
+    number: int  # this page, from 1
+    per: int
+    matched: int  # instances the filter keeps, on every page
+    query: str  # the query string that shows this page again (the table's poll)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.matched // self.per))
+
+    def link(self, number: int) -> str:
+        return "/instances?" + _query(self.view, number, self.per)
+
+
+def _query(view: View, number: int, per: int) -> str:
+    values = {"q": view.q, "sort": view.sort, "desc": "1" if view.desc else "",
+              "page": str(number) if number > 1 else "", "per": str(per) if per != PAGE else ""}
+    return urlencode({k: v for k, v in values.items() if v})
+
+
+def _number(params: QueryParams, name: str, default: int, most: int) -> int:
+    text = params.get(name, "")
+    if not text:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise InvalidRequest(f"{name}={text!r}: a whole number from 1 to {most}")
+    return int(text)
+
+
+def project_instances(seen: Visit, params: QueryParams) -> InstancePage:
+    """A page of the project's instances: those whose name, state, host, IP or image hold
+    every word of `q`, sorted by `sort` (name by default), `per` a page (100).
+
+    Filtering and sorting read the stored rows only (host names and health once per host);
+    the full view (`hosts.instance_view`: limits with the shared cpuset) is built for the
+    rows of the page alone."""
+    view = View.of(params, COLUMNS)
+    number = _number(params, "page", 1, ALL)
+    per = _number(params, "per", PAGE, PAGE_MOST)
+    timeout = seen.ctx.settings.heartbeat_timeout
     with seen.ctx.db.read() as sess:
-        rows, more = instance_rows.page(sess, seen.caller.project, after, PAGE)
-        items = [hosts.instance_view(sess, r, seen.ctx.settings) for r in rows]
-    return items, rows[-1].name if more else None
+        hosts_by_id = {h.id: h for h in host_rows.all_by_name(sess)}
+        # held while the views are built: the session's identity map holds rows weakly, so
+        # without these references each view loaded its project, host and network again
+        # (five primary-key queries an instance: 100 instances took ~0.5 s, now ~0.1 s)
+        held = (projects.get(sess, seen.caller.project),
+                networks.page(sess, "", ALL, visible_to=seen.caller.project)[0])
+        down = {i for i, h in hosts_by_id.items() if not host_is_up(h, timeout)}
+        rows, _ = instance_rows.page(sess, seen.caller.project, "", ALL)  # by name
+
+        def host(r: Any) -> str:
+            return hosts_by_id[r.host_id].name if r.host_id in hosts_by_id else ""
+
+        def state(r: Any) -> str:
+            return "unknown" if r.host_id in down else str(r.state)
+
+        if view.q:
+            rows = [r for r in rows if view.matches([r.name, state(r), host(r), r.ip, r.image])]
+        if view.sort:
+            key = {"Name": lambda r: r.name, "State": state, "Host": host,
+                   "IP": lambda r: (ip_address(r.ip).version, int(ip_address(r.ip))),
+                   "Image": lambda r: r.image,
+                   "Memory": lambda r: r.limits.get("memory_bytes") or 0,
+                   "Created": lambda r: r.created_at}[view.sort]
+            rows.sort(key=key, reverse=view.desc)
+        chunk = rows[(number - 1) * per:number * per]
+        pools: dict[str, str] = {}  # each host's shared cpuset, resolved once
+        items = [hosts.instance_view(sess, r, seen.ctx.settings, pools) for r in chunk]
+        del held
+    return InstancePage(items, view, number, per, len(rows), _query(view, number, per))
 
 
 @router.get("/instances")
 def instance_list(request: Request, seen: Visit = Depends(visit)) -> Response:
-    after = request.query_params.get("after", "")
-    items, following = project_instances(seen, after)
-    values = {"items": items, "after": after, "following": following}
+    listed = project_instances(seen, request.query_params)
     if request.query_params.get("part") == "rows":  # the table's htmx poll
-        return render(request, "_instance_rows.html", values, seen=seen)
+        return render(request, "_instance_rows.html", {"listed": listed}, seen=seen)
     return render(request, "instances.html", {
-        **values, "form": {}, "message": "", "explained": None}, seen=seen)
+        "listed": listed, "form": {}, "message": "", "explained": None}, seen=seen)
 
 
 def _lines(text: str) -> list[str]:
@@ -99,10 +174,10 @@ async def launch(request: Request, form: Posted = Depends(posted)) -> Response:
         message, status = exc.message, exc.status
     else:
         message, status = "", 200
-    items, following = await run_in_threadpool(project_instances, seen)
+    listed = await run_in_threadpool(project_instances, seen, QueryParams(""))
     return render(request, "instances.html", {
-        "items": items, "after": "", "following": following, "form": form.form,
-        "message": message, "explained": explained}, status, seen=seen)
+        "listed": listed, "form": form.form, "message": message, "explained": explained},
+        status, seen=seen)
 
 
 def _detail(seen: Visit, name: str) -> dict[str, Any]:
