@@ -11,6 +11,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 PKGS="docker.io busybox-static iproute2 iptables nftables iputils-ping ethtool jq bc iperf3 lxcfs fuse3 procps debootstrap postgresql openvswitch-switch"
 PKGS="$PKGS docker-registry"  # the image registry: `dockyard server` runs it (data in its home)
+PKGS="$PKGS qemu-system-x86 qemu-utils cloud-image-utils cpio"  # VM instances (agent/vm.py)
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
