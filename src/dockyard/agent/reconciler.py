@@ -8,6 +8,9 @@
       ├─ desired running  → restart if asked, start, plumb eth0 if absent/wrong, cpuset
       └─ desired stopped  → stop, unplumb                                  → "stopped"
 
+A `type: vm` instance is handed to the VM runtime (agent/vm.py), which converges its QEMU
+process the same level-triggered way; nothing below touches Docker for it.
+
 Every step is idempotent, so a crash at any line is repaired by the next pass. A failure
 during the *first* create rolls back everything this pass created and reports the instance
 `deleted` with `failed_create`, so the server releases its IP and cores. Temporary errors
@@ -46,7 +49,7 @@ from dockyard.errors import DockyardError, TemporaryError
 from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance, DesiredNetwork, ObservedState
 from dockyard.model.image import names_registry
-from dockyard.model.instance import DesiredState, Limits
+from dockyard.model.instance import DesiredState, InstanceType, Limits
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,12 @@ class NoHostLimits:
 
     def ensure_rates(self, pid: int, instance_id: str, limits: Limits) -> None:
         return None
+
+
+class VmSync(Protocol):
+    """The VM runtime (agent/vm.py): `type: vm` instances are QEMU processes, not containers."""
+
+    def sync(self, d: DesiredInstance) -> ObservedState: ...
 
 
 class Progress(Protocol):
@@ -121,7 +130,7 @@ class Reconciler:
                  cluster: str, stop_timeout: int = 10,
                  limits: HostLimits | None = None, lxcfs: Lxcfs | None = None,
                  progress: Progress | None = None, host: str = "",
-                 policy: HostPolicy | None = None) -> None:
+                 policy: HostPolicy | None = None, vms: VmSync | None = None) -> None:
         self.engine = engine
         self.network = network
         self.files = files
@@ -132,8 +141,13 @@ class Reconciler:
         self.progress = progress or NoProgress()
         self.host = host  # labelled on containers: agents may share a dockerd
         self.policy = policy or HostPolicy()
+        self.vms = vms
 
     def sync(self, d: DesiredInstance) -> ObservedState:
+        if d.type == InstanceType.vm:
+            if self.vms is None:
+                return self._observed(d, "error", None, "this agent runs no VM instances")
+            return self.vms.sync(d)
         name = ids.container_name(d.id)
         info = self.engine.inspect(name)
         if info is not None and info.labels.get(ids.LABEL_CLUSTER) != self.cluster:

@@ -115,6 +115,12 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                                          "(ca.pem, as `dockyard host add` prints it) of an "
                                          "https server: trust it, and serve the agent API "
                                          "over https with a certificate the server signs"),
+          vm_images: Path = typer.Option(Path("/var/lib/dockyard/vm-images"),
+                                         envvar="DOCKYARD_VM_IMAGES", help="directory of the "
+                                         "VM images (scripts/vm-image.sh builds one)"),
+          vm_accel: str = typer.Option("auto", envvar="DOCKYARD_VM_ACCEL", help="VM instances "
+                                       "through: auto (KVM when usable, else no VMs), kvm, "
+                                       "tcg (QEMU's emulation: slow, for test hosts), none"),
           verbose: bool = False) -> None:
     """Run a host agent in the foreground (`dockyard host add NAME` prints the token)."""
     from dockyard.agent.runtime import run_agent
@@ -130,7 +136,8 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                             resync_interval=resync_interval,
                             collector_interval=collector_interval,
                             labels=parse_labels(label), uplink=uplink, ovs_db=ovs_db, ca=ca,
-                            image_budget=parse_size(image_budget) if image_budget else None))
+                            image_budget=parse_size(image_budget) if image_budget else None,
+                            vm_images=vm_images, vm_accel=vm_accel))
 
 
 def _check_trust(server_url: str, ca: Path | None) -> None:

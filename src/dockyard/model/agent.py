@@ -13,7 +13,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from dockyard.model.host import HostInventory
-from dockyard.model.instance import DesiredState, Limits, VolumeSpec
+from dockyard.model.instance import DesiredState, InstanceType, Limits, VolumeSpec
 
 
 class Registration(BaseModel):
@@ -97,6 +97,8 @@ class DesiredInstance(BaseModel):
     revision: int
     creating: bool = Field(False, description="the first create has not succeeded yet: a "
                            "failure rolls back and removes the instance")
+    type: InstanceType = InstanceType.container
+    disk_bytes: int | None = Field(None, description="a VM's disk size (None: the image's)")
 
 
 class WatchReply(BaseModel):

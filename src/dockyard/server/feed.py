@@ -144,7 +144,8 @@ def _desired(sess: Session, row: InstanceRow, net: DesiredNetwork,
         ssh_keys=list(row.options.get("ssh_keys", [])),
         cap_add=list(row.options.get("cap_add", [])),
         no_new_privileges=bool(row.options.get("no_new_privileges", True)),
-        revision=row.revision, creating=row.state == "creating")
+        revision=row.revision, creating=row.state == "creating",
+        type=row.type, disk_bytes=row.options.get("disk_bytes"))
 
 
 def _changes(ctx: ServerContext, host_name: str, since: int, full: bool) -> WatchReply:
