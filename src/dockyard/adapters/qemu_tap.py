@@ -15,7 +15,7 @@ from dockyard.errors import BackendError, Conflict
 
 
 def _is_tap(link: Any) -> bool:
-    return link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "tun"
+    return bool(link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "tun")
 
 
 def ensure_tap(name: str, bridge: str) -> None:

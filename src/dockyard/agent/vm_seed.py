@@ -10,21 +10,20 @@ reads at first boot from the ISO volume `cidata` the agent attaches.
 
 from __future__ import annotations
 
-import yaml
+import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from dockyard.model.agent import DesiredInstance
 
 
 def meta_data(d: DesiredInstance) -> str:
-    return yaml.safe_dump({"instance-id": f"{d.id}-g{d.generation}",
-                           "local-hostname": d.hostname}, sort_keys=False)
+    return _dump({"instance-id": f"{d.id}-g{d.generation}", "local-hostname": d.hostname})
 
 
 def user_data(d: DesiredInstance) -> str:
     config = {"hostname": d.hostname, "preserve_hostname": False,
               "disable_root": False, "ssh_pwauth": False,
               "users": [{"name": "root", "ssh_authorized_keys": list(d.ssh_keys)}]}
-    return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False)
+    return "#cloud-config\n" + _dump(config)
 
 
 def network_config(d: DesiredInstance) -> str:
@@ -33,5 +32,8 @@ def network_config(d: DesiredInstance) -> str:
             "match": {"macaddress": d.mac}, "set-name": "eth0",
             "routes": [{"to": "0.0.0.0/0", "via": d.network.gateway}],
             "nameservers": {"addresses": list(d.dns)}}
-    return yaml.safe_dump({"version": 2, "ethernets": {"eth0": eth0}}, sort_keys=False,
-                          default_flow_style=None)
+    return _dump({"version": 2, "ethernets": {"eth0": eth0}})
+
+
+def _dump(data: dict[str, object]) -> str:
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
