@@ -88,6 +88,7 @@ def test_the_seed_says_hostname_key_and_static_network() -> None:
     d = _desired()
     assert yaml.safe_load(vm_seed.meta_data(d)) == {"instance-id": "0123456789ab-g3",
                                                      "local-hostname": "web-1"}
+    assert "\nlocal-hostname: web-1\n" in vm_seed.meta_data(d)  # a line of its own
     user = vm_seed.user_data(d)
     assert user.startswith("#cloud-config\n")
     assert yaml.safe_load(user)["users"][0]["ssh_authorized_keys"] == d.ssh_keys

@@ -16,7 +16,10 @@ from dockyard.model.agent import DesiredInstance
 
 
 def meta_data(d: DesiredInstance) -> str:
-    return _dump({"instance-id": f"{d.id}-g{d.generation}", "local-hostname": d.hostname})
+    # block style: one `key: value` line each (the test guest's /init reads them by line)
+    return str(yaml.safe_dump({"instance-id": f"{d.id}-g{d.generation}",
+                               "local-hostname": d.hostname}, sort_keys=False,
+                              default_flow_style=False))
 
 
 def user_data(d: DesiredInstance) -> str:
