@@ -607,6 +607,9 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
                   str(results["cli"].get("markdown", "")).strip()]
     for key, err in failed.items():
         lines += ["", f"**{key} benchmark failed (this run fails):** `{err}`"]
+    scale = BENCH / "SCALE.md"  # bench/hollow.py's runs (bench/scale_report.py writes it)
+    if scale.exists():
+        lines += ["", scale.read_text().strip()]
     notes = BENCH / "NOTES.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]

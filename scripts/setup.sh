@@ -11,6 +11,9 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 PKGS="docker.io busybox-static iproute2 iptables nftables iputils-ping ethtool jq bc iperf3 lxcfs fuse3 procps debootstrap postgresql openvswitch-switch"
 PKGS="$PKGS docker-registry"  # the image registry: `dockyard server` runs it (data in its home)
+PKGS="$PKGS chromium"  # the web console's browser tests (Playwright drives it; no browser download)
+PKGS="$PKGS git"  # builds (issue #13): agents clone repositories; tests serve one with git daemon
+PKGS="$PKGS haproxy"  # the HTTP entrance of stacks: an entrance host's agent runs its own
 PKGS="$PKGS qemu-system-x86 qemu-utils cloud-image-utils cpio"  # VM instances (agent/vm.py)
 missing=""
 for p in $PKGS; do
@@ -26,6 +29,18 @@ if [ -n "$missing" ]; then
   case " $missing " in *" docker-registry "*)
     if command -v systemctl >/dev/null 2>&1; then
       systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi;;
+  esac
+  # Debian's haproxy service would run /etc/haproxy/haproxy.cfg: the agent of an entrance
+  # host runs its own HAProxy (adapters/haproxy.py), so the package's one is stopped and
+  # masked (an upgrade does not start it again); without systemd, its init script is disabled.
+  case " $missing " in *" haproxy "*)
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      systemctl stop haproxy >/dev/null 2>&1 || true
+      systemctl mask haproxy >/dev/null 2>&1 || true
+    else
+      /etc/init.d/haproxy stop >/dev/null 2>&1 || true
+      update-rc.d haproxy disable >/dev/null 2>&1 || true
     fi;;
   esac
 fi

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.budget import budget_minutes, over_budget
+from tests.budget import budget_minutes, over_budget, started_at
 from tests.requirements import MARK, missing, required
 
 _STARTED = pytest.StashKey[float]()
@@ -23,6 +23,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "under `make soak` (tests/budget.py)")
     try:
         budget_minutes()
+        started_at(time.time())
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -39,7 +40,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    session.stash[_STARTED] = time.monotonic()
+    session.stash[_STARTED] = started_at(time.time())  # wall time: shared by two runs
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -47,7 +48,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     the verdict is printed by `pytest_terminal_summary`, which runs after this hook."""
     if not required() or _STARTED not in session.stash:
         return
-    verdict = over_budget(time.monotonic() - session.stash[_STARTED], budget_minutes())
+    verdict = over_budget(time.time() - session.stash[_STARTED], budget_minutes())
     if verdict is None:
         return
     session.config.stash[_VERDICT] = verdict

@@ -57,6 +57,11 @@ class ServerSettings:
     registry_managed: bool = False
     registry_address: str = ""  # HOST:PORT hosts' engines reach /v2/ at; "" = the listen one
     tls_dir: Path | None = None  # serve HTTPS with the cluster CA kept here (see dockyard/tls.py)
+    rate_limit: float = 0.0  # calls a second per API token (server/ratelimit.py); 0 = off
+    rate_burst: int = 200  # calls a token may make at once before the rate applies
+    build_timeout: float = 1800.0  # seconds a build may take (a repository may ask for less)
+    build_parallel: int = 2  # builds this server runs at once (one per repository)
+    hook_max_bytes: int = 1 << 20  # a push webhook's body; a larger one is a 413
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'dockyard.db'}"
@@ -103,3 +108,6 @@ class AgentSettings:
     image_gc_interval: float = 300.0  # seconds between image GC passes
     vm_images: Path = Path("/var/lib/dockyard/vm-images")  # VM images (agent/vm.py)
     vm_accel: str = "auto"  # VMs through: auto (KVM when usable, else none) | kvm | tcg | none
+    # HOST:PORT where this host runs the stacks' HTTP entrance (HAProxy, agent/entrance.py),
+    # e.g. 0.0.0.0:8080; None: this host is not an entrance host
+    entrance: str | None = None

@@ -2,7 +2,8 @@
 
     DockyardError (500)
     ├── InvalidRequest (422)       a field value is wrong
-    │   └── MalformedRequest (400) the body is not JSON / not the right shape
+    │   ├── MalformedRequest (400) the body is not JSON / not the right shape
+    │   └── PayloadTooLarge (413)  the body is over the endpoint's limit
     ├── Unauthorized (401)         no token or an unknown one
     ├── Forbidden (403)            the token's role may not do this
     ├── NotFound (404)             unknown object (or another project's)
@@ -47,6 +48,11 @@ class InvalidRequest(DockyardError):
 class MalformedRequest(InvalidRequest):
     status = 400
     code = "malformed"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    code = "too_large"
 
 
 class Unauthorized(DockyardError):
@@ -107,9 +113,9 @@ class TemporaryError(BackendError):
 _BY_CODE: dict[str, type[DockyardError]] = {
     cls.code: cls
     for cls in (
-        DockyardError, InvalidRequest, MalformedRequest, Unauthorized, Forbidden, NotFound,
-        Conflict, NoCapacity, NoValidHost, QuotaExceeded, PoolExhausted, BackendError,
-        TemporaryError,
+        DockyardError, InvalidRequest, MalformedRequest, PayloadTooLarge, Unauthorized,
+        Forbidden, NotFound, Conflict, NoCapacity, NoValidHost, QuotaExceeded, PoolExhausted,
+        BackendError, TemporaryError,
     )
 }
 
@@ -119,7 +125,7 @@ _BY_CODE: dict[str, type[DockyardError]] = {
 BY_STATUS: dict[int, type[DockyardError]] = {
     cls.status: cls
     for cls in (MalformedRequest, Unauthorized, Forbidden, NotFound, Conflict, InvalidRequest,
-                BackendError, TemporaryError)
+                PayloadTooLarge, BackendError, TemporaryError)
 }
 
 

@@ -1,4 +1,6 @@
-"""One dev-cluster of 3 hosts for the whole e2e session (short heartbeats), always removed.
+"""One dev-cluster of 3 hosts for the whole e2e package (short heartbeats), always removed,
+right after the package's last test (package scope): its server, agents and dockerds do not
+run on under the integration and unit tests.
 
 The cluster gets its own home and CLI config, so a user's Dockyard is never touched."""
 
@@ -51,7 +53,7 @@ class DevCluster:
         return proc.returncode == 0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster() -> Iterator[DevCluster]:
     if os.geteuid() != 0 or shutil.which("ovs-vswitchd") is None:
         missing("root or Open vSwitch for the dev-cluster", "scripts/setup.sh, run as root")

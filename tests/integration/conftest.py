@@ -1,4 +1,5 @@
-"""Integration fixtures: one real Dockyard per session, and a leak check after every test."""
+"""Integration fixtures: one real Dockyard for the integration package (stopped after its last
+test, not left running under the tests that follow), and a leak check after every test."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def machine_image() -> str:
         engine.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dy() -> Iterator[Dockyard]:
     env = make_dockyard()
     try:

@@ -88,6 +88,7 @@ class Dockyard:
     subnet: str
     tls: bool = True  # the default: https with the cluster CA in home/tls (False: --no-tls)
     resync_interval: float = 5.0  # the agent's full resync, which repairs what a watch missed
+    up_args: list[str] = field(default_factory=list)  # more `dockyard up` options
     proc: subprocess.Popen[bytes] | None = None
     cluster: str = ""
     bridges: set[str] = field(default_factory=set)
@@ -132,7 +133,7 @@ class Dockyard:
                  f"127.0.0.1:{self.port}", "--subnet", self.subnet,
                  "--resync-interval", str(self.resync_interval),
                  "--collector-interval", "1",
-                 "--tls" if self.tls else "--no-tls"],
+                 "--tls" if self.tls else "--no-tls", *self.up_args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -85,12 +85,19 @@ def bump_generation(env: SplitDockyard, instance_id: str) -> None:
         conn.close()
 
 
-def idle_requests(env: SplitDockyard, name: str, window: float) -> tuple[int, dict[str, int]]:
-    before = host(env, name)["feed_requests"]
+def idle_requests(env: SplitDockyard, names: tuple[str, ...],
+                  window: float) -> dict[str, tuple[int, dict[str, int]]]:
+    """The feed requests of each host in one shared window (the agents are independent, so
+    one window of `window` seconds measures each of them as a window of its own would)."""
+    before = {name: host(env, name)["feed_requests"] for name in names}
     time.sleep(window)
-    after = host(env, name)["feed_requests"]
-    delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
-    return sum(delta.values()), delta
+    counted: dict[str, tuple[int, dict[str, int]]] = {}
+    for name in names:
+        after = host(env, name)["feed_requests"]
+        delta = {k: v - before[name].get(k, 0) for k, v in after.items()
+                 if v != before[name].get(k, 0)}
+        counted[name] = (sum(delta.values()), delta)
+    return counted
 
 
 def test_second_host_drain_idle_watch_and_remove(split: SplitDockyard) -> None:
@@ -124,8 +131,7 @@ def test_second_host_drain_idle_watch_and_remove(split: SplitDockyard) -> None:
 
         # Idle: both agents only hold watches. Bound: one request per poll period, plus one.
         window = 4 * POLL
-        for name in ("h2", "local"):
-            count, kinds = idle_requests(split, name, window)
+        for name, (count, kinds) in idle_requests(split, ("h2", "local"), window).items():
             print(f"idle {name}: {count} requests in {window:.1f}s: {kinds}")
             assert count <= window / POLL + 1, kinds
             assert set(kinds) == {"watch"}, kinds  # no heartbeat POSTs, no repeated reports

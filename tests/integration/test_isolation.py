@@ -137,6 +137,8 @@ class Owned:
     snapshot: str
     snapshot_image: str
     stack: str  # with no replicas: nothing to clean up when a test fails
+    repo: str
+    build: str
     secrets: list[str] = field(default_factory=list)  # ids and names B must never see
 
 
@@ -156,11 +158,16 @@ def _own_objects(dy: Dockyard, admin: Api, owner: Api, project: str) -> Owned:
                         {"tag": f"iso-snap-{sfx}"})
     stack = owner.ok("POST", "/v1/stacks", {"name": f"iso-stack-{sfx}", "services": {
         "web": {"name": "web", "image": IMAGE, "replicas": 0}}})["name"]
+    repo = owner.ok("POST", "/v1/repos", {"name": f"iso-repo-{sfx}",
+                                          "url": "git://127.0.0.1:9/iso.git"})["name"]
+    build = owner.ok("POST", f"/v1/repos/{repo}/builds", {})["id"]  # fails: nothing serves
     return Owned(project=project, instance=inst, operation=inst["operation"], volume=volume,
                  network=network, rule=rule, webhook=webhook, token_id=token_id,
                  snapshot=snapshot["name"], snapshot_image=snapshot["image"], stack=stack,
+                 repo=repo, build=build,
                  secrets=[stack, inst["id"], inst["name"], volume["id"], volume["name"],
-                          network["name"], rule["name"], webhook["id"], inst["operation"]])
+                          network["name"], rule["name"], webhook["id"], inst["operation"],
+                          repo, build])
 
 
 def _path_values(o: Owned) -> dict[str, str]:
@@ -171,7 +178,7 @@ def _path_values(o: Owned) -> dict[str, str]:
             "/v1/webhooks/": o.webhook["id"], "/v1/tokens/": o.token_id,
             "/v1/hosts/": "local", "/v1/images/": IMAGE,
             "/v1/agent/instances/": o.instance["id"], "/v1/snapshots/": o.snapshot,
-            "/v1/stacks/": o.stack}
+            "/v1/stacks/": o.stack, "/v1/repos/": o.repo, "/v1/builds/": o.build}
 
 
 def _concrete(template: str, o: Owned) -> str:
@@ -204,7 +211,12 @@ SCOPED: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {
     ("GET", "/v1/stacks/{name}"): (None, {}),
     ("GET", "/v1/stacks/{name}/replicas"): (None, {}),
     ("POST", "/v1/stacks/{name}/scale"): ({"replicas": {"web": 0}}, {}),
+    ("GET", "/v1/stacks/{name}/history"): (None, {}),
+    ("GET", "/v1/repos/{ref}"): (None, {}),
+    ("GET", "/v1/builds/{build_id}"): (None, {}),
+    ("GET", "/v1/builds/{build_id}/logs"): (None, {}),
     ("DELETE", "/v1/stacks/{name}"): (None, {}),
+    ("DELETE", "/v1/repos/{ref}"): (None, {}),
     ("DELETE", "/v1/alerts/rules/{ref}"): (None, {}),
     ("DELETE", "/v1/webhooks/{webhook_id}"): (None, {}),
     ("DELETE", "/v1/volumes/{ref}"): (None, {}),
@@ -213,6 +225,10 @@ SCOPED: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {
 # Scoped routes whose owner's side is left to their own tests: 404 for a stranger only.
 STRANGER_ONLY: dict[tuple[str, str], tuple[Any, str]] = {
     ("POST", "/v1/instances/{ref}/migrate"): ({}, "one host here: nowhere to migrate to"),
+    ("POST", "/v1/stacks/{name}/rollback"): ({}, "needs an earlier version "
+                                                 "(test_stacks_rollout)"),
+    ("POST", "/v1/repos/{ref}/builds"): ({}, "queues a build (test_builds)"),
+    ("POST", "/v1/builds/{build_id}/cancel"): ({}, "a running build (test_builds)"),
     # (an image the registry has: the body is checked before the instance is looked up)
     ("POST", "/v1/instances/{ref}/rebuild"): ({"image": "SNAPSHOT_IMAGE"},
                                               "recreates the instance (test_snapshots)"),
@@ -230,6 +246,8 @@ NOT_SCOPED = {
     ("GET", "/v1/images/{ref}"): "base images are shared read-only by all projects",
     ("DELETE", "/v1/images/{ref}"): "a project's own images (PROJECT/NAME) and the shared "
     "ones: test_registry_access (404 for another project's, 403 for a shared one)",
+    ("POST", "/v1/hooks/{repo_id}"): "no token: the repository's webhook signature is the "
+    "credential (test_build_hooks_api: 401 without it, nothing queued)",
 }
 # The registry's /v2/ proxy is not in the OpenAPI schema (Docker's protocol, not Dockyard's);
 # test_registry_access checks it with the same two projects' worth of rules.

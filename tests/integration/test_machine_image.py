@@ -22,6 +22,7 @@ import docker
 import pytest
 from typer.testing import CliRunner
 
+from dockyard.adapters import machine_image
 from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.adapters.machine_image import (
     INIT,
@@ -209,7 +210,8 @@ def test_cli_image_list_and_build(machine_image: str) -> None:
 def test_failing_step_reports_its_output_and_leaves_nothing(tmp_path: Path) -> None:
     """A broken cached tree: tar's complaint comes back in the BackendError; no image, no
     half-unpacked tree stays behind."""
-    (tmp_path / "bookworm-rootfs.tar").write_bytes(b"not a tar file" * 100)
+    cached = f"{machine_image.SUITE}-{machine_image.base_key()}-rootfs.tar"  # this build's key
+    (tmp_path / cached).write_bytes(b"not a tar file" * 100)
     tag = f"dytst/machine:{secrets.token_hex(4)}"
     engine = DockerEngine()
     try:
@@ -220,4 +222,4 @@ def test_failing_step_reports_its_output_and_leaves_nothing(tmp_path: Path) -> N
         assert not any(tag in i.tags for i in list_images(engine))
     finally:
         engine.close()
-    assert [p.name for p in tmp_path.iterdir()] == ["bookworm-rootfs.tar"]
+    assert [p.name for p in tmp_path.iterdir()] == [cached]

@@ -1,6 +1,7 @@
 """The typed client of the server's API (client.ApiClient) against a fake server at its seam,
 the httpx transport (HttpxTransport over an httpx.MockTransport): pages and cursors, the error
-tree from replies, and the CLI's `network list` / `volume list` reading every page.
+tree from replies, and the CLI's list commands (`network list`, `volume list`, `list`,
+`events`, `alert list`, and their `--json`) reading every page.
 
 The fake serves a list the way the server's routers do (sorted by name, `after` = the last
 name of the previous page, `next` = the last name of this page while more follow) but caps a
@@ -15,9 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from dockyard.cli import networks, volumes
+from dockyard.cli import alerts, instances, networks, volumes
 from dockyard.client import ApiClient, HttpxTransport, NetworkItem, Page, VolumeItem
 from dockyard.errors import BackendError, DockyardError, NotFound, TemporaryError
 from dockyard.model.network import Network
@@ -44,7 +46,10 @@ class FakeServer:
 
     def __init__(self, networks: list[str], volumes: list[str]) -> None:
         self.lists = {"/v1/networks": [network(n) for n in sorted(networks)],
-                      "/v1/volumes": [volume(n) for n in sorted(volumes)]}
+                      "/v1/volumes": [volume(n) for n in sorted(volumes)],
+                      "/v1/instances": [{"name": n} for n in sorted(volumes)],
+                      "/v1/events": [{"name": n, "id": i} for i, n in enumerate(sorted(volumes))],
+                      "/v1/alerts": [{"name": n} for n in sorted(networks)]}
         self.requests: list[httpx.Request] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -142,6 +147,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
     fake = FakeServer([f"net{i}" for i in range(5)], [f"vol{i}" for i in range(7)])
     monkeypatch.setattr(networks, "client", lambda: api(fake))
     monkeypatch.setattr(volumes, "client", lambda: api(fake))
+    monkeypatch.setattr(instances, "client", lambda: api(fake))
+    monkeypatch.setattr(alerts, "client", lambda: api(fake))
     yield fake
 
 
@@ -160,3 +167,29 @@ def test_list_commands_read_every_page(server: FakeServer, app: Any, names: list
     listed = json.loads(result.output)
     assert [item["name"] for item in listed["items"]] == names
     assert listed["next"] is None
+
+
+def _root(*commands: tuple[str, Any]) -> typer.Typer:
+    app = typer.Typer()
+    for name, command in commands:
+        app.command(name)(command)
+    return app
+
+
+@pytest.mark.parametrize(("app", "argv", "names"), [
+    (_root(("list", instances.list_), ("x", instances.list_)), ["list", "--json"],
+     [f"vol{i}" for i in range(7)]),
+    (_root(("events", instances.events), ("x", instances.list_)), ["events", "--json"],
+     [f"vol{i}" for i in range(7)]),
+    (alerts.alert_app, ["list", "--json"], [f"net{i}" for i in range(5)])],
+    ids=["list", "events", "alert list"])
+def test_json_of_a_list_holds_every_page(server: FakeServer, app: typer.Typer, argv: list[str],
+                                         names: list[str]) -> None:
+    """`--json` prints the list in the API's shape with every page's items (it printed the
+    first page of 1,000 and its cursor)."""
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.output)
+    assert [item["name"] for item in listed["items"]] == names
+    assert listed["next"] is None
+    assert len(server.requests) == len(names) // PAGE + 1

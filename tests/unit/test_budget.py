@@ -3,6 +3,7 @@ test has reported; elsewhere the time is not judged."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,12 @@ from tests.budget import (
     DEFAULT_BUDGET_MIN,
     SEED_ENV,
     SOAK_ENV,
+    STARTED_ENV,
     budget_minutes,
     loop_count,
     loop_seed,
     over_budget,
+    started_at,
 )
 from tests.requirements import REQUIRE_ALL
 
@@ -58,6 +61,23 @@ def test_passes():
 """
 
 
+def _through_conftest(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                      env: dict[str, str]) -> pytest.RunResult:
+    """One passing test run under the suite's conftest hooks with `env` (not under CI, and
+    not timed from the start `make test` exported for the run this test is part of)."""
+    monkeypatch.setenv("CI", "")
+    monkeypatch.delenv(STARTED_ENV, raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    pytester.makeconftest("from tests.conftest import pytest_configure, pytest_sessionstart, "
+                          "pytest_sessionfinish, pytest_terminal_summary")
+    pytester.makepyfile(test_quick=MODULE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    return result
+
+
 @pytest.mark.parametrize(("require_all", "budget", "code", "says"), [
     ("1", "0.00001", 1, True),      # 0.6 ms: any run is longer; fails although the test passed
     ("1", "60", 0, False),
@@ -65,17 +85,36 @@ def test_passes():
 def test_the_budget_through_the_suites_conftest(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, require_all: str,
         budget: str, code: int, says: bool) -> None:
-    monkeypatch.setenv("CI", "")
-    monkeypatch.setenv(REQUIRE_ALL, require_all)
-    monkeypatch.setenv(BUDGET_ENV, budget)
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    pytester.makeconftest("from tests.conftest import pytest_configure, pytest_sessionstart, "
-                          "pytest_sessionfinish, pytest_terminal_summary")
-    pytester.makepyfile(test_quick=MODULE)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
+    result = _through_conftest(pytester, monkeypatch, {REQUIRE_ALL: require_all,
+                                                       BUDGET_ENV: budget})
     assert result.ret == code
     assert ("over the" in result.stdout.str()) is says
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, 500.0), ({STARTED_ENV: ""}, 500.0), ({STARTED_ENV: "120"}, 120.0),
+    ({STARTED_ENV: " 499.5 "}, 499.5), ({STARTED_ENV: "500"}, 500.0)])
+def test_the_run_starts_when_the_makefile_says(env: dict[str, str], expected: float) -> None:
+    assert started_at(500.0, env) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "nan", "inf", "501"])
+def test_a_start_that_is_not_a_past_time_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match=STARTED_ENV):
+        started_at(500.0, {STARTED_ENV: value})
+
+
+@pytest.mark.parametrize(("hours_ago", "code"), [(2, 1), (0, 0)])
+def test_the_second_run_of_make_test_counts_from_the_first(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, hours_ago: int,
+        code: int) -> None:
+    """A run that itself takes a second but began (its first part) two hours ago is over a
+    one-hour budget."""
+    result = _through_conftest(pytester, monkeypatch, {
+        REQUIRE_ALL: "1", BUDGET_ENV: "60",
+        STARTED_ENV: str(int(time.time()) - hours_ago * 3600)})
+    assert result.ret == code
+    assert ("over the 60 min budget" in result.stdout.str()) is bool(code)
 
 
 def test_a_bad_budget_is_a_usage_error(pytester: pytest.Pytester,

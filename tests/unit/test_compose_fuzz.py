@@ -24,6 +24,7 @@ from dockyard.stacks.planner import (
     Progress,
     Replace,
     Replica,
+    Restart,
     Start,
     Status,
     Stop,
@@ -123,8 +124,12 @@ def test_the_planner_converges_from_any_state(current: list[Replica], wanted: in
                 assert step.index not in replicas
             if isinstance(step, Start | Replace):
                 replicas[step.index] = Replica(step.index, step.version, Health.starting)
+            if isinstance(step, Restart):  # the health repair's first step
+                old = replicas[step.index]
+                replicas[step.index] = Replica(step.index, old.version, Health.starting,
+                                               restarts=old.restarts + 1)
     else:
         raise AssertionError(f"no convergence from {current} to {desired}")
     assert sorted(r.version for r in replicas.values()) == [3] * wanted
-    # unhealthy replicas outside an update are the health loop's; none is left starting
+    # unhealthy replicas were repaired (restarted); none is left starting
     assert all(r.health is not Health.starting for r in replicas.values())

@@ -50,6 +50,16 @@ def test_remove_tree_removes_the_parent_in_every_hierarchy(tmp_path: Path) -> No
     assert (tmp_path / "cpu" / "other").is_dir()
 
 
+def test_remove_tree_on_a_unified_v2_tree_removes_root_parent(tmp_path: Path) -> None:
+    """On v2 the parent is ROOT/PARENT itself (it looked only at ROOT/*/PARENT)."""
+    write_tree(tmp_path, {"cgroup.controllers": "cpu memory pids\n"})
+    (tmp_path / "dyc1h1" / "docker" / "abc").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    cgroups.remove_tree("dyc1h1", root=str(tmp_path))
+    assert not (tmp_path / "dyc1h1").exists()
+    assert (tmp_path / "other").is_dir()
+
+
 @requires(shutil.which("ovsdb-tool") is not None and shutil.which("ovs-appctl") is not None,
           "ovsdb-tool and ovs-appctl", "the openvswitch-switch package")
 def test_ovs_db_and_readiness(tmp_path: Path) -> None:

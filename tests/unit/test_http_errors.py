@@ -24,6 +24,7 @@ from dockyard.errors import (
     NoCapacity,
     NotFound,
     NoValidHost,
+    PayloadTooLarge,
     PoolExhausted,
     QuotaExceeded,
     TemporaryError,
@@ -31,9 +32,9 @@ from dockyard.errors import (
     from_reply,
 )
 
-TREE = [DockyardError, InvalidRequest, MalformedRequest, Unauthorized, Forbidden, NotFound,
-        Conflict, NoCapacity, NoValidHost, QuotaExceeded, PoolExhausted, BackendError,
-        TemporaryError]
+TREE = [DockyardError, InvalidRequest, MalformedRequest, PayloadTooLarge, Unauthorized,
+        Forbidden, NotFound, Conflict, NoCapacity, NoValidHost, QuotaExceeded, PoolExhausted,
+        BackendError, TemporaryError]
 
 
 def test_the_table_covers_every_class_of_the_tree() -> None:

@@ -8,7 +8,7 @@ back replaced, and a deploy failing half-way leaving nothing; the pure mapping o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,9 @@ class FakeInstances:
         self.calls: list[str] = []
         self.fail_on: set[str] = set()
         self.keep_deleting = False  # True: a deleted row stays (its agent has not run yet)
+        self.state = "running"  # of a created instance (as its agent reports it)
+        # its dockerd health as its agent reports it (test_stack_rollout sets it)
+        self.on_create: Callable[[InstanceCreate], str] = lambda spec: "none"
 
     def validate(self, ctx: ServerContext, project: str, spec: InstanceCreate) -> None:
         self.calls.append(f"validate {spec.name}")
@@ -70,7 +73,8 @@ class FakeInstances:
             net = sess.scalar(select(NetworkRow.id))
             sess.add(InstanceRow(id=iid, name=spec.name, project_id=project, network_id=net,
                                  image=spec.image, hostname=spec.name, ip="10.0.0.9",
-                                 mac="02:00:00:00:00:09", state="creating",
+                                 mac="02:00:00:00:00:09", state=self.state,
+                                 health=self.on_create(spec),
                                  desired_state="running"))
         return iid, f"op-{iid}"
 
@@ -139,7 +143,7 @@ def test_first_deploy_creates_in_start_order_and_binds(ctx: ServerContext,
     assert result.changed and result.version == 1 and len(result.operations) == 3
     assert replica_rows(ctx) == [("db", 1, 1, True), ("web", 1, 1, True), ("web", 2, 1, True)]
     assert [(r.name, r.state) for r in result.replicas] == [
-        ("shop-db-1", "creating"), ("shop-web-1", "creating"), ("shop-web-2", "creating")]
+        ("shop-db-1", "running"), ("shop-web-1", "running"), ("shop-web-2", "running")]
 
 
 def test_same_spec_again_changes_nothing(ctx: ServerContext, fake: FakeInstances) -> None:
@@ -247,7 +251,6 @@ services:
   web:
     image: img:1
     command: [sleep, "1"]
-    healthcheck: {test: [CMD, "true"]}
     networks: [front]
 networks:
   front: {}
@@ -255,7 +258,6 @@ networks:
     spec = spec_of(text)
     assert not_yet(spec) == [
         "services.web.command: not supported yet by `stack deploy` (issue #12)",
-        "services.web.healthcheck: not supported yet by `stack deploy` (issue #12)",
         "networks.front: networks created for a stack are not supported yet by `stack "
         "deploy` (issue #12); declare it `external: true` to use an existing Dockyard "
         "network"]

@@ -133,10 +133,13 @@ def read_number(directory: str | None, name: str) -> int | None:
 
 
 def remove_tree(parent: str, root: str = ROOT) -> None:
-    """Remove the cgroups ROOT/*/PARENT/** (v1: in every hierarchy), deepest first. A cgroup
-    still in use (a process left in it) stays, silently."""
+    """Remove the cgroups under PARENT, deepest first: ROOT/PARENT/** on v2 (one unified
+    tree), ROOT/*/PARENT/** on v1 (in every hierarchy). A cgroup still in use (a process left
+    in it) stays, silently."""
     base = Path(root)
-    for hierarchy in base.iterdir() if base.exists() else []:
+    if not base.exists():
+        return
+    for hierarchy in [base] if cgroup_version(root) == 2 else base.iterdir():
         path = hierarchy / parent
         if path.is_dir():
             for sub in sorted(path.rglob("*"), reverse=True):

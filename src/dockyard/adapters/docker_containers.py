@@ -54,6 +54,7 @@ class ContainerSpec:
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     security_opt: list[str] = field(default_factory=list)  # e.g. no-new-privileges
+    healthcheck: dict[str, Any] | None = None  # Docker's Healthcheck (durations in ns)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class ContainerInfo:
     oom_killed: bool
     cpuset: str
     resources: Resources = field(default_factory=lambda: Resources())
+    health: str = "none"  # State.Health.Status: starting | healthy | unhealthy; none
 
     @property
     def running(self) -> bool:
@@ -102,7 +104,8 @@ def container_info(data: dict[str, Any]) -> ContainerInfo:
         labels=dict(config.get("Labels") or {}), image=str(config.get("Image", "")),
         exit_code=int(state.get("ExitCode") or 0), oom_killed=bool(state.get("OOMKilled")),
         cpuset=str((data.get("HostConfig") or {}).get("CpusetCpus") or ""),
-        resources=_resources(data.get("HostConfig") or {}))
+        resources=_resources(data.get("HostConfig") or {}),
+        health=str((state.get("Health") or {}).get("Status") or "none"))
 
 
 def _resources(host: dict[str, Any]) -> Resources:
@@ -144,7 +147,8 @@ class Containers:
             reply = self.api.create_container(
                 spec.image, name=spec.name, hostname=spec.hostname, labels=spec.labels,
                 environment=[f"{k}={v}" for k, v in spec.env.items()],
-                host_config=host_config, stop_timeout=spec.stop_timeout, detach=True)
+                host_config=host_config, stop_timeout=spec.stop_timeout, detach=True,
+                healthcheck=spec.healthcheck)
         return str(reply["Id"])
 
     def start(self, name: str) -> ContainerInfo:

@@ -14,6 +14,10 @@ internals) is confined to this module, because the SDK has no public call for:
 * `hijack_exec_start` and `hijacked_stream`: an interactive exec needs the hijacked socket
   *and* the bytes http.client already buffered with the 101 answer; the SDK's
   `exec_start(socket=True)` hands out the bare socket and loses them.
+* `post_build` and `shut_stream`: the classic builder's `POST /build` whose streaming
+  response is kept, so another thread can end the build by shutting its socket (dockerd
+  cancels a build whose client went away and kills its RUN container); the SDK's `build`
+  hands out only a generator.
 Each is pinned by the docker SDK version in pyproject.toml and covered by integration tests
 (live migration for the checkpoint calls, the console for the exec stream).
 """
@@ -30,8 +34,8 @@ import requests
 
 from dockyard.errors import BackendError, Conflict, NotFound, TemporaryError
 
-__all__ = ["hijack_exec_start", "hijacked_stream", "post_json", "post_query",
-           "raise_stream_error", "translate"]
+__all__ = ["hijack_exec_start", "hijacked_stream", "post_build", "post_json", "post_query",
+           "raise_stream_error", "shut_stream", "translate"]
 
 
 @contextmanager
@@ -76,12 +80,7 @@ def hijack_exec_start(api: Any, exec_id: str, tty: bool) -> Any:
                         json={"Tty": tty, "Detach": False}, stream=True,
                         headers={"Connection": "Upgrade", "Upgrade": "tcp"},
                         timeout=api.timeout)
-    try:
-        api._raise_for_status(response)
-    except docker.errors.APIError:
-        response.close()
-        raise
-    return response
+    return _checked(api, response)
 
 
 def hijacked_stream(response: Any) -> tuple[Any, socket.socket]:
@@ -91,3 +90,31 @@ def hijacked_stream(response: Any) -> tuple[Any, socket.socket]:
     reader = response.raw._fp.fp  # io.BufferedReader over the connection
     sock: socket.socket = reader.raw._sock
     return reader, sock
+
+
+def post_build(api: Any, params: dict[str, Any], context: Any) -> Any:
+    """`POST /build` with a tar `context` (a file object); the streaming `requests.Response`
+    (the caller closes it). No read timeout: the build's own limit ends it."""
+    response = api._post(api._url("/build"), params=params, data=context, stream=True,
+                         timeout=None, headers={"Content-Type": "application/x-tar"})
+    return _checked(api, response)
+
+
+def _checked(api: Any, response: Any) -> Any:
+    """A streaming response whose status is an error: closed, and the SDK's APIError raised."""
+    try:
+        api._raise_for_status(response)
+    except docker.errors.APIError:
+        response.close()
+        raise
+    return response
+
+
+def shut_stream(response: Any) -> None:
+    """From any thread: shut a streaming response's socket both ways, so the reader's
+    blocked read returns and dockerd sees its client gone."""
+    try:
+        sock: socket.socket = response.raw._fp.fp.raw._sock
+        sock.shutdown(socket.SHUT_RDWR)
+    except (AttributeError, OSError):  # already closed
+        pass

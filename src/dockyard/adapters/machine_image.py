@@ -1,11 +1,13 @@
 """The machine image `dockyard/machine:bookworm`, built on this host without any registry.
 
     debootstrap (minbase + supervisor, openssh-server, procps, ...)    ~60-120 s, once
-        └─► CACHE/bookworm-rootfs.tar                                  the cached base tree
+        └─► CACHE/bookworm-KEY-rootfs.tar                              the cached base tree
               └─► unpack into a temporary ROOT, copy images/machine/rootfs/, customize.sh ROOT
                     └─► tar -C ROOT -c . ──stream──► POST /images/create (docker import)
                           CMD ["/usr/local/sbin/dockyard-init"]        ~10 s
 
+The cached tree is keyed by what debootstrap was asked for (suite, mirror, variant, packages):
+a changed package list makes a new tree, and the trees of older keys are removed.
 Invariants: the cached tarball only ever appears complete (written under a `.partial` name,
 then renamed); the image holds no ssh host keys (each instance makes its own on first boot);
 the tar stream never sits in memory. A failing command raises `BackendError` with the tail of
@@ -14,6 +16,7 @@ its output. `list_images` is the reusable listing behind `dockyard image list`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -34,6 +37,7 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("supervisor", "openssh-server", "procps", "iproute2", "iputils-ping", "less",
             "vim-tiny")
+VARIANT = "minbase"
 INIT = "/usr/local/sbin/dockyard-init"
 # The build inputs live in the repository (images/machine), next to src/.
 IMAGE_DIR = Path(__file__).resolve().parents[3] / "images" / "machine"
@@ -96,16 +100,23 @@ def _remove_untagged(engine: DockerEngine, image: str) -> None:
         engine.remove_image(image)
 
 
+def base_key(suite: str = SUITE, mirror: str = MIRROR, variant: str = VARIANT,
+             packages: tuple[str, ...] = PACKAGES) -> str:
+    """The cached tree's key: what debootstrap is asked for, and nothing else."""
+    wanted = "\n".join([suite, mirror, variant, *sorted(packages)])
+    return hashlib.sha256(wanted.encode()).hexdigest()[:12]
+
+
 def _base_rootfs(cache_dir: Path, progress: Progress) -> Path:
-    """The debootstrapped tree as a tarball, made once per cache dir."""
-    tarball = cache_dir / f"{SUITE}-rootfs.tar"
+    """The debootstrapped tree as a tarball, made once per cache dir and key."""
+    tarball = cache_dir / f"{SUITE}-{base_key()}-rootfs.tar"
     if tarball.exists():
         progress(f"using cached {tarball}")
         return tarball
     work = cache_dir / f"{SUITE}-rootfs.partial"
     _discard_tree(work, progress)  # a build killed half-way left it behind
     progress(f"debootstrap {SUITE} from {MIRROR} (about a minute)")
-    _run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
+    _run(["debootstrap", f"--variant={VARIANT}", f"--include={','.join(PACKAGES)}", SUITE,
           str(work), MIRROR], progress)
     partial = tarball.with_name(tarball.name + ".partial")
     progress(f"caching {tarball}")
@@ -114,6 +125,9 @@ def _base_rootfs(cache_dir: Path, progress: Progress) -> Path:
           "-cf", str(partial), "."], progress)  # the downloaded debs are half the size
     os.replace(partial, tarball)
     _discard_tree(work, progress)
+    for stale in [*cache_dir.glob(f"{SUITE}-*-rootfs.tar"), cache_dir / f"{SUITE}-rootfs.tar"]:
+        if stale != tarball:  # older keys' trees (and the unkeyed one of earlier versions)
+            stale.unlink(missing_ok=True)
     return tarball
 
 

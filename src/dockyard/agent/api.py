@@ -23,6 +23,7 @@ from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.adapters.machine_image import list_images
 from dockyard.agent import doctor
+from dockyard.agent.build import install_build
 from dockyard.agent.console import install_console
 from dockyard.agent.live import LiveHooks, install_live, peer_client
 from dockyard.agent.security import resolve_host_path
@@ -155,6 +156,7 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
         return doctor.examine(engine, lxcfs, cluster, wanted, ovs, server_time, received_at)
 
     install_console(app, engine, authorized, owned)
+    install_build(app, engine, authorized, registry, home)  # builds (agent/build.py)
     if home is not None:  # images, snapshots, migration (agent/transfer.py)
         tokens = install_transfer(app, engine, authorized, registry, home,
                                   forget or (lambda _: None),

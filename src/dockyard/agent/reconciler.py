@@ -48,6 +48,7 @@ from dockyard.agent.security import HostPolicy, confinement, resolve_host_path
 from dockyard.errors import DockyardError, TemporaryError
 from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance, DesiredNetwork, ObservedState
+from dockyard.model.health import HealthState
 from dockyard.model.image import names_registry
 from dockyard.model.instance import DesiredState, InstanceType, Limits
 
@@ -197,7 +198,7 @@ class Reconciler:
             faults.point("agent.start.started")
         self._ensure_plumbed(d, info)
         self._ensure_limits(d, info)
-        return self._observed(d, "running", info.id)
+        return self._observed(d, "running", info.id, health=_health(info.health))
 
     def _create(self, d: DesiredInstance) -> ObservedState:
         name = ids.container_name(d.id)
@@ -218,7 +219,7 @@ class Reconciler:
             self.limits.ensure_io(info.pid, d.limits)
             self.limits.ensure_rates(info.pid, d.id, d.limits)
             faults.point("agent.create.plumbed")
-            return self._observed(d, "running", info.id)
+            return self._observed(d, "running", info.id, health=_health(info.health))
         except TemporaryError:
             raise
         except DockyardError as exc:
@@ -332,11 +333,21 @@ class Reconciler:
             cpu_quota=cpu_quota(limits.cpus),
             cpu_shares=limits.cpu_weight, memory=limits.memory_bytes, mounts=mounts,
             stop_timeout=self.stop_timeout, cap_add=confine.cap_add,
-            cap_drop=confine.cap_drop, security_opt=confine.security_opt)
+            cap_drop=confine.cap_drop, security_opt=confine.security_opt,
+            healthcheck=d.healthcheck.docker() if d.healthcheck else None)
 
     @staticmethod
     def _observed(d: DesiredInstance, state: str, container_id: str | None,
-                  message: str | None = None) -> ObservedState:
+                  message: str | None = None,
+                  health: HealthState = HealthState.none) -> ObservedState:
         return ObservedState(state=state, container_id=container_id, message=message,
                              generation=d.generation, restart_serial=d.restart_serial,
-                             revision=d.revision)
+                             revision=d.revision, health=health)
+
+
+def _health(status: str) -> HealthState:
+    """dockerd's State.Health.Status; anything else (no healthcheck) is `none`."""
+    try:
+        return HealthState(status)
+    except ValueError:
+        return HealthState.none

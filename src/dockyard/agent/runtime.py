@@ -32,11 +32,13 @@ from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent import certs, imagegc
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
+from dockyard.agent.entrance import Entrance
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.agent.limits import LinuxHostLimits
 from dockyard.agent.live import LiveHooks, peer_client
 from dockyard.agent.lxcfs_watch import LxcfsWatch
 from dockyard.agent.network import LinuxHostNetwork
+from dockyard.agent.peers import PeerBook
 from dockyard.agent.reconciler import Reconciler
 from dockyard.agent.security import HostPolicy
 from dockyard.agent.vm import VmImages, VmRuntime
@@ -95,6 +97,7 @@ class Agent:
         self.desired: dict[str, DesiredInstance] = {}
         self.bridges: dict[str, str] = {}  # network id -> bridge
         self.networks: dict[str, DesiredNetwork] = {}  # the newest, with peers
+        self.peer_book = PeerBook()  # every network's peers, from whole lists or deltas
         self.secret = secrets.token_urlsafe(32)
         self.stopping = threading.Event()
         self.cluster = ""
@@ -187,7 +190,7 @@ class Agent:
     def _watch_once(self, state: dict[str, float]) -> None:
         full = time.monotonic() - state["last_full"] > self.settings.resync_interval
         params = {"since": int(state["since"]), "full": str(full).lower(),
-                  "timeout": self.watch_timeout}
+                  "timeout": self.watch_timeout, "peers": self.peer_book.token}
         try:
             raw = self.client.request("GET", "/v1/agent/watch", params=params,
                                       timeout=self.watch_timeout + 15)
@@ -195,6 +198,7 @@ class Agent:
             # after any trouble, ask for everything again, at once (since=0 is not held)
             state["last_full"], state["since"] = 0.0, 0.0
             self.reported.clear()
+            self.peer_book = PeerBook()
             raise
         reply = WatchReply.model_validate(raw)
         if reply.full:
@@ -205,9 +209,12 @@ class Agent:
     def _apply(self, reply: WatchReply) -> None:
         if reply.full:
             self.network.forget()
-        if reply.networks or reply.full:
-            self._sync_networks(reply)
+        nets = self.peer_book.apply(reply)
+        if nets or reply.full:
+            self._sync_networks(nets)
         for d in reply.instances:
+            if reply.peers_token:  # its own network came without peers: the book has them
+                d = d.model_copy(update={"network": self.peer_book.network(d.network)})
             self.desired[d.id] = d
             self.incoming.discard(d.id)
             self.queue.add(d.id)
@@ -215,9 +222,9 @@ class Agent:
             self._find_orphans({d.id for d in reply.instances})
             self.resynced = True
 
-    def _sync_networks(self, reply: WatchReply) -> None:
-        current = {n.id: n.bridge for n in reply.networks}
-        for net in reply.networks:
+    def _sync_networks(self, nets: list[DesiredNetwork]) -> None:
+        current = {n.id: n.bridge for n in nets}
+        for net in nets:
             try:
                 self.network.ensure_network(net)
             except DockyardError as exc:
@@ -355,8 +362,9 @@ class Agent:
                                 "(OOM kill)", instance_id)
                 if self.collector is not None and status in ("start", "die", "destroy"):
                     self.collector.invalidate()
-                if instance_id in self.desired and status in ("start", "die", "oom",
-                                                              "destroy"):
+                if instance_id in self.desired and (
+                        status in ("start", "die", "oom", "destroy")
+                        or str(status).startswith("health_status")):  # reported to the server
                     self.queue.add(instance_id)
                 elif (instance_id and status == "start" and self.resynced
                       and instance_id not in self.incoming and instance_id not in self.held):
@@ -418,6 +426,10 @@ class Agent:
                              daemon=True).start()
         threading.Thread(target=self.lxcfs_watch.run, args=(self.stopping,),
                          name="lxcfs-watch", daemon=True).start()
+        if self.settings.entrance:  # an entrance host (agent/entrance.py)
+            entrance = Entrance(self.client, self.settings.entrance, self.settings.home)
+            threading.Thread(target=entrance.run, args=(self.stopping,), name="entrance",
+                             daemon=True).start()
         for n in range(self.settings.workers):
             threading.Thread(target=self._work, name=f"worker-{n}", daemon=True).start()
 

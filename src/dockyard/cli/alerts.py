@@ -31,10 +31,10 @@ def alerts(show_all: Annotated[bool, typer.Option("--all", help="resolved alerts
     """Firing alerts (with --all: resolved ones too)."""
     state = "all" if show_all else "firing"
     with client() as api:
-        if as_json:
-            print_json(api.get("/v1/alerts", state=state, limit=1000))
-            return
         items = api.list_all("/v1/alerts", state=state, limit=1000)
+    if as_json:
+        print_json({"items": items, "next": None})
+        return
     table(items, [("ID", lambda r: r["id"]), ("STATE", lambda r: r["state"]),
                   ("RULE", lambda r: r["rule"]), ("KIND", lambda r: r["kind"]),
                   ("SUBJECT", lambda r: f"{r['subject_kind']} {r['subject_name']}"),

@@ -149,26 +149,32 @@ def launch(
 
 
 def _launch(body: dict[str, Any], wait: bool, as_json: bool) -> None:
+    """On a terminal a spinner while the server waits, and the name in green; to a pipe or a
+    file the same line in plain text, without importing Rich (issue 18: start-up time)."""
+    terminal = sys.stdout.isatty()
     with client() as api:
-        if wait and not as_json:
+        if wait and not as_json and terminal:
             with console.status(f"launching {body['name']} …", spinner="dots"):
                 inst = api.post("/v1/instances", body, wait="true")
         else:
             inst = api.post("/v1/instances", body, wait=str(wait).lower())
     if as_json:
         print_json(inst)
+        return
+    rest = f"{inst['state']} on {inst['host']} ip {inst['ip']} mac {inst['mac']}"
+    if terminal:
+        console.print(f"[green]{inst['name']}[/green] {rest}")
     else:
-        console.print(f"[green]{inst['name']}[/green] {inst['state']} on {inst['host']} "
-                      f"ip {inst['ip']} mac {inst['mac']}")
+        print(f"{inst['name']} {rest}")
 
 
 def list_(as_json: JsonOpt = False) -> None:
     """List instances."""
     with client() as api:
-        if as_json:
-            print_json(api.get("/v1/instances", limit=1000))
-            return
         items = api.list_all("/v1/instances", limit=1000)
+    if as_json:
+        print_json({"items": items, "next": None})
+        return
     table(items, [("NAME", lambda r: r["name"]), ("TYPE", lambda r: r.get("type", "")),
                   ("STATE", lambda r: r["state"]), ("IP", lambda r: r["ip"]),
                   ("HOST", lambda r: r["host"]),
@@ -192,7 +198,8 @@ def show(name: str, as_json: JsonOpt = False) -> None:
     use = _usage(name) if inst["state"] == "running" else None
     details([("name", inst["name"]), ("id", inst["id"]), ("type", inst.get("type")),
              ("state", inst["state"]),
-             ("host", inst["host"]), ("image", inst["image"]), ("network", inst["network"]),
+             ("health", inst.get("health", "none")), ("host", inst["host"]),
+             ("image", inst["image"]), ("network", inst["network"]),
              ("ip", inst["ip"]), ("mac", inst["mac"]), ("hostname", inst["hostname"]),
              ("container", (inst["container_id"] or "")[:12]),
              ("generation", inst["generation"]),
@@ -342,10 +349,10 @@ def events(name: Annotated[str | None, typer.Argument()] = None,
     """Events of one instance, or of the whole cluster (instances and hosts)."""
     path = f"/v1/instances/{name}/events" if name else "/v1/events"
     with client() as api:
-        if as_json and not follow:
-            print_json(api.get(path, limit=1000))
-            return
         items = api.list_all(path, limit=1000)
+        if as_json and not follow:
+            print_json({"items": items, "next": None})
+            return
         if follow:
             last = max((int(e["id"]) for e in items), default=0)
             for event in items if not as_json else []:

@@ -59,6 +59,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "image": ("images", "image_app"),
     "snapshot": ("snapshots", "snapshot_app"),
     "stack": ("stack", "stack_app"),
+    "repo": ("repos", "repo_app"),
+    "build": ("builds", "build_app"),
     "project": ("projects", "project_app"),
     "token": ("tokens", "token_app"),
     "quota": ("quotas", "quota_app"),

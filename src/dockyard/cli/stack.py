@@ -1,15 +1,21 @@
-"""`dockyard stack deploy|ls|ps|show|scale|rm`: app stacks from compose files (issue #12).
+"""`dockyard stack deploy|ls|ps|show|scale|history|rollback|rm`: app stacks from compose
+files (issue #12).
 
 `deploy` loads the files here (interpolation, merge, compose-spec schema, Dockyard's
 subset: `dockyard.compose`) and sends the resulting model; the server checks it again,
 stores a version and converges the replicas, which are ordinary instances named
-STACK-SERVICE-N. Then it shows the replicas coming up until all run.
+STACK-SERVICE-N. A changed service is rolled out by the server in the request (batches,
+health-gated, rolled back or paused on failure); then the CLI shows the replicas coming up
+until all run.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +23,7 @@ import typer
 
 from dockyard.cli.config import client
 from dockyard.cli.output import console, details, err_console, print_json, table
-from dockyard.errors import BackendError, InvalidRequest
+from dockyard.errors import BackendError, InvalidRequest, NotFound
 
 stack_app = typer.Typer(help="App stacks: compose files deployed as services of ordinary "
                         "instances (STACK-SERVICE-N).", no_args_is_help=True)
@@ -81,6 +87,45 @@ def _wait_running(name: str, timeout: float) -> list[dict[str, Any]]:
             time.sleep(POLL)
 
 
+def _with_progress(name: str, call: Callable[[], Any]) -> Any:
+    """Run `call` (a deploy that may roll out an update in the request) while a Rich display
+    shows, from `stack show`, how many replicas run the current version healthy."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    done: list[Any] = []
+    failed: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            done.append(call())
+        except BaseException as exc:  # handed to the caller's thread below
+            failed.append(exc)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    with client() as api, Progress(TextColumn("{task.description}"), BarColumn(),
+                                   TextColumn("{task.completed}/{task.total} updated"),
+                                   console=console, transient=True) as bar:
+        task = bar.add_task(f"deploying {name}", total=None)
+        while thread.is_alive():
+            try:
+                view = api.get(f"/v1/stacks/{name}")
+            except NotFound:
+                view = None  # a new stack: not stored yet
+            if view is not None:
+                current = {s["name"]: s["version"] for s in view["services"]}
+                updated = sum(r["version"] == current.get(r["service"]) and r["state"] ==
+                              "running" and r["health"] in ("healthy", "none")
+                              for r in view["replicas"])
+                bar.update(task, total=sum(s["replicas"] for s in view["services"]),
+                           completed=updated,
+                           description=f"{name} version {view['version']} {view['status']}")
+            thread.join(POLL)
+    if failed:
+        raise failed[0]
+    return done[0]
+
+
 @stack_app.command("deploy")
 def deploy(name: str,
            files: Annotated[list[Path], typer.Option("-f", "--file",
@@ -101,19 +146,31 @@ def deploy(name: str,
         if as_json:
             print_json(api.post("/v1/stacks", spec, wait=str(wait).lower()))
             return
-        result = api.post("/v1/stacks", spec)
+        if sys.stdout.isatty():
+            result = _with_progress(name, lambda: api.post("/v1/stacks", spec))
+        else:
+            result = api.post("/v1/stacks", spec)
     for action in result["actions"]:
         console.print(action, highlight=False, markup=False)
     if not result["changed"]:
         console.print(f"stack {name} unchanged (version {result['version']})",
                       highlight=False)
         return
+    _print_status(result)
     if wait:
         reps = _wait_running(name, timeout)
         console.print(f"stack {name} version {result['version']}: {len(reps)} replicas "
                       "running", highlight=False)
     else:
         console.print(f"stack {name} version {result['version']} deploying", highlight=False)
+
+
+def _print_status(result: dict[str, Any]) -> None:
+    """A rollout that did not end converged says so (paused, still updating, rolled back)."""
+    if result.get("status") not in (None, "converged", "converging"):
+        reason = f": {result['status_reason']}" if result.get("status_reason") else ""
+        err_console.print(f"stack {result['name']} is {result['status']}{reason}",
+                          highlight=False, markup=False)
 
 
 @stack_app.command("ls")
@@ -133,7 +190,8 @@ def ls(as_json: JsonOpt = False) -> None:
 
 REPLICA_COLUMNS = [("NAME", lambda r: r["name"]), ("SERVICE", lambda r: r["service"]),
                    ("STATE", lambda r: r["state"] or "gone"), ("HOST", lambda r: r["host"]),
-                   ("IP", lambda r: r["ip"]), ("VERSION", lambda r: r["version"])]
+                   ("IP", lambda r: r["ip"]), ("VERSION", lambda r: r["version"]),
+                   ("HEALTH", lambda r: r.get("health") or "-")]
 
 
 def _fetch(path: str, as_json: bool) -> dict[str, Any] | None:
@@ -161,7 +219,10 @@ def show(name: str, as_json: JsonOpt = False) -> None:
     if body is None:
         return
     details([("name", body["name"]), ("project", body["project"]),
-             ("version", body["version"]), ("updated", body["updated_at"])])
+             ("version", body["version"]),
+             ("status", body.get("status", "converged")
+              + (f" ({body['status_reason']})" if body.get("status_reason") else "")),
+             ("updated", body["updated_at"])])
     table(body["services"], [("SERVICE", lambda s: s["name"]), ("IMAGE", lambda s: s["image"]),
                              ("REPLICAS", lambda s: f"{s['running']}/{s['replicas']}"),
                              ("VERSION", lambda s: s["version"])], "no services")
@@ -198,6 +259,37 @@ def scale(name: str, counts: Annotated[list[str], typer.Argument(help="SERVICE=N
         _wait_running(name, timeout)
     console.print(f"stack {name} version {result['version']}: " + ", ".join(
         f"{s['name']}={s['replicas']}" for s in result["services"]), highlight=False)
+
+
+@stack_app.command("history")
+def history(name: str, as_json: JsonOpt = False) -> None:
+    """List every version of a stack (the current one marked)."""
+    body = _fetch(f"/v1/stacks/{name}/history", as_json)
+    if body is not None:
+        table(body["items"], [("VERSION", lambda v: f"{v['version']}"
+                                              + (" *" if v["current"] else "")),
+                              ("CREATED", lambda v: v["created_at"]),
+                              ("NOTE", lambda v: v["note"]),
+                              ("IMAGES", lambda v: ", ".join(f"{s}={i}" for s, i in
+                                                             v["services"].items()))],
+              "no versions")
+
+
+@stack_app.command("rollback")
+def rollback(name: str, service: Annotated[str | None, typer.Argument(
+                 help="only this service")] = None,
+             timeout: float = typer.Option(300.0, help="seconds to wait"),
+             as_json: JsonOpt = False) -> None:
+    """Go back to the previous version of the stack (a new version with its spec)."""
+    with client(timeout=timeout + 30) as api:
+        result = api.post(f"/v1/stacks/{name}/rollback", {"service": service})
+    if as_json:
+        print_json(result)
+        return
+    for action in result["actions"]:
+        console.print(action, highlight=False, markup=False)
+    _print_status(result)
+    console.print(f"stack {name} version {result['version']} (rolled back)", highlight=False)
 
 
 @stack_app.command("rm")

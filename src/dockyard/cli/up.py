@@ -73,6 +73,10 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                                     "cluster CA in HOME/tls (created when missing; agents "
                                     "get --ca HOME/tls/ca.pem); --no-tls: plain HTTP, for a "
                                     "TLS proxy in front"),
+           rate_limit: float = typer.Option(0.0, help="calls a second per API token before "
+                                            "429 + Retry-After (0: no limit; the agent feed "
+                                            "and /v2/ never limited)"),
+           rate_burst: int = typer.Option(200, help="calls a token may make at once"),
            verbose: bool = False) -> None:
     """Run the API server in the foreground."""
     from dockyard.server.app import run_server
@@ -86,7 +90,8 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                               registry_url=registry or "",
                               registry_managed=registry is None,
                               registry_address=registry_address,
-                              tls_dir=home / "tls" if tls else None))
+                              tls_dir=home / "tls" if tls else None,
+                              rate_limit=rate_limit, rate_burst=rate_burst))
 
 
 def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
@@ -121,6 +126,9 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
           vm_accel: str = typer.Option("auto", envvar="DOCKYARD_VM_ACCEL", help="VM instances "
                                        "through: auto (KVM when usable, else no VMs), kvm, "
                                        "tcg (QEMU's emulation: slow, for test hosts), none"),
+          entrance: str | None = typer.Option(None, help="HOST:PORT where this host runs "
+                                              "the HTTP entrance of stacks (HAProxy), e.g. "
+                                              "0.0.0.0:8080 (default: not an entrance host)"),
           verbose: bool = False) -> None:
     """Run a host agent in the foreground (`dockyard host add NAME` prints the token)."""
     from dockyard.agent.runtime import run_agent
@@ -137,7 +145,7 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                             collector_interval=collector_interval,
                             labels=parse_labels(label), uplink=uplink, ovs_db=ovs_db, ca=ca,
                             image_budget=parse_size(image_budget) if image_budget else None,
-                            vm_images=vm_images, vm_accel=vm_accel))
+                            vm_images=vm_images, vm_accel=vm_accel, entrance=entrance))
 
 
 def _check_trust(server_url: str, ca: Path | None) -> None:
@@ -299,6 +307,9 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
        tls: bool = typer.Option(True, "--tls/--no-tls", help="HTTPS for the API and the "
                                 "agent API with a cluster CA in HOME/tls (the CLI config "
                                 "trusts it); --no-tls: plain HTTP"),
+       entrance: str | None = typer.Option(None, help="HOST:PORT where this host runs the "
+                                           "HTTP entrance of stacks (HAProxy), e.g. "
+                                           "0.0.0.0:8080 (default: none)"),
        ) -> None:
     """Run Dockyard on this machine: server and agent (separate processes) in the foreground.
 
@@ -328,7 +339,8 @@ def up(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:PORT
                                   str(resync_interval),
                                   "--collector-interval", str(collector_interval),
                                   *(["--ca", str(ca)] if ca else []),
-                                  *(["--docker-url", docker_url] if docker_url else [])],
+                                  *(["--docker-url", docker_url] if docker_url else []),
+                                  *(["--entrance", entrance] if entrance else [])],
                         agent_log, {"DOCKYARD_TOKEN": host_token})
     children = [agent_child, server_child]  # stopped in this order
     # Ctrl-C, SIGTERM, and SIGHUP (the terminal went away: the children are not in its

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from dockyard.compose.envfile import parse_env_file
 from dockyard.compose.interpolate import dotted
 from dockyard.errors import InvalidRequest
+from dockyard.model.health import parse_duration
 from dockyard.model.instance import LimitsSpec
 from dockyard.model.stack import (
     HealthcheckSpec,
@@ -248,6 +249,13 @@ def _healthcheck(path: Path, body: Any, problems: Problems) -> HealthcheckSpec |
         return None
     data = {key: body[key] for key in ("interval", "timeout", "retries", "start_period")
             if key in body}
+    for key in ("interval", "timeout", "start_period"):  # the model takes seconds only
+        if key in data:
+            try:
+                data[key] = parse_duration(data[key])
+            except ValueError as exc:
+                problems.add((*path, "healthcheck", key), str(exc))
+                return None
     spec: HealthcheckSpec | None = problems.model(
         (*path, "healthcheck"), HealthcheckSpec, {"test": tuple(map(str, test)), **data})
     return spec

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from dockyard.model.health import HealthcheckSpec, HealthState
 from dockyard.model.host import HostInventory
 from dockyard.model.instance import DesiredState, InstanceType, Limits, VolumeSpec
 
@@ -68,7 +69,10 @@ class DesiredNetwork(BaseModel):
     nat: bool = False
     peers: list[Peer] = Field(default_factory=list,
                               description="the network's instances (names resolve through "
-                                          "/etc/hosts)")
+                                          "/etc/hosts); in a delta reply (`peers_delta`) "
+                                          "only those added or changed")
+    peers_gone: list[str] = Field(default_factory=list, description="delta replies: the "
+                                  "addresses of the instances gone from the network")
 
 
 class DesiredInstance(BaseModel):
@@ -95,6 +99,8 @@ class DesiredInstance(BaseModel):
     no_new_privileges: bool = Field(True, description="security_opt no-new-privileges (every "
                                     "member's instance)")
     revision: int
+    healthcheck: HealthcheckSpec | None = Field(None, description="dockerd runs it (a "
+                                                "HEALTHCHECK of the container)")
     creating: bool = Field(False, description="the first create has not succeeded yet: a "
                            "failure rolls back and removes the instance")
     type: InstanceType = InstanceType.container
@@ -106,6 +112,12 @@ class WatchReply(BaseModel):
     full: bool = Field(description="true when `instances` is the whole desired state")
     instances: list[DesiredInstance]
     networks: list[DesiredNetwork]
+    peers_token: str = Field("", description="the peer state `networks` bring the agent to: "
+                             "sent back as `peers=` on the next watch (\"\": the agent sent "
+                             "none, and every peer list is whole, in instances too)")
+    peers_delta: bool = Field(False, description="the networks' peers are the changes since "
+                              "the agent's `peers=` token (else whole lists); the instances' "
+                              "own network then carries no peers")
 
 
 class ObservedState(BaseModel):
@@ -118,6 +130,7 @@ class ObservedState(BaseModel):
     restart_serial: int = 0
     revision: int = 0  # the desired-state revision this observation reflects
     failed_create: bool = False
+    health: HealthState = HealthState.none  # dockerd's State.Health.Status of the container
 
 
 class AgentEvent(BaseModel):

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from dockyard.model.health import HealthcheckSpec, HealthState
 from dockyard.model.units import (
     IO_SCHEMA,
     MAX_AMOUNT,
@@ -319,6 +320,9 @@ class InstanceCreate(Strict):
     strategy: Literal["spread", "pack"] = Field("spread", description="spread: the host "
                                                 "with most headroom; pack: the fullest that "
                                                 "fits")
+    healthcheck: HealthcheckSpec | None = Field(None, description="run by dockerd as a "
+                                                "Docker HEALTHCHECK; the health shows in "
+                                                "`show`")
 
     @field_validator("constraints")
     @classmethod
@@ -428,6 +432,8 @@ class Instance(BaseModel):
     env: dict[str, str]
     lxcfs: bool = True
     cap_add: list[str] = Field(default_factory=list)
+    health: HealthState = Field(HealthState.none, description="its healthcheck's state as "
+                                "dockerd last reported it (none: no healthcheck)")
     message: str | None = None
     created_at: datetime
     updated_at: datetime

@@ -9,13 +9,12 @@ seconds. Replicas of service `web` in stack `shop` are the instances `shop-web-1
 from __future__ import annotations
 
 import ipaddress
-import math
-import re
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dockyard.model.health import HealthcheckSpec, parse_duration
 from dockyard.model.instance import LimitsSpec
 from dockyard.model.validators import (
     VOLUME_NAME_RE,
@@ -25,62 +24,9 @@ from dockyard.model.validators import (
     check_name,
 )
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-                 "h": 3600.0}
-
-
-def parse_duration(value: str | int | float) -> float:
-    """Seconds from a Go/Compose duration: `1m30s`, `500ms`, `2h`, `10s`; a bare number is
-    seconds. Raises ValueError with a readable text."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError("a duration is written like 30s, 1m30s or 500ms")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration must not be negative")
-        return _finite(float(value))
-    text = value.strip()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return _finite(float(text))
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"{value!r} is not a duration (write e.g. 30s, 1m30s, 500ms)")
-    return _finite(total)
-
-
-def _finite(seconds: float) -> float:
-    if not math.isfinite(seconds):
-        raise ValueError("a duration must be a finite number of seconds")
-    return seconds
-
 
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HealthcheckSpec(Frozen):
-    """`test` as Docker stores it: `["CMD", ...]`, `["CMD-SHELL", "cmd"]`; Docker's defaults."""
-
-    test: tuple[str, ...]
-    interval: float = 30.0
-    timeout: float = 30.0
-    retries: Annotated[int, Field(ge=1)] = 3
-    start_period: float = 0.0
-
-    @field_validator("interval", "timeout", "start_period", mode="before")
-    @classmethod
-    def _duration(cls, value: str | float) -> float:
-        return parse_duration(value)
-
-    def monitor_default(self) -> float:
-        """How long a new replica may take to become healthy: start_period + interval × retries
-        (a healthcheck's own give-up time)."""
-        return self.start_period + self.interval * self.retries
 
 
 class UpdateOrder(StrEnum):
@@ -290,7 +236,8 @@ class ReplicaView(BaseModel):
     version: int = Field(description="the service's template generation it was made from")
     instance: str | None
     state: str | None
-    health: str | None = Field(None, description="none until healthchecks arrive")
+    health: str | None = Field(None, description="dockerd's health of its container: "
+                               "healthy, unhealthy, starting, none (no healthcheck)")
     host: str | None
     ip: str | None
 
@@ -307,6 +254,9 @@ class StackView(BaseModel):
     name: str
     project: str
     version: int
+    status: str = Field("converged", description="converged | converging | updating | "
+                        "rolling_back | paused (a rollout stopped for an operator)")
+    status_reason: str | None = None
     services: list[ServiceView]
     replicas: list[ReplicaView]
     spec: StackSpec
@@ -319,3 +269,20 @@ class DeployResult(StackView):
                           "done")
     actions: list[str] = Field(description="what was done, in order")
     operations: list[str] = Field(description="the create operations of new replicas")
+
+
+class VersionView(BaseModel):
+    """One version of a stack as `stack history` shows it."""
+
+    version: int
+    current: bool
+    note: str = Field(description="deploy, scale, rollback to N, failed: …")
+    services: dict[str, str] = Field(description="service → image")
+    created_at: str
+
+
+class StackRollback(Frozen):
+    """`POST /v1/stacks/{name}/rollback`: back to the previous version (one service only
+    when `service` is given)."""
+
+    service: str | None = None

@@ -9,24 +9,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from dockyard import api_errors
+from dockyard import api_errors, web
 from dockyard.config import ServerSettings, split_listen
-from dockyard.server import audit, console, live_migrate, migrate
+from dockyard.server import audit, console, live_migrate, migrate, stacks_loop, strict_query
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.alerts.engine import AlertEngine, ensure_default_rules
 from dockyard.server.bootstrap import init_store, private_home
+from dockyard.server.build_runner import BuildRunner
+from dockyard.server.build_secrets import SecretBox
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import router as feed_router
 from dockyard.server.notifier import Notifier
+from dockyard.server.ratelimit import RateLimitMiddleware, TokenBuckets
 from dockyard.server.registry import RegistryProcess
 from dockyard.server.registry import client as registry_client
 from dockyard.server.registry_proxy import RegistryProxy
 from dockyard.server.registry_proxy import router as registry_proxy_router
 from dockyard.server.routers import (
     alerts,
+    builds,
     cluster,
+    hooks,
     images,
     instances,
     networks,
@@ -34,6 +39,7 @@ from dockyard.server.routers import (
     stacks,
     volumes,
 )
+from dockyard.server.routers import entrance as entrance_router
 from dockyard.server.routers import stats as stats_router
 from dockyard.server.routers.snapshots import router as snapshots_router
 from dockyard.serving import KEEP_ALIVE, PromptServer
@@ -62,6 +68,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                         registry=registry_client(settings))
     registry = RegistryProcess(settings.home)
     proxy = RegistryProxy(settings)
+    build_runner = BuildRunner(ctx, SecretBox(settings.home))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +78,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
             await asyncio.to_thread(registry.wait_ready)
         alert_loop = asyncio.create_task(AlertEngine(db, settings, ctx.notifier.bump).run())
         recovery = asyncio.create_task(asyncio.to_thread(_recover_migrations, ctx))
+        build_loop = asyncio.create_task(build_runner.run())
+        stack_loop = asyncio.create_task(stacks_loop.run(ctx))  # level-triggered convergence
         yield
+        stack_loop.cancel()
+        build_loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await build_loop
         ctx.notifier.close_waiters()  # (PromptServer did it already when it runs the app)
         recovery.cancel()
         alert_loop.cancel()
@@ -85,12 +98,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
         db.close()
 
     app = FastAPI(title="Dockyard", version="0.1.0", lifespan=lifespan,
-                  description="A private container cloud: VM-like machine containers.")
+                  description="A private container cloud: VM-like machine containers.",
+                  dependencies=[Depends(strict_query.refuse_unknown_query)])
     app.state.ctx = ctx
     app.state.registry_proxy = proxy
+    app.state.builds = build_runner
     api_errors.install(app)
     api_errors.document(app)
     app.add_middleware(audit.AuditMiddleware, ctx=ctx)
+    if settings.rate_limit > 0:  # outside the audit: a refused call costs no row
+        app.add_middleware(RateLimitMiddleware,
+                           buckets=TokenBuckets(settings.rate_limit, settings.rate_burst))
     app.include_router(cluster.router)
     app.include_router(projects.router)
     app.include_router(instances.router)
@@ -103,8 +121,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(stats_router.router)
     app.include_router(stacks.router)
+    app.include_router(builds.router)
+    app.include_router(hooks.router)
+    app.include_router(entrance_router.router)
     app.include_router(audit.router)
     app.include_router(registry_proxy_router)  # /v2/: not in the OpenAPI schema
+    web.install(app, ctx)  # the web console at / (not in the OpenAPI schema)
     return app
 
 

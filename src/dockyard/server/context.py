@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from dockyard.config import ServerSettings
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.notifier import Notifier
+from dockyard.server.peers import PeerJournal
 from dockyard.server.registry import RegistryClient
+from dockyard.server.wakeups import ChangeIndex, Pacer
 from dockyard.store.db import Database
 
 
@@ -39,3 +41,6 @@ class ServerContext:
     agents: AgentProxy
     registry: RegistryClient
     feed: FeedCounter = field(default_factory=FeedCounter)
+    peers: PeerJournal = field(default_factory=PeerJournal)  # the watch's peer deltas
+    wakeups: ChangeIndex = field(default_factory=ChangeIndex)  # whom a change concerns
+    pacer: Pacer = field(default_factory=Pacer)  # peer-only answers, batched per host

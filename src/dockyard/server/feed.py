@@ -4,10 +4,18 @@ Watch: the agent sends the highest revision it has applied; the server answers w
 instance of the host whose revision is newer, at once if there are any, else as soon as a
 writer bumps the notifier, else empty after `timeout` seconds. No polling interval sits on
 the create path: the create's commit wakes the watch directly.
+
+Peers (/etc/hosts): an agent that sends `peers=TOKEN` (the `peers_token` of its last reply,
+"" at first) gets each network's peers as the changes since that token (`peers.py`: the
+server's journal, read from the store once per network change, not once per watch), and the
+instances' own network without peers; an unusable token gets whole lists (the resync path).
+Without `peers=` every list is whole, in the instances too (agents before the deltas).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -28,17 +36,20 @@ from dockyard.model.agent import (
     RegistrationReply,
     WatchReply,
 )
-from dockyard.model.instance import DesiredState
+from dockyard.model.instance import DesiredState, InstanceType
 from dockyard.model.stats import StatsReport
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
 from dockyard.server.hosts import touch, watch_timeout
+from dockyard.server.peers import PeerMap
 from dockyard.server.placement import prefixlen
 from dockyard.server.reports import apply_report
+from dockyard.server.wakeups import Decision
 from dockyard.store import hosts, meta, networks, projects, records, revision, stacks, stats
 from dockyard.store import instances as instance_rows
 from dockyard.store.events import record as record_event
+from dockyard.store.records import as_utc
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
 
 
@@ -52,9 +63,13 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=[Depends(_co
 
 
 def _host(sess: Session, caller: Caller) -> HostRow:
-    row = hosts.by_name(sess, caller.host_name or "")
+    return _host_named(sess, caller.host_name or "")
+
+
+def _host_named(sess: Session, host_name: str) -> HostRow:
+    row = hosts.by_name(sess, host_name)
     if row is None:
-        raise NotFound(f"host {caller.host_name} has not registered")
+        raise NotFound(f"host {host_name} has not registered")
     return row
 
 
@@ -119,14 +134,14 @@ def _network(row: NetworkRow, peers: list[Peer] | None = None) -> DesiredNetwork
                           peers=peers or [])
 
 
-def _peers(sess: Session) -> dict[str, list[Peer]]:
-    """network id -> its instances (not being deleted), for /etc/hosts; one query."""
-    out: dict[str, list[Peer]] = {}
+def _peers(sess: Session) -> PeerMap:
+    """network id -> ip -> its instance (not being deleted), for /etc/hosts; one query."""
+    out: PeerMap = {}
     replicas = stacks.memberships(sess)  # stack replicas: their service name in the stack
     for network_id, ip, hostname, name in instance_rows.peers(sess):
         stack, service = replicas.get((network_id, ip), (None, None))
-        out.setdefault(network_id, []).append(Peer(ip=ip, hostname=hostname, name=name,
-                                                   stack=stack, service=service))
+        out.setdefault(network_id, {})[ip] = Peer(ip=ip, hostname=hostname, name=name,
+                                                  stack=stack, service=service)
     return out
 
 
@@ -144,60 +159,131 @@ def _desired(sess: Session, row: InstanceRow, net: DesiredNetwork,
         ssh_keys=list(row.options.get("ssh_keys", [])),
         cap_add=list(row.options.get("cap_add", [])),
         no_new_privileges=bool(row.options.get("no_new_privileges", True)),
+        healthcheck=row.options.get("healthcheck"),
         revision=row.revision, creating=row.state == "creating",
-        type=row.type, disk_bytes=row.options.get("disk_bytes"))
+        type=InstanceType(row.type), disk_bytes=row.options.get("disk_bytes"))
 
 
-def _changes(ctx: ServerContext, host_name: str, since: int, full: bool) -> WatchReply:
-    """The changes since `since` (or everything); reading them is the host's heartbeat."""
-    with ctx.db.session() as sess:
-        host = hosts.by_name(sess, host_name)
-        if host is None:
-            raise NotFound(f"host {host_name} has not registered")
-        if touch(sess, host):
-            ctx.notifier.bump()  # wakes `events --follow`
-        current = revision.current(sess)
-        changed = instance_rows.changed_on_host(sess, host.id, None if full else since)
-        rows = {n.id: n for n in networks.all_networks(sess)}
-        peers = _peers(sess)
-        nets = {n.id: _network(n, peers.get(n.id)) for n in rows.values()}
-        instances = [_desired(sess, row, nets[row.network_id],
-                              list(rows[row.network_id].dns) or [rows[row.network_id].gateway],
-                              rows[row.network_id].subnet)
-                     for row in changed]
-        net_changed = full or int(meta.get(sess, meta.NETWORKS_REVISION) or 0) > since
-        return WatchReply(revision=current, full=full, instances=instances,
-                          networks=list(nets.values()) if net_changed else [])
+def _changes(ctx: ServerContext, host_name: str, since: int, full: bool,
+             peers_token: str | None) -> WatchReply:
+    """The changes since `since` (or everything); reading them is the host's heartbeat.
+    `peers_token`: the agent's peer state (None: it takes whole lists only).
+
+    A read-only transaction: every change wakes every watch, and a write per wake-up would
+    queue all of them on the write lock; the heartbeat is written only when the stored one is
+    older than `_touch_every` (or the host is marked down)."""
+    with ctx.db.read() as sess:
+        host = _host_named(sess, host_name)
+        fresh = host.state == "up" and host.last_heartbeat is not None and \
+            as_utc(host.last_heartbeat) > datetime.now(UTC) - _touch_every(ctx)
+        reply = _read_changes(ctx, sess, host, since, full, peers_token)
+    if not fresh:
+        with ctx.db.session() as sess:
+            if touch(sess, _host_named(sess, host_name)):
+                ctx.notifier.bump()  # wakes `events --follow`
+    return reply
+
+
+def _touch_every(ctx: ServerContext) -> timedelta:
+    """How stale a stored heartbeat may get before a watch writes it again: well inside the
+    heartbeat timeout (down detection reads it)."""
+    return timedelta(seconds=min(5.0, ctx.settings.heartbeat_timeout / 6))
+
+
+def _read_changes(ctx: ServerContext, sess: Session, host: HostRow, since: int, full: bool,
+                  peers_token: str | None) -> WatchReply:
+    current = revision.current(sess)
+    networks_revision = int(meta.get(sess, meta.NETWORKS_REVISION) or 0)
+    ctx.peers.refresh(networks_revision, lambda: _peers(sess))  # read after: peers.py
+    state = ctx.peers.since(None if full else peers_token)
+    changed = instance_rows.changed_on_host(sess, host.id, None if full else since)
+    rows = {n.id: n for n in networks.all_networks(sess)}
+    nets = {n.id: _network(n, state.peers.get(n.id)) for n in rows.values()}
+    own = nets if peers_token is None else {n.id: _network(n) for n in rows.values()}
+    instances = [_desired(sess, row, own[row.network_id],
+                          list(rows[row.network_id].dns) or [rows[row.network_id].gateway],
+                          rows[row.network_id].subnet)
+                 for row in changed]
+    if not state.full:
+        for net_id, gone in state.gone.items():
+            if net_id in nets:
+                nets[net_id].peers_gone = gone
+    net_changed = full or networks_revision > since or (
+        peers_token is not None and state.token != peers_token)
+    return WatchReply(revision=current, full=full, instances=instances,
+                      networks=list(nets.values()) if net_changed else [],
+                      peers_token="" if peers_token is None else state.token,
+                      peers_delta=peers_token is not None and not state.full)
 
 
 @router.get("/watch", response_model=WatchReply)
 async def watch(since: int = Query(0, ge=0), full: bool = False,
                 timeout: float = Query(25.0, ge=0, le=300),
+                peers: str | None = Query(None, max_length=64, description="the "
+                                          "`peers_token` of the last reply (\"\" at first): "
+                                          "peers come as deltas"),
                 caller: Caller = Depends(auth.host),
                 ctx: ServerContext = Depends(auth.context)) -> WatchReply:
     """Held up to min(`timeout`, the server's watch timeout) unless something changed after
     `since`. A resync (`full`) is held too, unless `since` is 0 (the agent knows nothing)."""
     assert caller.host_name is not None
+    host = caller.host_name
     token = ctx.notifier.token()
-    reply = await run_in_threadpool(_changes, ctx, caller.host_name, since, False)
-    if not (reply.instances or reply.networks or timeout == 0 or (full and since == 0)):
-        await ctx.notifier.wait(token, min(timeout, watch_timeout(ctx.settings)))
-        reply = await run_in_threadpool(_changes, ctx, caller.host_name, since, False)
+    reply = await run_in_threadpool(_changes, ctx, host, since, False, peers)
+    answer_at = None
+    if reply.networks and not reply.instances and since and not full and timeout:
+        answer_at = ctx.pacer.due(host)  # peer-only: no sooner than the pacer allows
+        if answer_at <= time.monotonic():
+            answer_at = None
+    if answer_at is not None or not (reply.instances or reply.networks or timeout == 0
+                                     or (full and since == 0)):
+        ctx.pacer.held(1)
+        try:
+            await _hold(ctx, host, since, token, min(timeout, watch_timeout(ctx.settings)),
+                        answer_at)
+        finally:
+            ctx.pacer.held(-1)
+        reply = await run_in_threadpool(_changes, ctx, host, since, False, peers)
     if full:
-        return await run_in_threadpool(_changes, ctx, caller.host_name, since, True)
+        reply = await run_in_threadpool(_changes, ctx, host, since, True, peers)
+    ctx.pacer.answered(host)
     return reply
+
+
+async def _hold(ctx: ServerContext, host: str, since: int, token: asyncio.Event, limit: float,
+                answer_at: float | None) -> None:
+    """Until the host's instances changed after `since` (at once), its networks or peers did
+    (at the pacer's time), `limit` seconds passed or the server stops (`wakeups.py`)."""
+    deadline = time.monotonic() + limit
+    while not ctx.notifier.closing:
+        until = deadline if answer_at is None else min(deadline, answer_at)
+        if time.monotonic() >= until:
+            return
+        await ctx.notifier.wait(token, until - time.monotonic())
+        if not token.is_set():
+            continue
+        snap = await ctx.wakeups.current(ctx)
+        token = snap.taken
+        decision = snap.decide(host, since)
+        if decision is Decision.now:
+            return
+        if decision is Decision.batch and answer_at is None:
+            answer_at = ctx.pacer.due(host)
 
 
 @router.post("/instances/{instance_id}/report", status_code=204)
 def report(instance_id: str, body: ObservedState, caller: Caller = Depends(auth.host),
            ctx: ServerContext = Depends(auth.context)) -> None:
     faults.point("server.report.before_apply")
-    with ctx.db.session() as sess:
+
+    def work(sess: Session) -> None:
         host = _host(sess, caller)
         row = instance_rows.get(sess, instance_id)
         if row is None or row.host_id != host.id:
             raise NotFound(f"instance {instance_id} is not on host {host.name}")
         apply_report(sess, row, body, host.name)
+
+    ctx.db.transact(work)
     ctx.notifier.bump(instance_id)
 
 

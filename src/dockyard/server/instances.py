@@ -91,6 +91,7 @@ def _options(spec: InstanceCreate, admin: bool) -> dict[str, object]:
             # the cluster view reads anti_affinity back: the host's groups
             "anti_affinity": spec.anti_affinity, "constraints": dict(spec.constraints),
             "strategy": spec.strategy, "cap_add": spec.cap_add, "no_new_privileges": not admin,
+            "healthcheck": spec.healthcheck.model_dump(mode="json") if spec.healthcheck else None,
             "disk_bytes": spec.disk}
 
 
@@ -236,48 +237,56 @@ def touch_shared(sess: Session, host_id: str, rev: int) -> None:
 
 def set_desired(ctx: ServerContext, project_id: str, ref: str, action: InstanceAction) -> str:
     """Stop, start or restart; returns the operation id."""
-    with ctx.db.session() as sess:
-        row = records.instance_by_ref(sess, project_id, ref)
-        if row.desired_state == DesiredState.deleted:
-            raise Conflict(f"instance {row.name} is being deleted")
-        if row.state == InstanceState.creating:
-            raise Conflict(f"instance {row.name} is still being created")
-        row.revision = revision.bump(sess)
-        if action == InstanceAction.stop:
-            row.desired_state = DesiredState.stopped
-            if row.state != InstanceState.stopped:
-                row.state = InstanceState.stopping
-            op = operations.start(sess, row, "stop", state="stopped")
-        elif action == InstanceAction.start:
-            row.desired_state = DesiredState.running
-            if row.state != InstanceState.running:
-                row.state = InstanceState.starting
-            op = operations.start(sess, row, "start", state="running")
-        else:
-            row.desired_state = DesiredState.running
-            row.restart_serial += 1
-            row.state = InstanceState.starting
-            op = operations.start(sess, row, "restart", state="running",
-                                  restart_serial=row.restart_serial)
-        events.record(sess, row, action.value, f"{action.value} requested")
-        op_id, instance_id = op.id, row.id
+    op_id, instance_id = ctx.db.transact(lambda sess: _set_desired(sess, project_id, ref, action))
     faults.point("server.action.committed")
     ctx.notifier.bump(instance_id)
     return op_id
 
 
 def delete(ctx: ServerContext, project_id: str, ref: str, force: bool) -> str:
-    with ctx.db.session() as sess:
-        row = records.instance_by_ref(sess, project_id, ref)
-        if row.state == InstanceState.running and not force:
-            raise Conflict(f"instance {row.name} is running; stop it first or use --force")
-        row.desired_state = DesiredState.deleted
-        row.state = InstanceState.deleting
-        row.revision = revision.bump(sess)
-        operations.fail_running(sess, row.id, "superseded by delete")
-        op = operations.start(sess, row, "delete", state="deleted")
-        events.record(sess, row, "delete", "delete requested")
-        op_id, instance_id = op.id, row.id
+    op_id, instance_id = ctx.db.transact(lambda sess: _delete(sess, project_id, ref, force))
     faults.point("server.delete.committed")
     ctx.notifier.bump(instance_id)
     return op_id
+
+
+def _set_desired(sess: Session, project_id: str, ref: str,
+                 action: InstanceAction) -> tuple[str, str]:
+    row = records.instance_by_ref(sess, project_id, ref)
+    if row.desired_state == DesiredState.deleted:
+        raise Conflict(f"instance {row.name} is being deleted")
+    if row.state == InstanceState.creating:
+        raise Conflict(f"instance {row.name} is still being created")
+    row.revision = revision.bump(sess)
+    if action == InstanceAction.stop:
+        row.desired_state = DesiredState.stopped
+        if row.state != InstanceState.stopped:
+            row.state = InstanceState.stopping
+        op = operations.start(sess, row, "stop", state="stopped")
+    elif action == InstanceAction.start:
+        row.desired_state = DesiredState.running
+        if row.state != InstanceState.running:
+            row.state = InstanceState.starting
+        op = operations.start(sess, row, "start", state="running")
+    else:
+        row.desired_state = DesiredState.running
+        row.restart_serial += 1
+        row.state = InstanceState.starting
+        op = operations.start(sess, row, "restart", state="running",
+                              restart_serial=row.restart_serial)
+    events.record(sess, row, action.value, f"{action.value} requested")
+    return op.id, row.id
+
+
+def _delete(sess: Session, project_id: str, ref: str, force: bool) -> tuple[str, str]:
+    row = records.instance_by_ref(sess, project_id, ref)
+    if row.state == InstanceState.running and not force:
+        raise Conflict(f"instance {row.name} is running; stop it first or use --force")
+    rev = revision.bump(sess)  # the revision row first, then the instance's (one lock order)
+    row.desired_state = DesiredState.deleted
+    row.state = InstanceState.deleting
+    row.revision = rev
+    operations.fail_running(sess, row.id, "superseded by delete")
+    op = operations.start(sess, row, "delete", state="deleted")
+    events.record(sess, row, "delete", "delete requested")
+    return op.id, row.id

@@ -43,6 +43,7 @@ from dockyard.server import placement
 from dockyard.server.agent_proxy import AgentClient, host_target
 from dockyard.server.context import ServerContext
 from dockyard.server.feed import _desired, _network, _peers
+from dockyard.server.peers import by_ip
 from dockyard.server.placement import cluster_view
 from dockyard.store import records
 from dockyard.store.events import record as record_event
@@ -258,7 +259,7 @@ def _desired_on_target(ctx: ServerContext, instance_id: str, plan: dict[str, Any
         row.image = image
         if int(row.limits.get("cores", 0)) and plan.get("cores"):
             row.limits = {**row.limits, "cpuset": ",".join(str(c) for c in plan["cores"])}
-        net = _network(net_row, _peers(sess).get(net_row.id))
+        net = _network(net_row, by_ip(_peers(sess).get(net_row.id, {})))  # the whole list
         d = _desired(sess, row, net, list(net_row.dns) or [net_row.gateway], net_row.subnet)
         return d.model_copy(update={"creating": False}).model_dump(mode="json")
 

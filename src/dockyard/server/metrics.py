@@ -24,6 +24,7 @@ from dockyard.model.stats import HostSample, InstanceSample
 from dockyard.store import hosts as host_rows
 from dockyard.store import instances as instance_rows
 from dockyard.store import projects as project_rows
+from dockyard.store import stacks as stack_rows
 from dockyard.store import stats
 from dockyard.store.db import Database
 
@@ -94,6 +95,7 @@ class SamplesCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         instances, hosts = self._read()
         yield from self._instance_families(instances)
+        yield self._healthy()
         if self.project_id is not None:
             return  # no host series in a project's view (see the module docstring)
         for name, field, counter, doc in HOST_METRICS:
@@ -103,6 +105,16 @@ class SamplesCollector(Collector):
                 if value is not None:
                     family.add_metric([host], float(value))
             yield family
+
+    def _healthy(self) -> Metric:
+        """1 for an instance whose healthcheck passes, 0 otherwise (starting, unhealthy)."""
+        family = GaugeMetricFamily("dockyard_instance_healthy", "1: the instance's "
+                                   "healthcheck passes (instances with a healthcheck only)",
+                                   labels=INSTANCE_LABELS)
+        with self.db.read() as sess:
+            for name, host, project, health in stack_rows.healthchecked(sess, self.project_id):
+                family.add_metric([name, host, project], float(health == "healthy"))
+        return family
 
     def _instance_families(self, instances: list[tuple[list[str], str, InstanceSample]]
                            ) -> Iterator[Metric]:

@@ -205,14 +205,16 @@ def _remove_source(src: AgentClient, instance_id: str, generation: int,
 
 
 def set_desired(ctx: ServerContext, instance_id: str, desired: DesiredState) -> None:
-    with ctx.db.session() as sess:
+    def work(sess: Session) -> None:
         row = instance_rows.get(sess, instance_id)
         if row is None:
             raise NotFound(f"instance {instance_id} vanished")
+        row.revision = revision.bump(sess)  # the revision row first (one lock order)
         row.desired_state = desired
         row.state = (InstanceState.stopping if desired == DesiredState.stopped
                      else InstanceState.starting)
-        row.revision = revision.bump(sess)
+
+    ctx.db.transact(work)
     ctx.notifier.bump()
 
 

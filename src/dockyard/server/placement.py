@@ -17,9 +17,7 @@ ratios.
 from __future__ import annotations
 
 import ipaddress
-import random
 import threading
-import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -30,7 +28,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dockyard.config import ServerSettings
-from dockyard.errors import NoCapacity, NoValidHost, RetryableConflict
+from dockyard.errors import NoCapacity, NoValidHost
 from dockyard.model.instance import Limits, reservations
 from dockyard.model.units import format_size
 from dockyard.scheduler import ClusterView, HostView, PlacementRequest, Plan, explain, place
@@ -248,27 +246,18 @@ def prefixlen(subnet: str) -> int:
 # -- the placement step ------------------------------------------------------------------------
 
 PLACEMENT_ATTEMPTS = 40  # lost version checks under contention (PostgreSQL, many servers)
-PLACEMENT_BACKOFF = 0.005  # seconds, doubled per lost attempt up to PLACEMENT_BACKOFF_MAX
-PLACEMENT_BACKOFF_MAX = 0.25
+PLACEMENT_BACKOFF = 0.005  # seconds, doubled per lost attempt (capped by store.db)
 
 T = TypeVar("T")
 
 
 def placing(db: Database, work: Callable[[Session], T]) -> T:
-    """`work(sess)` in a transaction of its own, run again when it loses a race to a concurrent
-    writer (`RetryableConflict`: the version CAS, a core or an address taken meanwhile, a
-    serialization failure), after a jittered backoff so that contenders that lost together do
-    not collide again together. Any other error, and the last lost race, goes to the caller."""
-    for attempt in range(PLACEMENT_ATTEMPTS):
-        try:
-            with db.session() as sess:
-                return work(sess)
-        except RetryableConflict:
-            if attempt == PLACEMENT_ATTEMPTS - 1:
-                raise
-            time.sleep(random.uniform(0, min(PLACEMENT_BACKOFF_MAX,
-                                             PLACEMENT_BACKOFF * 2 ** attempt)))
-    raise AssertionError("unreachable")
+    """`work(sess)` in a transaction of its own (`Database.transact`), run again when it loses
+    a race to a concurrent writer (`RetryableConflict`: the version CAS, a core or an address
+    taken meanwhile, a serialization failure) — more often than other work, since placements
+    contend on the same hosts' versions. Any other error, and the last lost race, goes to the
+    caller."""
+    return db.transact(work, attempts=PLACEMENT_ATTEMPTS, backoff=PLACEMENT_BACKOFF)
 
 
 def request_for(limits: Limits, network_id: str, options: Mapping[str, object],

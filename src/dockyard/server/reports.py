@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dockyard.model.agent import ObservedState
+from dockyard.model.health import HealthState
 from dockyard.model.instance import DesiredState, InstanceState
 from dockyard.server.instances import touch_shared
 from dockyard.store import ledger, meta, operations, revision
@@ -39,6 +40,10 @@ def _satisfied(op: OperationRow, obs: ObservedState) -> bool:
 
 
 def _remove(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str) -> None:
+    # the revision row is locked first, as every writer that bumps it does before the instance
+    # rows: `touch_shared` below locks the host's other instances, and a delete of one of them
+    # holding its row while waiting for the revision would otherwise deadlock with this
+    rev = revision.bump(sess)
     ledger.release_instance(sess, row.id)
     had_cores = int(row.limits.get("cores", 0)) > 0
     failed = obs.failed_create and row.desired_state != DesiredState.deleted
@@ -54,10 +59,17 @@ def _remove(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str)
     host_id = row.host_id
     sess.delete(row)
     sess.flush()
-    rev = revision.bump(sess)
     meta.put(sess, meta.NETWORKS_REVISION, str(rev))  # one peer fewer in /etc/hosts
     if had_cores and host_id:
         touch_shared(sess, host_id, rev)
+
+
+def _health(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str) -> None:
+    """dockerd's health of a running container; a stopped or failed one has none."""
+    health = obs.health if obs.state == InstanceState.running else HealthState.none
+    if row.health != health:
+        record_event(sess, row, "health", f"{row.health} -> {health}", host_name)
+        row.health = health
 
 
 def apply_report(sess: Session, row: InstanceRow, obs: ObservedState, host_name: str) -> None:
@@ -78,6 +90,7 @@ def apply_report(sess: Session, row: InstanceRow, obs: ObservedState, host_name:
     if row.state != previous:
         record_event(sess, row, "state", f"{previous} -> {row.state}"
                      + (f": {obs.message}" if obs.message else ""), host_name)
+    _health(sess, row, obs, host_name)
     for op in operations.running(sess, row.id):
         if op.kind in JOURNALLED:
             continue  # finished by their own modules (and their recovery), not by a report

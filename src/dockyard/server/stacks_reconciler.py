@@ -1,43 +1,69 @@
 """StackReconciler: converge a stack's replicas to its stored services, one service at a time.
 
+    drive(until) ─▶ pass after pass until every service is done, one is paused or asks for a
+                    rollback, or `until` passed (waiting on health: polled every POLL s)
+    a pass:
     for each service removed from the stack: delete every replica
-    for each service in first-start order (depends_on):
+    for each service in first-start order (depends_on; a service without replicas waits
+    until every replica of its `service_healthy` dependencies is healthy):
         observe ─▶ replica rows + their instances (a row without a live instance: adopted when
-                   its instance exists, else forgotten)
-                ─▶ stacks.planner.plan(replicas, Desired(generation, replicas))
+                   its instance exists, else forgotten); the first time a replica is seen
+                   running its row gets `started_at` (its monitor window starts)
+                ─▶ health: stacks.replicas.health_of(state, dockerd's health, up for, monitor)
+                ─▶ stacks.planner.plan(replicas, Desired(generation, replicas, update_config
+                   or rollback_config), Progress(updating, since the last batch))
                 ─▶ progressing: run the steps, observe again │ anything else: next service
         Start(N)   reserve the row STACK-SERVICE-N, wait until the name is free,
                    server/instances.create (the ordinary instance path: quota, placement,
                    ledger), bind the row to the instance
         Stop(N)    server/instances.delete (force), forget the row
         Replace(N) Stop(N), then Start(N) (stop-first: the name is reused)
+        Restart(N) server/instances.set_desired(restart); the row counts the restart and its
+                   monitor window starts again
 
 Level-triggered: the store says what is wanted, the instance rows what is; a run that died at
 any line is repaired by the next run (a reserved row without an instance is dropped, one
 whose instance exists is bound to it). Instances this run created are listed in `created`,
-so a caller can undo a deploy that failed half-way. Without healthchecks (not yet) a replica
-that is created and not failed counts as healthy.
+so a caller can undo a deploy that failed half-way. A replica made from the service's current
+template (same hash) is new even when its generation number is older: a rollback to the
+previous spec keeps the replicas that already run it. Of an update only the time of the last
+batch lives in memory: after a server restart the next batch does not wait for `delay`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from dockyard.errors import BackendError, Conflict, InvalidRequest, NotFound
-from dockyard.model.instance import DesiredState, InstanceCreate
-from dockyard.model.stack import ServiceSpec, StackSpec, replica_name
+from dockyard.model.instance import DesiredState, InstanceAction, InstanceCreate
+from dockyard.model.stack import DependencyCondition, StackSpec, replica_name
 from dockyard.server import instances
 from dockyard.server.context import ServerContext
-from dockyard.stacks.planner import Desired, Progress, Replace, Replica, Start, Status, Step, plan
+from dockyard.stacks.planner import (
+    Decision,
+    Desired,
+    Health,
+    Progress,
+    Replace,
+    Replica,
+    Restart,
+    Start,
+    Status,
+    Step,
+    plan,
+)
 from dockyard.stacks.replicas import health_of, instance_spec
 from dockyard.store import stacks as store
 from dockyard.store.stacks import ReplicaState, ServiceState
 
 NAME_POLL = 0.1  # seconds between looks at a name still held by a deleting instance
+POLL = 0.5  # seconds between passes while replicas are starting
 
 
 def creatable(spec: StackSpec, service: str, slot: int) -> InstanceCreate:
@@ -59,18 +85,62 @@ class StackReconciler:
     stack_id: str
     spec: StackSpec
     services: dict[str, ServiceState]
+    updating: bool = False  # a rollout: new replicas that fail count against it
+    rolling_back: bool = False  # with rollback_config
     created: list[str] = field(default_factory=list)  # instance ids made by this run
     operations: list[str] = field(default_factory=list)  # their create operations
     actions: list[str] = field(default_factory=list)
+    last_batch: dict[str, float] = field(default_factory=dict)  # monotonic, per service
 
-    def run(self, removed: list[str]) -> None:
+    def run(self, removed: list[str]) -> dict[str, Decision]:
+        """One pass; the planner's last word per service."""
         for name in removed:
             for rep in self.observe(name):
                 self._stop(name, rep)
         order = [*self.spec.start_order,
                  *sorted(set(self.spec.services) - set(self.spec.start_order))]
+        decisions: dict[str, Decision] = {}
         for name in order:
-            self.converge(name)
+            blocked = self._unhealthy_dependencies(name)
+            decisions[name] = (Decision(Status.waiting, reason=f"waiting for {blocked} to be "
+                                        "healthy (depends_on: service_healthy)") if blocked
+                               else self.converge(name))
+        return decisions
+
+    def _unhealthy_dependencies(self, service: str) -> str:
+        """A service's first start waits for its `service_healthy` dependencies: every
+        replica of each healthy ("" when none is missing or it has replicas already)."""
+        if self.observe(service):
+            return ""
+        blocked = []
+        for dep, condition in sorted(self.spec.services[service].depends_on.items()):
+            if condition is not DependencyCondition.service_healthy:
+                continue
+            reps = [self.replica(dep, r) for r in self.observe(dep)]
+            if len(reps) < self.services[dep].replicas or any(
+                    r.health is not Health.healthy for r in reps):
+                blocked.append(dep)
+        return ", ".join(blocked)
+
+    def drive(self, removed: list[str], until: float,
+              renew: Callable[[], None] | None = None) -> Decision:
+        """Passes until settled or `until` (monotonic); `renew` keeps a lease between them."""
+        while True:
+            decisions = self.run(removed)
+            removed = []
+            for status in (Status.rollback, Status.paused):
+                hit = [f"{name}: {d.reason}" for name, d in decisions.items()
+                       if d.status is status]
+                if hit:
+                    return Decision(status, reason="; ".join(hit))
+            waiting = [d for d in decisions.values() if d.status is not Status.done]
+            if not waiting:
+                return Decision(Status.done)
+            if time.monotonic() >= until:
+                return Decision(Status.waiting, reason="; ".join(d.reason for d in waiting))
+            if renew is not None:
+                renew()
+            time.sleep(max(0.05, min([POLL, *(d.wait for d in waiting if d.wait)])))
 
     def observe(self, service: str) -> list[ReplicaState]:
         """The service's replicas that have a live instance; other rows adopted or dropped."""
@@ -78,6 +148,9 @@ class StackReconciler:
             live = []
             for rep in store.replicas(sess, self.stack_id, service):
                 if rep.instance_name is not None:
+                    if rep.state == "running" and rep.started_at is None:
+                        store.mark_started(sess, self.stack_id, service, rep.slot,
+                                           datetime.now(UTC))
                     live.append(rep)
                     continue
                 found = store.instance_named(sess, self.project_id, replica_name(
@@ -90,25 +163,58 @@ class StackReconciler:
                     store.forget_replica(sess, self.stack_id, service, rep.slot)
             return live
 
-    def converge(self, service: str) -> None:
+    def replica(self, service: str, rep: ReplicaState) -> Replica:
+        """A replica as the planner sees it (version, health)."""
         svc = self.spec.services[service]
         want = self.services[service]
-        desired = Desired(want.generation, want.replicas, svc.update_config, svc.fixed_ip)
+        version = (want.generation if rep.template_hash == want.template_hash
+                   else rep.generation)
+        config = svc.rollback_config if self.rolling_back else svc.update_config
+        up_for = (None if rep.started_at is None else
+                  (datetime.now(UTC) - _aware(rep.started_at)).total_seconds())
+        health = health_of(rep.state, rep.health, up_for, config.monitor_for(svc.healthcheck))
+        return Replica(rep.slot, version, health, svc.fixed_ip, rep.restarts)
+
+    def converge(self, service: str) -> Decision:
+        svc = self.spec.services[service]
+        want = self.services[service]
+        config = svc.rollback_config if self.rolling_back else svc.update_config
+        desired = Desired(want.generation, want.replicas, config, svc.fixed_ip)
         for _ in range(2 * want.replicas + 2 * len(self.observe(service)) + 4):
             reps = {r.slot: r for r in self.observe(service)}
-            decision = plan([Replica(r.slot, r.generation, health_of(r.state or ""),
-                                     svc.fixed_ip) for r in reps.values()],
-                            desired, Progress(updating=False))
+            since = self.last_batch.get(service)
+            progress = Progress(updating=self.updating, since_last_batch=None if since is None
+                                else time.monotonic() - since)
+            decision = plan([self.replica(service, r) for r in reps.values()], desired,
+                            progress)
             if decision.status is not Status.progressing:
-                return
+                return decision
+            if decision.reason.startswith("update "):  # a batch: progress as an event
+                self.last_batch[service] = time.monotonic()
+                with self.ctx.db.session() as sess:
+                    store.record_event(sess, self.project_id, self.spec.name,
+                                       "stack_rollback" if self.rolling_back
+                                       else "stack_update", f"{service}: {decision.reason}")
+                self.ctx.notifier.bump()
             for step in decision.steps:
-                self._step(service, svc, step, reps)
+                self._step(service, step, reps)
+            if decision.reason.startswith("repair "):
+                self._repaired(service, decision.steps)
         raise BackendError(f"service {service} did not converge")
 
-    def _step(self, service: str, svc: ServiceSpec, step: Step,
-              reps: dict[int, ReplicaState]) -> None:
+    def _repaired(self, service: str, steps: tuple[Step, ...]) -> None:
+        what = ", ".join(f"{'restarted' if isinstance(s, Restart) else 'replaced'} "
+                         f"{replica_name(self.spec.name, service, s.index)}" for s in steps)
+        with self.ctx.db.session() as sess:
+            store.record_event(sess, self.project_id, self.spec.name, "stack_repair",
+                               f"{what} (unhealthy)")
+
+    def _step(self, service: str, step: Step, reps: dict[int, ReplicaState]) -> None:
         if isinstance(step, Start):
             self._start(service, step.index, step.version)
+            return
+        if isinstance(step, Restart):
+            self._restart(service, reps[step.index])
             return
         self._stop(service, reps[step.index])
         if isinstance(step, Replace):
@@ -118,7 +224,8 @@ class StackReconciler:
         spec = creatable(self.spec, service, slot)
         self._wait_name_free(spec.name)
         with self.ctx.db.session() as sess:
-            store.reserve_replica(sess, self.stack_id, service, slot, generation)
+            store.reserve_replica(sess, self.stack_id, service, slot, generation,
+                                  self.services[service].template_hash)
         try:
             instance_id, op_id = instances.create(self.ctx, self.project_id, spec)
         except BaseException:
@@ -132,6 +239,14 @@ class StackReconciler:
         self.ctx.notifier.bump()  # agents rewrite /etc/hosts with the service name
         self.actions.append(f"created {spec.name}")
 
+    def _restart(self, service: str, rep: ReplicaState) -> None:
+        """The first repair of an unhealthy replica; its monitor window starts again."""
+        assert rep.instance_id is not None
+        instances.set_desired(self.ctx, self.project_id, rep.instance_id,
+                              InstanceAction.restart)
+        with self.ctx.db.session() as sess:
+            store.mark_started(sess, self.stack_id, service, rep.slot, None, restarted=True)
+        self.actions.append(f"restarted {rep.instance_name} (unhealthy)")
     def _stop(self, service: str, rep: ReplicaState) -> None:
         if rep.instance_id is not None:
             with contextlib.suppress(NotFound):
@@ -157,3 +272,8 @@ class StackReconciler:
                 raise BackendError(f"instance {name} is still being deleted after "
                                    f"{self.ctx.settings.wait_timeout:.0f}s")
             time.sleep(NAME_POLL)
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite gives naive datetimes back (they are UTC)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)

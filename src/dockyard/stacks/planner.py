@@ -7,6 +7,8 @@
       │ more new replicas than wanted ─▶ stop the surplus and every old one   (scale down)
       │ more replicas than wanted     ─▶ stop old ones: a start-first batch became
       │                                  healthy, or the service was scaled down
+      │ not updating, an unhealthy new replica ─▶ Restart it (its first repair), else
+      │                                           Replace it with a new one
       │ fewer replicas than wanted    ─▶ start new ones                      (scale up)
       │ old replicas left ─▶ `delay` since the last batch not over ─▶ WAITING
       │                  ─▶ the next batch: `parallelism` old replicas (0: all), unhealthy
@@ -34,8 +36,8 @@ from enum import StrEnum
 
 from dockyard.model.stack import FailureAction, UpdateConfig, UpdateOrder
 
-__all__ = ["Decision", "Desired", "Health", "Progress", "Replica", "Replace", "Start",
-           "Status", "Stop", "plan"]
+__all__ = ["Decision", "Desired", "Health", "Progress", "Replica", "Replace", "Restart",
+           "Start", "Status", "Stop", "plan"]
 
 
 class Health(StrEnum):
@@ -50,6 +52,7 @@ class Replica:
     version: int
     health: Health
     fixed_ip: bool = False
+    restarts: int = 0  # restarts for being unhealthy since it was made
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,14 @@ class Replace:
     version: int
 
 
-Step = Start | Stop | Replace
+@dataclass(frozen=True)
+class Restart:
+    """Restart the replica at `index` in place (its first repair for being unhealthy)."""
+
+    index: int
+
+
+Step = Start | Stop | Replace | Restart
 
 
 class Status(StrEnum):
@@ -125,6 +135,12 @@ def plan(current: Sequence[Replica], desired: Desired,
     if excess > 0:
         return _progress([Stop(r.index) for r in _removal_order(old)[:excess]],
                          "stop replaced replicas" if new else "scale down")
+    if not progress.updating:
+        sick = [r for r in new if r.health is Health.unhealthy]
+        if sick:
+            return _progress([Restart(r.index) if r.restarts == 0
+                              else Replace(r.index, desired.version) for r in sick],
+                             f"repair unhealthy replicas {_indexes(r.index for r in sick)}")
     if excess < 0:
         indexes = _free_indexes(current, -excess)
         return _progress([Start(i, desired.version) for i in indexes], "scale up")

@@ -7,7 +7,8 @@
 Networks: a service's network `default` that the file does not define (no subnet, not
 external) is the project's Dockyard network `default`; an `external` one is the Dockyard
 network of that name. Networks created for a stack come later. A replica's hostname is the
-compose `hostname`, else its instance name. Pure: model only.
+compose `hostname`, else its instance name. A replica's health for the planner comes from
+`health_of`. Pure: model only.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+from dockyard.model.health import HealthState
 from dockyard.model.instance import InstanceCreate, InstanceState, VolumeSpec
-from dockyard.model.stack import DependencyCondition, ServiceSpec, StackSpec, replica_name
+from dockyard.model.stack import ServiceSpec, StackSpec, replica_name
 from dockyard.stacks.planner import Health
 
 NOT_YET = "not supported yet by `stack deploy` (issue #12)"
@@ -27,16 +29,11 @@ def not_yet(spec: StackSpec) -> list[str]:
     problems = []
     for name, svc in sorted(spec.services.items()):
         path = f"services.{name}"
-        for key in ("command", "entrypoint", "healthcheck", "http"):
+        for key in ("command", "entrypoint"):
             if getattr(svc, key) is not None:
-                problems.append(f"{path}.{'x-dockyard.http' if key == 'http' else key}: "
-                                f"{NOT_YET}")
+                problems.append(f"{path}.{key}: {NOT_YET}")
         if svc.reservations.cpus is not None or svc.reservations.memory_bytes is not None:
             problems.append(f"{path}.deploy.resources.reservations: {NOT_YET}")
-        for dep, cond in sorted(svc.depends_on.items()):
-            if cond is DependencyCondition.service_healthy:
-                problems.append(f"{path}.depends_on.{dep}.condition: service_healthy "
-                                f"{NOT_YET}")
     for key, net in sorted(spec.networks.items()):
         if not net.external and (key != "default" or net.subnet is not None):
             problems.append(f"networks.{key}: networks created for a stack are {NOT_YET}; "
@@ -61,7 +58,7 @@ def instance_spec(spec: StackSpec, service: str, slot: int) -> InstanceCreate:
     return InstanceCreate.model_validate({
         "name": name, "image": svc.image, "network": network, "ip": ip,
         "hostname": svc.hostname, "limits": svc.limits, "env": dict(svc.environment),
-        "constraints": dict(svc.constraints),
+        "constraints": dict(svc.constraints), "healthcheck": svc.healthcheck,
         "volumes": [VolumeSpec(source=spec.volumes[v.source].name, target=v.target,
                                read_only=v.read_only) for v in svc.volumes]})
 
@@ -72,8 +69,23 @@ def template_hash(service: ServiceSpec) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def health_of(state: str) -> Health:
-    """Without healthchecks (not yet), a replica that is created and not failed serves."""
-    if state in (InstanceState.creating, InstanceState.starting, InstanceState.running):
+def health_of(state: str | None, docker: str, up_for: float | None,
+              monitor: float) -> Health:
+    """A replica's health for the planner, from its instance's state, dockerd's health of
+    its container and how long it has been seen running (`up_for`, seconds; None: not yet):
+
+        creating / starting                         ─▶ starting
+        running, healthy                            ─▶ healthy
+        running, inside its monitor window          ─▶ starting (it may still get there)
+        running, window over: no healthcheck        ─▶ healthy, else ─▶ unhealthy
+        anything else (stopped, error, gone)        ─▶ unhealthy
+    """
+    if state in (InstanceState.creating, InstanceState.starting):
+        return Health.starting
+    if state != InstanceState.running:
+        return Health.unhealthy
+    if docker == HealthState.healthy:
         return Health.healthy
-    return Health.unhealthy
+    if up_for is None or up_for < monitor:
+        return Health.starting
+    return Health.healthy if docker == HealthState.none else Health.unhealthy

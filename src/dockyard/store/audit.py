@@ -45,6 +45,16 @@ def record(sess: Session, call: Call) -> None:
     recorded as `anonymous`, so refused attempts are logged too)."""
     row = sess.scalar(select(TokenRow).where(TokenRow.hash == hash_token(call.token))) \
         if call.token else None
+    _append(sess, row, call)
+
+
+def record_for(sess: Session, token_id: str | None, call: Call) -> None:
+    """Append `call` of the token `token_id` (the web console's sessions know the token by
+    its id, never its secret); None or a gone token: `anonymous`."""
+    _append(sess, sess.get(TokenRow, token_id) if token_id else None, call)
+
+
+def _append(sess: Session, row: TokenRow | None, call: Call) -> None:
     sess.add(AuditRow(token_id=row.id if row else None,
                       token_description=row.description[:255] if row else "",
                       role=row.role if row else "anonymous",

@@ -12,19 +12,24 @@ PostgreSQL (several servers on one database) runs READ COMMITTED, and the ledger
 without a global lock: UNIQUE constraints refuse a second holder of an IP or core, the hosts'
 version compare-and-set (`UPDATE … WHERE version = seen`) re-reads the newest row after waiting
 for a concurrent writer, and the revision bump takes `SELECT … FOR UPDATE`. A serialization
-failure or deadlock is raised as `RetryableConflict`, which callers that loop on conflicts
-(instance create) retry. Migrations run under an advisory lock, so servers starting together
-migrate once.
+failure or deadlock is raised as `RetryableConflict`. `Database.transact(work)` runs a unit of
+work in a transaction of its own and runs it again, after a jittered backoff, when it lost such
+a race: every request whose transaction writes only to the store goes through it (a delete, an
+action, an agent's report: two writers that lock an instance row and the revision row in
+opposite orders deadlock, and PostgreSQL aborts one of them). Migrations run under an advisory
+lock, so servers starting together migrate once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -40,6 +45,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 MIGRATION_LOCK = 0x646F636B79617264  # pg_advisory_xact_lock key ("dockyard")
 READ_ONLY = "dockyard_read_only"  # execution option: a read-only transaction
+TRANSACT_ATTEMPTS = 8  # a lost race (deadlock, serialization failure) tried again this often
+TRANSACT_BACKOFF = 0.005  # seconds, doubled per lost attempt up to TRANSACT_BACKOFF_MAX
+TRANSACT_BACKOFF_MAX = 0.25
+
+T = TypeVar("T")
 
 
 def sqlite_url(home: Path) -> str:
@@ -147,6 +157,24 @@ class Database:
             if not _retryable(exc):
                 raise
             raise RetryableConflict("a concurrent change in the store interfered; retry") from exc
+
+    def transact(self, work: Callable[[Session], T], attempts: int = TRANSACT_ATTEMPTS,
+                 backoff: float = TRANSACT_BACKOFF) -> T:
+        """`work(sess)` in a transaction of its own, run again from a fresh read when it loses
+        a race to a concurrent writer (`RetryableConflict`: a deadlock or serialization failure,
+        or one the work raises itself, like a version CAS), after a jittered backoff so that
+        contenders that lost together do not collide again together. `work` must touch nothing
+        but the store: it may run more than once. Any other error, and the last lost race, goes
+        to the caller."""
+        for attempt in range(attempts):
+            try:
+                with self.session() as sess:
+                    return work(sess)
+            except RetryableConflict:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0, min(TRANSACT_BACKOFF_MAX, backoff * 2 ** attempt)))
+        raise AssertionError("unreachable")
 
     @contextmanager
     def read(self) -> Iterator[Session]:

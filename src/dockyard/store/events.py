@@ -21,6 +21,17 @@ def page(sess: Session, after: int, limit: int, *, project_id: str | None = None
                          {"project_id": project_id, "instance_id": instance_id})
 
 
+def latest(sess: Session, limit: int, *, project_id: str | None = None,
+           instance_id: str | None = None) -> list[EventRow]:
+    """The newest `limit` events, newest first (of one project and/or instance when given)."""
+    query = select(EventRow)
+    if project_id is not None:
+        query = query.where(EventRow.project_id == project_id)
+    if instance_id is not None:
+        query = query.where(EventRow.instance_id == instance_id)
+    return list(sess.scalars(query.order_by(EventRow.id.desc()).limit(limit)))
+
+
 def times_of(sess: Session, kind: str, since: datetime) -> list[tuple[str, datetime]]:
     """(instance id, time) of the instances' events of `kind` recorded since `since`."""
     return [(str(instance_id), time) for instance_id, time in sess.execute(

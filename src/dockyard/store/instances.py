@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockyard.model.instance import DesiredState
 from dockyard.store import rows
-from dockyard.store.tables import InstanceRow
+from dockyard.store.tables import HostRow, InstanceRow
 
 
 def get(sess: Session, instance_id: str) -> InstanceRow | None:
@@ -57,6 +57,15 @@ def changed_on_host(sess: Session, host_id: str, since: int | None) -> list[Inst
     if since is not None:
         query = query.where(InstanceRow.revision > since)
     return list(sess.scalars(query))
+
+
+def newest_per_host(sess: Session, after: int) -> dict[str, int]:
+    """host name -> the newest desired-state revision of its instances changed after `after`
+    (the index on `revision` keeps it to the changed rows)."""
+    query = (select(HostRow.name, func.max(InstanceRow.revision))
+             .join(HostRow, HostRow.id == InstanceRow.host_id)
+             .where(InstanceRow.revision > after).group_by(HostRow.name))
+    return {name: int(rev) for name, rev in sess.execute(query).tuples()}
 
 
 def ids_on_host(sess: Session, host_id: str) -> set[str]:

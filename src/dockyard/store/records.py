@@ -14,6 +14,7 @@ from dockyard.model.instance import (
     DesiredState,
     Instance,
     InstanceState,
+    InstanceType,
     Limits,
     VolumeSpec,
 )
@@ -100,12 +101,12 @@ def instance_model(sess: Session, row: InstanceRow) -> Instance:
     return Instance(
         id=row.id, name=row.name, project=project, state=InstanceState(row.state),
         desired_state=DesiredState(row.desired_state), host=host, ip=row.ip, mac=row.mac,
-        hostname=row.hostname, image=row.image, network=network, type=row.type,
+        hostname=row.hostname, image=row.image, network=network, type=InstanceType(row.type),
         container_id=row.container_id, generation=row.generation,
         limits=effective_limits(sess, row),
         volumes=[VolumeSpec.model_validate(v) for v in row.volumes], env=dict(row.env),
         lxcfs=bool((row.options or {}).get("lxcfs", True)),
-        cap_add=list((row.options or {}).get("cap_add", [])),
+        cap_add=list((row.options or {}).get("cap_add", [])), health=row.health,
         message=row.message, created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at))
 

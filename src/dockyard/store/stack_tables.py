@@ -1,6 +1,6 @@
 """The tables of app stacks (issue #12), registered on `tables.Base` by `tables.py`.
 
-    stacks ─┬─ stack_versions   every deployed spec, kept (version 1, 2, …)
+    stacks ─┬─ stack_versions   every deployed spec, kept (version 1, 2, …), with a note
             ├─ stack_services   per service: desired replicas, template generation + hash
             └─ stack_replicas   STACK-SERVICE-N → the instance made for it
 
@@ -28,6 +28,13 @@ class StackRow(Base):
     name: Mapped[str] = mapped_column(String(63))
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # converged | updating | rolling_back | paused (a rollout stopped for an operator)
+    status: Mapped[str] = mapped_column(String(16), default="converged",
+                                        server_default="converged")
+    status_reason: Mapped[str | None] = mapped_column(String(1024))
+    # the server converging it now, until when (several servers on one PostgreSQL)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
                                                  onupdate=utcnow)
@@ -39,6 +46,7 @@ class StackVersionRow(Base):
                                           primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str] = mapped_column(String(255), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -63,3 +71,6 @@ class StackReplicaRow(Base):
     slot: Mapped[int] = mapped_column(Integer)  # N in STACK-SERVICE-N
     generation: Mapped[int] = mapped_column(Integer)
     instance_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    template_hash: Mapped[str | None] = mapped_column(String(64))  # of the spec it runs
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # 1st seen up
+    restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

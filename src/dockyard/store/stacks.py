@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dockyard.errors import NotFound
@@ -25,7 +25,7 @@ from dockyard.store.stack_tables import (
     StackServiceRow,
     StackVersionRow,
 )
-from dockyard.store.tables import HostRow, InstanceRow, ProjectRow
+from dockyard.store.tables import EventRow, HostRow, InstanceRow, ProjectRow
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,17 @@ class StackState:
     services: dict[str, ServiceState]
     created_at: datetime
     updated_at: datetime
+    status: str = "converged"  # converged | converging | updating | rolling_back | paused
+    status_reason: str | None = None
+    project_id: str = ""
+
+
+@dataclass(frozen=True)
+class VersionState:
+    version: int
+    spec: dict[str, Any]
+    note: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,10 @@ class ReplicaState:
     state: str | None
     host: str | None
     ip: str | None
+    health: str = "none"  # dockerd's health of its container (instances.health)
+    template_hash: str | None = None  # of the service spec it was made from
+    started_at: datetime | None = None  # when the reconciler first saw it running
+    restarts: int = 0
 
 
 def find(sess: Session, project_id: str, name: str) -> StackState | None:
@@ -78,7 +93,8 @@ def _state(sess: Session, row: StackRow) -> StackState:
                 for s in sess.scalars(select(StackServiceRow)
                                       .where(StackServiceRow.stack_id == row.id))}
     return StackState(row.id, row.name, row.version, version.spec if version else {},
-                      services, row.created_at, row.updated_at)
+                      services, row.created_at, row.updated_at, row.status, row.status_reason,
+                      row.project_id)
 
 
 def page(sess: Session, project_id: str, after: str, limit: int) -> list[StackState]:
@@ -89,19 +105,22 @@ def page(sess: Session, project_id: str, after: str, limit: int) -> list[StackSt
 
 
 def save_version(sess: Session, project_id: str, name: str, spec: dict[str, Any],
-                 services: dict[str, ServiceState]) -> StackState:
+                 services: dict[str, ServiceState], status: str = "converging",
+                 note: str = "deploy") -> StackState:
     """Create the stack or add a version; the service rows become `services` exactly."""
     row = sess.scalar(select(StackRow).where(StackRow.project_id == project_id,
                                              StackRow.name == name).with_for_update())
     if row is None:
-        row = StackRow(id=new_id(), name=name, project_id=project_id, version=1)
+        row = StackRow(id=new_id(), name=name, project_id=project_id, version=1,
+                       status=status)
         sess.add(row)
         sess.flush()
     else:
         latest = sess.scalar(select(func.max(StackVersionRow.version))
                              .where(StackVersionRow.stack_id == row.id)) or 0
         row.version = latest + 1
-    sess.add(StackVersionRow(stack_id=row.id, version=row.version, spec=spec))
+        row.status, row.status_reason = status, None
+    sess.add(StackVersionRow(stack_id=row.id, version=row.version, spec=spec, note=note))
     restore_services(sess, row.id, services)
     sess.flush()
     return _state(sess, row)
@@ -120,6 +139,7 @@ def restore(sess: Session, before: StackState | None, project_id: str, name: str
     sess.execute(delete(StackVersionRow).where(StackVersionRow.stack_id == row.id,
                                                StackVersionRow.version > before.version))
     row.version = before.version
+    row.status, row.status_reason = before.status, before.status_reason
     restore_services(sess, row.id, before.services)
 
 
@@ -150,14 +170,94 @@ def replicas(sess: Session, stack_id: str, service: str | None = None) -> list[R
         live = inst is not None and inst.desired_state != DesiredState.deleted
         out.append(ReplicaState(rep.service, rep.slot, rep.generation, rep.instance_id,
                                 inst.name if live else None, inst.state if live else None,
-                                host if live else None, inst.ip if live else None))
+                                host if live else None, inst.ip if live else None,
+                                inst.health if live else "none", rep.template_hash,
+                                rep.started_at, rep.restarts))
     return out
 
 
 def reserve_replica(sess: Session, stack_id: str, service: str, slot: int,
-                    generation: int) -> None:
+                    generation: int, digest: str | None = None) -> None:
     sess.add(StackReplicaRow(stack_id=stack_id, service=service, slot=slot,
-                             generation=generation, instance_id=None))
+                             generation=generation, instance_id=None, template_hash=digest))
+
+
+def mark_started(sess: Session, stack_id: str, service: str, slot: int,
+                 at: datetime | None, restarted: bool = False) -> None:
+    """When the replica was first seen running (None: not since its restart)."""
+    row = _replica(sess, stack_id, service, slot)
+    if row is not None:
+        row.started_at = at
+        row.restarts += restarted
+
+
+def by_id(sess: Session, stack_id: str) -> StackState | None:
+    row = sess.get(StackRow, stack_id)
+    return None if row is None else _state(sess, row)
+
+
+def all_stacks(sess: Session) -> list[StackState]:
+    return [_state(sess, row) for row in sess.scalars(select(StackRow).order_by(StackRow.id))]
+
+
+def set_status(sess: Session, stack_id: str, status: str, reason: str | None = None) -> None:
+    row = sess.get(StackRow, stack_id)
+    if row is not None:
+        row.status, row.status_reason = status, (reason or None) and reason[:1024]
+
+
+def versions(sess: Session, stack_id: str) -> list[VersionState]:
+    rows = sess.scalars(select(StackVersionRow).where(StackVersionRow.stack_id == stack_id)
+                        .order_by(StackVersionRow.version))
+    return [VersionState(r.version, r.spec, r.note, r.created_at) for r in rows]
+
+
+def set_note(sess: Session, stack_id: str, version: int, note: str) -> None:
+    row = sess.get(StackVersionRow, (stack_id, version))
+    if row is not None:
+        row.note = note[:255]
+
+
+def take_lease(sess: Session, stack_id: str, owner: str, now: datetime,
+               until: datetime) -> bool:
+    """Whether `owner` holds the stack's convergence lease until `until` now: one atomic
+    conditional UPDATE (free, expired, or already its own), so two servers on one
+    PostgreSQL never both get it."""
+    result = sess.execute(
+        update(StackRow).where(StackRow.id == stack_id,
+                               or_(StackRow.lease_owner.is_(None),
+                                   StackRow.lease_owner == owner,
+                                   StackRow.lease_until < now))
+        .values(lease_owner=owner, lease_until=until)
+        .execution_options(synchronize_session=False))
+    return bool(getattr(result, "rowcount", 0))
+
+
+def release_lease(sess: Session, stack_id: str, owner: str) -> None:
+    sess.execute(update(StackRow).where(StackRow.id == stack_id, StackRow.lease_owner == owner)
+                 .values(lease_owner=None, lease_until=None)
+                 .execution_options(synchronize_session=False))
+
+
+def record_event(sess: Session, project_id: str, stack: str, kind: str, message: str) -> None:
+    """An event of the stack (rollout progress, rollback, pause), in its project's feed."""
+    sess.add(EventRow(project_id=project_id, instance_id=None, instance_name=None,
+                      host_name=None, kind=kind, message=f"stack {stack}: {message}"[:1024]))
+
+
+def healthchecked(sess: Session, project_id: str | None) -> list[tuple[str, str, str, str]]:
+    """(instance, host, project, health) of every instance with a healthcheck that is not
+    being deleted: the `dockyard_instance_healthy` series."""
+    query = (select(InstanceRow.name, HostRow.name, ProjectRow.name, InstanceRow.health,
+                    InstanceRow.options)
+             .join(ProjectRow, ProjectRow.id == InstanceRow.project_id)
+             .outerjoin(HostRow, HostRow.id == InstanceRow.host_id)
+             .where(InstanceRow.desired_state != DesiredState.deleted))
+    if project_id is not None:
+        query = query.where(InstanceRow.project_id == project_id)
+    return [(name, host or "", project, health)
+            for name, host, project, health, options in sess.execute(query)
+            if (options or {}).get("healthcheck")]
 
 
 def bind_replica(sess: Session, stack_id: str, service: str, slot: int,

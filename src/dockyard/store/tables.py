@@ -130,6 +130,7 @@ class InstanceRow(Base):
                                       server_default="container")
     revision: Mapped[int] = mapped_column(Integer, default=0, index=True)
     message: Mapped[str | None] = mapped_column(String(1024))
+    health: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
                                                  onupdate=utcnow)
@@ -280,4 +281,5 @@ class DeliveryRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+from dockyard.store import build_tables as _build_tables  # noqa: E402,F401  (build tables)
 from dockyard.store import stack_tables as _stack_tables  # noqa: E402,F401  (stack tables)

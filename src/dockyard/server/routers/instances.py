@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from dockyard.errors import Conflict
 from dockyard.model.common import Event
@@ -161,7 +161,8 @@ def exec_instance(ref: str, body: ExecRequest, timeout: float = Query(300, gt=0,
     return ctx.agents.exec(host, url, secret, instance_id, body, timeout)
 
 
-@router.get("/{ref}/logs")
+@router.get("/{ref}/logs", response_class=PlainTextResponse,
+            responses={200: {"description": "the console output, streamed"}})
 async def instance_logs(ref: str, follow: bool = False, tail: str = "all",
                         caller: Caller = Depends(auth.user),
                         ctx: ServerContext = Depends(auth.context)) -> StreamingResponse:

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
-from dockyard.model.stack import DeployResult, StackScale, StackSpec, StackView
+from dockyard.model.stack import DeployResult, StackRollback, StackScale, StackSpec, StackView
 from dockyard.server import auth
 from dockyard.server import stacks as service
 from dockyard.server.auth import Caller
@@ -71,6 +71,25 @@ async def scale_stack(name: str, body: StackScale, wait: bool = WaitOpt,
                       ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     result = await run_in_threadpool(service.scale, ctx, caller.project, name,
                                      dict(body.replicas))
+    return await _waited(ctx, caller.project, result, wait)
+
+
+@router.get("/{name}/history")
+def stack_history(name: str, caller: Caller = Depends(auth.user),
+                  ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    """Every version of the stack, oldest first; `current` marks the one deployed."""
+    return {"items": [v.model_dump(mode="json")
+                      for v in service.history(ctx, caller.project, name)], "next": None}
+
+
+@router.post("/{name}/rollback", response_model=DeployResult)
+async def rollback_stack(name: str, body: StackRollback, wait: bool = WaitOpt,
+                         caller: Caller = Depends(auth.user),
+                         ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    """Deploy the previous version again (the newest earlier one that differs and did not
+    fail), or only `service`'s part of it; 409 when there is none."""
+    result = await run_in_threadpool(service.rollback, ctx, caller.project, name,
+                                     body.service)
     return await _waited(ctx, caller.project, result, wait)
 
 

@@ -1,7 +1,7 @@
 """instances.type: container or vm (issue #15)
 
-Revision ID: 0012_vm
-Revises: 0011
+Revision ID: 0013_vm
+Revises: 0012_stacks3
 Create Date: 2026-12-07 05:30:00
 """
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0012_vm'
-down_revision = '0011'
+revision = '0013_vm'
+down_revision = '0012_stacks3'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,174 @@
+"""HAProxy, the entrance's reverse proxy (Debian's `haproxy` package), run in master-worker mode.
+
+    apply(config) ─▶ same bytes as the file, master alive ─▶ nothing
+                  ─▶ `haproxy -c -f NEW` refuses it ─▶ InvalidRequest; the file and the
+                     running proxy are untouched
+                  ─▶ NEW renamed over DIR/haproxy.cfg ─▶ master alive ─▶ SIGUSR2: the master
+                     re-reads the file, starts new workers, and the old ones finish the
+                     requests they hold (graceful reload), then exit
+                                                        ─▶ no master   ─▶ start it
+
+Started as `haproxy -W -D -S DIR/master.sock -p DIR/haproxy.pid -f DIR/haproxy.cfg`: a
+daemon, so a stopping or restarting agent leaves it (and its traffic) running; the next agent
+finds the master again by the pid file (`running`: the pid is alive and its command line is
+this haproxy with this configuration). `stop` sends SIGUSR1 (soft stop: the workers finish
+their requests) and waits for the master to go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from dockyard.errors import BackendError, InvalidRequest
+
+HAPROXY = "haproxy"
+CONFIG = "haproxy.cfg"
+PIDFILE = "haproxy.pid"
+SOCKET = "master.sock"
+
+
+class HAProxy:
+    def __init__(self, directory: Path, binary: str = HAPROXY) -> None:
+        self.dir = directory
+        self.binary = binary
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / CONFIG
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / PIDFILE
+
+    def master_pid(self) -> int | None:
+        """The running master of this directory's configuration: the pid file's, or (while a
+        reloading master rewrites that file) the process found in /proc."""
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
+        if pid and self._is_master(pid):
+            return pid
+        found = [p for p in _pids() if self._is_master(p)]
+        return min(found) if found else None
+
+    def _is_master(self, pid: int) -> bool:
+        """`pid` is alive (not a zombie), runs haproxy with this configuration, and its parent
+        does not (a worker's parent is the master)."""
+        info = _process(pid)
+        if info is None or not self._ours(info[1]):
+            return False
+        parent = _process(info[0])
+        return parent is None or not self._ours(parent[1])
+
+    def _ours(self, cmdline: list[str]) -> bool:
+        return (bool(cmdline) and Path(cmdline[0]).name == HAPROXY
+                and str(self.config_path) in cmdline)
+
+    def workers(self, master: int) -> set[int]:
+        """The live worker processes (children) of `master`, old and new."""
+        return {pid for pid in _pids()
+                if (info := _process(pid)) is not None and info[0] == master}
+
+    def check(self, config: str) -> None:
+        """`haproxy -c` on `config`; InvalidRequest with its complaint when it refuses it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        candidate = self.dir / f"{CONFIG}.new"
+        candidate.write_text(config)
+        try:
+            result = subprocess.run([self.binary, "-c", "-q", "-f", str(candidate)],
+                                    capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            candidate.unlink(missing_ok=True)
+            raise BackendError(f"cannot run {self.binary}: {exc}") from exc
+        if result.returncode != 0:
+            candidate.unlink(missing_ok=True)
+            said = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            raise InvalidRequest("haproxy refuses the entrance configuration: "
+                                 + " | ".join(said))
+
+    def apply(self, config: str) -> bool:
+        """Run HAProxy with `config`: checked first, then started or reloaded; False when it
+        already runs exactly this configuration (nothing done)."""
+        pid = self.master_pid()
+        current = self.config_path.read_text() if self.config_path.exists() else None
+        if pid is not None and current == config:
+            return False
+        self.check(config)
+        os.replace(self.dir / f"{CONFIG}.new", self.config_path)
+        if pid is None:
+            self._start()
+        else:
+            self._reload(pid)
+        return True
+
+    def _reload(self, master: int, timeout: float = 15.0) -> None:
+        """SIGUSR2 (graceful: old workers finish their requests), then wait for the new
+        worker: a master signalled again in the middle of a reload could miss it."""
+        before = self.workers(master)
+        os.kill(master, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while not self.workers(master) - before:
+            if time.monotonic() > deadline or self.master_pid() != master:
+                raise BackendError("haproxy did not start a worker with the new "
+                                   f"configuration within {timeout:.0f}s")
+            time.sleep(0.02)
+
+    def _start(self) -> None:
+        argv = [self.binary, "-W", "-D", "-S", str(self.dir / SOCKET), "-p", str(self.pidfile),
+                "-f", str(self.config_path)]
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                                    stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BackendError(f"cannot start {self.binary}: {exc}") from exc
+        master = self.master_pid()
+        if result.returncode != 0 or master is None:
+            raise BackendError(f"haproxy did not start: {result.stderr.strip()[-500:]}")
+        deadline = time.monotonic() + 15
+        while not self.workers(master):  # its worker holds the listener
+            if time.monotonic() > deadline:
+                raise BackendError("haproxy started no worker")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Soft stop (requests in flight finish), SIGTERM after `timeout`, SIGKILL of the
+        master and its workers after another; no-op when nothing runs."""
+        pid = self.master_pid()
+        if pid is None:
+            return
+        family = {pid} | self.workers(pid)
+        for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGKILL):
+            for member in sorted(family) if sig == signal.SIGKILL else [pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(member, sig)
+            deadline = time.monotonic() + timeout
+            while any(_process(p) is not None for p in family):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            else:
+                break
+        self.pidfile.unlink(missing_ok=True)
+
+
+def _pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _process(pid: int) -> tuple[int, list[str]] | None:
+    """(parent pid, command line) of a live process; None for a gone one or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[1]), [arg.decode(errors="replace") for arg in cmdline.split(b"\0") if arg]

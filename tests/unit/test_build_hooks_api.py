@@ -1,0 +1,176 @@
+"""/v1/repos and /v1/hooks on the real app (httpx's ASGI transport, a SQLite store, no
+lifespan: nothing runs the queued builds): the webhook secret shown once, credentials
+encrypted at rest and never returned; a signed push queues one build; a bad or missing
+signature is a 401 with nothing queued; a replay is dropped; another branch is acknowledged
+and ignored; an oversized body is a 413; cancel of a queued build."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockyard.config import ServerSettings
+from dockyard.server.app import create_app
+from dockyard.server.bootstrap import init_store, mint_admin_token
+from dockyard.server.context import ServerContext
+from tests.unit.asgi import AppClient
+
+SHA = "3f1c2a9d0b8e7f6a5c4d3e2f1a0b9c8d7e6f5a4b"
+TOKEN_TEXT = "ghp_private-token-123"
+
+
+@dataclass
+class Api:
+    client: AppClient
+    ctx: ServerContext
+    auth: dict[str, str]
+    db: Path
+
+    def builds(self, repo_id: str) -> int:
+        with sqlite3.connect(self.db) as conn:
+            return int(conn.execute("SELECT count(*) FROM builds WHERE repo_id = ?",
+                                    (repo_id,)).fetchone()[0])
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """One app for the module (its start costs a second); each test adds its own repo."""
+    home = tmp_path_factory.mktemp("builds") / "home"
+    settings = ServerSettings(home=home, registry_url="http://127.0.0.1:1",
+                              hook_max_bytes=4096)
+    app = create_app(settings)
+    ctx: ServerContext = app.state.ctx
+    project = init_store(ctx.db)
+    token = mint_admin_token(ctx.db, project)
+    yield Api(AppClient(app), ctx, {"Authorization": f"Bearer {token}"},
+              settings.home / "dockyard.db")
+    ctx.db.close()
+
+
+def _add(api: Api, name: str, **extra: Any) -> dict[str, Any]:
+    resp = api.client.post("/v1/repos", headers=api.auth,
+                           json={"name": name, "url": "git://127.0.0.1:1/shop.git", **extra})
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json())
+
+
+def _push(ref: str = "refs/heads/main", after: str = SHA) -> bytes:
+    return json.dumps({"ref": ref, "after": after,
+                       "head_commit": {"id": after, "message": "v2",
+                                       "author": {"name": "Ada"}}}).encode()
+
+
+def _signed(secret: str, body: bytes, delivery: str) -> dict[str, str]:
+    sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Gitea-Signature": sig, "X-Gitea-Event": "push", "X-Gitea-Delivery": delivery,
+            "Content-Type": "application/json"}
+
+
+def test_secret_once_credentials_never(api: Api) -> None:
+    repo = _add(api, "shop", credentials=TOKEN_TEXT, deploy=["web/app"])
+    assert len(repo["webhook_secret"]) >= 32 and repo["image"] == "default/shop"
+    shown = api.client.get(f"/v1/repos/{repo['id']}", headers=api.auth).json()
+    listed = api.client.get("/v1/repos", headers=api.auth).json()["items"]
+    for view in (shown, *listed):
+        text = json.dumps(view)
+        assert repo["webhook_secret"] not in text and TOKEN_TEXT not in text
+        assert view["has_credentials"] is True
+    with sqlite3.connect(api.db) as conn:  # at rest: encrypted
+        stored = " ".join(map(str, conn.execute("SELECT * FROM repos WHERE id = ?",
+                                                (repo["id"],)).fetchone()))
+    assert TOKEN_TEXT not in stored and repo["webhook_secret"] not in stored
+    dup = api.client.post("/v1/repos", headers=api.auth,
+                          json={"name": "shop", "url": "git://127.0.0.1:1/x.git"})
+    assert dup.status_code == 409
+
+
+@pytest.mark.parametrize("body", [{"name": "x", "url": "not a url"},
+                                  {"name": "x", "url": "git://h/x.git", "dockerfile": "../x"},
+                                  {"name": "x", "url": "git://h/x.git", "deploy": ["nope"]},
+                                  {"name": "x", "url": "git://h/x.git", "timeout": 1e9}])
+def test_bad_repositories_are_refused_and_store_nothing(api: Api, body: dict[str, Any]) -> None:
+    """422 for what the schema refuses; 409 for a timeout over this server's build limit (a
+    number the schema accepts: the limit is the server's setting)."""
+    resp = api.client.post("/v1/repos", headers=api.auth, json=body)
+    assert resp.status_code == (409 if "timeout" in body else 422), resp.text
+    assert api.client.get("/v1/repos/x", headers=api.auth).status_code == 404
+
+
+def test_signed_push_queues_one_build_and_a_replay_is_dropped(api: Api) -> None:
+    repo = _add(api, "pushed")
+    body = _push()
+    resp = api.client.post(f"/v1/hooks/{repo['id']}", content=body,
+                           headers=_signed(repo["webhook_secret"], body, "d-1"))
+    assert resp.status_code == 200 and resp.json()["queued"] is True, resp.text
+    build = api.client.get(f"/v1/builds/{resp.json()['build']}", headers=api.auth).json()
+    assert (build["commit"], build["author"], build["state"], build["repo"]) == \
+        (SHA, "Ada", "queued", "pushed")
+    for delivery in ("d-1", "d-2"):  # the same id, or the same signed body under a new one
+        again = api.client.post(f"/v1/hooks/{repo['id']}", content=body,
+                                headers=_signed(repo["webhook_secret"], body, delivery))
+        assert again.status_code == 200 and again.json()["queued"] is False
+        assert "replay" in again.json()["reason"]
+    assert api.builds(repo["id"]) == 1
+
+
+def test_bad_or_missing_signature_is_401_and_queues_nothing(api: Api) -> None:
+    repo = _add(api, "forged")
+    body = _push()
+    forged = api.client.post(f"/v1/hooks/{repo['id']}", content=body,
+                             headers=_signed("guessed", body, "d-1"))
+    bare = api.client.post(f"/v1/hooks/{repo['id']}", content=body,
+                           headers={"X-Gitea-Event": "push"})
+    assert forged.status_code == bare.status_code == 401
+    assert forged.json()["error"]["code"] == "unauthorized"
+    assert api.builds(repo["id"]) == 0
+    # the forged attempt did not burn the delivery id: the real one still queues
+    real = api.client.post(f"/v1/hooks/{repo['id']}", content=body,
+                           headers=_signed(repo["webhook_secret"], body, "d-1"))
+    assert real.json()["queued"] is True
+
+
+def test_another_branch_is_acknowledged_and_ignored(api: Api) -> None:
+    repo = _add(api, "branchy")
+    body = _push("refs/heads/feature")
+    resp = api.client.post(f"/v1/hooks/{repo['id']}", content=body,
+                           headers=_signed(repo["webhook_secret"], body, "d-1"))
+    assert resp.status_code == 200 and resp.json()["queued"] is False
+    assert "refs/heads/feature" in resp.json()["reason"]
+    assert api.builds(repo["id"]) == 0
+
+
+def test_oversized_body_is_413_and_unknown_repo_404(api: Api) -> None:
+    repo = _add(api, "big")
+    body = b"{" + b" " * 5000 + b"}"
+    resp = api.client.post(f"/v1/hooks/{repo['id']}", content=body,
+                           headers=_signed(repo["webhook_secret"], body, "d-1"))
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "too_large"
+    body = _push()
+    assert api.client.post("/v1/hooks/nosuchrepo", content=body,
+                           headers=_signed("x", body, "d-1")).status_code == 404
+    assert api.builds(repo["id"]) == 0
+
+
+def test_manual_start_cancel_and_listing(api: Api) -> None:
+    repo = _add(api, "manual")
+    started = api.client.post("/v1/repos/manual/builds", headers=api.auth, json={"ref": "v1.0"})
+    assert started.status_code == 202, started.text
+    build = started.json()
+    assert (build["ref"], build["branch"], build["trigger"]) == ("v1.0", None, "manual")
+    listed = api.client.get("/v1/builds", headers=api.auth, params={"repo": "manual"}).json()
+    assert [b["id"] for b in listed["items"]] == [build["id"]]
+    cancelled = api.client.post(f"/v1/builds/{build['id']}/cancel", headers=api.auth)
+    assert cancelled.json()["state"] == "cancelled"
+    again = api.client.post(f"/v1/builds/{build['id']}/cancel", headers=api.auth)
+    assert again.status_code == 409
+    assert api.client.request("DELETE", "/v1/repos/manual",
+                              headers=api.auth).status_code == 204
+    assert api.builds(repo["id"]) == 0
