@@ -63,8 +63,10 @@ def test_launch_spec_vm_fields() -> None:
                                            "disk": "10G", "limits": {"memory": "1G"}})
     assert sized.disk == 10 * GiB and sized.limits.memory == GiB
     assert InstanceCreate.model_validate({"name": "c", "image": "busybox"}).type == "container"
-    with pytest.raises(ValidationError, match="--disk is for VMs"):
-        InstanceCreate.model_validate({"name": "c", "image": "busybox", "disk": "1G"})
+    assert InstanceCreate.model_validate({"name": "c", "image": "busybox",
+                                          "disk": "1G"}).disk == GiB  # a container's disk
+    with pytest.raises(ValidationError, match="at least 1M"):
+        InstanceCreate.model_validate({"name": "c", "image": "busybox", "disk": "1K"})
     with pytest.raises(ValidationError, match="volumes are not supported on VMs"):
         InstanceCreate.model_validate({"name": "v", "image": "x", "type": "vm",
                                        "volumes": [{"source": "data", "target": "/d"}]})

@@ -42,10 +42,11 @@ from dockyard.adapters.docker_engine import (
     cpu_quota,
 )
 from dockyard.adapters.lxcfs import Lxcfs
+from dockyard.agent.disks import ContainerDisks
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.agent.pull import PullMeter
 from dockyard.agent.security import HostPolicy, confinement, resolve_host_path
-from dockyard.errors import DockyardError, TemporaryError
+from dockyard.errors import BackendError, DockyardError, TemporaryError
 from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance, DesiredNetwork, ObservedState
 from dockyard.model.health import HealthState
@@ -131,7 +132,8 @@ class Reconciler:
                  cluster: str, stop_timeout: int = 10,
                  limits: HostLimits | None = None, lxcfs: Lxcfs | None = None,
                  progress: Progress | None = None, host: str = "",
-                 policy: HostPolicy | None = None, vms: VmSync | None = None) -> None:
+                 policy: HostPolicy | None = None, vms: VmSync | None = None,
+                 disks: ContainerDisks | None = None) -> None:
         self.engine = engine
         self.network = network
         self.files = files
@@ -143,6 +145,7 @@ class Reconciler:
         self.host = host  # labelled on containers: agents may share a dockerd
         self.policy = policy or HostPolicy()
         self.vms = vms
+        self.disks = disks
 
     def sync(self, d: DesiredInstance) -> ObservedState:
         if d.type == InstanceType.vm:
@@ -194,6 +197,7 @@ class Reconciler:
                 info = self._inspect(name)
             self.files.set_applied_restart(d.id, d.restart_serial)
         if not info.running:
+            self._ensure_disk(d, info)
             info = self.engine.start(name)
             faults.point("agent.start.started")
         self._ensure_plumbed(d, info)
@@ -211,6 +215,7 @@ class Reconciler:
             self._ensure_image(d)
             container_id = self.engine.create(self._spec(d))
             faults.point("agent.create.container_created")
+            self._ensure_disk(d, self._inspect(name))
             if d.desired_state == DesiredState.stopped:
                 return self._observed(d, "stopped", container_id)
             info = self.engine.start(name)
@@ -270,6 +275,24 @@ class Reconciler:
         self.limits.ensure_io(info.pid, d.limits)
         self.limits.ensure_rates(info.pid, d.id, d.limits)
 
+    def _ensure_disk(self, d: DesiredInstance, info: ContainerInfo) -> None:
+        """`--disk`: the container's layer in its own filesystem of that size, before it runs."""
+        if d.disk_bytes is None:
+            return
+        if self.disks is None:
+            raise BackendError("this agent runs no container disks")
+        self.disks.ensure(d.id, info.layer_dir, d.disk_bytes)
+
+    def _release_disks(self, instance_id: str) -> None:
+        """Before Docker removes a container, its layer's filesystem is unmounted (a mount
+        point cannot be removed), and the overlay over it must be gone: the container stops."""
+        if self.disks is None or not self.disks.dir(instance_id).is_dir():
+            return
+        name = ids.container_name(instance_id)
+        if self.engine.inspect(name) is not None:
+            self.engine.stop(name, self.stop_timeout)
+        self.disks.release(instance_id)
+
     def _inspect(self, name: str) -> ContainerInfo:
         info = self.engine.inspect(name)
         if info is None:
@@ -281,6 +304,7 @@ class Reconciler:
         # asynchronously, and the host end would linger for a while.
         self.network.unplumb(instance_id)
         faults.point("agent.delete.unplumbed")
+        self._release_disks(instance_id)
         self.engine.remove(ids.container_name(instance_id))
         faults.point("agent.delete.container_removed")
         for info in self.engine.list_owned(self.cluster, instance_id):  # set aside by fencing
@@ -291,6 +315,7 @@ class Reconciler:
         """Undo a failed first create, step by step: one step failing (a veth name held by
         something that is not ours, say) must not keep the others from running."""
         steps = (lambda: self.network.unplumb(instance_id),
+                 lambda: self._release_disks(instance_id),
                  lambda: self.engine.remove(ids.container_name(instance_id)),
                  lambda: self.files.remove(instance_id))
         for step in steps:

@@ -32,6 +32,7 @@ from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent import certs, imagegc
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
+from dockyard.agent.disks import ContainerDisks
 from dockyard.agent.entrance import Entrance
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.agent.limits import LinuxHostLimits
@@ -159,7 +160,8 @@ class Agent:
                                                        hostinfo.bounding_capabilities()),
                                      vms=VmRuntime(self.settings.home, self.vm_images,
                                                    self.vm_accel, self.network, self.files,
-                                                   self.settings.stop_timeout))
+                                                   self.settings.stop_timeout),
+                                     disks=ContainerDisks(self.settings.home))
         self.collector = Collector(self.engine, self.cluster, lambda: self.desired,
                                    body.inventory.cores, body.inventory.reserved_cores)
         return reply

@@ -113,7 +113,8 @@ def launch(
                                        "--memory is the guest's RAM, default 512M)")
                     ] = Kind.container,
     disk: Annotated[str | None, typer.Option(help="a VM's disk size, e.g. 10G (default: the "
-                                             "image's)")] = None,
+                                             "image's); a container's disk size (`df /` "
+                                             "shows it, ENOSPC past it)")] = None,
     cap_add: Annotated[list[str], typer.Option("--cap-add", help="extra capability, e.g. "
                                                "NET_ADMIN (repeatable or comma-separated; "
                                                "ALL: every one; admin)")] = [],  # noqa: B006

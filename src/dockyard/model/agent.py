@@ -104,7 +104,8 @@ class DesiredInstance(BaseModel):
     creating: bool = Field(False, description="the first create has not succeeded yet: a "
                            "failure rolls back and removes the instance")
     type: InstanceType = InstanceType.container
-    disk_bytes: int | None = Field(None, description="a VM's disk size (None: the image's)")
+    disk_bytes: int | None = Field(None, description="a VM's disk size (None: the image's); "
+                                      "a container's layer filesystem (None: unsized)")
 
 
 class WatchReply(BaseModel):

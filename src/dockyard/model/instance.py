@@ -311,7 +311,8 @@ class InstanceCreate(Strict):
     type: InstanceType = Field(InstanceType.container, description="container, or vm: a "
                                "QEMU/KVM virtual machine booted from a VM image")
     disk: DiskBytes = Field(None, description="a VM's disk size, e.g. 10G (default: the "
-                            "image's); containers: not supported yet")
+                            "image's); a container's writable layer in a filesystem of "
+                            "that size (default: the host's shared disk)")
     constraints: dict[str, str] = Field(default_factory=dict, max_length=32,
                                         json_schema_extra=CONSTRAINTS_SCHEMA,
                                         description="host labels that must equal these values")
@@ -405,8 +406,6 @@ class InstanceCreate(Strict):
                 self.limits.memory = VM_DEFAULT_MEMORY
             if self.volumes:
                 raise ValueError("volumes are not supported on VMs yet")
-        elif self.disk is not None:
-            raise ValueError("--disk is for VMs (container disk sizes are not supported yet)")
         return self
 
 
