@@ -62,7 +62,9 @@ def test_df_inside_shows_the_disk_size(dy: Dockyard, sized: dict[str, Any]) -> N
 
 def test_writing_past_the_disk_is_enospc_inside_only(dy: Dockyard,
                                                      sized: dict[str, Any]) -> None:
-    proc = dy.cli("exec", "sized", "--", "dd", "if=/dev/zero", "of=/fill", "bs=1M")
+    # bounded a little past the size: without a sized disk it must not fill the host's
+    proc = dy.cli("exec", "sized", "--", "dd", "if=/dev/zero", "of=/fill", "bs=1M",
+                  f"count={SIZE // MiB + 16}")
     assert proc.code != 0
     assert "No space left on device" in proc.err + proc.out
     written = int(dy.ok("exec", "sized", "--", "stat", "-c", "%s", "/fill").out.strip())
