@@ -14,6 +14,8 @@ PKGS="$PKGS docker-registry"  # the image registry: `dockyard server` runs it (d
 PKGS="$PKGS chromium"  # the web console's browser tests (Playwright drives it; no browser download)
 PKGS="$PKGS git"  # builds (issue #13): agents clone repositories; tests serve one with git daemon
 PKGS="$PKGS haproxy"  # the HTTP entrance of stacks: an entrance host's agent runs its own
+PKGS="$PKGS qemu-system-x86 qemu-utils cloud-image-utils cpio"  # VM instances (agent/vm.py)
+PKGS="$PKGS e2fsprogs"  # container disks (--disk): mkfs.ext4 makes each loop-mounted layer filesystem
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

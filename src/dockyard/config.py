@@ -106,6 +106,8 @@ class AgentSettings:
     ca: Path | None = None  # the cluster CA: trust the server by it, serve the API over TLS
     image_budget: int | None = None  # bytes of images kept on the host; None: no image GC
     image_gc_interval: float = 300.0  # seconds between image GC passes
+    vm_images: Path = Path("/var/lib/dockyard/vm-images")  # VM images (agent/vm.py)
+    vm_accel: str = "auto"  # VMs through: auto (KVM when usable, else none) | kvm | tcg | none
     # HOST:PORT where this host runs the stacks' HTTP entrance (HAProxy, agent/entrance.py),
     # e.g. 0.0.0.0:8080; None: this host is not an entrance host
     entrance: str | None = None

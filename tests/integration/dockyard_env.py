@@ -256,6 +256,10 @@ def leaks(dy: Dockyard) -> list[str]:
         for path in instances_dir.iterdir():
             if path.name not in known:
                 problems.append(f"agent files of unknown instance {path.name}")
+    disks_dir = dy.home / "agent" / "disks"  # container disks (agent/disks.py)
+    if disks_dir.exists():
+        problems += [f"disk files of unknown instance {path.name}"
+                     for path in disks_dir.iterdir() if path.name not in known]
     return problems
 
 

@@ -10,6 +10,7 @@ from dockyard.adapters.doctor import BridgeFacts, DiskFacts, DockerFacts, OvsFac
 from dockyard.agent.doctor import (
     HostFacts,
     check_clock,
+    check_container_disks,
     check_disk,
     check_forwarding,
     check_live_restore,
@@ -53,6 +54,19 @@ HEALTHY = HostFacts(
 ])
 def test_storage(docker: DockerFacts, status: CheckStatus, words: list[str]) -> None:
     result = check_storage(docker)
+    assert result.status == status
+    for word in words:
+        assert word in result.message + result.fix
+
+
+@pytest.mark.parametrize(("docker", "mkfs", "status", "words"), [
+    (OVERLAY, True, OK, ["loop-mounted ext4"]),
+    (OVERLAY, False, WARN, ["--disk fail", "mkfs.ext4", "e2fsprogs"]),
+    (DM_DIRECT, True, WARN, ["--disk fail", "overlay2"]),
+])
+def test_container_disks(docker: DockerFacts, mkfs: bool, status: CheckStatus,
+                         words: list[str]) -> None:
+    result = check_container_disks(docker, mkfs)
     assert result.status == status
     for word in words:
         assert word in result.message + result.fix
@@ -123,7 +137,8 @@ def test_healthy_host_passes_everything() -> None:
     results = run_checks(HEALTHY)
     assert [r.status for r in results] == [OK] * len(results)
     assert [r.name for r in results] == [
-        "storage driver", "live-restore", "kernel.pid_max", "pids controller", "lxcfs",
+        "storage driver", "container disk sizes", "live-restore", "kernel.pid_max",
+        "pids controller", "lxcfs",
         "forward dyb1", "openvswitch", "disk", "clock"]
     assert not DoctorReport(host="h", checks=results).failed
 

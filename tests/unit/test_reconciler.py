@@ -214,3 +214,45 @@ def test_rollback_goes_on_when_one_step_fails(parts: Any) -> None:
     obs = rec.sync(desired())
     assert obs.failed_create
     assert engine.containers == {} and not files.dir("abc123").exists()
+
+
+class RecordingDisks:
+    """ContainerDisks at its seam: records into the engine's call log, so the order shows."""
+
+    def __init__(self, engine: FakeEngine, root: Path) -> None:
+        self.engine, self.root = engine, root
+
+    def dir(self, instance_id: str) -> Path:
+        return self.root / instance_id
+
+    def ensure(self, instance_id: str, layer_dir: str, size: int) -> None:
+        self.dir(instance_id).mkdir(parents=True, exist_ok=True)
+        self.engine.calls.append(f"disk {instance_id} {size}")
+
+    def release(self, instance_id: str) -> None:
+        self.dir(instance_id).rmdir()
+        self.engine.calls.append(f"release {instance_id}")
+
+
+def test_a_container_disk_is_made_before_start_and_released_before_remove(
+        tmp_path: Path) -> None:
+    engine, network = FakeEngine(), FakeNetwork()
+    rec = Reconciler(engine, network, InstanceFiles(tmp_path), "cluster-1",  # type: ignore[arg-type]
+                     disks=RecordingDisks(engine, tmp_path / "disks"))  # type: ignore[arg-type]
+    def sized(**over: Any) -> DesiredInstance:
+        return desired(disk_bytes=2**30, **over)
+
+    assert rec.sync(sized()).state == "running"
+    assert engine.calls == ["create dy-abc123", "disk abc123 1073741824", "start dy-abc123"]
+    rec.sync(sized(desired_state=DesiredState.stopped, creating=False))
+    engine.calls.clear()
+    rec.sync(sized(creating=False))  # a restart mounts it again (a rebooted host)
+    assert engine.calls[:2] == ["disk abc123 1073741824", "start dy-abc123"]
+    engine.calls.clear()
+    assert rec.sync(sized(desired_state=DesiredState.deleted)).state == "deleted"
+    assert engine.calls == ["stop dy-abc123", "release abc123", "remove dy-abc123"]
+    engine.fail_start = True  # a failed launch releases the disk it made
+    engine.calls.clear()
+    assert rec.sync(sized()).failed_create
+    assert engine.calls[-3:] == ["stop dy-abc123", "release abc123", "remove dy-abc123"]
+    assert engine.containers == {} and not (tmp_path / "disks" / "abc123").exists()

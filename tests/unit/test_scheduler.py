@@ -24,6 +24,7 @@ from dockyard.scheduler.filters import (
     REASON_DRAINING,
     REASON_MEMORY,
     REASON_NETWORK,
+    REASON_NO_KVM,
     REASON_PIDS,
     AntiAffinityFilter,
     ConstraintFilter,
@@ -35,6 +36,7 @@ from dockyard.scheduler.filters import (
     NetworkOnHost,
     PidsFit,
     PinnedHost,
+    VmCapable,
 )
 from dockyard.scheduler.pipeline import no_valid_host_message
 from dockyard.scheduler.weighers import (
@@ -86,6 +88,14 @@ FILTER_CASES = [
     (MemoryFits(1.0), {"memory_reserved_bytes": 8 * GiB}, {"memory_bytes": None}, None),
     # a host already over budget (its memory shrank) takes nothing more, not even 0 bytes
     (MemoryFits(1.0), {"memory_reserved_bytes": 9 * GiB}, {"memory_bytes": None}, REASON_MEMORY),
+    # a VM's memory is never over-committed: the ratio counts as 1 for it
+    (MemoryFits(1.5), {}, {"memory_bytes": 8 * GiB, "vm": True}, None),
+    (MemoryFits(1.5), {}, {"memory_bytes": 8 * GiB + 1, "vm": True}, REASON_MEMORY),
+    (MemoryFits(1.5), {"memory_reserved_bytes": 7 * GiB}, {"memory_bytes": GiB + 1,
+                                                           "vm": True}, REASON_MEMORY),
+    (VmCapable(), {}, {}, None),  # a container goes anywhere
+    (VmCapable(), {"vm": True}, {"vm": True}, None),
+    (VmCapable(), {}, {"vm": True}, REASON_NO_KVM),
     (PidsFit(), {}, {"pids": 10**9}, None),  # no budget on the host
     (PidsFit(), {"pids_limit_total": 1000, "pids_reserved": 900}, {"pids": 100}, None),
     (PidsFit(), {"pids_limit_total": 1000, "pids_reserved": 901}, {"pids": 100}, REASON_PIDS),

@@ -90,6 +90,8 @@ class ContainerInfo:
     cpuset: str
     resources: Resources = field(default_factory=lambda: Resources())
     health: str = "none"  # State.Health.Status: starting | healthy | unhealthy; none
+    # overlay2: the directory of the container's own layer (diff/ and work/), "" otherwise
+    layer_dir: str = ""
 
     @property
     def running(self) -> bool:
@@ -107,7 +109,13 @@ def container_info(data: dict[str, Any]) -> ContainerInfo:
         exit_code=int(state.get("ExitCode") or 0), oom_killed=bool(state.get("OOMKilled")),
         cpuset=str((data.get("HostConfig") or {}).get("CpusetCpus") or ""),
         resources=_resources(data.get("HostConfig") or {}),
-        health=str((state.get("Health") or {}).get("Status") or "none"))
+        health=str((state.get("Health") or {}).get("Status") or "none"),
+        layer_dir=_layer_dir(data))
+
+
+def _layer_dir(data: dict[str, Any]) -> str:
+    upper = str(((data.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir") or "")
+    return upper.rsplit("/", 1)[0] if upper.endswith("/diff") else ""
 
 
 def _resources(host: dict[str, Any]) -> Resources:

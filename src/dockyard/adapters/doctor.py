@@ -20,7 +20,7 @@ from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.errors import DockyardError
 
 __all__ = ["BridgeFacts", "DiskFacts", "DockerFacts", "OvsFacts", "bridge_facts", "disk_facts",
-           "docker_facts", "ovs_facts", "pid_max", "pids_controller"]
+           "docker_facts", "mkfs_ext4", "ovs_facts", "pid_max", "pids_controller"]
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 _PID_MAX = "/proc/sys/kernel/pid_max"
@@ -80,6 +80,11 @@ def docker_facts(engine: DockerEngine) -> DockerFacts:
                        storage_opts=_storage_opts(),
                        live_restore=bool(info.get("LiveRestoreEnabled", False)),
                        data_root=str(info.get("DockerRootDir", "/var/lib/docker")))
+
+
+def mkfs_ext4() -> bool:
+    """Container disks can be made (agent/disks.py)."""
+    return shutil.which("mkfs.ext4") is not None
 
 
 def pid_max() -> int | None:

@@ -41,6 +41,7 @@ class HostFacts:
     disk: DiskFacts | None
     clock_skew_s: float | None  # this host minus the server; None: not measured
     pids_limits: list[int] = field(default_factory=list)  # of the instances on this host
+    mkfs_ext4: bool = True  # container disks (agent/disks.py) make their filesystems with it
 
 
 def _dm_discard(docker: DockerFacts) -> bool:
@@ -74,6 +75,23 @@ def check_storage(docker: DockerFacts) -> CheckResult:
     return CheckResult(name=name, status=WARN,
                        message=f"{docker.driver or 'unknown'} (overlay2 is recommended)",
                        fix=migrate)
+
+
+def check_container_disks(docker: DockerFacts, mkfs_ext4: bool) -> CheckResult:
+    """`--disk` on containers (agent/disks.py): the container's overlay2 layer in a
+    loop-mounted ext4 of that size; needs overlay2 and mkfs.ext4 (e2fsprogs)."""
+    name = "container disk sizes"
+    missing = [what for what, there in (("Docker's overlay2 storage driver",
+                                          docker.driver == "overlay2"),
+                                         ("mkfs.ext4", mkfs_ext4)) if not there]
+    if not missing:
+        return CheckResult(name=name, status=OK,
+                           message="--disk: a loop-mounted ext4 per container layer")
+    return CheckResult(name=name, status=WARN,
+                       message="unavailable: launches with --disk fail here (no "
+                               + " and no ".join(missing) + ")",
+                       fix="apt-get install e2fsprogs; storage-driver overlay2 in "
+                           "/etc/docker/daemon.json")
 
 
 def check_live_restore(docker: DockerFacts) -> CheckResult:
@@ -197,7 +215,8 @@ def check_clock(skew_s: float | None) -> CheckResult:
 
 
 def run_checks(f: HostFacts) -> list[CheckResult]:
-    return [check_storage(f.docker), check_live_restore(f.docker),
+    return [check_storage(f.docker), check_container_disks(f.docker, f.mkfs_ext4),
+            check_live_restore(f.docker),
             check_pid_max(f.pid_max, f.pids_limits), check_pids_controller(f.pids_controller),
             check_lxcfs(f.lxcfs_available, f.lxcfs_root),
             *[check_forwarding(b) for b in f.bridges],
@@ -218,4 +237,4 @@ def examine(engine: DockerEngine, lxcfs: Lxcfs, cluster: str, bridges: list[str]
         lxcfs_available=lxcfs.available(), lxcfs_root=str(lxcfs.root),
         bridges=[facts_of.bridge_facts(b) for b in bridges], ovs=facts_of.ovs_facts(),
         ovs_networks=ovs_networks, disk=facts_of.disk_facts(docker.data_root),
-        clock_skew_s=skew, pids_limits=limits))
+        clock_skew_s=skew, pids_limits=limits, mkfs_ext4=facts_of.mkfs_ext4()))

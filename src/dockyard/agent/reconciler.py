@@ -8,6 +8,9 @@
       ├─ desired running  → restart if asked, start, plumb eth0 if absent/wrong, cpuset
       └─ desired stopped  → stop, unplumb                                  → "stopped"
 
+A `type: vm` instance is handed to the VM runtime (agent/vm.py), which converges its QEMU
+process the same level-triggered way; nothing below touches Docker for it.
+
 Every step is idempotent, so a crash at any line is repaired by the next pass. A failure
 during the *first* create rolls back everything this pass created and reports the instance
 `deleted` with `failed_create`, so the server releases its IP and cores. Temporary errors
@@ -40,15 +43,16 @@ from dockyard.adapters.docker_engine import (
     cpu_quota,
 )
 from dockyard.adapters.lxcfs import Lxcfs
+from dockyard.agent.disks import ContainerDisks
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.agent.pull import PullMeter
 from dockyard.agent.security import HostPolicy, confinement, resolve_host_path
-from dockyard.errors import DockyardError, TemporaryError
+from dockyard.errors import BackendError, DockyardError, TemporaryError
 from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance, DesiredNetwork, ObservedState
 from dockyard.model.health import HealthState
 from dockyard.model.image import names_registry
-from dockyard.model.instance import DesiredState, Limits
+from dockyard.model.instance import DesiredState, InstanceType, Limits
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,12 @@ class NoHostLimits:
 
     def ensure_rates(self, pid: int, instance_id: str, limits: Limits) -> None:
         return None
+
+
+class VmSync(Protocol):
+    """The VM runtime (agent/vm.py): `type: vm` instances are QEMU processes, not containers."""
+
+    def sync(self, d: DesiredInstance) -> ObservedState: ...
 
 
 class Progress(Protocol):
@@ -128,7 +138,8 @@ class Reconciler:
                  cluster: str, stop_timeout: int = 10,
                  limits: HostLimits | None = None, lxcfs: Lxcfs | None = None,
                  progress: Progress | None = None, host: str = "",
-                 policy: HostPolicy | None = None) -> None:
+                 policy: HostPolicy | None = None, vms: VmSync | None = None,
+                 disks: ContainerDisks | None = None) -> None:
         self.engine = engine
         self.network = network
         self.files = files
@@ -139,8 +150,14 @@ class Reconciler:
         self.progress = progress or NoProgress()
         self.host = host  # labelled on containers: agents may share a dockerd
         self.policy = policy or HostPolicy()
+        self.vms = vms
+        self.disks = disks
 
     def sync(self, d: DesiredInstance) -> ObservedState:
+        if d.type == InstanceType.vm:
+            if self.vms is None:
+                return self._observed(d, "error", None, "this agent runs no VM instances")
+            return self.vms.sync(d)
         name = ids.container_name(d.id)
         info = self.engine.inspect(name)
         if info is not None and info.labels.get(ids.LABEL_CLUSTER) != self.cluster:
@@ -186,6 +203,7 @@ class Reconciler:
                 info = self._inspect(name)
             self.files.set_applied_restart(d.id, d.restart_serial)
         if not info.running:
+            self._ensure_disk(d, info)
             info = self.engine.start(name)
             faults.point("agent.start.started")
         self._ensure_plumbed(d, info)
@@ -203,6 +221,7 @@ class Reconciler:
             self._ensure_image(d)
             container_id = self.engine.create(self._spec(d))
             faults.point("agent.create.container_created")
+            self._ensure_disk(d, self._inspect(name))
             if d.desired_state == DesiredState.stopped:
                 return self._observed(d, "stopped", container_id)
             info = self.engine.start(name)
@@ -262,6 +281,24 @@ class Reconciler:
         self.limits.ensure_io(info.pid, d.limits)
         self.limits.ensure_rates(info.pid, d.id, d.limits)
 
+    def _ensure_disk(self, d: DesiredInstance, info: ContainerInfo) -> None:
+        """`--disk`: the container's layer in its own filesystem of that size, before it runs."""
+        if d.disk_bytes is None:
+            return
+        if self.disks is None:
+            raise BackendError("this agent runs no container disks")
+        self.disks.ensure(d.id, info.layer_dir, d.disk_bytes)
+
+    def _release_disks(self, instance_id: str) -> None:
+        """Before Docker removes a container, its layer's filesystem is unmounted (a mount
+        point cannot be removed), and the overlay over it must be gone: the container stops."""
+        if self.disks is None or not self.disks.dir(instance_id).is_dir():
+            return
+        name = ids.container_name(instance_id)
+        if self.engine.inspect(name) is not None:
+            self.engine.stop(name, self.stop_timeout)
+        self.disks.release(instance_id)
+
     def _inspect(self, name: str) -> ContainerInfo:
         info = self.engine.inspect(name)
         if info is None:
@@ -273,6 +310,7 @@ class Reconciler:
         # asynchronously, and the host end would linger for a while.
         self.network.unplumb(instance_id)
         faults.point("agent.delete.unplumbed")
+        self._release_disks(instance_id)
         self.engine.remove(ids.container_name(instance_id))
         faults.point("agent.delete.container_removed")
         for info in self.engine.list_owned(self.cluster, instance_id):  # set aside by fencing
@@ -284,6 +322,7 @@ class Reconciler:
         something that is not ours, say) must not keep the others from running."""
         steps: tuple[Callable[[], object], ...] = (
             lambda: self.network.unplumb(instance_id),
+            lambda: self._release_disks(instance_id),
             lambda: self.engine.remove(ids.container_name(instance_id)),
             lambda: self.files.remove(instance_id))
         for step in steps:

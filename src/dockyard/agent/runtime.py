@@ -26,12 +26,13 @@ from typing import Any
 import uvicorn
 
 from dockyard import faults
-from dockyard.adapters import docker_certs, hostinfo, netlink
+from dockyard.adapters import docker_certs, hostinfo, netlink, qemu
 from dockyard.adapters.docker_engine import ContainerInfo, DockerEngine
 from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent import certs, imagegc
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
+from dockyard.agent.disks import ContainerDisks
 from dockyard.agent.entrance import Entrance
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.agent.limits import LinuxHostLimits
@@ -41,6 +42,7 @@ from dockyard.agent.network import LinuxHostNetwork
 from dockyard.agent.peers import PeerBook
 from dockyard.agent.reconciler import Reconciler
 from dockyard.agent.security import HostPolicy
+from dockyard.agent.vm import VmImages, VmRuntime
 from dockyard.agent.workqueue import WorkQueue
 from dockyard.client import ApiClient
 from dockyard.config import AgentSettings, split_listen
@@ -113,6 +115,8 @@ class Agent:
         self.lxcfs = Lxcfs(settings.lxcfs_root)
         self.lxcfs_watch = LxcfsWatch(self.lxcfs, self._lxcfs_pids,
                                       interval=settings.lxcfs_check_interval)
+        self.vm_images = VmImages(settings.vm_images)
+        self.vm_accel = qemu.accelerator(settings.vm_accel)
 
     # -- registration and inventory -------------------------------------------------------
     def inventory(self) -> HostInventory:
@@ -121,7 +125,8 @@ class Agent:
             cores=s.cores or hostinfo.online_cores(), reserved_cores=s.reserved_cores,
             memory_bytes=s.memory_bytes or hostinfo.memory_total(),
             routes=netlink.list_routes(), docker_version=self.engine.version(),
-            kernel=hostinfo.kernel_release())
+            kernel=hostinfo.kernel_release(), vm_accel=self.vm_accel,
+            vm_images=self.vm_images.catalogue() if self.vm_accel else {})
 
     def register(self, api_url: str, csr: str = "") -> RegistrationReply:
         body = Registration(name=self.settings.name, api_url=api_url, api_secret=self.secret,
@@ -152,7 +157,11 @@ class Agent:
                                      LinuxHostLimits(self.engine.data_root()), self.lxcfs,
                                      ServerProgress(self.client), host=self.settings.name,
                                      policy=HostPolicy(reply.host_path_root,
-                                                       hostinfo.bounding_capabilities()))
+                                                       hostinfo.bounding_capabilities()),
+                                     vms=VmRuntime(self.settings.home, self.vm_images,
+                                                   self.vm_accel, self.network, self.files,
+                                                   self.settings.stop_timeout),
+                                     disks=ContainerDisks(self.settings.home))
         self.collector = Collector(self.engine, self.cluster, lambda: self.desired,
                                    body.inventory.cores, body.inventory.reserved_cores)
         return reply

@@ -38,6 +38,11 @@ class Strategy(StrEnum):
     pack = "pack"
 
 
+class Kind(StrEnum):
+    container = "container"
+    vm = "vm"
+
+
 def _explain(body: dict[str, Any], as_json: bool) -> None:
     """`launch --explain`: each host's verdict, reason and score; exit 1 if none fits."""
     with client() as api:
@@ -103,6 +108,13 @@ def launch(
     ssh_key: Annotated[list[Path], typer.Option("--ssh-key", help="public key file for "
                                                 "root (machine images)")] = [],  # noqa: B006
     host: Annotated[str | None, typer.Option(help="place on this host (admin)")] = None,
+    kind: Annotated[Kind, typer.Option("--type", help="container, or vm: a QEMU/KVM virtual "
+                                       "machine booted from a VM image of the host (its "
+                                       "--memory is the guest's RAM, default 512M)")
+                    ] = Kind.container,
+    disk: Annotated[str | None, typer.Option(help="a VM's disk size, e.g. 10G (default: the "
+                                             "image's); a container's disk size (`df /` "
+                                             "shows it, ENOSPC past it)")] = None,
     cap_add: Annotated[list[str], typer.Option("--cap-add", help="extra capability, e.g. "
                                                "NET_ADMIN (repeatable or comma-separated; "
                                                "ALL: every one; admin)")] = [],  # noqa: B006
@@ -128,7 +140,9 @@ def launch(
             "ssh_keys": [_read_key(path) for path in ssh_key], "host": host,
             "cap_add": [cap for item in cap_add for cap in item.split(",") if cap],
             "constraints": _pairs(constraint, "--constraint"),
-            "anti_affinity": anti_affinity, "strategy": strategy.value}
+            "anti_affinity": anti_affinity, "strategy": strategy.value, "type": kind.value}
+    if disk is not None:
+        body["disk"] = disk
     if explain:
         _explain(body, as_json)
     else:
@@ -158,7 +172,8 @@ def _launch(body: dict[str, Any], wait: bool, as_json: bool) -> None:
 def list_(as_json: JsonOpt = False) -> None:
     """List instances."""
     print_list("/v1/instances", as_json, [
-        ("NAME", lambda r: r["name"]), ("STATE", lambda r: r["state"]),
+        ("NAME", lambda r: r["name"]), ("TYPE", lambda r: r.get("type", "")),
+        ("STATE", lambda r: r["state"]),
         ("IP", lambda r: r["ip"]), ("HOST", lambda r: r["host"]),
         ("IMAGE", lambda r: r["image"]), ("CPUSET", lambda r: r["limits"]["cpuset"]),
         ("MEMORY", lambda r: format_size(r["limits"]["memory_bytes"]))],
@@ -178,7 +193,8 @@ def show(name: str, as_json: JsonOpt = False) -> None:
         return
     lim = inst["limits"]
     use = _usage(name) if inst["state"] == "running" else None
-    details([("name", inst["name"]), ("id", inst["id"]), ("state", inst["state"]),
+    details([("name", inst["name"]), ("id", inst["id"]), ("type", inst.get("type")),
+             ("state", inst["state"]),
              ("health", inst.get("health", "none")), ("host", inst["host"]),
              ("image", inst["image"]), ("network", inst["network"]),
              ("ip", inst["ip"]), ("mac", inst["mac"]), ("hostname", inst["hostname"]),

@@ -120,6 +120,12 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                                          "(ca.pem, as `dockyard host add` prints it) of an "
                                          "https server: trust it, and serve the agent API "
                                          "over https with a certificate the server signs"),
+          vm_images: Path = typer.Option(Path("/var/lib/dockyard/vm-images"),
+                                         envvar="DOCKYARD_VM_IMAGES", help="directory of the "
+                                         "VM images (scripts/vm-image.sh builds one)"),
+          vm_accel: str = typer.Option("auto", envvar="DOCKYARD_VM_ACCEL", help="VM instances "
+                                       "through: auto (KVM when usable, else no VMs), kvm, "
+                                       "tcg (QEMU's emulation: slow, for test hosts), none"),
           entrance: str | None = typer.Option(None, help="HOST:PORT where this host runs "
                                               "the HTTP entrance of stacks (HAProxy), e.g. "
                                               "0.0.0.0:8080 (default: not an entrance host)"),
@@ -139,7 +145,7 @@ def agent(server_url: str = typer.Option(..., "--server", help="server URL"),
                             collector_interval=collector_interval,
                             labels=parse_labels(label), uplink=uplink, ovs_db=ovs_db, ca=ca,
                             image_budget=parse_size(image_budget) if image_budget else None,
-                            entrance=entrance))
+                            vm_images=vm_images, vm_accel=vm_accel, entrance=entrance))
 
 
 def _check_trust(server_url: str, ca: Path | None) -> None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from dockyard.model.health import HealthcheckSpec, HealthState
 from dockyard.model.host import HostInventory
-from dockyard.model.instance import DesiredState, Limits, VolumeSpec
+from dockyard.model.instance import DesiredState, InstanceType, Limits, VolumeSpec
 
 
 class Registration(BaseModel):
@@ -105,6 +105,9 @@ class DesiredInstance(BaseModel):
     entrypoint: list[str] | None = Field(None, description="None: the image's entrypoint")
     creating: bool = Field(False, description="the first create has not succeeded yet: a "
                            "failure rolls back and removes the instance")
+    type: InstanceType = InstanceType.container
+    disk_bytes: int | None = Field(None, description="a VM's disk size (None: the image's); "
+                                      "a container's layer filesystem (None: unsized)")
 
 
 class WatchReply(BaseModel):

@@ -29,6 +29,11 @@ class HostInventory(BaseModel):
     docker_version: str = ""
     cgroup_version: int = 1
     kernel: str = ""
+    vm_accel: str = Field("", description="how this host runs VM instances: kvm, tcg "
+                          "(emulated, chosen by the operator), or \"\" (no VMs: no usable "
+                          "/dev/kvm)")
+    vm_images: dict[str, int] = Field(default_factory=dict, description="the VM images on "
+                                      "this host: name -> the guest's minimum memory (bytes)")
 
 
 class Host(BaseModel):

@@ -2,7 +2,8 @@
 
 Kernel interface names are at most 15 characters, so ids are 12 hex digits and every name a
 Dockyard host creates is a 3-letter prefix + id: `dyb` bridge, `dyh` host end of an instance's
-veth, `dyc` its container end before it is renamed `eth0`. Containers are `dy-<id>`.
+veth, `dyc` its container end before it is renamed `eth0`, `dyv` the tap of a VM.
+Containers are `dy-<id>`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def host_veth_name(instance_id: str) -> str:
 
 def peer_veth_name(instance_id: str) -> str:
     return f"dyc{instance_id[:ID_LEN]}"
+
+
+def vm_tap_name(instance_id: str) -> str:
+    """The tap of a VM instance on its network's bridge."""
+    return f"dyv{instance_id[:ID_LEN]}"
 
 
 def mac_for_ip(ip: str) -> str:

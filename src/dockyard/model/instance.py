@@ -64,6 +64,14 @@ class InstanceState(StrEnum):
     unknown = "unknown"  # never stored: shown while the instance's host is down
 
 
+class InstanceType(StrEnum):
+    container = "container"
+    vm = "vm"  # a QEMU/KVM virtual machine (agent/vm.py)
+
+
+VM_DEFAULT_MEMORY = 512 * 1024 * 1024  # a VM launched without --memory gets this much
+
+
 class DesiredState(StrEnum):
     running = "running"
     stopped = "stopped"
@@ -82,6 +90,15 @@ def _memory_value(value: str | int | None) -> int | None:
         raise ValueError("memory must be more than 0")
     if size < DOCKER_MEMORY_FLOOR:
         raise ValueError("memory must be at least 6M (Docker's minimum)")
+    return size
+
+
+def _disk_value(value: str | int | None) -> int | None:
+    if value is None:
+        return None
+    size = parse_size(value)
+    if size < 1024 * 1024:
+        raise ValueError("a disk must be at least 1M")
     return size
 
 
@@ -127,6 +144,8 @@ def _accepts(schema: dict[str, object]) -> WithJsonSchema:
 # Parsed once, at the edge: "256M" arrives, the model holds 268435456 from then on.
 MemoryBytes = Annotated[int | None, BeforeValidator(lambda v: _memory_value(_human(v))),
                         _accepts(MEMORY_SCHEMA)]
+DiskBytes = Annotated[int | None, BeforeValidator(lambda v: _disk_value(_human(v))),
+                      _accepts(MEMORY_SCHEMA)]
 IoAmount = Annotated[int | None, BeforeValidator(lambda v: _io_value(_human(v))),
                      _accepts(IO_SCHEMA)]
 BitRate = Annotated[int | None, BeforeValidator(lambda v: _rate_value(_human(v))),
@@ -289,6 +308,11 @@ class InstanceCreate(Strict):
                                               "maxLength": 16384}},
                                 description="public keys installed for root (machine images)")
     host: str | None = Field(None, description="place on this host (admin only)")
+    type: InstanceType = Field(InstanceType.container, description="container, or vm: a "
+                               "QEMU/KVM virtual machine booted from a VM image")
+    disk: DiskBytes = Field(None, description="a VM's disk size, e.g. 10G (default: the "
+                            "image's); a container's writable layer in a filesystem of "
+                            "that size (default: the host's shared disk)")
     constraints: dict[str, str] = Field(default_factory=dict, max_length=32,
                                         json_schema_extra=CONSTRAINTS_SCHEMA,
                                         description="host labels that must equal these values")
@@ -380,6 +404,17 @@ class InstanceCreate(Strict):
             raise ValueError("two volumes have the same target")
         return self
 
+    @model_validator(mode="after")
+    def _vm_fields(self) -> InstanceCreate:
+        """A VM's memory is its guest's RAM, always reserved: 512M when none is given. What a
+        container cannot use is refused rather than ignored."""
+        if self.type == InstanceType.vm:
+            if self.limits.memory is None:
+                self.limits.memory = VM_DEFAULT_MEMORY
+            if self.volumes:
+                raise ValueError("volumes are not supported on VMs yet")
+        return self
+
 
 class Instance(BaseModel):
     """An instance as the API shows it (`show --json`)."""
@@ -395,6 +430,7 @@ class Instance(BaseModel):
     hostname: str
     image: str
     network: str
+    type: InstanceType = InstanceType.container
     container_id: str | None
     generation: int
     limits: Limits

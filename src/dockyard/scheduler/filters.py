@@ -30,9 +30,10 @@ from dockyard.scheduler.view import HostView, PlacementRequest
 
 __all__ = [
     "REASON_CORES", "REASON_DISK", "REASON_DOWN", "REASON_DRAINING", "REASON_MEMORY",
-    "REASON_NETWORK", "REASON_PIDS", "AntiAffinityFilter", "ConstraintFilter", "DiskFits",
-    "ExclusiveCores", "Filter", "HostUp", "MemoryFits", "NetworkOnHost", "PidsFit",
-    "PinnedHost", "Rejections", "anti_affinity_reason", "constraint_reason", "pinned_reason",
+    "REASON_NETWORK", "REASON_NO_KVM", "REASON_PIDS", "AntiAffinityFilter", "ConstraintFilter",
+    "DiskFits", "ExclusiveCores", "Filter", "HostUp", "MemoryFits", "NetworkOnHost", "PidsFit",
+    "PinnedHost", "Rejections", "VmCapable", "anti_affinity_reason", "constraint_reason",
+    "pinned_reason",
 ]
 
 REASON_DOWN = "host is down"
@@ -42,6 +43,7 @@ REASON_MEMORY = "not enough memory"
 REASON_DISK = "not enough disk"
 REASON_PIDS = "not enough pids"
 REASON_CORES = "not enough free cores"
+REASON_NO_KVM = "no KVM on host (/dev/kvm)"
 
 Rejections = Sequence[tuple[str, BoolArray]]
 
@@ -150,24 +152,42 @@ class AntiAffinityFilter:
         return ((anti_affinity_reason(group), index.has_group(group)),)
 
 
+class VmCapable:
+    """`--type vm`: only hosts whose agent reported it can run VMs (`HostInventory.vm_accel`)."""
+
+    name = "vm-capable"
+
+    def feasible(self, host: HostView, request: PlacementRequest) -> str | None:
+        return REASON_NO_KVM if request.vm and not host.vm else None
+
+    def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
+        return ((REASON_NO_KVM, ~index.vm),) if request.vm else ()
+
+
 class MemoryFits:
-    """Reserved memory plus the request stays within memory × overcommit ratio."""
+    """Reserved memory plus the request stays within memory × overcommit ratio. A VM's memory
+    is its guest's RAM, held by QEMU whether the guest uses it or not: it must fit without
+    over-commit (a ratio above 1 counts as 1 for it)."""
 
     name = "memory"
 
     def __init__(self, overcommit: float) -> None:
         self.overcommit = overcommit
 
+    def _ratio(self, request: PlacementRequest) -> float:
+        return min(self.overcommit, 1.0) if request.vm else self.overcommit
+
     def feasible(self, host: HostView, request: PlacementRequest) -> str | None:
         need = request.memory_bytes or 0
-        if host.memory_reserved_bytes + need <= host.memory_bytes * self.overcommit:
+        if host.memory_reserved_bytes + need <= host.memory_bytes * self._ratio(request):
             return None
         return REASON_MEMORY
 
     def rejects(self, index: HostIndex, request: PlacementRequest) -> Rejections:
         need = request.memory_bytes or 0
         return ((REASON_MEMORY,
-                 index.memory_reserved + need > index.capacity("memory", self.overcommit)),)
+                 index.memory_reserved + need > index.capacity("memory",
+                                                               self._ratio(request))),)
 
 
 class DiskFits:

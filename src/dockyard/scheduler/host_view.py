@@ -32,3 +32,4 @@ class HostView:
     disk_reserved_bytes: int = 0
     groups: frozenset[str] = frozenset()  # anti-affinity groups of the host's instances
     instances: int = 0
+    vm: bool = False  # the agent can run VM instances (KVM, or emulation the operator chose)

@@ -61,6 +61,7 @@ _COLUMNS: dict[str, tuple[type, Callable[[HostView], object]]] = {
     "free_cores": (np.int64,
                    lambda h: len(set(h.cores) - set(h.taken_cores) - set(h.reserved_cores))),
     "instances": (np.int64, lambda h: h.instances),
+    "vm": (np.bool_, lambda h: h.vm),
 }
 
 
@@ -80,6 +81,7 @@ class HostIndex:
     cores: IntArray  # distinct cores of the host
     free_cores: IntArray  # size of the shared pool (cpusets.shared_pool)
     instances: IntArray
+    vm: BoolArray  # hosts that run VM instances
     members: dict[str, tuple[int, ...]]  # anti-affinity group -> positions of its hosts
     _networks: dict[str, BoolArray] = field(default_factory=dict)
     _labels: dict[str, tuple[dict[str, int], IntArray]] = field(default_factory=dict)

@@ -36,6 +36,7 @@ from dockyard.scheduler.filters import (
     NetworkOnHost,
     PidsFit,
     PinnedHost,
+    VmCapable,
 )
 from dockyard.scheduler.index import BoolArray, FloatArray, HostIndex
 from dockyard.scheduler.view import (
@@ -104,6 +105,7 @@ def build_pipeline(strategy: Strategy = "spread", memory_overcommit: float = 1.0
             # is the useful answer for it.
             HostUp(),
             NetworkOnHost(),
+            VmCapable(),
             # Placement rules the user wrote come before capacity: "constraint zone=eu not
             # met" is the answer for a host in the wrong zone, full or not.
             ConstraintFilter(),

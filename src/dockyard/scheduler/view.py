@@ -70,6 +70,7 @@ class PlacementRequest:
     anti_affinity: str | None = None  # never two instances of this group on one host
     strategy: Strategy = "spread"
     disk_bytes: int | None = None  # None reserves nothing
+    vm: bool = False  # a VM: only hosts that run VMs; its memory is never over-committed
 
     def __post_init__(self) -> None:
         for what, value in (("cores", self.cores), ("memory", self.memory_bytes or 0),

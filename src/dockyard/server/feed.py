@@ -36,7 +36,7 @@ from dockyard.model.agent import (
     RegistrationReply,
     WatchReply,
 )
-from dockyard.model.instance import DesiredState
+from dockyard.model.instance import DesiredState, InstanceType
 from dockyard.model.stats import StatsReport
 from dockyard.server import auth
 from dockyard.server.auth import Caller
@@ -163,7 +163,8 @@ def desired_instance(sess: Session, row: InstanceRow, net: DesiredNetwork,
         no_new_privileges=bool(row.options.get("no_new_privileges", True)),
         healthcheck=row.options.get("healthcheck"),
         command=row.options.get("command"), entrypoint=row.options.get("entrypoint"),
-        revision=row.revision, creating=row.state == "creating")
+        revision=row.revision, creating=row.state == "creating",
+        type=InstanceType(row.type), disk_bytes=row.options.get("disk_bytes"))
 
 
 def _changes(ctx: ServerContext, host_name: str, since: int, full: bool,

@@ -19,7 +19,7 @@ import posixpath
 from sqlalchemy.orm import Session
 
 from dockyard import faults, ipam
-from dockyard.errors import Conflict, Forbidden, NotFound, NoValidHost
+from dockyard.errors import Conflict, Forbidden, InvalidRequest, NotFound, NoValidHost
 from dockyard.model.ids import mac_for_ip, new_id
 from dockyard.model.instance import (
     DesiredState,
@@ -27,8 +27,10 @@ from dockyard.model.instance import (
     InstanceAction,
     InstanceCreate,
     InstanceState,
+    InstanceType,
     PlacementExplanation,
 )
+from dockyard.model.units import format_size
 from dockyard.scheduler import PlacementRequest, Plan, explain, place
 from dockyard.scheduler.cpusets import format_cpuset
 from dockyard.server import image_access, placement
@@ -48,7 +50,7 @@ from dockyard.store import (
 )
 from dockyard.store import instances as instance_rows
 from dockyard.store import volumes as volume_rows
-from dockyard.store.tables import InstanceRow, NetworkRow
+from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
 
 
 def _check_volumes(spec: InstanceCreate, allowed_root: str) -> None:
@@ -90,12 +92,37 @@ def _options(spec: InstanceCreate, admin: bool) -> dict[str, object]:
             "anti_affinity": spec.anti_affinity, "constraints": dict(spec.constraints),
             "strategy": spec.strategy, "cap_add": spec.cap_add, "no_new_privileges": not admin,
             "healthcheck": spec.healthcheck.model_dump(mode="json") if spec.healthcheck else None,
-            "command": spec.command, "entrypoint": spec.entrypoint}
+            "command": spec.command, "entrypoint": spec.entrypoint,
+            "disk_bytes": spec.disk}
 
 
 def _request(spec: InstanceCreate, network_id: str) -> PlacementRequest:
     return placement.request_for(spec.limits.to_limits(), network_id,
-                                 _options(spec, admin=False), host=spec.host)
+                                 _options(spec, admin=False), host=spec.host,
+                                 vm=spec.type == InstanceType.vm)
+
+
+def _check_vm_image(spec: InstanceCreate, host: HostRow) -> None:
+    """A VM boots a VM image of its host (`HostInventory.vm_images`, with the guest's minimum
+    memory); a container never gets one."""
+    images: dict[str, int] = dict(host.inventory.get("vm_images") or {})
+    if spec.type != InstanceType.vm:
+        return
+    if spec.image not in images:
+        known = ", ".join(sorted(images)) or "none"
+        raise InvalidRequest(f"image {spec.image!r} is not a VM image on host {host.name} "
+                             f"(VM images there: {known})")
+    memory, least = spec.limits.memory or 0, int(images[spec.image])
+    if memory < least:
+        raise InvalidRequest(f"memory {format_size(memory)} is below the minimum of image "
+                             f"{spec.image} ({format_size(least)})")
+
+
+def _refuse_vm_image(sess: Session, spec: InstanceCreate) -> None:
+    if spec.type == InstanceType.container and any(
+            spec.image in (row.inventory.get("vm_images") or {})
+            for row in hosts.all_by_name(sess)):
+        raise InvalidRequest(f"image {spec.image!r} is a VM image: launch it with --type vm")
 
 
 def _claim(spec: InstanceCreate) -> quotas.Claim:
@@ -123,12 +150,17 @@ def validate(ctx: ServerContext, project_id: str,
     the image reference the agent gets (read-only: `_commit` checks again under the lock)."""
     with ctx.db.read() as sess:
         net = _checked(ctx, sess, project_id, spec)
-        image_access.check_launch(sess, project_id, spec.image, ctx.registry.address)
+        _refuse_vm_image(sess, spec)
+        if spec.type == InstanceType.container:
+            image_access.check_launch(sess, project_id, spec.image, ctx.registry.address)
         view, _ = cluster_view(sess, ctx.settings)
         plan = place(_request(spec, net.id), view)
         host = hosts.get(sess, plan.host_id)
         assert host is not None
+        _check_vm_image(spec, host)
         url, secret, host_name = host.api_url, host.api_secret, host.name
+    if spec.type == InstanceType.vm:
+        return plan, net.id, spec.image  # a file of the host, not a registry reference
     image = ctx.registry.resolve(spec.image)
     if image is None and not ctx.agents.image_exists(host_name, url, secret, spec.image):
         raise NotFound(f"image {spec.image!r} is neither in the registry nor known on "
@@ -173,7 +205,7 @@ def _commit(ctx: ServerContext, sess: Session, project_id: str, spec: InstanceCr
         mac=mac_for_ip(ip), state=InstanceState.creating, desired_state=DesiredState.running,
         generation=1, limits=limits.model_dump(),
         volumes=[v.model_dump() for v in spec.volumes], env=dict(spec.env), revision=rev,
-        options=_options(spec, admin))
+        options=_options(spec, admin), type=spec.type.value)
     sess.add(row)
     sess.flush()
     if plan.cores:

@@ -52,7 +52,7 @@ DELTA_MARGIN = 2.0  # seconds: the delta pass re-sends what changed a little bef
 def request_for(row: InstanceRow, host: str | None) -> PlacementRequest:
     """What the instance of `row` needs, under its own placement options."""
     return placement.request_for(Limits.model_validate(row.limits), row.network_id,
-                                 row.options, host)
+                                 row.options, host, vm=row.type == "vm")
 
 
 def choose_target(ctx: ServerContext, sess: Session, row: InstanceRow,

@@ -131,7 +131,7 @@ class _Store:
             networks=self.networks, labels=effective_labels(row),
             pids_limit_total=_optional_int(inv.get("pid_max")), pids_reserved=pids,
             disk_bytes=_optional_int(inv.get("disk_bytes")), groups=frozenset(groups),
-            instances=count)
+            instances=count, vm=bool(inv.get("vm_accel")))
 
 
 @dataclass(frozen=True)
@@ -261,9 +261,10 @@ def placing(db: Database, work: Callable[[Session], T]) -> T:
 
 
 def request_for(limits: Limits, network_id: str, options: Mapping[str, object],
-                host: str | None = None) -> PlacementRequest:
+                host: str | None = None, vm: bool = False) -> PlacementRequest:
     """What an instance with these limits needs, under its placement options as its row
-    stores them (`constraints`, `anti_affinity`, `strategy`); `host` pins it."""
+    stores them (`constraints`, `anti_affinity`, `strategy`); `host` pins it; `vm`: a VM
+    instance (a host that runs VMs, memory without over-commit)."""
     need = limits.reservation()
     constraints = options.get("constraints")
     group = options.get("anti_affinity")
@@ -273,7 +274,7 @@ def request_for(limits: Limits, network_id: str, options: Mapping[str, object],
         constraints=({str(k): str(v) for k, v in constraints.items()}
                      if isinstance(constraints, Mapping) else {}),
         anti_affinity=None if group is None else str(group),
-        strategy="pack" if options.get("strategy") == "pack" else "spread")
+        strategy="pack" if options.get("strategy") == "pack" else "spread", vm=vm)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ def _resize(ctx: ServerContext, sess: Session, project_id: str, ref: str,
     quotas.enforce(sess, project_id, _claim(old, new))
     # no placement options: constraints and anti-affinity chose the host, which stays
     plan = placement.reserve(
-        sess, ctx.settings, placement.request_for(new, row.network_id, {}), row.id,
+        sess, ctx.settings, placement.request_for(new, row.network_id, {},
+                                                vm=row.type == "vm"), row.id,
         resident=placement.Resident(row.id, host.id, old))
     if new.cores != old.cores:
         new.cpuset = format_cpuset(plan.cores)

@@ -15,6 +15,7 @@ from dockyard.model.instance import (
     DesiredState,
     Instance,
     InstanceState,
+    InstanceType,
     Limits,
     VolumeSpec,
 )
@@ -104,7 +105,7 @@ def instance_model(sess: Session, row: InstanceRow,
     return Instance(
         id=row.id, name=row.name, project=project, state=InstanceState(row.state),
         desired_state=DesiredState(row.desired_state), host=host, ip=row.ip, mac=row.mac,
-        hostname=row.hostname, image=row.image, network=network,
+        hostname=row.hostname, image=row.image, network=network, type=InstanceType(row.type),
         container_id=row.container_id, generation=row.generation,
         limits=effective_limits(sess, row, pools),
         volumes=[VolumeSpec.model_validate(v) for v in row.volumes], env=dict(row.env),

@@ -126,6 +126,8 @@ class InstanceRow(Base):
     volumes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    type: Mapped[str] = mapped_column(String(16), default="container",
+                                      server_default="container")
     revision: Mapped[int] = mapped_column(Integer, default=0, index=True)
     message: Mapped[str | None] = mapped_column(String(1024))
     health: Mapped[str] = mapped_column(String(16), default="none", server_default="none")

@@ -1,0 +1,240 @@
+"""VM instances end to end (issue #15): a real QEMU guest launched through `dockyard launch
+--type vm` on a single-host Dockyard, one VM shared by the module (tests run in file order).
+
+The guest is `vm-busybox` (scripts/vm-image.sh): Debian's cloud kernel and a busybox
+initramfs that configures itself from the NoCloud seed the agent builds. QEMU runs with KVM
+where /dev/kvm runs ordinary guests; on a PVM host (this project's CI machine, see
+agent/README.md) with TCG, QEMU's emulation: every part but the accelerator is the same.
+Everything the module made (QEMU processes, taps, overlays) is removed even on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockyard.adapters import antispoof, qemu, qemu_tap
+from dockyard.errors import DockyardError
+from dockyard.model import ids
+from dockyard.model.cpulist import parse_cpu_list
+from tests.integration.dockyard_env import IMAGE, Dockyard, leaks, make_dockyard
+from tests.integration.test_alerts import wait_for
+from tests.integration.test_up_supervision import child_pid
+from tests.requirements import missing
+
+ROOT = Path(__file__).resolve().parents[2]
+VM_IMAGES = Path("/var/cache/dockyard/vm-images")
+VM_IMAGE = "vm-busybox"
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBz0V8g9yZ2m6c4mQ9r7V1a2b3c4d5e6f7g8h9i0j1k2 t@vm"
+
+
+class VmDockyard(Dockyard):
+    """A Dockyard whose agent runs VMs from the module's image directory."""
+
+    accel: str = "tcg"
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["DOCKYARD_VM_IMAGES"] = str(VM_IMAGES)
+        env["DOCKYARD_VM_ACCEL"] = self.accel
+        return env
+
+    @property
+    def vms(self) -> Path:
+        return self.home / "agent" / "vms"
+
+
+def _qemus(dy: VmDockyard) -> dict[str, int]:
+    """instance id -> pid of its running QEMU."""
+    if not dy.vms.is_dir():
+        return {}
+    return {run.name: pid for run in dy.vms.iterdir()
+            if (pid := qemu.running_pid(run)) is not None}
+
+
+def _taps() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()
+            if ": dyv" in line}
+
+
+def _remove_vms(dy: VmDockyard) -> None:
+    for instance_id, pid in _qemus(dy).items():
+        os.kill(pid, signal.SIGKILL)
+        qemu.wait_gone(dy.vms / instance_id, 10)
+    if dy.vms.is_dir():
+        for run in dy.vms.iterdir():
+            tap = ids.vm_tap_name(run.name)
+            antispoof.remove(tap)
+            qemu_tap.delete_tap(tap)
+
+
+def _alive(pid: int) -> bool:
+    """The process runs (a zombie waiting for a parent that does not reap it does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _ping(ip: str) -> bool:
+    return subprocess.run(["ping", "-c1", "-W1", ip], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def vmdy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmDockyard]:
+    for tool in ("qemu-system-x86_64", "qemu-img", "cloud-localds"):
+        if shutil.which(tool) is None:
+            missing(tool, "scripts/setup.sh (qemu-system-x86, qemu-utils, cloud-image-utils)")
+    built = subprocess.run([str(ROOT / "scripts" / "vm-image.sh"), str(VM_IMAGES)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    base = make_dockyard()
+    dy = VmDockyard(root=base.root, port=base.port, subnet=base.subnet)
+    dy.accel = "kvm" if qemu.kvm_usable() else "tcg"
+    try:
+        dy.start()
+        yield dy
+    finally:
+        _remove_vms(dy)
+        dy.cleanup()
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vmkey") / "id.pub"
+    path.write_text(SSH_KEY + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def vm(vmdy: VmDockyard, key_file: Path) -> dict[str, Any]:
+    shown: dict[str, Any] = vmdy.ok(
+        "launch", VM_IMAGE, "vm1", "--type", "vm", "--cores", "1", "--memory", "512M",
+        "--ssh-key", str(key_file), "--json").json()
+    return shown
+
+
+def test_vm_is_shown_as_a_vm_with_its_limits(vmdy: VmDockyard, vm: dict[str, Any]) -> None:
+    shown = vmdy.ok("show", "vm1", "--json").json()
+    assert shown["type"] == "vm" and shown["state"] == "running"
+    assert shown["limits"]["cores"] == 1 and len(parse_cpu_list(shown["limits"]["cpuset"])) == 1
+    assert shown["limits"]["memory_bytes"] == 512 * 1024 * 1024
+    assert shown["mac"] == ids.mac_for_ip(shown["ip"])
+    listed = vmdy.ok("list").out
+    assert "vm1" in listed and " vm " in listed
+    host = vmdy.ok("host", "show", "local", "--json").json()
+    assert host["exclusive_cores"] == {shown["limits"]["cpuset"]: shown["id"]}
+
+
+def test_vm_answers_ping_from_the_host_and_from_a_container(vmdy: VmDockyard,
+                                                            vm: dict[str, Any]) -> None:
+    wait_for(f"ping {vm['ip']} from the host", lambda: _ping(vm["ip"]), 90)
+    vmdy.ok("launch", IMAGE, "c1", "--no-lxcfs")
+    try:
+        proc = vmdy.cli("exec", "c1", "--", "ping", "-c1", "-W2", vm["ip"])
+        assert proc.code == 0, proc.err + proc.out
+    finally:
+        vmdy.ok("delete", "c1", "--force")
+
+
+def test_the_seed_gave_the_guest_its_hostname_and_address(vmdy: VmDockyard,
+                                                          vm: dict[str, Any]) -> None:
+    log = qemu.serial_log(vmdy.vms / vm["id"])
+    line = f"up as vm1 with {vm['ip']}/"
+    wait_for(f"{line!r} in {log}", lambda: line in log.read_text(errors="replace"), 90)
+
+
+def test_vcpu_threads_run_only_on_the_vms_cores(vmdy: VmDockyard, vm: dict[str, Any]) -> None:
+    cores = parse_cpu_list(vm["limits"]["cpuset"])
+    run = vmdy.vms / vm["id"]
+    pid = qemu.running_pid(run)
+    assert pid is not None
+    tids = qemu.vcpu_threads(run)
+    assert len(tids) == 1  # --cores 1: one vCPU
+    for tid in tids:
+        status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        allowed = next(line.split(":")[1] for line in status.splitlines()
+                       if line.startswith("Cpus_allowed_list"))
+        assert parse_cpu_list(allowed) == cores
+
+
+def test_agent_killed_leaves_the_vm_running_and_adopts_it(vmdy: VmDockyard,
+                                                          vm: dict[str, Any]) -> None:
+    assert vmdy.proc is not None
+    up = vmdy.proc.pid
+    before = _qemus(vmdy)[vm["id"]]
+    agent = child_pid(up, "agent")
+    assert agent is not None
+    os.kill(agent, signal.SIGKILL)
+    wait_for("agent restarted",
+             lambda: (child_pid(up, "agent") or agent) != agent, 30)
+    assert _qemus(vmdy).get(vm["id"]) == before  # the same QEMU, never stopped
+    wait_for("ping after the agent restart", lambda: _ping(vm["ip"]), 30)
+
+
+def test_stop_and_start_keep_the_ip(vmdy: VmDockyard, vm: dict[str, Any]) -> None:
+    tap = ids.vm_tap_name(vm["id"])
+    vmdy.ok("stop", "vm1")
+    assert vmdy.ok("show", "vm1", "--json").json()["state"] == "stopped"
+    assert vm["id"] not in _qemus(vmdy) and tap not in _taps()
+    assert (vmdy.vms / vm["id"] / "disk.qcow2").exists()  # the disk stays
+    vmdy.ok("start", "vm1")
+    shown = vmdy.ok("show", "vm1", "--json").json()
+    assert shown["state"] == "running" and shown["ip"] == vm["ip"]
+    assert vm["id"] in _qemus(vmdy) and tap in _taps()
+    wait_for("ping after start", lambda: _ping(vm["ip"]), 90)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"image": VM_IMAGE}, "is a VM image: launch it with --type vm"),
+    ({"image": IMAGE, "type": "vm"}, "is not a VM image on host local"),
+    ({"image": VM_IMAGE, "type": "vm", "limits": {"memory": "64M"}},
+     "below the minimum of image vm-busybox"),
+    ({"image": VM_IMAGE, "type": "vm", "disk": "1G", "volumes": [
+        {"source": "data", "target": "/data"}]}, "volumes are not supported on VMs"),
+])
+def test_bad_input_is_a_422_and_leaves_nothing(vmdy: VmDockyard, vm: dict[str, Any],
+                                               body: dict[str, Any], message: str) -> None:
+    qemus, taps = set(_qemus(vmdy)), _taps()
+    with vmdy.api() as api, pytest.raises(DockyardError) as caught:
+        api.post("/v1/instances", {"name": "bad", **body})
+    assert caught.value.status == 422 and message in caught.value.message
+    names = {row[0] for row in vmdy.db_query("SELECT name FROM instances")}
+    assert names == {"vm1"}
+    assert set(_qemus(vmdy)) == qemus and _taps() == taps
+    assert leaks(vmdy) == []
+
+
+def test_explain_names_the_cores_a_second_vm_lacks(vmdy: VmDockyard,
+                                                   vm: dict[str, Any]) -> None:
+    proc = vmdy.cli("launch", "--explain", VM_IMAGE, "big", "--type", "vm", "--cores", "1",
+                    "--json")
+    out = proc.json()  # no host fits: the command fails, and prints why
+    assert out["chosen"] is None
+    assert [h["reason"] for h in out["hosts"]] == ["not enough free cores"]
+
+
+def test_delete_leaves_no_tap_process_or_overlay(vmdy: VmDockyard, vm: dict[str, Any]) -> None:
+    run = vmdy.vms / vm["id"]
+    pid = qemu.running_pid(run)
+    assert pid is not None and (run / "disk.qcow2").exists()
+    vmdy.ok("delete", "vm1", "--force")
+    wait_for("the instance row gone",
+             lambda: not vmdy.db_query("SELECT id FROM instances WHERE id = ?", vm["id"]), 60)
+    assert qemu.running_pid(run) is None
+    assert not _alive(pid)
+    assert ids.vm_tap_name(vm["id"]) not in _taps()
+    assert not run.exists()
+    assert ids.vm_tap_name(vm["id"]) not in antispoof.ports()
+    assert leaks(vmdy) == []
+    assert json.loads(vmdy.ok("host", "show", "local", "--json").out)["exclusive_cores"] == {}
