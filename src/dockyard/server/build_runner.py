@@ -138,13 +138,16 @@ class BuildRunner:
             waiting = [queue.Queued(r.id, r.repo_id, r.ref, r.seq) for r in store.queued(sess)]
             plan = queue.plan(waiting, store.running_repos(sess))
             for old, new in plan.superseded.items():
-                store.supersede(sess, old, new)
+                if store.supersede(sess, old, new):
+                    store.record_event(sess, old, "build_cancelled",
+                                       f"superseded by build {new}")
             claimed = []
             for build_id in plan.start[:max(0, free)]:
                 if store.claim(sess, store.build(sess, None, build_id)):
                     claimed.append(build_id)
         with self._lock:
             self._running.update(claimed)
+        self.ctx.notifier.bump()  # events --follow: builds ended or skipped in this pass
         return claimed
 
     # --- one build -------------------------------------------------------------------------
@@ -165,6 +168,7 @@ class BuildRunner:
             with self._lock:
                 self._running.discard(build_id)
             self.hub.changed(build_id)
+            self.ctx.notifier.bump()  # its end event
             self.poke()
 
     def _prepare(self, build_id: str) -> _Job | None:
@@ -186,6 +190,7 @@ class BuildRunner:
             why = "labelled role=build" if labelled else "no host is labelled role=build: " \
                 "any up host builds"
             lines = [f"building on host {host.name} ({why})"]
+            store.record_event(sess, build_id, "build_started", f"started on host {host.name}")
             store.append_logs(sess, build_id, 1, lines)
             store.operation_step(sess, row.operation_id, "host", host=host.name)
             names = projects.ids_by_name(sess)
@@ -204,6 +209,7 @@ class BuildRunner:
             agent = self.ctx.agents.to(host.name, host.api_url, host.api_secret,
                                        httpx.Timeout(10.0, read=body.timeout + 60.0))
         self.hub.changed(build_id)
+        self.ctx.notifier.bump()
         if cancelled:
             with self.ctx.db.session() as sess:
                 self._end(sess, build_id, BuildState.cancelled, error="cancelled")
@@ -279,7 +285,9 @@ class BuildRunner:
         if store.finish(sess, build_id, state.value, image=image, digest=digest, step=step,
                         error=error):
             row = store.build(sess, None, build_id)
+            sess.refresh(row)  # the conditional UPDATE above bypassed the session's copy
             store.end_operation(sess, row.operation_id, state.value, error)
+            store.record_event(sess, build_id, f"build_{state.value}", _outcome(row))
         self.hub.changed(build_id)
 
     def cancel_on(self, host_name: str, build_id: str) -> None:
@@ -291,6 +299,14 @@ class BuildRunner:
             agent = self.ctx.agents.to(host.name, host.api_url, host.api_secret)
         with contextlib.suppress(NotFound):  # not (or no longer) running there
             agent.request("POST", f"/v1/builds/{build_id}/cancel")
+
+
+def _outcome(row: store.BuildRow) -> str:
+    """An ended build's event message: what it built, or why not."""
+    at = f" at {short_sha(row.commit)}" if row.commit else ""
+    if row.state == BuildState.succeeded:
+        return f"succeeded{at}: {row.image}" + (f"; {row.rollout}" if row.rollout else "")
+    return f"{row.state}{at}: {row.error or 'no reason given'}"
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[BuildLine]:

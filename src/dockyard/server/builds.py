@@ -140,7 +140,9 @@ def cancel(ctx: ServerContext, project_id: str, build_id: str) -> tuple[Build, s
     returned (the caller tells that host's agent to stop it). 409 once it finished."""
     with ctx.db.session() as sess:
         row = store.build(sess, project_id, build_id)
-        if not store.cancel_queued(sess, build_id) and not store.request_cancel(sess, build_id):
+        if store.cancel_queued(sess, build_id):
+            store.record_event(sess, build_id, "build_cancelled", "cancelled while queued")
+        elif not store.request_cancel(sess, build_id):
             raise Conflict(f"build {build_id} is already {row.state}")
         sess.refresh(row)
         return _views(sess, [row])[0], row.host if row.state == "running" else None
