@@ -83,8 +83,11 @@ def test_the_runner_records_build_events(env: Env) -> None:
     with env.ctx.db.session() as sess:
         older = store.queue(sess, repo, "main", "main", "webhook").id
         newer = store.queue(sess, repo, "main", "main", "webhook").id
-    assert env.runner.pass_once() == [newer]  # the older one is superseded
-    env.runner.execute(newer)  # no host is up: it fails, with its event
+    assert env.runner.pass_once() == []  # the older one is superseded; no host is up
+    with env.ctx.db.session() as sess:
+        assert store.build(sess, None, newer).state == "queued"  # it waits for a host
+        assert store.claim(sess, store.build(sess, None, newer), "gone")
+    env.runner.execute(newer)  # its host is not there: it fails, with its event
     with env.ctx.db.read() as sess:
         assert store.build(sess, None, newer).state == "failed"
     mine = [event for event in _events(env) if " of events (" in event[2]]
@@ -92,7 +95,7 @@ def test_the_runner_records_build_events(env: Env) -> None:
     assert kinds == [("build_cancelled", env.project), ("build_failed", env.project)]
     cancelled, failed = (text for _, _, text in mine)
     assert cancelled == f"build {older} of events (main): superseded by build {newer}"
-    assert failed == f"build {newer} of events (main): failed: no host is up to build on"
+    assert failed == f"build {newer} of events (main): failed: its build host gone is gone"
 
 
 def test_build_failed_alert_fires_counts_and_resolves(env: Env) -> None:

@@ -142,13 +142,13 @@ def _move(sess: Session, build_id: str, old: str, **values: Any) -> bool:
     return getattr(done, "rowcount", 0) == 1
 
 
-def claim(sess: Session, row: BuildRow) -> bool:
-    """queued → running with its `build` operation (the journal); True if this call moved it
-    (of concurrent servers exactly one does)."""
+def claim(sess: Session, row: BuildRow, host: str | None = None) -> bool:
+    """queued → running on `host` with its `build` operation (the journal); True if this
+    call moved it (of concurrent servers exactly one does)."""
     at = now()
     op_id = new_id()
     if not _move(sess, row.id, "queued", state="running", started_at=at, heartbeat_at=at,
-                 operation_id=op_id):
+                 operation_id=op_id, host=host):
         return False
     sess.add(OperationRow(id=op_id, kind="build", project_id=row.project_id, instance_id=None,
                           status="running", steps=[{"step": "claimed", "build": row.id,
@@ -190,10 +190,6 @@ def cancel_queued(sess: Session, build_id: str) -> bool:
 
 def request_cancel(sess: Session, build_id: str) -> bool:
     return _move(sess, build_id, "running", cancel_requested=True)
-
-
-def set_host(sess: Session, build_id: str, host: str) -> None:
-    sess.execute(update(BuildRow).where(BuildRow.id == build_id).values(host=host))
 
 
 def note_commit(sess: Session, build_id: str, commit: str, author: str | None,
