@@ -447,3 +447,47 @@ def test_a_killed_agent_fails_its_build_and_leaves_nothing(dy: Dockyard,
                                                                   "build_failed"]
     finally:
         dy.cli("repo", "rm", "killed")
+
+
+def test_stack_deploy_builds_a_compose_build_service(dy: Dockyard, git_server: GitServer,
+                                                     repo: Repo, tmp_path: Path) -> None:
+    """`build: GIT_URL#main:sub` in a compose file: `stack deploy` adds repository
+    STACK-SERVICE, builds it like a push (the Dockerfile under `sub`), and the service's
+    replica runs the built image; a failing build deploys nothing."""
+    (git_server.work / "sub").mkdir(exist_ok=True)
+    (git_server.work / "sub" / "Dockerfile").write_text(
+        f"FROM {dy.registry}/{IMAGE}\nRUN echo composed > /composed\n")
+    commit = git_server.push(_dockerfile(dy, "echo fine"), "a Dockerfile under sub/")
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(f"services:\n  web:\n    build: {git_server.url}#main:sub\n")
+    try:
+        out = dy.ok("stack", "deploy", "cb", "-f", str(compose))
+        assert "building web" in out.err, out
+        built = dy.ok("repo", "show", "cb-web", "--json").json()
+        assert (built["context"], built["dockerfile"]) == ("sub", "sub/Dockerfile")
+        image = f"{dy.registry}/default/cb-web:{commit[:12]}"
+        stack = dy.ok("stack", "show", "cb", "--json").json()
+        assert [s["image"] for s in stack["services"]] == [image]
+        deadline = time.monotonic() + 60
+        while dy.db_query("SELECT image, state FROM instances WHERE name = 'cb-web-1'") \
+                != [(image, "running")]:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        with dy.api() as api:
+            done = api.post("/v1/instances/cb-web-1/exec", {"command": ["cat", "/composed"]})
+        assert done["exit_code"] == 0 and "composed" in done["stdout"], done
+
+        (git_server.work / "sub" / "Dockerfile").write_text(
+            f"FROM {dy.registry}/{IMAGE}\nRUN exit 5\n")
+        git_server.push(_dockerfile(dy, "echo fine"), "a broken Dockerfile under sub/")
+        failed = dy.cli("stack", "deploy", "cb", "-f", str(compose))
+        assert failed.code != 0 and "services.web.build: build" in failed.err, failed
+        assert [s["image"] for s in dy.ok("stack", "show", "cb", "--json").json()
+                ["services"]] == [image]
+    finally:
+        dy.cli("stack", "rm", "cb")
+        dy.cli("repo", "rm", "cb-web")
+        deadline = time.monotonic() + 60
+        while dy.db_query("SELECT name FROM instances WHERE name LIKE 'cb-%'"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
