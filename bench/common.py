@@ -152,8 +152,9 @@ def machine_facts() -> dict[str, str]:
 class PrivateDockyard:
     """`dockyard up` with its own HOME, port and subnet; `stop()` removes everything it made."""
 
-    def __init__(self, octet: int) -> None:
+    def __init__(self, octet: int, up_args: list[str] | None = None) -> None:
         self.octet = octet
+        self.up_args = list(up_args or [])  # more `dockyard up` options
         self.subnet = f"10.244.{octet}.0/24"
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"  # `up` serves TLS with its cluster CA
@@ -173,7 +174,7 @@ class PrivateDockyard:
         with open(self.dir / "up.log", "wb") as log:
             self.proc = subprocess.Popen(
                 [str(DOCKYARD), "up", "--home", str(self.dir / "home"), "--listen",
-                 f"127.0.0.1:{self.port}", "--subnet", self.subnet],
+                 f"127.0.0.1:{self.port}", "--subnet", self.subnet, *self.up_args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 cwd=ROOT, start_new_session=True)
         end = time.monotonic() + timeout

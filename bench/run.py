@@ -27,6 +27,10 @@ Benchmarks (they are not tests; they write bench/RESULTS.md):
   cli      CLI start-up vs `docker ps` (bench/cli_startup.py, when present)
   console  the web console's server time with 1,000 instances stored (instance list, detail,
            the 7-day chart) and the bytes of a first visit (bench/console.py; no Docker)
+  push     git push → the new version served by the stacks' entrance (webhook, build, push,
+           rolling update), median of 5, with its parts, vs the same steps typed by hand
+           (git clone, docker build, docker push, stack deploy), alternated; its own Dockyard
+           (bench/push_deploy.py)
 With --only, the other benchmarks' rows are carried over from the previous RESULTS.json with
 the commit and time they were measured at; each summary row says when it was measured.
 """
@@ -76,6 +80,9 @@ from migrate import summary_row as migrate_row  # noqa: E402
 from placement_path import bench_placement_path  # noqa: E402
 from placement_path import report_lines as placement_lines  # noqa: E402
 from placement_path import summary_row as placement_row  # noqa: E402
+from push_deploy import bench_push_deploy  # noqa: E402
+from push_deploy import report_lines as push_lines  # noqa: E402
+from push_deploy import summary_row as push_row  # noqa: E402
 from scheduler import bench_scheduler  # noqa: E402
 from scheduler import report_lines as scheduler_lines  # noqa: E402
 from scheduler import summary_row as scheduler_row  # noqa: E402
@@ -86,7 +93,7 @@ from dockyard.model import ids  # noqa: E402
 GOALS = {"create": ("≤", 1.15), "burst": ("≥", 0.9), "network": ("≥", 0.95)}
 BURST_MIN_ROUNDS = 4  # a verdict on fewer rounds is not given (round-to-round spread ±15 %)
 ALL = ("create", "burst", "network", "collector", "scheduler", "placement", "migrate", "live",
-       "cli", "console")
+       "cli", "push", "console")
 
 
 def bench_cli(runs: int) -> dict[str, Any]:
@@ -468,6 +475,8 @@ def summary_rows(results: dict[str, Any]) -> list[str]:
     cli = results.get("cli")
     if cli:
         rows.append((cli, cli_row(cli)))
+    if results.get("push"):
+        rows.append((results["push"], push_row(results["push"])))
     return [line.rstrip().removesuffix("|").rstrip() + f" | {measured_cell(r)} |"
             for r, line in rows]
 
@@ -611,6 +620,8 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
         lines += migrate_lines(results["migrate"])
     if results.get("live"):
         lines += live_lines(results["live"])
+    if results.get("push"):
+        lines += push_lines(results["push"])
     if results.get("cli"):
         lines += ["", "`bench/cli_startup.py`:", "",
                   str(results["cli"].get("markdown", "")).strip()]
@@ -710,6 +721,7 @@ def main() -> int:
             "migrate": lambda: bench_migrate(runs, log),
             "live": lambda: bench_live(runs, log),
             "cli": lambda: bench_cli(runs=5 if args.quick else 20),
+            "push": lambda: bench_push_deploy(1 if args.quick else 5, log),
         }
         for key, fn in benches.items():
             if key in only:

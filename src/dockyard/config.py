@@ -60,7 +60,10 @@ class ServerSettings:
     rate_limit: float = 0.0  # calls a second per API token (server/ratelimit.py); 0 = off
     rate_burst: int = 200  # calls a token may make at once before the rate applies
     build_timeout: float = 1800.0  # seconds a build may take (a repository may ask for less)
-    build_parallel: int = 2  # builds this server runs at once (one per repository)
+    build_parallel: int = 8  # builds this server runs at once (one per repository)
+    build_host_parallel: int = 2  # builds one host runs at once; more wait in the queue
+    build_memory: int = 2 << 30  # memory of a build's step containers (a repo may ask less)
+    build_cpus: float = 2.0  # CPUs (CFS quota) of a build's step containers (same)
     hook_max_bytes: int = 1 << 20  # a push webhook's body; a larger one is a 413
 
     def db_url(self) -> str:

@@ -5,7 +5,10 @@ A push builds on the (only, unlabelled) host and pushes REGISTRY/default/NAME:<s
 `:main` (checked through the registry's own API, digest included); a broken Dockerfile
 fails with its step and log and pushes nothing (`:main` keeps the previous digest); a base
 image not in the registry fails naming it; a forged signature is a 401 and queues nothing; a
-replayed delivery is dropped.
+replayed delivery is dropped. Each build's start and end are events; failed builds fire the
+builtin build-failed alert, a successful one resolves it. Builds run under their memory/CPU
+limits, at most two at once on a host (a third waits, queued); a kill -9 of the agent during
+a build fails it, and nothing of it is left (step container, checkout, tags).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,101 +29,14 @@ import docker
 import httpx
 import pytest
 
-from tests.integration.dockyard_env import IMAGE, Dockyard, free_port
-
-HOOK = r'''#!{python}
-"""post-receive: a signed Gitea push webhook per updated ref (what Gitea sends)."""
-import hashlib, hmac, json, ssl, subprocess, sys, urllib.error, urllib.request, uuid
-conf = json.load(open({conf!r}))
-for line in sys.stdin:
-    before, after, ref = line.split()
-    fmt = subprocess.run(["git", "log", "-1", "--format=%an%n%s", after], text=True,
-                         capture_output=True).stdout.splitlines()
-    body = json.dumps({{"ref": ref, "before": before, "after": after,
-                       "head_commit": {{"id": after, "message": fmt[1],
-                                       "author": {{"name": fmt[0]}}}}}}).encode()
-    headers = {{"Content-Type": "application/json", "X-Gitea-Event": "push",
-               "X-Gitea-Delivery": str(uuid.uuid4()),
-               "X-Gitea-Signature": hmac.new(conf["secret"].encode(), body,
-                                             hashlib.sha256).hexdigest()}}
-    with open(conf["sent"], "w") as out:  # for the replay test
-        json.dump({{"body": body.decode(), "headers": headers}}, out)
-    request = urllib.request.Request(conf["url"], data=body, headers=headers, method="POST")
-    context = ssl.create_default_context(cafile=conf["ca"])
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=30) as reply:
-            print("dockyard:", reply.status, reply.read().decode())
-    except urllib.error.HTTPError as exc:
-        print("dockyard:", exc.code, exc.read().decode())
-'''
-
-
-@dataclass
-class GitServer:
-    root: Path
-    port: int
-    proc: subprocess.Popen[bytes]
-    work: Path
-
-    @property
-    def url(self) -> str:
-        return f"git://127.0.0.1:{self.port}/app.git"
-
-    def git(self, *args: str) -> str:
-        env = {**os.environ, "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.test",
-               "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.test"}
-        return subprocess.run(["git", "-C", str(self.work), *args], check=True, text=True,
-                              capture_output=True, env=env).stdout
-
-    def push(self, dockerfile: str, message: str) -> str:
-        """Commit `dockerfile` and push it to main; the commit's id."""
-        (self.work / "Dockerfile").write_text(dockerfile)
-        (self.work / "version.txt").write_text(message + "\n")
-        self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
-        out = subprocess.run(["git", "-C", str(self.work), "push", "origin", "main"],
-                             capture_output=True, text=True, check=True)
-        assert "dockyard: 200" in out.stderr, out.stderr  # the hook's output comes back here
-        return self.git("rev-parse", "HEAD").strip()
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "git daemon exited"
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError("git daemon did not listen")
+from tests.integration.dockyard_env import IMAGE, Dockyard
+from tests.integration.gitserver import GitServer, install_hook, serve_git
 
 
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    root = tmp_path_factory.mktemp("gitsrv")
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(root / "app.git")],
-                   check=True)
-    port = free_port()
-    proc = subprocess.Popen(["git", "daemon", "--export-all", "--enable=receive-pack",
-                             "--listen=127.0.0.1", f"--port={port}", "--reuseaddr",
-                             f"--base-path={root}", str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        _wait_port(port, proc)
-        work = root / "work"
-        subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
-        server = GitServer(root, port, proc, work)
-        server.git("remote", "add", "origin", server.url)
+    with serve_git(tmp_path_factory.mktemp("gitsrv")) as server:
         yield server
-    finally:
-        # the daemon and the children it forked per connection: its own process group
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @dataclass
@@ -136,14 +51,7 @@ class Repo:
 def repo(dy: Dockyard, git_server: GitServer) -> Iterator[Repo]:
     dy.ok("image", "push", IMAGE)  # the base image, into the cluster registry
     added = dy.ok("repo", "add", "app", "--url", git_server.url, "--json").json()
-    sent = git_server.root / "sent.json"
-    conf = git_server.root / "hook.json"
-    conf.write_text(json.dumps({"url": f"{dy.url}/v1/hooks/{added['id']}",
-                                "secret": added["webhook_secret"], "ca": str(dy.ca),
-                                "sent": str(sent)}))
-    hook = git_server.root / "app.git" / "hooks" / "post-receive"
-    hook.write_text(HOOK.format(python=sys.executable, conf=str(conf)))
-    hook.chmod(0o755)
+    sent = install_hook(git_server, dy, added["id"], added["webhook_secret"])
     try:
         yield Repo(added["id"], added["webhook_secret"], sent)
     finally:
@@ -213,6 +121,39 @@ def test_a_push_builds_and_pushes_sha_and_branch(dy: Dockyard, git_server: GitSe
     assert shown["operation"] and shown["duration"] > 0
     with dy.api() as api:
         assert api.get(f"/v1/operations/{shown['operation']}")["status"] == "success"
+    assert _build_events(dy, build["id"]) == [
+        ("build_started", "started on host local"),
+        ("build_succeeded", f"succeeded at {commit[:12]}: {build['image']}")]
+
+
+def _build_events(dy: Dockyard, build_id: str) -> list[tuple[str, str]]:
+    """The events of one build (kind, message after its "build ID of REPO (REF): ")."""
+    found, after = [], 0
+    with dy.api() as api:
+        while True:
+            page = api.get("/v1/events", after=after, limit=1000)
+            for event in page["items"]:
+                head = f"build {build_id} of "
+                if event["message"].startswith(head):
+                    found.append((event["kind"], event["message"].split("): ", 1)[1]))
+            if not page["items"]:
+                return found
+            after = page["items"][-1]["id"]
+
+
+def _build_alert(dy: Dockyard, state: str) -> dict[str, Any]:
+    """The builtin build-failed alert on repository app in `state` (polled: the alert loop
+    runs every 10 s)."""
+    deadline = time.monotonic() + 40
+    while True:
+        with dy.api() as api:
+            items = api.get("/v1/alerts", state="all", limit=1000)["items"]
+        found = [a for a in items if a["kind"] == "build_failed"
+                 and a["subject_name"] == "app" and a["state"] == state]
+        if found:
+            return dict(found[-1])
+        assert time.monotonic() < deadline, items
+        time.sleep(0.5)
 
 
 def test_a_failing_step_fails_the_build_and_pushes_nothing(dy: Dockyard,
@@ -245,6 +186,10 @@ def test_a_base_image_not_in_the_registry_is_named(dy: Dockyard, git_server: Git
     assert build["state"] == "failed" and missing in build["error"]
     assert "not in Dockyard's registry" in build["error"]
     assert commit[:12] not in _tags(dy)
+    kinds = [kind for kind, _ in _build_events(dy, build["id"])]
+    assert kinds == ["build_started", "build_failed"]
+    alert = _build_alert(dy, "firing")  # two failed builds since the last success
+    assert (alert["subject_kind"], alert["value"], alert["project"]) == ("repo", 2.0, "default")
 
 
 def test_forged_and_replayed_webhooks_queue_nothing(dy: Dockyard, git_server: GitServer,
@@ -332,6 +277,10 @@ def test_cancel_queue_supersede_and_follow(dy: Dockyard, git_server: GitServer,
     assert built["state"] == "succeeded" and _digest(dy, "main") == built["digest"]
     assert slow[:12] not in _tags(dy) and older[:12] not in _tags(dy)
     assert _build_containers("started-slow") == []
+    assert [k for k, _ in _build_events(dy, skipped["id"])] == ["build_cancelled"]
+    assert [k for k, _ in _build_events(dy, first["id"])] == ["build_started",
+                                                              "build_cancelled"]
+    _build_alert(dy, "resolved")  # the newer build succeeded
 
 
 def test_a_build_over_its_time_limit_is_killed(dy: Dockyard, git_server: GitServer,
@@ -379,5 +328,166 @@ def test_a_build_rolls_out_to_its_deploy_service(dy: Dockyard, git_server: GitSe
         dy.ok("stack", "rm", "deliv")
         deadline = time.monotonic() + 60
         while dy.db_query("SELECT name FROM instances WHERE name LIKE 'deliv-%'"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+
+def _inspect(marker: str) -> dict[str, Any]:
+    """HostConfig of the running build step whose command holds `marker`."""
+    client = docker.from_env()
+    try:
+        found = [c for c in client.containers.list()
+                 if marker in " ".join(c.attrs["Config"].get("Cmd") or [])]
+        return dict(found[0].attrs["HostConfig"]) if found else {}
+    finally:
+        client.close()
+
+
+def _running_step(marker: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while not (config := _inspect(marker)):
+        assert time.monotonic() < deadline, f"no running build step {marker}"
+        time.sleep(0.2)
+    return config
+
+
+def test_builds_run_under_limits_at_most_two_on_a_host(dy: Dockyard, git_server: GitServer,
+                                                       repo: Repo) -> None:
+    """A repository's memory/CPU limits (default: the server's, 2G and 2 CPUs) are each step
+    container's; of three builds of three repositories two run on the one host, the third
+    waits queued (no host, no step) until one of them ends; over the server's bound: 409."""
+    names = ("hold-a", "hold-b", "hold-c")
+    for name in names:
+        (git_server.work / f"Dockerfile.{name}").write_text(
+            f"FROM {dy.registry}/{IMAGE}\nRUN echo {name}-step && sleep 120\n")
+    git_server.push(_dockerfile(dy, "echo fine"), "three slow Dockerfiles")
+    over = dy.cli("repo", "add", "hold-x", "--url", git_server.url, "--memory", "3G")
+    assert over.code != 0 and "at most the server's build limit" in over.err, over
+    dy.ok("repo", "add", "hold-a", "--url", git_server.url, "--dockerfile", "Dockerfile.hold-a",
+          "--memory", "64M", "--cpus", "0.5")
+    for name in names[1:]:
+        dy.ok("repo", "add", name, "--url", git_server.url, "--dockerfile",
+              f"Dockerfile.{name}")
+    builds: dict[str, str] = {}
+    try:
+        for name in names:
+            builds[name] = dy.ok("build", "start", name, "--json").json()["id"]
+            if name != "hold-c":  # a and b take the host's two build slots, in this order
+                _running_step(f"{name}-step")
+        limited, default = _inspect("hold-a-step"), _inspect("hold-b-step")
+        assert (limited["Memory"], limited["MemorySwap"]) == (64 << 20, 64 << 20)
+        assert (limited["CpuQuota"], limited["CpuPeriod"]) == (50000, 100000)
+        assert (default["Memory"], default["CpuQuota"]) == (2 << 30, 200000)
+        assert "build limits: memory 67108864 bytes, 0.5 CPUs" in \
+            dy.ok("build", "logs", builds["hold-a"]).out
+        waiting = _state(dy, builds["hold-c"])
+        assert (waiting["state"], waiting["host"]) == ("queued", None)
+        assert _inspect("hold-c-step") == {}
+        dy.ok("build", "cancel", builds["hold-a"])
+        _until(dy, builds["hold-a"], {"cancelled"})
+        _running_step("hold-c-step")  # a slot is free: the waiting build runs
+        assert _state(dy, builds["hold-c"])["host"] == "local"
+    finally:
+        for name in names:
+            dy.cli("build", "cancel", builds.get(name, "none"))
+        for build_id in builds.values():
+            _until(dy, build_id, {"cancelled", "failed", "succeeded"})
+        for name in names:
+            dy.cli("repo", "rm", name)
+    assert [c for name in names for c in _build_containers(f"{name}-step")] == []
+
+
+def _agent_pid(dy: Dockyard) -> int | None:
+    """PID of the agent process of this test's `dockyard up` (its --home is ours)."""
+    home = str(dy.home / "agent")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"agent" in argv and home.encode() in argv and b"--server" in argv:
+            return int(entry.name)
+    return None
+
+
+def test_a_killed_agent_fails_its_build_and_leaves_nothing(dy: Dockyard,
+                                                           git_server: GitServer,
+                                                           repo: Repo) -> None:
+    """kill -9 of the agent while a build step runs: the build is marked failed (not
+    retried: a push or `build start` builds again), dockerd ends the step and removes its
+    container, the restarted agent removes the checkout, nothing is pushed (no `:main`)."""
+    (git_server.work / "Dockerfile.killed").write_text(
+        f"FROM {dy.registry}/{IMAGE}\nRUN echo killed-agent-step && sleep 120\n")
+    git_server.push(_dockerfile(dy, "echo fine"), "a Dockerfile to kill the agent in")
+    dy.ok("repo", "add", "killed", "--url", git_server.url, "--dockerfile", "Dockerfile.killed")
+    try:
+        build = dy.ok("build", "start", "killed", "--json").json()
+        _running_step("killed-agent-step")
+        checkouts = list((dy.home / "agent" / "builds").glob(f"build-{build['id']}-*"))
+        assert len(checkouts) == 1 and (checkouts[0] / "tag").is_file()
+        pid = _agent_pid(dy)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        done = _until(dy, build["id"], {"failed", "succeeded", "cancelled"})
+        assert done["state"] == "failed" and "interrupted" in done["error"], done
+        deadline = time.monotonic() + 60  # dockerd ends the step of the closed connection
+        while _build_containers("killed-agent-step"):
+            assert time.monotonic() < deadline, _build_containers("killed-agent-step")
+            time.sleep(0.3)
+        deadline = time.monotonic() + 60  # `dockyard up` restarts the agent, which sweeps
+        while (_agent_pid(dy) in (None, pid) or checkouts[0].exists()
+               or dy.ok("host", "show", "local", "--json").json()["state"] != "up"):
+            assert time.monotonic() < deadline, (_agent_pid(dy), checkouts)
+            time.sleep(0.3)
+        resp = _registry(dy, "default/killed/tags/list")
+        assert resp.status_code == 404 or not resp.json().get("tags"), resp.text
+        assert [k for k, _ in _build_events(dy, build["id"])] == ["build_started",
+                                                                  "build_failed"]
+    finally:
+        dy.cli("repo", "rm", "killed")
+
+
+def test_stack_deploy_builds_a_compose_build_service(dy: Dockyard, git_server: GitServer,
+                                                     repo: Repo, tmp_path: Path) -> None:
+    """`build: GIT_URL#main:sub` in a compose file: `stack deploy` adds repository
+    STACK-SERVICE, builds it like a push (the Dockerfile under `sub`), and the service's
+    replica runs the built image; a failing build deploys nothing."""
+    (git_server.work / "sub").mkdir(exist_ok=True)
+    (git_server.work / "sub" / "Dockerfile").write_text(
+        f"FROM {dy.registry}/{IMAGE}\nRUN echo composed > /composed\n")
+    commit = git_server.push(_dockerfile(dy, "echo fine"), "a Dockerfile under sub/")
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(f"services:\n  web:\n    build: {git_server.url}#main:sub\n")
+    try:
+        out = dy.ok("stack", "deploy", "cb", "-f", str(compose))
+        assert "building web" in out.err, out
+        built = dy.ok("repo", "show", "cb-web", "--json").json()
+        assert (built["context"], built["dockerfile"]) == ("sub", "sub/Dockerfile")
+        image = f"{dy.registry}/default/cb-web:{commit[:12]}"
+        stack = dy.ok("stack", "show", "cb", "--json").json()
+        assert [s["image"] for s in stack["services"]] == [image]
+        deadline = time.monotonic() + 60
+        while dy.db_query("SELECT image, state FROM instances WHERE name = 'cb-web-1'") \
+                != [(image, "running")]:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        with dy.api() as api:
+            done = api.post("/v1/instances/cb-web-1/exec", {"command": ["cat", "/composed"]})
+        assert done["exit_code"] == 0 and "composed" in done["stdout"], done
+
+        (git_server.work / "sub" / "Dockerfile").write_text(
+            f"FROM {dy.registry}/{IMAGE}\nRUN exit 5\n")
+        git_server.push(_dockerfile(dy, "echo fine"), "a broken Dockerfile under sub/")
+        failed = dy.cli("stack", "deploy", "cb", "-f", str(compose))
+        assert failed.code != 0 and "services.web.build: build" in failed.err, failed
+        assert [s["image"] for s in dy.ok("stack", "show", "cb", "--json").json()
+                ["services"]] == [image]
+    finally:
+        dy.cli("stack", "rm", "cb")
+        dy.cli("repo", "rm", "cb-web")
+        deadline = time.monotonic() + 60
+        while dy.db_query("SELECT name FROM instances WHERE name LIKE 'cb-%'"):
             assert time.monotonic() < deadline
             time.sleep(0.2)

@@ -110,10 +110,10 @@ def test_adapter_checks_then_starts_reloads_and_stops(tmp_path: Path) -> None:
         _kill(proxy)
 
 
-def _body(port: int) -> str:
+def _body(port: int, host: str = HOST) -> str:
     """The answer of a replica through the entrance, "" for anything else."""
     try:
-        status, body = get(port, HOST, timeout=2)
+        status, body = get(port, host, timeout=2)
     except OSError:
         return ""
     return body if status == 200 else ""
@@ -131,6 +131,7 @@ class Client:
     """GET every 20 ms with the entrance's Host, each on a new connection; every answer kept."""
 
     port: int
+    host: str = HOST
     answers: list[tuple[float, int, str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -139,7 +140,7 @@ class Client:
         while not self.stopping.is_set():
             started = time.monotonic()
             try:
-                status, body = get(self.port, HOST)
+                status, body = get(self.port, self.host)
                 self.answers.append((started, status, body))
                 if status != 200:
                     self.failures.append(f"{started:.2f} {status}: {body[:30]}")

@@ -48,7 +48,7 @@ def test_default_rules_follow_settings(env: tuple[Database, ServerSettings]) -> 
     with db.session() as sess:
         rules = {r.kind: r for r in sess.scalars(select(AlertRuleRow))}
     assert set(rules) == {"oom", "memory_rss_ratio", "pids_ratio", "load_over_cores",
-                          "host_down"}
+                          "host_down", "build_failed"}
     assert rules["memory_rss_ratio"].for_seconds == 2 and rules["pids_ratio"].threshold == 0.9
 
 

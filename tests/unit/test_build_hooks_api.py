@@ -75,8 +75,9 @@ def _signed(secret: str, body: bytes, delivery: str) -> dict[str, str]:
 
 
 def test_secret_once_credentials_never(api: Api) -> None:
-    repo = _add(api, "shop", credentials=TOKEN_TEXT, deploy=["web/app"])
+    repo = _add(api, "shop", credentials=TOKEN_TEXT, deploy=["web/app"], memory="512M", cpus=1.5)
     assert len(repo["webhook_secret"]) >= 32 and repo["image"] == "default/shop"
+    assert (repo["memory_bytes"], repo["cpus"]) == (512 << 20, 1.5)
     shown = api.client.get(f"/v1/repos/{repo['id']}", headers=api.auth).json()
     listed = api.client.get("/v1/repos", headers=api.auth).json()["items"]
     for view in (shown, *listed):
@@ -95,12 +96,17 @@ def test_secret_once_credentials_never(api: Api) -> None:
 @pytest.mark.parametrize("body", [{"name": "x", "url": "not a url"},
                                   {"name": "x", "url": "git://h/x.git", "dockerfile": "../x"},
                                   {"name": "x", "url": "git://h/x.git", "deploy": ["nope"]},
-                                  {"name": "x", "url": "git://h/x.git", "timeout": 1e9}])
+                                  {"name": "x", "url": "git://h/x.git", "timeout": 1e9},
+                                  {"name": "x", "url": "git://h/x.git", "memory": "3G"},
+                                  {"name": "x", "url": "git://h/x.git", "cpus": 2.5},
+                                  {"name": "x", "url": "git://h/x.git", "memory": "1K"},
+                                  {"name": "x", "url": "git://h/x.git", "cpus": 0}])
 def test_bad_repositories_are_refused_and_store_nothing(api: Api, body: dict[str, Any]) -> None:
-    """422 for what the schema refuses; 409 for a timeout over this server's build limit (a
-    number the schema accepts: the limit is the server's setting)."""
+    """422 for what the schema refuses; 409 for a timeout, memory or CPUs over this server's
+    build limits (1800 s, 2G, 2 CPUs: values the schema accepts, the limits are settings)."""
     resp = api.client.post("/v1/repos", headers=api.auth, json=body)
-    assert resp.status_code == (409 if "timeout" in body else 422), resp.text
+    over = body.get("timeout") or body.get("memory") == "3G" or body.get("cpus") == 2.5
+    assert resp.status_code == (409 if over else 422), resp.text
     assert api.client.get("/v1/repos/x", headers=api.auth).status_code == 404
 
 

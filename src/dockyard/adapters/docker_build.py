@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,15 @@ import docker.utils
 from dockyard.adapters.docker_sdk import post_build, shut_stream, translate
 from dockyard.errors import InvalidRequest
 
-__all__ = ["BuildSession", "context_tar"]
+__all__ = ["BuildLimits", "BuildSession", "context_tar"]
+
+CPU_PERIOD = 100_000  # µs, Docker's default CFS period
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    memory_bytes: int
+    cpus: float
 
 
 def _ignored(context: Path) -> list[str] | None:
@@ -55,10 +64,14 @@ class BuildSession:
     {"aux": {"ID": …}}, {"error": …}); `stop()` (any thread) ends it."""
 
     def __init__(self, api: Any, root: Path, context: str, dockerfile: str,
-                 tag: str) -> None:
+                 tag: str, limits: BuildLimits) -> None:
         self._tar, name = context_tar(root, context, dockerfile)
+        # each step's container: `memory` with no swap on top (memswap = memory), and a CFS
+        # quota of `cpus` over the default 100 ms period (docker build --memory/--cpu-quota)
         self._params = {"t": tag, "dockerfile": name, "rm": "1", "forcerm": "1",
-                        "pull": "0", "q": "0"}
+                        "pull": "0", "q": "0", "memory": str(limits.memory_bytes),
+                        "memswap": str(limits.memory_bytes), "cpuperiod": str(CPU_PERIOD),
+                        "cpuquota": str(max(1000, round(limits.cpus * CPU_PERIOD)))}
         self._api = api
         self._response: Any = None
         self._stopped = False

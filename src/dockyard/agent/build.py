@@ -13,11 +13,18 @@ A build runs in a thread of its own; the reply streams what it puts in a queue:
     then :<branch> ─▶ the local tags dropped, the checkout removed
 
 Its time limit stops it wherever it is (failed: "time limit"); a cancel does the same
-(cancelled); the server going away (the reply closed) stops it too.
+(cancelled); the server going away (the reply closed) stops it too. A build's checkout lives
+in HOME/builds/build-ID-*/ with the local tag it makes written beside it (`tag`): an agent
+killed mid-build (kill -9) leaves them, and the next agent's start removes them (the tag
+untagged, the directory deleted) before it takes any build. dockerd itself ends the step the
+killed agent's connection was running (the reply's socket closed), and removes its container
+(forcerm); the server marks the build failed when the agent's stream breaks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import queue
 import re
 import shutil
@@ -29,7 +36,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from dockyard.adapters.docker_build import BuildSession
+from dockyard.adapters.docker_build import BuildLimits, BuildSession
 from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.adapters.git import Git, credential_env
 from dockyard.builds.dockerfile import base_images, base_problem
@@ -37,6 +44,7 @@ from dockyard.errors import DockyardError
 from dockyard.model.build import AgentBuild, BuildLine, BuildState, short_sha
 
 STEP_RE = re.compile(r"^Step \d+/\d+ : ")
+_log = logging.getLogger(__name__)
 
 
 class _Stopped(Exception):
@@ -78,6 +86,21 @@ class Builder:
         self._runs: dict[str, _Run] = {}
         self._early: set[str] = set()  # cancelled before they arrived
         self._lock = threading.Lock()
+
+    def sweep(self) -> list[str]:
+        """Remove what builds of an earlier agent process left (it was killed mid-build):
+        their local tags and checkouts. Called once, before any build starts here."""
+        if not self.workroot.is_dir():
+            return []
+        removed = []
+        for leftover in sorted(self.workroot.glob("build-*")):
+            tag_file = leftover / "tag"
+            if tag_file.is_file():
+                with contextlib.suppress(DockyardError):  # an image in use keeps its tag
+                    self.engine.remove_image(tag_file.read_text().strip(), untag_only=True)
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover.name)
+        return removed
 
     def cancel(self, build_id: str) -> bool:
         with self._lock:
@@ -160,7 +183,10 @@ class Builder:
             return failure
         run.check()
         tag = f"{req.repository}:{short_sha(checkout.commit)}"
-        session = BuildSession(self.engine.api, src, req.context, req.dockerfile, tag)
+        (workdir / "tag").write_text(tag)  # for the sweep, should this process be killed
+        log(f"build limits: memory {req.memory_bytes} bytes, {req.cpus:g} CPUs")
+        session = BuildSession(self.engine.api, src, req.context, req.dockerfile, tag,
+                               BuildLimits(req.memory_bytes, req.cpus))
         run.attach(session)
         failure = self._docker_build(session, log)
         run.check()
@@ -232,6 +258,10 @@ def install_build(app: FastAPI, engine: DockerEngine, authorized: Callable[..., 
 
     workroot = (home or Path(tempfile.gettempdir()) / "dockyard-agent") / "builds"
     builder = Builder(engine, registry, workroot)
+    left = builder.sweep()
+    if left:
+        _log.warning("removed what %d builds of a killed agent left: %s", len(left),
+                    ", ".join(left))
 
     @app.post("/v1/builds", dependencies=[Depends(authorized)])
     def build(body: AgentBuild) -> StreamingResponse:

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, details, print_json, print_list
-from dockyard.errors import BackendError
+from dockyard.cli.output import console, details, err_console, print_json, print_list
+from dockyard.errors import BackendError, Conflict, InvalidRequest, NotFound
 
 build_app = typer.Typer(help="Image builds of repositories: start, list, logs, cancel.",
                         no_args_is_help=True)
@@ -35,6 +35,32 @@ def _wait(build_id: str, timeout: float) -> dict[str, Any]:
                 raise BackendError(f"build {build_id} still {build['state']} after "
                                    f"{timeout:.0f}s (dockyard build logs {build_id} -f)")
             time.sleep(POLL)
+
+
+def build_service(stack: str, service: str, wanted: dict[str, str],
+                  timeout: float = 1800.0) -> str:
+    """`stack deploy` of a service with compose `build:` (`wanted`: the url, branch, context
+    and dockerfile compose/buildsrc.py read): its repository `STACK-SERVICE` (added on first
+    use) is built like a push, waited for; the image the service runs."""
+    name = f"{stack}-{service}"
+    with client() as api:
+        try:
+            repo = api.get(f"/v1/repos/{name}")
+        except NotFound:
+            repo = api.post("/v1/repos", {"name": name, **wanted})
+        if any(repo[key] != value for key, value in wanted.items()):
+            raise Conflict(f"repository {name} builds another source than services.{service}"
+                           f".build: change it back or `dockyard repo rm {name}`")
+        build = api.post(f"/v1/repos/{name}/builds", {"ref": wanted["branch"]})
+    err_console.print(f"building {service}: build {build['id']} of repository {name} "
+                  f"({wanted['branch']})", highlight=False, markup=False)
+    build = _wait(build["id"], timeout)
+    if build["state"] != "succeeded":
+        raise InvalidRequest(f"services.{service}.build: build {build['id']} "
+                             f"{build['state']}: {build['error']} (dockyard build logs "
+                             f"{build['id']})")
+    err_console.print(f"built {build['image']}", highlight=False, markup=False)
+    return str(build["image"])
 
 
 @build_app.command("start")

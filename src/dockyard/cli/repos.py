@@ -49,11 +49,16 @@ def add(name: str,
         ssh_key: Annotated[Path | None, typer.Option("--ssh-key", help="file of an ssh deploy "
                                                      "key (private ssh repository)")] = None,
         timeout: Annotated[float | None, typer.Option(help="seconds a build may take")] = None,
+        memory: Annotated[str | None, typer.Option(help="memory of the build's steps, e.g. "
+                                                   "1G (default: the server's limit)")] = None,
+        cpus: Annotated[float | None, typer.Option(help="CPUs of the build's steps (default: "
+                                                   "the server's limit)")] = None,
         as_json: JsonOpt = False) -> None:
     """Add a repository; prints its webhook URL and secret (shown this once)."""
     body: dict[str, Any] = {"name": name, "url": url, "branch": branch,
                             "dockerfile": dockerfile, "context": context, "image": image,
-                            "deploy": deploy or [], "timeout": timeout,
+                            "deploy": deploy or [], "timeout": timeout, "memory": memory,
+                            "cpus": cpus,
                             "credentials": _credentials(token, ssh_key)}
     with client() as api:
         repo = api.post("/v1/repos", body)

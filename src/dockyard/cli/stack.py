@@ -51,6 +51,7 @@ def load(name: str, files: list[Path], env_files: list[Path]) -> tuple[dict[str,
                                                                        tuple[str, ...]]:
     """The files → the stack model the API takes (as JSON), and the loader's warnings.
     Without --env-file, a `.env` beside the first file is read (as Compose does)."""
+    from dockyard.cli.builds import build_service
     from dockyard.compose.loader import ComposeFile, load_stack  # yaml + jsonschema: here only
     if not files:
         raise InvalidRequest("stack deploy needs at least one -f FILE")
@@ -64,7 +65,10 @@ def load(name: str, files: list[Path], env_files: list[Path]) -> tuple[dict[str,
     loaded = load_stack([ComposeFile(str(f), _read(f)) for f in files], name=name,
                         environ=dict(os.environ),
                         env_files=[ComposeFile(str(f), _read(f)) for f in env_files],
-                        read_file=read_file)
+                        read_file=read_file,
+                        build=lambda service, source: build_service(name, service, {
+                            "url": source.url, "branch": source.branch,
+                            "context": source.context, "dockerfile": source.dockerfile}))
     return loaded.spec.model_dump(mode="json"), loaded.warnings
 
 

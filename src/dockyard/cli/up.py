@@ -77,6 +77,12 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                                             "429 + Retry-After (0: no limit; the agent feed "
                                             "and /v2/ never limited)"),
            rate_burst: int = typer.Option(200, help="calls a token may make at once"),
+           build_host_parallel: int = typer.Option(2, min=1, help="builds one host runs at "
+                                                   "once (more wait, queued)"),
+           build_memory: str = typer.Option("2G", help="memory of a build's steps (a "
+                                            "repository may ask for less)"),
+           build_cpus: float = typer.Option(2.0, min=0.01, help="CPUs of a build's steps "
+                                            "(CFS quota; a repository may ask for less)"),
            verbose: bool = False) -> None:
     """Run the API server in the foreground."""
     from dockyard.server.app import run_server
@@ -91,7 +97,9 @@ def server(home: HomeOpt, listen: str = typer.Option(DEFAULT_LISTEN, help="HOST:
                               registry_managed=registry is None,
                               registry_address=registry_address,
                               tls_dir=home / "tls" if tls else None,
-                              rate_limit=rate_limit, rate_burst=rate_burst))
+                              rate_limit=rate_limit, rate_burst=rate_burst,
+                              build_host_parallel=build_host_parallel,
+                              build_memory=parse_size(build_memory), build_cpus=build_cpus))
 
 
 def agent(server_url: str = typer.Option(..., "--server", help="server URL"),

@@ -23,6 +23,7 @@ from dockyard.compose.build import (
     build_volumes,
     check_stack_name,
 )
+from dockyard.compose.buildsrc import BuildSource, build_images, take_sources
 from dockyard.compose.envfile import parse_env_file
 from dockyard.compose.interpolate import dotted, interpolate_tree
 from dockyard.compose.merge import merge, normalize
@@ -65,7 +66,10 @@ def _no_files(path: str) -> str:
 def load_stack(files: Sequence[ComposeFile], *, name: str | None = None,
                environ: Mapping[str, str] | None = None,
                env_files: Sequence[ComposeFile] = (),
-               read_file: Callable[[str], str] = _no_files) -> LoadedStack:
+               read_file: Callable[[str], str] = _no_files,
+               build: Callable[[str, BuildSource], str] | None = None) -> LoadedStack:
+    """`build`: builds a service's `build:` source and answers its image (compose/buildsrc.py);
+    without it `build:` is refused."""
     if not files:
         raise ComposeError(["no compose file given"])
     try:
@@ -77,9 +81,12 @@ def load_stack(files: Sequence[ComposeFile], *, name: str | None = None,
     merged: dict[str, Any] = {}
     for tree in trees:
         merged = merge(merged, tree)
-    problems = unsupported(merged)
+    sources, problems = take_sources(merged) if build is not None else ({}, [])
+    problems += unsupported(merged)
     if problems:
         raise ComposeError(problems)
+    if build is not None:
+        build_images(merged, sources, build)
     spec = _build(merged, name, variables, read_file)
     return LoadedStack(spec=spec, warnings=tuple(warnings))
 

@@ -14,6 +14,9 @@ class RuleKind(StrEnum):
     pids_ratio = "pids_ratio"  # processes / pids limit, held for `for_seconds`
     load_over_cores = "load_over_cores"  # CPU demand / the instance's cores, held
     host_down = "host_down"  # 1 while a host misses heartbeats, held for `for_seconds`
+    # failed builds of a repository since its last successful one (cancelled ones aside):
+    # fires with a failed build, resolves with the next build that succeeds
+    build_failed = "build_failed"
 
 
 class WebhookFormat(StrEnum):

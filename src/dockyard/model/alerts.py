@@ -50,7 +50,7 @@ class Alert(BaseModel):
     rule: str
     rule_id: str
     kind: RuleKind
-    subject_kind: str = Field(description="instance | host")
+    subject_kind: str = Field(description="instance | host | repo")
     subject_id: str
     subject_name: str
     project: str | None

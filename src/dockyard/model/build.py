@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, JsonValue, field_validator
 
-from dockyard.model.instance import Strict
+from dockyard.model.instance import MemoryBytes, Strict
 from dockyard.model.validators import NAME_SCHEMA, check_name, schema_rule
 
 SHORT_SHA = 12
@@ -77,6 +77,10 @@ class RepoCreate(Strict):
                                     json_schema_extra=CREDENTIALS_SCHEMA)
     timeout: Annotated[float, Field(gt=0)] | None = Field(
         None, description="seconds a build may take (at most the server's build limit)")
+    memory: MemoryBytes = Field(None, description="memory of a build's steps, e.g. 1G (at "
+                                "most the server's build limit; default: that limit)")
+    cpus: float | None = Field(None, gt=0, le=1024, description="CPUs of a build's steps (CFS "
+                               "quota, as docker; at most the server's build limit)")
 
     _name = field_validator("name")(check_name)
     _branch = field_validator("branch")(check_branch)
@@ -131,6 +135,8 @@ class Repo(BaseModel):
     deploy: list[str]
     has_credentials: bool
     timeout: float | None
+    memory_bytes: int | None  # None: the server's build limit
+    cpus: float | None
     hook_url: str  # path of the push webhook: POST it with the webhook secret
     created_at: str
 
@@ -198,6 +204,9 @@ class AgentBuild(BaseModel):
     branch_tag: str | None  # pushed after the commit's tag; None for a tag or commit build
     credentials: str | None
     timeout: float
+    memory_bytes: int = Field(description="memory limit of each build step's container "
+                              "(swap included: none)")
+    cpus: float = Field(description="CFS quota of each build step's container, in CPUs")
     denied_prefixes: list[str] = Field(default_factory=list,
                                        description="registry repositories (REGISTRY/P/) the "
                                        "build may not use as a base: other projects'")

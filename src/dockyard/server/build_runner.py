@@ -1,14 +1,17 @@
-"""`BuildRunner`: runs queued builds on agents, one at a time per repository, up to
-`build_parallel` at once in this server; stores every log line; wakes log followers.
+"""`BuildRunner`: runs queued builds on agents, one at a time per repository, at most
+`build_host_parallel` at once on a host and `build_parallel` in this server; stores every log
+line; records build events; wakes log followers.
 
     pass (woken by a queued build or a finished one; every POLL seconds anyway):
       stale running builds (their server stopped writing) ─▶ failed
       queue.plan(queued, running repos) ─▶ superseded builds cancelled
-                                        ─▶ claim (queued → running, + a `build` operation)
-                                        ─▶ execute in a thread of its own (daemon)
+         ─▶ a host with room: the least busy up agent labelled role=build, or of any up
+            agent when none is labelled (said in the log); none has room: the build waits
+         ─▶ claim on that host (queued → running, + a `build` operation)
+         ─▶ execute in a thread of its own (daemon)
     execute(build):
-      host: an up agent labelled role=build, or any up agent when none is labelled (said in
-      the log) ─▶ POST /v1/builds on its agent (agent/build.py) ─▶ a line stream:
+      POST /v1/builds on its host's agent, with the limits (time, memory, CPUs: the
+      repository's, at most the server's) (agent/build.py) ─▶ a line stream:
       log lines (stored in batches), the commit cloned, the end (succeeded + image + digest,
       failed + step + error, cancelled) ─▶ the build and its operation finished
       succeeded with --deploy targets ─▶ build_delivery: each STACK/SERVICE redeployed on
@@ -46,6 +49,7 @@ from dockyard.server.placement import effective_labels
 from dockyard.store import builds as store
 from dockyard.store import hosts as host_store
 from dockyard.store import projects
+from dockyard.store.tables import HostRow
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +142,28 @@ class BuildRunner:
             waiting = [queue.Queued(r.id, r.repo_id, r.ref, r.seq) for r in store.queued(sess)]
             plan = queue.plan(waiting, store.running_repos(sess))
             for old, new in plan.superseded.items():
-                store.supersede(sess, old, new)
+                if store.supersede(sess, old, new):
+                    store.record_event(sess, old, "build_cancelled",
+                                       f"superseded by build {new}")
             claimed = []
+            hosts = _build_hosts(sess)
+            busy = store.builds_per_host(sess)
+            limit = self.ctx.settings.build_host_parallel
             for build_id in plan.start[:max(0, free)]:
-                if store.claim(sess, store.build(sess, None, build_id)):
+                room = [h for h in hosts.pool if busy.get(h.name, 0) < limit]
+                if not room:  # every build host is at its limit: the rest wait, queued
+                    break
+                host = min(room, key=lambda h: (busy.get(h.name, 0), h.name))
+                if store.claim(sess, store.build(sess, None, build_id), host.name):
+                    busy[host.name] = busy.get(host.name, 0) + 1
                     claimed.append(build_id)
+                    why = "labelled role=build" if hosts.labelled else \
+                        "no host is labelled role=build: any up host builds"
+                    store.append_logs(sess, build_id, 1,
+                                      [f"building on host {host.name} ({why})"])
         with self._lock:
             self._running.update(claimed)
+        self.ctx.notifier.bump()  # events --follow: builds ended or skipped in this pass
         return claimed
 
     # --- one build -------------------------------------------------------------------------
@@ -165,6 +184,7 @@ class BuildRunner:
             with self._lock:
                 self._running.discard(build_id)
             self.hub.changed(build_id)
+            self.ctx.notifier.bump()  # its end event
             self.poke()
 
     def _prepare(self, build_id: str) -> _Job | None:
@@ -174,19 +194,10 @@ class BuildRunner:
             repo = store.repo_by_id(sess, row.repo_id)
             if repo is None:
                 raise NotFound("its repository was removed")
-            hosts = host_store.reachable(sess)
-            labelled = [h for h in hosts if effective_labels(h).get(BUILD_LABEL[0])
-                        == BUILD_LABEL[1] and not h.draining]
-            pool = labelled or [h for h in hosts if not h.draining]
-            if not pool:
-                raise DockyardError("no host is up to build on")
-            busy = store.builds_per_host(sess)
-            host = min(pool, key=lambda h: (busy.get(h.name, 0), h.name))
-            store.set_host(sess, build_id, host.name)
-            why = "labelled role=build" if labelled else "no host is labelled role=build: " \
-                "any up host builds"
-            lines = [f"building on host {host.name} ({why})"]
-            store.append_logs(sess, build_id, 1, lines)
+            host = host_store.by_name(sess, row.host) if row.host else None
+            if host is None or not host.api_url:
+                raise DockyardError(f"its build host {row.host} is gone")
+            store.record_event(sess, build_id, "build_started", f"started on host {host.name}")
             store.operation_step(sess, row.operation_id, "host", host=host.name)
             names = projects.ids_by_name(sess)
             project = projects.names_by_id(sess)[row.project_id]
@@ -199,11 +210,15 @@ class BuildRunner:
                 credentials=self.box.open(repo.credentials_enc) if repo.credentials_enc
                 else None,
                 timeout=min(repo.timeout or settings.build_timeout, settings.build_timeout),
+                memory_bytes=min(repo.memory_bytes or settings.build_memory,
+                                 settings.build_memory),
+                cpus=min(repo.cpus or settings.build_cpus, settings.build_cpus),
                 denied_prefixes=[f"{registry}/{name}/" for name in names if name != project])
             cancelled = row.cancel_requested
             agent = self.ctx.agents.to(host.name, host.api_url, host.api_secret,
                                        httpx.Timeout(10.0, read=body.timeout + 60.0))
         self.hub.changed(build_id)
+        self.ctx.notifier.bump()
         if cancelled:
             with self.ctx.db.session() as sess:
                 self._end(sess, build_id, BuildState.cancelled, error="cancelled")
@@ -279,7 +294,9 @@ class BuildRunner:
         if store.finish(sess, build_id, state.value, image=image, digest=digest, step=step,
                         error=error):
             row = store.build(sess, None, build_id)
+            sess.refresh(row)  # the conditional UPDATE above bypassed the session's copy
             store.end_operation(sess, row.operation_id, state.value, error)
+            store.record_event(sess, build_id, f"build_{state.value}", _outcome(row))
         self.hub.changed(build_id)
 
     def cancel_on(self, host_name: str, build_id: str) -> None:
@@ -291,6 +308,27 @@ class BuildRunner:
             agent = self.ctx.agents.to(host.name, host.api_url, host.api_secret)
         with contextlib.suppress(NotFound):  # not (or no longer) running there
             agent.request("POST", f"/v1/builds/{build_id}/cancel")
+
+
+@dataclass
+class _Hosts:
+    pool: list[HostRow]  # where builds may run
+    labelled: bool  # the pool is the hosts labelled role=build
+
+
+def _build_hosts(sess: store.Session) -> _Hosts:
+    """The up, undrained hosts labelled role=build, or every up undrained host when none is."""
+    hosts = [h for h in host_store.reachable(sess) if not h.draining]
+    labelled = [h for h in hosts if effective_labels(h).get(BUILD_LABEL[0]) == BUILD_LABEL[1]]
+    return _Hosts(labelled or hosts, bool(labelled))
+
+
+def _outcome(row: store.BuildRow) -> str:
+    """An ended build's event message: what it built, or why not."""
+    at = f" at {short_sha(row.commit)}" if row.commit else ""
+    if row.state == BuildState.succeeded:
+        return f"succeeded{at}: {row.image}" + (f"; {row.rollout}" if row.rollout else "")
+    return f"{row.state}{at}: {row.error or 'no reason given'}"
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[BuildLine]:

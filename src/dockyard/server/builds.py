@@ -41,7 +41,8 @@ def repo_view(project: str, row: RepoRow) -> Repo:
     return Repo(id=row.id, name=row.name, project=project, url=row.url, branch=row.branch,
                 dockerfile=row.dockerfile, context=row.context, image=row.image,
                 deploy=list(row.deploy), has_credentials=row.credentials_enc is not None,
-                timeout=row.timeout, hook_url=f"/v1/hooks/{row.id}",
+                timeout=row.timeout, memory_bytes=row.memory_bytes, cpus=row.cpus,
+                hook_url=f"/v1/hooks/{row.id}",
                 created_at=row.created_at.isoformat())
 
 
@@ -73,6 +74,11 @@ def add_repo(ctx: ServerContext, box: SecretBox, project_id: str,
         # quota is (the schema cannot know the limit)
         raise Conflict(f"timeout: at most the server's build limit "
                        f"{ctx.settings.build_timeout:g}s")
+    limits = ctx.settings
+    if spec.memory is not None and spec.memory > limits.build_memory:
+        raise Conflict(f"memory: at most the server's build limit {limits.build_memory} bytes")
+    if spec.cpus is not None and spec.cpus > limits.build_cpus:
+        raise Conflict(f"cpus: at most the server's build limit {limits.build_cpus:g}")
     secret = secrets.token_hex(24)
     with ctx.db.session() as sess:
         project = projects.names_by_id(sess)[project_id]
@@ -81,7 +87,7 @@ def add_repo(ctx: ServerContext, box: SecretBox, project_id: str,
             branch=spec.branch, dockerfile=spec.dockerfile, context=spec.context,
             image=_image(project, spec), deploy=spec.deploy, secret_enc=box.seal(secret),
             credentials_enc=box.seal(spec.credentials) if spec.credentials else None,
-            timeout=spec.timeout))
+            timeout=spec.timeout, memory_bytes=spec.memory, cpus=spec.cpus))
         view = repo_view(project, row)
     return RepoCreated(**view.model_dump(), webhook_secret=secret)
 
@@ -140,7 +146,9 @@ def cancel(ctx: ServerContext, project_id: str, build_id: str) -> tuple[Build, s
     returned (the caller tells that host's agent to stop it). 409 once it finished."""
     with ctx.db.session() as sess:
         row = store.build(sess, project_id, build_id)
-        if not store.cancel_queued(sess, build_id) and not store.request_cancel(sess, build_id):
+        if store.cancel_queued(sess, build_id):
+            store.record_event(sess, build_id, "build_cancelled", "cancelled while queued")
+        elif not store.request_cancel(sess, build_id):
             raise Conflict(f"build {build_id} is already {row.state}")
         sess.refresh(row)
         return _views(sess, [row])[0], row.host if row.state == "running" else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,7 @@ from dockyard.errors import Conflict, NotFound, RetryableConflict
 from dockyard.model.ids import new_id
 from dockyard.store.build_tables import BuildLogRow, BuildRow, HookDeliveryRow, RepoRow
 from dockyard.store.rows import by_name, insert_unique, page
-from dockyard.store.tables import OperationRow
+from dockyard.store.tables import EventRow, OperationRow
 
 __all__ = ["BuildLogRow", "BuildRow", "RepoRow", "Session"]
 
@@ -142,13 +142,13 @@ def _move(sess: Session, build_id: str, old: str, **values: Any) -> bool:
     return getattr(done, "rowcount", 0) == 1
 
 
-def claim(sess: Session, row: BuildRow) -> bool:
-    """queued → running with its `build` operation (the journal); True if this call moved it
-    (of concurrent servers exactly one does)."""
+def claim(sess: Session, row: BuildRow, host: str | None = None) -> bool:
+    """queued → running on `host` with its `build` operation (the journal); True if this
+    call moved it (of concurrent servers exactly one does)."""
     at = now()
     op_id = new_id()
     if not _move(sess, row.id, "queued", state="running", started_at=at, heartbeat_at=at,
-                 operation_id=op_id):
+                 operation_id=op_id, host=host):
         return False
     sess.add(OperationRow(id=op_id, kind="build", project_id=row.project_id, instance_id=None,
                           status="running", steps=[{"step": "claimed", "build": row.id,
@@ -192,10 +192,6 @@ def request_cancel(sess: Session, build_id: str) -> bool:
     return _move(sess, build_id, "running", cancel_requested=True)
 
 
-def set_host(sess: Session, build_id: str, host: str) -> None:
-    sess.execute(update(BuildRow).where(BuildRow.id == build_id).values(host=host))
-
-
 def note_commit(sess: Session, build_id: str, commit: str, author: str | None,
                 message: str | None) -> None:
     row = sess.get(BuildRow, build_id)
@@ -211,6 +207,37 @@ def finish(sess: Session, build_id: str, state: str, *, image: str | None = None
     """running → a final state with what the build produced; False if it was not running."""
     return _move(sess, build_id, "running", state=state, image=image, digest=digest, step=step,
                  error=error[:2048] if error else None, finished_at=now(), heartbeat_at=now())
+
+
+def record_event(sess: Session, build_id: str, kind: str, text: str) -> None:
+    """An event of the build (`build_started|succeeded|failed|cancelled`) in the event log,
+    of the build's project and host, its message naming the build and its repository."""
+    row = sess.get(BuildRow, build_id)
+    if row is None:
+        return
+    repo_row = sess.get(RepoRow, row.repo_id)
+    name = repo_row.name if repo_row is not None else row.repo_id
+    sess.add(EventRow(project_id=row.project_id, instance_id=None, instance_name=None,
+                      host_name=row.host, kind=kind,
+                      message=f"build {row.id} of {name} ({row.ref}): {text}"[:1024]))
+
+
+def failure_streaks(sess: Session) -> dict[str, int]:
+    """Repository id → its failed builds since its last successful one (cancelled ones do
+    not count): what the `build_failed` alert rule measures."""
+    last_ok = (select(BuildRow.repo_id, func.max(BuildRow.seq).label("ok"))
+               .where(BuildRow.state == "succeeded").group_by(BuildRow.repo_id).subquery())
+    counted = sess.execute(
+        select(BuildRow.repo_id, func.count())
+        .outerjoin(last_ok, last_ok.c.repo_id == BuildRow.repo_id)
+        .where(BuildRow.state == "failed",
+               or_(last_ok.c.ok.is_(None), BuildRow.seq > last_ok.c.ok))
+        .group_by(BuildRow.repo_id))
+    return {str(repo_id): int(count) for repo_id, count in counted}
+
+
+def all_repos(sess: Session) -> list[RepoRow]:
+    return list(sess.scalars(select(RepoRow).order_by(RepoRow.name)))
 
 
 def set_rollout(sess: Session, build_id: str, text: str) -> None:

@@ -41,9 +41,10 @@ def times_of(sess: Session, kind: str, since: datetime) -> list[tuple[str, datet
 
 
 def record(sess: Session, row: InstanceRow | None, kind: str, message: str,
-           host_name: str | None = None) -> None:
-    """Append an event, of the instance `row` (its project, id and name) or of the cluster."""
-    sess.add(EventRow(project_id=row.project_id if row else None,
+           host_name: str | None = None, *, project_id: str | None = None) -> None:
+    """Append an event, of the instance `row` (its project, id and name), of a project (a
+    repository's alert) or of the cluster."""
+    sess.add(EventRow(project_id=row.project_id if row else project_id,
                       instance_id=row.id if row else None,
                       instance_name=row.name if row else None,
                       host_name=host_name, kind=kind, message=message))

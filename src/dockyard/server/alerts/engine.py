@@ -37,7 +37,8 @@ def default_rules(settings: ServerSettings) -> list[tuple[str, RuleKind, float, 
             ("memory", RuleKind.memory_rss_ratio, 0.9, settings.rss_for),
             ("pids", RuleKind.pids_ratio, 0.9, 0.0),
             ("load", RuleKind.load_over_cores, 1.0, settings.load_for),
-            ("host-down", RuleKind.host_down, 1.0, 0.0)]
+            ("host-down", RuleKind.host_down, 1.0, 0.0),
+            ("build-failed", RuleKind.build_failed, 1.0, 0.0)]
 
 
 def ensure_default_rules(db: Database, settings: ServerSettings) -> None:
@@ -57,7 +58,8 @@ def _announce(sess: Session, row: AlertRow, rule: Rule, now: datetime) -> None:
     record_event(sess, instance, f"alert_{row.state}",
                  f"{rule.name} ({rule.kind.value}) {row.state} on {row.subject_kind} "
                  f"{row.subject_name}: value {value}, threshold {rule.threshold:g}",
-                 row.subject_name if row.subject_kind == "host" else None)
+                 row.subject_name if row.subject_kind == "host" else None,
+                 project_id=row.project_id)
     alerts.enqueue(sess, row, now)
 
 

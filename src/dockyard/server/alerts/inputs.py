@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from dockyard.config import ServerSettings
 from dockyard.model.alerts import RuleKind
 from dockyard.server.alerts.rules import SAMPLE_KINDS, Inputs, Rule, Subject
-from dockyard.store import alerts, events, hosts, stats
+from dockyard.store import alerts, builds, events, hosts, stats
 from dockyard.store import instances as instance_rows
 from dockyard.store.events import record as record_event
 from dockyard.store.records import as_utc
@@ -70,7 +70,11 @@ def load_inputs(sess: Session, rules: list[Rule], settings: ServerSettings,
     span = max((r.for_seconds for r in sampled), default=0.0) + settings.alert_stale
     since = now - timedelta(seconds=span)
     samples = ({i.id: stats.history(sess, i.id, since) for i in instances} if sampled else {})
+    watch_builds = any(r.kind is RuleKind.build_failed for r in rules)
+    repos = ([Subject("repo", r.id, r.name, r.project_id) for r in builds.all_repos(sess)]
+             if watch_builds else [])
     oom_window = max((r.for_seconds for r in rules if r.kind is RuleKind.oom), default=0.0)
     return Inputs(now=now, stale_after=settings.alert_stale, instances=instances, hosts=hosts,
-                  samples=samples, hosts_down=down,
+                  samples=samples, hosts_down=down, repos=repos,
+                  failed_builds=builds.failure_streaks(sess) if watch_builds else {},
                   oom_events=_oom_events(sess, now - timedelta(seconds=oom_window)))

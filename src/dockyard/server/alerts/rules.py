@@ -6,6 +6,8 @@ when `value >= threshold`:
 - held kinds (memory_rss_ratio, pids_ratio, load_over_cores, host_down) fire once every point
   of the trailing run at or above the threshold spans `for_seconds` (0: at once); a series
   whose newest point is older than `stale_after` is unknown and does not fire;
+- the streak kind (build_failed) is the number of a repository's failed builds since its last
+  successful one, firing while it reaches the threshold (so a build that succeeds resolves it);
 - the window kind (oom) counts OOM kills in the last `for_seconds` (events, or the increase
   of the kernel's counter, whichever saw more) and fires while that count reaches the
   threshold, so it resolves by itself after a quiet window.
@@ -14,7 +16,7 @@ when `value >= threshold`:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from dockyard.model.alerts import RuleKind
@@ -33,7 +35,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class Subject:
-    kind: str  # instance | host
+    kind: str  # instance | host | repo
     id: str
     name: str
     project_id: str | None = None
@@ -62,6 +64,8 @@ class Inputs:
     samples: dict[str, list[InstanceSample]]
     oom_events: dict[str, list[datetime]]  # instance id → times of OOM events
     hosts_down: dict[str, datetime]  # host id → when it was last heard of + the timeout
+    repos: list[Subject] = field(default_factory=list)
+    failed_builds: dict[str, int] = field(default_factory=dict)  # repo id → failure streak
 
 
 SAMPLE_KINDS = (RuleKind.memory_rss_ratio, RuleKind.pids_ratio, RuleKind.load_over_cores)
@@ -153,8 +157,15 @@ def _down_points(host: Subject, inputs: Inputs) -> list[Point]:
     return [Point(since, 1.0), Point(inputs.now, 1.0)]
 
 
+def _streak_verdict(rule: Rule, failures: int) -> Verdict:
+    return Verdict(failures >= max(rule.threshold, 1.0), float(failures))
+
+
 def evaluate(rule: Rule, inputs: Inputs) -> dict[Subject, Verdict]:
     """The verdict of `rule` on every subject it watches."""
+    if rule.kind is RuleKind.build_failed:
+        return {r: _streak_verdict(rule, inputs.failed_builds.get(r.id, 0))
+                for r in inputs.repos if rule.project_id in (None, r.project_id)}
     if rule.kind is RuleKind.host_down:
         return {h: held_verdict(_down_points(h, inputs), rule.threshold, rule.for_seconds,
                                 inputs.now, inputs.stale_after) for h in inputs.hosts}

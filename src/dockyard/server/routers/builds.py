@@ -94,6 +94,7 @@ def cancel_build(build_id: str, caller: Caller = Depends(auth.user),
     if host is not None:
         builds.cancel_on(host, build_id)
     builds.poke()
+    ctx.notifier.bump()  # a queued build's cancel event
     return view.model_dump(mode="json")
 
 
