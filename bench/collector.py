@@ -40,13 +40,18 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def agent_pid(dy: PrivateDockyard) -> int:
+def child_pid(dy: PrivateDockyard, role: str) -> int:
+    """The `dockyard up` child running `role` ("agent" or "server")."""
     assert dy.proc is not None
     for child in _children(dy.proc.pid):
         cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-        if b"agent" in cmdline:
+        if role.encode() in cmdline:
             return child
-    raise RuntimeError("agent process not found")
+    raise RuntimeError(f"{role} process not found")
+
+
+def agent_pid(dy: PrivateDockyard) -> int:
+    return child_pid(dy, "agent")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -52,7 +52,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cli_startup  # noqa: E402
-from collector import bench_collector, report_lines  # noqa: E402
+from collector import bench_collector, child_pid, cpu_seconds, report_lines  # noqa: E402
 from collector import summary_row as collector_row  # noqa: E402
 from common import (  # noqa: E402
     BENCH,
@@ -217,8 +217,10 @@ def burst_round(kind: str, n: int, dy: PrivateDockyard, raw: RawNet, rnd: int) -
         t, _ = ping_until(ip, 120)
         return m0, m1, t
 
+    cpu0 = process_cpu(dy) if kind == "dy" else {}
     with ThreadPoolExecutor(n) as pool:
         results = list(pool.map(one, names))
+    cpu = {k: (v - cpu0[k]) / n for k, v in process_cpu(dy).items()} if kind == "dy" else {}
     t0 = min(r[0] for r in results)
     t_end = max(r[2] for r in results)
     per = [r[2] - r[0] for r in results]
@@ -229,7 +231,12 @@ def burst_round(kind: str, n: int, dy: PrivateDockyard, raw: RawNet, rnd: int) -
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(dy.delete if kind == "dy" else raw.delete, names))
     return {"kind": kind, "n": n, "wall": wall, "throughput": n / wall, "per": stats(per),
-            "launch": stats(launch), "last_launch": last_launch}
+            "launch": stats(launch), "last_launch": last_launch, "cpu_per_launch": cpu}
+
+
+def process_cpu(dy: PrivateDockyard) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the `dockyard up` server and agent processes."""
+    return {role: cpu_seconds(child_pid(dy, role)) for role in ("server", "agent")}
 
 
 def bench_burst(dy: PrivateDockyard, raw: RawNet, n: int, rounds: int) -> dict[str, Any]:
@@ -240,14 +247,19 @@ def bench_burst(dy: PrivateDockyard, raw: RawNet, n: int, rounds: int) -> dict[s
         for kind in order:
             r = burst_round(kind, n, dy, raw, rnd)
             res[kind].append(r)
+            cpu = "".join(f", {k} {v * 1000:.0f} ms CPU/launch"
+                          for k, v in r["cpu_per_launch"].items())
             log(f"  round {rnd + 1} {kind}: {n} reachable in {r['wall']:.2f} s "
-                f"= {r['throughput']:.2f}/s (per-instance median {ms(r['per']['median'])} ms)")
+                f"= {r['throughput']:.2f}/s (per-instance median {ms(r['per']['median'])} ms"
+                f"{cpu})")
     d = stats([r["throughput"] for r in res["dy"]])
     w = stats([r["throughput"] for r in res["raw"]])
     per_round = [a["throughput"] / b["throughput"] for a, b in zip(res["dy"], res["raw"],
                                                                     strict=True)]
+    cpu = {role: stats([r["cpu_per_launch"][role] for r in res["dy"]])
+           for role in ("server", "agent")}
     return {"n": n, "rounds": rounds, "dockyard": d, "raw": w, "ratio": d["median"] / w["median"],
-            "round_ratios": per_round, "detail": res}
+            "round_ratios": per_round, "detail": res, "cpu_per_launch": cpu}
 
 
 def burst_verdict(b: dict[str, Any]) -> str:
@@ -578,6 +590,14 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
                   + (" Per round (Dockyard / raw of the same round): "
                      + ", ".join(f"{x:.2f}" for x in rr)
                      + f"; spread {min(rr):.2f}–{max(rr):.2f}." if rr else "")]
+        cpu = b.get("cpu_per_launch")
+        if cpu:
+            lines += ["", "CPU per launch (user + system from /proc of the `dockyard up` "
+                      "children, from the first request until the last instance answered "
+                      f"ping, ÷ {b['n']}; median of the Dockyard rounds): "
+                      + ", ".join(f"{role} {c['median'] * 1000:.0f} ms (rounds "
+                                  f"{c['min'] * 1000:.0f}–{c['max'] * 1000:.0f})"
+                                  for role, c in cpu.items()) + "."]
     if n:
         pinned = ("server pinned to CPU 0 and client to CPU 1 (`taskset`) on every side"
                   if n.get("pinned") else "unpinned")

@@ -360,3 +360,42 @@ def test_garp_false_leaves_the_announce_to_the_caller(
         netlink.unplumb(host)
         netlink.plumb(pid, host, f"{host}p"[:15], bridge, mac, ip, PREFIX, GATEWAY)
         assert _garps(sock, mac, ip, wait=10.0) == 1
+FULL_BRIDGE_SCRIPT = """
+import json, subprocess, sys
+from pyroute2 import IPRoute
+from dockyard.adapters import netlink
+from dockyard.errors import BackendError
+
+netlink.ensure_bridge("dytfull", "10.249.0.1", 24)
+with IPRoute() as ipr:
+    br = ipr.link_lookup(ifname="dytfull")[0]
+    for i in range(netlink.BRIDGE_MAX_PORTS - 1):  # every port but one
+        ipr.link("add", ifname=f"fa{i}", kind="veth", peer=f"fb{i}")
+        ipr.link("set", index=ipr.link_lookup(ifname=f"fa{i}")[0], master=br)
+kids = [subprocess.Popen(["unshare", "--net", "sleep", "60"]) for _ in range(2)]
+results = []
+try:
+    for n, kid in enumerate(kids):
+        try:
+            netlink.plumb(kid.pid, f"dyvfull{n}", f"dypfull{n}", "dytfull",
+                          f"02:42:0a:f9:00:{n + 10:02x}", f"10.249.0.{n + 10}", 24, "10.249.0.1")
+            results.append("plumbed")
+        except BackendError as exc:
+            results.append(exc.message)
+finally:
+    for kid in kids:
+        kid.kill()
+        kid.wait()
+print(json.dumps(results))
+"""
+
+
+def test_a_full_bridge_refuses_the_next_veth_with_a_clear_error() -> None:
+    """A Linux bridge takes 1,023 ports; the 1,024th veth gets a message saying so (every
+    link lives in a throwaway network namespace of its own: nothing to clean up here)."""
+    proc = subprocess.run(["unshare", "--net", sys.executable, "-c", FULL_BRIDGE_SCRIPT],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    last, full = json.loads(proc.stdout.splitlines()[-1])
+    assert last == "plumbed"  # port 1,023 is still a port
+    assert "bridge is full" in full and "1023 ports" in full

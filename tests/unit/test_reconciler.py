@@ -256,3 +256,42 @@ def test_a_container_disk_is_made_before_start_and_released_before_remove(
     assert rec.sync(sized()).failed_create
     assert engine.calls[-3:] == ["stop dy-abc123", "release abc123", "remove dy-abc123"]
     assert engine.containers == {} and not (tmp_path / "disks" / "abc123").exists()
+class CountingLimits:
+    """Records the limit checks a sync makes (the real ones are netlink and cgroup reads)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def ensure_io(self, pid: int, limits: Limits) -> None:
+        self.calls.append("io")
+
+    def ensure_rates(self, pid: int, instance_id: str, limits: Limits) -> None:
+        self.calls.append("rates")
+
+
+def test_create_without_limits_reads_no_tc_or_io(tmp_path: Path) -> None:
+    limits = CountingLimits()
+    rec = Reconciler(FakeEngine(), FakeNetwork(), InstanceFiles(tmp_path), "cluster-1",  # type: ignore[arg-type]
+                     limits=limits)
+    assert rec.sync(desired()).state == "running"
+    assert limits.calls == []  # a container just made has no throttle and no tbf to undo
+    rec.sync(desired(id="def456", name="db", limits=Limits(ingress_bps=10**6, read_bps=10**6)))
+    assert limits.calls == ["io", "rates"]
+    rec.sync(desired(creating=False))  # a later pass checks what is in force
+    assert limits.calls == ["io", "rates", "io", "rates"]
+
+
+def test_own_start_event_is_recognised_once(parts: Any) -> None:
+    rec, engine, _, _ = parts
+    obs = rec.sync(desired())
+    assert rec.own_start(obs.container_id) is True
+    assert rec.own_start(obs.container_id) is False  # a later start (a crash restart) is not
+    assert rec.own_start("c-other") is False
+
+
+def test_failed_start_is_not_taken_for_own(parts: Any) -> None:
+    rec, engine, _, _ = parts
+    engine.fail_start = True
+    obs = rec.sync(desired())
+    assert obs.state == "deleted" and obs.failed_create
+    assert rec.own_start("c-dy-abc123") is False

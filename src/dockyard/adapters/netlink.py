@@ -97,6 +97,7 @@ _IFF_UP = 0x1
 _IFNAMSIZ = 15  # usable characters of an interface name
 _MAIN_TABLE = 254
 _INSTANCE_IFNAME = "eth0"
+BRIDGE_MAX_PORTS = 1023  # port numbers are 10 bits and 0 is not a port (BR_MAX_PORTS)
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 BIG_TCP_SIZE = 512 * 1024  # upper bound of an instance veth's IPv4 GSO/GRO size (module doc)
@@ -331,6 +332,11 @@ def _create_veth(host: Any, nsfd: int, host_ifname: str, peer_ifname: str, br_in
         host.link("add", ifname=host_ifname, kind="veth", peer=peer, state="up",
                   **({"master": br_index} if br_index is not None else {}))
     except NetlinkError as exc:
+        if exc.code == errno.EXFULL and br_index is not None:
+            raise BackendError(
+                f"creating veth {host_ifname}: its bridge is full (a Linux bridge takes at "
+                f"most {BRIDGE_MAX_PORTS} ports; instances past that on one network and host "
+                "need another network)") from exc
         raise BackendError(f"creating veth {host_ifname} (peer {peer_ifname} in the netns of "
                            f"pid {pid}): {failure_reason(exc)}") from exc
 

@@ -122,6 +122,15 @@ def wanted_resources(limits: Limits) -> Resources:
                      pids_limit=limits.pids)
 
 
+def has_io_limits(limits: Limits) -> bool:
+    return any(v is not None for v in (limits.read_bps, limits.write_bps, limits.read_iops,
+                                       limits.write_iops))
+
+
+def has_rates(limits: Limits) -> bool:
+    return limits.ingress_bps is not None or limits.egress_bps is not None
+
+
 def resource_changes(want: Resources, have: Resources) -> set[str]:
     """Fields `docker update` must change. An empty cpuset means "unpinned"; a memory limit
     can be changed live but not removed (dockerd refuses), so None there is left alone."""
@@ -152,6 +161,24 @@ class Reconciler:
         self.policy = policy or HostPolicy()
         self.vms = vms
         self.disks = disks
+        # ids of containers this reconciler is starting: their `start` event is its own doing,
+        # and the pass that started them plumbs and converges them (no second pass needed)
+        self._own_starts: set[str] = set()
+
+    def own_start(self, container_id: str) -> bool:
+        """True (once) when the `start` event of `container_id` comes from a sync's start."""
+        if container_id in self._own_starts:
+            self._own_starts.discard(container_id)
+            return True
+        return False
+
+    def _start(self, name: str, container_id: str) -> ContainerInfo:
+        self._own_starts.add(container_id)
+        try:
+            return self.engine.start(name)
+        except BaseException:
+            self._own_starts.discard(container_id)
+            raise
 
     def sync(self, d: DesiredInstance) -> ObservedState:
         if d.type == InstanceType.vm:
@@ -204,7 +231,7 @@ class Reconciler:
             self.files.set_applied_restart(d.id, d.restart_serial)
         if not info.running:
             self._ensure_disk(d, info)
-            info = self.engine.start(name)
+            info = self._start(name, info.id)
             faults.point("agent.start.started")
         self._ensure_plumbed(d, info)
         self._ensure_limits(d, info)
@@ -224,11 +251,15 @@ class Reconciler:
             self._ensure_disk(d, self._inspect(name))
             if d.desired_state == DesiredState.stopped:
                 return self._observed(d, "stopped", container_id)
-            info = self.engine.start(name)
+            info = self._start(name, container_id)
             faults.point("agent.create.started")
-            self._ensure_plumbed(d, info)
-            self.limits.ensure_io(info.pid, d.limits)
-            self.limits.ensure_rates(info.pid, d.id, d.limits)
+            # a container just made has no eth0, no throttle and no tbf: plumb at once (plumb
+            # re-checks what it finds) and write only the limits asked for
+            self.network.plumb(info.pid, d)
+            if has_io_limits(d.limits):
+                self.limits.ensure_io(info.pid, d.limits)
+            if has_rates(d.limits):
+                self.limits.ensure_rates(info.pid, d.id, d.limits)
             faults.point("agent.create.plumbed")
             return self._observed(d, "running", info.id, health=_health(info.health))
         except TemporaryError:

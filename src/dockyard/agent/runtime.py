@@ -364,6 +364,9 @@ class Agent:
                                 "(OOM kill)", instance_id)
                 if self.collector is not None and status in ("start", "die", "destroy"):
                     self.collector.invalidate()
+                if (status == "start" and self.reconciler is not None
+                        and self.reconciler.own_start(str(event.get("id", "")))):
+                    continue  # the sync that started it plumbs and reports it
                 if instance_id in self.desired and (
                         status in ("start", "die", "oom", "destroy")
                         or str(status).startswith("health_status")):  # reported to the server
