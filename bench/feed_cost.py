@@ -135,8 +135,13 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--profile", type=Path)
+    ap.add_argument("--out", type=Path, help="append the result (JSON lines)")
     args = ap.parse_args()
-    print(json.dumps(measure(args), indent=1))
+    result = {**measure(args), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    print(json.dumps(result, indent=1))
+    if args.out is not None:
+        with args.out.open("a") as f:
+            f.write(json.dumps(result) + "\n")
     return 0
 
 

@@ -345,14 +345,14 @@ class _Run:
         return time.monotonic() - start
 
 
-def _start_server(run: _Run, db_url: str, registry: str) -> None:
+def _start_server(run: _Run, db_url: str, registry: str, extra: tuple[str, ...] = ()) -> None:
     port = _free_port()
     run.url = f"http://127.0.0.1:{port}"
     run.log_file = (run.home / "server.log").open("wb")
     run.server = subprocess.Popen(
         [str(DOCKYARD), "server", "--home", str(run.home / "server"), "--listen",
          f"127.0.0.1:{port}", "--db", db_url, "--no-tls", "--registry", registry,
-         "--heartbeat-timeout", str(run.args.heartbeat_timeout)],
+         "--heartbeat-timeout", str(run.args.heartbeat_timeout), *extra],
         stdout=run.log_file, stderr=subprocess.STDOUT)
     run.wait(lambda: _healthy(run.url), "server start", 60)
 
