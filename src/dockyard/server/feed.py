@@ -256,11 +256,14 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
                                      or (full and since == 0)):
         ctx.pacer.held(1)
         try:
-            await _hold(ctx, host, since, token, min(timeout, watch_timeout(ctx.settings)),
-                        answer_at)
+            woken = await _hold(ctx, host, since, token,
+                                min(timeout, watch_timeout(ctx.settings)), answer_at)
         finally:
             ctx.pacer.held(-1)
-        reply = await run_in_threadpool(_changes, ctx, host, since, False, peers)
+        if woken:
+            reply = await run_in_threadpool(_changes, ctx, host, since, False, peers)
+        elif ctx.liveness.note(host) and await run_in_threadpool(ctx.liveness.flush, ctx.db):
+            ctx.notifier.bump()  # timed out, nothing of its own: the first read stands
     if full:
         reply = await run_in_threadpool(_changes, ctx, host, since, True, peers)
     ctx.pacer.answered(host)
@@ -268,14 +271,16 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
 
 
 async def _hold(ctx: ServerContext, host: str, since: int, token: asyncio.Event, limit: float,
-                answer_at: float | None) -> None:
+                answer_at: float | None) -> bool:
     """Until the host's instances changed after `since` (at once), its networks or peers did
-    (at the pacer's time), `limit` seconds passed or the server stops (`wakeups.py`)."""
+    (at the pacer's time), `limit` seconds passed or the server stops (`wakeups.py`). False
+    when only the time ran out and no change concerned the host (every change since the
+    token was decided by `Snapshot.decide`): the read made before the hold still holds."""
     deadline = time.monotonic() + limit
     while not ctx.notifier.closing:
         until = deadline if answer_at is None else min(deadline, answer_at)
         if time.monotonic() >= until:
-            return
+            return answer_at is not None
         await ctx.notifier.wait(token, until - time.monotonic())
         if not token.is_set():
             continue
@@ -283,9 +288,10 @@ async def _hold(ctx: ServerContext, host: str, since: int, token: asyncio.Event,
         token = snap.taken
         decision = snap.decide(host, since)
         if decision is Decision.now:
-            return
+            return True
         if decision is Decision.batch and answer_at is None:
             answer_at = ctx.pacer.due(host)
+    return True
 
 
 @router.post("/instances/{instance_id}/report", status_code=204)
