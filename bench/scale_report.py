@@ -122,8 +122,14 @@ def goals(hollow: list[dict[str, Any]], api: list[dict[str, Any]],
                             f"1: launch placed + acknowledged p99, {tag}"))
     else:
         out.append("| 1: watch p99 / launch p99 | 1000 / 100 ms | not measured | - |")
-    out.append("| 1: host-down detection | heartbeat timeout + 5 s | not measured by "
-               "`hollow.py` | - |")
+    downs = [r for r in hollow if "down" in r]
+    if downs:
+        d = max(downs, key=lambda r: r["hosts"])
+        out.append(_verdict(d["down"]["detected_s"], d["down"]["goal_s"], "s",
+                            f"1: host-down detection (heartbeat timeout + 5 s), "
+                            f"{d['hosts']:,} hosts ({d['db']})"))
+    else:
+        out.append("| 1: host-down detection | heartbeat timeout + 5 s | not measured | - |")
     sizes = [r for r in api if r.get("mode") == "size"]
     if sizes:
         z = sizes[-1]
