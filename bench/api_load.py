@@ -223,11 +223,12 @@ def hammer(args: argparse.Namespace, run: _Run, db_url: str, api_url: str) -> di
         http.post("/v1/projects", json={"name": "other"}).raise_for_status()
         other = http.post("/v1/tokens", json={"project": "other", "role": "member"}).json()
         tenant = other["token"]
+        http.post("/v1/networks", params={"project": "other"},  # a member may not create one
+                  json={"name": "o", "subnet": "10.250.0.0/24"}).raise_for_status()
         hammerer = http.post("/v1/tokens", json={"project": "default", "role": "member"}).json()
     good = hammerer["token"]
     with httpx.Client(base_url=run.url, timeout=60,
                       headers={"Authorization": f"Bearer {tenant}"}) as http:
-        http.post("/v1/networks", json={"name": "o", "subnet": "10.250.0.0/24"}).raise_for_status()
         probe = "/v1/networks/o"
 
         def sample(seconds: float) -> list[float]:
