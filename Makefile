@@ -64,6 +64,7 @@ clean:
 # 3,000 hosts on SQLite and PostgreSQL; results appended to bench/scale.jsonl
 SCALE_SIZES ?= 100 1000 3000
 bench-scale: setup
+	$(PY)/pip install -q -e '.[dev,bench]'
 	for n in $(SCALE_SIZES); do for db in sqlite postgres; do \
 	  flock -x /tmp/dockyard-heavy.lock timeout 900 $(PY)/python bench/hollow.py --hosts $$n \
 	    --db $$db --launches 300 --out bench/scale.jsonl || exit 1; done; done

@@ -345,14 +345,14 @@ class _Run:
         return time.monotonic() - start
 
 
-def _start_server(run: _Run, db_url: str, registry: str) -> None:
+def _start_server(run: _Run, db_url: str, registry: str, extra: tuple[str, ...] = ()) -> None:
     port = _free_port()
     run.url = f"http://127.0.0.1:{port}"
     run.log_file = (run.home / "server.log").open("wb")
     run.server = subprocess.Popen(
         [str(DOCKYARD), "server", "--home", str(run.home / "server"), "--listen",
          f"127.0.0.1:{port}", "--db", db_url, "--no-tls", "--registry", registry,
-         "--heartbeat-timeout", str(run.args.heartbeat_timeout)],
+         "--heartbeat-timeout", str(run.args.heartbeat_timeout), *extra],
         stdout=run.log_file, stderr=subprocess.STDOUT)
     run.wait(lambda: _healthy(run.url), "server start", 60)
 
@@ -452,6 +452,20 @@ def _burst(run: _Run, n: int, clients: int, admin: str) -> dict[str, Any]:
             "server_cpu_s_per_delete": round(cpu_delete / n, 4)}
 
 
+def _down(run: _Run, admin: str, gone: list[tuple[str, str]], sample: int) -> dict[str, Any]:
+    """Worker 0 killed (its agents fall silent at once): seconds until `sample` of its hosts
+    all show `down` in the API, against the goal of the heartbeat timeout + 5 s."""
+    names = [name for name, _ in gone][:sample]
+    run.workers[0].kill()
+    with httpx.Client(base_url=run.url, timeout=60,
+                      headers={"Authorization": f"Bearer {admin}"}) as http:
+        def all_down() -> bool:
+            return all(http.get(f"/v1/hosts/{n}").json().get("state") == "down" for n in names)
+        took = run.wait(all_down, "silent hosts shown down", run.args.heartbeat_timeout + 120)
+    return {"hosts_silenced": len(gone), "sampled": len(names), "detected_s": round(took, 1),
+            "goal_s": run.args.heartbeat_timeout + 5}
+
+
 def _states(url: str, headers: dict[str, str]) -> dict[str, int]:
     counts: Counter[str] = Counter()
     cursor: str | None = None
@@ -510,6 +524,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     run.log(f"burst failed: {exc}")
             result["errors"] = dict(run.totals.errors)
             result["db_bytes"] = _db_size(db_url, home)
+            if args.down:
+                try:
+                    result["down"] = _down(run, admin, share[0], args.down)
+                    run.log(f"down: {result['down']}")
+                except (TimeoutError, RuntimeError) as exc:
+                    result["down_error"] = str(exc)
     finally:
         _stop(run)
         api.shutdown()
@@ -566,7 +586,9 @@ def main() -> int:
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--procs", type=int, default=2, help="worker processes")
     ap.add_argument("--heartbeat", type=float, default=10.0, help="seconds between heartbeats")
-    ap.add_argument("--heartbeat-timeout", type=float, default=60.0)
+    ap.add_argument("--heartbeat-timeout", type=float, default=30.0)
+    ap.add_argument("--down", type=int, default=20, help="at the end, kill one worker and "
+                    "time until this many of its hosts show down (0: skip)")
     ap.add_argument("--settle", type=float, default=5.0, help="seconds before steady state")
     ap.add_argument("--steady", type=float, default=20.0, help="seconds of steady state")
     ap.add_argument("--launches", type=int, default=100)
@@ -582,7 +604,7 @@ def main() -> int:
     if args.out is not None:
         with args.out.open("a") as f:
             f.write(json.dumps(result) + "\n")
-    return 1 if result["errors"] or "burst_error" in result else 0
+    return 1 if result["errors"] or "burst_error" in result or "down_error" in result else 0
 
 
 if __name__ == "__main__":

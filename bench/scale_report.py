@@ -1,6 +1,10 @@
-"""The "Scale" section of bench/RESULTS.md from `bench/hollow.py`'s results (JSON lines).
+"""The "Scale" section of bench/RESULTS.md from `bench/hollow.py`'s results (JSON lines),
+`bench/api_load.py`'s (bench/api_load.jsonl) and `bench/feed_cost.py`'s (bench/feed_cost.jsonl).
 
     .venv/bin/python bench/scale_report.py bench/scale.jsonl
+
+Each goal of issue 16's items 1, 2 and 6 gets a line with the newest measured figure and
+PASS or FAIL (or "not measured": no result holds it).
 
 Writes bench/SCALE.md (the newest run of each size and database; `bench/run.py` includes it
 when it regenerates RESULTS.md), puts it into RESULTS.md in place of an earlier Scale section
@@ -80,11 +84,92 @@ def plot(results: list[dict[str, Any]], out: Path) -> bool:
     return True
 
 
+def _load(path: Path) -> list[dict[str, Any]]:
+    lines_in = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines_in if line.strip()]
+
+
+def _verdict(value: float | None, limit: float, unit: str, what: str) -> str:
+    if value is None or value != value:  # None or NaN
+        return f"| {what} | ≤ {limit:g} {unit} | not measured | - |"
+    return (f"| {what} | ≤ {limit:g} {unit} | {value:g} {unit} | "
+            f"{'PASS' if value <= limit else 'FAIL'} |")
+
+
+def goals(hollow: list[dict[str, Any]], api: list[dict[str, Any]],
+          feed: list[dict[str, Any]]) -> list[str]:
+    """One line per goal, from the newest result that holds it."""
+    out = ["### Goals (issue 16, items 1, 2 and 6): newest figure, PASS/FAIL", "",
+           "| goal | limit | measured | verdict |", "|---|---|---|---|"]
+    biggest = max(hollow, key=lambda r: r["hosts"], default=None)
+    if biggest is not None and biggest["hosts"] >= 10_000:
+        out.append(_verdict(biggest["steady"]["server_cpu_cores"], 1.0, "cores",
+                            f"1: server CPU, steady, {biggest['hosts']:,} hosts ({biggest['db']})"))
+    else:
+        out.append("| 1: server CPU, steady, 10,000 hosts | ≤ 1 cores | not measured at "
+                   "10,000 (see the per-call figure below) | - |")
+    for r in feed[-2:]:
+        for kind in ("heartbeat", "watch"):
+            per = r[kind]["server_cpu_ms_per_call"]
+            out.append(_verdict(per, 1.0, "ms", f"1: server CPU per {kind} ({r['db']}, "
+                                f"`feed_cost.py`; 1,000/s at 10k hosts needs ≤ 1 ms)"))
+    bursts = [r for r in hollow if "burst" in r]
+    if bursts:
+        b = max(bursts, key=lambda r: r["hosts"])
+        tag = f"{b['hosts']:,} hosts ({b['db']})"
+        out.append(_verdict(b["burst"]["watch_p99_ms"], 1000, "ms", f"1: watch p99, {tag}"))
+        out.append(_verdict(b["burst"]["launch_p99_ms"], 100, "ms",
+                            f"1: launch placed + acknowledged p99, {tag}"))
+    else:
+        out.append("| 1: watch p99 / launch p99 | 1000 / 100 ms | not measured | - |")
+    downs = [r for r in hollow if "down" in r]
+    if downs:
+        d = max(downs, key=lambda r: r["hosts"])
+        out.append(_verdict(d["down"]["detected_s"], d["down"]["goal_s"], "s",
+                            f"1: host-down detection (heartbeat timeout + 5 s), "
+                            f"{d['hosts']:,} hosts ({d['db']})"))
+    else:
+        out.append("| 1: host-down detection | heartbeat timeout + 5 s | not measured | - |")
+    sizes = [r for r in api if r.get("mode") == "size"]
+    if sizes:
+        z = sizes[-1]
+        tag = f"{z['instances']:,} instances ({z['db']})"
+        out.append(_verdict(z["get_one"]["p99_ms"], 20, "ms", f"2: GET one p99, {tag}"))
+        out.append(_verdict(z["list_page"]["p99_ms"], 100, "ms", f"2: list page p99, {tag}"))
+        out.append(_verdict(z["list_page_project"]["p99_ms"], 100, "ms",
+                            f"2: list page by project p99, {tag}"))
+        out.append("| 2: list filtered by host / label | ≤ 100 ms | not measured: `GET "
+                   "/v1/instances` has no host or label filter | - |")
+        worst = max(z["launch"]["p99_ms"], z["delete"]["p99_ms"])
+        out.append(_verdict(worst, 100, "ms", f"2: mutating p99 (launch, delete), {tag}"))
+        walk = z["walk_all"]
+        good = walk["complete"] and walk["ordered"]
+        out.append(f"| 2: every page walked | complete, ordered | {walk['instances']:,} in "
+                   f"{walk['seconds']} s, complete {walk['complete']}, ordered "
+                   f"{walk['ordered']} | {'PASS' if good else 'FAIL'} |")
+    else:
+        out.append("| 2: API at 100,000 instances | | not measured | - |")
+    for h in [r for r in api if r.get("mode") == "hammer"][-2:]:
+        tag = (f"{h['clients']:,} clients, {h['seconds']:g} s, rate limit "
+               f"{h['rate_limit'] or 'off'} ({h['db']})")
+        out.append(f"| 6: no 5xx, {tag} | 0 | {h['five_xx']} of "
+                   f"{sum(v for k, v in h['statuses'].items() if k.isdigit()):,} replies | "
+                   f"{'PASS' if h['five_xx'] == 0 else 'FAIL'} |")
+        grow = h["rss_mib_peak"] - h["rss_mib_before"]
+        out.append(_verdict(round(grow, 1), 256, "MiB", f"6: server RSS growth, {tag}"))
+        limit = 2 * h["tenant_idle_p50_ms"]
+        out.append(_verdict(h["tenant_load_p50_ms"], round(limit, 2), "ms",
+                            f"6: other tenant p50 under load (2× idle {h['tenant_idle_p50_ms']} "
+                            f"ms), {tag}"))
+    return out
+
+
 def main() -> int:
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else BENCH / "scale.jsonl"
-    lines_in = source.read_text().splitlines() if source.exists() else []
-    results = newest([json.loads(line) for line in lines_in if line])
-    lines = [*HEADER, *(row(r) for r in results)]
+    results = newest(_load(source))
+    api, feed = _load(BENCH / "api_load.jsonl"), _load(BENCH / "feed_cost.jsonl")
+    lines = [*HEADER, *(row(r) for r in results), "",
+             *goals(results, api, feed)]
     if results and plot(results, BENCH / "scale.png"):
         lines += ["", "![server CPU and watch latency against hosts](scale.png)"]
     notes = BENCH / "SCALE_NOTES.md"

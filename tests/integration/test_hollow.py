@@ -19,7 +19,7 @@ HOSTS = 100
 
 def test_a_hundred_hollow_agents_converge() -> None:
     args = argparse.Namespace(hosts=HOSTS, db="sqlite", procs=2, heartbeat=10.0,
-                              heartbeat_timeout=60.0, settle=0.0, steady=2.0,
+                              heartbeat_timeout=60.0, settle=0.0, steady=2.0, down=0,
                               launches=HOSTS, clients=8, keep=False, label="")
     result = measure(args)  # raises when a phase does not finish in its time
     burst = result["burst"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from dockyard.config import ServerSettings
 from dockyard.server.agent_proxy import AgentProxy
+from dockyard.server.liveness import Liveness
 from dockyard.server.notifier import Notifier
 from dockyard.server.peers import PeerJournal
 from dockyard.server.registry import RegistryClient
@@ -44,3 +45,4 @@ class ServerContext:
     peers: PeerJournal = field(default_factory=PeerJournal)  # the watch's peer deltas
     wakeups: ChangeIndex = field(default_factory=ChangeIndex)  # whom a change concerns
     pacer: Pacer = field(default_factory=Pacer)  # peer-only answers, batched per host
+    liveness: Liveness = field(default_factory=Liveness)  # heartbeats, written in batches

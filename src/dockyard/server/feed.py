@@ -49,12 +49,11 @@ from dockyard.server.wakeups import Decision
 from dockyard.store import hosts, meta, networks, projects, records, revision, stacks, stats
 from dockyard.store import instances as instance_rows
 from dockyard.store.events import record as record_event
-from dockyard.store.records import as_utc
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
 
 
-def _count(request: Request, caller: Caller = Depends(auth.host),
-           ctx: ServerContext = Depends(auth.context)) -> None:
+async def _count(request: Request, caller: Caller = Depends(auth.host),
+                 ctx: ServerContext = Depends(auth.server_context)) -> None:
     route = request.scope.get("route")
     ctx.feed.count(caller.host_name or "", getattr(route, "name", "") or request.url.path)
 
@@ -98,6 +97,7 @@ def register(body: Registration, caller: Caller = Depends(auth.host),
                                   registry_login=ctx.settings.registry_managed,
                                   watch_timeout=watch_timeout(ctx.settings),
                                   certificate=certificate)
+    ctx.liveness.wrote(row.name, body.inventory.model_dump())
     ctx.notifier.bump()
     return reply
 
@@ -114,16 +114,30 @@ def _certificate(ctx: ServerContext, body: Registration, host_name: str) -> str:
 
 
 @router.post("/heartbeat", status_code=204)
-def heartbeat(body: Heartbeat, caller: Caller = Depends(auth.host),
-              ctx: ServerContext = Depends(auth.context)) -> None:
+async def heartbeat(body: Heartbeat, caller: Caller = Depends(auth.host),
+                    ctx: ServerContext = Depends(auth.server_context)) -> None:
+    """Noted in memory when the inventory is the one this process last wrote and the host
+    was heard from lately (`liveness.py`: written with the others within a second); else
+    written now, in a worker thread."""
+    host, inventory, live = caller.host_name or "", body.inventory.model_dump(), ctx.liveness
+    if live.inventory_known(host, inventory) and \
+            not live.due_now(host, ctx.settings.heartbeat_timeout):
+        if live.note(host) and await run_in_threadpool(live.flush, ctx.db):
+            ctx.notifier.bump()  # a host came back: wakes `events --follow`
+        return
+    await run_in_threadpool(_write_heartbeat, ctx, host, inventory)
+
+
+def _write_heartbeat(ctx: ServerContext, host_name: str, inventory: dict[str, object]) -> None:
     with ctx.db.session() as sess:
-        row = _host(sess, caller)
-        row.inventory = {**body.inventory.model_dump(), "labels": row.inventory.get("labels", {})}
+        row = _host_named(sess, host_name)
+        row.inventory = {**inventory, "labels": row.inventory.get("labels", {})}
         row.last_heartbeat = datetime.now(UTC)
         came_back = row.state == "down"
         row.state = "up"
         if came_back:
             record_event(sess, None, "host_up", "heartbeats are back", row.name)
+    ctx.liveness.wrote(host_name, inventory)
     if came_back:
         ctx.notifier.bump()  # wakes `events --follow`
 
@@ -173,33 +187,39 @@ def _changes(ctx: ServerContext, host_name: str, since: int, full: bool,
     `peers_token`: the agent's peer state (None: it takes whole lists only).
 
     A read-only transaction: every change wakes every watch, and a write per wake-up would
-    queue all of them on the write lock; the heartbeat is written only when the stored one is
-    older than `_touch_every` (or the host is marked down)."""
+    queue all of them on the write lock; the heartbeat is noted in memory and written in
+    batches (`liveness.py`), at once only when the host is stored down or was silent."""
     with ctx.db.read() as sess:
-        host = _host_named(sess, host_name)
-        fresh = host.state == "up" and host.last_heartbeat is not None and \
-            as_utc(host.last_heartbeat) > datetime.now(UTC) - _touch_every(ctx)
-        reply = _read_changes(ctx, sess, host, since, full, peers_token)
-    if not fresh:
+        found = hosts.liveness_of(sess, host_name)  # three columns, not the whole row
+        if found is None:
+            raise NotFound(f"host {host_name} has not registered")
+        host_id, state, last_heartbeat = found
+        down = state != "up" or last_heartbeat is None
+        reply = _read_changes(ctx, sess, host_id, since, full, peers_token)
+    live = ctx.liveness
+    if down or live.due_now(host_name, ctx.settings.heartbeat_timeout):
         with ctx.db.session() as sess:
             if touch(sess, _host_named(sess, host_name)):
                 ctx.notifier.bump()  # wakes `events --follow`
+        live.wrote(host_name)
+    elif live.note(host_name) and live.flush(ctx.db):
+        ctx.notifier.bump()
     return reply
 
 
-def _touch_every(ctx: ServerContext) -> timedelta:
-    """How stale a stored heartbeat may get before a watch writes it again: well inside the
-    heartbeat timeout (down detection reads it)."""
-    return timedelta(seconds=min(5.0, ctx.settings.heartbeat_timeout / 6))
-
-
-def _read_changes(ctx: ServerContext, sess: Session, host: HostRow, since: int, full: bool,
+def _read_changes(ctx: ServerContext, sess: Session, host_id: str, since: int, full: bool,
                   peers_token: str | None) -> WatchReply:
     current = revision.current(sess)
     networks_revision = int(meta.get(sess, meta.NETWORKS_REVISION) or 0)
     ctx.peers.refresh(networks_revision, lambda: peer_map(sess))  # read after: peers.py
     state = ctx.peers.since(None if full else peers_token)
-    changed = instance_rows.changed_on_host(sess, host.id, None if full else since)
+    changed = instance_rows.changed_on_host(sess, host_id, None if full else since)
+    net_changed = full or networks_revision > since or (
+        peers_token is not None and state.token != peers_token)
+    if not changed and not net_changed:  # the idle watch: nothing to build
+        return WatchReply(revision=current, full=full, instances=[], networks=[],
+                          peers_token="" if peers_token is None else state.token,
+                          peers_delta=peers_token is not None and not state.full)
     rows = {n.id: n for n in networks.all_networks(sess)}
     nets = {n.id: desired_network(n, state.peers.get(n.id)) for n in rows.values()}
     own = nets if peers_token is None else {n.id: desired_network(n) for n in rows.values()}
@@ -212,8 +232,6 @@ def _read_changes(ctx: ServerContext, sess: Session, host: HostRow, since: int, 
         for net_id, gone in state.gone.items():
             if net_id in nets:
                 nets[net_id].peers_gone = gone
-    net_changed = full or networks_revision > since or (
-        peers_token is not None and state.token != peers_token)
     return WatchReply(revision=current, full=full, instances=instances,
                       networks=list(nets.values()) if net_changed else [],
                       peers_token="" if peers_token is None else state.token,
@@ -227,7 +245,7 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
                                           "`peers_token` of the last reply (\"\" at first): "
                                           "peers come as deltas"),
                 caller: Caller = Depends(auth.host),
-                ctx: ServerContext = Depends(auth.context)) -> WatchReply:
+                ctx: ServerContext = Depends(auth.server_context)) -> WatchReply:
     """Held up to min(`timeout`, the server's watch timeout) unless something changed after
     `since`. A resync (`full`) is held too, unless `since` is 0 (the agent knows nothing)."""
     assert caller.host_name is not None
@@ -243,11 +261,14 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
                                      or (full and since == 0)):
         ctx.pacer.held(1)
         try:
-            await _hold(ctx, host, since, token, min(timeout, watch_timeout(ctx.settings)),
-                        answer_at)
+            woken = await _hold(ctx, host, since, token,
+                                min(timeout, watch_timeout(ctx.settings)), answer_at)
         finally:
             ctx.pacer.held(-1)
-        reply = await run_in_threadpool(_changes, ctx, host, since, False, peers)
+        if woken:
+            reply = await run_in_threadpool(_changes, ctx, host, since, False, peers)
+        elif ctx.liveness.note(host) and await run_in_threadpool(ctx.liveness.flush, ctx.db):
+            ctx.notifier.bump()  # timed out, nothing of its own: the first read stands
     if full:
         reply = await run_in_threadpool(_changes, ctx, host, since, True, peers)
     ctx.pacer.answered(host)
@@ -255,14 +276,16 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
 
 
 async def _hold(ctx: ServerContext, host: str, since: int, token: asyncio.Event, limit: float,
-                answer_at: float | None) -> None:
+                answer_at: float | None) -> bool:
     """Until the host's instances changed after `since` (at once), its networks or peers did
-    (at the pacer's time), `limit` seconds passed or the server stops (`wakeups.py`)."""
+    (at the pacer's time), `limit` seconds passed or the server stops (`wakeups.py`). False
+    when only the time ran out and no change concerned the host (every change since the
+    token was decided by `Snapshot.decide`): the read made before the hold still holds."""
     deadline = time.monotonic() + limit
     while not ctx.notifier.closing:
         until = deadline if answer_at is None else min(deadline, answer_at)
         if time.monotonic() >= until:
-            return
+            return answer_at is not None
         await ctx.notifier.wait(token, until - time.monotonic())
         if not token.is_set():
             continue
@@ -270,9 +293,10 @@ async def _hold(ctx: ServerContext, host: str, since: int, token: asyncio.Event,
         token = snap.taken
         decision = snap.decide(host, since)
         if decision is Decision.now:
-            return
+            return True
         if decision is Decision.batch and answer_at is None:
             answer_at = ctx.pacer.due(host)
+    return True
 
 
 @router.post("/instances/{instance_id}/report", status_code=204)

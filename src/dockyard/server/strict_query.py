@@ -42,10 +42,11 @@ def checked(route: object, path: str) -> bool:
             and path.startswith("/v1/") and not path.startswith("/v1/agent/"))
 
 
-def refuse_unknown_query(request: HTTPConnection) -> None:
+async def refuse_unknown_query(request: HTTPConnection) -> None:
     """An app-wide dependency: runs after routing, before the route's own parameters. It
     takes an `HTTPConnection`, which FastAPI gives to websocket routes too (a `Request`
-    parameter made the console's websocket a 500); only HTTP API routes are checked."""
+    parameter made the console's websocket a 500); only HTTP API routes are checked. Async:
+    it does no I/O, and a plain function cost every request a worker-thread hop."""
     route = request.scope.get("route")
     if not checked(route, request.url.path):
         return

@@ -21,6 +21,13 @@ def by_name(sess: Session, name: str) -> HostRow | None:
     return sess.scalar(select(HostRow).where(HostRow.name == name))
 
 
+def liveness_of(sess: Session, name: str) -> tuple[str, str, datetime | None] | None:
+    """(id, stored state, last heartbeat) of the host named `name`; None if there is none."""
+    row = sess.execute(select(HostRow.id, HostRow.state, HostRow.last_heartbeat)
+                       .where(HostRow.name == name)).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
 def exists(sess: Session, name: str) -> bool:
     return sess.scalar(select(HostRow.id).where(HostRow.name == name)) is not None
 
@@ -92,6 +99,18 @@ def set_state(sess: Session, row: HostRow, old: str, new: str) -> bool:
 def volume_count(sess: Session, host_id: str) -> int:
     return sess.scalar(select(func.count()).select_from(VolumeRow)
                        .where(VolumeRow.host_id == host_id)) or 0
+
+
+def touch_many(sess: Session, names: list[str], when: datetime) -> list[HostRow]:
+    """Set the heartbeat of the hosts named `names` to `when` (one UPDATE; never moves one
+    back); the rows among them stored `down`, to be brought back up one by one."""
+    if not names:
+        return []
+    sess.execute(update(HostRow).where(HostRow.name.in_(names), or_(
+        HostRow.last_heartbeat.is_(None), HostRow.last_heartbeat < when))
+        .values(last_heartbeat=when).execution_options(synchronize_session=False))
+    return list(sess.scalars(select(HostRow).where(HostRow.name.in_(names),
+                                                   HostRow.state == "down")))
 
 
 def delete(sess: Session, row: HostRow) -> None:

@@ -5,13 +5,35 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, event, func, select
 from sqlalchemy.orm import Session
 
 from dockyard.model.ids import new_id
 from dockyard.store.tables import TokenRow
 
 PREFIX = "dy_"
+
+
+class _Revocations:
+    """How many revocations this process has made (`epoch`): a cache of verified tokens
+    (`server/auth.py`) drops what it verified before a revocation. Counted when the delete is
+    issued and again when its transaction commits, so a verification that ran in between
+    (and still saw the row) is dropped too."""
+
+    epoch = 0
+
+    @classmethod
+    def note(cls, sess: Session) -> None:
+        cls.epoch += 1
+        event.listen(sess, "after_commit", lambda _sess: cls._bump(), once=True)
+
+    @classmethod
+    def _bump(cls) -> None:
+        cls.epoch += 1
+
+
+def revocation_epoch() -> int:
+    return _Revocations.epoch
 
 
 def hash_token(token: str) -> str:
@@ -37,10 +59,15 @@ def admin_count(sess: Session) -> int:
 
 
 def lookup(sess: Session, token: str) -> TokenRow | None:
-    return sess.scalar(select(TokenRow).where(TokenRow.hash == hash_token(token)))
+    return lookup_hash(sess, hash_token(token))
+
+
+def lookup_hash(sess: Session, digest: str) -> TokenRow | None:
+    return sess.scalar(select(TokenRow).where(TokenRow.hash == digest))
 
 
 def revoke_host_tokens(sess: Session, host_name: str) -> None:
+    _Revocations.note(sess)
     sess.execute(delete(TokenRow).where(TokenRow.role == "host",
                                         TokenRow.host_name == host_name))
 
@@ -58,6 +85,7 @@ def revoke(sess: Session, token_id: str) -> TokenRow | None:
     row = sess.scalar(select(TokenRow).where(TokenRow.id == token_id,
                                              TokenRow.role.in_(("admin", "member"))))
     if row is not None:
+        _Revocations.note(sess)
         sess.delete(row)
         sess.flush()
     return row
