@@ -9,9 +9,10 @@ kept on the cluster's routes.
       any error ─▶ logged, the running proxy left as it is, asked again after `pause`
 
 HAProxy is a daemon with a pid file in HOME/entrance: an agent restart does not stop it (its
-traffic goes on) and the next agent adopts it. A replica leaves the routes as soon as it stops
-being `serving` (stacks/entrance.py) — in the same commit that deletes it — and a request
-that still meets it is retried on another replica by HAProxy.
+traffic goes on) and the next agent adopts it. The `known` digest of each poll is also the
+server's proof that this entrance runs those routes: a replica is stopped only after every
+entrance confirmed routes without it (server/entrance.py), and a request that still meets a
+replica that died is retried on another by HAProxy.
 """
 
 from __future__ import annotations

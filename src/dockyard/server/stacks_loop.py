@@ -48,7 +48,7 @@ def needs_work(state: StackState, replicas: list[store.ReplicaState]) -> bool:
                 or (r.template_hash is not None and r.template_hash != svc.template_hash)
                 for r in live):
             return True
-    return any(r.service not in state.services for r in replicas)
+    return any(r.service not in state.services or r.draining for r in replicas)
 
 
 def converge_once(ctx: ServerContext) -> list[str]:

@@ -17,7 +17,8 @@
                    server/instances.create (the ordinary instance path: quota, placement,
                    ledger), bind the row to the instance
         Stop(N)    server/instances.delete (force), forget the row
-        a batch   first its image pulled onto the hosts it will use (`_prepull`), then:
+        a batch   first its image pulled onto the hosts it will use (`_prepull`), then
+                  the replicas it stops drained from the HTTP entrance (`_drain`), then:
         Replace(N) Stop(N), then Start(N) (stop-first: the name is reused)
         Restart(N) server/instances.set_desired(restart); the row counts the restart and its
                    monitor window starts again
@@ -46,9 +47,11 @@ from pydantic import ValidationError
 from dockyard.errors import BackendError, Conflict, DockyardError, InvalidRequest, NotFound
 from dockyard.model.instance import DesiredState, InstanceAction, InstanceCreate
 from dockyard.model.stack import DependencyCondition, StackSpec, replica_name
-from dockyard.server import instances
+from dockyard.server import entrance, instances
 from dockyard.server.agent_proxy import LONG
 from dockyard.server.context import ServerContext
+from dockyard.stacks.entrance import Replica as EntranceReplica
+from dockyard.stacks.entrance import serving
 from dockyard.stacks.planner import (
     Decision,
     Desired,
@@ -193,6 +196,11 @@ class StackReconciler:
                                 else (datetime.now(UTC) - _aware(since)).total_seconds())
             decision = plan([self.replica(service, r) for r in reps.values()], desired,
                             progress)
+            going = [reps[s.index] for s in decision.steps if decision.status is
+                     Status.progressing and not isinstance(s, Start | Restart)
+                     and s.index in reps]
+            self._undrain(service, [r for r in reps.values() if r.draining
+                                    and r.slot not in {g.slot for g in going}])
             if decision.status is not Status.progressing:
                 return decision
             if decision.reason.startswith("update "):  # a batch: progress as an event
@@ -203,6 +211,7 @@ class StackReconciler:
                                        else "stack_update", f"{service}: {decision.reason}")
                 self.ctx.notifier.bump()
                 self._prepull(service, decision, reps)
+            self._drain(service, going)
             for step in decision.steps:
                 self._step(service, step, reps)
             if decision.reason.startswith("repair "):
@@ -241,6 +250,48 @@ class StackReconciler:
                                "stack_rollback" if self.rolling_back else "stack_update",
                                f"{service}: pulled {ref} on {', '.join(todo)} "
                                f"({time.monotonic() - began:.1f}s) before {batch.reason}")
+
+    def _drain(self, service: str, going: list[ReplicaState]) -> None:
+        """Replicas about to be stopped leave the entrance first: marked draining (out of
+        its routes), then the stop waits until every entrance runs the routes without them
+        and DRAIN_GRACE more for the requests HAProxy's old worker still holds on them, so
+        no request meets a vanished replica. Nothing to wait for when the service is not
+        published, none of them took traffic, or no entrance runs."""
+        fresh = [r for r in going if not r.draining]
+        if self.spec.services[service].http is None or not going:
+            return
+        if fresh:
+            with self.ctx.db.session() as sess:
+                store.mark_draining(sess, self.stack_id, service, [r.slot for r in fresh],
+                                    datetime.now(UTC))
+            self.ctx.notifier.bump()  # the entrance agents' long polls answer now
+        if not any(serving(self.replica_view(r)) for r in going):
+            return  # none of them took traffic
+        began = time.monotonic()
+        running, behind = entrance.wait_applied(self.ctx)
+        if not running:
+            return
+        if behind:
+            with self.ctx.db.session() as sess:
+                store.record_event(sess, self.project_id, self.spec.name, "stack_update",
+                                   f"{service}: the entrance on {', '.join(behind)} did not "
+                                   f"confirm the drain in {entrance.DRAIN_TIMEOUT:g}s; "
+                                   "stopping anyway")
+        time.sleep(entrance.DRAIN_GRACE)
+        self.actions.append(f"drained {', '.join(str(r.instance_name) for r in fresh)} "
+                            f"({time.monotonic() - began:.1f}s)")
+
+    def _undrain(self, service: str, kept: list[ReplicaState]) -> None:
+        """Draining replicas the plan no longer stops (a run that died between the drain and
+        the stop, then the wanted count rose): back into the entrance."""
+        if kept:
+            with self.ctx.db.session() as sess:
+                store.mark_draining(sess, self.stack_id, service, [r.slot for r in kept], None)
+            self.ctx.notifier.bump()
+
+    @staticmethod
+    def replica_view(rep: ReplicaState) -> EntranceReplica:
+        return EntranceReplica(str(rep.instance_name), rep.state, rep.ip, rep.health)
 
     def _repaired(self, service: str, steps: tuple[Step, ...]) -> None:
         what = ", ".join(f"{'restarted' if isinstance(s, Restart) else 'replaced'} "

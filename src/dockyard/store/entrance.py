@@ -4,12 +4,14 @@ version's spec) and its replicas, across projects (the entrance is the cluster's
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.stacks.entrance import Claim, Published, Replica
 from dockyard.store import stacks
-from dockyard.store.stack_tables import StackRow, StackVersionRow
+from dockyard.store.stack_tables import EntranceAckRow, StackRow, StackVersionRow
 from dockyard.store.tables import Meta, ProjectRow
 
 CLAIMS_KEY = "entrance_claims"  # the meta row that serializes deploys checking their Hosts
@@ -49,5 +51,22 @@ def published(sess: Session) -> list[Published]:
                 project=project, stack=stack, service=name, host=str(http["host"]),
                 port=int(http["port"]),
                 replicas=tuple(Replica(r.instance_name, r.state, r.ip, r.health) for r in replicas
-                               if r.service == name and r.instance_name is not None)))
+                               if r.service == name and r.instance_name is not None
+                               and not r.draining)))
     return out
+
+
+def ack(sess: Session, host: str, digest: str, now: datetime) -> None:
+    """The entrance of `host` runs the routes of `digest` (its agent asks for the next)."""
+    row = sess.get(EntranceAckRow, host)
+    if row is None:
+        sess.add(EntranceAckRow(host_name=host, digest=digest, seen_at=now))
+    else:
+        row.digest, row.seen_at = digest, now
+
+
+def acks(sess: Session, since: datetime) -> dict[str, str]:
+    """host → the digest its entrance runs, for the entrances heard from since `since`."""
+    rows = sess.execute(select(EntranceAckRow.host_name, EntranceAckRow.digest)
+                        .where(EntranceAckRow.seen_at >= since))
+    return {host: known for host, known in rows}

@@ -77,3 +77,15 @@ class StackReplicaRow(Base):
     template_hash: Mapped[str | None] = mapped_column(String(64))  # of the spec it runs
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # 1st seen up
     restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # set when the reconciler takes it out of the entrance before stopping it: no traffic
+    draining_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EntranceAckRow(Base):
+    """What the entrance of one host runs: the digest of the routes its HAProxy last applied,
+    as its agent reported it when it asked for the next change (`GET /v1/agent/entrance`)."""
+
+    __tablename__ = "entrance_acks"
+    host_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), default="")
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -72,6 +72,7 @@ class ReplicaState:
     template_hash: str | None = None  # of the service spec it was made from
     started_at: datetime | None = None  # when the reconciler first saw it running
     restarts: int = 0
+    draining: bool = False  # out of the entrance, about to be stopped
 
 
 def find(sess: Session, project_id: str, name: str) -> StackState | None:
@@ -172,7 +173,7 @@ def replicas(sess: Session, stack_id: str, service: str | None = None) -> list[R
                                 inst.name if live else None, inst.state if live else None,
                                 host if live else None, inst.ip if live else None,
                                 inst.health if live else "none", rep.template_hash,
-                                rep.started_at, rep.restarts))
+                                rep.started_at, rep.restarts, rep.draining_since is not None))
     return out
 
 
@@ -189,6 +190,15 @@ def mark_started(sess: Session, stack_id: str, service: str, slot: int,
     if row is not None:
         row.started_at = at
         row.restarts += restarted
+
+
+def mark_draining(sess: Session, stack_id: str, service: str, slots: list[int],
+                  at: datetime | None) -> None:
+    """Take these replicas out of the entrance (`at`), or put them back (None)."""
+    sess.execute(update(StackReplicaRow).where(StackReplicaRow.stack_id == stack_id,
+                                               StackReplicaRow.service == service,
+                                               StackReplicaRow.slot.in_(slots))
+                 .values(draining_since=at).execution_options(synchronize_session=False))
 
 
 def mark_batch(sess: Session, stack_id: str, service: str, at: datetime) -> None:

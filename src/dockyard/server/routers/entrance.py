@@ -1,7 +1,8 @@
 """`GET /v1/agent/entrance`: the routes of the cluster's HTTP entrance, for the agents that run
 it (host token). Long-polled like the watch: given the digest of the routes it runs, an agent
 is answered at once when they differ, else when a change is committed (the notifier) and they
-then differ, else with the same routes after `timeout` seconds."""
+then differ, else with the same routes after `timeout` seconds. `known` is also its
+acknowledgement: the entrance of that host runs those routes (server/entrance.py)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,11 @@ from fastapi.concurrency import run_in_threadpool
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
+from dockyard.server.entrance import ack, current
 from dockyard.server.hosts import watch_timeout
-from dockyard.stacks.entrance import EntranceRoutes, digest, routes
-from dockyard.store.entrance import published
+from dockyard.stacks.entrance import EntranceRoutes
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
-
-
-def _current(ctx: ServerContext) -> EntranceRoutes:
-    with ctx.db.read() as sess:
-        found = routes(published(sess))
-    return EntranceRoutes(digest=digest(found), routes=found)
 
 
 @router.get("/entrance", response_model=EntranceRoutes)
@@ -33,9 +28,11 @@ async def entrance(known: str = Query("", max_length=64, description="the digest
                    caller: Caller = Depends(auth.host),
                    ctx: ServerContext = Depends(auth.context)) -> EntranceRoutes:
     deadline = time.monotonic() + min(timeout, watch_timeout(ctx.settings))
+    if caller.host_name:  # what it runs now: a drain waits for this (server/entrance.py)
+        await run_in_threadpool(ack, ctx, caller.host_name, known)
     while True:
         token = ctx.notifier.token()
-        reply = await run_in_threadpool(_current, ctx)
+        reply = await run_in_threadpool(current, ctx)
         left = deadline - time.monotonic()
         if reply.digest != known or left <= 0 or ctx.notifier.closing:
             return reply
