@@ -110,8 +110,10 @@ def test_every_command_is_listed_and_only_its_own_module_is_loaded(tmp_path: Pat
     assert sorted(modules & names) == ["dockyard.cli.instances"]
     listing = subprocess.run([str(ENTRY_POINT), "--help"], capture_output=True, text=True,
                              env={**os.environ, "COLUMNS": "200"}, timeout=120)
-    shown = {line.split()[1] for line in listing.stdout.splitlines()  # not continuation lines
-             if line.startswith("│ ") and line[2] != " " and not line.startswith("│ --")}
+    # plain help to a pipe: "Commands:", then "  name  help" lines (continuations indented)
+    commands = listing.stdout.split("Commands:\n", 1)[1].splitlines()
+    shown = {line.split()[0] for line in commands
+             if line.startswith("  ") and line[2] != " "}
     assert shown == set(cli_main.COMMANDS) - cli_main.HIDDEN
 
 

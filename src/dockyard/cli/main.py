@@ -10,11 +10,15 @@ tests/unit/test_cli_startup.py keeps the server side out).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-import typer
+if not sys.stdout.isatty():  # help for a pipe or a script: plain text, without Rich (~80 ms)
+    os.environ.setdefault("TYPER_USE_RICH", "0")
+
+import typer  # noqa: E402  (reads TYPER_USE_RICH when imported)
 import typer.main
 from typer.core import TyperCommand, TyperGroup
 
