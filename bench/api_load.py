@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import shutil
 import sys
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from common import emit
 from hollow import (
     SUBNET,
     _database,
@@ -308,10 +308,7 @@ def main() -> int:
         api.shutdown()
         api.server_close()
         shutil.rmtree(home, ignore_errors=True)
-    print(json.dumps(result, indent=1))
-    if args.out is not None:
-        with args.out.open("a") as f:
-            f.write(json.dumps(result) + "\n")
+    emit(result, args.out)
     return 0
 
 

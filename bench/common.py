@@ -42,6 +42,14 @@ PLUMB = BENCH / "raw_plumb.sh"
 BENCH_LABEL = "dockyard.bench"
 
 
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """A benchmark's result: printed as JSON, and appended to `out` as one JSON line."""
+    print(json.dumps(result, indent=1))
+    if out is not None:
+        with out.open("a") as f:
+            f.write(json.dumps(result) + "\n")
+
+
 def run(cmd: list[str], check: bool = True, timeout: float = 120, **kw: Any) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     if check and proc.returncode != 0:

@@ -16,7 +16,6 @@ records the server during each phase (`DIR/heartbeat.txt`, `DIR/watch.txt`, coll
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from common import emit
 from hollow import (
     SUBNET,
     _database,
@@ -138,10 +138,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="append the result (JSON lines)")
     args = ap.parse_args()
     result = {**measure(args), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    print(json.dumps(result, indent=1))
-    if args.out is not None:
-        with args.out.open("a") as f:
-            f.write(json.dumps(result) + "\n")
+    emit(result, args.out)
     return 0
 
 

@@ -32,6 +32,8 @@ from typing import Any
 import httpx
 from common import DOCKYARD, ROOT, PrivateDockyard, free_port, pick_octets, stats
 
+from dockyard.adapters.processes import command_lines
+
 sys.path.insert(0, str(ROOT))
 from tests.integration.gitserver import (  # noqa: E402  (the suite's git server)
     SERVING,
@@ -225,17 +227,10 @@ def bench_push_deploy(rounds: int, log: Callable[[str], None]) -> dict[str, Any]
 def _kill_entrance(entrance_dir: str) -> None:
     """Kill, by PID, the HAProxy processes of this run's entrance (their command line names
     its private directory) once its agent is gone."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"haproxy") and any(
-                a.startswith(entrance_dir.encode()) for a in argv):
+    for pid, argv in command_lines():
+        if argv[0].endswith("haproxy") and any(a.startswith(entrance_dir) for a in argv):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
 
 class _Hooked:

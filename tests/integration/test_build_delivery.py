@@ -17,13 +17,11 @@ from typing import Any
 
 import pytest
 
-from dockyard.adapters.haproxy import HAProxy
-from tests.integration.dockyard_env import IMAGE, Dockyard, free_port, leaks, make_dockyard
+from tests.integration.dockyard_env import IMAGE, Dockyard, leaks
 from tests.integration.gitserver import SERVING, SITE_COMPOSE, GitServer, install_hook, serve_git
-from tests.integration.test_entrance import Client, _body, _kill, until
+from tests.integration.test_entrance import Client, _body, until, with_entrance
 
 HOST = "site.example"
-
 
 
 def _served(port: int) -> str:
@@ -38,23 +36,16 @@ def dockerfile(dy: Dockyard, cmd: str = SERVING, run: str = "true") -> str:
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dockyard, int, GitServer]]:
     """A Dockyard with the entrance on its own port, the git server, repository `site`."""
-    port = free_port()
-    env = make_dockyard()
-    env.up_args = ["--entrance", f"127.0.0.1:{port}"]
-    proxy = HAProxy(env.home / "agent" / "entrance")
-    try:
-        env.start()
-        env.ok("image", "push", IMAGE)  # the base image, into the cluster registry
-        with serve_git(tmp_path_factory.mktemp("gitsite")) as git:
-            added = env.ok("repo", "add", "site", "--url", git.url, "--deploy", "site/web",
-                           "--json").json()
-            install_hook(git, env, added["id"], added["webhook_secret"])
-            yield env, port, git
-    finally:
-        env.cli("stack", "rm", "site")
-        env.stop()  # the agent leaves HAProxy running (by design): killed here
-        _kill(proxy)
-        env.cleanup()
+    with with_entrance() as (env, port):
+        try:
+            env.ok("image", "push", IMAGE)  # the base image, into the cluster registry
+            with serve_git(tmp_path_factory.mktemp("gitsite")) as git:
+                added = env.ok("repo", "add", "site", "--url", git.url, "--deploy",
+                               "site/web", "--json").json()
+                install_hook(git, env, added["id"], added["webhook_secret"])
+                yield env, port, git
+        finally:
+            env.cli("stack", "rm", "site")
 
 
 def _build_of(dy: Dockyard, commit: str, timeout: float = 120) -> dict[str, Any]:

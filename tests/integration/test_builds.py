@@ -29,6 +29,7 @@ import docker
 import httpx
 import pytest
 
+from dockyard.adapters.processes import command_lines
 from tests.integration.dockyard_env import IMAGE, Dockyard
 from tests.integration.gitserver import GitServer, install_hook, serve_git
 
@@ -400,16 +401,8 @@ def test_builds_run_under_limits_at_most_two_on_a_host(dy: Dockyard, git_server:
 def _agent_pid(dy: Dockyard) -> int | None:
     """PID of the agent process of this test's `dockyard up` (its --home is ours)."""
     home = str(dy.home / "agent")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"agent" in argv and home.encode() in argv and b"--server" in argv:
-            return int(entry.name)
-    return None
+    return next((pid for pid, argv in command_lines()
+                 if "agent" in argv and home in argv and "--server" in argv), None)
 
 
 def test_a_killed_agent_fails_its_build_and_leaves_nothing(dy: Dockyard,

@@ -153,9 +153,9 @@ class Client:
                 if started >= moment and status == 200}
 
 
-@pytest.fixture(scope="module")
-def edge() -> Iterator[tuple[Dockyard, int]]:
-    """A Dockyard whose agent runs the entrance on its own port."""
+@contextlib.contextmanager
+def with_entrance() -> Iterator[tuple[Dockyard, int]]:
+    """A Dockyard whose agent runs the entrance on its own port (also test_build_delivery)."""
     port = free_port()
     env = make_dockyard()
     env.up_args = ["--entrance", f"127.0.0.1:{port}"]
@@ -167,6 +167,12 @@ def edge() -> Iterator[tuple[Dockyard, int]]:
         env.stop()  # the agent leaves HAProxy running (by design): killed here
         _kill(proxy)
         env.cleanup()
+
+
+@pytest.fixture(scope="module")
+def edge() -> Iterator[tuple[Dockyard, int]]:
+    with with_entrance() as running:
+        yield running
 
 
 def _serve(env: Dockyard, *names: str) -> None:

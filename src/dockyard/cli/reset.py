@@ -14,12 +14,12 @@ Refused while a process of that home runs.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dockyard.adapters.processes import command_lines
 from dockyard.errors import Conflict, NotFound
 
 
@@ -54,19 +54,13 @@ def home_processes(home: Path) -> list[int]:
     process aside)."""
     wanted = {str(home), str(home / "agent")}
     found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:  # gone meanwhile
-            continue
+    for pid, argv in command_lines():
         if not any(a.endswith("dockyard") for a in argv[:3]):
             continue
         homes = {argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--home"}
         homes |= {a.removeprefix("--home=") for a in argv if a.startswith("--home=")}
         if homes & wanted:
-            found.append(int(proc.name))
+            found.append(pid)
     return found
 
 
