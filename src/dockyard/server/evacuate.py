@@ -79,7 +79,7 @@ def evacuate(ctx: ServerContext, ref: str, force: bool) -> dict[str, Any]:
     failed: dict[str, str] = {}
     for instance_id in ids:
         try:
-            name, target = _move(ctx, instance_id, host_name)
+            name, target = move(ctx, instance_id, host_name)
             moved[name] = target
         except DockyardError as exc:
             failed[instance_id] = exc.message
@@ -87,7 +87,7 @@ def evacuate(ctx: ServerContext, ref: str, force: bool) -> dict[str, Any]:
     return {"host": host_name, "moved": moved, "failed": failed}
 
 
-def _move(ctx: ServerContext, instance_id: str, from_host: str) -> tuple[str, str]:
+def move(ctx: ServerContext, instance_id: str, from_host: str) -> tuple[str, str]:
     """Re-place one instance off a down host: last snapshot (or its image), same IP, new
     generation; named volumes re-bound to the new host (filled from the snapshot's archives
     when there is one, else empty: their data stayed on the down host)."""

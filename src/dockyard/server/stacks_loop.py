@@ -26,7 +26,7 @@ from dockyard.errors import Conflict, DockyardError
 from dockyard.model.stack import StackSpec
 from dockyard.server import stacks
 from dockyard.server.context import ServerContext
-from dockyard.server.stacks_reconciler import StackReconciler
+from dockyard.server.stacks_reconciler import StackReconciler, lost_hosts
 from dockyard.store import stacks as store
 from dockyard.store.stacks import StackState
 
@@ -36,7 +36,11 @@ INTERVAL = 2.0  # seconds between rounds
 SLICE = 2.0  # seconds one stack is driven before the next (or a request) gets its turn
 
 
-def needs_work(state: StackState, replicas: list[store.ReplicaState]) -> bool:
+def needs_work(state: StackState, replicas: list[store.ReplicaState],
+               lost: frozenset[str] = frozenset()) -> bool:
+    """`lost`: the names of hosts silent long enough that their replicas move off them."""
+    if any(r.host in lost for r in replicas if r.instance_name is not None):
+        return True
     if state.status == "paused":
         return False
     if state.status != "converged":
@@ -54,8 +58,9 @@ def needs_work(state: StackState, replicas: list[store.ReplicaState]) -> bool:
 def converge_once(ctx: ServerContext) -> list[str]:
     """One round; the names of the stacks worked on."""
     with ctx.db.read() as sess:
+        lost = lost_hosts(sess, ctx.settings.heartbeat_timeout)
         todo = [state for state in store.all_stacks(sess)
-                if needs_work(state, store.replicas(sess, state.id))]
+                if needs_work(state, store.replicas(sess, state.id), lost)]
     worked = []
     for state in todo:
         try:

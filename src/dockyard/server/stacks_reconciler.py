@@ -6,6 +6,9 @@
     for each service removed from the stack: delete every replica
     for each service in first-start order (depends_on; a service without replicas waits
     until every replica of its `service_healthy` dependencies is healthy):
+        lost hosts ─▶ a replica on a host silent for LOST_AFTER heartbeat timeouts is moved
+                   off it as `evacuate` moves instances (same name and IP, new generation;
+                   the copy left behind is fenced when its host returns)
         observe ─▶ replica rows + their instances (a row without a live instance: adopted when
                    its instance exists, else forgotten); the first time a replica is seen
                    running its row gets `started_at` (its monitor window starts)
@@ -40,14 +43,15 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from dockyard.errors import BackendError, Conflict, DockyardError, InvalidRequest, NotFound
 from dockyard.model.instance import DesiredState, InstanceAction, InstanceCreate
 from dockyard.model.stack import DependencyCondition, StackSpec, replica_name
-from dockyard.server import entrance, instances
+from dockyard.server import entrance, evacuate, instances
 from dockyard.server.agent_proxy import LONG
 from dockyard.server.context import ServerContext
 from dockyard.stacks.entrance import Replica as EntranceReplica
@@ -70,6 +74,7 @@ from dockyard.store import hosts
 from dockyard.store import stacks as store
 from dockyard.store.stacks import ReplicaState, ServiceState
 
+LOST_AFTER = 2  # heartbeat timeouts of silence before a host's replicas are moved off it
 NAME_POLL = 0.1  # seconds between looks at a name still held by a deleting instance
 POLL = 0.5  # seconds between passes while replicas are starting
 
@@ -188,6 +193,7 @@ class StackReconciler:
         want = self.services[service]
         config = svc.rollback_config if self.rolling_back else svc.update_config
         desired = Desired(want.generation, want.replicas, config, svc.fixed_ip)
+        self._off_lost_hosts(service)
         for _ in range(2 * want.replicas + 2 * len(self.observe(service)) + 4):
             reps = {r.slot: r for r in self.observe(service)}
             with self.ctx.db.read() as sess:
@@ -250,6 +256,29 @@ class StackReconciler:
                                "stack_rollback" if self.rolling_back else "stack_update",
                                f"{service}: pulled {ref} on {', '.join(todo)} "
                                f"({time.monotonic() - began:.1f}s) before {batch.reason}")
+
+    def _off_lost_hosts(self, service: str) -> None:
+        """A replica whose host is lost (silent for LOST_AFTER heartbeat timeouts) is
+        re-placed on another host as `evacuate` does: same name and IP, a new generation, so
+        the copy on the lost host is stopped by fencing when it comes back. Its name cannot be
+        freed for a new replica while that host is away, so it is moved, not replaced."""
+        with self.ctx.db.read() as sess:
+            lost = lost_hosts(sess, self.ctx.settings.heartbeat_timeout)
+        for rep in self.observe(service):
+            if rep.host not in lost or rep.instance_id is None:
+                continue
+            try:
+                name, target = evacuate.move(self.ctx, rep.instance_id, str(rep.host))
+            except DockyardError as exc:  # no room elsewhere: tried again next round
+                note = f"{rep.instance_name} stays on lost host {rep.host}: {exc.message}"
+            else:
+                note = f"moved {name} off lost host {rep.host} to {target}"
+                with self.ctx.db.session() as sess:
+                    store.mark_started(sess, self.stack_id, service, rep.slot, None)
+            with self.ctx.db.session() as sess:
+                store.record_event(sess, self.project_id, self.spec.name, "stack_repair",
+                                   f"{service}: {note}")
+            self.actions.append(note)
 
     def _drain(self, service: str, going: list[ReplicaState]) -> None:
         """Replicas about to be stopped leave the entrance first: marked draining (out of
@@ -363,6 +392,14 @@ class StackReconciler:
                 raise BackendError(f"instance {name} is still being deleted after "
                                    f"{self.ctx.settings.wait_timeout:.0f}s")
             time.sleep(NAME_POLL)
+
+
+def lost_hosts(sess: Session, heartbeat_timeout: float) -> frozenset[str]:
+    """Names of the hosts silent for LOST_AFTER heartbeat timeouts."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=LOST_AFTER * heartbeat_timeout)
+    silent = hosts.silent_since(sess, cutoff)
+    return frozenset(row.name for row in hosts.among_by_name(sess, set(silent))) if silent \
+        else frozenset()
 
 
 def _aware(at: datetime) -> datetime:
