@@ -163,6 +163,24 @@ def _terminal(page: Page, dy: Dockyard, name: str) -> None:
     page.go_back()
 
 
+def _events_and_logs(page: Page, dy: Dockyard, name: str) -> None:
+    """The instance page lists its launch among its events, and its followed logs panel
+    shows lines the instance printed (written to its PID 1's stdout, which is what docker
+    keeps as the log), an HTML one as text."""
+    with dy.api() as api:
+        host = api.get(f"/v1/instances/{name}")["host"]
+        expect(page.locator("#instance-live ol.events")).to_contain_text(
+            f"created placed on {host}")
+        line = f"<script>document.title = 'injected'</script> log-{name}"
+        api.post(f"/v1/instances/{name}/exec",
+                 {"command": ["sh", "-c", f'echo "{line}" > /proc/1/fd/1']})
+    panel = page.locator("#instance-logs")
+    expect(panel.locator("pre")).to_contain_text(line, timeout=20_000)  # polled, followed
+    assert panel.locator("script").count() == 0
+    assert "&lt;script&gt;document.title" in panel.inner_html()
+    assert page.title() != "injected"
+
+
 def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
                                                               browser: Browser) -> None:
     problems: list[str] = []
@@ -186,6 +204,7 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     page.evaluate("window.notReloaded = true")
     _state_is(page, "running")
     assert page.evaluate("window.notReloaded === true")  # htmx changed the state in place
+    _events_and_logs(page, dy, name)
     _shoot(page, "instance")
     _terminal(page, dy, name)
 

@@ -20,8 +20,8 @@ from dockyard.model.stats import InstanceSample
 from dockyard.server.app import create_app
 from dockyard.server.bootstrap import init_store, mint_admin_token
 from dockyard.server.context import ServerContext
+from dockyard.store import events, projects, tokens
 from dockyard.store import instances as instance_rows
-from dockyard.store import projects, tokens
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
 from dockyard.web import instances as web_instances
 from dockyard.web import session as sessions
@@ -530,3 +530,84 @@ def test_the_images_page_says_in_words_when_the_registry_is_unreachable(
     reply = console.get("/images", console.login(console.admin))
     assert reply.status_code >= 500 and 'class="error"' in reply.text
     assert "Traceback" not in reply.text
+
+
+# ------------------------------------------------------------------- events and logs
+
+
+def test_the_instance_page_lists_the_instances_own_events(console: Console) -> None:
+    admin = console.login(console.admin)
+    reply = console.post("/instances/web/restart", admin, {"csrf_token": console.csrf(admin)})
+    assert reply.status_code == 303
+    with console.ctx.db.session() as sess:
+        events.record(sess, sess.get(InstanceRow, "i2"), "marker", "an event of zeta")
+    live = console.get("/instances/web?part=live", admin).text
+    shown = live.split('<ol class="events">', 1)[1]
+    assert "<strong>restart</strong> restart requested" in shown
+    assert "an event of zeta" not in shown
+    assert "an event of zeta" in console.get("/instances/zeta", admin).text
+
+
+@dataclass
+class FakeLogs:
+    chunks: list[bytes]  # what the agent answers
+    calls: list[dict[str, str]]  # the parameters of each call
+
+
+@pytest.fixture
+def logs_of_web(console: Console, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLogs]:
+    """Instance web with a container whose agent answers the fake's chunks (the seam the
+    /v1 logs handler calls: AgentProxy.stream_logs)."""
+    fake = FakeLogs([], [])
+
+    async def stream_logs(host: str, url: str, secret: str, instance_id: str,
+                          params: dict[str, str]) -> Any:
+        fake.calls.append({"instance": instance_id, **params})
+        for chunk in fake.chunks:
+            yield chunk
+
+    monkeypatch.setattr(console.ctx.agents, "stream_logs", stream_logs)
+    with console.ctx.db.session() as sess:
+        row = sess.get(InstanceRow, "i1")
+        assert row is not None
+        row.container_id = "c1"
+    yield fake
+    with console.ctx.db.session() as sess:
+        row = sess.get(InstanceRow, "i1")
+        assert row is not None
+        row.container_id = None
+
+
+def test_the_logs_panel_shows_the_last_lines_escaped(console: Console,
+                                                     logs_of_web: FakeLogs) -> None:
+    logs_of_web.chunks.extend([b"hello from web\n<script>alert(1)</script>\n", b"b\xffad\n"])
+    admin = console.login(console.admin)
+    reply = console.get("/instances/web/logs?tail=50", admin, **{"hx-request": "true"})
+    assert reply.status_code == 200
+    assert "hello from web\n" in reply.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in reply.text
+    assert "<script>" not in reply.text
+    assert "b\ufffdad" in reply.text  # bytes that are not UTF-8 do not break the panel
+    assert logs_of_web.calls == [
+        {"instance": "i1", "follow": "false", "tail": "50"}]
+    page = console.get("/instances/web", admin).text
+    assert 'hx-get="/instances/web/logs?tail=200"' in page and "every 2s" in page
+
+
+def test_the_logs_panel_keeps_the_newest_bytes_of_a_long_answer(
+        console: Console, logs_of_web: FakeLogs, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_instances, "LOG_BYTES", 64)
+    logs_of_web.chunks.extend(f"line {n:04d}\n".encode() for n in range(1000))
+    reply = console.get("/instances/web/logs", console.login(console.admin))
+    assert "line 0999" in reply.text and "line 0990" not in reply.text
+
+
+def test_the_logs_panel_says_a_refusal_in_words(console: Console) -> None:
+    admin, member = console.login(console.admin), console.login(console.member)
+    reply = console.get("/instances/web/logs", admin, **{"hx-request": "true"})
+    assert reply.status_code == 409  # no container yet: the API's own refusal
+    assert "instance web has no container yet" in reply.text and 'class="error"' in reply.text
+    reply = console.get("/instances/web/logs", member)
+    assert reply.status_code == 404 and "not found" in reply.text
+    reply = console.get("/instances/web/logs?tail=0", admin)
+    assert reply.status_code == 422 and "tail=" in reply.text
