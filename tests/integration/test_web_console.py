@@ -164,13 +164,14 @@ def _terminal(page: Page, dy: Dockyard, name: str) -> None:
 
 
 def _events_and_logs(page: Page, dy: Dockyard, name: str) -> None:
-    """The instance page lists its launch among its events, and its followed logs panel
+    """The instance page lists its launch and start among its events, and its followed logs panel
     shows lines the instance printed (written to its PID 1's stdout, which is what docker
     keeps as the log), an HTML one as text."""
     with dy.api() as api:
         host = api.get(f"/v1/instances/{name}")["host"]
-        expect(page.locator("#instance-live ol.events")).to_contain_text(
-            f"created placed on {host}")
+        listed = page.locator("#instance-live ol.events")
+        expect(listed).to_contain_text(f"created placed on {host}")
+        expect(listed).to_contain_text("state creating -> running")  # its start, polled
         line = f"<script>document.title = 'injected'</script> log-{name}"
         api.post(f"/v1/instances/{name}/exec",
                  {"command": ["sh", "-c", f'echo "{line}" > /proc/1/fd/1']})
@@ -234,11 +235,14 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     member.context.close()
 
     _goto(page, f"{dy.url}/instances/{name}")  # the charts: the samples stored since launch
-    for chart in ("#chart-memory", "#chart-cpu"):  # 2 points or more
+    for chart in ("#chart-memory", "#chart-cpu", "#chart-net", "#chart-disk"):  # 2 or more
         expect(page.locator(chart)).to_have_attribute("data-points", TWO_OR_MORE,
                                                       timeout=20_000)
     assert page.evaluate("document.querySelector('#chart-memory').plot.data[1]"
                          ".some(v => v > 0)")  # rss points
+    for chart in ("#chart-net", "#chart-disk"):  # rates of both counters, 0 or more
+        assert page.evaluate(f"[1, 2].every(i => document.querySelector('{chart}').plot"
+                             ".data[i].some(v => v !== null && v >= 0))"), chart
     assert page.locator("#chart-memory canvas").count() == 1
     _shoot(page, "instance-charts")
     page.get_by_label("New memory limit").fill("96M")

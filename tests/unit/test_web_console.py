@@ -340,6 +340,23 @@ def test_chart_series(samples: list[InstanceSample], cpu: list[float | None],
     assert out["time"] == sorted(out["time"]) and len(out["time"]) == len(rss)
 
 
+def _io(seconds: float, rx: int, tx: int, read: int | None, write: int) -> InstanceSample:
+    return InstanceSample(instance_id="i1", time=T0 + timedelta(seconds=seconds),
+                          net_rx_bytes=rx, net_tx_bytes=tx, blkio_read_bytes=read,
+                          blkio_write_bytes=write)
+
+
+def test_network_and_disk_series_are_rates_of_their_counters() -> None:
+    samples = [_io(0, 1000, 0, 0, 4096), _io(4, 3000, 400, None, 4096),
+               _io(8, 10, 800, None, 8192)]  # rx drops at 8 s: the container was made anew
+    out = series(samples, T0, T0 + timedelta(seconds=12), points=3)  # buckets of 4 s
+    assert out["rx"] == [None, 500.0, None]  # bytes a second; no point across the drop
+    assert out["tx"] == [None, 100.0, 100.0]
+    assert out["read"] == [None, None, None]  # not sampled: no point, not 0
+    assert out["write"] == [None, 0.0, 1024.0]
+    assert out["cpu"] == [None, None, None] and out["rss"] == [None, None, None]
+
+
 def test_a_young_instance_gets_a_point_per_sample_in_a_long_window() -> None:
     young = [_sample(s, s, 100) for s in range(3000, 3010)]  # 10 s of a 1-hour window
     out = series(young, T0, T0 + timedelta(seconds=3010))
@@ -356,8 +373,8 @@ def test_a_week_of_samples_is_at_most_the_charts_buckets() -> None:
 def test_chart_data_is_scoped_like_the_api(console: Console) -> None:
     admin, member = console.login(console.admin), console.login(console.member)
     reply = console.get("/instances/web/stats?range=24h", admin)
-    assert reply.status_code == 200 and set(reply.json()) == {"time", "cpu", "rss", "cache",
-                                                               "limit"}
+    assert reply.status_code == 200 and set(reply.json()) == {
+        "time", "cpu", "rss", "cache", "limit", "rx", "tx", "read", "write"}
     assert console.get("/instances/web/stats", member).status_code == 404
     reply = console.get("/instances/web/stats?range=1y", admin)
     assert reply.status_code == 422 and "one of 1h, 24h, 7d" in reply.text
