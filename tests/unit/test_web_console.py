@@ -628,3 +628,66 @@ def test_the_logs_panel_says_a_refusal_in_words(console: Console) -> None:
     assert reply.status_code == 404 and "not found" in reply.text
     reply = console.get("/instances/web/logs?tail=0", admin)
     assert reply.status_code == 422 and "tail=" in reply.text
+
+
+# ------------------------------------------------------------------- snapshot, migrate
+
+
+@pytest.fixture
+def host_a_up(console: Console) -> Iterator[Console]:
+    """Host a up with an agent address (nothing answers there: the refusals tested come
+    before any agent call)."""
+    with console.ctx.db.session() as sess:
+        host = sess.get(HostRow, "a")
+        assert host is not None
+        was = host.state, host.api_url
+        host.state, host.api_url = "up", "http://127.0.0.1:1"
+    yield console
+    with console.ctx.db.session() as sess:
+        host = sess.get(HostRow, "a")
+        assert host is not None
+        host.state, host.api_url = was
+
+
+def test_the_instance_page_has_snapshot_and_migrate_forms(console: Console) -> None:
+    admin = console.get("/instances/web", console.login(console.admin)).text
+    assert 'action="/instances/web/snapshot"' in admin and 'name="tag"' in admin
+    assert 'action="/instances/web/migrate"' in admin and 'name="host"' in admin
+    with console.ctx.db.session() as sess:  # a member of web's project: no target host field
+        member = tokens.mint(sess, "member", project_id=projects.ids_by_name(sess)["default"])
+    page = console.get("/instances/web", console.login(member)).text
+    assert 'action="/instances/web/migrate"' in page and 'name="host"' not in page
+
+
+def test_a_snapshot_refused_by_the_api_is_said_in_words(console: Console) -> None:
+    admin = console.login(console.admin)
+    csrf = console.csrf(admin)
+    reply = console.post("/instances/web/snapshot", admin, {"csrf_token": csrf,
+                                                             "tag": "not a name!"})
+    assert reply.status_code == 422 and "tag:" in reply.text and "Traceback" not in reply.text
+    reply = console.post("/instances/web/snapshot", admin, {"csrf_token": csrf, "tag": "s1"})
+    assert reply.status_code == 409 and "instance web: its host is not up" in reply.text
+    assert console.post("/instances/web/snapshot", admin, {"tag": "s1"}).status_code == 403
+    member = console.login(console.member)
+    reply = console.post("/instances/web/snapshot", member, {"csrf_token": console.csrf(member)})
+    assert reply.status_code == 404 and "not found" in reply.text
+
+
+def test_a_migration_refused_by_the_api_is_said_in_words(host_a_up: Console) -> None:
+    console = host_a_up
+    admin = console.login(console.admin)
+    csrf = console.csrf(admin)
+    reply = console.post("/instances/web/migrate", admin, {"csrf_token": csrf,
+                                                            "host": "nohost"})
+    assert reply.status_code == 404 and "host &#39;nohost&#39; not found" in reply.text
+    reply = console.post("/instances/web/migrate", admin, {"csrf_token": csrf, "host": "a"})
+    assert reply.status_code == 409 and "already runs on a" in reply.text
+    reply = console.post("/instances/zeta/migrate", admin, {"csrf_token": csrf})
+    assert reply.status_code == 409 and "only a running instance migrates" in reply.text
+    member = console.login(console.member)
+    csrf = console.csrf(member)
+    reply = console.post("/instances/web/migrate", member, {"csrf_token": csrf, "host": "a"})
+    assert reply.status_code == 403 and "only an admin may choose the target host" in reply.text
+    reply = console.post("/instances/web/migrate", member, {"csrf_token": csrf})
+    assert reply.status_code == 404
+    assert console.instance().options.get("migrating") is None  # nothing began

@@ -2,8 +2,10 @@
 
 Each action calls what `routers/instances.py` calls, with the visitor's caller: launch
 `powers.check_admin_powers` → `snapshots.prepare_launch` → `instances.create`; stop, start,
-restart `instances.set_desired`; resize `resize.resize`; delete `instances.delete`. Another
-project's instance is not found (404), as in the API.
+restart `instances.set_desired`; resize `resize.resize`; delete `instances.delete`; snapshot
+and migrate the /v1 handlers themselves (`routers/snapshots.py`: `create_snapshot`,
+`migrate_instance`, with its admin-only target host). Another project's instance is not
+found (404), as in the API.
 
 The logs panel reads `GET /v1/instances/{ref}/logs?tail=N` (its handler, with the visitor's
 caller: the same lookup and agent call) without `follow`, and the page follows by polling it
@@ -19,7 +21,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any, cast
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -29,9 +31,11 @@ from starlette.datastructures import QueryParams
 from dockyard.errors import BackendError, DockyardError, InvalidRequest, NotFound
 from dockyard.model.common import Event
 from dockyard.model.instance import Instance, InstanceAction, InstanceCreate, LimitsPatch
+from dockyard.model.snapshot import MigrateRequest, SnapshotCreate
 from dockyard.server import hosts, instances, powers, resize
 from dockyard.server.placement import host_is_up
 from dockyard.server.routers.instances import instance_logs
+from dockyard.server.routers.snapshots import create_snapshot, migrate_instance
 from dockyard.server.snapshots import prepare_launch
 from dockyard.store import events, networks, projects, records
 from dockyard.store import hosts as host_rows
@@ -246,6 +250,30 @@ async def instance_log_panel(request: Request, name: str,
         text, message, status = "", exc.message, exc.status
     return render(request, "_instance_logs.html", {
         "lines": text.splitlines(), "message": message, "tail": tail}, status, seen=seen)
+
+
+@router.post("/instances/{name}/snapshot")
+async def instance_snapshot(name: str, form: Posted = Depends(posted)) -> Response:
+    """`dockyard snapshot create NAME [--tag T] [--pause]`: answers once the snapshot is
+    pushed, then shows it on /snapshots."""
+    seen = form.visit
+    try:
+        body = SnapshotCreate.model_validate({"tag": form.field("tag") or None,
+                                              "pause": form.field("pause") == "on"})
+    except ValidationError as exc:
+        raise InvalidRequest(invalid(exc)) from exc
+    snap = await create_snapshot(name, body, seen.caller, seen.ctx)
+    return redirect("/snapshots?q=" + quote(snap.name))
+
+
+@router.post("/instances/{name}/migrate")
+async def instance_migrate(name: str, form: Posted = Depends(posted)) -> Response:
+    """`dockyard migrate NAME [--to HOST]` (cold): answers once the instance runs on its new
+    host (or, after a failure, on its old one again: then the error in words)."""
+    seen = form.visit
+    body = MigrateRequest.model_validate({"host": form.field("host") or None})
+    await migrate_instance(name, body, seen.caller, seen.ctx)
+    return redirect(f"/instances/{name}")
 
 
 @router.post("/instances/{name}/{action}")
