@@ -34,6 +34,7 @@ ARTIFACTS = Path(os.environ.get("DOCKYARD_ARTIFACTS",
 WIDE = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TWO_OR_MORE = re.compile(r"^([2-9]|[1-9][0-9]+)$")
+ECHOED_CURSOR_REPORT = re.compile(r"\^\[\[\d+;\d+R")
 
 pytestmark = [requires(Path(CHROMIUM).exists(), "Debian's chromium", "scripts/setup.sh")]
 
@@ -141,8 +142,13 @@ def _terminal(page: Page, dy: Dockyard, name: str) -> None:
     expect(rows).to_contain_text("answer-42")
     with dy.api() as api:
         hostname = api.get(f"/v1/instances/{name}")["hostname"]
-    answer = rows.inner_text().split("answer-$((6*7))", 1)[1]  # after the typed line
-    assert answer.split()[:2] == [hostname, "answer-42"]
+    # the output is the two words before the prompt: "answer-42" is only there (the typed
+    # line says answer-$((6*7)), and the tty may echo it before sh's banner too). busybox
+    # sh asks the terminal where its cursor is (ESC[6n); a reply that comes while the
+    # command runs is echoed by the tty as ^[[ROW;COLR among the output: not output
+    words = ECHOED_CURSOR_REPORT.sub("", rows.inner_text()).split()
+    at = words.index("answer-42")
+    assert words[at - 1:at + 1] == [hostname, "answer-42"]
     _shoot(page, "terminal")
     page.keyboard.type("exit 3\n")
     expect(status).to_have_attribute("data-state", "exited")
@@ -161,6 +167,48 @@ def _terminal(page: Page, dy: Dockyard, name: str) -> None:
         frame = json.loads(anonymous.recv(timeout=10))
         assert frame["status"] == 401 and "log in" in frame["error"]["message"]
     page.go_back()
+
+
+def _events_and_logs(page: Page, dy: Dockyard, name: str) -> None:
+    """The instance page lists its launch and start among its events, and its followed logs panel
+    shows lines the instance printed (written to its PID 1's stdout, which is what docker
+    keeps as the log), an HTML one as text."""
+    with dy.api() as api:
+        host = api.get(f"/v1/instances/{name}")["host"]
+        listed = page.locator("#instance-live ol.events")
+        expect(listed).to_contain_text(f"created placed on {host}")
+        expect(listed).to_contain_text("state creating -> running")  # its start, polled
+        line = f"<script>document.title = 'injected'</script> log-{name}"
+        api.post(f"/v1/instances/{name}/exec",
+                 {"command": ["sh", "-c", f'echo "{line}" > /proc/1/fd/1']})
+    panel = page.locator("#instance-logs")
+    expect(panel.locator("pre")).to_contain_text(line, timeout=20_000)  # polled, followed
+    assert panel.locator("script").count() == 0
+    assert "&lt;script&gt;document.title" in panel.inner_html()
+    assert page.title() != "injected"
+
+
+def _snapshot_and_migrate(page: Page, dy: Dockyard, name: str) -> None:
+    """A snapshot made from the instance page is in `dockyard snapshot list`; a migration
+    to a host that does not exist is refused in words (the API's 404), nothing moved."""
+    snap = f"{name}-page"
+    page.get_by_label("Snapshot name").fill(snap)
+    page.get_by_role("button", name="Snapshot").click()
+    page.wait_for_url(f"{dy.url}/snapshots?q={snap}", timeout=120_000)  # once it is pushed
+    expect(page.locator("table")).to_contain_text(snap)
+    assert snap in dy.ok("snapshot", "list", name).out.split()
+    with dy.api() as api:
+        api.delete(f"/v1/snapshots/{snap}")
+        host = api.get(f"/v1/instances/{name}")["host"]
+    _goto(page, f"{dy.url}/instances/{name}")
+    page.get_by_label("Target host").fill("nohost")
+    with page.expect_response(f"{dy.url}/instances/{name}/migrate") as answer:
+        page.get_by_role("button", name="Migrate").click()
+    assert answer.value.status == 404
+    expect(page.locator(".error")).to_contain_text("host 'nohost' not found")
+    with dy.api() as api:
+        assert api.get(f"/v1/instances/{name}")["host"] == host
+    _goto(page, f"{dy.url}/instances/{name}")
 
 
 def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
@@ -186,8 +234,10 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     page.evaluate("window.notReloaded = true")
     _state_is(page, "running")
     assert page.evaluate("window.notReloaded === true")  # htmx changed the state in place
+    _events_and_logs(page, dy, name)
     _shoot(page, "instance")
     _terminal(page, dy, name)
+    _snapshot_and_migrate(page, dy, name)
 
     _goto(page, f"{dy.url}/instances")
     expect(page.locator(f'tr[data-name="{name}"] .state')).to_have_text("running")
@@ -215,11 +265,14 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     member.context.close()
 
     _goto(page, f"{dy.url}/instances/{name}")  # the charts: the samples stored since launch
-    for chart in ("#chart-memory", "#chart-cpu"):  # 2 points or more
+    for chart in ("#chart-memory", "#chart-cpu", "#chart-net", "#chart-disk"):  # 2 or more
         expect(page.locator(chart)).to_have_attribute("data-points", TWO_OR_MORE,
                                                       timeout=20_000)
     assert page.evaluate("document.querySelector('#chart-memory').plot.data[1]"
                          ".some(v => v > 0)")  # rss points
+    for chart in ("#chart-net", "#chart-disk"):  # rates of both counters, 0 or more
+        assert page.evaluate(f"[1, 2].every(i => document.querySelector('{chart}').plot"
+                             ".data[i].some(v => v !== null && v >= 0))"), chart
     assert page.locator("#chart-memory canvas").count() == 1
     _shoot(page, "instance-charts")
     page.get_by_label("New memory limit").fill("96M")

@@ -20,8 +20,8 @@ from dockyard.model.stats import InstanceSample
 from dockyard.server.app import create_app
 from dockyard.server.bootstrap import init_store, mint_admin_token
 from dockyard.server.context import ServerContext
+from dockyard.store import events, projects, tokens
 from dockyard.store import instances as instance_rows
-from dockyard.store import projects, tokens
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
 from dockyard.web import instances as web_instances
 from dockyard.web import session as sessions
@@ -340,6 +340,23 @@ def test_chart_series(samples: list[InstanceSample], cpu: list[float | None],
     assert out["time"] == sorted(out["time"]) and len(out["time"]) == len(rss)
 
 
+def _io(seconds: float, rx: int, tx: int, read: int | None, write: int) -> InstanceSample:
+    return InstanceSample(instance_id="i1", time=T0 + timedelta(seconds=seconds),
+                          net_rx_bytes=rx, net_tx_bytes=tx, blkio_read_bytes=read,
+                          blkio_write_bytes=write)
+
+
+def test_network_and_disk_series_are_rates_of_their_counters() -> None:
+    samples = [_io(0, 1000, 0, 0, 4096), _io(4, 3000, 400, None, 4096),
+               _io(8, 10, 800, None, 8192)]  # rx drops at 8 s: the container was made anew
+    out = series(samples, T0, T0 + timedelta(seconds=12), points=3)  # buckets of 4 s
+    assert out["rx"] == [None, 500.0, None]  # bytes a second; no point across the drop
+    assert out["tx"] == [None, 100.0, 100.0]
+    assert out["read"] == [None, None, None]  # not sampled: no point, not 0
+    assert out["write"] == [None, 0.0, 1024.0]
+    assert out["cpu"] == [None, None, None] and out["rss"] == [None, None, None]
+
+
 def test_a_young_instance_gets_a_point_per_sample_in_a_long_window() -> None:
     young = [_sample(s, s, 100) for s in range(3000, 3010)]  # 10 s of a 1-hour window
     out = series(young, T0, T0 + timedelta(seconds=3010))
@@ -356,8 +373,8 @@ def test_a_week_of_samples_is_at_most_the_charts_buckets() -> None:
 def test_chart_data_is_scoped_like_the_api(console: Console) -> None:
     admin, member = console.login(console.admin), console.login(console.member)
     reply = console.get("/instances/web/stats?range=24h", admin)
-    assert reply.status_code == 200 and set(reply.json()) == {"time", "cpu", "rss", "cache",
-                                                               "limit"}
+    assert reply.status_code == 200 and set(reply.json()) == {
+        "time", "cpu", "rss", "cache", "limit", "rx", "tx", "read", "write"}
     assert console.get("/instances/web/stats", member).status_code == 404
     reply = console.get("/instances/web/stats?range=1y", admin)
     assert reply.status_code == 422 and "one of 1h, 24h, 7d" in reply.text
@@ -530,3 +547,147 @@ def test_the_images_page_says_in_words_when_the_registry_is_unreachable(
     reply = console.get("/images", console.login(console.admin))
     assert reply.status_code >= 500 and 'class="error"' in reply.text
     assert "Traceback" not in reply.text
+
+
+# ------------------------------------------------------------------- events and logs
+
+
+def test_the_instance_page_lists_the_instances_own_events(console: Console) -> None:
+    admin = console.login(console.admin)
+    reply = console.post("/instances/web/restart", admin, {"csrf_token": console.csrf(admin)})
+    assert reply.status_code == 303
+    with console.ctx.db.session() as sess:
+        events.record(sess, sess.get(InstanceRow, "i2"), "marker", "an event of zeta")
+    live = console.get("/instances/web?part=live", admin).text
+    shown = live.split('<ol class="events">', 1)[1]
+    assert "<strong>restart</strong> restart requested" in shown
+    assert "an event of zeta" not in shown
+    assert "an event of zeta" in console.get("/instances/zeta", admin).text
+
+
+@dataclass
+class FakeLogs:
+    chunks: list[bytes]  # what the agent answers
+    calls: list[dict[str, str]]  # the parameters of each call
+
+
+@pytest.fixture
+def logs_of_web(console: Console, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLogs]:
+    """Instance web with a container whose agent answers the fake's chunks (the seam the
+    /v1 logs handler calls: AgentProxy.stream_logs)."""
+    fake = FakeLogs([], [])
+
+    async def stream_logs(host: str, url: str, secret: str, instance_id: str,
+                          params: dict[str, str]) -> Any:
+        fake.calls.append({"instance": instance_id, **params})
+        for chunk in fake.chunks:
+            yield chunk
+
+    monkeypatch.setattr(console.ctx.agents, "stream_logs", stream_logs)
+    with console.ctx.db.session() as sess:
+        row = sess.get(InstanceRow, "i1")
+        assert row is not None
+        row.container_id = "c1"
+    yield fake
+    with console.ctx.db.session() as sess:
+        row = sess.get(InstanceRow, "i1")
+        assert row is not None
+        row.container_id = None
+
+
+def test_the_logs_panel_shows_the_last_lines_escaped(console: Console,
+                                                     logs_of_web: FakeLogs) -> None:
+    logs_of_web.chunks.extend([b"hello from web\n<script>alert(1)</script>\n", b"b\xffad\n"])
+    admin = console.login(console.admin)
+    reply = console.get("/instances/web/logs?tail=50", admin, **{"hx-request": "true"})
+    assert reply.status_code == 200
+    assert "hello from web\n" in reply.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in reply.text
+    assert "<script>" not in reply.text
+    assert "b\ufffdad" in reply.text  # bytes that are not UTF-8 do not break the panel
+    assert logs_of_web.calls == [
+        {"instance": "i1", "follow": "false", "tail": "50"}]
+    page = console.get("/instances/web", admin).text
+    assert 'hx-get="/instances/web/logs?tail=200"' in page and "every 2s" in page
+
+
+def test_the_logs_panel_keeps_the_newest_bytes_of_a_long_answer(
+        console: Console, logs_of_web: FakeLogs, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_instances, "LOG_BYTES", 64)
+    logs_of_web.chunks.extend(f"line {n:04d}\n".encode() for n in range(1000))
+    reply = console.get("/instances/web/logs", console.login(console.admin))
+    assert "line 0999" in reply.text and "line 0990" not in reply.text
+
+
+def test_the_logs_panel_says_a_refusal_in_words(console: Console) -> None:
+    admin, member = console.login(console.admin), console.login(console.member)
+    reply = console.get("/instances/web/logs", admin, **{"hx-request": "true"})
+    assert reply.status_code == 409  # no container yet: the API's own refusal
+    assert "instance web has no container yet" in reply.text and 'class="error"' in reply.text
+    reply = console.get("/instances/web/logs", member)
+    assert reply.status_code == 404 and "not found" in reply.text
+    reply = console.get("/instances/web/logs?tail=0", admin)
+    assert reply.status_code == 422 and "tail=" in reply.text
+
+
+# ------------------------------------------------------------------- snapshot, migrate
+
+
+@pytest.fixture
+def host_a_up(console: Console) -> Iterator[Console]:
+    """Host a up with an agent address (nothing answers there: the refusals tested come
+    before any agent call)."""
+    with console.ctx.db.session() as sess:
+        host = sess.get(HostRow, "a")
+        assert host is not None
+        was = host.state, host.api_url
+        host.state, host.api_url = "up", "http://127.0.0.1:1"
+    yield console
+    with console.ctx.db.session() as sess:
+        host = sess.get(HostRow, "a")
+        assert host is not None
+        host.state, host.api_url = was
+
+
+def test_the_instance_page_has_snapshot_and_migrate_forms(console: Console) -> None:
+    admin = console.get("/instances/web", console.login(console.admin)).text
+    assert 'action="/instances/web/snapshot"' in admin and 'name="tag"' in admin
+    assert 'action="/instances/web/migrate"' in admin and 'name="host"' in admin
+    with console.ctx.db.session() as sess:  # a member of web's project: no target host field
+        member = tokens.mint(sess, "member", project_id=projects.ids_by_name(sess)["default"])
+    page = console.get("/instances/web", console.login(member)).text
+    assert 'action="/instances/web/migrate"' in page and 'name="host"' not in page
+
+
+def test_a_snapshot_refused_by_the_api_is_said_in_words(console: Console) -> None:
+    admin = console.login(console.admin)
+    csrf = console.csrf(admin)
+    reply = console.post("/instances/web/snapshot", admin, {"csrf_token": csrf,
+                                                             "tag": "not a name!"})
+    assert reply.status_code == 422 and "tag:" in reply.text and "Traceback" not in reply.text
+    reply = console.post("/instances/web/snapshot", admin, {"csrf_token": csrf, "tag": "s1"})
+    assert reply.status_code == 409 and "instance web: its host is not up" in reply.text
+    assert console.post("/instances/web/snapshot", admin, {"tag": "s1"}).status_code == 403
+    member = console.login(console.member)
+    reply = console.post("/instances/web/snapshot", member, {"csrf_token": console.csrf(member)})
+    assert reply.status_code == 404 and "not found" in reply.text
+
+
+def test_a_migration_refused_by_the_api_is_said_in_words(host_a_up: Console) -> None:
+    console = host_a_up
+    admin = console.login(console.admin)
+    csrf = console.csrf(admin)
+    reply = console.post("/instances/web/migrate", admin, {"csrf_token": csrf,
+                                                            "host": "nohost"})
+    assert reply.status_code == 404 and "host &#39;nohost&#39; not found" in reply.text
+    reply = console.post("/instances/web/migrate", admin, {"csrf_token": csrf, "host": "a"})
+    assert reply.status_code == 409 and "already runs on a" in reply.text
+    reply = console.post("/instances/zeta/migrate", admin, {"csrf_token": csrf})
+    assert reply.status_code == 409 and "only a running instance migrates" in reply.text
+    member = console.login(console.member)
+    csrf = console.csrf(member)
+    reply = console.post("/instances/web/migrate", member, {"csrf_token": csrf, "host": "a"})
+    assert reply.status_code == 403 and "only an admin may choose the target host" in reply.text
+    reply = console.post("/instances/web/migrate", member, {"csrf_token": csrf})
+    assert reply.status_code == 404
+    assert console.instance().options.get("migrating") is None  # nothing began

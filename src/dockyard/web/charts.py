@@ -1,8 +1,9 @@
 """/instances/{name}/stats: an instance's stored samples as chart series (uPlot's columns).
 
     store/stats.history (the API's /v1/instances/{ref}/stats, same scoping)
-      ─▶ points: CPU in cores from consecutive cpu_seconds (a counter: a drop is a restart,
-         no point), memory rss, cache and limit as sampled
+      ─▶ points: rates from consecutive counters (a drop is a restart or a move to another
+         host: no point) — CPU in cores from cpu_seconds, network rx/tx and disk
+         read/write in bytes a second — and memory rss, cache and limit as sampled
       ─▶ at most POINTS buckets over the window (each the mean of its points), so a week of
          10-second samples is still a small answer
 """
@@ -25,7 +26,12 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 POINTS = 300  # buckets of a chart at most
 SAMPLES = 100_000  # samples read at most (the API's largest page)
-SERIES = ("cpu", "rss", "cache", "limit")
+# series from counters (a rate a second between two samples) and from gauges (as sampled)
+COUNTERS = {"cpu": "cpu_seconds", "rx": "net_rx_bytes", "tx": "net_tx_bytes",
+            "read": "blkio_read_bytes", "write": "blkio_write_bytes"}
+GAUGES = {"rss": "memory_rss_bytes", "cache": "memory_cache_bytes",
+          "limit": "memory_limit_bytes"}
+SERIES = (*COUNTERS, *GAUGES)
 
 
 def _points(samples: list[InstanceSample]) -> list[tuple[float, dict[str, float]]]:
@@ -33,15 +39,14 @@ def _points(samples: list[InstanceSample]) -> list[tuple[float, dict[str, float]
     prev: InstanceSample | None = None
     for s in samples:
         values: dict[str, float] = {}
-        if prev is not None and s.cpu_seconds is not None and prev.cpu_seconds is not None:
-            dt = (s.time - prev.time).total_seconds()
-            used = s.cpu_seconds - prev.cpu_seconds
-            if dt > 0 and used >= 0:
-                values["cpu"] = used / dt
-        for key, field in (("rss", s.memory_rss_bytes), ("cache", s.memory_cache_bytes),
-                           ("limit", s.memory_limit_bytes)):
-            if field is not None:
-                values[key] = float(field)
+        dt = (s.time - prev.time).total_seconds() if prev is not None else 0.0
+        for key, field in COUNTERS.items():
+            now, before = getattr(s, field), getattr(prev, field, None)
+            if dt > 0 and now is not None and before is not None and now >= before:
+                values[key] = (now - before) / dt
+        for key, field in GAUGES.items():
+            if getattr(s, field) is not None:
+                values[key] = float(getattr(s, field))
         out.append((s.time.timestamp(), values))
         prev = s
     return out

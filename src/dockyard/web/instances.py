@@ -2,27 +2,40 @@
 
 Each action calls what `routers/instances.py` calls, with the visitor's caller: launch
 `powers.check_admin_powers` → `snapshots.prepare_launch` → `instances.create`; stop, start,
-restart `instances.set_desired`; resize `resize.resize`; delete `instances.delete`. Another
-project's instance is not found (404), as in the API.
+restart `instances.set_desired`; resize `resize.resize`; delete `instances.delete`; snapshot
+and migrate the /v1 handlers themselves (`routers/snapshots.py`: `create_snapshot`,
+`migrate_instance`, with its admin-only target host). Another project's instance is not
+found (404), as in the API.
+
+The logs panel reads `GET /v1/instances/{ref}/logs?tail=N` (its handler, with the visitor's
+caller: the same lookup and agent call) without `follow`, and the page follows by polling it
+every 2 s; a refusal (no container yet, the agent down) is said in the panel, which keeps
+polling.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 from ipaddress import ip_address
-from typing import Any
-from urllib.parse import urlencode
+from typing import Any, cast
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 
-from dockyard.errors import DockyardError, InvalidRequest, NotFound
+from dockyard.errors import BackendError, DockyardError, InvalidRequest, NotFound
 from dockyard.model.common import Event
 from dockyard.model.instance import Instance, InstanceAction, InstanceCreate, LimitsPatch
+from dockyard.model.snapshot import MigrateRequest, SnapshotCreate
 from dockyard.server import hosts, instances, powers, resize
 from dockyard.server.placement import host_is_up
+from dockyard.server.routers.instances import instance_logs
+from dockyard.server.routers.snapshots import create_snapshot, migrate_instance
 from dockyard.server.snapshots import prepare_launch
 from dockyard.store import events, networks, projects, records
 from dockyard.store import hosts as host_rows
@@ -36,6 +49,10 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE = 100  # instances on one page (the API's default page)
 PAGE_MOST = 1000  # ?per= at most
 EVENTS_SHOWN = 30
+LOG_TAIL = 200  # log lines the panel shows (?tail=)
+LOG_TAIL_MOST = 5000
+LOG_BYTES = 512 * 1024  # of one log answer kept at most: the newest
+LOG_WAIT = 10.0  # seconds for the agent's answer
 ALL = 1_000_000  # a page size that is every instance of a project
 COLUMNS = ("Name", "State", "Host", "IP", "Image", "Memory", "Created")  # sortable ones
 
@@ -196,8 +213,67 @@ def instance_page(request: Request, name: str, seen: Visit = Depends(visit)) -> 
         return render(request, "_instance_live.html", values, seen=seen)
     window = request.query_params.get("range", "1h")
     return render(request, "instance.html", {
-        **values, "ranges": list(RANGES), "range": window if window in RANGES else "1h"},
+        **values, "ranges": list(RANGES), "range": window if window in RANGES else "1h",
+        "log_tail": LOG_TAIL},
         seen=seen)
+
+
+async def log_text(seen: Visit, name: str, tail: int) -> str:
+    """The last `tail` lines of the instance's console output, as `dockyard logs --tail`
+    reads them (at most LOG_BYTES, the newest); 502 in words when the agent is slower than
+    LOG_WAIT."""
+    reply = await instance_logs(name, False, str(tail), seen.caller, seen.ctx)
+    body = bytearray()
+    chunks = cast(AsyncGenerator[bytes, None], reply.body_iterator)
+    async with aclosing(chunks):
+        try:
+            async with asyncio.timeout(LOG_WAIT):
+                async for chunk in chunks:
+                    body += chunk
+                    del body[:-LOG_BYTES]
+        except TimeoutError:
+            raise BackendError(f"the logs of {name} did not come within "
+                               f"{LOG_WAIT:.0f} s") from None
+    return body.decode(errors="replace")
+
+
+@router.get("/instances/{name}/logs")
+async def instance_log_panel(request: Request, name: str,
+                             seen: Visit = Depends(visit)) -> Response:
+    """The logs panel (`_instance_logs.html`): the last `?tail=` lines (200). A refusal
+    (another project's instance: 404, as in the API) is said in the panel with its status
+    (console.js lets htmx show it there), and the poll goes on."""
+    tail = _number(request.query_params, "tail", LOG_TAIL, LOG_TAIL_MOST)
+    try:
+        text, message, status = await log_text(seen, name, tail), "", 200
+    except DockyardError as exc:
+        text, message, status = "", exc.message, exc.status
+    return render(request, "_instance_logs.html", {
+        "lines": text.splitlines(), "message": message, "tail": tail}, status, seen=seen)
+
+
+@router.post("/instances/{name}/snapshot")
+async def instance_snapshot(name: str, form: Posted = Depends(posted)) -> Response:
+    """`dockyard snapshot create NAME [--tag T] [--pause]`: answers once the snapshot is
+    pushed, then shows it on /snapshots."""
+    seen = form.visit
+    try:
+        body = SnapshotCreate.model_validate({"tag": form.field("tag") or None,
+                                              "pause": form.field("pause") == "on"})
+    except ValidationError as exc:
+        raise InvalidRequest(invalid(exc)) from exc
+    snap = await create_snapshot(name, body, seen.caller, seen.ctx)
+    return redirect("/snapshots?q=" + quote(snap.name))
+
+
+@router.post("/instances/{name}/migrate")
+async def instance_migrate(name: str, form: Posted = Depends(posted)) -> Response:
+    """`dockyard migrate NAME [--to HOST]` (cold): answers once the instance runs on its new
+    host (or, after a failure, on its old one again: then the error in words)."""
+    seen = form.visit
+    body = MigrateRequest.model_validate({"host": form.field("host") or None})
+    await migrate_instance(name, body, seen.caller, seen.ctx)
+    return redirect(f"/instances/{name}")
 
 
 @router.post("/instances/{name}/{action}")
