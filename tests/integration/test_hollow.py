@@ -10,20 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from hollow import measure  # noqa: E402
-
-from tests.budget import soaking  # noqa: E402
-
-# Under `make soak` only for now: in one full run of two the burst phase stopped at a delete
-# that answered 404 (the instance was already gone); not yet explained (bench/hollow.py's
-# delete may be retried after the first one succeeded, or the server lost the row early).
-pytestmark = [pytest.mark.soak,
-              pytest.mark.skipif(not soaking(), reason="make soak: a hollow delete answered 404 "
-                                 "once; cause not yet known")]
 
 HOSTS = 100
 
@@ -32,7 +21,8 @@ def test_a_hundred_hollow_agents_converge() -> None:
     args = argparse.Namespace(hosts=HOSTS, db="sqlite", procs=2, heartbeat=10.0,
                               heartbeat_timeout=60.0, settle=0.0, steady=2.0, down=0,
                               launches=HOSTS, clients=8, keep=False, label="")
-    result = measure(args)  # raises when a phase does not finish in its time
+    result = measure(args)
+    assert "burst_error" not in result, result["burst_error"]  # a phase not done in its time
     burst = result["burst"]
     assert result["errors"] == {}
     assert burst["launches"] == HOSTS

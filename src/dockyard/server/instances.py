@@ -24,6 +24,7 @@ from dockyard.model.ids import mac_for_ip, new_id
 from dockyard.model.instance import (
     DesiredState,
     HostVerdict,
+    Instance,
     InstanceAction,
     InstanceCreate,
     InstanceState,
@@ -35,6 +36,7 @@ from dockyard.scheduler import PlacementRequest, Plan, explain, place
 from dockyard.scheduler.cpusets import format_cpuset
 from dockyard.server import image_access, placement
 from dockyard.server.context import ServerContext
+from dockyard.server.hosts import instance_view
 from dockyard.server.placement import cluster_view
 from dockyard.server.powers import check_host_paths
 from dockyard.store import (
@@ -245,10 +247,23 @@ def set_desired(ctx: ServerContext, project_id: str, ref: str, action: InstanceA
 
 
 def delete(ctx: ServerContext, project_id: str, ref: str, force: bool) -> str:
-    op_id, instance_id = ctx.db.transact(lambda sess: _delete(sess, project_id, ref, force))
+    return delete_and_view(ctx, project_id, ref, force)[0]
+
+
+def delete_and_view(ctx: ServerContext, project_id: str, ref: str,
+                    force: bool) -> tuple[str, Instance]:
+    """The delete's operation id and the instance as the delete left it (`deleting`), read in
+    the delete's own transaction: once it is committed the agent may finish the delete and its
+    report remove the row before the caller could read it again (a hollow agent, with no
+    container to remove, did: the API answered 404 to a delete that had succeeded)."""
+    def work(sess: Session) -> tuple[str, Instance]:
+        op_id, row = _delete(sess, project_id, ref, force)
+        return op_id, instance_view(sess, row, ctx.settings)
+
+    op_id, view = ctx.db.transact(work)
     faults.point("server.delete.committed")
-    ctx.notifier.bump(instance_id)
-    return op_id
+    ctx.notifier.bump(view.id)
+    return op_id, view
 
 
 def _set_desired(sess: Session, project_id: str, ref: str,
@@ -279,7 +294,7 @@ def _set_desired(sess: Session, project_id: str, ref: str,
     return op.id, row.id
 
 
-def _delete(sess: Session, project_id: str, ref: str, force: bool) -> tuple[str, str]:
+def _delete(sess: Session, project_id: str, ref: str, force: bool) -> tuple[str, InstanceRow]:
     row = records.instance_by_ref(sess, project_id, ref)
     if row.state == InstanceState.running and not force:
         raise Conflict(f"instance {row.name} is running; stop it first or use --force")
@@ -290,4 +305,4 @@ def _delete(sess: Session, project_id: str, ref: str, force: bool) -> tuple[str,
     operations.fail_running(sess, row.id, "superseded by delete")
     op = operations.start(sess, row, "delete", state="deleted")
     events.record(sess, row, "delete", "delete requested")
-    return op.id, row.id
+    return op.id, row

@@ -95,14 +95,14 @@ def show_instance(ref: str, caller: Caller = Depends(auth.user),
 async def delete_instance(ref: str, force: bool = False, wait: bool = False,
                           caller: Caller = Depends(auth.user),
                           ctx: ServerContext = Depends(auth.context)) -> JSONResponse:
-    project = caller.project
-    body = await run_in_threadpool(_show, ctx, project, ref)
-    op_id = await run_in_threadpool(instances.delete, ctx, project, ref, force)
+    # the instance as the delete left it: the agent may remove the row before a read here
+    op_id, view = await run_in_threadpool(instances.delete_and_view, ctx, caller.project, ref,
+                                          force)
     if wait:
         await wait_for(ctx, op_id, ctx.settings.wait_timeout)
-        return JSONResponse({"id": body["id"], "name": body["name"], "operation": op_id,
+        return JSONResponse({"id": view.id, "name": view.name, "operation": op_id,
                              "deleted": True}, status_code=200)
-    return await _answer(ctx, project, ref, op_id, wait=False)
+    return JSONResponse({**view.model_dump(mode="json"), "operation": op_id}, status_code=202)
 
 
 @router.patch("/{ref}", status_code=202, response_model=Instance)
