@@ -127,6 +127,67 @@ def test_evacuate_a_down_host_and_fence_it_when_it_returns(cluster: DevCluster) 
     cluster.cli("snapshot", "delete", "ev2-last")
 
 
+LOST_STACK = """
+services:
+  web:
+    image: dockyard/busybox
+    command: [sleep, "1000000"]
+    networks: [evac]
+networks:
+  evac: {external: true}
+"""
+
+
+def test_a_stack_replica_moves_off_a_lost_host(cluster: DevCluster, tmp_path: Path) -> None:
+    """Issue 12: a replica's host cut off → the stacks loop moves it elsewhere by itself
+    (same name and IP, new generation) once the host is silent for two heartbeat timeouts;
+    the copy left behind is stopped (fenced), never deleted, when the host returns."""
+    _network(cluster)
+    home = cluster.home
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(LOST_STACK)
+    for other in ("host1", "host3"):  # the replica goes to host2
+        cluster.ok("host", "drain", other)
+    try:
+        cluster.ok("stack", "deploy", "lost", "-f", str(compose))
+    finally:
+        for other in ("host1", "host3"):
+            cluster.ok("host", "undrain", other)
+    before = _show(cluster, "lost-web-1")
+    assert before["host"] == "host2" and before["state"] == "running", before
+    agent = hostctl.stop_agent(home, "host2")
+    restarted = False
+    try:
+        hostctl.stop_dockerd(home, "host2")
+        cluster.ok("dev-cluster", "cut-uplink", "host2", "--home", str(home))
+        _until(lambda: _show(cluster, "lost-web-1")["host"] != "host2"
+               and _show(cluster, "lost-web-1")["state"] == "running",
+               "lost-web-1 moved off host2 and running", timeout=90)
+        after = _show(cluster, "lost-web-1")
+        assert after["ip"] == before["ip"] and after["mac"] == before["mac"]
+        assert after["generation"] == int(str(before["generation"])) + 1
+        events = json.loads(cluster.ok("events", "--json"))
+        items = events["items"] if isinstance(events, dict) else events
+        assert any("moved lost-web-1 off lost host host2" in str(e.get("message"))
+                   for e in items), items[-10:]
+        hostctl.start_dockerd(home, "host2")
+        hostctl.start_agent(home, "host2", agent)
+        restarted = True
+        _until(lambda: _host_state(cluster, "host2") == "up", "host2 up", timeout=60)
+        _until(lambda: all(st != "running" for _, st in
+                           hostctl.copies(home, "host2", str(before["id"]))),
+               "the stale replica stopped on host2", timeout=60)
+        assert hostctl.copies(home, "host2", str(before["id"]))  # stopped, never deleted
+    finally:
+        if not plumbing.alive(_pid(home, "dockerd")):
+            hostctl.start_dockerd(home, "host2")
+        if not restarted:
+            hostctl.start_agent(home, "host2", agent)
+        cluster.ok("dev-cluster", "restore-uplink", "host2", "--home", str(home))
+        cluster.cli("stack", "rm", "lost")
+    _until(lambda: _host_state(cluster, "host2") == "up", "host2 up", timeout=60)
+
+
 def _cleanup(cluster: DevCluster, *names: str) -> None:
     for name in names:
         cluster.cli("delete", name, "--force")
