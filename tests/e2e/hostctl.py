@@ -177,22 +177,50 @@ def start_server(home: Path, argv: list[str], fault: tuple[str, Path] | None = N
     return st.server_pid
 
 
-def kill_server_at(home: Path, argv: list[str], point: str, action: Any) -> None:
-    """Restart the server with fault `point` armed, run `action()` (which drives it there),
-    check that the server died at `point`, then start it again unarmed (also when the
-    action or the check fails)."""
-    marker = home / f"fault-{point}.marker"
-    marker.unlink(missing_ok=True)
-    stop_server(home)
-    pid = start_server(home, argv, fault=(point, marker))
-    try:
-        action()
-        wait_gone(pid, timeout=120)
-        assert marker.read_text().split() == [point]
-    finally:
-        if plumbing.alive(pid):
-            stop_server(home)
-        start_server(home, argv)
+class FaultServer:
+    """The dev-cluster's server as the fault tests run it: started with one fault point
+    armed, killed there by the test's action, then started again at once armed for the point
+    the next case wants (`then`): one server start per case, not a stop, an armed start and an
+    unarmed start. Recovery and the case's own checks run in that next-armed server: neither
+    passes a migration's fault points (only a migration's own steps do). `disarm` at the end."""
+
+    def __init__(self, home: Path, argv: list[str]) -> None:
+        self.home, self.argv = home, argv
+        self.armed: str | None = None
+
+    def _marker(self, point: str) -> Path:
+        return self.home / f"fault-{point}.marker"
+
+    def _start(self, point: str | None) -> int:
+        if point is not None:
+            self._marker(point).unlink(missing_ok=True)
+        self.armed = point
+        return start_server(self.home, self.argv,
+                            fault=None if point is None else (point, self._marker(point)))
+
+    def arm(self, point: str | None) -> None:
+        """The server running with `point` armed (None: unarmed), restarted only if not."""
+        if self.armed != point or not plumbing.alive(server_pid(self.home)):
+            if plumbing.alive(server_pid(self.home)):
+                stop_server(self.home)
+            self._start(point)
+
+    def kill_at(self, point: str, action: Any, then: str | None) -> None:
+        """Run `action()` (which drives the server to `point`), check that the server died
+        there, then start it again armed for `then` (also when the action or check fails)."""
+        self.arm(point)
+        pid = server_pid(self.home)
+        try:
+            action()
+            wait_gone(pid, timeout=120)
+            assert self._marker(point).read_text().split() == [point]
+        finally:
+            if plumbing.alive(pid):
+                stop_server(self.home)
+            self._start(then)
+
+    def disarm(self) -> None:
+        self.arm(None)
 
 
 def server_pid(home: Path) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dockyard import faults
-from dockyard.devcluster import plumbing, state
+from dockyard.devcluster import state
 from tests.e2e import hostctl
 from tests.e2e.conftest import DevCluster
 from tests.e2e.criu_cluster import (
@@ -183,27 +183,34 @@ FINISHED = {"server.live.switched", "server.live.running", "server.live.image_ke
 
 
 @pytest.fixture(scope="module")
-def live_server_argv(live_cluster: DevCluster) -> Iterator[list[str]]:
-    argv = hostctl.stop_server(live_cluster.home)
-    hostctl.start_server(live_cluster.home, argv)  # started by us from now on: argv is known
-    yield argv
-    if not plumbing.alive(hostctl.server_pid(live_cluster.home)):
-        hostctl.start_server(live_cluster.home, argv)
+def live_server(live_cluster: DevCluster) -> Iterator[hostctl.FaultServer]:
+    # started by us from now on (argv known), armed for each case's point in turn
+    fault_server = hostctl.FaultServer(live_cluster.home, hostctl.stop_server(live_cluster.home))
+    yield fault_server
+    fault_server.disarm()
+
+
+def _after(point: str) -> str | None:
+    """The point of the next case (the server restarts armed for it), None after the last."""
+    at = LIVE_POINTS.index(point) + 1
+    return LIVE_POINTS[at] if at < len(LIVE_POINTS) else None
 
 
 @pytest.mark.parametrize("point", LIVE_POINTS)
-def test_server_killed_mid_live_migration(live_cluster: DevCluster, live_server_argv: list[str],
+def test_server_killed_mid_live_migration(live_cluster: DevCluster,
+                                          live_server: hostctl.FaultServer,
                                           point: str) -> None:
     """The server dies at `point`; started again, its recovery (live_migrate.recover) rolls
     back (the source resumes from its checkpoint) or finishes: one running copy, same IP and
     MAC, the counter's processes still counting, nothing left on the other host."""
     dc = live_cluster
+    live_server.arm(point)  # (already, when the case before restarted it: `then`)
     name = "lf-" + point.rsplit(".", 1)[1].replace("_", "-")
     before = _launch(dc, name, "host1")  # lxcfs on
     _background(dc, name, COUNTER)
     assert_counting_on(dc, name, 2)
-    hostctl.kill_server_at(dc.home, live_server_argv, point,  # the server dies on the way
-                           lambda: dc.cli("migrate", name, "--live", "--to", "host2"))
+    live_server.kill_at(point, lambda: dc.cli("migrate", name, "--live", "--to", "host2"),
+                        then=_after(point))  # the server dies on the way
     LIVE_HIT.add(point)
     want = "host2" if point in FINISHED else "host1"
 

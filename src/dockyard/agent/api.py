@@ -62,7 +62,7 @@ def push_lines(engine: DockerEngine, source: str, target: str) -> Iterator[bytes
 
 def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
                      lxcfs: Lxcfs, registry: str = "", home: Path | None = None,
-                     forget: Callable[[str], None] | None = None,
+                     forget: Callable[[str, int], None] | None = None,
                      live: LiveHooks | None = None) -> FastAPI:
     app = FastAPI(title="Dockyard agent", version="0.1.0")
     api_errors.install(app)
@@ -159,7 +159,7 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
     install_build(app, engine, authorized, registry, home)  # builds (agent/build.py)
     if home is not None:  # images, snapshots, migration (agent/transfer.py)
         tokens = install_transfer(app, engine, authorized, registry, home,
-                                  forget or (lambda _: None),
+                                  forget or (lambda _, __: None),
                                   live.peers if live is not None else peer_client(None))
         if live is not None:  # live migration (agent/live.py)
             install_live(app, engine, authorized, tokens.consume, live)

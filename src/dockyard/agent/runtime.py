@@ -63,6 +63,7 @@ from dockyard.serving import KEEP_ALIVE, PromptServer
 
 log = logging.getLogger("dockyard.agent")
 WATCH_TIMEOUT = 25.0
+FORGET_WAIT = 300.0  # seconds `forget` waits for a sync of the instance already running
 
 
 class ServerProgress:
@@ -109,6 +110,7 @@ class Agent:
         self.reported: dict[str, ObservedState] = {}
         self.held: set[str] = set()  # being checkpointed away: the reconciler keeps off
         self.incoming: set[str] = set()  # restored here, not yet in the desired state
+        self.departed: dict[str, int] = {}  # left this host (`forget`): id -> its revision
         self.resynced = False  # a full desired state arrived: orphans can be told apart
         self.reconciler: Reconciler | None = None
         self.collector: Collector | None = None
@@ -214,14 +216,17 @@ class Agent:
         nets = self.peer_book.apply(reply)
         if nets or reply.full:
             self._sync_networks(nets)
-        for d in reply.instances:
+        # a reply made before an instance left this host must not bring it back (`forget`)
+        wanted = [d for d in reply.instances if d.revision >= self.departed.get(d.id, 0)]
+        for d in wanted:
             if reply.peers_token:  # its own network came without peers: the book has them
                 d = d.model_copy(update={"network": self.peer_book.network(d.network)})
+            self.departed.pop(d.id, None)
             self.desired[d.id] = d
             self.incoming.discard(d.id)
             self.queue.add(d.id)
         if reply.full:
-            self._find_orphans({d.id for d in reply.instances})
+            self._find_orphans({d.id for d in wanted})
             self.resynced = True
 
     def _sync_networks(self, nets: list[DesiredNetwork]) -> None:
@@ -390,11 +395,20 @@ class Agent:
         self.stopping.wait(max(0.1, self.settings.collector_interval
                                - (time.monotonic() - started)))
 
-    def forget(self, instance_id: str) -> None:
-        """The instance left this host (migrated away): stop syncing its old desired state."""
+    def forget(self, instance_id: str, revision: int = 0) -> None:
+        """The instance left this host (migrated away; the caller removes its copy next): stop
+        syncing its old desired state. A sync of it already running is waited out, or it could
+        create or start the copy after the removal (the orphan scan only stops such a copy);
+        a desired state older than `revision` (the server's revision of the move away: a
+        watch reply made before it) is not taken again."""
+        if revision:
+            self.departed[instance_id] = max(revision, self.departed.get(instance_id, 0))
         self.desired.pop(instance_id, None)
         self.reported.pop(instance_id, None)
         self.held.discard(instance_id)
+        if not self.queue.wait_idle(instance_id, FORGET_WAIT):
+            log.warning("instance %s: a sync of it still runs after %.0f s", instance_id,
+                        FORGET_WAIT)
 
     def release(self, instance_id: str) -> None:
         """A checkpointed instance stays here after all: sync it again (plumb, start)."""

@@ -108,7 +108,7 @@ def _load_and_push(engine: DockerEngine, spool: Path, name: str, registry: str) 
 
 
 def install_transfer(app: FastAPI, engine: DockerEngine, authorized: Callable[..., None],
-                     registry: str, home: Path, forget: Callable[[str], None],
+                     registry: str, home: Path, forget: Callable[[str, int], None],
                      peers: httpx.Client) -> Tokens:
     """`peers`: the client for other agents' APIs (it trusts the cluster CA)."""
     tokens = Tokens()
@@ -153,7 +153,7 @@ def install_transfer(app: FastAPI, engine: DockerEngine, authorized: Callable[..
 
 
 def _install_images(app: FastAPI, engine: DockerEngine, authorized: Callable[..., None],
-                    registry: str, home: Path, forget: Callable[[str], None]) -> None:
+                    registry: str, home: Path, forget: Callable[[str, int], None]) -> None:
     @app.post("/v1/images/load", dependencies=[Depends(authorized)])
     async def load(name: str, request: Request) -> dict[str, str]:
         if not registry:
@@ -181,13 +181,19 @@ def _install_images(app: FastAPI, engine: DockerEngine, authorized: Callable[...
 
     @app.post("/v1/instances/{instance_id}/discard", status_code=204,
               dependencies=[Depends(authorized)])
-    def discard(instance_id: str, generation: int) -> None:
+    def discard(instance_id: str, generation: int, revision: int = 0) -> None:
+        """Remove this host's copy (generation `generation` or older) of an instance that
+        left; with `revision` (the server's revision of the move away) a desired state of it
+        older than that is not taken again here."""
+        info = engine.inspect(ids.container_name(instance_id))
+        if info is not None and int(info.labels.get(ids.LABEL_GENERATION, "0")) > generation:
+            raise InvalidRequest(f"the copy of {instance_id} here is newer than {generation}")
+        forget(instance_id, revision)  # also when no copy is here yet: a sync may be making one
         info = engine.inspect(ids.container_name(instance_id))
         if info is None:
             return
         if int(info.labels.get(ids.LABEL_GENERATION, "0")) > generation:
             raise InvalidRequest(f"the copy of {instance_id} here is newer than {generation}")
-        forget(instance_id)
         engine.remove(info.id)
 
 

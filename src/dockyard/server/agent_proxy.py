@@ -137,9 +137,11 @@ class AgentClient(HttpClient):
                              json={"target": target, "pause": pause})
         return str(reply["ref"])
 
-    def discard(self, instance_id: str, generation: int) -> None:
+    def discard(self, instance_id: str, generation: int, revision: int = 0) -> None:
+        """The host's copy removed; with `revision` (of the move away) the agent also refuses
+        a desired state of the instance older than that (agent/runtime.py `forget`)."""
         self.request("POST", f"/v1/instances/{instance_id}/discard",
-                     params={"generation": generation})
+                     params={"generation": generation, "revision": revision})
 
     def remove_volume(self, docker_name: str) -> None:
         self.request("DELETE", f"/v1/volumes/{docker_name}")

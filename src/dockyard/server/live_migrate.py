@@ -273,8 +273,8 @@ def rollback(ctx: ServerContext, op_id: str, instance_id: str, checkpoint: str,
         # back to the source's own container, at its generation: a new generation would fence
         # it and create a fresh one from the image (its root filesystem delta and processes
         # lost), where the cold move has a committed image to come back to
-        cold.switch(ctx, instance_id, plan, None, to_target=False, generation=gen)
-        cold._best_effort(lambda: dst.discard(instance_id, gen + 1))
+        rev = cold.switch(ctx, instance_id, plan, None, to_target=False, generation=gen)
+        cold._best_effort(lambda: dst.discard(instance_id, gen + 1, rev))
         cold._best_effort(lambda: src.call("POST", f"/v1/instances/{instance_id}/resume",
                                            json={"checkpoint": checkpoint}))
     else:

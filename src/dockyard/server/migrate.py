@@ -236,10 +236,11 @@ def wait_state(ctx: ServerContext, instance_id: str, state: InstanceState,
 
 
 def switch(ctx: ServerContext, instance_id: str, plan: dict[str, Any], image: str | None,
-           to_target: bool, generation: int | None = None) -> None:
+           to_target: bool, generation: int | None = None) -> int:
     """Host and generation change in one transaction, cores and volumes follow. The
     generation goes up by one, or to `generation` (a live move back to the source's own
-    checkpointed container: that copy is wanted again, not fenced)."""
+    checkpointed container: that copy is wanted again, not fenced). Returns the revision of
+    the change (the host left refuses desired states older than it: `discard`)."""
     new, old = ((plan["target_id"], plan["source_id"]) if to_target
                 else (plan["source_id"], plan["target_id"]))
     with ctx.db.session() as sess:
@@ -261,6 +262,7 @@ def switch(ctx: ServerContext, instance_id: str, plan: dict[str, Any], image: st
             touch_shared(sess, new, rev)
             touch_shared(sess, old, rev)
     ctx.notifier.bump()
+    return rev
 
 
 def _source_cores(row: InstanceRow) -> list[int]:
@@ -293,19 +295,26 @@ def rollback(ctx: ServerContext, op_id: str, instance_id: str, reason: str) -> N
         done = {s.get("step") for s in op.steps} if op else set()
         row = instance_rows.get(sess, instance_id)
         generation = row.generation if row else 0
+    began = time.monotonic()
     if "switched" in done:
-        switch(ctx, instance_id, plan, None, to_target=False)
-        _best_effort(lambda: dst.discard(instance_id, generation))
+        # the target may be making its copy right now (it saw the switch): the discard waits
+        # for that sync, and a watch reply still on its way from before this switch back
+        # cannot bring the copy back (the revision); its volumes are free after that
+        rev = switch(ctx, instance_id, plan, None, to_target=False)
+        _best_effort(lambda: dst.discard(instance_id, generation, rev))
     else:
         with ctx.db.session() as sess:
             ledger.release_cores_on(sess, instance_id, plan["target_id"])
         set_desired(ctx, instance_id, DesiredState.running)
     for name in _volumes(ctx, instance_id):
         _best_effort(lambda n=name: dst.remove_volume(n))
+    log.info("migration %s rollback: back on %s, the target's copy and volumes removed "
+             "(%.2f s)", op_id, plan["source"], time.monotonic() - began)
     finish(ctx, op_id, instance_id, "failure", reason,
            f"migration to {plan['target']} failed ({reason}); back on {plan['source']}")
     _best_effort(lambda: wait_state(ctx, instance_id, InstanceState.running,
                                     _generation(ctx, instance_id), timeout=60.0))
+    log.info("migration %s rollback: done (%.2f s)", op_id, time.monotonic() - began)
 
 
 def _generation(ctx: ServerContext, instance_id: str) -> int:
