@@ -3,6 +3,7 @@ heartbeats noted in memory and written in batches (`server/liveness.py`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from dockyard.errors import Unauthorized
 from dockyard.model.ids import new_id
 from dockyard.server import auth
 from dockyard.server.bootstrap import init_store
-from dockyard.server.liveness import FLUSH_EVERY, Liveness
+from dockyard.server.liveness import FLUSH_EVERY, Liveness, flush_interval, flusher
 from dockyard.store import hosts, tokens
 from dockyard.store.db import Database
 from dockyard.store.events import latest
@@ -114,3 +115,28 @@ def test_an_inventory_is_known_only_as_written_and_for_a_while() -> None:
     live.wrote("a", inv)
     live.forget("a")
     assert not live.inventory_known("a", inv)
+
+
+def test_the_flusher_writes_a_note_that_no_later_call_would(db: Database) -> None:
+    """The dev-cluster's false `down`: a host's watch ended just after another host's flush, so
+    its note was not due, and no call of any host came after it. The server's flusher task
+    writes it within its interval anyway (and says when a host came back)."""
+    old = datetime.now(UTC) - timedelta(minutes=5)
+    _host(db, "a", "up", old)
+    _host(db, "b", "down", old)
+    live = Liveness()
+    live.flush(db)  # another host's call just flushed
+    assert not live.note("a") and not live.note("b")  # not due: memory only
+    came_back: list[bool] = []
+
+    async def briefly() -> None:
+        task = asyncio.create_task(flusher(live, db, 0.05, lambda: came_back.append(True)))
+        await asyncio.sleep(0.5)
+        task.cancel()
+
+    asyncio.run(briefly())
+    with db.read() as sess:
+        rows = {n: hosts.by_name(sess, n) for n in "ab"}
+    assert all(as_utc(r.last_heartbeat) > old for r in rows.values() if r)  # type: ignore[arg-type]
+    assert rows["b"] is not None and rows["b"].state == "up" and came_back == [True]
+    assert flush_interval(6.0) == 0.6 and flush_interval(30.0) == FLUSH_EVERY

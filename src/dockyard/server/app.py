@@ -13,7 +13,15 @@ from fastapi import Depends, FastAPI
 
 from dockyard import api_errors, web
 from dockyard.config import ServerSettings, split_listen
-from dockyard.server import audit, console, live_migrate, migrate, stacks_loop, strict_query
+from dockyard.server import (
+    audit,
+    console,
+    live_migrate,
+    liveness,
+    migrate,
+    stacks_loop,
+    strict_query,
+)
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.alerts.engine import AlertEngine, ensure_default_rules
 from dockyard.server.bootstrap import init_store, private_home
@@ -80,7 +88,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         recovery = asyncio.create_task(asyncio.to_thread(_recover_migrations, ctx))
         build_loop = asyncio.create_task(build_runner.run())
         stack_loop = asyncio.create_task(stacks_loop.run(ctx))  # level-triggered convergence
+        heartbeats = asyncio.create_task(liveness.flusher(
+            ctx.liveness, db, liveness.flush_interval(settings.heartbeat_timeout),
+            ctx.notifier.bump))
         yield
+        heartbeats.cancel()
         stack_loop.cancel()
         build_loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -4,9 +4,13 @@ A heartbeat or a watch proves the host's agent alive. Writing `hosts.last_heartb
 was a write transaction per call (at 10,000 hosts, ~1,000 a second on one core). Instead each
 call notes its host here (`note`, memory only) and the first call a `FLUSH_EVERY` after the
 last flush writes every noted host at once (`flush`: `store.hosts.touch_many`, then the usual
-`host_up` transition for any of them stored `down`). So a stored heartbeat lags the real one
-by at most FLUSH_EVERY while calls keep coming, and down detection (`alerts`, placement) is
-late by no more than that. A host not heard from for `heartbeat_timeout / 2` (it may be
+`host_up` transition for any of them stored `down`); the server's `flusher` task writes what
+is still noted every `flush_interval` (FLUSH_EVERY, or a tenth of the heartbeat timeout when
+that is shorter), so a note never waits for another host's call. A stored heartbeat lags the
+real one by at most that interval. (Without the task, a host whose watch ended just after
+another host's flush stayed unwritten until the next call of any host: with few hosts and
+short timeouts, long enough to be reported `down` — seen on the dev-cluster.)
+A host not heard from for `heartbeat_timeout / 2` (it may be
 `down`), and a host this process has not written yet, are written at once by the caller
 (`due_now`), so a host coming back is seen as soon as it calls, as before.
 
@@ -17,6 +21,8 @@ another one since).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +35,11 @@ from dockyard.store.events import record as record_event
 
 FLUSH_EVERY = 1.0
 INVENTORY_EVERY = 60.0
+log = logging.getLogger(__name__)
+
+
+def flush_interval(heartbeat_timeout: float) -> float:
+    return min(FLUSH_EVERY, heartbeat_timeout / 10)
 
 
 class Liveness:
@@ -99,3 +110,15 @@ class Liveness:
             return came_back
         finally:
             self._flushing.release()
+
+
+async def flusher(live: Liveness, db: Database, every: float,
+                  came_back: Callable[[], None]) -> None:
+    """The server's task: what is noted is written within `every` seconds, whoever calls."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            if await asyncio.to_thread(live.flush, db):
+                came_back()
+        except Exception:  # a store hiccup must not end the task; the next round writes
+            log.exception("writing the noted heartbeats failed")
