@@ -142,15 +142,17 @@ def _build_events(dy: Dockyard, build_id: str) -> list[tuple[str, str]]:
             after = page["items"][-1]["id"]
 
 
-def _build_alert(dy: Dockyard, state: str) -> dict[str, Any]:
-    """The builtin build-failed alert on repository app in `state` (polled: the alert loop
-    runs every 10 s)."""
+def _build_alert(dy: Dockyard, state: str, value: float | None = None) -> dict[str, Any]:
+    """The builtin build-failed alert on repository app in `state` (and with `value`: an
+    evaluation before the last build may have opened it with an older count), polled: the
+    alert loop runs every 10 s."""
     deadline = time.monotonic() + 40
     while True:
         with dy.api() as api:
             items = api.get("/v1/alerts", state="all", limit=1000)["items"]
         found = [a for a in items if a["kind"] == "build_failed"
-                 and a["subject_name"] == "app" and a["state"] == state]
+                 and a["subject_name"] == "app" and a["state"] == state
+                 and (value is None or a["value"] == value)]
         if found:
             return dict(found[-1])
         assert time.monotonic() < deadline, items
@@ -189,7 +191,7 @@ def test_a_base_image_not_in_the_registry_is_named(dy: Dockyard, git_server: Git
     assert commit[:12] not in _tags(dy)
     kinds = [kind for kind, _ in _build_events(dy, build["id"])]
     assert kinds == ["build_started", "build_failed"]
-    alert = _build_alert(dy, "firing")  # two failed builds since the last success
+    alert = _build_alert(dy, "firing", 2.0)  # two failed builds since the last success
     assert (alert["subject_kind"], alert["value"], alert["project"]) == ("repo", 2.0, "default")
 
 
