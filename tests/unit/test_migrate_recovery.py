@@ -136,3 +136,32 @@ def test_a_failed_live_recovery_is_marked_and_the_next_one_still_runs(
     assert _op(ctx, done_op).status == "success"
     assert _instance(ctx, done).host_id == "dst"
     assert _events(ctx, done)[-1] == "migrated"
+
+
+@pytest.mark.parametrize("steps", [["prepared"], ["prepared", "volumes_copied"]])
+def test_a_rollback_before_the_stop_leaves_the_instance_running(
+        ctx: ServerContext, steps: list[str]) -> None:
+    """Killed before the source was stopped, the instance never stopped: the rollback asks
+    for it running again (a new revision, its agent re-syncs) without calling it `starting`
+    (an exec right after the recovery was refused: "is starting, not running")."""
+    with ctx.db.session() as sess:
+        project = sess.scalar(select(NetworkRow.project_id))
+        assert project is not None
+        row = InstanceRow(id="i-run", name="run", project_id=project, host_id="src",
+                          network_id="n1", image="img", hostname="run", ip="10.0.0.20",
+                          mac="02:00:00:00:00:02", state="running", desired_state="running",
+                          generation=1, limits={})
+        sess.add(row)
+        op = start_operation(sess, row, "migrate", state="running", source="src", target="dst",
+                             source_id="src", target_id="dst", cores=[], generation=1)
+        op.steps = [*op.steps, *({"step": s} for s in steps)]
+        row.options = {"migrating": op.id}
+        sess.flush()
+        op_id, revision_before = op.id, row.revision
+    cold.recover(ctx)
+    row = _instance(ctx, "i-run")
+    assert (row.state, row.desired_state, row.host_id, row.generation) == \
+        ("running", "running", "src", 1)
+    assert row.revision > revision_before and "migrating" not in row.options
+    assert _op(ctx, op_id).status == "failure"
+    assert _events(ctx, "i-run")[-1] == "migrate_failed"

@@ -211,8 +211,10 @@ def set_desired(ctx: ServerContext, instance_id: str, desired: DesiredState) -> 
             raise NotFound(f"instance {instance_id} vanished")
         row.revision = revision.bump(sess)  # the revision row first (one lock order)
         row.desired_state = desired
-        row.state = (InstanceState.stopping if desired == DesiredState.stopped
-                     else InstanceState.starting)
+        if desired == DesiredState.stopped:
+            row.state = InstanceState.stopping
+        elif row.state != InstanceState.running:  # a rollback before the stop: it still runs
+            row.state = InstanceState.starting
 
     ctx.db.transact(work)
     ctx.notifier.bump()
