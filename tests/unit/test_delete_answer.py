@@ -1,9 +1,11 @@
-"""A DELETE's answer when the agent finishes the delete first (the cause of test_hollow's 404):
-on the real app (ASGI transport, a SQLite store, no lifespan), the host's agent reports the
-instance `deleted` at `server.delete.committed` — after the delete is committed and before the
-server answers, as a hollow agent (no Docker) did under load — and the DELETE must still answer
-202 with the instance as the delete left it. Before the fix the answer read the row again, found
-it gone, and answered 404 "instance not found" for a delete that had succeeded."""
+"""A DELETE's answer when the agent finishes the delete first (the cause of test_hollow's 404),
+and a create's when the agent fails it first. On the real app (ASGI transport, a SQLite store,
+no lifespan) the host's agent reports the instance `deleted` at `server.delete.committed` —
+after the delete is committed and before the server answers, as a hollow agent (no Docker) did
+under load — and the DELETE must still answer 202 with the instance as the delete left it.
+Before the fix the answer read the row again, found it gone, and answered 404 "instance not
+found" for a delete that had succeeded. A create failed at `server.create.committed` likewise
+answers 202 with the instance as it was created."""
 
 from __future__ import annotations
 
@@ -115,3 +117,28 @@ def test_a_second_delete_of_a_deleted_instance_is_404(api: Api) -> None:
     again = api.call("DELETE", path, params={"force": "true"})
     assert again.status_code == 404
     assert "not found" in again.json()["error"]["message"]
+
+
+def test_a_create_the_agent_failed_before_the_answer_answers_as_created(api: Api) -> None:
+    """The same race at a create: the agent fails it (`failed_create`, the row goes) at
+    `server.create.committed`, before the server answers. The POST (no `wait`) still answers
+    202 with the instance as the create made it; the failure is the operation's and the
+    `create_failed` event's to tell, not a 404 for an accepted create."""
+    reports: list[int] = []
+
+    def hook(point: str) -> None:
+        if point == "server.create.committed":
+            row = api.call("GET", "/v1/instances/box")
+            report = {"state": "deleted", "generation": 1, "failed_create": True,
+                      "message": "pull failed"}
+            reports.append(api.call("POST", f"/v1/agent/instances/{row.json()['id']}/report",
+                                    api.host, json=report).status_code)
+    faults.install(hook)
+    resp = api.call("POST", "/v1/instances", json={"name": "box", "image": "busybox:1"})
+    assert reports == [204]  # the agent's report came first and removed the row
+    assert api.call("GET", "/v1/instances/box").status_code == 404
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert (body["name"], body["state"], body["generation"]) == ("box", "creating", 1)
+    op = api.call("GET", f"/v1/operations/{body['operation']}").json()
+    assert (op["status"], op["error"]) == ("failure", "pull failed")

@@ -222,13 +222,29 @@ def _commit(ctx: ServerContext, sess: Session, project_id: str, spec: InstanceCr
 def create(ctx: ServerContext, project_id: str, spec: InstanceCreate,
            admin: bool = False) -> tuple[str, str]:
     """`admin`: the caller is an admin (the router checked admin-only powers); a member's
-    instance runs with no-new-privileges."""
+    instance runs with no-new-privileges. Returns (instance id, operation id)."""
+    op_id, view = create_and_view(ctx, project_id, spec, admin)
+    return view.id, op_id
+
+
+def create_and_view(ctx: ServerContext, project_id: str, spec: InstanceCreate,
+                    admin: bool = False) -> tuple[str, Instance]:
+    """The create's operation id and the new instance (`creating`), read in the create's own
+    transaction: once it is committed the agent may fail the create and its `failed_create`
+    report remove the row before the caller could read it again (the API would answer 404 to
+    a create it had accepted; the same race as `delete_and_view`'s)."""
     _, network_id, image = validate(ctx, project_id, spec)
-    result = placement.placing(ctx.db, lambda sess: _commit(
-        ctx, sess, project_id, spec, network_id, image, admin))
+
+    def work(sess: Session) -> tuple[str, Instance]:
+        instance_id, op_id = _commit(ctx, sess, project_id, spec, network_id, image, admin)
+        row = instance_rows.get(sess, instance_id)
+        assert row is not None
+        return op_id, instance_view(sess, row, ctx.settings)
+
+    op_id, view = placement.placing(ctx.db, work)
     faults.point("server.create.committed")
-    ctx.notifier.bump(result[0])
-    return result
+    ctx.notifier.bump(view.id)
+    return op_id, view
 
 
 def touch_shared(sess: Session, host_id: str, rev: int) -> None:

@@ -69,9 +69,12 @@ async def create_instance(spec: InstanceCreate, wait: bool = False,
         result = await run_in_threadpool(instances.explain_placement, ctx, project, spec)
         return JSONResponse(result.model_dump(mode="json"), status_code=200)
     spec = await run_in_threadpool(prepare_launch, ctx, project, spec)  # SNAPSHOT as image
-    instance_id, op_id = await run_in_threadpool(instances.create, ctx, project, spec,
-                                                 caller.role == powers.ADMIN)
-    return await _answer(ctx, project, instance_id, op_id, wait, done=201)
+    # the instance as the create left it: a failed create's report may remove the row first
+    op_id, view = await run_in_threadpool(instances.create_and_view, ctx, project, spec,
+                                          caller.role == powers.ADMIN)
+    if wait:
+        return await _answer(ctx, project, view.id, op_id, wait, done=201)
+    return JSONResponse({**view.model_dump(mode="json"), "operation": op_id}, status_code=202)
 
 
 @router.get("")
