@@ -1,18 +1,22 @@
 """`dockyard exec -i/-t`: an interactive exec over the server's console websocket.
 
-Two threads, one socket: the main thread copies output frames to stdout until the exit
-frame; a sender thread is the only writer of the socket and waits (select) on stdin and on
-a self-pipe, which the SIGWINCH handler pokes for a resize and the main thread for a stop.
-Signal handlers only write to that pipe, so nothing ever blocks inside a handler.
-With `-t` and a terminal on stdin, the terminal is raw (keys such as ^C and ^D go to the
-remote tty) and is restored on every way out. Protocol: see `agent/console.py`.
+One event loop owns the connection (websockets' asyncio client; its threaded sync client
+reads and writes the TLS socket from two threads, and about 1 in 200 refused handshakes
+failed on a socket closed under it or waited out the open timeout). The loop copies output
+frames to stdout until the exit frame; one sender task is the only writer of the socket and
+sends what a queue holds: stdin's chunks, handed over by a daemon thread that reads stdin
+(a terminal, a pipe or a regular file alike: epoll takes no regular files), an eof frame at
+its end, and the new size after each SIGWINCH (a signal handler of the loop's, so nothing
+runs inside the signal itself). With `-t` and a terminal on stdin, the terminal is raw (keys
+such as ^C and ^D go to the remote tty) and is restored on every way out. Protocol: see
+`agent/console.py`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import select
 import signal
 import ssl
 import sys
@@ -20,16 +24,17 @@ import termios
 import threading
 import tty as ttymode
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from urllib.parse import quote, urlencode
 
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
-from websockets.sync.client import ClientConnection, connect
 
 from dockyard.cli.config import ca_path, read_config, server
 from dockyard.errors import BackendError, from_reply
 
 DEFAULT_SIZE = (80, 24)
+EOF = b""  # stdin's end, as the reader thread hands it over
 
 
 def terminal_size() -> tuple[int, int]:
@@ -44,14 +49,14 @@ def terminal_size() -> tuple[int, int]:
     return DEFAULT_SIZE
 
 
-def _connect(name: str, query: str) -> ClientConnection:
+async def _connect(name: str, query: str) -> ClientConnection:
     url, token = server()
     target = (url.replace("http", "ws", 1) + f"/v1/instances/{quote(name, safe='')}/console")
     ca = ca_path(read_config())
     context = ssl.create_default_context(cafile=ca) if ca and url.startswith("https") else None
     try:
-        return connect(f"{target}?{query}", open_timeout=30, ssl=context,
-                       additional_headers={"Authorization": f"Bearer {token}"})
+        return await connect(f"{target}?{query}", open_timeout=30, ssl=context,
+                             additional_headers={"Authorization": f"Bearer {token}"})
     except InvalidStatus as exc:
         raise from_reply(exc.response.status_code, exc.response.body or b"") from exc
     except (OSError, TimeoutError, WebSocketException) as exc:
@@ -73,36 +78,48 @@ def _raw_terminal(enabled: bool) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _send_input(ws: ClientConnection, wake: int, stdin: int | None) -> None:
-    """The one writer: stdin as binary frames, an eof frame at its end, resizes when poked.
-    Returns when poked with b"q" or when the connection is closed."""
-    sources = [wake] if stdin is None else [wake, stdin]
+def _read_stdin(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | str],
+                fd: int) -> None:
+    """The reader thread: stdin's chunks into the loop's queue, EOF at its end. A daemon:
+    when the session ends first, it is left blocked in its read and dies with the process."""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = EOF
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, data)
+        except RuntimeError:  # the loop is closed: the session is over
+            return
+        if data == EOF:
+            return
+
+
+def _resize_frame() -> str:
+    cols, rows = terminal_size()
+    return json.dumps({"type": "resize", "cols": cols, "rows": rows})
+
+
+async def _send_input(ws: ClientConnection, queue: asyncio.Queue[bytes | str]) -> None:
+    """The one writer: stdin as binary frames, an eof frame at its end, resize frames; until
+    cancelled or the connection is closed."""
     try:
         while True:
-            ready, _, _ = select.select(sources, [], [])
-            if wake in ready:
-                pokes = os.read(wake, 64)
-                if b"q" in pokes:
-                    return
-                cols, rows = terminal_size()
-                ws.send(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
-            if stdin is not None and stdin in ready:
-                data = os.read(stdin, 4096)
-                if data:
-                    ws.send(data)
-                else:
-                    ws.send(json.dumps({"type": "eof"}))
-                    sources.remove(stdin)
-    except (ConnectionClosed, OSError):
-        return  # the session ended; the main thread reports how
+            item = await queue.get()
+            if item == EOF:
+                await ws.send(json.dumps({"type": "eof"}))
+            else:
+                await ws.send(item)
+    except ConnectionClosed:
+        return  # the session ended; the receiving side reports how
 
 
-def _receive_output(ws: ClientConnection) -> int:
+async def _receive_output(ws: ClientConnection) -> int:
     """Copy output to stdout until the exit frame; the remote exit code."""
     code: int | None = None
     out = sys.stdout.buffer
     try:
-        for frame in ws:
+        async for frame in ws:
             if isinstance(frame, bytes):
                 out.write(frame)
                 out.flush()
@@ -119,24 +136,27 @@ def _receive_output(ws: ClientConnection) -> int:
     return code
 
 
-def _session(ws: ClientConnection, interactive: bool, tty: bool) -> int:
-    wake, poke = os.pipe()
+async def _session(query: str, name: str, interactive: bool, tty: bool) -> int:
+    ws = await _connect(name, query)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | str] = asyncio.Queue()
     watch_size = tty and sys.stdout.isatty()
-    previous = (signal.signal(signal.SIGWINCH, lambda *_: os.write(poke, b"w"))
-                if watch_size else None)
-    sender = threading.Thread(target=_send_input, name="console-input", daemon=True,
-                              args=(ws, wake, sys.stdin.fileno() if interactive else None))
-    sender.start()
+    if watch_size:
+        loop.add_signal_handler(signal.SIGWINCH, lambda: queue.put_nowait(_resize_frame()))
+    if interactive:
+        threading.Thread(target=_read_stdin, name="console-stdin", daemon=True,
+                         args=(loop, queue, sys.stdin.fileno())).start()
+    sender = asyncio.create_task(_send_input(ws, queue))
     try:
-        return _receive_output(ws)
+        with _raw_terminal(tty and interactive and sys.stdin.isatty()):
+            return await _receive_output(ws)
     finally:
         if watch_size:
-            signal.signal(signal.SIGWINCH, previous)
-        os.write(poke, b"q")
-        sender.join(timeout=5)
-        os.close(poke)
-        if not sender.is_alive():
-            os.close(wake)
+            loop.remove_signal_handler(signal.SIGWINCH)
+        sender.cancel()
+        with suppress(asyncio.CancelledError):
+            await sender
+        await ws.close()
 
 
 def run_console(name: str, command: list[str], env: dict[str, str], workdir: str | None,
@@ -149,10 +169,4 @@ def run_console(name: str, command: list[str], env: dict[str, str], workdir: str
         params["workdir"] = workdir
     if user:
         params["user"] = user
-    ws = _connect(name, urlencode(params, doseq=True))
-    try:
-        with _raw_terminal(tty and interactive and sys.stdin.isatty()):
-            return _session(ws, interactive, tty)
-    finally:
-        ws.close()
-
+    return asyncio.run(_session(urlencode(params, doseq=True), name, interactive, tty))
