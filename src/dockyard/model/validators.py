@@ -195,6 +195,18 @@ Name = Annotated[str, AfterValidator(check_name)]
 ImageRef = Annotated[str, AfterValidator(check_image_ref)]
 
 
+def matching(regex: re.Pattern[str], message: str) -> AfterValidator:
+    """The check of a field `Annotated[str, matching(…)]` (or `str | None`: None passes): the
+    value must match `regex`, else ValueError(message)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and not regex.match(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
 def check_capability(name: str) -> str:
     """`net_admin`, `CAP_NET_ADMIN` → `NET_ADMIN`; `ALL` stays; anything else is refused."""
     cap = name.strip().upper().removeprefix("CAP_")
