@@ -211,16 +211,22 @@ def _ensure_bridge_link(ipr: Any, name: str, mac: str | None = None) -> int:
     return int(link["index"])
 
 
-def delete_bridge(name: str) -> None:
-    """Delete bridge `name` if present. Ports still attached are detached, not deleted."""
+def _delete_of_kind(name: str, kind: str) -> None:
+    """Delete link `name` if present; a link of another kind than `kind` (bridge, veth) is not
+    ours and is refused."""
     with host_iproute() as ipr:
         link = get_link(ipr, name)
         if link is None:
             return
-        if _kind(link) != "bridge":
-            raise Conflict(f"link {name} is a {_kind(link) or 'device'}, not a bridge; "
+        if _kind(link) != kind:
+            raise Conflict(f"link {name} is a {_kind(link) or 'device'}, not a {kind}; "
                            "not deleting it")
-        _delete_link(ipr, int(link["index"]), f"bridge {name}")
+        _delete_link(ipr, int(link["index"]), f"{kind} {name}")
+
+
+def delete_bridge(name: str) -> None:
+    """Delete bridge `name` if present. Ports still attached are detached, not deleted."""
+    _delete_of_kind(name, "bridge")
 
 
 def link_exists(name: str) -> bool:
@@ -506,14 +512,7 @@ def ensure_link_pair(near: str, far: str, bridge: str) -> None:
 
 def unplumb(host_ifname: str) -> None:
     """Delete the host end `host_ifname` (its peer eth0 goes with it). Idempotent."""
-    with host_iproute() as host:
-        link = get_link(host, host_ifname)
-        if link is None:
-            return
-        if _kind(link) != "veth":
-            raise Conflict(f"link {host_ifname} is a {_kind(link) or 'device'}, not a veth; "
-                           "not deleting it")
-        _delete_link(host, int(link["index"]), f"veth {host_ifname}")
+    _delete_of_kind(host_ifname, "veth")
 
 
 # --------------------------------------------------------------------------- observation

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import console, details, err_console, print_json, print_list
+from dockyard.cli.output import console, err_console, print_json, print_list, print_one
 from dockyard.errors import BackendError, Conflict, InvalidRequest, NotFound
 
 build_app = typer.Typer(help="Image builds of repositories: start, list, logs, cancel.",
@@ -103,12 +103,8 @@ def ls(repo: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = 
 @build_app.command("show")
 def show(build_id: str, as_json: JsonOpt = False) -> None:
     """Show a build: commit, state, image and digest, the failing step."""
-    with client() as api:
-        build = api.get(f"/v1/builds/{build_id}")
-    if as_json:
-        print_json(build)
-        return
-    details([(k, v) for k, v in build.items() if v is not None])
+    print_one(f"/v1/builds/{build_id}", as_json, lambda build: [
+        (k, v) for k, v in build.items() if v is not None])
 
 
 @build_app.command("logs")

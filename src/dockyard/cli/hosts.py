@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dockyard.cli.config import ca_path, client, read_config
-from dockyard.cli.output import JsonOpt, console, details, print_json, print_list
+from dockyard.cli.output import JsonOpt, console, print_json, print_list, print_one
 from dockyard.model.units import format_size
 
 host_app = typer.Typer(help="Hosts (machines with dockerd and an agent).", no_args_is_help=True)
@@ -29,23 +29,19 @@ def host_list(as_json: JsonOpt = False) -> None:
 @host_app.command("show")
 def host_show(name: str, as_json: JsonOpt = False) -> None:
     """Show one host."""
-    with client() as api:
-        host = api.get(f"/v1/hosts/{name}")
-    if as_json:
-        print_json(host)
-        return
-    details([("name", host["name"]), ("id", host["id"]), ("state", host["state"]),
-             ("cores", ",".join(map(str, host["cores"]))),
-             ("exclusive", ", ".join(f"{c}→{i}" for c, i in host["exclusive_cores"].items())),
-             ("shared cpuset", host["shared_cpuset"]),
-             ("memory", format_size(host["memory_bytes"])),
-             ("memory reserved", format_size(host["memory_reserved_bytes"])),
-             ("instances", host["instances"]), ("docker", host["docker_version"]),
-             ("kernel", host["kernel"]), ("last heartbeat", host["last_heartbeat"]),
-             ("draining", host.get("draining", False)),
-             ("labels", ", ".join(f"{k}={v}" for k, v in host.get("labels", {}).items())),
-             ("feed requests", ", ".join(f"{k} {v}" for k, v
-                                         in sorted(host.get("feed_requests", {}).items())))])
+    print_one(f"/v1/hosts/{name}", as_json, lambda host: [
+        ("name", host["name"]), ("id", host["id"]), ("state", host["state"]),
+        ("cores", ",".join(map(str, host["cores"]))),
+        ("exclusive", ", ".join(f"{c}→{i}" for c, i in host["exclusive_cores"].items())),
+        ("shared cpuset", host["shared_cpuset"]),
+        ("memory", format_size(host["memory_bytes"])),
+        ("memory reserved", format_size(host["memory_reserved_bytes"])),
+        ("instances", host["instances"]), ("docker", host["docker_version"]),
+        ("kernel", host["kernel"]), ("last heartbeat", host["last_heartbeat"]),
+        ("draining", host.get("draining", False)),
+        ("labels", ", ".join(f"{k}={v}" for k, v in host.get("labels", {}).items())),
+        ("feed requests", ", ".join(f"{k} {v}" for k, v
+                                    in sorted(host.get("feed_requests", {}).items())))])
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:

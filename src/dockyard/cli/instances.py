@@ -12,7 +12,7 @@ import typer
 from dockyard.cli.config import client
 from dockyard.cli.events import event_line
 from dockyard.cli.events import follow as follow_events
-from dockyard.cli.output import console, details, listing, print_json, print_list, table
+from dockyard.cli.output import console, details, fetch, listing, print_json, print_list, table
 from dockyard.errors import DockyardError, InvalidRequest
 from dockyard.model.units import format_rate, format_size
 
@@ -186,10 +186,8 @@ def show(name: str, as_json: JsonOpt = False) -> None:
     Memory and pids are the instance's cgroup numbers. Inside, procps `free` and `uptime` and
     /proc/meminfo (lxcfs) agree with them; busybox `free` and `uptime` call sysinfo(2), which
     lxcfs cannot cover, and print the host's memory and uptime (see the README)."""
-    with client() as api:
-        inst = api.get(f"/v1/instances/{name}")
-    if as_json:
-        print_json(inst)
+    inst = fetch(f"/v1/instances/{name}", as_json)
+    if inst is None:
         return
     lim = inst["limits"]
     use = _usage(name) if inst["state"] == "running" else None

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import JsonOpt, console, details, print_json, print_list
+from dockyard.cli.output import JsonOpt, console, print_json, print_list, print_one
 
 network_app = typer.Typer(help="Networks (bridges with a subnet, no NAT).", no_args_is_help=True)
 
@@ -26,13 +26,9 @@ def network_list(as_json: JsonOpt = False) -> None:
 @network_app.command("show")
 def network_show(name: str, as_json: JsonOpt = False) -> None:
     """Show one network."""
-    with client() as api:
-        net = api.get(f"/v1/networks/{name}")
-    if as_json:
-        print_json(net)
-        return
-    details([(k, net[k]) for k in ("name", "id", "subnet", "gateway", "mode", "bridge",
-                                   "instances")] + [("dns", ", ".join(net["dns"]))])
+    print_one(f"/v1/networks/{name}", as_json, lambda net: [
+        (k, net[k]) for k in ("name", "id", "subnet", "gateway", "mode", "bridge", "instances")]
+        + [("dns", ", ".join(net["dns"]))])
 
 
 @network_app.command("create")

@@ -110,6 +110,27 @@ def print_list(path: str, as_json: bool, columns: Sequence[tuple[str, Callable[[
         table(items, columns, empty)
 
 
+def fetch(path: str, as_json: bool) -> dict[str, Any] | None:
+    """What every show command reads: the object at `path`. With `as_json` it is printed as
+    the API's JSON and None is returned; else the object, for the command's details."""
+    from dockyard.cli.config import client
+    with client() as api:
+        body = api.get(path)
+    if as_json:
+        print_json(body)
+        return None
+    return dict(body)
+
+
+def print_one(path: str, as_json: bool,
+              pairs: Callable[[dict[str, Any]], Sequence[tuple[str, Any]]]) -> None:
+    """A show command: the object at `path` read by `fetch`, printed as the API's JSON or as
+    `details` of the (label, value) pairs that `pairs` picks from it."""
+    body = fetch(path, as_json)
+    if body is not None:
+        details(pairs(body))
+
+
 @overload
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], empty: str) -> None: ...
 

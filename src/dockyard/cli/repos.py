@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.config import client, read_config
-from dockyard.cli.output import console, details, print_json, print_list
+from dockyard.cli.output import console, print_json, print_list, print_one
 from dockyard.errors import InvalidRequest
 
 repo_app = typer.Typer(help="Git repositories images are built from (push webhooks, builds).",
@@ -90,12 +90,8 @@ def ls(as_json: JsonOpt = False) -> None:
 @repo_app.command("show")
 def show(name: str, as_json: JsonOpt = False) -> None:
     """Show a repository (never its secret or credentials)."""
-    with client() as api:
-        repo = api.get(f"/v1/repos/{name}")
-    if as_json:
-        print_json(repo)
-        return
-    details([(k, ", ".join(v) if isinstance(v, list) else v) for k, v in repo.items()])
+    print_one(f"/v1/repos/{name}", as_json, lambda repo: [
+        (k, ", ".join(v) if isinstance(v, list) else v) for k, v in repo.items()])
 
 
 @repo_app.command("rm")

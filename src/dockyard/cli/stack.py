@@ -26,6 +26,7 @@ from dockyard.cli.output import (
     console,
     details,
     err_console,
+    fetch,
     print_json,
     print_list,
     table,
@@ -201,16 +202,6 @@ REPLICA_COLUMNS = [("NAME", lambda r: r["name"]), ("SERVICE", lambda r: r["servi
                    ("HEALTH", lambda r: r.get("health") or "-")]
 
 
-def _fetch(path: str, as_json: bool) -> dict[str, Any] | None:
-    """The API's answer, or None once `--json` printed it as it is."""
-    with client() as api:
-        body = api.get(path)
-    if as_json:
-        print_json(body)
-        return None
-    return dict(body)
-
-
 @stack_app.command("ps")
 def ps(name: str, as_json: JsonOpt = False) -> None:
     """List a stack's replicas (instances) with their state, host and address."""
@@ -220,7 +211,7 @@ def ps(name: str, as_json: JsonOpt = False) -> None:
 @stack_app.command("show")
 def show(name: str, as_json: JsonOpt = False) -> None:
     """Show a stack: its version, services and replicas."""
-    body = _fetch(f"/v1/stacks/{name}", as_json)
+    body = fetch(f"/v1/stacks/{name}", as_json)
     if body is None:
         return
     details([("name", body["name"]), ("project", body["project"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from dockyard.cli.config import client
-from dockyard.cli.output import JsonOpt, console, details, print_json, print_list
+from dockyard.cli.output import JsonOpt, console, print_json, print_list, print_one
 
 volume_app = typer.Typer(help="Volumes (named data volumes, kept on the host of first use).",
                          no_args_is_help=True)
@@ -25,14 +25,9 @@ def volume_list(as_json: JsonOpt = False) -> None:
 @volume_app.command("show")
 def volume_show(name: str, as_json: JsonOpt = False) -> None:
     """Show one volume."""
-    with client() as api:
-        vol = api.get(f"/v1/volumes/{name}")
-    if as_json:
-        print_json(vol)
-        return
-    details([(k, vol[k]) for k in ("name", "id", "project", "host", "docker_name")]
-            + [("attached to", ", ".join(vol["attached_to"])),
-               ("created", vol["created_at"])])
+    print_one(f"/v1/volumes/{name}", as_json, lambda vol: [
+        (k, vol[k]) for k in ("name", "id", "project", "host", "docker_name")]
+        + [("attached to", ", ".join(vol["attached_to"])), ("created", vol["created_at"])])
 
 
 @volume_app.command("create")

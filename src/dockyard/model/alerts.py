@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 # The two choices live in alert_kinds (no pydantic, for the CLI); `as` re-exports them here.
 from dockyard.model.alert_kinds import RuleKind as RuleKind
 from dockyard.model.alert_kinds import WebhookFormat as WebhookFormat
 from dockyard.model.instance import Strict
-from dockyard.model.validators import RULE_NAME_RE, RULE_NAME_SCHEMA, URL_RE
+from dockyard.model.validators import RULE_NAME_RE, RULE_NAME_SCHEMA, URL_RE, matching
 
 
 class AlertState(StrEnum):
@@ -21,17 +22,11 @@ class AlertState(StrEnum):
 
 
 class AlertRuleCreate(Strict):
-    name: str = Field(min_length=1, max_length=63, json_schema_extra=RULE_NAME_SCHEMA)
+    name: Annotated[str, Field(min_length=1, max_length=63, json_schema_extra=RULE_NAME_SCHEMA),
+                    matching(RULE_NAME_RE, "rule name must be letters, digits, '-', '_' and '.'")]
     kind: RuleKind
     threshold: float = Field(ge=0)
     for_seconds: float = Field(0.0, ge=0, le=7 * 86400)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not RULE_NAME_RE.match(value):
-            raise ValueError("rule name must be letters, digits, '-', '_' and '.'")
-        return value
 
 
 class AlertRule(BaseModel):
@@ -62,15 +57,10 @@ class Alert(BaseModel):
 
 
 class WebhookCreate(Strict):
-    url: str = Field(min_length=8, max_length=1024, json_schema_extra={"pattern": URL_RE.pattern})
+    url: Annotated[str, Field(min_length=8, max_length=1024,
+                              json_schema_extra={"pattern": URL_RE.pattern}),
+                   matching(URL_RE, "webhook url must start with http:// or https://")]
     format: WebhookFormat = WebhookFormat.generic
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not URL_RE.match(value):
-            raise ValueError("webhook url must start with http:// or https://")
-        return value
 
 
 class Webhook(BaseModel):

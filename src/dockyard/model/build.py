@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, JsonValue, field_validator
 
 from dockyard.model.instance import MemoryBytes, Strict
-from dockyard.model.validators import NAME_SCHEMA, check_name, schema_rule
+from dockyard.model.validators import NAME_SCHEMA, check_name, matching, schema_rule
 
 SHORT_SHA = 12
 BRANCH_RE = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}(?<![/.])$")
@@ -59,6 +59,8 @@ GIT_URL_SCHEMA = schema_rule(GIT_URL_RE, 1, 1024)
 IMAGE_NAME_SCHEMA = schema_rule(IMAGE_NAME_RE, 1, 255)
 DEPLOY_SCHEMA = schema_rule(DEPLOY_RE, 3, 127)
 CREDENTIALS_SCHEMA: dict[str, JsonValue] = {"pattern": r"\S", "minLength": 1, "maxLength": 16384}
+InRepoPath = Annotated[str, matching(REL_PATH_RE, "must be a path inside the repository "
+                                     "(relative, no '..')")]
 
 
 class RepoCreate(Strict):
@@ -66,10 +68,12 @@ class RepoCreate(Strict):
     url: str = Field(description="git URL: https://…, git://…, ssh://… or user@host:path",
                      json_schema_extra=GIT_URL_SCHEMA)
     branch: str = Field("main", json_schema_extra=BRANCH_SCHEMA)
-    dockerfile: str = Field("Dockerfile", json_schema_extra=REL_PATH_SCHEMA)
-    context: str = Field(".", json_schema_extra=REL_PATH_SCHEMA)
-    image: str | None = Field(None, description="NAME or PROJECT/NAME in the registry; "
-                              "default: PROJECT/<repo name>", json_schema_extra=IMAGE_NAME_SCHEMA)
+    dockerfile: InRepoPath = Field("Dockerfile", json_schema_extra=REL_PATH_SCHEMA)
+    context: InRepoPath = Field(".", json_schema_extra=REL_PATH_SCHEMA)
+    image: Annotated[str | None, matching(
+        IMAGE_NAME_RE, "must be an image name: lower-case parts separated by '/'")] = Field(
+        None, description="NAME or PROJECT/NAME in the registry; default: PROJECT/<repo name>",
+        json_schema_extra=IMAGE_NAME_SCHEMA)
     deploy: list[Annotated[str, Field(json_schema_extra=DEPLOY_SCHEMA)]] = Field(
         default_factory=list, description="STACK/SERVICE to roll out")
     credentials: str | None = Field(None, description="a token (https) or an ssh private key "
@@ -91,20 +95,6 @@ class RepoCreate(Strict):
         if not GIT_URL_RE.match(value) or len(value) > 1024:
             raise ValueError("must be a git URL (https://, git://, ssh://, file:// or "
                              "user@host:path)")
-        return value
-
-    @field_validator("dockerfile", "context")
-    @classmethod
-    def _relative(cls, value: str) -> str:
-        if not REL_PATH_RE.match(value):
-            raise ValueError("must be a path inside the repository (relative, no '..')")
-        return value
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: str | None) -> str | None:
-        if value is not None and not IMAGE_NAME_RE.match(value):
-            raise ValueError("must be an image name: lower-case parts separated by '/'")
         return value
 
     @field_validator("deploy")
@@ -146,15 +136,9 @@ class RepoCreated(Repo):
 
 
 class BuildStart(Strict):
-    ref: str | None = Field(None, description="branch, tag or commit; default: the repo's "
-                            "branch", json_schema_extra=BRANCH_SCHEMA)
-
-    @field_validator("ref")
-    @classmethod
-    def _ref(cls, value: str | None) -> str | None:
-        if value is not None and not BRANCH_RE.match(value):
-            raise ValueError("must be a branch, tag or commit")
-        return value
+    ref: Annotated[str | None, matching(BRANCH_RE, "must be a branch, tag or commit")] = Field(
+        None, description="branch, tag or commit; default: the repo's branch",
+        json_schema_extra=BRANCH_SCHEMA)
 
 
 class Build(BaseModel):

@@ -6,9 +6,9 @@ looks like a host (has a `.` or a `:`, or is `localhost`), as docker reads it.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from dockyard.model.validators import IMAGE_REF_SCHEMA, check_image_ref
+from dockyard.model.validators import IMAGE_REF_SCHEMA, ImageRef
 
 DEFAULT_TAG = "latest"
 # first components of registry repositories no project may own (server/image_access.py):
@@ -43,15 +43,10 @@ class RegistryImage(BaseModel):
 
 
 class ImagePush(BaseModel):
-    source: str = Field(description="a local image of the host's engine, NAME[:TAG]",
-                        json_schema_extra=IMAGE_REF_SCHEMA)
+    source: ImageRef = Field(description="a local image of the host's engine, NAME[:TAG]",
+                             json_schema_extra=IMAGE_REF_SCHEMA)
     host: str | None = Field(default=None, description="the host whose engine has it (default: the "
                              "only host, or `local`)")
-
-    @field_validator("source")
-    @classmethod
-    def _reference(cls, value: str) -> str:
-        return check_image_ref(value)
 
 
 class PushProgress(BaseModel):

@@ -39,13 +39,14 @@ from dockyard.model.validators import (
     SSH_KEY_PATTERN,
     VOLUME_NAME_RE,
     VOLUME_SOURCE_SCHEMA,
+    ImageRef,
+    Name,
     check_capability,
     check_container_path,
     check_env_key,
     check_env_value,
     check_host_path,
     check_hostname,
-    check_image_ref,
     check_name,
 )
 
@@ -286,10 +287,10 @@ class VolumeSpec(Strict):
 
 
 class InstanceCreate(Strict):
-    name: Annotated[str, Field(description="unique in the project; a DNS label",
-                               json_schema_extra=NAME_SCHEMA)]
-    image: str = Field(min_length=1, max_length=255,
-                       json_schema_extra={"pattern": IMAGE_REF_RE.pattern})
+    name: Annotated[Name, Field(description="unique in the project; a DNS label",
+                                json_schema_extra=NAME_SCHEMA)]
+    image: ImageRef = Field(min_length=1, max_length=255,
+                            json_schema_extra={"pattern": IMAGE_REF_RE.pattern})
     network: str = "default"
     ip: str | None = Field(None, json_schema_extra={"pattern": IPV4_RE.pattern})
     hostname: str | None = Field(None, json_schema_extra=HOSTNAME_SCHEMA)
@@ -362,11 +363,6 @@ class InstanceCreate(Strict):
                 raise ValueError("an ssh key must be one line: TYPE BASE64 [COMMENT]")
         return [key.strip() for key in value]
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_name(value)
-
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, value: str | None) -> str | None:
@@ -391,11 +387,6 @@ class InstanceCreate(Strict):
             check_env_key(key)
             check_env_value(key, val)
         return value
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: str) -> str:
-        return check_image_ref(value)
 
     @model_validator(mode="after")
     def _targets_unique(self) -> InstanceCreate:

@@ -9,7 +9,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from dockyard.model.instance import Strict
-from dockyard.model.validators import IPV4_RE, NAME_SCHEMA, SUBNET_SCHEMA, check_name
+from dockyard.model.validators import IPV4_RE, NAME_SCHEMA, SUBNET_SCHEMA, Name
 
 
 class NetworkMode(StrEnum):
@@ -21,7 +21,7 @@ VLAN_MIN, VLAN_MAX = 2, 4094  # VLAN 1 is the default/untagged VLAN of every bri
 
 
 class NetworkCreate(Strict):
-    name: str = Field(json_schema_extra=NAME_SCHEMA)
+    name: Name = Field(json_schema_extra=NAME_SCHEMA)
     subnet: str = Field(description="an IPv4 subnet /8 to /29, e.g. 10.240.0.0/16",
                         json_schema_extra=SUBNET_SCHEMA)
     gateway: str | None = Field(None, description="default: the first address of the "
@@ -37,11 +37,6 @@ class NetworkCreate(Strict):
                          "`default` is always shared")
     nat: bool = Field(False, description="masquerade traffic that leaves the host (a laptop "
                       "without a routed subnet); off by default: instances are routed")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_name(value)
 
     @field_validator("subnet")
     @classmethod

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from dockyard.model.validators import IMAGE_REF_SCHEMA, NAME_RE, check_image_ref
+from dockyard.model.validators import IMAGE_REF_SCHEMA, NAME_RE, ImageRef
 
 
 class SnapshotCreate(BaseModel):
@@ -45,12 +45,7 @@ class MigrateRequest(BaseModel):
 
 
 class RebuildRequest(BaseModel):
-    image: str = Field(min_length=1, max_length=255, json_schema_extra=IMAGE_REF_SCHEMA)
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: str) -> str:
-        return check_image_ref(value)
+    image: ImageRef = Field(min_length=1, max_length=255, json_schema_extra=IMAGE_REF_SCHEMA)
 
 
 class EvacuateRequest(BaseModel):

@@ -18,10 +18,10 @@ from dockyard.model.health import HealthcheckSpec, parse_duration
 from dockyard.model.instance import LimitsSpec
 from dockyard.model.validators import (
     VOLUME_NAME_RE,
+    Name,
     check_container_path,
     check_env_key,
     check_env_value,
-    check_name,
 )
 
 
@@ -162,15 +162,10 @@ class StackNetwork(Frozen):
     `dockyard_name`); `StackSpec.networks` is keyed by the file's name, `default` included
     when a service uses it."""
 
-    name: str
+    name: Name
     external: bool = False
     subnet: str | None = None
     gateway: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_name(value)
 
     @model_validator(mode="after")
     def _addresses(self) -> StackNetwork:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -186,6 +188,23 @@ def check_image_ref(value: str) -> str:
         raise ValueError(f"{value[:80]!r} is not an image reference "
                          "([REGISTRY/]NAME[:TAG][@DIGEST], lower-case name)")
     return value
+
+
+# Field types that check themselves (`name: Name`), for a field that needs only one check.
+Name = Annotated[str, AfterValidator(check_name)]
+ImageRef = Annotated[str, AfterValidator(check_image_ref)]
+
+
+def matching(regex: re.Pattern[str], message: str) -> AfterValidator:
+    """The check of a field `Annotated[str, matching(…)]` (or `str | None`: None passes): the
+    value must match `regex`, else ValueError(message)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and not regex.match(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
 
 
 def check_capability(name: str) -> str:

@@ -7,11 +7,12 @@ is `dyv-<id>`, so two projects' volumes of the same name never share data.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from dockyard.model.instance import Strict
-from dockyard.model.validators import VOLUME_NAME_RE, VOLUME_NAME_SCHEMA
+from dockyard.model.validators import VOLUME_NAME_RE, VOLUME_NAME_SCHEMA, matching
 
 DOCKER_PREFIX = "dyv-"
 
@@ -21,15 +22,9 @@ def docker_volume_name(volume_id: str) -> str:
 
 
 class VolumeCreate(Strict):
-    name: str = Field(json_schema_extra=VOLUME_NAME_SCHEMA)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not VOLUME_NAME_RE.match(value):
-            raise ValueError("volume name must be 1-63 characters of lower-case letters, "
-                             "digits, '_', '.' and '-', starting with a letter or digit")
-        return value
+    name: Annotated[str, Field(json_schema_extra=VOLUME_NAME_SCHEMA), matching(
+        VOLUME_NAME_RE, "volume name must be 1-63 characters of lower-case letters, digits, "
+        "'_', '.' and '-', starting with a letter or digit")]
 
 
 class Volume(BaseModel):

@@ -121,22 +121,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     if settings.rate_limit > 0:  # outside the audit: a refused call costs no row
         app.add_middleware(RateLimitMiddleware,
                            buckets=TokenBuckets(settings.rate_limit, settings.rate_burst))
-    app.include_router(cluster.router)
-    app.include_router(projects.router)
-    app.include_router(instances.router)
-    app.include_router(console.router)
-    app.include_router(networks.router)
-    app.include_router(volumes.router)
-    app.include_router(snapshots_router)
-    app.include_router(images.router)
-    app.include_router(feed_router)
-    app.include_router(alerts.router)
-    app.include_router(stats_router.router)
-    app.include_router(stacks.router)
-    app.include_router(builds.router)
-    app.include_router(hooks.router)
-    app.include_router(entrance_router.router)
-    app.include_router(audit.router)
+    for router in (cluster.router, projects.router, instances.router, console.router,
+                   networks.router, volumes.router, snapshots_router, images.router, feed_router,
+                   alerts.router, stats_router.router, stacks.router, builds.router,
+                   hooks.router, entrance_router.router, audit.router):
+        app.include_router(router)
     app.include_router(registry_proxy_router)  # /v2/: not in the OpenAPI schema
     web.install(app, ctx)  # the web console at / (not in the OpenAPI schema)
     return app

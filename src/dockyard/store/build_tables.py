@@ -29,15 +29,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dockyard.store.tables import Base, utcnow
+from dockyard.store.tables import Base, ProjectNamed, utcnow
 
 
-class RepoRow(Base):
+class RepoRow(ProjectNamed, Base):
     __tablename__ = "repos"
     __table_args__ = (UniqueConstraint("project_id", "name", name="uq_repo_name"),)
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(63))
-    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
     url: Mapped[str] = mapped_column(String(1024))
     branch: Mapped[str] = mapped_column(String(200))
     dockerfile: Mapped[str] = mapped_column(String(255))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from dockyard.errors import NotFound
@@ -48,20 +49,25 @@ def project_by_name(sess: Session, name: str) -> ProjectRow:
     return row
 
 
-def instance_by_ref(sess: Session, project_id: str, ref: str) -> InstanceRow:
-    row = sess.scalar(select(InstanceRow).where(
-        InstanceRow.project_id == project_id,
-        or_(InstanceRow.name == ref, InstanceRow.id == ref)))
+_Named = TypeVar("_Named", InstanceRow, NetworkRow, VolumeRow, HostRow)
+
+
+def _by_ref(sess: Session, table: type[_Named], what: str, ref: str,
+            *where: ColumnElement[bool]) -> _Named:
+    """The row of `table` named `ref` or with id `ref` (among those matching `where`), else
+    404 "<what> <ref> not found"."""
+    row = sess.scalar(select(table).where(*where, or_(table.name == ref, table.id == ref)))
     if row is None:
-        raise NotFound(f"instance {ref!r} not found")
+        raise NotFound(f"{what} {ref!r} not found")
     return row
+
+
+def instance_by_ref(sess: Session, project_id: str, ref: str) -> InstanceRow:
+    return _by_ref(sess, InstanceRow, "instance", ref, InstanceRow.project_id == project_id)
 
 
 def network_by_ref(sess: Session, ref: str) -> NetworkRow:
-    row = sess.scalar(select(NetworkRow).where(or_(NetworkRow.name == ref, NetworkRow.id == ref)))
-    if row is None:
-        raise NotFound(f"network {ref!r} not found")
-    return row
+    return _by_ref(sess, NetworkRow, "network", ref)
 
 
 def visible_network(sess: Session, project_id: str, ref: str,
@@ -75,18 +81,11 @@ def visible_network(sess: Session, project_id: str, ref: str,
 
 
 def volume_by_ref(sess: Session, project_id: str, ref: str) -> VolumeRow:
-    row = sess.scalar(select(VolumeRow).where(
-        VolumeRow.project_id == project_id, or_(VolumeRow.name == ref, VolumeRow.id == ref)))
-    if row is None:
-        raise NotFound(f"volume {ref!r} not found")
-    return row
+    return _by_ref(sess, VolumeRow, "volume", ref, VolumeRow.project_id == project_id)
 
 
 def host_by_ref(sess: Session, ref: str) -> HostRow:
-    row = sess.scalar(select(HostRow).where(or_(HostRow.name == ref, HostRow.id == ref)))
-    if row is None:
-        raise NotFound(f"host {ref!r} not found")
-    return row
+    return _by_ref(sess, HostRow, "host", ref)
 
 
 def _names(sess: Session, row: InstanceRow) -> tuple[str, str | None, str]:

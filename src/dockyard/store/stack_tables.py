@@ -18,15 +18,12 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dockyard.store.tables import Base, utcnow
+from dockyard.store.tables import Base, ProjectNamed, utcnow
 
 
-class StackRow(Base):
+class StackRow(ProjectNamed, Base):
     __tablename__ = "stacks"
     __table_args__ = (UniqueConstraint("project_id", "name", name="uq_stack_name"),)
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(63))
-    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
     version: Mapped[int] = mapped_column(Integer, default=1)
     # converged | updating | rolling_back | paused (a rollout stopped for an operator)
     status: Mapped[str] = mapped_column(String(16), default="converged",

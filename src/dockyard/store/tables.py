@@ -36,6 +36,16 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
+class ProjectNamed:
+    """The first columns of a table of resources named uniquely in their project (instances,
+    volumes, snapshots, stacks, repositories): id, name, project_id. Each such table declares
+    its own UNIQUE(project_id, name) constraint, `uq_<resource>_name`."""
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, sort_order=-1)
+    name: Mapped[str] = mapped_column(String(63), sort_order=-1)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), sort_order=-1)
+
+
 class Meta(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -105,12 +115,9 @@ class NetworkRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class InstanceRow(Base):
+class InstanceRow(ProjectNamed, Base):
     __tablename__ = "instances"
     __table_args__ = (UniqueConstraint("project_id", "name", name="uq_instance_name"),)
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(63))
-    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
     host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), index=True)
     network_id: Mapped[str] = mapped_column(ForeignKey("networks.id"))
     image: Mapped[str] = mapped_column(String(255))
@@ -136,12 +143,9 @@ class InstanceRow(Base):
                                                  onupdate=utcnow)
 
 
-class VolumeRow(Base):
+class VolumeRow(ProjectNamed, Base):
     __tablename__ = "volumes"
     __table_args__ = (UniqueConstraint("project_id", "name", name="uq_volume_name"),)
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(63))
-    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
     host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -174,16 +178,13 @@ class OperationRow(Base):
                                                  onupdate=utcnow)
 
 
-class SnapshotRow(Base):
+class SnapshotRow(ProjectNamed, Base):
     """An image committed from an instance and pushed to the registry; its named volumes are
     archived beside it (HOME/snapshots/<id>/volumes/<name>.tar). `spec` keeps what a launch
     from it needs (hostname, limits, env, network, options)."""
 
     __tablename__ = "snapshots"
     __table_args__ = (UniqueConstraint("project_id", "name", name="uq_snapshot_name"),)
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(63))
-    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
     instance_id: Mapped[str | None] = mapped_column(String(32), index=True)
     instance_name: Mapped[str] = mapped_column(String(63))
     image: Mapped[str] = mapped_column(String(255))

@@ -18,11 +18,6 @@ STATIC = Path(__file__).parent / "static"
 def install(app: FastAPI, ctx: ServerContext) -> None:
     """Mount the console at `/` (its static files at `/static`)."""
     app.state.web_key = session_key(ctx)
-    app.include_router(login.router)
-    app.include_router(cluster.router)
-    app.include_router(instances.router)
-    app.include_router(charts.router)
-    app.include_router(terminal.router)
-    app.include_router(resources.router)
-    app.include_router(platform.router)
+    for page in (login, cluster, instances, charts, terminal, resources, platform):
+        app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
