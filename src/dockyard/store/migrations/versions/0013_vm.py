@@ -1,7 +1,7 @@
 """instances.type: container or vm (issue #15)
 
 Revision ID: 0013_vm
-Revises: 0012_stacks3
+Revises: 0013_stacks4
 Create Date: 2026-12-07 05:30:00
 """
 from __future__ import annotations
