@@ -23,7 +23,7 @@ from dockyard.model import ids
 from tests.integration.dockyard_env import IMAGE, Dockyard, leaks, make_dockyard
 
 COUNT = 30
-DELETE_WITHIN = 30.0  # seconds for all of them; the resync would come after 600
+DELETE_WITHIN = 60.0  # seconds for all of them; the resync would come after 600
 
 
 @pytest.fixture(scope="module")

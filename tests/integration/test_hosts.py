@@ -188,6 +188,12 @@ def test_agent_killed_host_down_unknown_back_and_fenced(split: SplitDockyard) ->
     split.start_agent()
     until("generation 2 running", lambda: instance(split, "f1")["generation"] == 2
           and instance(split, "f1")["state"] == "running")
+
+    def remade() -> bool:  # (the store says `running` all along: bump_generation wrote it)
+        return any(c.name == f"dy-{iid}" and c.status == "running"
+                   and c.labels.get("dockyard.generation") == "2"
+                   for c in containers_of(split, iid))
+    until("the generation 2 copy running beside the fenced one", remade, 60)
     time.sleep(2 * POLL)  # a resync later: the stale copy stays stopped
     copies = {c.id: c for c in containers_of(split, iid)}
     assert len(copies) == 2

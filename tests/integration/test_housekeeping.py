@@ -39,8 +39,14 @@ def test_orphan_is_reported_and_stopped_never_deleted(dy: Dockyard) -> None:
             time.sleep(0.3)
         assert orphan.status == "exited"
         orphan.reload()  # stopped, still there
-        events = dy.ok("events", "--json").json()["items"]
-        assert any(e["kind"] == "orphan" and orphan.name in e["message"] for e in events)
+
+        def told() -> bool:  # the agent posts its event after the stop
+            events = dy.ok("events", "--json").json()["items"]
+            return any(e["kind"] == "orphan" and orphan.name in e["message"] for e in events)
+        deadline = time.monotonic() + 15
+        while not told() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert told()
     finally:
         orphan.remove(force=True)
         client.close()
