@@ -32,10 +32,29 @@ IMAGE = "dockyard/busybox:latest"
 VENV_BIN = Path(sys.executable).parent
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on 127.0.0.1 now, below the kernel's ephemeral range (an outgoing
+    connection made before the caller binds the port could take one from that range, as the
+    kernel's port 0 would pick) and not given before in this run."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(1000):
+        port = random.randrange(10000, max(low, 10001))
+        if port in _GIVEN_PORTS:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN_PORTS.add(port)
+        return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
 
 
 def routes_over(subnet: str) -> list[str]:

@@ -30,12 +30,14 @@ HAPROXY = "haproxy"
 CONFIG = "haproxy.cfg"
 PIDFILE = "haproxy.pid"
 SOCKET = "master.sock"
+RESIGNAL_AFTER = 1.0  # seconds without a new worker before a reload's SIGUSR2 is sent again
 
 
 class HAProxy:
     def __init__(self, directory: Path, binary: str = HAPROXY) -> None:
         self.dir = directory
         self.binary = binary
+        self._master = 0  # the master last found: the same process while it re-executes
 
     @property
     def config_path(self) -> Path:
@@ -47,24 +49,31 @@ class HAProxy:
 
     def master_pid(self) -> int | None:
         """The running master of this directory's configuration: the pid file's, or (while a
-        reloading master rewrites that file) the process found in /proc."""
+        reloading master rewrites that file) the process found in /proc. A reload re-executes
+        the master in place: while its command line reads empty, the master found before (or
+        the pid file's) is still taken for it."""
         try:
             pid = int(self.pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             pid = 0
-        if pid and self._is_master(pid):
-            return pid
+        for known in (pid, self._master):
+            if known and (self._is_master(known) or _reexecuting(known)):
+                self._master = known
+                return known
         found = [p for p in _pids() if self._is_master(p)]
-        return min(found) if found else None
+        self._master = min(found) if found else 0
+        return self._master or None
 
     def _is_master(self, pid: int) -> bool:
         """`pid` is alive (not a zombie), runs haproxy with this configuration, and its parent
-        does not (a worker's parent is the master)."""
+        does not (a worker's parent is the master). A reload re-executes the master in place:
+        for a moment its command line is empty, and its workers must not look like masters
+        then."""
         info = _process(pid)
         if info is None or not self._ours(info[1]):
             return False
         parent = _process(info[0])
-        return parent is None or not self._ours(parent[1])
+        return parent is None or not (self._ours(parent[1]) or _reexecuting(info[0]))
 
     def _ours(self, cmdline: list[str]) -> bool:
         return (bool(cmdline) and Path(cmdline[0]).name == HAPROXY
@@ -112,11 +121,21 @@ class HAProxy:
         worker: a master signalled again in the middle of a reload could miss it."""
         before = self.workers(master)
         os.kill(master, signal.SIGUSR2)
-        deadline = time.monotonic() + timeout
+        signalled = time.monotonic()
+        deadline = signalled + timeout
         while not self.workers(master) - before:
-            if time.monotonic() > deadline or self.master_pid() != master:
+            if _process(master) is None:  # (the master re-executes in place: same pid)
+                raise BackendError("haproxy's master exited during a reload")
+            now = time.monotonic()
+            if now > deadline:
                 raise BackendError("haproxy did not start a worker with the new "
                                    f"configuration within {timeout:.0f}s")
+            if now - signalled > RESIGNAL_AFTER:
+                # a master still starting up (its first worker just forked) or just
+                # re-executed catches SIGUSR2 and does nothing with it (2 of 150 reloads
+                # right after a start): ask again
+                os.kill(master, signal.SIGUSR2)
+                signalled = now
             time.sleep(0.02)
 
     def _start(self) -> None:
@@ -155,6 +174,18 @@ class HAProxy:
             else:
                 break
         self.pidfile.unlink(missing_ok=True)
+
+
+def _reexecuting(pid: int) -> bool:
+    """`pid` is an haproxy whose command line reads empty: a master re-executing itself for a
+    reload (a kernel thread also has none, but no haproxy executable)."""
+    info = _process(pid)
+    if info is None or info[1]:
+        return False
+    try:
+        return Path(os.readlink(f"/proc/{pid}/exe")).name == HAPROXY
+    except OSError:
+        return False
 
 
 def _pids() -> list[int]:

@@ -43,10 +43,12 @@ attributes, so one raw RTM_NEWLINK per end sets them (best effort: a kernel that
 leaves the link at 64 KiB, logged). Cost: ~0.5 ms more per plumb (a netlink socket in the netns).
 
 Gratuitous ARP: after plumbing, one ARP request announcing ``ip`` at ``mac`` is sent from eth0
-through a packet socket created in the netns (one sendto, best-effort, errors ignored). It
-refreshes stale neighbour entries on the host and other instances when an address is reused
-with a new MAC, and stays on the instance's own bridge segment. Closing a packet socket waits
-for an RCU grace period (8-20 ms here), so a throw-away daemon thread closes it instead.
+through a packet socket created in the netns (best-effort, errors ignored), and twice more from
+a throw-away daemon thread (`GARP_REPEATS`: 0.2 s and 1 s later), which then closes the socket
+(a packet socket's close waits for an RCU grace period, 8-20 ms here). It refreshes stale
+neighbour entries on the host and other instances when an address is reused with a new MAC or
+moved to another host (one lost frame would leave switches and neighbours sending to the old
+place until their entries go stale, 20-50 s), and stays on the instance's own segment.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +100,7 @@ _IFF_UP = 0x1
 _IFNAMSIZ = 15  # usable characters of an interface name
 _MAIN_TABLE = 254
 _INSTANCE_IFNAME = "eth0"
+GARP_REPEATS = (0.2, 0.8)  # seconds before each repeat of a gratuitous ARP (after the first)
 BRIDGE_MAX_PORTS = 1023  # port numbers are 10 bits and 0 is not a port (BR_MAX_PORTS)
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -485,9 +489,20 @@ def _send_garp(nsfd: int, eth0_index: int, mac: str, ip: str) -> None:
     except OSError as exc:
         log.debug("gratuitous ARP from eth0 (index %d) failed: %s", eth0_index, exc)
         return
-    # Closing a packet socket waits for an RCU grace period (synchronize_net, 8-20 ms here):
-    # let a throw-away thread pay it instead of the caller.
-    threading.Thread(target=sock.close, name="dockyard-garp-close", daemon=True).start()
+
+    def again_then_close() -> None:
+        """The frame twice more (one lost frame would leave a moved MAC where it was until
+        the neighbours' ARP entries go stale, 20-50 s), then the close, which waits for an
+        RCU grace period (synchronize_net, 8-20 ms here): a throw-away thread pays both."""
+        try:
+            for pause in GARP_REPEATS:
+                time.sleep(pause)
+                sock.sendto(frame, (_INSTANCE_IFNAME, 0))  # (the socket stays in the netns)
+        except OSError as exc:  # the instance went meanwhile
+            log.debug("gratuitous ARP repeat from eth0 (index %d): %s", eth0_index, exc)
+        finally:
+            sock.close()
+    threading.Thread(target=again_then_close, name="dockyard-garp", daemon=True).start()
 
 
 def ensure_link_pair(near: str, far: str, bridge: str) -> None:
