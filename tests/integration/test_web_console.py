@@ -229,6 +229,40 @@ def _snapshot_and_migrate(page: Page, dy: Dockyard, name: str) -> None:
     _goto(page, f"{dy.url}/instances/{name}")
 
 
+MEMORY_POINTS = """() => { const p = document.querySelector('#chart-memory').plot;
+    return p ? {time: p.data[0], rss: p.data[1], cache: p.data[2]} : null; }"""
+
+
+def _memory_chart_after_write(page: Page, dy: Dockyard, name: str) -> None:
+    """The memory chart, read from the data uPlot draws (`plot.data`: time, rss, cache,
+    limit): it has points, and 24 MiB written into the instance's /dev/shm (tmpfs: memory
+    the cgroup counts as its cache) show up in a later point, the chart being refreshed in
+    place (it reads /instances/NAME/stats every 5 s; the collector samples every second)."""
+    deadline = time.monotonic() + 20
+    while not (before := page.evaluate(MEMORY_POINTS)) or len(before["time"]) < 2:
+        assert time.monotonic() < deadline, f"the memory chart has no points: {before}"
+        page.wait_for_timeout(200)  # a poll of the page's DOM
+    assert any(v is not None and v > 0 for v in before["rss"]), before
+    peak = max((v or 0) + (c or 0) for v, c in zip(before["rss"], before["cache"],
+                                                     strict=True))
+    with dy.api() as api:
+        done = api.post(f"/v1/instances/{name}/exec", {"command": [
+            "dd", "if=/dev/zero", "of=/dev/shm/fill", "bs=1M", "count=24"]})
+    assert done["exit_code"] == 0, done
+    written = 24 << 20
+    deadline = time.monotonic() + 30
+    while True:
+        now = page.evaluate(MEMORY_POINTS)
+        later = [(t, (r or 0) + (c or 0)) for t, r, c in zip(now["time"], now["rss"],
+                                                              now["cache"], strict=True)
+                 if t > before["time"][-1]]
+        if any(used >= peak + written * 0.9 for _, used in later):
+            return
+        assert time.monotonic() < deadline, \
+            f"no point after the write shows it (peak {peak} before): {later}"
+        page.wait_for_timeout(200)
+
+
 def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
                                                               browser: Browser) -> None:
     problems: list[str] = []
@@ -283,6 +317,7 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     member.context.close()
 
     _goto(page, f"{dy.url}/instances/{name}")  # the charts: the samples stored since launch
+    _memory_chart_after_write(page, dy, name)
     for chart in ("#chart-memory", "#chart-cpu", "#chart-net", "#chart-disk"):  # 2 or more
         expect(page.locator(chart)).to_have_attribute("data-points", TWO_OR_MORE,
                                                       timeout=20_000)
