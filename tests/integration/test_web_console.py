@@ -1,6 +1,8 @@
 """The web console in a real browser (Debian's chromium driven by Playwright, one browser for
 the module) against the session's real `dockyard up` (https, the cluster CA not installed in
-the browser: its errors are ignored, the cookies still carry `Secure`).
+the browser: its errors are ignored, the cookies still carry `Secure`). A stack (one busybox
+service) and a build (a one-step Dockerfile from a git daemon on loopback) are made for their
+pages.
 
 Screenshots of each page at 1280×800 and 390 px wide are saved under
 $DOCKYARD_ARTIFACTS/web (default: the temp dir's dockyard-artifacts/web)."""
@@ -8,6 +10,7 @@ $DOCKYARD_ARTIFACTS/web (default: the temp dir's dockyard-artifacts/web)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -20,13 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
-from tests.integration.dockyard_env import Dockyard
+from tests.integration.dockyard_env import IMAGE, Dockyard
+from tests.integration.gitserver import install_hook, serve_git
 from tests.requirements import requires
 
 CHROMIUM = "/usr/bin/chromium"
@@ -344,3 +349,127 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(0, timeout=60_000)
     page.context.close()
     assert problems == []
+
+
+STACK = f"""
+services:
+  web:
+    image: {IMAGE}
+    deploy:
+      replicas: 1
+      resources: {{limits: {{memory: 32M}}}}
+"""
+
+
+def test_console_stack_and_build_pages(dy: Dockyard, browser: Browser,
+                                       tmp_path: Path) -> None:
+    """/builds/{id}: a real build's state and log lines, followed in place while it runs;
+    /stacks/{name}: a real stack's services (running / replicas), replicas with their state
+    and health, its history, and a rollback from the page (the API's next version); a member
+    of another project is answered 404 for both."""
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _login(page, dy, dy.token())
+    stack, repo = f"webs{secrets.token_hex(3)}", f"webr{secrets.token_hex(3)}"
+    with serve_git(tmp_path / "git") as git:
+        dy.ok("image", "push", IMAGE)  # the build's base image, into the cluster registry
+        added = dy.ok("repo", "add", repo, "--url", git.url, "--json").json()
+        install_hook(git, dy, added["id"], added["webhook_secret"])
+        try:
+            commit = git.push(f"FROM {dy.registry}/{IMAGE}\nCOPY version.txt /version.txt\n"
+                              "RUN echo built-in-the-console-test > /built\n", "web v1")
+            build = _build_of(dy, repo, commit)
+            built = _page(browser, problems)
+            _login(built, dy, dy.token())
+            _goto(built, f"{dy.url}/builds/{build}")  # followed while the stack is checked
+            built.evaluate("window.notReloaded = true")
+            _stack_page(page, dy, tmp_path, stack)
+            expect(built.locator("#build-state .state")).to_have_text("succeeded",
+                                                                      timeout=120_000)
+            log = built.locator("#build-log")
+            expect(log).to_contain_text("Step 3/3 : RUN echo built-in-the-console-test")
+            expect(built.locator("#build-log-poll")).to_have_attribute("data-finished", "yes")
+            with dy.api() as api:
+                done = api.get(f"/v1/builds/{build}")
+            facts = built.locator("#build-facts")  # refreshed by the poll as well
+            expect(facts).to_contain_text(f"{done['image']} · {done['digest']}")
+            expect(facts).to_contain_text(f"took {done['duration']:.0f} s")
+            expect(built.locator("h2#log")).to_have_text("Log")  # no longer followed
+            assert built.evaluate("window.notReloaded === true")
+            shown = dy.ok("build", "logs", build).out.split("\n")[:-1]  # a line a "\n"
+            lines = built.locator("#build-log span[data-line]")
+            expect(lines).to_have_count(len(shown))  # each line once, none lost or doubled
+            assert lines.evaluate_all("els => els.map(e => Number(e.dataset.line))") == \
+                list(range(1, len(shown) + 1))
+            assert [" ".join(t.split()) for t in lines.all_inner_texts()] == \
+                [" ".join(t.split()) for t in shown]
+            expect(built.locator("h1")).to_contain_text(f"Build {build} of {repo}")
+            _shoot(built, "build")
+            built.context.close()
+
+            member = _page(browser, problems)
+            _login(member, dy, _member(dy))
+            for path in (f"stacks/{stack}", f"builds/{build}"):
+                reply = _goto(member, f"{dy.url}/{path}")
+                assert reply is not None and reply.status == 404, path
+                expect(member.locator(".error")).to_contain_text("not found")
+            member.context.close()
+        finally:
+            dy.cli("stack", "rm", stack)
+            dy.cli("repo", "rm", repo)
+            client = docker.from_env()  # the base image's local tag `image push` made
+            try:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(f"{dy.registry}/{IMAGE}")
+            finally:
+                client.close()
+    page.context.close()
+    assert problems == []
+
+
+def _build_of(dy: Dockyard, repo: str, commit: str) -> str:
+    """The id of the build the push of `commit` queued (the webhook answered before)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = [b["id"] for b in dy.ok("build", "ls", repo, "--json").json()["items"]
+                 if b["commit"] == commit]
+        if found:
+            return str(found[0])
+        assert time.monotonic() < deadline, f"no build of {commit}"
+        time.sleep(0.2)
+
+
+def _stack_page(page: Page, dy: Dockyard, tmp: Path, stack: str) -> None:
+    """A stack deployed with 1 replica, then scaled to 2 (version 2), seen on its page;
+    the rollback form there makes version 3 (back to 1 replica), as the API says."""
+    compose = tmp / "compose.yaml"
+    compose.write_text(STACK)
+    dy.ok("stack", "deploy", stack, "-f", str(compose))
+    dy.ok("stack", "scale", stack, "web=2")
+    _goto(page, f"{dy.url}/stacks/{stack}")
+    page.evaluate("window.notReloaded = true")
+    expect(page.locator("#stack-status")).to_have_text("converged", timeout=30_000)
+    expect(page.locator('tr[data-service="web"] td').nth(2)).to_have_text("2 / 2")
+    replicas = [f"{stack}-web-1", f"{stack}-web-2"]
+    ps = {r["name"]: r for r in dy.ok("stack", "ps", stack, "--json").json()["items"]}
+    assert sorted(ps) == replicas
+    for name in replicas:
+        cells = page.locator(f'tr[data-name="{name}"] td')
+        expect(cells.nth(2)).to_have_text("running")
+        expect(cells.nth(3)).to_have_text(ps[name]["health"] or "")
+        expect(cells.nth(4)).to_have_text(ps[name]["host"])
+        expect(cells.nth(5)).to_have_text(ps[name]["ip"])
+    assert page.evaluate("window.notReloaded === true")
+    expect(page.locator('tr[data-version="2"]')).to_have_attribute("aria-current", "true")
+    expect(page.locator('tr[data-version="2"] td').nth(1)).to_have_text("scale")
+    expect(page.locator('tr[data-version="1"] td').nth(1)).to_have_text("deploy")
+    _shoot(page, "stack")
+    page.get_by_label("Service (empty: all)").select_option("")
+    page.get_by_role("button", name="Roll back to the previous version").click()
+    expect(page.locator('tr[data-version="3"]')).to_have_attribute("aria-current", "true")
+    expect(page.locator('tr[data-version="3"] td').nth(1)).to_have_text("rollback to 1")
+    expect(page.locator(f'tr[data-name="{replicas[1]}"]')).to_have_count(0, timeout=60_000)
+    with dy.api() as api:
+        shown = api.get(f"/v1/stacks/{stack}")
+    assert shown["version"] == 3
+    assert [(s["name"], s["replicas"]) for s in shown["services"]] == [("web", 1)]
