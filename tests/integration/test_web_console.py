@@ -268,6 +268,58 @@ def _memory_chart_after_write(page: Page, dy: Dockyard, name: str) -> None:
         page.wait_for_timeout(200)
 
 
+def _launch_with_options(page: Page, dy: Dockyard, name: str) -> None:
+    """The launch form with some of the CLI's other options: a bad value is the API's 422 in
+    words with nothing made; `explain` shows the placement table `dockyard launch --explain`
+    gives; then the launch, its options read back from the API."""
+    _goto(page, f"{dy.url}/instances")
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Image", exact=True).fill("dockyard/busybox")
+    page.get_by_label("Memory", exact=True).fill("64M")
+    page.get_by_label("CPU weight (shares)").fill("300")
+    page.get_by_label("Pids").fill("512")
+    page.get_by_label("Disk read bytes/s").fill("20M")
+    page.get_by_label("Disk write ops/s").fill("400")
+    page.get_by_label("Network rate in (ingress)").fill("5kbit")  # under the 8 kbit floor
+    page.get_by_label("Volumes (SRC:DST[:ro] a line)").fill(f"{name}-data:/data")
+    page.get_by_label("Environment (KEY=VALUE a line)").fill("WEB_TEST=from the form")
+    page.get_by_label("lxcfs (own /proc view)").uncheck()
+    with page.expect_response(f"{dy.url}/instances") as answer:
+        page.get_by_role("button", name="Launch").click()
+    assert answer.value.status == 422
+    expect(page.locator("p.error")).to_contain_text("limits.ingress")
+    expect(page.get_by_label("Disk read bytes/s")).to_have_value("20M")  # kept as typed
+    assert dy.cli("show", name).code != 0  # nothing made
+
+    page.get_by_label("Network rate in (ingress)").fill("50mbit")
+    page.get_by_label("Only explain the placement").check()
+    page.get_by_role("button", name="Launch").click()
+    cli = dy.ok("launch", IMAGE, name, "--memory", "64M", "--cpu-weight", "300", "--pids",
+                "512", "--read-bps", "20M", "--write-iops", "400", "--ingress", "50mbit",
+                "-v", f"{name}-data:/data", "--no-lxcfs", "--explain", "--json").json()
+    rows = page.locator("#placement")
+    expect(rows.locator("caption")).to_have_text(
+        f"Placement: {cli['chosen'] or cli['message']}")
+    shown = [[c.strip() for c in r.locator("td").all_inner_texts()[:2]]
+             for r in rows.locator("tbody tr").all()]
+    assert shown == [[h["host"], h["verdict"]] for h in cli["hosts"]]
+    assert dy.cli("show", name).code != 0  # explained only
+    _shoot(page, "launch-explain")
+
+    page.get_by_label("Only explain the placement").uncheck()
+    page.get_by_role("button", name="Launch").click()
+    page.wait_for_url(f"{dy.url}/instances/{name}")
+    with dy.api() as api:
+        made = api.get(f"/v1/instances/{name}")
+    limits = made["limits"]
+    assert (limits["memory_bytes"], limits["cpu_weight"], limits["pids"], limits["read_bps"],
+            limits["write_iops"], limits["ingress_bps"]) == (
+        64 << 20, 300, 512, 20 << 20, 400, 50_000_000)
+    assert made["volumes"] == [{"source": f"{name}-data", "target": "/data",
+                                "read_only": False}]
+    assert made["env"]["WEB_TEST"] == "from the form" and made["lxcfs"] is False
+
+
 def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
                                                               browser: Browser) -> None:
     problems: list[str] = []
@@ -282,12 +334,7 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     _shoot(page, "logout")
 
     name = f"webc{secrets.token_hex(3)}"
-    _goto(page, f"{dy.url}/instances")
-    page.get_by_label("Name", exact=True).fill(name)
-    page.get_by_label("Image").fill("dockyard/busybox")
-    page.get_by_label("Memory", exact=True).fill("64M")
-    page.get_by_role("button", name="Launch").click()
-    page.wait_for_url(f"{dy.url}/instances/{name}")
+    _launch_with_options(page, dy, name)
     page.evaluate("window.notReloaded = true")
     _state_is(page, "running")
     assert page.evaluate("window.notReloaded === true")  # htmx changed the state in place
@@ -347,6 +394,8 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     page.get_by_role("button", name=f"Delete {name}").click()
     page.wait_for_url(f"{dy.url}/instances")
     expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(0, timeout=60_000)
+    with dy.api() as api:
+        api.delete(f"/v1/volumes/{name}-data")  # the launch form's named volume
     page.context.close()
     assert problems == []
 
