@@ -1,6 +1,8 @@
 """The web console in a real browser (Debian's chromium driven by Playwright, one browser for
 the module) against the session's real `dockyard up` (https, the cluster CA not installed in
-the browser: its errors are ignored, the cookies still carry `Secure`).
+the browser: its errors are ignored, the cookies still carry `Secure`). A stack (one busybox
+service) and a build (a one-step Dockerfile from a git daemon on loopback) are made for their
+pages.
 
 Screenshots of each page at 1280×800 and 390 px wide are saved under
 $DOCKYARD_ARTIFACTS/web (default: the temp dir's dockyard-artifacts/web)."""
@@ -8,6 +10,7 @@ $DOCKYARD_ARTIFACTS/web (default: the temp dir's dockyard-artifacts/web)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -20,13 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
-from tests.integration.dockyard_env import Dockyard
+from tests.integration.dockyard_env import IMAGE, Dockyard
+from tests.integration.gitserver import install_hook, serve_git
 from tests.requirements import requires
 
 CHROMIUM = "/usr/bin/chromium"
@@ -229,6 +234,92 @@ def _snapshot_and_migrate(page: Page, dy: Dockyard, name: str) -> None:
     _goto(page, f"{dy.url}/instances/{name}")
 
 
+MEMORY_POINTS = """() => { const p = document.querySelector('#chart-memory').plot;
+    return p ? {time: p.data[0], rss: p.data[1], cache: p.data[2]} : null; }"""
+
+
+def _memory_chart_after_write(page: Page, dy: Dockyard, name: str) -> None:
+    """The memory chart, read from the data uPlot draws (`plot.data`: time, rss, cache,
+    limit): it has points, and 24 MiB written into the instance's /dev/shm (tmpfs: memory
+    the cgroup counts as its cache) show up in a later point, the chart being refreshed in
+    place (it reads /instances/NAME/stats every 5 s; the collector samples every second)."""
+    deadline = time.monotonic() + 20
+    while not (before := page.evaluate(MEMORY_POINTS)) or len(before["time"]) < 2:
+        assert time.monotonic() < deadline, f"the memory chart has no points: {before}"
+        page.wait_for_timeout(200)  # a poll of the page's DOM
+    assert any(v is not None and v > 0 for v in before["rss"]), before
+    peak = max((v or 0) + (c or 0) for v, c in zip(before["rss"], before["cache"],
+                                                     strict=True))
+    with dy.api() as api:
+        done = api.post(f"/v1/instances/{name}/exec", {"command": [
+            "dd", "if=/dev/zero", "of=/dev/shm/fill", "bs=1M", "count=24"]})
+    assert done["exit_code"] == 0, done
+    written = 24 << 20
+    deadline = time.monotonic() + 30
+    while True:
+        now = page.evaluate(MEMORY_POINTS)
+        later = [(t, (r or 0) + (c or 0)) for t, r, c in zip(now["time"], now["rss"],
+                                                              now["cache"], strict=True)
+                 if t > before["time"][-1]]
+        if any(used >= peak + written * 0.9 for _, used in later):
+            return
+        assert time.monotonic() < deadline, \
+            f"no point after the write shows it (peak {peak} before): {later}"
+        page.wait_for_timeout(200)
+
+
+def _launch_with_options(page: Page, dy: Dockyard, name: str) -> None:
+    """The launch form with some of the CLI's other options: a bad value is the API's 422 in
+    words with nothing made; `explain` shows the placement table `dockyard launch --explain`
+    gives; then the launch, its options read back from the API."""
+    _goto(page, f"{dy.url}/instances")
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Image", exact=True).fill("dockyard/busybox")
+    page.get_by_label("Memory", exact=True).fill("64M")
+    page.get_by_label("CPU weight (shares)").fill("300")
+    page.get_by_label("Pids").fill("512")
+    page.get_by_label("Disk read bytes/s").fill("20M")
+    page.get_by_label("Disk write ops/s").fill("400")
+    page.get_by_label("Network rate in (ingress)").fill("5kbit")  # under the 8 kbit floor
+    page.get_by_label("Volumes (SRC:DST[:ro] a line)").fill(f"{name}-data:/data")
+    page.get_by_label("Environment (KEY=VALUE a line)").fill("WEB_TEST=from the form")
+    page.get_by_label("lxcfs (own /proc view)").uncheck()
+    with page.expect_response(f"{dy.url}/instances") as answer:
+        page.get_by_role("button", name="Launch").click()
+    assert answer.value.status == 422
+    expect(page.locator("p.error")).to_contain_text("limits.ingress")
+    expect(page.get_by_label("Disk read bytes/s")).to_have_value("20M")  # kept as typed
+    assert dy.cli("show", name).code != 0  # nothing made
+
+    page.get_by_label("Network rate in (ingress)").fill("50mbit")
+    page.get_by_label("Only explain the placement").check()
+    page.get_by_role("button", name="Launch").click()
+    cli = dy.ok("launch", IMAGE, name, "--memory", "64M", "--cpu-weight", "300", "--pids",
+                "512", "--read-bps", "20M", "--write-iops", "400", "--ingress", "50mbit",
+                "-v", f"{name}-data:/data", "--no-lxcfs", "--explain", "--json").json()
+    rows = page.locator("#placement")
+    expect(rows.locator("caption")).to_have_text(
+        f"Placement: {cli['chosen'] or cli['message']}")
+    shown = [[c.strip() for c in r.locator("td").all_inner_texts()[:2]]
+             for r in rows.locator("tbody tr").all()]
+    assert shown == [[h["host"], h["verdict"]] for h in cli["hosts"]]
+    assert dy.cli("show", name).code != 0  # explained only
+    _shoot(page, "launch-explain")
+
+    page.get_by_label("Only explain the placement").uncheck()
+    page.get_by_role("button", name="Launch").click()
+    page.wait_for_url(f"{dy.url}/instances/{name}")
+    with dy.api() as api:
+        made = api.get(f"/v1/instances/{name}")
+    limits = made["limits"]
+    assert (limits["memory_bytes"], limits["cpu_weight"], limits["pids"], limits["read_bps"],
+            limits["write_iops"], limits["ingress_bps"]) == (
+        64 << 20, 300, 512, 20 << 20, 400, 50_000_000)
+    assert made["volumes"] == [{"source": f"{name}-data", "target": "/data",
+                                "read_only": False}]
+    assert made["env"]["WEB_TEST"] == "from the form" and made["lxcfs"] is False
+
+
 def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
                                                               browser: Browser) -> None:
     problems: list[str] = []
@@ -243,12 +334,7 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     _shoot(page, "logout")
 
     name = f"webc{secrets.token_hex(3)}"
-    _goto(page, f"{dy.url}/instances")
-    page.get_by_label("Name", exact=True).fill(name)
-    page.get_by_label("Image").fill("dockyard/busybox")
-    page.get_by_label("Memory", exact=True).fill("64M")
-    page.get_by_role("button", name="Launch").click()
-    page.wait_for_url(f"{dy.url}/instances/{name}")
+    _launch_with_options(page, dy, name)
     page.evaluate("window.notReloaded = true")
     _state_is(page, "running")
     assert page.evaluate("window.notReloaded === true")  # htmx changed the state in place
@@ -283,6 +369,7 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     member.context.close()
 
     _goto(page, f"{dy.url}/instances/{name}")  # the charts: the samples stored since launch
+    _memory_chart_after_write(page, dy, name)
     for chart in ("#chart-memory", "#chart-cpu", "#chart-net", "#chart-disk"):  # 2 or more
         expect(page.locator(chart)).to_have_attribute("data-points", TWO_OR_MORE,
                                                       timeout=20_000)
@@ -307,5 +394,131 @@ def test_console_launch_watch_resize_stop_delete_and_refusals(dy: Dockyard,
     page.get_by_role("button", name=f"Delete {name}").click()
     page.wait_for_url(f"{dy.url}/instances")
     expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(0, timeout=60_000)
+    with dy.api() as api:
+        api.delete(f"/v1/volumes/{name}-data")  # the launch form's named volume
     page.context.close()
     assert problems == []
+
+
+STACK = f"""
+services:
+  web:
+    image: {IMAGE}
+    deploy:
+      replicas: 1
+      resources: {{limits: {{memory: 32M}}}}
+"""
+
+
+def test_console_stack_and_build_pages(dy: Dockyard, browser: Browser,
+                                       tmp_path: Path) -> None:
+    """/builds/{id}: a real build's state and log lines, followed in place while it runs;
+    /stacks/{name}: a real stack's services (running / replicas), replicas with their state
+    and health, its history, and a rollback from the page (the API's next version); a member
+    of another project is answered 404 for both."""
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _login(page, dy, dy.token())
+    stack, repo = f"webs{secrets.token_hex(3)}", f"webr{secrets.token_hex(3)}"
+    with serve_git(tmp_path / "git") as git:
+        dy.ok("image", "push", IMAGE)  # the build's base image, into the cluster registry
+        added = dy.ok("repo", "add", repo, "--url", git.url, "--json").json()
+        install_hook(git, dy, added["id"], added["webhook_secret"])
+        try:
+            commit = git.push(f"FROM {dy.registry}/{IMAGE}\nCOPY version.txt /version.txt\n"
+                              "RUN echo built-in-the-console-test > /built\n", "web v1")
+            build = _build_of(dy, repo, commit)
+            built = _page(browser, problems)
+            _login(built, dy, dy.token())
+            _goto(built, f"{dy.url}/builds/{build}")  # followed while the stack is checked
+            built.evaluate("window.notReloaded = true")
+            _stack_page(page, dy, tmp_path, stack)
+            expect(built.locator("#build-state .state")).to_have_text("succeeded",
+                                                                      timeout=120_000)
+            log = built.locator("#build-log")
+            expect(log).to_contain_text("Step 3/3 : RUN echo built-in-the-console-test")
+            expect(built.locator("#build-log-poll")).to_have_attribute("data-finished", "yes")
+            with dy.api() as api:
+                done = api.get(f"/v1/builds/{build}")
+            facts = built.locator("#build-facts")  # refreshed by the poll as well
+            expect(facts).to_contain_text(f"{done['image']} · {done['digest']}")
+            expect(facts).to_contain_text(f"took {done['duration']:.0f} s")
+            expect(built.locator("h2#log")).to_have_text("Log")  # no longer followed
+            assert built.evaluate("window.notReloaded === true")
+            shown = dy.ok("build", "logs", build).out.split("\n")[:-1]  # a line a "\n"
+            lines = built.locator("#build-log span[data-line]")
+            expect(lines).to_have_count(len(shown))  # each line once, none lost or doubled
+            assert lines.evaluate_all("els => els.map(e => Number(e.dataset.line))") == \
+                list(range(1, len(shown) + 1))
+            assert [" ".join(t.split()) for t in lines.all_inner_texts()] == \
+                [" ".join(t.split()) for t in shown]
+            expect(built.locator("h1")).to_contain_text(f"Build {build} of {repo}")
+            _shoot(built, "build")
+            built.context.close()
+
+            member = _page(browser, problems)
+            _login(member, dy, _member(dy))
+            for path in (f"stacks/{stack}", f"builds/{build}"):
+                reply = _goto(member, f"{dy.url}/{path}")
+                assert reply is not None and reply.status == 404, path
+                expect(member.locator(".error")).to_contain_text("not found")
+            member.context.close()
+        finally:
+            dy.cli("stack", "rm", stack)
+            dy.cli("repo", "rm", repo)
+            client = docker.from_env()  # the base image's local tag `image push` made
+            try:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(f"{dy.registry}/{IMAGE}")
+            finally:
+                client.close()
+    page.context.close()
+    assert problems == []
+
+
+def _build_of(dy: Dockyard, repo: str, commit: str) -> str:
+    """The id of the build the push of `commit` queued (the webhook answered before)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = [b["id"] for b in dy.ok("build", "ls", repo, "--json").json()["items"]
+                 if b["commit"] == commit]
+        if found:
+            return str(found[0])
+        assert time.monotonic() < deadline, f"no build of {commit}"
+        time.sleep(0.2)
+
+
+def _stack_page(page: Page, dy: Dockyard, tmp: Path, stack: str) -> None:
+    """A stack deployed with 1 replica, then scaled to 2 (version 2), seen on its page;
+    the rollback form there makes version 3 (back to 1 replica), as the API says."""
+    compose = tmp / "compose.yaml"
+    compose.write_text(STACK)
+    dy.ok("stack", "deploy", stack, "-f", str(compose))
+    dy.ok("stack", "scale", stack, "web=2")
+    _goto(page, f"{dy.url}/stacks/{stack}")
+    page.evaluate("window.notReloaded = true")
+    expect(page.locator("#stack-status")).to_have_text("converged", timeout=30_000)
+    expect(page.locator('tr[data-service="web"] td').nth(2)).to_have_text("2 / 2")
+    replicas = [f"{stack}-web-1", f"{stack}-web-2"]
+    ps = {r["name"]: r for r in dy.ok("stack", "ps", stack, "--json").json()["items"]}
+    assert sorted(ps) == replicas
+    for name in replicas:
+        cells = page.locator(f'tr[data-name="{name}"] td')
+        expect(cells.nth(2)).to_have_text("running")
+        expect(cells.nth(3)).to_have_text(ps[name]["health"] or "")
+        expect(cells.nth(4)).to_have_text(ps[name]["host"])
+        expect(cells.nth(5)).to_have_text(ps[name]["ip"])
+    assert page.evaluate("window.notReloaded === true")
+    expect(page.locator('tr[data-version="2"]')).to_have_attribute("aria-current", "true")
+    expect(page.locator('tr[data-version="2"] td').nth(1)).to_have_text("scale")
+    expect(page.locator('tr[data-version="1"] td').nth(1)).to_have_text("deploy")
+    _shoot(page, "stack")
+    page.get_by_label("Service (empty: all)").select_option("")
+    page.get_by_role("button", name="Roll back to the previous version").click()
+    expect(page.locator('tr[data-version="3"]')).to_have_attribute("aria-current", "true")
+    expect(page.locator('tr[data-version="3"] td').nth(1)).to_have_text("rollback to 1")
+    expect(page.locator(f'tr[data-name="{replicas[1]}"]')).to_have_count(0, timeout=60_000)
+    with dy.api() as api:
+        shown = api.get(f"/v1/stacks/{stack}")
+    assert shown["version"] == 3
+    assert [(s["name"], s["replicas"]) for s in shown["services"]] == [("web", 1)]

@@ -5,17 +5,19 @@ a member's 403 on admin pages and 404 on another project's instance, refusals in
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from dockyard.config import ServerSettings
+from dockyard.model.instance import InstanceCreate
 from dockyard.model.stats import InstanceSample
 from dockyard.server.app import create_app
 from dockyard.server.bootstrap import init_store, mint_admin_token
@@ -25,6 +27,7 @@ from dockyard.store import instances as instance_rows
 from dockyard.store.tables import HostRow, InstanceRow, NetworkRow
 from dockyard.web import instances as web_instances
 from dockyard.web import session as sessions
+from dockyard.web.base import Posted, Visit
 from dockyard.web.charts import POINTS, series
 from tests.unit.asgi import AppClient
 
@@ -273,6 +276,58 @@ def test_a_bad_launch_form_is_answered_in_words(console: Console) -> None:
     assert reply.status_code == 422
     assert "limits.memory" in reply.text and "Traceback" not in reply.text
     assert 'value="db"' in reply.text  # the form keeps what was typed
+
+
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b"
+
+
+def test_the_launch_form_takes_the_clis_options() -> None:
+    form = {"name": "db", "image": "img", "type": "container", "network": "n1",
+            "ip": "10.0.0.9", "hostname": "dbhost", "cores": "1", "cpus": "0.5",
+            "cpu_weight": "200", "memory": "64M", "pids": "300", "disk": "2G",
+            "read_bps": "10M", "write_bps": "5M", "read_iops": "100", "write_iops": "50",
+            "ingress": "50mbit", "egress": "20mbit",
+            "volumes": "data:/data\r\n/srv/x:/x:ro\n", "env": "A=1\nB=two=2",
+            "ssh_keys": f"{SSH_KEY}\n",
+            "host": "a", "cap_add": "NET_ADMIN, SYS_PTRACE", "constraints": "zone=a\nssd=yes",
+            "anti_affinity": "dbs", "strategy": "pack"}
+    spec = web_instances.launch_spec(Posted(cast(Visit, None), form))
+    assert spec == InstanceCreate.model_validate({
+        "name": "db", "image": "img", "type": "container", "network": "n1",
+        "ip": "10.0.0.9", "hostname": "dbhost", "lxcfs": False,
+        "limits": {"cores": 1, "cpus": 0.5, "cpu_weight": 200, "memory": "64M", "pids": 300,
+                   "read_bps": "10M", "write_bps": "5M", "read_iops": 100, "write_iops": 50,
+                   "ingress": "50mbit", "egress": "20mbit"},
+        "disk": "2G", "volumes": [{"source": "data", "target": "/data"},
+                                  {"source": "/srv/x", "target": "/x", "read_only": True}],
+        "env": {"A": "1", "B": "two=2"}, "ssh_keys": [SSH_KEY],
+        "host": "a", "cap_add": ["NET_ADMIN", "SYS_PTRACE"],
+        "constraints": {"zone": "a", "ssd": "yes"}, "anti_affinity": "dbs",
+        "strategy": "pack"})
+    assert spec.limits.ingress == 50_000_000 and spec.limits.read_bps == 10 << 20
+    plain = web_instances.launch_spec(Posted(cast(Visit, None), {
+        "name": "db", "image": "img", "lxcfs": "on"}))
+    assert plain == InstanceCreate.model_validate({"name": "db", "image": "img"})
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("volumes", "data", "'data' is not SRC:DST or SRC:DST:ro"),
+    ("constraints", "zone", "constraints: 'zone' is not KEY=VALUE"),
+    ("ingress", "5kbit", "limits.ingress"),
+    ("write_iops", "-1", "limits.write_iops"),
+    ("cpu_weight", "1", "limits.cpu_weight"),
+    ("type", "box", "type"),
+])
+def test_a_bad_launch_option_is_refused_in_words_creating_nothing(
+        console: Console, field: str, value: str, words: str) -> None:
+    cookie = console.login(console.admin)
+    reply = console.post("/instances", cookie, {"csrf_token": console.csrf(cookie),
+                                                "name": "bad", "image": "img", field: value})
+    assert reply.status_code == 422, reply.text
+    assert words in html.unescape(reply.text) and "Traceback" not in reply.text
+    assert f'name="{field}"' in reply.text
+    with console.ctx.db.session() as sess:
+        assert not instance_rows.name_taken(sess, projects.ids_by_name(sess)["default"], "bad")
 
 
 def test_a_refused_action_is_shown_in_words(console: Console) -> None:

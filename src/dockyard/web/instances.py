@@ -145,26 +145,51 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def launch_spec(form: Posted) -> InstanceCreate:
-    """The launch form as the API's body (the CLI's `launch` options); 422 in words."""
-    limits: dict[str, Any] = {}
-    for name in ("cores", "cpus", "memory", "pids"):
-        if form.field(name):
-            limits[name] = form.field(name)
-    body: dict[str, Any] = {"name": form.field("name"), "image": form.field("image"),
-                            "network": form.field("network") or "default", "limits": limits,
-                            "lxcfs": form.field("lxcfs") == "on",
-                            "strategy": form.field("strategy") or "spread"}
-    for name in ("ip", "hostname", "host"):
-        if form.field(name):
-            body[name] = form.field(name)
-    env = {}
-    for line in _lines(form.form.get("env", "")):
+# the launch form's fields as the API's body takes them (the CLI's `launch` options)
+LIMIT_FIELDS = ("cores", "cpus", "cpu_weight", "memory", "pids", "read_bps", "write_bps",
+                "read_iops", "write_iops", "ingress", "egress")
+TEXT_FIELDS = ("ip", "hostname", "host", "disk", "anti_affinity")
+
+
+def _pairs(form: Posted, name: str) -> dict[str, str]:
+    """A textarea of KEY=VALUE lines (env, constraints)."""
+    pairs = {}
+    for line in _lines(form.form.get(name, "")):
         key, sep, value = line.partition("=")
         if not sep:
-            raise InvalidRequest(f"env: {line!r} is not KEY=VALUE")
-        env[key.strip()] = value
-    body["env"] = env
+            raise InvalidRequest(f"{name}: {line!r} is not KEY=VALUE")
+        pairs[key.strip()] = value
+    return pairs
+
+
+def _volumes(form: Posted) -> list[dict[str, Any]]:
+    """SRC:DST[:ro] a line, as `dockyard launch -v`."""
+    out = []
+    for line in _lines(form.form.get("volumes", "")):
+        parts = line.split(":")
+        if len(parts) == 3 and parts[2] in ("ro", "rw"):
+            out.append({"source": parts[0], "target": parts[1], "read_only": parts[2] == "ro"})
+        elif len(parts) == 2:
+            out.append({"source": parts[0], "target": parts[1]})
+        else:
+            raise InvalidRequest(f"volumes: {line!r} is not SRC:DST or SRC:DST:ro")
+    return out
+
+
+def launch_spec(form: Posted) -> InstanceCreate:
+    """The launch form as the API's body (the CLI's `launch` options); 422 in words."""
+    limits = {name: form.field(name) for name in LIMIT_FIELDS if form.field(name)}
+    body: dict[str, Any] = {
+        "name": form.field("name"), "image": form.field("image"),
+        "network": form.field("network") or "default", "limits": limits,
+        "lxcfs": form.field("lxcfs") == "on", "strategy": form.field("strategy") or "spread",
+        "type": form.field("type") or "container", "env": _pairs(form, "env"),
+        "constraints": _pairs(form, "constraints"), "volumes": _volumes(form),
+        "cap_add": [c for c in form.field("cap_add").replace(",", " ").split() if c],
+        "ssh_keys": _lines(form.form.get("ssh_keys", ""))}
+    for name in TEXT_FIELDS:
+        if form.field(name):
+            body[name] = form.field(name)
     try:
         return InstanceCreate.model_validate(body)
     except ValidationError as exc:
