@@ -6,7 +6,6 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +121,7 @@ def test_migrate_to_a_full_or_down_host_and_evacuate_refusals(
         assert status == 409 and "down" in message, message
         _same(api, "badmove", mover)
     finally:
-        since = datetime.now(UTC)
+        since = _last_event(api)
         hostctl.start_agent(cluster.home, "host3", agent)
     _wait_agent(api, "host3", since)
     cluster.ok("delete", "badmove", "--force")
@@ -133,7 +132,7 @@ def test_snapshot_of_an_instance_in_creating(cluster: DevCluster, api: ApiClient
     _network(cluster)
     marker = cluster.home / "creating.marker"
     agent = hostctl.stop_agent(cluster.home, "host2")
-    since = datetime.now(UTC)
+    since = _last_event(api)
     paused = hostctl.start_agent(cluster.home, "host2", agent,
                                  fault=("pause:agent.create.files_written", marker))
     try:
@@ -153,17 +152,28 @@ def test_snapshot_of_an_instance_in_creating(cluster: DevCluster, api: ApiClient
     _until(lambda: api.get("/v1/instances/badcreating")["state"] == "running", timeout=120)
     cluster.ok("delete", "badcreating", "--force")
     hostctl.stop_agent(cluster.home, "host2", pid=paused)  # back to the plain agent
-    since = datetime.now(UTC)
+    since = _last_event(api)
     hostctl.start_agent(cluster.home, "host2", agent)
     _wait_agent(api, "host2", since)
 
 
-def _wait_agent(api: ApiClient, host: str, since: datetime) -> None:
-    """Until the restarted agent has registered (its new API address is known)."""
-    _until(lambda: datetime.fromisoformat(
-        api.get(f"/v1/hosts/{host}")["last_heartbeat"] or "1970-01-01T00:00:00+00:00")
-        > since, timeout=60)
-    time.sleep(0.5)
+def _last_event(api: ApiClient) -> int:
+    """The id of the newest event (a mark: events are listed oldest first)."""
+    after = 0
+    while (page := api.get("/v1/events", after=after, limit=1000))["items"]:
+        after = int(page["items"][-1]["id"])
+    return after
+
+
+def _wait_agent(api: ApiClient, host: str, since: int) -> None:
+    """Until the restarted agent has registered (its new API address is known): a
+    `host_registered` event of `host` after the mark `since`. (Its last heartbeat is no such
+    sign: the server's batched flush may write it for the stopped agent's last call after
+    the mark.)"""
+    def registered() -> bool:
+        events = api.get("/v1/events", after=since, limit=1000)["items"]
+        return any(e["kind"] == "host_registered" and e["host"] == host for e in events)
+    _until(registered, timeout=60)
 
 
 def _snapshots(api: ApiClient) -> list[dict[str, Any]]:
