@@ -45,20 +45,14 @@ def _install(monkeypatch: pytest.MonkeyPatch, proxy: haproxy.HAProxy,
                         lambda pid: (1, ["haproxy"]) if master.alive else None)
 
 
-def test_a_signal_the_master_ignored_is_sent_again(monkeypatch: pytest.MonkeyPatch,
-                                                    proxy: haproxy.HAProxy) -> None:
-    master = FakeMaster(heeded=2)
+@pytest.mark.parametrize("heeded", [1, 2])  # at once; only when signalled again
+def test_a_reload_signals_until_the_master_heeds_it(monkeypatch: pytest.MonkeyPatch,
+                                                    proxy: haproxy.HAProxy,
+                                                    heeded: int) -> None:
+    master = FakeMaster(heeded=heeded)
     _install(monkeypatch, proxy, master)
     proxy._reload(MASTER, timeout=5.0)
-    assert master.signals == 2
-
-
-def test_a_heeded_signal_is_sent_once(monkeypatch: pytest.MonkeyPatch,
-                                      proxy: haproxy.HAProxy) -> None:
-    master = FakeMaster(heeded=1)
-    _install(monkeypatch, proxy, master)
-    proxy._reload(MASTER, timeout=5.0)
-    assert master.signals == 1
+    assert master.signals == heeded
 
 
 def test_a_master_that_exits_fails_the_reload_at_once(monkeypatch: pytest.MonkeyPatch,
