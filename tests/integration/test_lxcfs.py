@@ -3,8 +3,9 @@ lxcfs restart with the same PID.
 
 Each test runs its own lxcfs (scripts/lxcfs.sh with a ROOT in a fresh tempdir, so a real
 /var/lib/dockyard/lxcfs is never disturbed) and its own containers (`dytst-lxcfs-<hex>`,
-network none). Teardown, even after a failure: containers removed, that lxcfs stopped by the
-script (by its pid file), ROOT's bind mount detached, the tempdir removed.
+network none). Teardown, even after a failure: containers removed, that lxcfs killed by the pid of
+its pid file and its mount removed by the script, ROOT's bind mount detached, the tempdir
+removed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -45,6 +47,25 @@ def lxcfs_sh(verb: str, root: str, logdir: str, check: bool = True) -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def kill_lxcfs(root: str) -> None:
+    """SIGKILL this test's lxcfs by its pid file: a graceful stop waits ~5 s for lxcfs's
+    loadavg thread (the script's own stop is tested in the restart test)."""
+    try:
+        pid = int(Path(root, "lxcfs.pid").read_text().split()[0])
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "lxcfs":
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except OSError:  # gone
+            return
+        time.sleep(0.05)
+
+
 def mounted(path: str) -> bool:
     lines = Path("/proc/self/mountinfo").read_text().splitlines()
     return any(line.split()[4] == path for line in lines)
@@ -58,7 +79,8 @@ def lxcfs() -> Iterator[Lxcfs]:
         lxcfs_sh("start", root, logdir)
         yield Lxcfs(root)
     finally:
-        lxcfs_sh("stop", root, logdir, check=False)
+        kill_lxcfs(root)
+        lxcfs_sh("stop", root, logdir, check=False)  # what the killed lxcfs left mounted
         while mounted(root):
             subprocess.run(["umount", "-l", root], check=False, timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
