@@ -32,7 +32,9 @@ from typing import Any
 import httpx
 from common import DOCKYARD, ROOT, PrivateDockyard, free_port, pick_octets, stats
 
+from dockyard.adapters import legs
 from dockyard.adapters.processes import command_lines
+from dockyard.agent.entrance import netns_name
 
 sys.path.insert(0, str(ROOT))
 from tests.integration.gitserver import (  # noqa: E402  (the suite's git server)
@@ -209,9 +211,8 @@ def bench_push_deploy(rounds: int, log: Callable[[str], None]) -> dict[str, Any]
                         samples["raw"].append(raw_round(site, git, version, work))
                     log(f"push→serving round {i} {side}: {samples[side][-1]['total']:.2f} s")
     finally:
-        entrance_dir = str(dy.dir / "home" / "agent" / "entrance")
         dy.stop()  # the agent leaves HAProxy running (by design, and restarts a stopped one)
-        _kill_entrance(entrance_dir)
+        kill_entrance(dy.dir / "home" / "agent")
         shutil.rmtree(work, ignore_errors=True)
     dy_total = statistics.median(s["total"] for s in samples["dy"])
     raw_total = statistics.median(s["total"] for s in samples["raw"])
@@ -224,13 +225,15 @@ def bench_push_deploy(rounds: int, log: Callable[[str], None]) -> dict[str, Any]
             "samples": samples}
 
 
-def _kill_entrance(entrance_dir: str) -> None:
+def kill_entrance(agent_home: Path) -> None:
     """Kill, by PID, the HAProxy processes of this run's entrance (their command line names
-    its private directory) once its agent is gone."""
+    its private directory) once its agent is gone, and remove the entrance's namespace."""
+    entrance_dir = str(agent_home / "entrance")
     for pid, argv in command_lines():
         if argv[0].endswith("haproxy") and any(a.startswith(entrance_dir) for a in argv):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+    legs.delete_netns(netns_name(agent_home))
 
 
 class _Hooked:

@@ -19,6 +19,7 @@ import pytest
 
 from tests.requirements import missing
 
+ENTRANCE_PORT = 8080  # host1's HTTP entrance, in host1's own namespace (test_stacks_cluster)
 DOCKYARD = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "dockyard")
 
 
@@ -43,6 +44,14 @@ class DevCluster:
         assert shown["host"] == host
         return shown
 
+    @property
+    def entrance(self) -> str:
+        """The address of host1's HTTP entrance (on its management address)."""
+        from dockyard.devcluster import state
+        st = state.load(self.home)
+        assert st is not None and st.entrance, "the dev-cluster runs no entrance"
+        return st.entrance.rsplit(":", 1)[0]
+
     def reaches(self, src: str, ip: str) -> bool:
         proc = self.cli("exec", src, "--", "ping", "-c", "2", "-W", "2", ip)
         return proc.returncode == 0
@@ -64,7 +73,8 @@ def cluster() -> Iterator[DevCluster]:
     dc = DevCluster(home=base / "home", env=env)
     try:
         dc.ok("dev-cluster", "up", "--hosts", "3", "--home", str(dc.home),
-              "--heartbeat-timeout", "6", "--resync-interval", "10")
+              "--heartbeat-timeout", "6", "--resync-interval", "10",
+              "--entrance", str(ENTRANCE_PORT))
         yield dc
     finally:
         dc.cli("dev-cluster", "down", "--home", str(dc.home))

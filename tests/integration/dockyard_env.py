@@ -260,8 +260,12 @@ def leaks(dy: Dockyard) -> list[str]:
     for port in antispoof.ports():
         if port[3:] in dy.seen_instances and port[3:] not in known:
             problems.append(f"anti-spoofing rules of {port} of unknown instance")
+    hosts = {row[0] for row in dy.db_query("SELECT id FROM hosts")}
     for (iid,) in dy.db_query("SELECT instance_id FROM ip_allocations"):
-        if iid not in known:
+        if iid.startswith("entrance:"):  # an entrance host's leg: kept while host and network
+            if iid.removeprefix("entrance:") not in hosts:
+                problems.append(f"entrance leg of unknown host {iid}")
+        elif iid not in known:
             problems.append(f"ip reservation of unknown instance {iid}")
     for (iid,) in dy.db_query("SELECT instance_id FROM core_allocations"):
         if iid not in known:

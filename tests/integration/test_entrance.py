@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.adapters import legs
 from dockyard.adapters.haproxy import HAProxy
+from dockyard.agent.entrance import host_name, netns_name, remove
 from dockyard.errors import InvalidRequest
 from dockyard.stacks.entrance import Published, render, routes
 from tests.integration.dockyard_env import IMAGE, Dockyard, free_port, leaks, make_dockyard
@@ -63,8 +65,9 @@ def _kill(proxy: HAProxy) -> None:
         time.sleep(0.05)
 
 
-def get(port: int, host: str, timeout: float = 5.0) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def get(port: int, host: str, timeout: float = 5.0,
+        address: str = "127.0.0.1") -> tuple[int, str]:
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
         conn.request("GET", "/", headers={"Host": host, "Connection": "close"})
         reply = conn.getresponse()
@@ -110,10 +113,10 @@ def test_adapter_checks_then_starts_reloads_and_stops(tmp_path: Path) -> None:
         _kill(proxy)
 
 
-def _body(port: int, host: str = HOST) -> str:
+def _body(port: int, host: str = HOST, address: str = "127.0.0.1") -> str:
     """The answer of a replica through the entrance, "" for anything else."""
     try:
-        status, body = get(port, host, timeout=2)
+        status, body = get(port, host, timeout=2, address=address)
     except OSError:
         return ""
     return body if status == 200 else ""
@@ -132,6 +135,7 @@ class Client:
 
     port: int
     host: str = HOST
+    address: str = "127.0.0.1"
     answers: list[tuple[float, int, str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -140,7 +144,7 @@ class Client:
         while not self.stopping.is_set():
             started = time.monotonic()
             try:
-                status, body = get(self.port, self.host)
+                status, body = get(self.port, self.host, address=self.address)
                 self.answers.append((started, status, body))
                 if status != 200:
                     self.failures.append(f"{started:.2f} {status}: {body[:30]}")
@@ -164,8 +168,9 @@ def with_entrance() -> Iterator[tuple[Dockyard, int]]:
         env.start()
         yield env, port
     finally:
-        env.stop()  # the agent leaves HAProxy running (by design): killed here
+        env.stop()  # the agent leaves HAProxy and its namespace (by design): removed here
         _kill(proxy)
+        remove(env.home / "agent")  # the entrance's namespace and legs, the host's name
         env.cleanup()
 
 
@@ -195,6 +200,14 @@ def test_a_stack_behind_the_entrance_loses_no_request_when_scaled(
         _serve(env, "app-web-1", "app-web-2", "app-web-3")
         all3 = {"app-web-1", "app-web-2", "app-web-3"}
         until("three replicas behind the entrance", lambda: _servers(proxy) == all3)
+        # HAProxy runs in the entrance's namespace (its connections to replicas leave from its
+        # own leg on their network) and listens in the host's
+        netns = netns_name(env.home / "agent")
+        (leg,) = legs.legs(netns).values()
+        assert leg.endswith("/24") and leg.split("/")[0] not in _addresses(env, all3)
+        assert proxy.netns is None and HAProxy(proxy.dir, netns=netns).in_its_netns(
+            proxy.master_pid() or 0)
+        assert f"namespace {host_name(env.home / 'agent')}" in proxy.config_path.read_text()
         master = proxy.master_pid()
         assert get(port, "other.example")[0] == 404
         seen: set[str] = set()  # the checks find each httpd started above
@@ -219,10 +232,16 @@ def test_a_stack_behind_the_entrance_loses_no_request_when_scaled(
         if thread.is_alive():
             thread.join(timeout=15)
         env.cli("stack", "rm", "app")
+    until("the leg gone with the last route", lambda: legs.legs(netns) == {})
     assert proxy.master_pid() == master  # reloaded, never restarted
     assert len(client.answers) > 50
     assert client.failures == []
     assert leaks(env) == []
+
+
+def _addresses(env: Dockyard, names: set[str]) -> set[str]:
+    with env.api() as api:
+        return {str(api.get(f"/v1/instances/{name}")["ip"]) for name in names}
 
 
 def _servers(proxy: HAProxy) -> set[str]:

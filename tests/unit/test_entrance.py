@@ -17,11 +17,13 @@ from dockyard.stacks.entrance import (
     Backend,
     Claim,
     EntranceRoutes,
+    Leg,
     Published,
     Replica,
     Route,
     clashes,
     digest,
+    networks,
     render,
     routes,
 )
@@ -158,12 +160,27 @@ class FakeProxy:
     def master_pid(self) -> int | None:
         return 1 if self.running else None
 
+    def in_its_netns(self, pid: int) -> bool:
+        return True
+
     def apply(self, config: str) -> bool:
         if self.running and self.applied and self.applied[-1] == config:
             return False
         self.applied.append(config)
         self.running = True
         return True
+
+
+class FakeLegs:
+    """agent.entrance.Legs's seam: the legs each apply was given."""
+
+    netns, host = "dyetest", "dyotest"
+
+    def __init__(self) -> None:
+        self.applied: list[list[Leg]] = []
+
+    def apply(self, wanted: list[Leg]) -> None:
+        self.applied.append(list(wanted))
 
 
 class FakeClient:
@@ -183,8 +200,9 @@ def test_agent_applies_a_change_once_and_restarts_a_dead_proxy() -> None:
     second = routes([pub("shop", "web", "shop.example", RUN1, RUN2)])
     replies = [EntranceRoutes(digest=digest(r), routes=r) for r in (first, first, second,
                                                                     second)]
-    client, proxy = FakeClient(replies), FakeProxy()
-    entrance = Entrance(client, ":8080", Path("/nonexistent"), proxy)  # type: ignore[arg-type]
+    client, proxy, legs = FakeClient(replies), FakeProxy(), FakeLegs()
+    entrance = Entrance(client, ":8080", Path("/nonexistent"), proxy,  # type: ignore[arg-type]
+                        legs)  # type: ignore[arg-type]
     assert entrance.once() is True
     assert entrance.once() is False  # same routes: no reload
     assert entrance.once() is True and len(proxy.applied) == 2
@@ -192,3 +210,37 @@ def test_agent_applies_a_change_once_and_restarts_a_dead_proxy() -> None:
     assert entrance.once() is True
     assert client.asked == ["", digest(first), digest(first), ""]
     assert "server shop-web-2" in proxy.applied[-1]
+    assert "bind :8080 namespace dyotest" in proxy.applied[-1] and len(legs.applied) == 4
+
+
+def test_agent_makes_the_legs_it_is_given_before_haproxy_reads_them() -> None:
+    found = routes([pub("shop", "web", "shop.example", RUN1)])
+    leg = Leg(network="n1", bridge="dybn1", address="10.1.0.250/24")
+    order: list[str] = []
+    proxy, legs = FakeProxy(), FakeLegs()
+    legs.apply = lambda wanted: order.append(f"legs {wanted}")  # type: ignore[method-assign]
+    proxy.apply = lambda config: order.append("haproxy") or True  # type: ignore[method-assign]
+    client = FakeClient([EntranceRoutes(digest=digest(found), routes=found, legs=[leg])])
+    Entrance(client, ":8080", Path("/nonexistent"), proxy, legs).once()  # type: ignore[arg-type]
+    assert order == [f"legs {[leg]}", "haproxy"]
+
+
+def test_render_listens_in_the_hosts_namespace() -> None:
+    found = routes([pub("shop", "web", "shop.example", RUN1, RUN2)])
+    cfg = render(found, "10.0.0.5:8080", "dyo0123456789")
+    lines = [line.strip() for line in cfg.splitlines()]
+    assert "bind 10.0.0.5:8080 namespace dyo0123456789" in lines
+    assert "server shop-web-1 10.1.0.11:8080 check" in lines  # from HAProxy's own
+    assert "namespace" not in render(found, ":8080")
+    with pytest.raises(ValueError, match="namespace"):
+        render(found, ":8080", "x\n    bind :1")
+
+
+def test_routes_name_the_networks_an_entrance_needs_a_leg_into() -> None:
+    on_a = Replica("s-web-1", "running", "10.1.0.11", network="neta")
+    on_b = Replica("s-api-1", "running", "10.2.0.11", network="netb")
+    off = Replica("s-api-2", "stopped", "10.3.0.11", network="netc")  # serves nothing
+    found = routes([pub("s", "web", "web.example", on_a), pub("s", "api", "api.example", on_b,
+                                                              off)])
+    assert networks(found) == {"neta", "netb"}
+    assert [b.network for r in found for b in r.backends] == ["netb", "neta"]

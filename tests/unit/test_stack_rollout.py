@@ -6,6 +6,9 @@ as agents would report it)."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -13,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from dockyard.errors import Conflict
 from dockyard.model.health import HealthcheckSpec
 from dockyard.server import stacks, stacks_loop
 from dockyard.server.bootstrap import init_store
@@ -87,6 +91,36 @@ def test_the_lease_is_one_servers_at_a_time(ctx: ServerContext,  # noqa: F811
         assert not store.take_lease(sess, stack_id, "a", later, later)
         store.release_lease(sess, stack_id, "b")
         assert store.take_lease(sess, stack_id, "a", now, later)
+
+
+def test_a_restarted_server_takes_its_dead_predecessors_lease_at_once(
+        ctx: ServerContext, fake: FakeInstances) -> None:  # noqa: F811
+    """A lease of a server process of this machine that is gone (this server killed and
+    started again) is taken without waiting LEASE; one of a live process or of another
+    machine is not."""
+    stacks.deploy(ctx, project(ctx), spec_of("services:\n  web:\n    image: img:1\n"))
+    with ctx.db.read() as sess:
+        stack_id = store.get(sess, project(ctx), "shop").id
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid of this machine that no longer runs
+    here = socket.gethostname()
+    now = datetime.now(UTC)
+    for owner, taken in ((f"{here}:{gone.pid}", True), (f"{here}:{os.getppid()}", False),
+                         (f"elsewhere:{gone.pid}", False)):
+        with ctx.db.session() as sess:
+            store.release_lease(sess, stack_id, stacks.OWNER)
+            assert store.take_lease(sess, stack_id, owner, now, now + timedelta(seconds=60))
+        assert stacks.gone_owner(owner) is taken
+        if taken:
+            stacks.renew(ctx, stack_id, "shop")
+        else:
+            with pytest.raises(Conflict, match="another server"):
+                stacks.renew(ctx, stack_id, "shop")
+        with ctx.db.read() as sess:
+            assert store.lease_owner(sess, stack_id) == (stacks.OWNER if taken else owner)
+        with ctx.db.session() as sess:
+            store.release_lease(sess, stack_id, owner)
+    assert not stacks.gone_owner(None) and not stacks.gone_owner(f"{here}:notapid")
 
 
 def _state(status: str = "converged", replicas: int = 1) -> StackState:

@@ -34,10 +34,29 @@ RESIGNAL_AFTER = 1.0  # seconds without a new worker before a reload's SIGUSR2 i
 
 
 class HAProxy:
-    def __init__(self, directory: Path, binary: str = HAPROXY) -> None:
+    """`netns`: the named network namespace (/run/netns/NETNS) HAProxy is started and checked
+    in (None: the caller's). Its connections to servers leave from there; a `bind` may name
+    another namespace to listen in (HAProxy's `namespace` keyword)."""
+
+    def __init__(self, directory: Path, binary: str = HAPROXY, netns: str | None = None) -> None:
         self.dir = directory
         self.binary = binary
+        self.netns = netns
         self._master = 0  # the master last found: the same process while it re-executes
+
+    def _command(self, *args: str) -> list[str]:
+        # nsenter execs haproxy: the process's command line is haproxy's own (`_ours`)
+        enter = ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
+        return [*enter, self.binary, *args]
+
+    def in_its_netns(self, pid: int) -> bool:
+        """Whether process `pid` runs in this proxy's namespace (the caller's when None)."""
+        want = f"/run/netns/{self.netns}" if self.netns else "/proc/self/ns/net"
+        try:
+            mine, theirs = os.stat(want), os.stat(f"/proc/{pid}/ns/net")
+        except OSError:
+            return False
+        return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
     @property
     def config_path(self) -> Path:
@@ -90,7 +109,7 @@ class HAProxy:
         candidate = self.dir / f"{CONFIG}.new"
         candidate.write_text(config)
         try:
-            result = subprocess.run([self.binary, "-c", "-q", "-f", str(candidate)],
+            result = subprocess.run(self._command("-c", "-q", "-f", str(candidate)),
                                     capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as exc:
             candidate.unlink(missing_ok=True)
@@ -139,8 +158,8 @@ class HAProxy:
             time.sleep(0.02)
 
     def _start(self) -> None:
-        argv = [self.binary, "-W", "-D", "-S", str(self.dir / SOCKET), "-p", str(self.pidfile),
-                "-f", str(self.config_path)]
+        argv = self._command("-W", "-D", "-S", str(self.dir / SOCKET), "-p", str(self.pidfile),
+                             "-f", str(self.config_path))
         try:
             result = subprocess.run(argv, capture_output=True, text=True, timeout=30,
                                     stdin=subprocess.DEVNULL)

@@ -30,16 +30,20 @@ def up(hosts: Annotated[int, typer.Option(min=1, max=50, help="number of hosts")
        = 60.0,
        criu: Annotated[bool, typer.Option("--criu", help="hosts' dockerd --experimental with "
                                           "scripts/criu-wrapper as their criu (live "
-                                          "migration)")] = False) -> None:
+                                          "migration)")] = False,
+       entrance: Annotated[int | None, typer.Option(
+           min=1, max=65535, help="host1 runs the HTTP entrance of stacks (HAProxy) on this "
+           "port of its management address (10.239.<k>.11)")] = None) -> None:
     """Start the cluster (returns once every host is up) and point the CLI at it."""
     if listen is not None:
         _refuse_unreachable(listen)
     from dockyard.devcluster import cluster
     st, token = cluster.up(hosts, home.resolve(), listen, heartbeat_timeout, resync_interval,
-                           criu)
+                           criu, entrance)
     write_config(st.url, token)
     console.print(f"[green]dev-cluster up[/green]: {len(st.hosts)} hosts, server {st.url}"
-                  f"{' (criu: ' + st.criu + ')' if st.criu else ''}\n"
+                  f"{' (criu: ' + st.criu + ')' if st.criu else ''}"
+                  f"{', entrance ' + st.entrance + ' on host1' if st.entrance else ''}\n"
                   f"  CLI config: {config_path()}\n  state: {home.resolve()}")
 
 

@@ -9,6 +9,7 @@ Refused while a process of that home runs.
     read H/dockyard.db (cluster uuid, networks, instances, volumes)
       → refuse if a dockyard process names H
       → containers (dockyard.cluster=<uuid>) → rules of each instance's veth → volumes
+      → the HTTP entrance (HAProxy, its namespace and legs)
       → each network: NAT, forwarding rules, trunk port, bridge → the directory H
 """
 
@@ -91,6 +92,8 @@ def plan(state: HomeState) -> list[str]:
     lines += [f"volume {name}" for name in state.volumes]
     lines += [f"bridge {b} ({subnet}{'' if link_exists(b) else ', already gone'}) and its "
               "forwarding/NAT rules" for b, subnet in state.bridges.items()]
+    if (state.home / "agent" / "entrance").is_dir():
+        lines.append("the HTTP entrance (HAProxy) and its network namespace")
     lines.append(f"the directory {state.home} (store, certificates, registry, logs)")
     return lines
 
@@ -100,6 +103,7 @@ def remove(state: HomeState) -> None:
     from dockyard.adapters import antispoof
     from dockyard.adapters.docker_engine import DockerEngine
     from dockyard.adapters.netlink import unplumb
+    from dockyard.agent import entrance
     from dockyard.agent.network import LinuxHostNetwork
     from dockyard.model.ids import LABEL_INSTANCE, host_veth_name
     from dockyard.model.volume import docker_volume_name
@@ -120,6 +124,7 @@ def remove(state: HomeState) -> None:
             engine.remove_volume(docker_volume_name(volume_id))
     finally:
         engine.close()
+    entrance.remove(state.home / "agent")  # HAProxy outlives the agent (agent/entrance.py)
     network = LinuxHostNetwork()
     for bridge in state.bridges:
         network.remove_network(bridge)

@@ -20,6 +20,7 @@ import httpx
 
 from dockyard.adapters import iptables
 from dockyard.adapters.processes import alive
+from dockyard.agent import entrance as agent_entrance
 from dockyard.client import ApiClient
 from dockyard.devcluster import plumbing as pl
 from dockyard.devcluster.state import STATE_FILE, ClusterState, SimHost, load
@@ -39,15 +40,18 @@ def _pick_index() -> int:
 
 
 def up(hosts: int, home: Path, listen: str | None, heartbeat_timeout: float,
-       resync_interval: float, criu: bool = False) -> tuple[ClusterState, str]:
+       resync_interval: float, criu: bool = False,
+       entrance: int | None = None) -> tuple[ClusterState, str]:
     """Make the cluster; returns its state and an admin token. `criu`: the hosts' dockerd
-    run --experimental with a working criu on their PATH (live migration)."""
+    run --experimental with a working criu on their PATH (live migration). `entrance`: host1
+    runs the HTTP entrance of stacks on that port of its management address."""
     if load(home) is not None:
         raise Conflict(f"a dev-cluster already lives in {home}; `dockyard dev-cluster down`")
     home.mkdir(parents=True, exist_ok=True)
     k = _pick_index()
     st = ClusterState(index=k, home=str(home), mgmt_bridge=f"dyc{k}m",
-                      fabric_bridge=f"dyc{k}f")
+                      fabric_bridge=f"dyc{k}f",
+                      entrance=f"10.239.{k}.11:{entrance}" if entrance else "")
     st.save()
     try:
         if criu:
@@ -130,7 +134,8 @@ def _host(st: ClusterState, n: int, tarball: Path, resync_interval: float,
         "--api-listen", f"{host.mgmt_ip}:0",
         "--docker-url", f"unix://{root / 'docker' / 'docker.sock'}",
         "--uplink", "uplink0", "--ovs-db", f"unix:{root / 'ovs' / 'db.sock'}",
-        "--resync-interval", str(resync_interval)), root / "agent.log",
+        "--resync-interval", str(resync_interval),
+        *(["--entrance", st.entrance] if st.entrance and n == 1 else [])), root / "agent.log",
         {"DOCKYARD_TOKEN": token, **({"DOCKYARD_CRIU": f"{st.criu}/criu"} if st.criu else {})})
     st.save()
 
@@ -143,6 +148,7 @@ def down(home: Path) -> bool:
     for host in st.hosts:
         root = Path(host.root)
         pl.stop(host.pids.get("agent", 0))
+        agent_entrance.remove(root / "agent")  # its HAProxy and namespace outlive the agent
         if alive(host.pids.get("dockerd", 0)):
             pl.remove_containers(root / "docker")
         for name in ("dockerd", "vswitchd", "ovsdb"):
@@ -193,6 +199,7 @@ def status(home: Path) -> list[dict[str, object]]:
     for host in st.hosts:
         link = pl.run("ip", "-br", "link", "show", host.uplink_link, check=False).stdout
         rows.append({"host": host.name, "netns": host.netns, "mgmt_ip": host.mgmt_ip,
+                     "entrance": st.entrance if host.name == "host1" else "",
                      "uplink": "up" if " UP " in f" {link} " or "LOWER_UP" in link
                      else "down",
                      **{name: ("up" if alive(pid) else "dead")

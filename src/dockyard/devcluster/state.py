@@ -31,6 +31,7 @@ class ClusterState:
     fabric_bridge: str = ""
     server_pid: int = 0
     criu: str = ""  # directory whose `criu` the hosts' dockerd and agents use (--criu)
+    entrance: str = ""  # HOST:PORT of host1's HTTP entrance of stacks (--entrance PORT)
     hosts: list[SimHost] = field(default_factory=list)
 
     def save(self) -> None:

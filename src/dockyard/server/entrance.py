@@ -2,7 +2,9 @@
 entrance reports it runs, and the drain wait of the stacks reconciler.
 
     GET /v1/agent/entrance?known=D (routers/entrance.py) ─▶ ack(host, D): the entrance of
-        that host runs D (its agent asks for the next change right after applying one)
+        that host runs D (its agent asks for the next change right after applying one);
+        the answer: the routes, and `legs` ─▶ the host's own address on each network the
+        routes reach (allocated in the ledger once, released with the network or the host)
     StackReconciler, before it stops replicas that take traffic: mark them draining (they
         leave the routes), then `wait_applied` ─▶ every entrance heard from lately runs the
         current routes (or `timeout`: the hosts that did not confirm are named) ─▶ DRAIN_GRACE
@@ -17,8 +19,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+from dockyard.errors import RetryableConflict
 from dockyard.server.context import ServerContext
-from dockyard.stacks.entrance import EntranceRoutes, digest, routes
+from dockyard.stacks.entrance import EntranceRoutes, Leg, Route, digest, networks, routes
 from dockyard.store import entrance as store
 
 ACK_FRESH = 90.0  # s: an entrance not heard from for longer is not waited for (down or gone)
@@ -31,6 +34,19 @@ def current(ctx: ServerContext) -> EntranceRoutes:
     with ctx.db.read() as sess:
         found = routes(store.published(sess))
     return EntranceRoutes(digest=digest(found), routes=found)
+
+
+def legs(ctx: ServerContext, host: str, found: list[Route], attempts: int = 3) -> list[Leg]:
+    """The legs of `host`'s entrance into the networks of `found` (allocated once each)."""
+    wanted = networks(found)
+    for attempt in range(attempts):
+        try:
+            with ctx.db.session() as sess:
+                return store.legs(sess, host, wanted)
+        except RetryableConflict:  # a placement took the address first: pick another
+            if attempt == attempts - 1:
+                raise
+    return []
 
 
 def ack(ctx: ServerContext, host: str, known: str) -> None:

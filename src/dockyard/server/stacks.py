@@ -84,11 +84,34 @@ def lock(ctx: ServerContext, project_id: str, name: str,
 
 
 def renew(ctx: ServerContext, stack_id: str, name: str) -> None:
-    """Take or extend this server's lease on the stack; 409 when another server holds it."""
+    """Take or extend this server's lease on the stack; 409 when another server holds it.
+    A lease of a server process of this machine that no longer runs (this server before a
+    restart, killed mid-update) is taken at once, not after LEASE."""
     now = datetime.now(UTC)
+    until = now + timedelta(seconds=LEASE)
     with ctx.db.session() as sess:
-        if not store.take_lease(sess, stack_id, OWNER, now, now + timedelta(seconds=LEASE)):
+        if store.take_lease(sess, stack_id, OWNER, now, until):
+            return
+        holder = store.lease_owner(sess, stack_id)
+        if not (gone_owner(holder) and store.take_lease(sess, stack_id, OWNER, now, until,
+                                                        stale=holder)):
             raise Conflict(f"stack {name} is being converged by another server; retry")
+
+
+def gone_owner(owner: str | None, hostname: str | None = None) -> bool:
+    """Whether the lease owner `owner` (HOSTNAME:PID) is a process of this machine that is
+    gone. A process of another machine, or a pid that runs (even reused by another program),
+    is not: its lease is waited out."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != (hostname or socket.gethostname()) or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def release(ctx: ServerContext, stack_id: str) -> None:

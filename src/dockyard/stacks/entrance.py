@@ -35,12 +35,14 @@ RETRIES = 3
 
 
 class Backend(BaseModel):
-    """One replica that receives traffic: its instance name, address and the service port."""
+    """One replica that receives traffic: its instance name, address, the service port and
+    the network (id) the address is on."""
 
     model_config = ConfigDict(frozen=True)
     name: str
     ip: str
     port: int
+    network: str = ""
 
 
 class Route(BaseModel):
@@ -54,11 +56,23 @@ class Route(BaseModel):
     backends: tuple[Backend, ...]
 
 
+class Leg(BaseModel):
+    """The entrance host's own address on a network its routes reach (agent/entrance.py):
+    `address` (IP/LEN) in the entrance's namespace, a port of `bridge`."""
+
+    model_config = ConfigDict(frozen=True)
+    network: str
+    bridge: str
+    address: str
+
+
 class EntranceRoutes(BaseModel):
-    """`GET /v1/agent/entrance`: every route of the cluster and their digest."""
+    """`GET /v1/agent/entrance`: every route of the cluster and their digest, and the asking
+    host's legs into the routes' networks (one address each, kept while the network lives)."""
 
     digest: str
     routes: list[Route]
+    legs: list[Leg] = []
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,7 @@ class Replica:
     ip: str | None
     health: str = "none"  # dockerd's health of its container: none (no healthcheck), starting,
     #                       healthy, unhealthy
+    network: str = ""  # the network (id) `ip` is on
 
 
 @dataclass(frozen=True)
@@ -136,7 +151,7 @@ def routes(published: Iterable[Published]) -> list[Route]:
         if host in out or not _HOST_RE.match(host):
             continue
         backends = tuple(sorted(
-            (Backend(name=r.name, ip=r.ip, port=pub.port)
+            (Backend(name=r.name, ip=r.ip, port=pub.port, network=r.network)
              for r in pub.replicas if serving(r) and r.ip is not None),
             key=lambda b: b.name))
         out[host] = Route(host=host, project=pub.project, stack=pub.stack,
@@ -144,16 +159,27 @@ def routes(published: Iterable[Published]) -> list[Route]:
     return [out[host] for host in sorted(out)]
 
 
+def networks(found: Iterable[Route]) -> set[str]:
+    """The networks the routes' replicas are on: those an entrance needs a leg into."""
+    return {b.network for route in found for b in route.backends if b.network}
+
+
 def digest(found: Sequence[Route]) -> str:
     body = "\n".join(route.model_dump_json() for route in found)
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
-def render(found: Sequence[Route], listen: str) -> str:
-    """haproxy.cfg for `routes` on `listen` (HOST:PORT; HOST empty or `*`: every address).
-    Raises ValueError for a listen address or a route it must not write."""
+def render(found: Sequence[Route], listen: str, listen_namespace: str | None = None) -> str:
+    """haproxy.cfg for `routes` on `listen` (HOST:PORT; HOST empty or `*`: every address),
+    that address in the network namespace `listen_namespace` (None: HAProxy's own; the
+    entrance runs HAProxy in a namespace of its own and listens in the host's:
+    agent/entrance.py). Raises ValueError for a listen address or a route it must not
+    write."""
     if not _LISTEN_RE.match(listen):
         raise ValueError(f"entrance listen address {listen!r} is not IPv4:PORT")
+    if listen_namespace is not None and not _SERVER_RE.match(listen_namespace):
+        raise ValueError(f"network namespace {listen_namespace!r} cannot be written")
+    in_ns = f" namespace {listen_namespace}" if listen_namespace else ""
     lines = [
         "# Written by the Dockyard agent (stacks/entrance.py); rewritten on every change.",
         "global",
@@ -179,7 +205,7 @@ def render(found: Sequence[Route], listen: str) -> str:
         "downinter 500ms rise 1 fall 2",
         "",
         "frontend entrance",
-        f"    bind {listen}",
+        f"    bind {listen}{in_ns}",
         "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
     ]
     names = _backend_names(found)

@@ -9,10 +9,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dockyard.stacks.entrance import Claim, Published, Replica
-from dockyard.store import stacks
+from dockyard import ipam
+from dockyard.stacks.entrance import Claim, Leg, Published, Replica
+from dockyard.store import hosts, ledger, stacks
 from dockyard.store.stack_tables import EntranceAckRow, StackRow, StackVersionRow
-from dockyard.store.tables import Meta, ProjectRow
+from dockyard.store.tables import Meta, NetworkRow, ProjectRow
 
 CLAIMS_KEY = "entrance_claims"  # the meta row that serializes deploys checking their Hosts
 
@@ -50,7 +51,9 @@ def published(sess: Session) -> list[Published]:
             out.append(Published(
                 project=project, stack=stack, service=name, host=str(http["host"]),
                 port=int(http["port"]),
-                replicas=tuple(Replica(r.instance_name, r.state, r.ip, r.health) for r in replicas
+                replicas=tuple(Replica(r.instance_name, r.state, r.ip, r.health,
+                                       r.network_id or "")
+                               for r in replicas
                                if r.service == name and r.instance_name is not None
                                and not r.draining)))
     return out
@@ -70,3 +73,24 @@ def acks(sess: Session, since: datetime) -> dict[str, str]:
     rows = sess.execute(select(EntranceAckRow.host_name, EntranceAckRow.digest)
                         .where(EntranceAckRow.seen_at >= since))
     return {host: known for host, known in rows}
+
+
+def legs(sess: Session, host_name: str, wanted: set[str]) -> list[Leg]:
+    """The entrance of `host_name`'s leg on each network of `wanted`: an address of the
+    network allocated in the ledger the first time (RetryableConflict when a concurrent
+    placement took it), kept while the network and the host live. Networks gone meanwhile
+    are left out."""
+    host = hosts.by_name(sess, host_name)
+    if host is None or not wanted:
+        return []
+    have = ledger.entrance_legs(sess, host.id)
+    out = []
+    for net in sess.scalars(select(NetworkRow).where(NetworkRow.id.in_(wanted))
+                            .order_by(NetworkRow.id)):
+        ip = have.get(net.id)
+        if ip is None:
+            ip = ipam.allocate(net.subnet, net.gateway, ledger.used_ips(sess, net.id))
+            ledger.reserve_entrance_leg(sess, net.id, ip, host.id)
+        prefix = net.subnet.split("/")[1]
+        out.append(Leg(network=net.id, bridge=net.bridge, address=f"{ip}/{prefix}"))
+    return out

@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dockyard.model.ids import new_id
+from dockyard.store import ledger
 from dockyard.store.tables import HostRow, VolumeRow
 
 
@@ -114,6 +115,7 @@ def touch_many(sess: Session, names: list[str], when: datetime) -> list[HostRow]
 
 
 def delete(sess: Session, row: HostRow) -> None:
+    ledger.release_entrance_legs(sess, host_id=row.id)
     sess.delete(row)
 
 

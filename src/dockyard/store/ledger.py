@@ -107,6 +107,33 @@ def release_cores_on(sess: Session, instance_id: str, host_id: str) -> None:
                                                  CoreAllocationRow.host_id == host_id))
 
 
+ENTRANCE_OWNER = "entrance:"  # + a host id: the owner of that host's entrance legs' addresses
+
+
+def entrance_legs(sess: Session, host_id: str) -> dict[str, str]:
+    """network id → the address of `host_id`'s entrance leg on it (agent/entrance.py)."""
+    rows = sess.execute(select(IpAllocationRow.network_id, IpAllocationRow.ip)
+                        .where(IpAllocationRow.instance_id == ENTRANCE_OWNER + host_id))
+    return {network_id: ip for network_id, ip in rows}
+
+
+def reserve_entrance_leg(sess: Session, network_id: str, ip: str, host_id: str) -> None:
+    """An address picked from the free ones for the entrance of `host_id`: RetryableConflict
+    when a concurrent placement took it first."""
+    reserve_ip(sess, network_id, ip, ENTRANCE_OWNER + host_id, chosen=False)
+
+
+def release_entrance_legs(sess: Session, *, host_id: str | None = None,
+                          network_id: str | None = None) -> None:
+    """The entrance legs of a host going away, or on a network going away."""
+    query = delete(IpAllocationRow).where(IpAllocationRow.instance_id.startswith(ENTRANCE_OWNER))
+    if host_id is not None:
+        query = query.where(IpAllocationRow.instance_id == ENTRANCE_OWNER + host_id)
+    if network_id is not None:
+        query = query.where(IpAllocationRow.network_id == network_id)
+    sess.execute(query.execution_options(synchronize_session=False))
+
+
 def release_instance(sess: Session, instance_id: str) -> None:
     """Give back everything the instance held (idempotent)."""
     sess.execute(delete(IpAllocationRow).where(IpAllocationRow.instance_id == instance_id))

@@ -15,7 +15,7 @@ from dockyard import ipam
 from dockyard.errors import Conflict
 from dockyard.model.ids import bridge_name, new_id
 from dockyard.model.network import VLAN_MAX, VLAN_MIN, NetworkCreate
-from dockyard.store import hosts, meta, revision, rows
+from dockyard.store import hosts, ledger, meta, revision, rows
 from dockyard.store.tables import InstanceRow, NetworkRow
 
 DEFAULT_NETWORK = "default"  # always shared
@@ -103,6 +103,8 @@ def create(sess: Session, project_id: str, spec: NetworkCreate) -> NetworkRow:
 
 
 def delete(sess: Session, row: NetworkRow) -> None:
-    """Delete the network (the caller checked that no instance uses it)."""
+    """Delete the network (the caller checked that no instance uses it) and the entrances'
+    legs on it."""
+    ledger.release_entrance_legs(sess, network_id=row.id)
     sess.delete(row)
     meta.put(sess, meta.NETWORKS_REVISION, str(revision.bump(sess)))

@@ -73,6 +73,7 @@ class ReplicaState:
     started_at: datetime | None = None  # when the reconciler first saw it running
     restarts: int = 0
     draining: bool = False  # out of the entrance, about to be stopped
+    network_id: str | None = None  # the network its address is on
 
 
 def find(sess: Session, project_id: str, name: str) -> StackState | None:
@@ -173,7 +174,8 @@ def replicas(sess: Session, stack_id: str, service: str | None = None) -> list[R
                                 inst.name if live else None, inst.state if live else None,
                                 host if live else None, inst.ip if live else None,
                                 inst.health if live else "none", rep.template_hash,
-                                rep.started_at, rep.restarts, rep.draining_since is not None))
+                                rep.started_at, rep.restarts, rep.draining_since is not None,
+                                inst.network_id if live else None))
     return out
 
 
@@ -241,18 +243,23 @@ def set_note(sess: Session, stack_id: str, version: int, note: str) -> None:
 
 
 def take_lease(sess: Session, stack_id: str, owner: str, now: datetime,
-               until: datetime) -> bool:
+               until: datetime, stale: str | None = None) -> bool:
     """Whether `owner` holds the stack's convergence lease until `until` now: one atomic
-    conditional UPDATE (free, expired, or already its own), so two servers on one
-    PostgreSQL never both get it."""
+    conditional UPDATE (free, expired, already its own, or still held by `stale`, an owner
+    the caller knows to be gone), so two servers on one PostgreSQL never both get it."""
     result = sess.execute(
         update(StackRow).where(StackRow.id == stack_id,
                                or_(StackRow.lease_owner.is_(None),
                                    StackRow.lease_owner == owner,
-                                   StackRow.lease_until < now))
+                                   StackRow.lease_until < now,
+                                   StackRow.lease_owner == (stale or owner)))
         .values(lease_owner=owner, lease_until=until)
         .execution_options(synchronize_session=False))
     return bool(getattr(result, "rowcount", 0))
+
+
+def lease_owner(sess: Session, stack_id: str) -> str | None:
+    return sess.scalar(select(StackRow.lease_owner).where(StackRow.id == stack_id))
 
 
 def release_lease(sess: Session, stack_id: str, owner: str) -> None:

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from dockyard.server import auth
 from dockyard.server.auth import Caller
 from dockyard.server.context import ServerContext
-from dockyard.server.entrance import ack, current
+from dockyard.server.entrance import ack, current, legs
 from dockyard.server.hosts import watch_timeout
 from dockyard.stacks.entrance import EntranceRoutes
 
@@ -35,5 +35,7 @@ async def entrance(known: str = Query("", max_length=64, description="the digest
         reply = await run_in_threadpool(current, ctx)
         left = deadline - time.monotonic()
         if reply.digest != known or left <= 0 or ctx.notifier.closing:
+            if caller.host_name:
+                reply.legs = await run_in_threadpool(legs, ctx, caller.host_name, reply.routes)
             return reply
         await ctx.notifier.wait(token, left)
