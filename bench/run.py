@@ -31,6 +31,10 @@ Benchmarks (they are not tests; they write bench/RESULTS.md):
            rolling update), median of 5, with its parts, vs the same steps typed by hand
            (git clone, docker build, docker push, stack deploy), alternated; its own Dockyard
            (bench/push_deploy.py)
+  stacks   `stack deploy` of 10 services × 3 replicas until all healthy vs the same 30
+           instances launched one by one through the API; a rolling update of 10 replicas
+           (parallelism 2) behind the entrance with a client every 20 ms: time and failed
+           requests, vs the same update all at once; its own Dockyard (bench/stacks.py)
 With --only, the other benchmarks' rows are carried over from the previous RESULTS.json with
 the commit and time they were measured at; each summary row says when it was measured.
 """
@@ -86,6 +90,9 @@ from push_deploy import summary_row as push_row  # noqa: E402
 from scheduler import bench_scheduler  # noqa: E402
 from scheduler import report_lines as scheduler_lines  # noqa: E402
 from scheduler import summary_row as scheduler_row  # noqa: E402
+from stacks import bench_stacks  # noqa: E402
+from stacks import report_lines as stacks_lines  # noqa: E402
+from stacks import summary_row as stacks_row  # noqa: E402
 
 from dockyard.adapters import netlink  # noqa: E402
 from dockyard.model import ids  # noqa: E402
@@ -93,7 +100,7 @@ from dockyard.model import ids  # noqa: E402
 GOALS = {"create": ("≤", 1.15), "burst": ("≥", 0.9), "network": ("≥", 0.95)}
 BURST_MIN_ROUNDS = 4  # a verdict on fewer rounds is not given (round-to-round spread ±15 %)
 ALL = ("create", "burst", "network", "collector", "scheduler", "placement", "migrate", "live",
-       "cli", "push", "console")
+       "cli", "push", "console", "stacks")
 
 
 def bench_cli(runs: int) -> dict[str, Any]:
@@ -489,6 +496,8 @@ def summary_rows(results: dict[str, Any]) -> list[str]:
         rows.append((cli, cli_row(cli)))
     if results.get("push"):
         rows.append((results["push"], push_row(results["push"])))
+    if results.get("stacks"):
+        rows.append((results["stacks"], stacks_row(results["stacks"])))
     return [line.rstrip().removesuffix("|").rstrip() + f" | {measured_cell(r)} |"
             for r, line in rows]
 
@@ -642,6 +651,8 @@ def report(results: dict[str, Any], facts: dict[str, str], quick: bool, took: fl
         lines += live_lines(results["live"])
     if results.get("push"):
         lines += push_lines(results["push"])
+    if results.get("stacks"):
+        lines += stacks_lines(results["stacks"])
     if results.get("cli"):
         lines += ["", "`bench/cli_startup.py`:", "",
                   str(results["cli"].get("markdown", "")).strip()]
@@ -742,6 +753,8 @@ def main() -> int:
             "live": lambda: bench_live(runs, log),
             "cli": lambda: bench_cli(runs=5 if args.quick else 20),
             "push": lambda: bench_push_deploy(1 if args.quick else 5, log),
+            "stacks": lambda: bench_stacks(1 if args.quick else 2, 1 if args.quick else 2,
+                                           log),
         }
         for key, fn in benches.items():
             if key in only:
@@ -761,7 +774,7 @@ def main() -> int:
         if needs_docker:
             log("cleaning up")
             raw.teardown()
-            dy.stop()
+        dy.stop()  # unstarted: removes its temporary directory only
     took = time.monotonic() - started
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     this_run = set(results)
