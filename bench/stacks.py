@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 from common import DOCKYARD, PrivateDockyard, free_port, pick_octets, stats
-from push_deploy import _kill_entrance
+from push_deploy import kill_entrance
 
 from dockyard.compose.loader import ComposeFile, load_stack
 from dockyard.stacks.replicas import instance_spec
@@ -311,9 +311,8 @@ def bench_stacks(deploy_rounds: int, roll_rounds: int,
                     f"{r['failed']} of {r['requests']} requests failed")
         b.remove("web")
     finally:
-        entrance_dir = str(dy.dir / "home" / "agent" / "entrance")
         dy.stop()  # the agent leaves HAProxy running (by design)
-        _kill_entrance(entrance_dir)
+        kill_entrance(dy.dir / "home" / "agent")
         shutil.rmtree(work, ignore_errors=True)
     dy_total = statistics.median(s["total"] for s in deploy["dy"])
     hand_total = statistics.median(s["total"] for s in deploy["hand"])
