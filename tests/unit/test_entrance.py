@@ -160,8 +160,15 @@ class FakeProxy:
     def master_pid(self) -> int | None:
         return 1 if self.running else None
 
+    inside = True  # whether the running master is in the entrance's namespace
+    stopped = 0
+
     def in_its_netns(self, pid: int) -> bool:
-        return True
+        return self.inside
+
+    def stop(self) -> None:
+        self.stopped += 1
+        self.running = False
 
     def apply(self, config: str) -> bool:
         if self.running and self.applied and self.applied[-1] == config:
@@ -211,6 +218,22 @@ def test_agent_applies_a_change_once_and_restarts_a_dead_proxy() -> None:
     assert client.asked == ["", digest(first), digest(first), ""]
     assert "server shop-web-2" in proxy.applied[-1]
     assert "bind :8080 namespace dyotest" in proxy.applied[-1] and len(legs.applied) == 4
+
+
+def test_an_haproxy_outside_the_entrance_namespace_is_started_again_in_it() -> None:
+    """An agent from before the legs left HAProxy in the host's namespace: the next one stops
+    it and starts it where its connections reach every host."""
+    found = routes([pub("shop", "web", "shop.example", RUN1)])
+    replies = [EntranceRoutes(digest=digest(found), routes=found) for _ in range(2)]
+    client, proxy, legs = FakeClient(replies), FakeProxy(), FakeLegs()
+    proxy.running, proxy.inside = True, False
+    proxy.applied.append("the old configuration")
+    entrance = Entrance(client, ":8080", Path("/nonexistent"), proxy,  # type: ignore[arg-type]
+                        legs)  # type: ignore[arg-type]
+    assert entrance.once() is True and proxy.stopped == 1
+    assert client.asked == [""]  # asked without a digest: answered at once
+    proxy.inside = True
+    assert entrance.once() is False and proxy.stopped == 1
 
 
 def test_agent_makes_the_legs_it_is_given_before_haproxy_reads_them() -> None:
