@@ -255,6 +255,26 @@ def test_anti_affinity_holds() -> None:
     assert place(request(anti_affinity="db"), view).host_name in {"a", "b", "c"}
 
 
+def test_a_spread_group_prefers_hosts_without_one_and_never_refuses() -> None:
+    """A stack's replicas (`spread_group`): each to a host without one of the group, even a
+    fuller one; once every host has one, by capacity again — never "no valid host"."""
+    view = ClusterView(hosts=[host("a"), host("b", memory_reserved_bytes=6 * GiB),
+                              host("c", memory_reserved_bytes=7 * GiB)])
+    req = request(spread_group="shop-web")
+    chosen = []
+    for _ in range(5):
+        plan = place(req, view)
+        chosen.append(plan.host_name)
+        view = assume(view, plan, req)
+    assert chosen[:3] == ["a", "b", "c"]  # b and c are fuller than a: the group decides
+    assert chosen[3:] == ["a", "a"]  # all hold one: the most headroom
+    # without the group, the same view's spread strategy goes by capacity alone
+    assert place(request(), view).host_name == "a"
+    # another group is not affected: its first replica goes where capacity says
+    other = place(request(spread_group="shop-api"), view)
+    assert other.host_name == "a"
+
+
 def test_constraints_filter() -> None:
     view = ClusterView(hosts=[
         host("a", labels={"zone": "eu"}), host("b", labels={"zone": "us"}),

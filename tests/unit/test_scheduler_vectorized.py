@@ -24,6 +24,7 @@ from dockyard.scheduler import (
     place,
 )
 from dockyard.scheduler.index import HostIndex
+from dockyard.scheduler.weighers import spread_member
 
 GiB = 1 << 30
 LABELS = {"zone": ["eu", "us", "ap"], "disk": ["ssd", "hdd"]}
@@ -46,7 +47,8 @@ def random_host(rng: random.Random, i: int) -> HostView:
         pids_limit_total=rng.choice([None, 10_000, 40_000]),
         pids_reserved=rng.randrange(0, 30_000),
         disk_bytes=rng.choice([None, 100 * GiB]), disk_reserved_bytes=rng.randrange(0, 110) * GiB,
-        groups=frozenset(g for g in GROUPS if rng.random() < 0.2),
+        groups=frozenset([*(g for g in GROUPS if rng.random() < 0.2),
+                          *(spread_member(g) for g in GROUPS if rng.random() < 0.3)]),
         instances=rng.randrange(0, 5))
 
 
@@ -57,6 +59,7 @@ def random_request(rng: random.Random, names: list[str]) -> PlacementRequest:
         pids=rng.choice([0, 100, 4096]), network_id=rng.choice(["net1", "net2"]),
         host=rng.choice([None] * 8 + names[:1] + ["nosuch"]), constraints=constraints,
         anti_affinity=rng.choice([None, None, *GROUPS]),
+        spread_group=rng.choice([None, None, *GROUPS]),
         strategy=rng.choice(["spread", "pack"]), disk_bytes=rng.choice([None, 5 * GiB]))
 
 
@@ -70,7 +73,8 @@ def random_view(rng: random.Random) -> ClusterView:
 def reference_place(request: PlacementRequest, view: ClusterView) -> str | None:
     """The per-host specification of `place`: best score, ties by (name, id)."""
     pipeline = build_pipeline(request.strategy, view.memory_overcommit,
-                              view.disk_overcommit, view.pids_overcommit)
+                              view.disk_overcommit, view.pids_overcommit,
+                              request.spread_group is not None)
     feasible = [h for h in view.hosts if pipeline.reject_reason(h, request) is None]
     if not feasible:
         return None
@@ -83,7 +87,8 @@ def test_vectorized_agrees_with_per_host_form(seed: int) -> None:
     view = random_view(rng)
     request = random_request(rng, [h.name for h in view.hosts])
     pipeline = build_pipeline(request.strategy, view.memory_overcommit,
-                              view.disk_overcommit, view.pids_overcommit)
+                              view.disk_overcommit, view.pids_overcommit,
+                              request.spread_group is not None)
     verdicts = explain(request, view)
     assert [v.name for v in verdicts] == [h.name for h in view.hosts]
     for host, verdict in zip(view.hosts, verdicts, strict=True):

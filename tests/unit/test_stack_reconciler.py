@@ -319,6 +319,8 @@ volumes:
     assert template_hash(web) == template_hash(web.model_copy(update={"replicas": 7}))
     assert template_hash(web) != template_hash(web.model_copy(update={"image": "img:2"}))
     assert instance_spec(spec_of(BASE), "web", 2).network == "default"
+    # a service's replicas spread over hosts (a soft group: scheduler GroupSpreadWeigher)
+    assert instance_spec(spec_of(BASE), "web", 2).spread_group == "shop-web"
 
 
 def test_a_live_instance_holding_a_replica_name_is_a_conflict(ctx: ServerContext,

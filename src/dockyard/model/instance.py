@@ -319,6 +319,10 @@ class InstanceCreate(Strict):
                                         description="host labels that must equal these values")
     anti_affinity: str | None = Field(None, description="group: no two instances of the "
                                       "same group on one host", json_schema_extra=NAME_SCHEMA)
+    spread_group: str | None = Field(None, description="group: rather a host without "
+                                     "another instance of the group (soft; a stack's "
+                                     "replicas of one service are one)",
+                                     json_schema_extra=NAME_SCHEMA)
     strategy: Literal["spread", "pack"] = Field("spread", description="spread: the host "
                                                 "with most headroom; pack: the fullest that "
                                                 "fits")
@@ -348,7 +352,7 @@ class InstanceCreate(Strict):
         caps = [check_capability(cap) for cap in value]
         return ["ALL"] if "ALL" in caps else sorted(set(caps))
 
-    @field_validator("anti_affinity")
+    @field_validator("anti_affinity", "spread_group")
     @classmethod
     def _anti_affinity(cls, value: str | None) -> str | None:
         return None if value is None else check_name(value)

@@ -46,7 +46,13 @@ from dockyard.scheduler.view import (
     Plan,
     Strategy,
 )
-from dockyard.scheduler.weighers import PackWeigher, SpreadWeigher, Weigher
+from dockyard.scheduler.weighers import (
+    GroupSpreadWeigher,
+    PackWeigher,
+    SpreadWeigher,
+    Weigher,
+    spread_member,
+)
 
 __all__ = ["HostVerdict", "Pipeline", "assume", "build_pipeline", "explain",
            "no_valid_host_message", "place"]
@@ -91,9 +97,13 @@ class Pipeline:
         return result
 
 
+GROUP_SPREAD_WEIGHT = 4.0  # above the strategy's 1.0: the group decides, capacity breaks ties
+
+
 @lru_cache(maxsize=64)
 def build_pipeline(strategy: Strategy = "spread", memory_overcommit: float = 1.0,
-                   disk_overcommit: float = 1.0, pids_overcommit: float = 1.0) -> Pipeline:
+                   disk_overcommit: float = 1.0, pids_overcommit: float = 1.0,
+                   spread_group: bool = False) -> Pipeline:
     weigher: Weigher = (PackWeigher(memory_overcommit) if strategy == "pack"
                         else SpreadWeigher(memory_overcommit))
     return Pipeline(
@@ -116,13 +126,15 @@ def build_pipeline(strategy: Strategy = "spread", memory_overcommit: float = 1.0
             # Last: the only filter doing set arithmetic, and its reason is the least obvious.
             ExclusiveCores(),
         ),
-        weighers=((weigher, 1.0),),
+        weighers=((weigher, 1.0), *(((GroupSpreadWeigher(), GROUP_SPREAD_WEIGHT),)
+                                    if spread_group else ())),
     )
 
 
 def _pipeline_for(request: PlacementRequest, view: ClusterView) -> Pipeline:
     return build_pipeline(request.strategy, view.memory_overcommit,
-                          view.disk_overcommit, view.pids_overcommit)
+                          view.disk_overcommit, view.pids_overcommit,
+                          request.spread_group is not None)
 
 
 def _plural_hosts(n: int) -> str:
@@ -202,6 +214,8 @@ def assume(view: ClusterView, plan: Plan, request: PlacementRequest) -> ClusterV
     position = index.position[plan.host_name]
     old = index.hosts[position]
     groups = old.groups | {request.anti_affinity} if request.anti_affinity else old.groups
+    if request.spread_group:
+        groups = groups | {spread_member(request.spread_group)}
     host = replace(
         old, taken_cores=sorted([*old.taken_cores, *plan.cores]),
         memory_reserved_bytes=old.memory_reserved_bytes + (request.memory_bytes or 0),

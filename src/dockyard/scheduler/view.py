@@ -68,6 +68,7 @@ class PlacementRequest:
     host: str | None = None  # pin to the host with this name
     constraints: dict[str, str] = field(default_factory=dict)  # host label key -> value
     anti_affinity: str | None = None  # never two instances of this group on one host
+    spread_group: str | None = None  # rather a host without an instance of this group
     strategy: Strategy = "spread"
     disk_bytes: int | None = None  # None reserves nothing
     vm: bool = False  # a VM: only hosts that run VMs; its memory is never over-committed

@@ -25,8 +25,14 @@ from dockyard.scheduler.cpusets import shared_pool
 from dockyard.scheduler.index import FloatArray, HostIndex
 from dockyard.scheduler.view import HostView, PlacementRequest
 
-__all__ = ["FewestInstances", "FewestTakenCores", "MostFreeMemory", "PackWeigher",
-           "SpreadWeigher", "Weigher"]
+__all__ = ["FewestInstances", "FewestTakenCores", "GroupSpreadWeigher", "MostFreeMemory",
+           "PackWeigher", "SpreadWeigher", "Weigher", "spread_member"]
+
+
+def spread_member(group: str) -> str:
+    """How a soft spread group shows among a host's groups: `~GROUP`, which no hard
+    anti-affinity group (a name) can be."""
+    return f"~{group}"
 
 
 def _clamp(value: float) -> float:
@@ -46,6 +52,25 @@ class Weigher(Protocol):
     def score(self, host: HostView, request: PlacementRequest) -> float: ...
 
     def scores(self, index: HostIndex, request: PlacementRequest) -> FloatArray: ...
+
+
+class GroupSpreadWeigher:
+    """`spread_group` (a stack's replicas of one service): 1 on a host without an instance
+    of the group, 0 on one with. Soft: with a weight above the strategy's, it decides between
+    hosts unless every feasible host has one (more replicas than hosts)."""
+
+    name = "spread-group"
+
+    def score(self, host: HostView, request: PlacementRequest) -> float:
+        group = request.spread_group
+        return 0.0 if group is not None and spread_member(group) in host.groups else 1.0
+
+    def scores(self, index: HostIndex, request: PlacementRequest) -> FloatArray:
+        if request.spread_group is None:
+            return np.ones(len(index.hosts), dtype=np.float64)
+        result: FloatArray = np.where(index.has_group(spread_member(request.spread_group)),
+                                      0.0, 1.0).astype(np.float64)
+        return result
 
 
 class MostFreeMemory:

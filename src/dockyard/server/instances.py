@@ -91,7 +91,8 @@ def _options(spec: InstanceCreate, admin: bool) -> dict[str, object]:
     """The instance's options as its row stores them (placement reads its own back)."""
     return {"lxcfs": spec.lxcfs, "ssh_keys": spec.ssh_keys,
             # the cluster view reads anti_affinity back: the host's groups
-            "anti_affinity": spec.anti_affinity, "constraints": dict(spec.constraints),
+            "anti_affinity": spec.anti_affinity, "spread_group": spec.spread_group,
+            "constraints": dict(spec.constraints),
             "strategy": spec.strategy, "cap_add": spec.cap_add, "no_new_privileges": not admin,
             "healthcheck": spec.healthcheck.model_dump(mode="json") if spec.healthcheck else None,
             "command": spec.command, "entrypoint": spec.entrypoint,

@@ -34,6 +34,7 @@ from dockyard.model.units import format_size
 from dockyard.scheduler import ClusterView, HostView, PlacementRequest, Plan, explain, place
 from dockyard.scheduler.cpusets import allocate_exclusive, parse_cpuset
 from dockyard.scheduler.filters import REASON_CORES, REASON_MEMORY, REASON_PIDS
+from dockyard.scheduler.weighers import spread_member
 from dockyard.store import hosts as host_rows
 from dockyard.store import instances as instance_rows
 from dockyard.store import ledger
@@ -59,6 +60,9 @@ def _instance_totals(sess: Session,
         group = (options or {}).get("anti_affinity")
         if group:
             groups.add(str(group))
+        spread = (options or {}).get("spread_group")
+        if spread:
+            groups.add(spread_member(str(spread)))
         held = reservations(limits)
         totals[host_id] = (memory + held.memory_bytes, pids + held.pids, count + 1, groups)
     return totals
@@ -263,17 +267,19 @@ def placing(db: Database, work: Callable[[Session], T]) -> T:
 def request_for(limits: Limits, network_id: str, options: Mapping[str, object],
                 host: str | None = None, vm: bool = False) -> PlacementRequest:
     """What an instance with these limits needs, under its placement options as its row
-    stores them (`constraints`, `anti_affinity`, `strategy`); `host` pins it; `vm`: a VM
-    instance (a host that runs VMs, memory without over-commit)."""
+    stores them (`constraints`, `anti_affinity`, `spread_group`, `strategy`); `host` pins
+    it; `vm`: a VM instance (a host that runs VMs, memory without over-commit)."""
     need = limits.reservation()
     constraints = options.get("constraints")
     group = options.get("anti_affinity")
+    spread = options.get("spread_group")
     return PlacementRequest(
         cores=need.cores, memory_bytes=limits.memory_bytes, pids=need.pids,
         network_id=network_id, host=host,
         constraints=({str(k): str(v) for k, v in constraints.items()}
                      if isinstance(constraints, Mapping) else {}),
         anti_affinity=None if group is None else str(group),
+        spread_group=None if spread is None else str(spread),
         strategy="pack" if options.get("strategy") == "pack" else "spread", vm=vm)
 
 

@@ -48,12 +48,21 @@ def network_of(spec: StackSpec, service: ServiceSpec) -> tuple[str, str | None]:
     return name, net.ipv4_address if net else None
 
 
+def spread_group(stack: str, service: str) -> str:
+    """The soft spread group of a service's replicas: they go to different hosts while there
+    are hosts without one (scheduler/weighers.GroupSpreadWeigher). Its name is the replicas'
+    without the slot; groups are cluster-wide, so two projects' stacks of one name share
+    one (they only spread together)."""
+    return f"{stack}-{service}"
+
+
 def instance_spec(spec: StackSpec, service: str, slot: int) -> InstanceCreate:
     svc = spec.services[service]
     network, ip = network_of(spec, svc)
     name = replica_name(spec.name, service, slot)
     return InstanceCreate.model_validate({
         "name": name, "image": svc.image, "network": network, "ip": ip,
+        "spread_group": spread_group(spec.name, service),
         "hostname": svc.hostname, "limits": svc.limits, "env": dict(svc.environment),
         "constraints": dict(svc.constraints), "healthcheck": svc.healthcheck,
         "command": list(svc.command) if svc.command is not None else None,
