@@ -3,7 +3,8 @@ package's cluster, whose host1 runs the HTTP entrance (conftest: `--entrance`). 
 `shop`: a web service (busybox httpd answering "VERSION HOSTNAME", started by the compose
 `entrypoint` + `command`, with a healthcheck) × 3 behind the entrance, and a backend.
 
-- deploy: one web replica per host, and the entrance answers from all three — those on host2
+- deploy (host1 made the fullest by another instance): one web replica per host all the same
+  (the service's spread group), and the entrance answers from all three — those on host2
   and host3 through its own leg on the network (its own address and MAC: the gateway is the
   same on every host, agent/entrance.py); scale web to 5 and back to 2;
 - v1 → v2 while a client sends a request through the entrance every 20 ms: no failed
@@ -138,10 +139,15 @@ def shop(cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield Shop(cluster, cluster.entrance, tmp_path_factory.mktemp("shop") / "compose.yaml")
     finally:
         cluster.cli("stack", "rm", "shop")
+        cluster.cli("delete", "ballast", "--force")
         _until(lambda: "shop-" not in cluster.ok("list"), "shop's instances are not gone")
 
 
 def test_deploy_across_hosts_scale_and_update_without_a_failed_request(shop: Shop) -> None:
+    # host1 the fullest: the spread strategy alone would leave it out; the service's spread
+    # group puts one replica on each host all the same
+    shop.cluster.ok("launch", "dockyard/busybox", "ballast", "--host", "host1",
+                    "--memory", "512M", "--no-lxcfs")
     shop.deploy("v1")
     _until(lambda: shop.serving(3, "v1"), "v1 × 3 never served by the entrance")
     placed = {r["name"]: r["host"] for r in shop.web()}
