@@ -4,6 +4,8 @@ line; records build events; wakes log followers.
 
     pass (woken by a queued build or a finished one; every POLL seconds anyway):
       stale running builds (their server stopped writing) ─▶ failed
+      the build-start lock (store.lock_build_slots: one row, FOR UPDATE on PostgreSQL), so
+      the counts below are exact with several servers, then in the same transaction:
       queue.plan(queued, running repos) ─▶ superseded builds cancelled
          ─▶ a host with room: the least busy up agent labelled role=build, or of any up
             agent when none is labelled (said in the log); none has room: the build waits
@@ -139,6 +141,7 @@ class BuildRunner:
         with self._lock:
             free = self.ctx.settings.build_parallel - len(self._running)
         with self.ctx.db.session() as sess:
+            store.lock_build_slots(sess)  # every read below holds until the claims commit
             waiting = [queue.Queued(r.id, r.repo_id, r.ref, r.seq) for r in store.queued(sess)]
             plan = queue.plan(waiting, store.running_repos(sess))
             for old, new in plan.superseded.items():

@@ -16,11 +16,12 @@ from dockyard.errors import Conflict, NotFound, RetryableConflict
 from dockyard.model.ids import new_id
 from dockyard.store.build_tables import BuildLogRow, BuildRow, HookDeliveryRow, RepoRow
 from dockyard.store.rows import by_name, insert_unique, page
-from dockyard.store.tables import EventRow, OperationRow
+from dockyard.store.tables import EventRow, Meta, OperationRow
 
 __all__ = ["BuildLogRow", "BuildRow", "RepoRow", "Session"]
 
 ACTIVE = ("queued", "running")
+BUILD_SLOTS = "build_slots"  # the meta row whose lock serialises build starts (all servers)
 
 
 def now() -> datetime:
@@ -168,6 +169,22 @@ def end_operation(sess: Session, op_id: str | None, state: str, error: str | Non
         op.status = "success" if state == "succeeded" else "failure"
         op.error = error[:1024] if error and state != "succeeded" else None
         op.steps = [*op.steps, {"step": state, "at": now().isoformat()}]
+
+
+def lock_build_slots(sess: Session) -> None:
+    """Take the cluster-wide build-start lock: a row lock (FOR UPDATE) on meta `build_slots`,
+    held to the end of the transaction. What a pass reads after it (queued builds, running
+    builds per host and per repository) stays true until its claims commit, so two servers
+    on one PostgreSQL never both fill a host's last build slot. On SQLite writers are
+    serialised already (BEGIN IMMEDIATE) and FOR UPDATE is not emitted."""
+    slot = select(Meta.key).where(Meta.key == BUILD_SLOTS).with_for_update()
+    if sess.scalar(slot) is not None:
+        return
+    try:  # first use: created here; a concurrent creator's row is locked by it until it ends
+        with sess.begin_nested():
+            sess.add(Meta(key=BUILD_SLOTS, value=""))
+    except IntegrityError:
+        sess.scalar(slot)
 
 
 def builds_per_host(sess: Session) -> dict[str, int]:
