@@ -65,6 +65,7 @@ class ServerSettings:
     build_memory: int = 2 << 30  # memory of a build's step containers (a repo may ask less)
     build_cpus: float = 2.0  # CPUs (CFS quota) of a build's step containers (same)
     hook_max_bytes: int = 1 << 20  # a push webhook's body; a larger one is a 413
+    build_upload_max_bytes: int = 64 << 20  # an uploaded build context; larger: 413
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'dockyard.db'}"

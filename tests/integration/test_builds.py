@@ -8,12 +8,16 @@ image not in the registry fails naming it; a forged signature is a 401 and queue
 replayed delivery is dropped. Each build's start and end are events; failed builds fire the
 builtin build-failed alert, a successful one resolves it. Builds run under their memory/CPU
 limits, at most two at once on a host (a third waits, queued); a kill -9 of the agent during
-a build fails it, and nothing of it is left (step container, checkout, tags).
+a build fails it, and nothing of it is left (step container, checkout, tags). Compose
+`build:` with a git context and with a local directory (uploaded as a tar archive) deploy
+the built image; a bad upload is a 4xx that leaves nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import os
 import signal
@@ -29,7 +33,9 @@ import docker
 import httpx
 import pytest
 
+from dockyard.adapters.build_context import pack
 from dockyard.adapters.processes import command_lines
+from dockyard.errors import DockyardError, InvalidRequest, PayloadTooLarge
 from tests.integration.dockyard_env import IMAGE, Dockyard
 from tests.integration.gitserver import GitServer, install_hook, serve_git
 
@@ -461,13 +467,7 @@ def test_stack_deploy_builds_a_compose_build_service(dy: Dockyard, git_server: G
         built = dy.ok("repo", "show", "cb-web", "--json").json()
         assert (built["context"], built["dockerfile"]) == ("sub", "sub/Dockerfile")
         image = f"{dy.registry}/default/cb-web:{commit[:12]}"
-        stack = dy.ok("stack", "show", "cb", "--json").json()
-        assert [s["image"] for s in stack["services"]] == [image]
-        deadline = time.monotonic() + 60
-        while dy.db_query("SELECT image, state FROM instances WHERE name = 'cb-web-1'") \
-                != [(image, "running")]:
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        _runs(dy, "cb", "web", image)
         with dy.api() as api:
             done = api.post("/v1/instances/cb-web-1/exec", {"command": ["cat", "/composed"]})
         assert done["exit_code"] == 0 and "composed" in done["stdout"], done
@@ -480,9 +480,85 @@ def test_stack_deploy_builds_a_compose_build_service(dy: Dockyard, git_server: G
         assert [s["image"] for s in dy.ok("stack", "show", "cb", "--json").json()
                 ["services"]] == [image]
     finally:
-        dy.cli("stack", "rm", "cb")
-        dy.cli("repo", "rm", "cb-web")
-        deadline = time.monotonic() + 60
-        while dy.db_query("SELECT name FROM instances WHERE name LIKE 'cb-%'"):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        _remove_stack(dy, "cb", "cb-web")
+
+
+def _runs(dy: Dockyard, stack: str, service: str, image: str) -> None:
+    """The stack's service is on `image`, and its replica runs it."""
+    assert [s["image"] for s in dy.ok("stack", "show", stack, "--json").json()
+            ["services"]] == [image]
+    deadline = time.monotonic() + 60
+    while dy.db_query("SELECT image, state FROM instances WHERE name = ?",
+                      f"{stack}-{service}-1") != [(image, "running")]:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+
+
+def _remove_stack(dy: Dockyard, stack: str, repo: str) -> None:
+    dy.cli("stack", "rm", stack)
+    dy.cli("repo", "rm", repo)
+    deadline = time.monotonic() + 60
+    while dy.db_query("SELECT name FROM instances WHERE name LIKE ?", f"{stack}-%"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def _counts(dy: Dockyard) -> tuple[int, int]:
+    (builds,), = dy.db_query("SELECT count(*) FROM builds")
+    (archives,), = dy.db_query("SELECT count(*) FROM build_archives")
+    return int(builds), int(archives)
+
+
+def test_stack_deploy_builds_a_local_directory(dy: Dockyard, repo: Repo,
+                                               tmp_path: Path) -> None:
+    """`build: ./web`: `stack deploy` packs the directory (its .dockerignore honoured) and
+    uploads it; the build runs from that archive (no git) and pushes
+    REGISTRY/default/lc-web:<sha256 of the archive[:12]>; the replica runs that image; the
+    stored archive and the agent's copy are gone once the build ended."""
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "Dockerfile").write_text(f"FROM {dy.registry}/{IMAGE}\nCOPY . /ctx/\n")
+    (web / "hello.txt").write_text("from a local directory\n")
+    (web / "secret.key").write_text("not for the image\n")
+    (web / ".dockerignore").write_text("*.key\n")
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  web:\n    build: ./web\n")
+    with pack(web, "Dockerfile") as archive:  # what the CLI uploads: the tag is its digest
+        digest = hashlib.sha256(archive.read()).hexdigest()
+    image = f"{dy.registry}/default/lc-web:{digest[:12]}"
+    try:
+        out = dy.ok("stack", "deploy", "lc", "-f", str(compose))
+        assert "building web" in out.err and f"built {image}" in out.err, out
+        assert dy.ok("repo", "show", "lc-web", "--json").json()["url"] is None
+        build = dy.ok("build", "ls", "lc-web", "--json").json()["items"][0]
+        assert (build["state"], build["ref"], build["commit"]) == (
+            "succeeded", f"sha256:{digest}", None), build
+        _runs(dy, "lc", "web", image)
+        with dy.api() as api:
+            done = api.post("/v1/instances/lc-web-1/exec",
+                            {"command": ["sh", "-c", "cat /ctx/hello.txt; ls /ctx"]})
+        assert done["exit_code"] == 0, done
+        assert "from a local directory" in done["stdout"], done
+        assert "secret.key" not in done["stdout"] and "Dockerfile" in done["stdout"], done
+        assert _counts(dy)[1] == 0
+        assert not list((dy.home / "agent" / "builds").glob(f"build-{build['id']}-*"))
+    finally:
+        _remove_stack(dy, "lc", "lc-web")
+
+
+def test_bad_uploads_are_refused_and_leave_nothing(dy: Dockyard) -> None:
+    """Garbage is a 422, a body over the server's 64 MiB a 413; neither leaves a build or an
+    archive."""
+    with dy.api() as api:
+        api.post("/v1/repos", {"name": "upl", "url": None})
+        try:
+            before = _counts(dy)
+            with pytest.raises(InvalidRequest, match="not a tar archive") as refused:
+                api.upload("/v1/repos/upl/builds/upload", io.BytesIO(b"garbage" * 1000))
+            assert refused.value.status == 422
+            with pytest.raises(PayloadTooLarge, match="build context over"):
+                api.upload("/v1/repos/upl/builds/upload", io.BytesIO(b"\0" * ((64 << 20) + 1)))
+            assert _counts(dy) == before
+        finally:
+            with contextlib.suppress(DockyardError):
+                api.delete("/v1/repos/upl")

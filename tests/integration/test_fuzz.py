@@ -8,7 +8,8 @@ undeclared methods; missing parameters) and 25 generated cases per operation, po
 negative, from a fixed seed (`DOCKYARD_FUZZ_SEED` picks another one); under `make soak` 100
 per operation from a fresh seed (tests/budget.py). Excluded: the agent
 feed (host tokens, machine traffic) and the console websocket; the image import runs on its
-own without positive data acceptance (see IMPORT), and so does a stack deploy (DEPLOY). Long
+own without positive data acceptance (see IMPORT: a schema-valid body is any bytes, most of
+them no archive), with a build context upload, and so does a stack deploy (DEPLOY). Long
 polls and follows are pinned off (`wait=0`, `follow=false`): they would hold every example.
 Whatever the fuzzer created is removed at the end; a subnet overlapping a host route is
 refused with 409."""
@@ -44,9 +45,10 @@ CONFIG = """\
 "query.follow" = false
 
 """
-# The one exception to positive data acceptance: an image import's body is a `docker save`
-# archive, and no JSON Schema can say which bytes make one (random bytes are refused 422).
-IMPORT = "^/v1/images/import$"
+# The exceptions to positive data acceptance: an image import's body is a `docker save`
+# archive, a build context upload's a tar archive, and no JSON Schema can say which bytes
+# make one (random bytes are refused 422).
+IMPORT = "^/v1/images/import$|^/v1/repos/[^/]+/builds/upload$"
 # And a stack deploy's body: the compose model the CLI loaded, whose rules cross fields (a
 # service's name is its key, a replica's name `STACK-SERVICE-N` fits 63 characters, depends_on
 # names declared services and has no cycle, a service's networks are the stack's); JSON Schema

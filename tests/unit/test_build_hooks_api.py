@@ -2,15 +2,20 @@
 lifespan: nothing runs the queued builds): the webhook secret shown once, credentials
 encrypted at rest and never returned; a signed push queues one build; a bad or missing
 signature is a 401 with nothing queued; a replay is dropped; another branch is acknowledged
-and ignored; an oversized body is a 413; cancel of a queued build."""
+and ignored; an oversized body is a 413; cancel of a queued build. Uploaded build contexts
+(a repository without url): a good archive queues one build and is stored until the build ends (then
+deleted); garbage is a 422, a body over the limit a 413, a git repository a 409, each
+leaving no build and no archive; `build start` of an upload repository queues nothing."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import sqlite3
-from collections.abc import Iterator
+import tarfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ from dockyard.config import ServerSettings
 from dockyard.server.app import create_app
 from dockyard.server.bootstrap import init_store, mint_admin_token
 from dockyard.server.context import ServerContext
+from dockyard.store import builds as store
 from tests.unit.asgi import AppClient
 
 SHA = "3f1c2a9d0b8e7f6a5c4d3e2f1a0b9c8d7e6f5a4b"
@@ -34,6 +40,10 @@ class Api:
     auth: dict[str, str]
     db: Path
 
+    def count(self, table: str) -> int:
+        with sqlite3.connect(self.db) as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
     def builds(self, repo_id: str) -> int:
         with sqlite3.connect(self.db) as conn:
             return int(conn.execute("SELECT count(*) FROM builds WHERE repo_id = ?",
@@ -45,7 +55,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """One app for the module (its start costs a second); each test adds its own repo."""
     home = tmp_path_factory.mktemp("builds") / "home"
     settings = ServerSettings(home=home, registry_url="http://127.0.0.1:1",
-                              hook_max_bytes=4096)
+                              hook_max_bytes=4096, build_upload_max_bytes=64 << 10)
     app = create_app(settings)
     ctx: ServerContext = app.state.ctx
     project = init_store(ctx.db)
@@ -180,3 +190,82 @@ def test_manual_start_cancel_and_listing(api: Api) -> None:
     assert api.client.request("DELETE", "/v1/repos/manual",
                               headers=api.auth).status_code == 204
     assert api.builds(repo["id"]) == 0
+
+
+# --- uploaded build contexts -------------------------------------------------------------------
+
+Body = bytes | Callable[[], AsyncIterator[bytes]]
+DOCKERFILE = b"FROM registry:5000/dockyard/busybox\nCOPY . /app\n"
+
+
+def _tar(*files: tuple[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _upload_repos(api: Api) -> None:
+    """`web` builds uploaded archives (no url); `gitrepo` builds from git."""
+    for name, url in (("web", None), ("gitrepo", "git://127.0.0.1:1/x.git")):
+        if api.client.get(f"/v1/repos/{name}", headers=api.auth).status_code == 404:
+            _add(api, name, url=url)
+
+
+def _upload(api: Api, repo: str, body: Body) -> tuple[int, str]:
+    _upload_repos(api)
+    content = body() if callable(body) else body
+    resp = api.client.post(f"/v1/repos/{repo}/builds/upload", headers=api.auth, content=content)
+    return resp.status_code, resp.text
+
+
+async def _chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+    for _ in range(80):
+        yield b"\0" * 1024
+
+
+@pytest.mark.parametrize(("repo", "body", "status", "says"), [
+    ("web", b"garbage, not a tar archive" * 20, 422, "not a tar archive"),
+    ("web", _tar(("../x", b"x"), ("Dockerfile", DOCKERFILE)), 422, "outside the archive"),
+    ("web", _tar(("main.sh", b"x")), 422, "no Dockerfile"),
+    ("web", b"\0" * (65 << 10), 413, "build context over 65536 bytes"),
+    ("web", _chunks, 413, "build context over 65536 bytes"),
+    ("gitrepo", _tar(("Dockerfile", DOCKERFILE)), 409, "builds from git://"),
+    ("nosuch", _tar(("Dockerfile", DOCKERFILE)), 404, "not found"),
+])
+def test_bad_uploads_are_refused_and_leave_nothing(
+        api: Api, repo: str, body: Body, status: int, says: str) -> None:
+    before = api.count("builds"), api.count("build_archives")
+    code, text = _upload(api, repo, body)
+    assert code == status and says in text, text
+    assert (api.count("builds"), api.count("build_archives")) == before
+
+
+def test_an_upload_queues_a_build_whose_archive_lives_until_it_ends(api: Api) -> None:
+    data = _tar(("Dockerfile", DOCKERFILE), ("app/main.sh", b"echo hi\n"))
+    code, _ = _upload(api, "web", data)
+    assert code == 202
+    builds = api.client.get("/v1/builds", headers=api.auth, params={"repo": "web"}).json()
+    build = builds["items"][0]
+    digest = hashlib.sha256(data).hexdigest()
+    assert (build["state"], build["trigger"], build["ref"], build["branch"]) == (
+        "queued", "upload", f"sha256:{digest}", None)
+    with api.ctx.db.read() as sess:
+        assert store.archive_digest(sess, build["id"]) == digest
+        assert store.archive_data(sess, build["id"]) == data
+    resp = api.client.post(f"/v1/builds/{build['id']}/cancel", headers=api.auth)
+    assert resp.status_code == 200 and resp.json()["state"] == "cancelled", resp.text
+    with api.ctx.db.read() as sess:
+        assert store.archive_data(sess, build["id"]) is None
+    assert api.count("build_archives") == 0
+
+
+def test_pushes_and_build_start_of_an_upload_repository_queue_nothing(api: Api) -> None:
+    _upload_repos(api)
+    before = api.count("builds")
+    resp = api.client.post("/v1/repos/web/builds", headers=api.auth, json={})
+    assert resp.status_code == 409 and "builds uploaded archives" in resp.text, resp.text
+    assert api.count("builds") == before

@@ -1,20 +1,24 @@
 """Builds on this host (the server's build runner calls them):
 
+    PUT /v1/builds/{id}/context  ─▶ an uploaded context archive, kept for that build
     POST /v1/builds (AgentBuild) ─▶ JSON lines: {"log"}, {"commit", "author", "message"},
                                     and last {"status": succeeded|failed|cancelled, …}
     POST /v1/builds/{id}/cancel  ─▶ the build is stopped (its git or its build killed)
 
 A build runs in a thread of its own; the reply streams what it puts in a queue:
 
-    git checkout at the commit ─▶ Dockerfile's base images: each must name the cluster
-    registry (not another project's), pulled with the host's registry login; a missing one
-    is named ─▶ classic build tagged REGISTRY/PROJECT/NAME:<short sha> (never pulls) ─▶ a
-    failing step: failed with that step, nothing pushed ─▶ push :<short sha> (its digest),
-    then :<branch> ─▶ the local tags dropped, the checkout removed
+    git checkout at the commit (or the uploaded archive, its sha256 checked, unpacked with
+    tarfile's `data` filter; tagged :<sha256[:12]>, no branch tag) ─▶ Dockerfile's base
+    images: each must name the cluster registry (not another project's), pulled with the
+    host's registry login; a missing one is named ─▶ classic build tagged
+    REGISTRY/PROJECT/NAME:<short sha> (never pulls) ─▶ a failing step: failed with that
+    step, nothing pushed ─▶ push :<short sha> (its digest), then :<branch> ─▶ the local
+    tags dropped, the checkout removed
 
 Its time limit stops it wherever it is (failed: "time limit"); a cancel does the same
 (cancelled); the server going away (the reply closed) stops it too. A build's checkout lives
-in HOME/builds/build-ID-*/ with the local tag it makes written beside it (`tag`): an agent
+in HOME/builds/build-ID-*/ (an uploaded archive: HOME/builds/build-ID-upload/context.tar, removed
+with the build) with the local tag it makes written beside it (`tag`): an agent
 killed mid-build (kill -9) leaves them, and the next agent's start removes them (the tag
 untagged, the directory deleted) before it takes any build. dockerd itself ends the step the
 killed agent's connection was running (the reply's socket closed), and removes its container
@@ -24,26 +28,30 @@ killed agent's connection was running (the reply's socket closed), and removes i
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import queue
 import re
 import shutil
+import tarfile
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 
 from dockyard.adapters.docker_build import BuildLimits, BuildSession
 from dockyard.adapters.docker_engine import DockerEngine
 from dockyard.adapters.git import Git, credential_env
 from dockyard.builds.dockerfile import base_images, base_problem
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, InvalidRequest
 from dockyard.model.build import AgentBuild, BuildLine, BuildState, short_sha
 
 STEP_RE = re.compile(r"^Step \d+/\d+ : ")
+BUILD_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CHUNK = 1 << 16
 _log = logging.getLogger(__name__)
 
 
@@ -111,6 +119,11 @@ class Builder:
         run.stop("cancelled")
         return True
 
+    def upload_dir(self, build_id: str) -> Path:
+        if not BUILD_ID_RE.match(build_id):
+            raise InvalidRequest(f"{build_id!r} is not a build id")
+        return self._root() / f"build-{build_id}-upload"
+
     def stream(self, req: AgentBuild) -> Iterator[bytes]:
         run = _Run()
         with self._lock:
@@ -149,6 +162,8 @@ class Builder:
                                error=exc.message))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+            if req.archive_sha256 is not None:
+                shutil.rmtree(self.upload_dir(req.id), ignore_errors=True)
             emit(None)
 
     def _root(self) -> Path:
@@ -170,19 +185,18 @@ class Builder:
             emit(BuildLine(log=text))
 
         src = workdir / "src"
-        git = Git(src, credential_env(req.credentials, workdir / "key"), log)
-        run.attach(git)
-        log(f"cloning {req.url} at {req.commit or req.ref}")
-        checkout = git.checkout(req.url, req.ref, req.commit)
-        log(f"checked out {checkout.commit}: {checkout.subject}")
-        emit(BuildLine(commit=checkout.commit, author=checkout.author,
-                       message=checkout.subject))
+        if req.archive_sha256 is not None:
+            self._unpack(req, src, log)
+            commit, author, subject = None, None, None
+            tag = f"{req.repository}:{short_sha(req.archive_sha256)}"
+        else:
+            commit, author, subject = self._checkout(req, run, workdir, src, emit)
+            tag = f"{req.repository}:{short_sha(commit)}"
         run.check()
         failure = self._pull_bases(req, src, log)
         if failure is not None:
             return failure
         run.check()
-        tag = f"{req.repository}:{short_sha(checkout.commit)}"
         (workdir / "tag").write_text(tag)  # for the sweep, should this process be killed
         log(f"build limits: memory {req.memory_bytes} bytes, {req.cpus:g} CPUs")
         session = BuildSession(self.engine.api, src, req.context, req.dockerfile, tag,
@@ -201,8 +215,45 @@ class Builder:
             self.engine.remove_image(tag, untag_only=True)
         log(f"pushed {tag} ({digest})")
         return BuildLine(status=BuildState.succeeded, image=tag, digest=digest,
-                         commit=checkout.commit, author=checkout.author,
-                         message=checkout.subject)
+                         commit=commit, author=author, message=subject)
+
+    @staticmethod
+    def _checkout(req: AgentBuild, run: _Run, workdir: Path, src: Path,
+                  emit: Callable[[BuildLine | None], None]) -> tuple[str, str, str]:
+        """The git checkout at the build's commit: (commit, author, subject)."""
+        def log(text: str) -> None:
+            emit(BuildLine(log=text))
+
+        assert req.url is not None
+        git = Git(src, credential_env(req.credentials, workdir / "key"), log)
+        run.attach(git)
+        log(f"cloning {req.url} at {req.commit or req.ref}")
+        checkout = git.checkout(req.url, req.ref, req.commit)
+        log(f"checked out {checkout.commit}: {checkout.subject}")
+        emit(BuildLine(commit=checkout.commit, author=checkout.author,
+                       message=checkout.subject))
+        return checkout.commit, checkout.author, checkout.subject
+
+    def _unpack(self, req: AgentBuild, src: Path, log: Callable[[str], None]) -> None:
+        """The uploaded archive (PUT before the build) into `src`, checked against its
+        sha256; tarfile's `data` filter refuses paths and links outside `src`, devices."""
+        path = self.upload_dir(req.id) / "context.tar"
+        if not path.is_file():
+            raise DockyardError("the uploaded context archive did not arrive on this host")
+        digest = hashlib.sha256()
+        with path.open("rb") as data:
+            for chunk in iter(lambda: data.read(CHUNK), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != req.archive_sha256:
+            raise DockyardError("the uploaded context archive arrived damaged (sha256 differs)")
+        log(f"unpacking the uploaded context sha256:{req.archive_sha256} "
+            f"({path.stat().st_size} bytes)")
+        src.mkdir(mode=0o700)
+        try:
+            with tarfile.open(path, mode="r:*") as tar:
+                tar.extractall(src, filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            raise DockyardError(f"the uploaded context cannot be unpacked: {exc}") from exc
 
     def _pull_bases(self, req: AgentBuild, src: Path,
                     log: Callable[[str], None]) -> BuildLine | None:
@@ -267,6 +318,18 @@ def install_build(app: FastAPI, engine: DockerEngine, authorized: Callable[..., 
     def build(body: AgentBuild) -> StreamingResponse:
         """Run a build here, streaming its log and result as JSON lines."""
         return StreamingResponse(builder.stream(body), media_type="application/x-ndjson")
+
+    @app.put("/v1/builds/{build_id}/context", dependencies=[Depends(authorized)])
+    async def context(build_id: str, request: Request) -> dict[str, int]:
+        """An uploaded build context (a tar archive) for build `build_id`, sent before it."""
+        target = builder.upload_dir(build_id)
+        target.mkdir(mode=0o700, exist_ok=True)
+        size = 0
+        with (target / "context.tar").open("wb") as out:
+            async for chunk in request.stream():
+                out.write(chunk)
+                size += len(chunk)
+        return {"size": size}
 
     @app.post("/v1/builds/{build_id}/cancel", dependencies=[Depends(authorized)])
     def cancel(build_id: str) -> dict[str, bool]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import typer
 
@@ -37,11 +37,12 @@ def _wait(build_id: str, timeout: float) -> dict[str, Any]:
             time.sleep(POLL)
 
 
-def build_service(stack: str, service: str, wanted: dict[str, str],
-                  timeout: float = 1800.0) -> str:
+def build_service(stack: str, service: str, wanted: dict[str, str | None],
+                  archive: BinaryIO | None = None, timeout: float = 1800.0) -> str:
     """`stack deploy` of a service with compose `build:` (`wanted`: the url, branch, context
-    and dockerfile compose/buildsrc.py read): its repository `STACK-SERVICE` (added on first
-    use) is built like a push, waited for; the image the service runs."""
+    and dockerfile compose/buildsrc.py read; url None with `archive`, the packed local
+    directory): its repository `STACK-SERVICE` (added on first use) is built like a push, or
+    from the uploaded archive, and waited for; the image the service runs."""
     name = f"{stack}-{service}"
     with client() as api:
         try:
@@ -51,9 +52,13 @@ def build_service(stack: str, service: str, wanted: dict[str, str],
         if any(repo[key] != value for key, value in wanted.items()):
             raise Conflict(f"repository {name} builds another source than services.{service}"
                            f".build: change it back or `dockyard repo rm {name}`")
-        build = api.post(f"/v1/repos/{name}/builds", {"ref": wanted["branch"]})
+        if archive is None:
+            build = api.post(f"/v1/repos/{name}/builds", {"ref": wanted["branch"]})
+        else:
+            build = api.upload(f"/v1/repos/{name}/builds/upload", archive)
+    source = wanted["branch"] if archive is None else "its directory, uploaded"
     err_console.print(f"building {service}: build {build['id']} of repository {name} "
-                  f"({wanted['branch']})", highlight=False, markup=False)
+                      f"({source})", highlight=False, markup=False)
     build = _wait(build["id"], timeout)
     if build["state"] != "succeeded":
         raise InvalidRequest(f"services.{service}.build: build {build['id']} "

@@ -82,7 +82,7 @@ def api_url() -> str:
 def ls(as_json: JsonOpt = False) -> None:
     """List the project's repositories."""
     print_list("/v1/repos", as_json, [
-        ("NAME", lambda r: r["name"]), ("URL", lambda r: r["url"]),
+        ("NAME", lambda r: r["name"]), ("URL", lambda r: r["url"] or "(uploaded archives)"),
         ("BRANCH", lambda r: r["branch"]), ("IMAGE", lambda r: r["image"]),
         ("DEPLOY", lambda r: ",".join(r["deploy"]))], "no repositories", limit=1000)
 

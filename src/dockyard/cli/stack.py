@@ -2,7 +2,9 @@
 files (issue #12).
 
 `deploy` loads the files here (interpolation, merge, compose-spec schema, Dockyard's
-subset: `dockyard.compose`) and sends the resulting model; the server checks it again,
+subset: `dockyard.compose`), builds each service with `build:` first (a git context, or a
+local directory packed and uploaded as a tar archive: cli/builds.build_service) and sends
+the resulting model; the server checks it again,
 stores a version and converges the replicas, which are ordinary instances named
 STACK-SERVICE-N. A changed service is rolled out by the server in the request (batches,
 health-gated, rolled back or paused on failure); then the CLI shows the replicas coming up
@@ -53,6 +55,7 @@ def load(name: str, files: list[Path], env_files: list[Path]) -> tuple[dict[str,
     """The files → the stack model the API takes (as JSON), and the loader's warnings.
     Without --env-file, a `.env` beside the first file is read (as Compose does)."""
     from dockyard.cli.builds import build_service
+    from dockyard.compose.buildsrc import BuildSource, Source
     from dockyard.compose.loader import ComposeFile, load_stack  # yaml + jsonschema: here only
     if not files:
         raise InvalidRequest("stack deploy needs at least one -f FILE")
@@ -63,13 +66,21 @@ def load(name: str, files: list[Path], env_files: list[Path]) -> tuple[dict[str,
     def read_file(path: str) -> str:  # a service's env_file, relative to the first file
         return _read(base / path)
 
+    def build(service: str, source: Source) -> str:
+        if isinstance(source, BuildSource):
+            return build_service(name, service, {
+                "url": source.url, "branch": source.branch, "context": source.context,
+                "dockerfile": source.dockerfile})
+        from dockyard.adapters.build_context import pack  # docker-py's .dockerignore rules
+        with pack(base / source.directory, source.dockerfile) as archive:
+            return build_service(name, service, {
+                "url": None, "branch": "main", "context": ".",
+                "dockerfile": source.dockerfile}, archive)
+
     loaded = load_stack([ComposeFile(str(f), _read(f)) for f in files], name=name,
                         environ=dict(os.environ),
                         env_files=[ComposeFile(str(f), _read(f)) for f in env_files],
-                        read_file=read_file,
-                        build=lambda service, source: build_service(name, service, {
-                            "url": source.url, "branch": source.branch,
-                            "context": source.context, "dockerfile": source.dockerfile}))
+                        read_file=read_file, build=build)
     return loaded.spec.model_dump(mode="json"), loaded.warnings
 
 

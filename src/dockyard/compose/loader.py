@@ -23,7 +23,7 @@ from dockyard.compose.build import (
     build_volumes,
     check_stack_name,
 )
-from dockyard.compose.buildsrc import BuildSource, build_images, take_sources
+from dockyard.compose.buildsrc import Source, build_images, take_sources
 from dockyard.compose.envfile import parse_env_file
 from dockyard.compose.interpolate import dotted, interpolate_tree
 from dockyard.compose.merge import merge, normalize
@@ -67,7 +67,7 @@ def load_stack(files: Sequence[ComposeFile], *, name: str | None = None,
                environ: Mapping[str, str] | None = None,
                env_files: Sequence[ComposeFile] = (),
                read_file: Callable[[str], str] = _no_files,
-               build: Callable[[str, BuildSource], str] | None = None) -> LoadedStack:
+               build: Callable[[str, Source], str] | None = None) -> LoadedStack:
     """`build`: builds a service's `build:` source and answers its image (compose/buildsrc.py);
     without it `build:` is refused."""
     if not files:

@@ -1,8 +1,10 @@
 """Repositories a project builds from, their builds, and the server ⇄ agent build protocol.
 
 A repository's image is `PROJECT/NAME` in the cluster registry; a build of commit C on branch
-B pushes `REGISTRY/PROJECT/NAME:<C[:12]>` and then `…:B`. Credentials of a private repository
-(a token for https, or an ssh deploy key) go in on creation and never come back out.
+B pushes `REGISTRY/PROJECT/NAME:<C[:12]>` and then `…:B`; a build of an uploaded tar archive
+(a repository without url) pushes `…:<sha256 of the archive[:12]>` only. Credentials of a
+private repository (a token for https, or an ssh deploy key) go in on creation and never
+come back out.
 """
 
 from __future__ import annotations
@@ -65,8 +67,10 @@ InRepoPath = Annotated[str, matching(REL_PATH_RE, "must be a path inside the rep
 
 class RepoCreate(Strict):
     name: str = Field(json_schema_extra=NAME_SCHEMA)
-    url: str = Field(description="git URL: https://…, git://…, ssh://… or user@host:path",
-                     json_schema_extra=GIT_URL_SCHEMA)
+    url: str | None = Field(description="git URL: https://…, git://…, ssh://… or "
+                            "user@host:path; null: the repository builds uploaded tar "
+                            "archives (POST …/builds/upload; compose `build:` of a local "
+                            "directory) and has no pushes", json_schema_extra=GIT_URL_SCHEMA)
     branch: str = Field("main", json_schema_extra=BRANCH_SCHEMA)
     dockerfile: InRepoPath = Field("Dockerfile", json_schema_extra=REL_PATH_SCHEMA)
     context: InRepoPath = Field(".", json_schema_extra=REL_PATH_SCHEMA)
@@ -91,8 +95,8 @@ class RepoCreate(Strict):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if not GIT_URL_RE.match(value) or len(value) > 1024:
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and (not GIT_URL_RE.match(value) or len(value) > 1024):
             raise ValueError("must be a git URL (https://, git://, ssh://, file:// or "
                              "user@host:path)")
         return value
@@ -117,7 +121,7 @@ class Repo(BaseModel):
     id: str
     name: str
     project: str
-    url: str
+    url: str | None  # None: builds uploaded archives
     branch: str
     dockerfile: str
     context: str
@@ -175,11 +179,12 @@ class HookReply(BaseModel):
 # --- server → agent -------------------------------------------------------------------------
 
 class AgentBuild(BaseModel):
-    """One build for an agent: clone `ref` of `url` (at exactly `commit` when known), build,
-    push `tags` (the first names the commit), answer the digest."""
+    """One build for an agent: clone `ref` of `url` (at exactly `commit` when known), or
+    unpack the uploaded archive `archive_sha256`; build, push `tags` (the first names the
+    commit or the archive), answer the digest."""
 
     id: str
-    url: str
+    url: str | None  # None: the context is the uploaded archive `archive_sha256`
     ref: str
     commit: str | None
     dockerfile: str
@@ -191,6 +196,10 @@ class AgentBuild(BaseModel):
     memory_bytes: int = Field(description="memory limit of each build step's container "
                               "(swap included: none)")
     cpus: float = Field(description="CFS quota of each build step's container, in CPUs")
+    archive_sha256: str | None = Field(None, description="the build's context is this "
+                                       "uploaded tar archive (PUT /v1/builds/{id}/context "
+                                       "first), not a git checkout; tagged :<its first 12 "
+                                       "hex digits>")
     denied_prefixes: list[str] = Field(default_factory=list,
                                        description="registry repositories (REGISTRY/P/) the "
                                        "build may not use as a base: other projects'")

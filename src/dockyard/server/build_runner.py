@@ -4,12 +4,16 @@ line; records build events; wakes log followers.
 
     pass (woken by a queued build or a finished one; every POLL seconds anyway):
       stale running builds (their server stopped writing) ─▶ failed
+      the build-start lock (store.lock_build_slots: one row, FOR UPDATE on PostgreSQL), so
+      the counts below are exact with several servers, then in the same transaction:
       queue.plan(queued, running repos) ─▶ superseded builds cancelled
          ─▶ a host with room: the least busy up agent labelled role=build, or of any up
             agent when none is labelled (said in the log); none has room: the build waits
          ─▶ claim on that host (queued → running, + a `build` operation)
          ─▶ execute in a thread of its own (daemon)
     execute(build):
+      an uploaded archive (a repository without url): PUT /v1/builds/{id}/context on its
+      host's agent first, from the store (any server can), then
       POST /v1/builds on its host's agent, with the limits (time, memory, CPUs: the
       repository's, at most the server's) (agent/build.py) ─▶ a line stream:
       log lines (stored in batches), the commit cloned, the end (succeeded + image + digest,
@@ -139,6 +143,7 @@ class BuildRunner:
         with self._lock:
             free = self.ctx.settings.build_parallel - len(self._running)
         with self.ctx.db.session() as sess:
+            store.lock_build_slots(sess)  # every read below holds until the claims commit
             waiting = [queue.Queued(r.id, r.repo_id, r.ref, r.seq) for r in store.queued(sess)]
             plan = queue.plan(waiting, store.running_repos(sess))
             for old, new in plan.superseded.items():
@@ -202,8 +207,12 @@ class BuildRunner:
             names = projects.ids_by_name(sess)
             project = projects.names_by_id(sess)[row.project_id]
             registry = settings.public_registry()
+            archive = store.archive_digest(sess, build_id) if repo.url is None else None
+            if repo.url is None and archive is None:
+                raise DockyardError("its uploaded context archive is gone")
             body = AgentBuild(
                 id=build_id, url=repo.url, ref=row.ref, commit=row.commit,
+                archive_sha256=archive,
                 dockerfile=repo.dockerfile, context=repo.context,
                 repository=f"{registry}/{repo.image}",
                 branch_tag=tag_of_branch(row.branch) if row.branch else None,
@@ -232,6 +241,8 @@ class BuildRunner:
         last_flush = time.monotonic()
         end: BuildLine | None = None
         try:
+            if job.body.archive_sha256 is not None:
+                self._hand_over_archive(job)
             for line in _lines(job.agent.chunks("POST", "/v1/builds",
                                                 json=job.body.model_dump(mode="json"),
                                                 what=f"host {job.host}: build")):
@@ -263,6 +274,15 @@ class BuildRunner:
         with self.ctx.db.session() as sess:
             self._end(sess, job.build_id, end.status, image=end.image, digest=end.digest,
                       step=end.step, error=end.error)
+
+    def _hand_over_archive(self, job: _Job) -> None:
+        """The uploaded context, to the build host's agent (it unpacks it instead of a git
+        checkout)."""
+        with self.ctx.db.read() as sess:
+            data = store.archive_data(sess, job.build_id)
+        if data is None:
+            raise DockyardError("its uploaded context archive is gone")
+        job.agent.request("PUT", f"/v1/builds/{job.build_id}/context", content=data)
 
     def _deliver(self, job: _Job, image: str, line_no: int) -> None:
         """Roll the new image out to the repository's --deploy services (the build is still

@@ -5,6 +5,10 @@ is run by `build_runner.py` on an agent.
     webhook(repo id, headers, raw body) ─▶ size (413) ─▶ signature over the raw bytes (401,
         nothing stored) ─▶ parse ─▶ another branch: acknowledged, ignored ─▶ one transaction:
         delivery keys recorded (a replay: dropped) + the build queued ─▶ runner woken
+    upload(repo without url, tar bytes) ─▶ size (413, in the router) ─▶ builds/archive.py
+        checks (422: not a tar, a path or link outside it, no Dockerfile) ─▶ one transaction:
+        the build queued (ref sha256:<digest>) + its archive stored ─▶ runner woken; the
+        archive is deleted when the build ends, whatever the end
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from dockyard.builds import webhooks
+from dockyard.builds.archive import check_archive
 from dockyard.errors import Conflict, NotFound
 from dockyard.model.build import (
     Build,
@@ -131,13 +136,44 @@ def build_page(ctx: ServerContext, project_id: str, repo: str | None, before: in
         return _views(sess, rows), rows[-1].seq if more and rows else None
 
 
+UNPACKED_PER_UPLOADED = 16  # an archive may unpack to this many times the upload limit
+
+
+def _git_only(row: RepoRow) -> None:
+    if row.url is None:
+        raise Conflict(f"repository {row.name} builds uploaded archives (it has no git URL): "
+                       f"POST /v1/repos/{row.name}/builds/upload")
+
+
+def _archives_only(row: RepoRow) -> RepoRow:
+    if row.url is not None:
+        raise Conflict(f"repository {row.name} builds from {row.url}: an archive is built by "
+                       "a repository without a git URL")
+    return row
+
+
 def start(ctx: ServerContext, project_id: str, repo: str, ref: str | None) -> Build:
     """Queue a build of `ref` (the repository's branch by default) by hand."""
     with ctx.db.session() as sess:
         row = store.repo(sess, project_id, repo)
+        _git_only(row)
         wanted = ref or row.branch
         branch = wanted if wanted == row.branch else None
         build = store.queue(sess, row, wanted, branch, "manual")
+        return _views(sess, [build])[0]
+
+
+def upload(ctx: ServerContext, project_id: str, repo: str, data: bytes) -> Build:
+    """Queue a build of an uploaded tar archive (the router capped its size); the archive is
+    checked before anything is stored, and stored with the build in one transaction."""
+    with ctx.db.read() as sess:
+        dockerfile = _archives_only(store.repo(sess, project_id, repo)).dockerfile
+    found = check_archive(data, dockerfile,
+                          ctx.settings.build_upload_max_bytes * UNPACKED_PER_UPLOADED)
+    with ctx.db.session() as sess:
+        row = _archives_only(store.repo(sess, project_id, repo))
+        build = store.queue(sess, row, f"sha256:{found.sha256}", None, "upload")
+        store.keep_archive(sess, build.id, found.sha256, data)
         return _views(sess, [build])[0]
 
 
@@ -164,8 +200,12 @@ def webhook(ctx: ServerContext, box: SecretBox, repo_id: str, headers: Mapping[s
             raise NotFound(f"repository {repo_id} not found")
         secret = box.open(repo.secret_enc)
         branch = repo.branch
+        uploads_only = repo.url is None
     webhooks.verify(headers, body, secret)
     push = webhooks.parse_push(headers, body)
+    if uploads_only:
+        return HookReply(queued=False, reason="the repository builds uploaded archives: "
+                         "pushes are ignored")
     if isinstance(push, webhooks.Ignored):
         return HookReply(queued=False, reason=push.reason)
     if push.branch != branch:

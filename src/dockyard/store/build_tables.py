@@ -1,14 +1,17 @@
 """The tables of repositories and builds (issue #13), registered on `tables.Base` by
 `tables.py`.
 
-    repos ─┬─ builds ── build_logs       every line of a build's log, numbered from 1
+    repos ─┬─ builds ─┬─ build_logs      every line of a build's log, numbered from 1
+           │          └─ build_archives  the uploaded tar context of a queued/running build
            └─ hook_deliveries            the delivery keys seen per repository (replays)
 
 A repository's webhook secret and credentials are stored encrypted (Fernet, key in the
 server's HOME; see server/secrets.py): the secret must be readable to check signatures, the
 credentials to clone. `builds.seq` orders builds by arrival (the queue). A build is claimed
 by a conditional UPDATE queued → running, so two servers never run the same one;
-`heartbeat_at` tells a build whose server died from one still running.
+`heartbeat_at` tells a build whose server died from one still running. A repository without
+`url` builds uploaded archives: each is stored with its build (in the database, so that any
+server can hand it to the build host) and deleted when that build ends.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -35,7 +39,7 @@ from dockyard.store.tables import Base, ProjectNamed, utcnow
 class RepoRow(ProjectNamed, Base):
     __tablename__ = "repos"
     __table_args__ = (UniqueConstraint("project_id", "name", name="uq_repo_name"),)
-    url: Mapped[str] = mapped_column(String(1024))
+    url: Mapped[str | None] = mapped_column(String(1024))  # None: uploaded archives
     branch: Mapped[str] = mapped_column(String(200))
     dockerfile: Mapped[str] = mapped_column(String(255))
     context: Mapped[str] = mapped_column(String(255))
@@ -91,3 +95,13 @@ class HookDeliveryRow(Base):
                                          primary_key=True)
     key: Mapped[str] = mapped_column(String(160), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BuildArchiveRow(Base):
+    __tablename__ = "build_archives"
+    build_id: Mapped[str] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -14,13 +14,20 @@ from sqlalchemy.orm import Session
 
 from dockyard.errors import Conflict, NotFound, RetryableConflict
 from dockyard.model.ids import new_id
-from dockyard.store.build_tables import BuildLogRow, BuildRow, HookDeliveryRow, RepoRow
+from dockyard.store.build_tables import (
+    BuildArchiveRow,
+    BuildLogRow,
+    BuildRow,
+    HookDeliveryRow,
+    RepoRow,
+)
 from dockyard.store.rows import by_name, insert_unique, page
-from dockyard.store.tables import EventRow, OperationRow
+from dockyard.store.tables import EventRow, Meta, OperationRow
 
 __all__ = ["BuildLogRow", "BuildRow", "RepoRow", "Session"]
 
 ACTIVE = ("queued", "running")
+BUILD_SLOTS = "build_slots"  # the meta row whose lock serialises build starts (all servers)
 
 
 def now() -> datetime:
@@ -73,6 +80,7 @@ def remove_repo(sess: Session, row: RepoRow) -> None:
     ids = list(sess.scalars(select(BuildRow.id).where(BuildRow.repo_id == row.id)))
     if ids:
         sess.execute(delete(BuildLogRow).where(BuildLogRow.build_id.in_(ids)))
+        sess.execute(delete(BuildArchiveRow).where(BuildArchiveRow.build_id.in_(ids)))
         sess.execute(delete(BuildRow).where(BuildRow.id.in_(ids)))
     sess.execute(delete(HookDeliveryRow).where(HookDeliveryRow.repo_id == row.id))
     sess.delete(row)
@@ -108,6 +116,31 @@ def queue(sess: Session, repo: RepoRow, ref: str, branch: str | None, trigger: s
                                                       "moment; retry"))
 
 
+def keep_archive(sess: Session, build_id: str, sha256: str, data: bytes) -> None:
+    """The uploaded context of a just-queued build (same transaction): kept until it ends."""
+    sess.add(BuildArchiveRow(build_id=build_id, sha256=sha256, size=len(data), data=data))
+    sess.flush()
+
+
+def archive_digest(sess: Session, build_id: str) -> str | None:
+    """The sha256 of the build's uploaded archive (None: it has none, or it ended)."""
+    return sess.scalar(select(BuildArchiveRow.sha256)
+                       .where(BuildArchiveRow.build_id == build_id))
+
+
+def archive_data(sess: Session, build_id: str) -> bytes | None:
+    return sess.scalar(select(BuildArchiveRow.data).where(BuildArchiveRow.build_id == build_id))
+
+
+def archive_count(sess: Session) -> int:
+    """Stored archives (every one belongs to a queued or running build)."""
+    return int(sess.scalar(select(func.count()).select_from(BuildArchiveRow)) or 0)
+
+
+def _drop_archive(sess: Session, build_id: str) -> None:
+    sess.execute(delete(BuildArchiveRow).where(BuildArchiveRow.build_id == build_id))
+
+
 def build(sess: Session, project_id: str | None, build_id: str) -> BuildRow:
     """A build of the project (any project's with None); 404 otherwise."""
     row = sess.get(BuildRow, build_id)
@@ -137,9 +170,13 @@ def running_repos(sess: Session) -> set[str]:
 
 
 def _move(sess: Session, build_id: str, old: str, **values: Any) -> bool:
+    """A conditional state move; a build that ends here loses its uploaded archive."""
     done = sess.execute(update(BuildRow).where(BuildRow.id == build_id, BuildRow.state == old)
                         .values(**values).execution_options(synchronize_session=False))
-    return getattr(done, "rowcount", 0) == 1
+    moved = getattr(done, "rowcount", 0) == 1
+    if moved and values.get("state") in ("succeeded", "failed", "cancelled"):
+        _drop_archive(sess, build_id)
+    return moved
 
 
 def claim(sess: Session, row: BuildRow, host: str | None = None) -> bool:
@@ -168,6 +205,22 @@ def end_operation(sess: Session, op_id: str | None, state: str, error: str | Non
         op.status = "success" if state == "succeeded" else "failure"
         op.error = error[:1024] if error and state != "succeeded" else None
         op.steps = [*op.steps, {"step": state, "at": now().isoformat()}]
+
+
+def lock_build_slots(sess: Session) -> None:
+    """Take the cluster-wide build-start lock: a row lock (FOR UPDATE) on meta `build_slots`,
+    held to the end of the transaction. What a pass reads after it (queued builds, running
+    builds per host and per repository) stays true until its claims commit, so two servers
+    on one PostgreSQL never both fill a host's last build slot. On SQLite writers are
+    serialised already (BEGIN IMMEDIATE) and FOR UPDATE is not emitted."""
+    slot = select(Meta.key).where(Meta.key == BUILD_SLOTS).with_for_update()
+    if sess.scalar(slot) is not None:
+        return
+    try:  # first use: created here; a concurrent creator's row is locked by it until it ends
+        with sess.begin_nested():
+            sess.add(Meta(key=BUILD_SLOTS, value=""))
+    except IntegrityError:
+        sess.scalar(slot)
 
 
 def builds_per_host(sess: Session) -> dict[str, int]:

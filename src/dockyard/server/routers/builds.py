@@ -1,6 +1,6 @@
 """/v1/repos and /v1/builds: repositories a project builds from (the webhook secret shown
-once, credentials never), builds (start, list, show, cancel) and their logs, streamed live
-with `?follow=true`."""
+once, credentials never), builds (start, start from an uploaded tar archive, list, show,
+cancel) and their logs, streamed live with `?follow=true`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
+from dockyard.errors import PayloadTooLarge
 from dockyard.model.build import FINISHED, Build, BuildStart, Repo, RepoCreate, RepoCreated
 from dockyard.server import auth
 from dockyard.server import builds as service
@@ -22,6 +23,19 @@ from dockyard.store import builds as store
 router = APIRouter(tags=["builds"])
 
 FOLLOW_RECHECK = 1.0  # seconds: a follower also looks without a wake-up (other servers)
+
+
+async def raw_body(request: Request, limit: int, what: str) -> bytes:
+    """The raw body, refused (413) as soon as it is over `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"{what} over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"{what} over {limit} bytes")
+    return bytes(body)
 
 
 def runner(request: Request) -> BuildRunner:
@@ -66,6 +80,22 @@ def start_build(ref: str, body: BuildStart | None = None, caller: Caller = Depen
     """Queue a build of `ref` (default: the repository's branch)."""
     build = service.start(ctx, caller.project, ref, body.ref if body else None)
     builds.poke()
+    return build.model_dump(mode="json")
+
+
+@router.post("/v1/repos/{ref}/builds/upload", response_model=Build, status_code=202,
+             openapi_extra={"requestBody": {
+                 "required": True, "description": "a tar archive (plain or gzip) of the "
+                 "build context", "content": {"application/octet-stream": {
+                     "schema": {"type": "string", "format": "binary"}}}}})
+async def upload_build(ref: str, request: Request, caller: Caller = Depends(auth.user),
+                       ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
+    """Queue a build of the uploaded body, a tar archive (plain or gzip) of the build context,
+    for a repository without a git URL: 413 over the server's `build_upload_max_bytes`, 422
+    when it is not a tar archive, has a path or link outside itself, or no Dockerfile."""
+    body = await raw_body(request, ctx.settings.build_upload_max_bytes, "build context")
+    build = await run_in_threadpool(service.upload, ctx, caller.project, ref, body)
+    runner(request).poke()
     return build.model_dump(mode="json")
 
 

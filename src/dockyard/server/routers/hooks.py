@@ -9,27 +9,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from dockyard.errors import PayloadTooLarge
 from dockyard.model.build import HookReply
 from dockyard.server import auth
 from dockyard.server import builds as service
 from dockyard.server.context import ServerContext
-from dockyard.server.routers.builds import runner
+from dockyard.server.routers.builds import raw_body, runner
 
 router = APIRouter(tags=["builds"])
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    """The raw body, refused (413) as soon as it is over `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"webhook body over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"webhook body over {limit} bytes")
-    return bytes(body)
 
 
 @router.post("/v1/hooks/{repo_id}", response_model=HookReply)
@@ -37,7 +23,7 @@ async def push_hook(repo_id: str, request: Request,
                     ctx: ServerContext = Depends(auth.context)) -> dict[str, Any]:
     """A push: a build of the pushed commit is queued when it is the repository's branch;
     other branches and events are acknowledged and ignored, a replayed delivery dropped."""
-    body = await _body(request, ctx.settings.hook_max_bytes)
+    body = await raw_body(request, ctx.settings.hook_max_bytes, "webhook body")
     builds = runner(request)
     reply = await run_in_threadpool(service.webhook, ctx, builds.box, repo_id,
                                     dict(request.headers), body)
