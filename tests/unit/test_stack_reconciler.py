@@ -321,6 +321,13 @@ volumes:
     assert instance_spec(spec_of(BASE), "web", 2).network == "default"
     # a service's replicas spread over hosts (a soft group: scheduler GroupSpreadWeigher)
     assert instance_spec(spec_of(BASE), "web", 2).spread_group == "shop-web"
+    # x-dockyard.spread: false opts out; the default leaves the template hash as it was
+    alone = spec_of(BASE.replace("  web:\n", "  web:\n    x-dockyard: {spread: false}\n", 1))
+    assert alone.services["web"].spread is False
+    assert instance_spec(alone, "web", 2).spread_group is None
+    with pytest.raises(ComposeError, match=r"services\.web\.x-dockyard\.spread: must be true"):
+        spec_of(BASE.replace("  web:\n", "  web:\n    x-dockyard: {spread: 3}\n", 1))
+    assert template_hash(alone.services["web"]) != template_hash(spec_of(BASE).services["web"])
 
 
 def test_a_live_instance_holding_a_replica_name_is_a_conflict(ctx: ServerContext,

@@ -135,6 +135,11 @@ def build_service(name: str, svc: Mapping[str, Any], environ: Mapping[str, str],
     }
     for key in ("update_config", "rollback_config"):
         data[key] = problems.model((*path, "deploy", key), UpdateConfig, deploy.get(key) or {})
+    if "spread" in dockyard:
+        if isinstance(dockyard["spread"], bool):
+            data["spread"] = dockyard["spread"]
+        else:
+            problems.add((*path, "x-dockyard", "spread"), "must be true or false")
     if "http" in dockyard:
         data["http"] = problems.model((*path, "x-dockyard", "http"), HttpEntrance,
                                       dockyard["http"] or {})

@@ -39,6 +39,7 @@ CASTS: dict[tuple[str, ...], type] = {
     ("services", "*", "healthcheck", "retries"): float,
     ("services", "*", "healthcheck", "disable"): bool,
     ("services", "*", "x-dockyard", "cores"): int,
+    ("services", "*", "x-dockyard", "spread"): bool,
     ("services", "*", "x-dockyard", "http", "port"): int,
     ("services", "*", "volumes", "*", "read_only"): bool,
     ("networks", "*", "external"): bool,

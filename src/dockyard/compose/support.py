@@ -33,7 +33,7 @@ _SERVICE: dict[str, Any] = {
         "placement": {"constraints": ANY},
         "update_config": _UPDATE, "rollback_config": _UPDATE,
     },
-    "x-dockyard": {"cores": ANY, "http": {"host": ANY, "port": ANY}},
+    "x-dockyard": {"cores": ANY, "http": {"host": ANY, "port": ANY}, "spread": ANY},
 }
 SUPPORTED: dict[str, Any] = {
     "version": ANY,  # obsolete, informative only (as Compose)

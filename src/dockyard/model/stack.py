@@ -12,7 +12,7 @@ import ipaddress
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from dockyard.model.health import HealthcheckSpec, parse_duration
 from dockyard.model.instance import LimitsSpec
@@ -125,6 +125,9 @@ class ServiceSpec(Frozen):
     update_config: UpdateConfig = Field(default_factory=lambda: UpdateConfig())
     rollback_config: UpdateConfig = Field(default_factory=lambda: UpdateConfig())
     http: HttpEntrance | None = None
+    spread: StrictBool = Field(True, description="`x-dockyard.spread`: the replicas rather "
+                               "on different hosts (a soft spread group); false: by "
+                               "capacity alone")
 
     @field_validator("environment")
     @classmethod

@@ -62,7 +62,7 @@ def instance_spec(spec: StackSpec, service: str, slot: int) -> InstanceCreate:
     name = replica_name(spec.name, service, slot)
     return InstanceCreate.model_validate({
         "name": name, "image": svc.image, "network": network, "ip": ip,
-        "spread_group": spread_group(spec.name, service),
+        "spread_group": spread_group(spec.name, service) if svc.spread else None,
         "hostname": svc.hostname, "limits": svc.limits, "env": dict(svc.environment),
         "constraints": dict(svc.constraints), "healthcheck": svc.healthcheck,
         "command": list(svc.command) if svc.command is not None else None,
@@ -73,7 +73,9 @@ def instance_spec(spec: StackSpec, service: str, slot: int) -> InstanceCreate:
 
 def template_hash(service: ServiceSpec) -> str:
     """A digest of everything of a service but `replicas`: a change replaces its replicas."""
-    body = service.model_dump(mode="json", exclude={"replicas"})
+    # `spread` left out at its default: the hash of a service from before it stays the same
+    body = service.model_dump(mode="json", exclude={"replicas", "spread"} if service.spread
+                              else {"replicas"})
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
