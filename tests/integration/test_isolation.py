@@ -228,6 +228,8 @@ STRANGER_ONLY: dict[tuple[str, str], tuple[Any, str]] = {
     ("POST", "/v1/stacks/{name}/rollback"): ({}, "needs an earlier version "
                                                  "(test_stacks_rollout)"),
     ("POST", "/v1/repos/{ref}/builds"): ({}, "queues a build (test_builds)"),
+    ("POST", "/v1/repos/{ref}/builds/upload"): ({}, "an uploaded context's build, of a "
+                                                    "repository without a URL (test_builds)"),
     ("POST", "/v1/builds/{build_id}/cancel"): ({}, "a running build (test_builds)"),
     # (an image the registry has: the body is checked before the instance is looked up)
     ("POST", "/v1/instances/{ref}/rebuild"): ({"image": "SNAPSHOT_IMAGE"},
