@@ -34,7 +34,7 @@ from common import DOCKYARD, ROOT, PrivateDockyard, free_port, pick_octets, stat
 
 from dockyard.adapters import legs
 from dockyard.adapters.processes import command_lines
-from dockyard.agent.entrance import netns_name
+from dockyard.agent.entrance import host_name, netns_name
 
 sys.path.insert(0, str(ROOT))
 from tests.integration.gitserver import (  # noqa: E402  (the suite's git server)
@@ -227,13 +227,15 @@ def bench_push_deploy(rounds: int, log: Callable[[str], None]) -> dict[str, Any]
 
 def kill_entrance(agent_home: Path) -> None:
     """Kill, by PID, the HAProxy processes of this run's entrance (their command line names
-    its private directory) once its agent is gone, and remove the entrance's namespace."""
+    its private directory) once its agent is gone, and remove the entrance's namespace and
+    the name it gave the host's."""
     entrance_dir = str(agent_home / "entrance")
     for pid, argv in command_lines():
         if argv[0].endswith("haproxy") and any(a.startswith(entrance_dir) for a in argv):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     legs.delete_netns(netns_name(agent_home))
+    legs.delete_netns(host_name(agent_home))  # the name of the host's own namespace
 
 
 class _Hooked:
