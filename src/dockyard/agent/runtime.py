@@ -64,6 +64,7 @@ from dockyard.serving import KEEP_ALIVE, PromptServer
 log = logging.getLogger("dockyard.agent")
 WATCH_TIMEOUT = 25.0
 FORGET_WAIT = 300.0  # seconds `forget` waits for a sync of the instance already running
+BACKLOG = 2048  # uvicorn's default
 
 
 class ServerProgress:
@@ -453,13 +454,23 @@ class Agent:
             threading.Thread(target=self._work, name=f"worker-{n}", daemon=True).start()
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The agent API's socket, listening before the agent registers. Registering marks the
+    host up, and a server may call the API at once (a create checks the image there); until
+    uvicorn serves, such a connection waits in the backlog instead of being refused (CI stop
+    24: two creates right after `dockyard up` got "agent unreachable: Connection refused")."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    return sock
+
+
 def run_agent(settings: AgentSettings) -> None:
     """Run until SIGINT/SIGTERM. Instances keep running when the agent stops."""
     settings.home.mkdir(parents=True, exist_ok=True)
     host, port = split_listen(settings.api_listen)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listening_socket(host, port)
     pending = certs.request(settings)  # TLS cluster: serve https with a CA-signed cert
     api_url = f"{'https' if pending else 'http'}://{host}:{sock.getsockname()[1]}"
     agent = Agent(settings)
@@ -471,7 +482,7 @@ def run_agent(settings: AgentSettings) -> None:
     app = create_agent_app(agent.engine, agent.secret, agent.cluster, agent.lxcfs,
                            agent.registry, settings.home, agent.forget,
                            agent.live_hooks())
-    config = uvicorn.Config(app, log_level="warning", access_log=False,
+    config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=BACKLOG,
                             timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=1,
                             ssl_certfile=cert, ssl_keyfile=key)
     try:
