@@ -22,8 +22,7 @@ import os
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import pytest
 from tests.e2e import hostctl
 from tests.e2e.conftest import DOCKYARD, ENTRANCE_PORT, DevCluster
 from tests.integration.test_entrance import Client, get
+from tests.polling import until
 
 HOST = "shop.example"
 COMPOSE = """
@@ -58,16 +58,6 @@ services:
   backend:
     image: dockyard/busybox
 """
-
-
-def _until(what: Callable[[], Any], message: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = what()
-        if got:
-            return got
-        assert time.monotonic() < deadline, message
-        time.sleep(0.3)
 
 
 class Requests:
@@ -140,7 +130,7 @@ def shop(cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
     finally:
         cluster.cli("stack", "rm", "shop")
         cluster.cli("delete", "ballast", "--force")
-        _until(lambda: "shop-" not in cluster.ok("list"), "shop's instances are not gone")
+        until(lambda: "shop-" not in cluster.ok("list"), "shop's instances are not gone")
 
 
 def test_deploy_across_hosts_scale_and_update_without_a_failed_request(shop: Shop) -> None:
@@ -149,24 +139,24 @@ def test_deploy_across_hosts_scale_and_update_without_a_failed_request(shop: Sho
     shop.cluster.ok("launch", "dockyard/busybox", "ballast", "--host", "host1",
                     "--memory", "512M", "--no-lxcfs")
     shop.deploy("v1")
-    _until(lambda: shop.serving(3, "v1"), "v1 × 3 never served by the entrance")
+    until(lambda: shop.serving(3, "v1"), "v1 × 3 never served by the entrance")
     placed = {r["name"]: r["host"] for r in shop.web()}
     assert sorted(placed.values()) == ["host1", "host2", "host3"], placed  # spread
     # every replica answers through the entrance (those on host2 and host3 through its leg),
     # once its reload with the last healthy one is done
     want, seen = {f"v1 {name}" for name in placed}, set()
-    _until(lambda: seen.update(shop.bodies(3)) or seen >= want,
+    until(lambda: seen.update(shop.bodies(3)) or seen >= want,
            f"answers from every replica through the entrance (seen {seen})", timeout=30)
     assert seen == want
     shop.cluster.ok("stack", "scale", "shop", "web=5")
-    _until(lambda: shop.serving(5, "v1"), "web never scaled to 5")
+    until(lambda: shop.serving(5, "v1"), "web never scaled to 5")
     shop.cluster.ok("stack", "scale", "shop", "web=2")
-    _until(lambda: shop.serving(2, "v1"), "web never scaled back to 2")
+    until(lambda: shop.serving(2, "v1"), "web never scaled back to 2")
     with Requests(shop.address) as client:
         shop.deploy("v2", replicas=2)
-        _until(lambda: shop.serving(2, "v2"), "v2 never served alone")
+        until(lambda: shop.serving(2, "v2"), "v2 never served alone")
         seen_v2 = len(client.answers)
-        _until(lambda: len(client.answers) > seen_v2 + 10, "no answers after the update")
+        until(lambda: len(client.answers) > seen_v2 + 10, "no answers after the update")
     assert client.failures == [], client.failures[:10]
     assert versions(client) == {"v1", "v2"}
     assert versions(client, seen_v2) == {"v2"}
@@ -176,31 +166,31 @@ def test_deploy_across_hosts_scale_and_update_without_a_failed_request(shop: Sho
 def test_failing_v3_rolled_back_while_v2_serves(shop: Shop) -> None:
     with Requests(shop.address) as client:
         shop.cluster.cli("stack", "deploy", "shop", "-f", str(shop.write("v3", 2)))
-        show = _until(lambda: (s := shop.show())["status"] == "converged" and s,
+        show = until(lambda: (s := shop.show())["status"] == "converged" and s,
                       "the v3 update never ended", timeout=120)
         assert show["spec"]["services"]["web"]["environment"] == {"VERSION": "v2"}
-        _until(lambda: shop.serving(2, "v2"), "v2 not served after the rollback")
+        until(lambda: shop.serving(2, "v2"), "v2 not served after the rollback")
     assert client.failures == [], client.failures[:10]
     assert versions(client) == {"v2"}  # v3 never served
     notes = [v["note"] for v in json.loads(shop.cluster.ok("stack", "history", "shop",
                                                           "--json"))["items"]]
     assert notes[-2].startswith("failed") and notes[-1].startswith("rollback to")
     shop.cluster.ok("stack", "rollback", "shop")
-    _until(lambda: shop.serving(2, "v1"), "stack rollback never served v1")
+    until(lambda: shop.serving(2, "v1"), "stack rollback never served v1")
 
 
 def test_kill9_of_the_server_mid_update_then_it_finishes(shop: Shop) -> None:
     """Three replicas, a 3 s delay between batches: the server is killed right after the
     first batch began; the restarted server's loop finishes the update from the store."""
     shop.cluster.ok("stack", "scale", "shop", "web=3")
-    _until(lambda: shop.serving(3, "v1"), "web never scaled to 3")
+    until(lambda: shop.serving(3, "v1"), "web never scaled to 3")
     home = shop.cluster.home
     argv = hostctl._argv(hostctl.server_pid(home))
     deploy = subprocess.Popen(
         [DOCKYARD, "stack", "deploy", "shop", "-f", str(shop.write("v2", 3, "3s"))],
         env=shop.cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _until(lambda: len({r["version"] for r in shop.web()}) > 1,  # half-way
+        until(lambda: len({r["version"] for r in shop.web()}) > 1,  # half-way
                "the update never began", timeout=60)
         pid = hostctl.server_pid(home)
         os.kill(pid, signal.SIGKILL)
@@ -208,8 +198,8 @@ def test_kill9_of_the_server_mid_update_then_it_finishes(shop: Shop) -> None:
     finally:
         deploy.wait(timeout=60)
     hostctl.start_server(home, argv)
-    show = _until(lambda: (s := shop.show())["status"] == "converged" and s,
+    show = until(lambda: (s := shop.show())["status"] == "converged" and s,
                   "the update never finished after the restart", timeout=120)
     assert show["spec"]["services"]["web"]["environment"] == {"VERSION": "v2"}
-    answers = _until(lambda: shop.serving(3, "v2"), "v2 × 3 never served")
+    answers = until(lambda: shop.serving(3, "v2"), "v2 × 3 never served")
     assert len({r["version"] for r in shop.web()}) == 1 and len(answers) == 3

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import httpx
@@ -25,8 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dockyard.errors import NotFound
 from tests.integration.dockyard_env import IMAGE, Dockyard
-
-T = TypeVar("T")
+from tests.polling import until
 
 # healthy unless VERSION is v3 or /tmp/sick exists in the container; the compose `entrypoint`
 # and `command` replace the image's (only they write /tmp/started, which health requires)
@@ -49,23 +47,13 @@ services:
 """
 
 
-def _until(what: Callable[[], T | None], message: str, timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = what()
-        if got:
-            return got
-        assert time.monotonic() < deadline, message
-        time.sleep(0.3)
-
-
 @pytest.fixture(scope="module")
 def roll(dy: Dockyard, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("roll") / "compose.yaml"
     path.write_text(COMPOSE)
     yield path
     dy.cli("stack", "rm", "roll")
-    _until(lambda: not dy.db_query("SELECT 1 FROM instances WHERE name LIKE 'roll-%'"),
+    until(lambda: not dy.db_query("SELECT 1 FROM instances WHERE name LIKE 'roll-%'"),
            "roll's instances are not gone")
 
 
@@ -107,7 +95,7 @@ def _events(dy: Dockyard, kind: str) -> list[str]:
 def test_healthcheck_shows_healthy(dy: Dockyard, roll: Path) -> None:
     result = _deploy(dy, roll, "v1")
     assert result.code == 0, result.err
-    reps = _until(lambda: _all_healthy(dy), "v1 replicas never became healthy")
+    reps = until(lambda: _all_healthy(dy), "v1 replicas never became healthy")
     assert [r["name"] for r in reps] == ["roll-web-1", "roll-web-2"]
     assert "healthy" in dy.ok("stack", "ps", "roll").out
     assert "healthy" in dy.ok("show", "roll-web-1").out
@@ -141,7 +129,7 @@ def test_update_v1_to_v2_replaces_every_replica(dy: Dockyard, roll: Path) -> Non
     assert result.code == 0, result.err
     show = dy.ok("stack", "show", "roll", "--json").json()
     assert show["status"] == "converged" and show["version"] == 2
-    reps = _until(lambda: _all_healthy(dy), "v2 replicas never became healthy")
+    reps = until(lambda: _all_healthy(dy), "v2 replicas never became healthy")
     assert all(r["instance"] != before[r["name"]] for r in reps)  # every one replaced
     assert {r["version"] for r in reps} == {2}
     assert _versions_running(dy) == ["v2", "v2"]
@@ -158,7 +146,7 @@ def test_failing_v3_is_rolled_back(dy: Dockyard, roll: Path) -> None:
     assert show["status"] == "converged", show["status_reason"]
     assert show["version"] == 4 and show["spec"]["services"]["web"]["environment"] == {
         "VERSION": "v2"}
-    _until(lambda: _all_healthy(dy), "the rolled-back replicas never became healthy")
+    until(lambda: _all_healthy(dy), "the rolled-back replicas never became healthy")
     assert _versions_running(dy) == ["v2", "v2"]  # nothing of v3 left
     history = dy.ok("stack", "history", "roll", "--json").json()["items"]
     assert [v["note"].split(":")[0] for v in history] == [
@@ -171,7 +159,7 @@ def test_stack_rollback_goes_back_one_version(dy: Dockyard, roll: Path) -> None:
     out = dy.ok("stack", "rollback", "roll", "--json").json()
     assert out["version"] == 5 and out["spec"]["services"]["web"]["environment"] == {
         "VERSION": "v1"}
-    _until(lambda: _all_healthy(dy), "v1 replicas never became healthy again")
+    until(lambda: _all_healthy(dy), "v1 replicas never became healthy again")
     assert _versions_running(dy) == ["v1", "v1"]
     history = dy.ok("stack", "history", "roll").out
     assert "rollback to 1" in history
@@ -196,9 +184,9 @@ def test_unhealthy_replica_restarted_then_replaced(dy: Dockyard, roll: Path) -> 
     first = {r["name"]: r["instance"] for r in _replicas(dy)}
     with dy.api() as api:
         api.post("/v1/instances/roll-web-1/exec", {"command": ["touch", "/tmp/sick"]})
-    _until(lambda: any("restarted roll-web-1" in m for m in _events(dy, "stack_repair")),
+    until(lambda: any("restarted roll-web-1" in m for m in _events(dy, "stack_repair")),
            "roll-web-1 was never restarted", timeout=90)
-    reps = _until(lambda: (r := _all_healthy(dy)) and r[0]["instance"] != first["roll-web-1"]
+    reps = until(lambda: (r := _all_healthy(dy)) and r[0]["instance"] != first["roll-web-1"]
                   and r, "roll-web-1 was never replaced", timeout=90)
     assert reps[1]["instance"] == first["roll-web-2"]
     repairs = _events(dy, "stack_repair")
@@ -209,7 +197,7 @@ def test_unhealthy_replica_restarted_then_replaced(dy: Dockyard, roll: Path) -> 
 def test_loop_repairs_a_replica_deleted_behind_its_back(dy: Dockyard, roll: Path) -> None:
     gone = next(r for r in _replicas(dy) if r["name"] == "roll-web-2")["instance"]
     dy.ok("delete", "--force", "roll-web-2")
-    reps = _until(lambda: (r := _all_healthy(dy)) and r[1]["instance"] != gone and r,
+    reps = until(lambda: (r := _all_healthy(dy)) and r[1]["instance"] != gone and r,
                   "roll-web-2 was not recreated by the loop")
     assert dy.ok("stack", "show", "roll", "--json").json()["version"] == 5
     assert reps[1]["version"] == reps[0]["version"] and _versions_running(dy) == ["v1", "v1"]
@@ -236,7 +224,7 @@ def test_update_pulls_the_new_image_before_its_batch(dy: Dockyard,
             compose.write_text(f"services:\n  web:\n    image: {tag}\n")
             result = dy.cli("stack", "deploy", "pull", "-f", str(compose), timeout=180)
             assert result.code == 0, result.err
-            now = _until(lambda: (r := _pull_events(dy)) and r[0] != seen[-1][0] and r,
+            now = until(lambda: (r := _pull_events(dy)) and r[0] != seen[-1][0] and r,
                          f"pull-web-1 never ran {tag}", timeout=90)
             assert now[1] == seen[-1][1], now
             seen.append((now[0], []))  # v2: nothing left to pull at its create
@@ -246,7 +234,7 @@ def test_update_pulls_the_new_image_before_its_batch(dy: Dockyard,
         assert engine.images.get(f"{dy.registry}/{tags[1]}")
     finally:
         dy.cli("stack", "rm", "pull")
-        _until(lambda: not dy.db_query("SELECT 1 FROM instances WHERE name LIKE 'pull-%'"),
+        until(lambda: not dy.db_query("SELECT 1 FROM instances WHERE name LIKE 'pull-%'"),
                "pull's instances are not gone")
         for tag in tags:
             for name in (tag, f"{dy.registry}/{tag}"):

@@ -56,7 +56,7 @@ def ensure_netns(ns: str) -> None:
     _check_name(ns, "network namespace")
     if not (NETNS_DIR / ns).exists():
         _run("ip", "netns", "add", ns)
-    _run("ip", "-n", ns, "link", "set", "lo", "up")
+        _run("ip", "-n", ns, "link", "set", "lo", "up")
 
 
 def name_own_netns(name: str) -> None:
@@ -94,12 +94,15 @@ def legs(ns: str) -> dict[str, str]:
             for a in link.get("addr_info", [])[:1]}
 
 
-def ensure_leg(ns: str, near: str, far: str, bridge: str, address: str) -> None:
+def ensure_leg(ns: str, near: str, far: str, bridge: str, address: str,
+               present: dict[str, str] | None = None) -> None:
     """The leg `near` (port of `bridge`) ↔ `far` (in NS, holding `address`, IP/LEN), up.
-    A leg that is not exactly that is made again."""
+    A leg that is not exactly that is made again. `present`: what `legs(NS)` returned just
+    before (a caller ensuring several legs reads the namespace once)."""
     for name, what in ((near, "leg"), (far, "leg"), (bridge, "bridge")):
         _check_name(name, what)
-    if legs(ns).get(far) == address and _master(near) == bridge:
+    if (legs(ns) if present is None else present).get(far) == address \
+            and _master(near) == bridge:
         return
     remove_leg(near)
     _run("ip", "-n", ns, "link", "delete", far, check=False)  # a far end left without a peer

@@ -90,12 +90,13 @@ class Legs:
         host's (it opens it then)."""
         legs_adapter.ensure_netns(self.netns)
         legs_adapter.name_own_netns(self.host)
+        present = legs_adapter.legs(self.netns)  # one read per poll: most find all in place
         keep = set()
         for leg in wanted:
             near, far = leg_names(leg.network)
-            legs_adapter.ensure_leg(self.netns, near, far, leg.bridge, leg.address)
+            legs_adapter.ensure_leg(self.netns, near, far, leg.bridge, leg.address, present)
             keep.add(far)
-        for far in legs_adapter.legs(self.netns).keys() - keep:
+        for far in present.keys() - keep:
             if far.startswith("eth"):
                 legs_adapter.remove_leg("dyl" + far.removeprefix("eth"))
 
