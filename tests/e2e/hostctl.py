@@ -12,12 +12,16 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from dockyard.devcluster import plumbing, state
+from dockyard.store.db import Database
+from dockyard.store.tables import HostRow
 
 ROOT = str(Path(__file__).resolve().parents[2])  # tests.faultrun imports from here
 
@@ -164,6 +168,7 @@ def start_server(home: Path, argv: list[str], fault: tuple[str, Path] | None = N
             "a = json.loads(sys.argv[1]); "
             "print(pl.spawn(a['argv'], Path(a['log']), {'PYTHONPATH': a['root']}))")
     arg = json.dumps({"argv": argv, "root": ROOT, "log": str(home / "server.log")})
+    started = datetime.now(UTC)
     out = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True,
                          check=True, timeout=60)
     st.server_pid = int(out.stdout.strip().splitlines()[-1])
@@ -174,7 +179,28 @@ def start_server(home: Path, argv: list[str], fault: tuple[str, Path] | None = N
     except Exception as exc:
         tail = (home / "server.log").read_text(errors="replace")[-3000:]
         raise AssertionError(f"the server did not start again: {exc}\n{tail}") from exc
+    # and every host heard from by it: a server down for longer than the heartbeat timeout
+    # finds every host `down` until its agent calls again (each retries every second), and a
+    # launch at once was refused "host is down" (CI run 11a)
+    names = [h.name for h in st.hosts]
+    plumbing.wait_for(lambda: heard_since(home, names, started), "every host's agent back",
+                      st.server_pid, home / "server.log")
     return st.server_pid
+
+
+def heard_since(home: Path, names: list[str], when: datetime) -> bool:
+    """Whether the server has written the heartbeat of every host in `names` at `when` or
+    later (read from its store)."""
+    db = Database(f"sqlite:///{home / 'dockyard.db'}")
+    try:
+        with db.read() as sess:
+            beats = dict(sess.execute(select(HostRow.name, HostRow.last_heartbeat)
+                                      .where(HostRow.name.in_(names))).tuples().all())
+    finally:
+        db.close()
+    return len(beats) == len(names) and all(
+        b is not None and (b if b.tzinfo else b.replace(tzinfo=UTC)) >= when
+        for b in beats.values())
 
 
 class FaultServer:
