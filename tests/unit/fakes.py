@@ -93,6 +93,7 @@ class FakeNetwork:
     bridges: set[str] = field(default_factory=set)
     plumbed: dict[int, FakeEth0] = field(default_factory=dict)
     veths: set[str] = field(default_factory=set)
+    arrivals: list[str] = field(default_factory=list)
     fail_plumb: bool = False
 
     def ensure_network(self, net: DesiredNetwork) -> None:
@@ -103,6 +104,9 @@ class FakeNetwork:
             raise BackendError("veth name taken")
         self.plumbed[pid] = FakeEth0(d.mac, [f"{d.ip}/{d.prefixlen}"])
         self.veths.add(d.id)
+
+    def arrived(self, d: DesiredInstance) -> None:
+        self.arrivals.append(d.id)
 
     def unplumb(self, instance_id: str) -> None:
         self.veths.discard(instance_id)

@@ -19,11 +19,12 @@ kernel fill checksums in before the packet leaves it.
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from dockyard.errors import BackendError
 
-__all__ = ["add_port", "create_db", "del_port", "ensure_bridge", "init_db", "tx_offload_off",
-           "tx_offload_off_in", "vswitchd_ready"]
+__all__ = ["add_port", "create_db", "del_port", "ensure_bridge", "init_db", "purge_flows",
+           "tx_offload_off", "tx_offload_off_in", "vswitchd_ready"]
 
 _TIMEOUT_S = 30.0
 
@@ -98,3 +99,24 @@ def vswitchd_ready(control: str) -> bool:
     except BackendError:
         return False
     return True
+
+
+def control(db: str | None) -> str:
+    """The unixctl target of the ovs-vswitchd beside the ovsdb-server `db`: the
+    `ovs-vswitchd.ctl` in the directory of its socket when there is one (how the dev-cluster
+    runs a simulated host's switch), else the system's ovs-vswitchd."""
+    if db and db.startswith("unix:"):
+        ctl = Path(db.removeprefix("unix:")).parent / "ovs-vswitchd.ctl"
+        if ctl.exists():
+            return str(ctl)
+    return "ovs-vswitchd"
+
+
+def purge_flows(db: str | None) -> None:
+    """Drop the switch's cached datapath flows (`ovs-appctl revalidator/purge`): the next
+    packet of each flow is decided again from the MAC table as it is now. After a MAC moved to
+    this host, the cached flow still sends frames for it back where it was learned before
+    (the trunk) until the revalidators' next pass: measured 0.5 s of lost pings after 4 of 6
+    live moves on the dev-cluster (the MAC table itself had learned the move from the
+    gratuitous ARP at once)."""
+    _run(["ovs-appctl", "-t", control(db), "revalidator/purge"])

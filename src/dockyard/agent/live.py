@@ -285,6 +285,7 @@ def _restore(engine: DockerEngine, rec: Reconciler, hooks: LiveHooks,
     info = engine.start_checkpoint(name, cp)
     t_started = time.monotonic()
     rec.network.plumb(info.pid, d)  # same IP and MAC; sends a gratuitous ARP
+    rec.network.arrived(d)
     t_plumbed = time.monotonic()
     eth0 = rec.network.eth0(info.pid)
     rec.limits.ensure_io(info.pid, d.limits)

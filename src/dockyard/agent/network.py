@@ -22,13 +22,16 @@ userspace OVS datapath, which bridge netfilter never sees (OVS flow rules would 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
 
 from dockyard.adapters import antispoof, iptables, netlink, ovs
+from dockyard.errors import BackendError
 from dockyard.model import ids
 from dockyard.model.agent import DesiredInstance, DesiredNetwork
 
 TRUNK = "dytrunk"
+log = logging.getLogger(__name__)
 
 
 def anycast_mac(network_id: str) -> str:
@@ -109,6 +112,19 @@ class LinuxHostNetwork:
             # once a port of the switch: sent before, it reached no switch, and after a move
             # the others kept the MAC on the old host's side until their ARP entry aged out
             netlink.announce(pid, d.mac, d.ip)
+
+    def arrived(self, d: DesiredInstance) -> None:
+        """The instance's MAC was elsewhere until now (it moved here, eth0 plumbed and
+        announced): a switch of this host that learned it on its trunk forgets the old way at
+        once (adapters/ovs.py `purge_flows`). Best effort: without it, frames reach the
+        instance after the switch's next revalidation (≤ 0.5 s)."""
+        if not self._trunked(d.network):
+            return
+        try:
+            ovs.purge_flows(self._ovs_db)
+        except BackendError as exc:
+            log.warning("instance %s arrived: the switch's flows were not purged: %s", d.id,
+                        exc.message)
 
     def unplumb(self, instance_id: str) -> None:
         host_end = ids.host_veth_name(instance_id)
