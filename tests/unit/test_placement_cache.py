@@ -269,3 +269,37 @@ def test_a_savepoint_neither_locks_nor_bumps_the_stamp_only_the_outer_commit_doe
     with db.read() as sess:
         assert ledger.capacity_stamp(sess) == before + 1  # once, at the outer commit
     assert ledger.touched_since(ledger.session_engine(sess), before, before + 1) == {"h0"}
+
+
+@pytest.mark.parametrize("merge_after", [1, 256])
+def test_versions_handed_out_never_change_and_stay_equal_to_a_fresh_read(
+        store: tuple[Database, str, ServerSettings], monkeypatch: pytest.MonkeyPatch,
+        merge_after: int) -> None:
+    """The versions of a view are patched copy-on-write (`_Versions`): a placement in flight
+    keeps the ones it read while later refreshes patch, and fold, newer ones."""
+    monkeypatch.setattr(placement._Versions, "MERGE_AFTER", merge_after)
+    db, project, settings = store
+    with db.read() as sess:
+        _, first = placement.cluster_view(sess, settings)
+    held = dict(first)
+    for _ in range(5):
+        _launch(db, project, settings, _request(GiB // 4))
+        _assert_current(db, settings)  # compares the cached versions with a fresh read
+    assert dict(first) == held
+    with db.read() as sess:
+        _, now = placement.cluster_view(sess, settings)
+    assert sum(now.values()) == sum(held.values()) + 5 and set(now) == set(held)
+
+
+def test_the_journal_is_trimmed_now_and_then_and_keeps_the_newest(
+        store: tuple[Database, str, ServerSettings], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger, "_JOURNAL_SIZE", 3)
+    db, project, settings = store
+    engine = db.engine
+    with db.read() as sess:
+        start = ledger.capacity_stamp(sess)
+    hosts = [_launch(db, project, settings, _request(GiB // 8)) for _ in range(8)]
+    journal = ledger._journals[engine]
+    assert len(journal) <= 2 * 3  # bounded
+    assert ledger.touched_since(engine, start + 5, start + 8) == set(hosts[5:])
+    assert ledger.touched_since(engine, start, start + 8) is None  # trimmed: rebuild
