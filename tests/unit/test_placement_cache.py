@@ -50,6 +50,7 @@ def test_with_hosts_equals_a_rebuilt_index(seed: int) -> None:
     fresh = HostIndex.build(after)
     assert_same_index(patched, fresh)
     assert patched.position == fresh.position
+    assert patched.members == fresh.members
     for key, values in LABELS.items():
         for value in values:
             assert np.array_equal(patched.label_is(key, value), fresh.label_is(key, value))
