@@ -6,6 +6,7 @@ version CAS), never a double reservation. Plus `HostIndex.with_hosts` against `b
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import delete, event, insert, select, text
+from sqlalchemy.orm import Session
 
 from dockyard.config import ServerSettings
 from dockyard.errors import Conflict, NoValidHost
@@ -24,7 +26,8 @@ from dockyard.server import placement
 from dockyard.server.bootstrap import init_store
 from dockyard.store import ledger
 from dockyard.store.db import Database
-from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, NetworkRow
+from dockyard.store.tables import Base, CoreAllocationRow, HostRow, InstanceRow, NetworkRow
+from tests.postgres import fresh_database
 from tests.unit.test_scheduler_vectorized import GROUPS, LABELS, assert_same_index, random_host
 
 GiB = 1 << 30
@@ -64,6 +67,13 @@ def test_with_hosts_equals_a_rebuilt_index(seed: int) -> None:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[tuple[Database, str, ServerSettings]]:
     db = Database(f"sqlite:///{tmp_path / 'd.db'}")
+    project = _four_hosts(db)
+    yield db, project, ServerSettings(home=tmp_path)
+    db.close()
+
+
+def _four_hosts(db: Database) -> str:
+    """A network and four hosts of 4 cores and 4 GiB, up; returns the project."""
     project = init_store(db)
     now = datetime.now(UTC)
     with db.session() as sess:
@@ -73,8 +83,7 @@ def store(tmp_path: Path) -> Iterator[tuple[Database, str, ServerSettings]]:
             sess.add(HostRow(id=f"h{i}", name=f"host{i}", version=0, draining=False,
                              inventory={"cores": [0, 1, 2, 3], "memory_bytes": 4 * GiB},
                              reserved_cores=[], labels={}, last_heartbeat=now))
-    yield db, project, ServerSettings(home=tmp_path)
-    db.close()
+    return project
 
 
 def _instance(project: str, host_id: str, memory: int, group: str | None = None) -> InstanceRow:
@@ -328,3 +337,66 @@ def test_the_liveness_read_searches_the_heartbeat_index_not_every_host(
             plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
                 f"EXPLAIN QUERY PLAN {statement}", parameters))  # type: ignore[arg-type]
             assert "ix_hosts_last_heartbeat" in plan and "SCAN hosts" not in plan, plan
+
+
+# -- several servers on one PostgreSQL ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with fresh_database("placement") as url:
+        yield url
+
+
+def test_two_servers_on_postgresql_never_overbook_and_their_caches_match_the_store(
+        pg_url: str) -> None:
+    """Two `Database`s (two servers' engines) place concurrently on four 4 GiB hosts until
+    no host has room: the stamp bump, the Core CAS and the touched-host re-reads keep every
+    host within its memory, and each engine's cached view equals a fresh read afterwards."""
+    first = Database(pg_url)
+    first.migrate()
+    with first.session() as sess:
+        names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        sess.execute(text(f"TRUNCATE {names} CASCADE"))
+    project = _four_hosts(first)
+    second = Database(pg_url)
+    settings = ServerSettings(home=Path("/nonexistent"))
+    placed: list[str] = []
+    failures: list[BaseException] = []
+
+    def server(db: Database) -> None:
+        while True:
+            try:
+                placed.append(db.transact(lambda sess: _place_in(sess, project, settings),
+                                          attempts=40))
+            except NoValidHost:
+                return
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+                return
+
+    try:
+        threads = [threading.Thread(target=server, args=(db,))
+                   for db in (first, second, first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures
+        assert len(placed) == 4 * 4 * 2  # every host filled to its 4 GiB with 512 MiB each
+        with first.read() as sess:
+            rows = sess.execute(select(InstanceRow.host_id, InstanceRow.limits)).all()
+        for host in {h for h, _ in rows}:
+            assert sum(int(lim["memory_bytes"]) for h, lim in rows if h == host) <= 4 * GiB
+        for db in (first, second):
+            _assert_current(db, settings)
+    finally:
+        first.close()
+        second.close()
+
+
+def _place_in(sess: Session, project: str, settings: ServerSettings) -> str:
+    view, versions = placement.cluster_view(sess, settings)
+    plan = place(_request(GiB // 2), view)
+    ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
+    sess.add(_instance(project, plan.host_id, GiB // 2))
+    return plan.host_id
