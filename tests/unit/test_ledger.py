@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import event, select, text, update
 
 from dockyard.errors import Conflict
 from dockyard.model.ids import new_id
@@ -96,6 +96,73 @@ def test_placement_cas_rejects_a_stale_plan(db: tuple[Database, str]) -> None:
         ledger.commit_placement(sess, "h1", 0)
     with pytest.raises(Conflict, match="retry"), database.session() as sess:
         ledger.commit_placement(sess, "h1", 0)
+
+
+def test_the_cas_gives_the_new_version_to_the_host_row_the_session_holds(
+        db: tuple[Database, str]) -> None:
+    """commit_placement is a Core statement: the session's own HostRow must not keep the old
+    version (a later `version += 1` on it would write a version already taken)."""
+    database, _ = db
+    with database.session() as sess:
+        row = sess.get(HostRow, "h1")
+        assert row is not None and row.version == 0
+        ledger.commit_placement(sess, "h1", 0)
+        assert row.version == 1
+        row.version += 1
+    with database.session() as sess:
+        assert sess.scalars(select(HostRow.version).where(HostRow.id == "h1")).one() == 2
+
+
+def test_no_cores_takes_no_savepoint_and_cores_are_touched(db: tuple[Database, str]) -> None:
+    database, _ = db
+    with database.read() as sess:
+        start = ledger.capacity_stamp(sess)
+    sent: list[str] = []
+    event.listen(database.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_: sent.append(statement))
+    with database.session() as sess:
+        ledger.reserve_cores(sess, "h1", [], "i1")
+        assert "dockyard.capacity_touched" not in sess.info
+    assert not [s for s in sent if "SAVEPOINT" in s.upper()]
+    with database.session() as sess:
+        ledger.reserve_cores(sess, "h1", [2, 3], "i1")
+    with database.read() as sess:
+        assert ledger.taken_cores(sess, "h1") == {2: "i1", 3: "i1"}
+        assert ledger.capacity_stamp(sess) == start + 1
+    engine = ledger.session_engine(sess)
+    assert ledger.touched_since(engine, start, start + 1) == {"h1"}
+
+
+def test_concurrent_writers_each_bump_the_stamp_once(db: tuple[Database, str]) -> None:
+    """The stamp's increment (one UPDATE … RETURNING) locks its row: no bump is lost between
+    concurrent transactions (a lost CAS writes nothing and bumps nothing)."""
+    database, _ = db
+    with database.read() as sess:
+        start = ledger.capacity_stamp(sess)
+    failures: list[BaseException] = []
+
+    def place(n: int) -> None:
+        for _ in range(n):
+            try:
+                with database.session() as sess:
+                    seen = sess.scalars(select(HostRow.version).where(HostRow.id == "h1")).one()
+                    ledger.commit_placement(sess, "h1", seen)
+            except Conflict:
+                continue  # lost the CAS to the other thread: nothing written, no stamp
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+
+    threads = [threading.Thread(target=place, args=(15,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    with database.read() as sess:
+        version = sess.scalars(select(HostRow.version).where(HostRow.id == "h1")).one()
+        stamp = ledger.capacity_stamp(sess)
+    assert version > 0
+    assert stamp == start + version  # one bump per committed placement, none lost
 
 
 def test_memory_reserved_sums_instances(db: tuple[Database, str]) -> None:

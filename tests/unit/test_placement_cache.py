@@ -6,6 +6,7 @@ version CAS), never a double reservation. Plus `HostIndex.with_hosts` against `b
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, event, insert, select, text
+from sqlalchemy.orm import Session
 
 from dockyard.config import ServerSettings
 from dockyard.errors import Conflict, NoValidHost
@@ -24,7 +26,8 @@ from dockyard.server import placement
 from dockyard.server.bootstrap import init_store
 from dockyard.store import ledger
 from dockyard.store.db import Database
-from dockyard.store.tables import CoreAllocationRow, HostRow, InstanceRow, NetworkRow
+from dockyard.store.tables import Base, CoreAllocationRow, HostRow, InstanceRow, NetworkRow
+from tests.postgres import fresh_database
 from tests.unit.test_scheduler_vectorized import GROUPS, LABELS, assert_same_index, random_host
 
 GiB = 1 << 30
@@ -50,6 +53,7 @@ def test_with_hosts_equals_a_rebuilt_index(seed: int) -> None:
     fresh = HostIndex.build(after)
     assert_same_index(patched, fresh)
     assert patched.position == fresh.position
+    assert patched.members == fresh.members
     for key, values in LABELS.items():
         for value in values:
             assert np.array_equal(patched.label_is(key, value), fresh.label_is(key, value))
@@ -63,6 +67,13 @@ def test_with_hosts_equals_a_rebuilt_index(seed: int) -> None:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[tuple[Database, str, ServerSettings]]:
     db = Database(f"sqlite:///{tmp_path / 'd.db'}")
+    project = _four_hosts(db)
+    yield db, project, ServerSettings(home=tmp_path)
+    db.close()
+
+
+def _four_hosts(db: Database) -> str:
+    """A network and four hosts of 4 cores and 4 GiB, up; returns the project."""
     project = init_store(db)
     now = datetime.now(UTC)
     with db.session() as sess:
@@ -72,8 +83,7 @@ def store(tmp_path: Path) -> Iterator[tuple[Database, str, ServerSettings]]:
             sess.add(HostRow(id=f"h{i}", name=f"host{i}", version=0, draining=False,
                              inventory={"cores": [0, 1, 2, 3], "memory_bytes": 4 * GiB},
                              reserved_cores=[], labels={}, last_heartbeat=now))
-    yield db, project, ServerSettings(home=tmp_path)
-    db.close()
+    return project
 
 
 def _instance(project: str, host_id: str, memory: int, group: str | None = None) -> InstanceRow:
@@ -269,3 +279,124 @@ def test_a_savepoint_neither_locks_nor_bumps_the_stamp_only_the_outer_commit_doe
     with db.read() as sess:
         assert ledger.capacity_stamp(sess) == before + 1  # once, at the outer commit
     assert ledger.touched_since(ledger.session_engine(sess), before, before + 1) == {"h0"}
+
+
+@pytest.mark.parametrize("merge_after", [1, 256])
+def test_versions_handed_out_never_change_and_stay_equal_to_a_fresh_read(
+        store: tuple[Database, str, ServerSettings], monkeypatch: pytest.MonkeyPatch,
+        merge_after: int) -> None:
+    """The versions of a view are patched copy-on-write (`_Versions`): a placement in flight
+    keeps the ones it read while later refreshes patch, and fold, newer ones."""
+    monkeypatch.setattr(placement._Versions, "MERGE_AFTER", merge_after)
+    db, project, settings = store
+    with db.read() as sess:
+        _, first = placement.cluster_view(sess, settings)
+    held = dict(first)
+    for _ in range(5):
+        _launch(db, project, settings, _request(GiB // 4))
+        _assert_current(db, settings)  # compares the cached versions with a fresh read
+    assert dict(first) == held
+    with db.read() as sess:
+        _, now = placement.cluster_view(sess, settings)
+    assert sum(now.values()) == sum(held.values()) + 5 and set(now) == set(held)
+
+
+def test_the_journal_is_trimmed_now_and_then_and_keeps_the_newest(
+        store: tuple[Database, str, ServerSettings], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger, "_JOURNAL_SIZE", 3)
+    db, project, settings = store
+    engine = db.engine
+    with db.read() as sess:
+        start = ledger.capacity_stamp(sess)
+    hosts = [_launch(db, project, settings, _request(GiB // 8)) for _ in range(8)]
+    journal = ledger._journals[engine]
+    assert len(journal) <= 2 * 3  # bounded
+    assert ledger.touched_since(engine, start + 5, start + 8) == set(hosts[5:])
+    assert ledger.touched_since(engine, start, start + 8) is None  # trimmed: rebuild
+
+
+def test_the_liveness_read_searches_the_heartbeat_index_not_every_host(
+        store: tuple[Database, str, ServerSettings]) -> None:
+    """`_Liveness.read` runs once a second on the placement path: its two queries must not
+    scan the hosts table (5 ms at 10,000 hosts)."""
+    db, _, settings = store
+    sent: list[tuple[str, object]] = []
+
+    def record(_conn: object, _cursor: object, statement: str, parameters: object,
+               *_: object) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    with db.read() as sess:
+        placement._Liveness.read(sess, settings.heartbeat_timeout)
+    event.remove(db.engine, "before_cursor_execute", record)
+    queries = [(s, p) for s, p in sent if "last_heartbeat" in s]
+    assert len(queries) == 2
+    with db.engine.connect() as conn:
+        for statement, parameters in queries:
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", parameters))  # type: ignore[arg-type]
+            assert "ix_hosts_last_heartbeat" in plan and "SCAN hosts" not in plan, plan
+
+
+# -- several servers on one PostgreSQL ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with fresh_database("placement") as url:
+        yield url
+
+
+def test_two_servers_on_postgresql_never_overbook_and_their_caches_match_the_store(
+        pg_url: str) -> None:
+    """Two `Database`s (two servers' engines) place concurrently on four 4 GiB hosts until
+    no host has room: the stamp bump, the Core CAS and the touched-host re-reads keep every
+    host within its memory, and each engine's cached view equals a fresh read afterwards."""
+    first = Database(pg_url)
+    first.migrate()
+    with first.session() as sess:
+        names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        sess.execute(text(f"TRUNCATE {names} CASCADE"))
+    project = _four_hosts(first)
+    second = Database(pg_url)
+    settings = ServerSettings(home=Path("/nonexistent"))
+    placed: list[str] = []
+    failures: list[BaseException] = []
+
+    def server(db: Database) -> None:
+        while True:
+            try:
+                placed.append(db.transact(lambda sess: _place_in(sess, project, settings),
+                                          attempts=40))
+            except NoValidHost:
+                return
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+                return
+
+    try:
+        threads = [threading.Thread(target=server, args=(db,))
+                   for db in (first, second, first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures
+        assert len(placed) == 4 * 4 * 2  # every host filled to its 4 GiB with 512 MiB each
+        with first.read() as sess:
+            rows = sess.execute(select(InstanceRow.host_id, InstanceRow.limits)).all()
+        for host in {h for h, _ in rows}:
+            assert sum(int(lim["memory_bytes"]) for h, lim in rows if h == host) <= 4 * GiB
+        for db in (first, second):
+            _assert_current(db, settings)
+    finally:
+        first.close()
+        second.close()
+
+
+def _place_in(sess: Session, project: str, settings: ServerSettings) -> str:
+    view, versions = placement.cluster_view(sess, settings)
+    plan = place(_request(GiB // 2), view)
+    ledger.commit_placement(sess, plan.host_id, versions[plan.host_id])
+    sess.add(_instance(project, plan.host_id, GiB // 2))
+    return plan.host_id

@@ -105,7 +105,8 @@ class HostIndex:
         """The index after `hosts[p]` became `changed[p]` for each p (the same hosts in the
         same order: a host added or removed needs `build`). Equal to `build` on the new list;
         costs O(len(changed)) per array plus one copy of each array, and keeps the memoized
-        masks, patched at those positions."""
+        masks, patched at those positions (a group's mask: kept unless a changed host joined or
+        left the group)."""
         if not changed:
             return self
         hosts = list(self.hosts)
@@ -118,12 +119,20 @@ class HostIndex:
                 array[p] = value(host)
             columns[name] = array
         renamed = any(self.hosts[p].name != h.name for p, h in changed.items())
-        members = {g: set(ps) for g, ps in self.members.items()}
+        # only the groups a changed host joined or left: O(changed), not O(every membership)
+        members, group_masks = dict(self.members), dict(self._groups)
         for p, host in changed.items():
-            for group in self.hosts[p].groups - host.groups:
-                members[group].discard(p)
-            for group in host.groups - self.hosts[p].groups:
-                members.setdefault(group, set()).add(p)
+            for group in self.hosts[p].groups ^ host.groups:
+                positions = set(members.get(group, ()))
+                if group in host.groups:
+                    positions.add(p)
+                else:
+                    positions.discard(p)
+                if positions:
+                    members[group] = tuple(sorted(positions))
+                else:
+                    members.pop(group, None)
+                group_masks.pop(group, None)  # built again from `members` on use
         networks = {}
         for network_id, mask in self._networks.items():
             networks[network_id] = mask.copy()
@@ -140,8 +149,8 @@ class HostIndex:
             self, hosts=hosts,
             position={h.name: i for i, h in enumerate(hosts)} if renamed else self.position,
             rank=_rank(hosts) if renamed else self.rank,
-            members={g: tuple(sorted(ps)) for g, ps in members.items() if ps},
-            _networks=networks, _labels=labels, _groups={}, _capacities={}, **columns)
+            members=members, _networks=networks, _labels=labels, _groups=group_masks,
+            _capacities={}, **columns)
 
     def __len__(self) -> int:
         return len(self.hosts)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -44,7 +44,7 @@ from dockyard.store.records import as_utc
 from dockyard.store.tables import HostRow
 
 
-def host_is_up(row: HostRow, timeout: float) -> bool:
+def host_is_up(row: HostRow | host_rows.Capacity, timeout: float) -> bool:
     if row.last_heartbeat is None:
         return False
     return as_utc(row.last_heartbeat) > datetime.now(UTC) - timedelta(seconds=timeout)
@@ -72,7 +72,7 @@ def _optional_int(value: object) -> int | None:
     return None if value is None else int(str(value))
 
 
-def effective_labels(row: HostRow) -> dict[str, str]:
+def effective_labels(row: HostRow | host_rows.Capacity) -> dict[str, str]:
     """The agent's labels (`inventory.labels`, from its registration) overridden by those
     given at `host add` (`hosts.labels`)."""
     agent = row.inventory.get("labels") or {}
@@ -112,18 +112,18 @@ class _Liveness:
 class _Store:
     """What one read of the store gives for a set of hosts (all of them, or the touched)."""
 
-    rows: list[HostRow]
+    rows: list[host_rows.Capacity]
     totals: dict[str, tuple[int, int, int, set[str]]]
     taken: dict[str, list[int]]
     networks: set[str]
 
     @classmethod
     def read(cls, sess: Session, networks: set[str], hosts: set[str] | None = None) -> _Store:
-        return cls(rows=host_rows.among_by_name(sess, hosts),
+        return cls(rows=host_rows.capacity_of(sess, hosts),
                    totals=_instance_totals(sess, hosts),
                    taken=ledger.cores_by_host(sess, hosts), networks=networks)
 
-    def host(self, row: HostRow, down: frozenset[str]) -> HostView:
+    def host(self, row: host_rows.Capacity, down: frozenset[str]) -> HostView:
         inv = row.inventory
         memory, pids, count, groups = self.totals.get(row.id, (0, 0, 0, set()))
         return HostView(
@@ -138,6 +138,35 @@ class _Store:
             instances=count, vm=bool(inv.get("vm_accel")))
 
 
+class _Versions(Mapping[str, int]):
+    """Host id -> version as one cached view read them: the versions of the view it was
+    patched from, shared, plus the hosts re-read since (merged into a new base now and then).
+    A refresh costs O(hosts re-read), not a copy of every host's version, and the versions
+    an older view handed to a placement in flight never change under it."""
+
+    MERGE_AFTER = 256  # hosts re-read before the patch is folded into a new base
+
+    def __init__(self, base: dict[str, int], patch: dict[str, int] | None = None) -> None:
+        self._base, self._patch = base, patch or {}
+
+    def patched(self, changes: dict[str, int]) -> _Versions:
+        patch = {**self._patch, **changes}
+        if len(patch) > self.MERGE_AFTER:
+            return _Versions({**self._base, **patch})
+        return _Versions(self._base, patch)
+
+    def __getitem__(self, host_id: str) -> int:
+        if host_id in self._patch:
+            return self._patch[host_id]
+        return self._base[host_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._base)  # a patched host is one of the base's (same hosts, in place)
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+
 @dataclass(frozen=True)
 class _Cached:
     """A view at one capacity stamp, with the host versions and down set it was read at."""
@@ -145,7 +174,7 @@ class _Cached:
     key: tuple[float, float, float, int]  # overcommit ratios, ledger.cache_epoch
     stamp: int
     view: ClusterView
-    versions: dict[str, int]
+    versions: _Versions
     positions: dict[str, int]  # host id -> position in view.hosts
     liveness: _Liveness
 
@@ -164,7 +193,7 @@ def _rebuild(sess: Session, key: tuple[float, float, float, int], stamp: int,
                            pids_overcommit=settings.pids_overcommit)
     view.index()
     return _Cached(key=key, stamp=stamp, view=view,
-                   versions={row.id: row.version for row in store.rows},
+                   versions=_Versions({row.id: row.version for row in store.rows}),
                    positions={h.id: i for i, h in enumerate(hosts)}, liveness=liveness)
 
 
@@ -186,24 +215,22 @@ def _refresh(sess: Session, cached: _Cached, stamp: int, touched: set[str],
                                        for row in store.rows
                                        if row.id not in down and row.last_heartbeat)])
         liveness = replace(liveness, down=down, until=until)
-        versions = dict(versions)
+        versions = versions.patched({row.id: row.version for row in store.rows})
         for row in store.rows:
             changed[cached.positions[row.id]] = store.host(row, down)
-            versions[row.id] = row.version
     for host_id in cached.liveness.down ^ down:
         position = cached.positions.get(host_id)
         if position is not None and position not in changed:
             changed[position] = replace(old[position], up=host_id not in down)
     if not changed:
         return replace(cached, stamp=stamp, liveness=liveness)
-    hosts = list(old)
-    for position, host in changed.items():
-        hosts[position] = host
-    view = replace(cached.view, hosts=hosts).with_index(cached.view.index().with_hosts(changed))
+    index = cached.view.index().with_hosts(changed)  # its host list is the view's: no copy
+    view = replace(cached.view, hosts=index.hosts).with_index(index)
     return replace(cached, stamp=stamp, view=view, versions=versions, liveness=liveness)
 
 
-def cluster_view(sess: Session, settings: ServerSettings) -> tuple[ClusterView, dict[str, int]]:
+def cluster_view(sess: Session,
+                 settings: ServerSettings) -> tuple[ClusterView, Mapping[str, int]]:
     """The cluster as the scheduler sees it, plus each host's version for the commit.
 
     Disk and pids budgets come from the inventory when the agent reports them (`disk_bytes`,
@@ -240,7 +267,7 @@ def cluster_view(sess: Session, settings: ServerSettings) -> tuple[ClusterView, 
         current = _cache.get(engine)
         if current is None or current.key != key or current.stamp <= stamp:
             _cache[engine] = fresh
-    return fresh.view, dict(fresh.versions)
+    return fresh.view, fresh.versions  # both immutable: the next refresh makes new ones
 
 
 def prefixlen(subnet: str) -> int:

@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dockyard.model.ids import new_id
@@ -43,6 +45,34 @@ def among_by_name(sess: Session, ids: set[str] | None) -> list[HostRow]:
     if ids is not None:
         query = query.where(HostRow.id.in_(ids))
     return list(sess.scalars(query))
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the scheduler's view reads of a host's row (`capacity_of`)."""
+
+    id: str
+    name: str
+    version: int
+    draining: bool
+    inventory: dict[str, Any]
+    reserved_cores: list[Any]
+    labels: dict[str, Any]
+    last_heartbeat: datetime | None
+
+
+_CAPACITY = select(HostRow.id, HostRow.name, HostRow.version, HostRow.draining,
+                   HostRow.inventory, HostRow.reserved_cores, HostRow.labels,
+                   HostRow.last_heartbeat).order_by(HostRow.name)
+_CAPACITY_OF = _CAPACITY.where(HostRow.id.in_(bindparam("ids", expanding=True)))
+
+
+def capacity_of(sess: Session, ids: set[str] | None) -> list[Capacity]:
+    """The hosts of `ids` (every host with None), by name, as `Capacity` (columns, not ORM
+    objects: read on every placement that follows another)."""
+    rows = ledger.core_connection(sess).execute(
+        _CAPACITY if ids is None else _CAPACITY_OF, {} if ids is None else {"ids": list(ids)})
+    return [Capacity(*row) for row in rows]
 
 
 def silent_since(sess: Session, cutoff: datetime) -> frozenset[str]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from dockyard.model.instance import DesiredState
-from dockyard.store import rows
+from dockyard.store import ledger, rows
 from dockyard.store.tables import HostRow, InstanceRow
 
 
@@ -96,8 +96,11 @@ def placed(sess: Session,
            hosts: set[str] | None = None) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """(host id, limits, options) of every instance on a host (or on one of `hosts`): what
     the scheduler's view sums per host."""
-    query = (select(InstanceRow.host_id, InstanceRow.limits, InstanceRow.options)
-             .where(InstanceRow.host_id.is_not(None)))
-    if hosts is not None:
-        query = query.where(InstanceRow.host_id.in_(hosts))
-    return list(sess.execute(query).tuples())
+    rows = ledger.core_connection(sess).execute(
+        _PLACED if hosts is None else _PLACED_ON, {} if hosts is None else {"hosts": list(hosts)})
+    return list(rows.tuples())
+
+
+_PLACED = (select(InstanceRow.host_id, InstanceRow.limits, InstanceRow.options)
+           .where(InstanceRow.host_id.is_not(None)))
+_PLACED_ON = _PLACED.where(InstanceRow.host_id.in_(bindparam("hosts", expanding=True)))
