@@ -1,6 +1,6 @@
 """The dev-cluster's host pieces through the adapters, on the real machine (issue 17 item 5):
-an own OVS in a fresh netns (ovs.create_db/init_db/vswitchd_ready, processes.alive) and the
-removal of a cgroup parent under /sys/fs/cgroup (cgroups.remove_tree)."""
+an own OVS in a fresh netns (ovs.create_db/init_db/vswitchd_ready/purge_flows,
+processes.alive) and the removal of a cgroup parent under /sys/fs/cgroup (cgroups.remove_tree)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from dockyard.adapters import cgroups, ovs, processes
 from dockyard.devcluster import plumbing
+from dockyard.errors import BackendError
 
 
 @pytest.fixture
@@ -38,11 +39,16 @@ def test_an_own_ovs_in_a_netns_starts_answers_and_stops(netns: str, tmp_path: Pa
         assert processes.alive(dbpid) and processes.alive(swpid)
         assert ovs.vswitchd_ready(str(root / "ovs-vswitchd.ctl"))
         ovs.init_db(f"unix:{root / 'db.sock'}")  # idempotent on a running database
+        # an arrival's purge reaches this switch (the control socket beside its database)
+        assert ovs.control(f"unix:{root / 'db.sock'}") == str(root / "ovs-vswitchd.ctl")
+        ovs.purge_flows(f"unix:{root / 'db.sock'}")
     finally:
         plumbing.stop(swpid)
         plumbing.stop(dbpid)
     assert not processes.alive(swpid) and not processes.alive(dbpid)
     assert not ovs.vswitchd_ready(str(root / "ovs-vswitchd.ctl"))
+    with pytest.raises(BackendError):  # and says so when there is no switch to purge
+        ovs.purge_flows(f"unix:{root / 'db.sock'}")
 
 
 def test_remove_cgroups_removes_the_parent_in_every_hierarchy() -> None:
