@@ -48,6 +48,16 @@ def test_create_start_plumb_and_files(parts: Any) -> None:
     assert network.bridges == {"dybn1"} and "abc123" in network.veths
 
 
+def test_a_copy_made_after_a_move_tells_the_network_it_arrived(parts: Any) -> None:
+    """Generation 1 is an instance's first home; a later one lived on another host before
+    (its switch may still send its MAC there: agent/network.py `arrived`)."""
+    rec, _, network, _ = parts
+    rec.sync(desired())
+    rec.sync(desired(id="moved1", name="moved", generation=3, ip="10.0.0.6",
+                     mac="02:d7:0a:00:00:06"))
+    assert network.arrivals == ["moved1"]
+
+
 def test_command_and_entrypoint_reach_the_container(parts: Any) -> None:
     rec, engine, _, _ = parts
     rec.sync(desired(entrypoint=["/bin/sh", "-c"], command=["httpd -f"]))

@@ -257,6 +257,8 @@ class Reconciler:
             # a container just made has no eth0, no throttle and no tbf: plumb at once (plumb
             # re-checks what it finds) and write only the limits asked for
             self.network.plumb(info.pid, d)
+            if d.generation > 1:  # a move, a rebuild or an evacuation made it elsewhere before
+                self.network.arrived(d)
             if has_io_limits(d.limits):
                 self.limits.ensure_io(info.pid, d.limits)
             if has_rates(d.limits):
