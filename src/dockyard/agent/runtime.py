@@ -21,6 +21,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -28,7 +29,7 @@ import uvicorn
 from dockyard import faults
 from dockyard.adapters import docker_certs, hostinfo, hostlinks, netlink, qemu
 from dockyard.adapters.docker_engine import ContainerInfo, ContainerState, DockerEngine
-from dockyard.adapters.lxcfs import Lxcfs
+from dockyard.adapters.lxcfs import Lxcfs, MountTable
 from dockyard.agent import certs, imagegc
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
@@ -118,7 +119,8 @@ class Agent:
         self.collector: Collector | None = None
         self.lxcfs = Lxcfs(settings.lxcfs_root)
         self.lxcfs_watch = LxcfsWatch(self.lxcfs, self._lxcfs_pids,
-                                      interval=settings.lxcfs_check_interval)
+                                      interval=settings.lxcfs_check_interval,
+                                      mount_changed=_mount_waiter())
         self.vm_images = VmImages(settings.vm_images)
         self.vm_accel = qemu.accelerator(settings.vm_accel)
 
@@ -492,6 +494,16 @@ class Agent:
                              daemon=True).start()
         for n in range(self.settings.workers):
             threading.Thread(target=self._work, name=f"worker-{n}", daemon=True).start()
+
+
+def _mount_waiter() -> Callable[[float], bool] | None:
+    """The lxcfs watch's wake-up on mount table changes; None (check every interval) if the
+    table cannot be watched."""
+    try:
+        return MountTable().changed
+    except DockyardError as exc:
+        log.warning("lxcfs watch: %s; checking every interval instead", exc.message)
+        return None
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
