@@ -119,3 +119,57 @@ def test_files_unchanged_until_someone_writes_them(tmp_path: Path) -> None:
     assert not files.unchanged(d.id)
     files.write(d)  # the full pass repairs it
     assert files.unchanged(d.id) and "drifted" not in files.hosts(d.id).read_text()
+
+
+@pytest.fixture
+def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The real agent runtime with fakes at the Docker and netlink seams, no threads: the test
+    drains the queue itself. Every host veth of a synced instance shows on its bridge."""
+    from dockyard.agent import resync, runtime
+    from dockyard.config import AgentSettings
+
+    engine, network = FakeEngine(), FakeNetwork()
+    monkeypatch.setattr(runtime, "DockerEngine", lambda url: engine)
+    links = {"dybn1": LinkState(7, 0, True)}
+    monkeypatch.setattr(runtime.hostlinks, "link_states", lambda: dict(links))
+    monkeypatch.setattr(resync.cgroups, "runs_in", lambda pid, cid: pid > 0)
+    agent = runtime.Agent(AgentSettings(server="http://127.0.0.1:1", token="t", name="h",
+                                        home=tmp_path, vm_accel="none"))
+    agent.cluster = "cluster-1"
+    agent.client = type("NoServer", (), {"post": lambda self, path, body=None: None})()
+    agent.reconciler = Reconciler(engine, network, agent.files,  # type: ignore[arg-type]
+                                  "cluster-1")
+    agent.test_links = links  # type: ignore[attr-defined]
+    return agent
+
+
+def drain(agent: Any) -> list[str]:
+    done = []
+    while len(agent.queue):
+        key = agent.queue.get()
+        agent._sync_one(key)
+        agent.queue.done(key)
+        agent.test_links[f"dyh{key}"] = LinkState(20 + len(done), 7, True)
+        done.append(key)
+    return sorted(done)
+
+
+def test_a_full_resync_enqueues_only_the_instances_that_differ(agent: Any) -> None:
+    from dockyard.model.agent import WatchReply
+
+    both = [desired(id="aaa111", name="a", creating=False),
+            desired(id="bbb222", name="b", ip="10.0.0.6", mac="02:d7:0a:00:00:06",
+                    creating=False)]
+    full = WatchReply(revision=3, full=True, instances=both, networks=[])
+    agent._apply(full)
+    assert drain(agent) == ["aaa111", "bbb222"]  # nothing converged yet: every one
+    agent._apply(full)
+    assert drain(agent) == []  # as their passes left them: no pass at all
+    with open(agent.files.hosts("bbb222"), "a") as fh:
+        fh.write("10.255.255.254 drifted\n")
+    agent._apply(full)
+    assert drain(agent) == ["bbb222"]
+    assert "drifted" not in agent.files.hosts("bbb222").read_text()  # repaired by its pass
+    del agent.test_links["dyhaaa111"]
+    agent._apply(full)
+    assert drain(agent) == ["aaa111"]
