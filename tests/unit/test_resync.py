@@ -60,7 +60,8 @@ def test_an_instance_as_its_last_pass_left_it_is_skipped() -> None:
 @pytest.mark.parametrize(("change", "why"), [
     (lambda d: dict(m=None), "no converged pass"),
     (lambda d: dict(m=memo(d, at=NOW - DEEP - 1)), "full pass due"),
-    (lambda d: dict(d=desired(creating=False, mac="02:d7:0a:00:00:09")), "desired state"),
+    (lambda d: dict(d=desired(creating=False, mac="02:d7:0a:00:00:09")), "desired mac changed"),
+    (lambda d: dict(d=desired(creating=False, revision=2)), "desired revision changed"),
     (lambda d: dict(v=HostView({}, view(d).links)), "container gone"),
     (lambda d: dict(v=view(d, cid="c2")), "container gone or replaced"),
     (lambda d: dict(v=view(d, status="exited")), "not running"),
@@ -76,6 +77,11 @@ def test_each_drift_sends_the_instance_to_a_full_pass(change: Any, why: str) -> 
     parts: dict[str, Any] = dict(d=d, m=memo(d), v=view(d), p=FakeProbes()) | change(d)
     got = reason(parts["d"], parts["m"], parts["v"], parts["p"], NOW, DEEP)
     assert got is not None and why in got
+
+
+def test_the_creating_flag_cleared_after_the_first_report_is_no_reason() -> None:
+    d = desired(creating=False)
+    assert reason(d, memo(desired(creating=True)), view(d), FakeProbes(), NOW, DEEP) is None
 
 
 def test_a_stopped_instance_that_runs_or_is_plumbed_is_synced() -> None:

@@ -33,6 +33,10 @@ from dockyard.model.instance import DesiredState, Limits
 __all__ = ["Converged", "HostProbes", "HostView", "Probes", "reason"]
 
 DEEP_RESYNCS = 10  # a full pass of each instance at least every this many resyncs
+# desired fields that change nothing on a converged instance: `creating` only decides what a
+# pass does about a missing container (roll back, or re-create), and the server clears it
+# after the first report without sending the instance again until the next full reply
+_NOT_CONVERGED = frozenset({"creating"})
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,10 @@ def reason(d: DesiredInstance, memo: Converged | None, view: HostView, probes: P
     if now - memo.at > deep_interval * memo.deep_after:
         return "full pass due"
     if memo.desired != d:
-        return "desired state changed"
+        changed = [f for f in DesiredInstance.model_fields
+                   if f not in _NOT_CONVERGED and getattr(memo.desired, f) != getattr(d, f)]
+        if changed:
+            return f"desired {', '.join(changed)} changed"
     if d.limits.ingress_bps is not None or d.limits.egress_bps is not None:
         return "network rates (tc) are only read by a full pass"
     container = view.containers.get(ids.container_name(d.id))

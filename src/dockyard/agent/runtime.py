@@ -21,6 +21,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -249,6 +250,7 @@ class Agent:
             states, view = None, None
         now, deep = time.monotonic(), DEEP_RESYNCS * self.settings.resync_interval
         probes = HostProbes(self.files, rec.limits) if rec is not None else None
+        reasons: Counter[str] = Counter()
         for key in keys:
             d = self.desired.get(key)
             if d is None:
@@ -257,7 +259,11 @@ class Agent:
                 self._current(d), rec.converged.get(key), view, probes, now, deep)
             if why is not None:
                 log.debug("resync %s: %s", d.name, why)
+                reasons[why] += 1
                 self.queue.add(key)
+        if reasons:
+            log.info("resync: %d of %d instance(s) to sync (%s)", reasons.total(), len(keys),
+                     ", ".join(f"{why}: {n}" for why, n in reasons.most_common()))
         return states
 
     def _current(self, d: DesiredInstance) -> DesiredInstance:
