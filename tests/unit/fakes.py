@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from dockyard.adapters.docker_engine import ContainerInfo, ContainerSpec, Resources
+from dockyard.adapters.docker_engine import (
+    ContainerInfo,
+    ContainerSpec,
+    ContainerState,
+    Resources,
+)
 from dockyard.errors import BackendError, NotFound
 from dockyard.model.agent import DesiredInstance, DesiredNetwork
 
@@ -72,6 +77,10 @@ class FakeEngine:
         return [c for c in self.containers.values()
                 if c.labels.get("dockyard.cluster") == cluster
                 and instance_id in (None, c.labels.get("dockyard.instance"))]
+
+    def owned_states(self, cluster: str) -> list[ContainerState]:
+        return [ContainerState(c.id, c.name, c.status, c.labels)
+                for c in self.list_owned(cluster)]
 
     def update(self, name: str, want: Resources, fields: set[str]) -> None:
         self.calls.append(f"update {name} {sorted(fields)}")

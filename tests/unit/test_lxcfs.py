@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -76,8 +78,10 @@ class FakeLxcfs(Lxcfs):
         self.current: str | None = "g1"
         self.failing: dict[int, Exception] = {}
         self.rebound: list[int] = []
+        self.reads = 0  # generation() calls: each parses the whole mount table
 
     def generation(self) -> str | None:
+        self.reads += 1
         return self.current
 
     def rebind(self, pid: int) -> None:
@@ -123,3 +127,47 @@ def test_watch_survives_a_failing_pid_list() -> None:
         raise BackendError("dockerd unreachable")
 
     assert LxcfsWatch(FakeLxcfs(), broken, interval=1.0).check_once() == 0
+
+
+def scripted(answers: list[bool], stop: threading.Event) -> Callable[[float], bool]:
+    """A mount table waiter answering `answers` in turn, then stopping the watch."""
+    pending = iter(answers)
+
+    def changed(timeout: float) -> bool:
+        try:
+            return next(pending)
+        except StopIteration:
+            stop.set()
+            return False
+    return changed
+
+
+def test_watch_reads_the_mount_table_only_after_it_changed() -> None:
+    fake, stop = FakeLxcfs(), threading.Event()
+    watch = LxcfsWatch(fake, lambda: [10], interval=60.0,
+                       mount_changed=scripted([False, False, True, False, True], stop))
+    fake.current = "g1"
+    watch.run(stop)
+    assert fake.reads == 3  # the first check, then one per change: none while nothing changed
+    assert fake.rebound == [10]
+
+
+def test_watch_retries_a_failed_rebind_every_interval_without_waiting_for_a_mount() -> None:
+    fake, stop = FakeLxcfs(), threading.Event()
+    fake.failing = {11: BackendError("bind: EPERM")}
+    waited: list[float] = []
+    watch = LxcfsWatch(fake, lambda: [11], interval=0.01,
+                       mount_changed=lambda timeout: waited.append(timeout) or False)
+    watch.check_once()
+    stop.set()
+    watch.wait(stop)  # a retry is pending: the interval, not the mount table
+    assert waited == []
+
+
+def test_watch_falls_back_to_the_interval_when_the_mount_table_cannot_be_watched() -> None:
+    def broken(timeout: float) -> bool:
+        raise OSError("poll failed")
+
+    watch = LxcfsWatch(FakeLxcfs(), lambda: [], interval=0.01, mount_changed=broken)
+    watch.wait(threading.Event())
+    assert watch.mount_changed is None

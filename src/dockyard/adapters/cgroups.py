@@ -26,7 +26,7 @@ from pathlib import Path
 from dockyard.errors import BackendError
 
 __all__ = ["PROC", "ROOT", "ProcessCgroups", "cgroup_version", "parse_number",
-           "process_cgroups", "read_number", "read_text", "remove_tree"]
+           "process_cgroups", "read_number", "read_text", "remove_tree", "runs_in"]
 
 ROOT = "/sys/fs/cgroup"
 PROC = "/proc"
@@ -94,6 +94,17 @@ def process_cgroups(pid: int, root: str = ROOT, proc: str = PROC) -> ProcessCgro
         for name in controllers.split(",") if controllers else [""]:
             out[name] = (controllers, cgroup_path)
     return ProcessCgroups(pid, cgroup_version(root), root, out)
+
+
+def runs_in(pid: int, container_id: str, proc: str = PROC) -> bool:
+    """True when process `pid` exists and its cgroup path names `container_id` (Docker names
+    a container's cgroup after its id): a cached PID is still that container's, not a process
+    that reused the number after a restart."""
+    try:
+        with open(os.path.join(proc, str(pid), "cgroup"), encoding="utf-8") as fh:
+            return container_id in fh.read()
+    except OSError:
+        return False
 
 
 def _join(root: str, *parts: str) -> str:

@@ -17,8 +17,8 @@ from docker.types import LogConfig, Mount
 from dockyard.adapters.docker_sdk import post_json, translate
 from dockyard.errors import BackendError, Conflict, NotFound
 
-__all__ = ["CPU_PERIOD", "RESTART_POLICY", "ContainerInfo", "ContainerSpec", "Containers",
-           "MountSpec", "Resources", "container_info", "cpu_quota"]
+__all__ = ["CPU_PERIOD", "RESTART_POLICY", "ContainerInfo", "ContainerSpec", "ContainerState",
+           "Containers", "MountSpec", "Resources", "container_info", "cpu_quota"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,20 @@ class ContainerInfo:
     @property
     def running(self) -> bool:
         return self.status in ("running", "paused", "restarting") and self.pid > 0
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """A container as `docker ps -a` lists it: no PID, no limits (those need an inspect)."""
+
+    id: str
+    name: str
+    status: str  # created | running | paused | restarting | exited | dead
+    labels: dict[str, str]
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "paused", "restarting")
 
 
 def container_info(data: dict[str, Any]) -> ContainerInfo:
@@ -254,6 +268,17 @@ class Containers:
             summaries = self.api.containers(all=True, filters={"label": labels})
         found = (self.inspect(str(s["Id"])) for s in summaries)
         return [info for info in found if info is not None]
+
+    def owned_states(self, cluster: str) -> list[ContainerState]:
+        """Every container of this cluster (running or not) from one list call, no inspect:
+        what a resync or the orphan scan needs to see of all of them at once."""
+        with translate("list containers"):
+            summaries = self.api.containers(all=True,
+                                            filters={"label": f"dockyard.cluster={cluster}"})
+        return [ContainerState(id=str(s["Id"]),
+                               name=str((s.get("Names") or [""])[0]).lstrip("/"),
+                               status=str(s.get("State") or ""),
+                               labels=dict(s.get("Labels") or {})) for s in summaries]
 
     def running_owned(self, cluster: str) -> dict[str, dict[str, str]]:
         """Container id -> labels of this cluster's running containers: one list call, no

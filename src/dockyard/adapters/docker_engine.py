@@ -7,7 +7,8 @@ combines:
 module              calls
 =================== ==========================================================================
 docker_containers   create, start, inspect, update (live), stop, remove, rename, list_owned,
-                    running_owned, top, logs, events, mounts, upper_dir, set_restart_policy
+                    owned_states, running_owned, top, logs, events, mounts, upper_dir,
+                    set_restart_policy
 docker_images       log_in, pull, push, load, import_tarball, tag, commit, remove_image,
                     image_id, image_exists, image_records, images_in_use
 docker_exec         exec, attach_exec (`ExecSession`)
@@ -34,6 +35,7 @@ from dockyard.adapters.docker_containers import (
     ContainerInfo,
     Containers,
     ContainerSpec,
+    ContainerState,
     MountSpec,
     Resources,
     cpu_quota,
@@ -43,8 +45,8 @@ from dockyard.adapters.docker_images import ImageRecord, Images
 from dockyard.adapters.docker_sdk import translate
 from dockyard.adapters.docker_volumes import Volumes
 
-__all__ = ["CPU_PERIOD", "RESTART_POLICY", "ContainerInfo", "ContainerSpec", "DockerEngine",
-           "ExecSession", "ImageRecord", "MountSpec", "Resources", "cpu_quota"]
+__all__ = ["CPU_PERIOD", "RESTART_POLICY", "ContainerInfo", "ContainerSpec", "ContainerState",
+           "DockerEngine", "ExecSession", "ImageRecord", "MountSpec", "Resources", "cpu_quota"]
 
 
 class DockerEngine(Containers, Images, Exec, Checkpoints, Volumes):

@@ -55,7 +55,7 @@ from pathlib import Path
 from dockyard.adapters.docker_engine import MountSpec
 from dockyard.errors import BackendError, NotFound
 
-__all__ = ["FILES", "Lxcfs", "MountEntry", "lxcfs_generation",
+__all__ = ["FILES", "Lxcfs", "MountEntry", "MountTable", "lxcfs_generation",
            "parse_mountinfo", "unescape"]
 
 DEFAULT_ROOT = "/var/lib/dockyard/lxcfs"
@@ -154,6 +154,27 @@ def _check(result: int, what: str, path: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}", path)
+
+
+class MountTable:
+    """Tells when the agent's mount table changed, without reading it: poll(2) on
+    /proc/self/mountinfo reports POLLPRI once after each mount or unmount since the last
+    report (proc(5)); nothing else wakes it."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise BackendError(f"opening /proc/self/mountinfo: {exc}") from exc
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLPRI)
+
+    def changed(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds; True when something was mounted or unmounted."""
+        return bool(self._poll.poll(int(timeout * 1000)))
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 class Lxcfs:

@@ -37,13 +37,22 @@ def render_hosts(d: DesiredInstance) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def render_resolv(d: DesiredInstance) -> str:
     return "".join(f"nameserver {server}\n" for server in d.dns)
 
 
 class InstanceFiles:
+    """`write` remembers each file's (inode, size, mtime) as it left it, so `unchanged` can
+    tell with one stat per file that nobody touched them since (a resync's cheap check)."""
+
     def __init__(self, home: Path) -> None:
         self.root = home / "instances"
+        self._stamps: dict[str, dict[Path, tuple[int, int, int]]] = {}
 
     def dir(self, instance_id: str) -> Path:
         return self.root / instance_id
@@ -81,6 +90,7 @@ class InstanceFiles:
                 raise BackendError(f"cannot write the hosts file of {d.name}: {exc}") from exc
 
     def write(self, d: DesiredInstance) -> None:
+        self._stamps.pop(d.id, None)
         try:
             self.dir(d.id).mkdir(parents=True, exist_ok=True)
             files = [(self.hosts(d.id), render_hosts(d)), (self.resolv(d.id), render_resolv(d))]
@@ -89,10 +99,22 @@ class InstanceFiles:
             for path, text in files:
                 if not path.exists() or path.read_text() != text:
                     self._write(path, text)
+            self._stamps[d.id] = {path: _stamp(path) for path, _ in files}
         except OSError as exc:
             raise BackendError(f"cannot write the files of instance {d.name}: {exc}") from exc
 
+    def unchanged(self, instance_id: str) -> bool:
+        """The files are as the last `write` left them (False when it has not run)."""
+        stamps = self._stamps.get(instance_id)
+        if stamps is None:
+            return False
+        try:
+            return all(_stamp(path) == stamp for path, stamp in stamps.items())
+        except OSError:
+            return False
+
     def remove(self, instance_id: str) -> None:
+        self._stamps.pop(instance_id, None)
         shutil.rmtree(self.dir(instance_id), ignore_errors=True)
 
     def applied_restart(self, instance_id: str) -> int:

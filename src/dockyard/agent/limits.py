@@ -39,6 +39,15 @@ class LinuxHostLimits:
         if cgroup_io.read_io(pid, self.device) != want:
             cgroup_io.write_io(pid, self.device, want)
 
+    def io_matches(self, pid: int, limits: Limits) -> bool:
+        """The throttles in force are the desired ones (a read only: a resync's check)."""
+        if self.device is None:
+            return io_limits(limits) == IoLimits()
+        try:
+            return cgroup_io.read_io(pid, self.device) == io_limits(limits)
+        except BackendError:
+            return False
+
     @staticmethod
     def ensure_rates(pid: int, instance_id: str, limits: Limits) -> None:
         """Ingress: tbf on the host end of the veth (traffic *to* the instance). Egress: tbf

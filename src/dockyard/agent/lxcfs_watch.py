@@ -6,6 +6,12 @@ pid from `list_pids()` is rebound. The first check after the agent starts rebind
 lxcfs restart may have happened while the agent was down (`rebind` is idempotent: a target
 that already shows the current lxcfs is left alone).
 
+When: reading the generation parses the whole mount table (it grows with every container's
+overlay), so with a `mount_changed` waiter (adapters/lxcfs.py `MountTable`: poll(2) on
+/proc/self/mountinfo) the watch checks only after a mount or unmount, and at least every
+`SAFETY_CHECKS` intervals; without one, or while a failed rebind waits for its retry, every
+`interval` seconds.
+
 Invariants
 ----------
 * `check_once` never raises: failures are logged per pid, and a pid that failed is retried on
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from dockyard.adapters.lxcfs import Lxcfs
@@ -26,16 +33,19 @@ from dockyard.errors import DockyardError, NotFound
 __all__ = ["LxcfsWatch"]
 
 log = logging.getLogger(__name__)
+SAFETY_CHECKS = 30  # a check at least every this many intervals even if no mount changed
 
 
 class LxcfsWatch:
     """`list_pids` returns the PIDs of running instances that have lxcfs mounts."""
 
     def __init__(self, lxcfs: Lxcfs, list_pids: Callable[[], list[int]],
-                 interval: float) -> None:
+                 interval: float,
+                 mount_changed: Callable[[float], bool] | None = None) -> None:
         self.lxcfs = lxcfs
         self.list_pids = list_pids
         self.interval = interval
+        self.mount_changed = mount_changed  # waits up to N s; True after a (un)mount
         self._generation: str | None = None
         self._retry: dict[int, str] = {}  # pid -> last error, to retry at the same generation
 
@@ -81,7 +91,24 @@ class LxcfsWatch:
         return rebound
 
     def run(self, stop: threading.Event) -> None:
-        """Check every `interval` seconds until `stop` is set (the body of a daemon thread)."""
+        """Check, then wait for the next reason to (`wait`), until `stop` is set (the body of
+        a daemon thread)."""
         while not stop.is_set():
             self.check_once()
+            self.wait(stop)
+
+    def wait(self, stop: threading.Event) -> None:
+        """Until the next check is due: a mount or unmount, SAFETY_CHECKS intervals, or one
+        interval while a rebind waits for its retry (or with no mount table to watch)."""
+        if self._retry or self.mount_changed is None:
             stop.wait(self.interval)
+            return
+        deadline = time.monotonic() + SAFETY_CHECKS * self.interval
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                if self.mount_changed(self.interval):
+                    return
+            except Exception:  # noqa: BLE001 - fall back to checking every interval
+                log.exception("lxcfs watch: cannot wait for mount table changes")
+                self.mount_changed = None
+                return

@@ -46,6 +46,7 @@ from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.disks import ContainerDisks
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.agent.pull import PullMeter
+from dockyard.agent.resync import Converged
 from dockyard.agent.security import HostPolicy, confinement, resolve_host_path
 from dockyard.errors import BackendError, DockyardError, TemporaryError
 from dockyard.model import ids
@@ -82,12 +83,16 @@ class HostLimits(Protocol):
     """Limits enforced outside docker (disk IO throttles, network rates)."""
 
     def ensure_io(self, pid: int, limits: Limits) -> None: ...
+    def io_matches(self, pid: int, limits: Limits) -> bool: ...
     def ensure_rates(self, pid: int, instance_id: str, limits: Limits) -> None: ...
 
 
 class NoHostLimits:
     def ensure_io(self, pid: int, limits: Limits) -> None:
         return None
+
+    def io_matches(self, pid: int, limits: Limits) -> bool:
+        return True
 
     def ensure_rates(self, pid: int, instance_id: str, limits: Limits) -> None:
         return None
@@ -165,6 +170,9 @@ class Reconciler:
         # ids of containers this reconciler is starting: their `start` event is its own doing,
         # and the pass that started them plumbs and converges them (no second pass needed)
         self._own_starts: set[str] = set()
+        # instance id -> what its last pass converged to (agent/resync.py); none while a
+        # pass runs or after one that did not end in running/stopped
+        self.converged: dict[str, Converged] = {}
 
     def own_start(self, container_id: str) -> bool:
         """True (once) when the `start` event of `container_id` comes from a sync's start."""
@@ -182,6 +190,7 @@ class Reconciler:
             raise
 
     def sync(self, d: DesiredInstance) -> ObservedState:
+        self.converged.pop(d.id, None)
         if d.type == InstanceType.vm:
             if self.vms is None:
                 return self._observed(d, "error", None, "this agent runs no VM instances")
@@ -223,6 +232,7 @@ class Reconciler:
             if info.running:
                 self.engine.stop(name, self.stop_timeout)
                 faults.point("agent.stop.stopped")
+            self._converged(d, info.id, 0)
             return self._observed(d, "stopped", info.id)
         self.network.ensure_network(d.network)
         if d.restart_serial > self.files.applied_restart(d.id):
@@ -236,6 +246,7 @@ class Reconciler:
             faults.point("agent.start.started")
         self._ensure_plumbed(d, info)
         self._ensure_limits(d, info)
+        self._converged(d, info.id, info.pid)
         return self._observed(d, "running", info.id, health=_health(info.health))
 
     def _create(self, d: DesiredInstance) -> ObservedState:
@@ -251,6 +262,7 @@ class Reconciler:
             faults.point("agent.create.container_created")
             self._ensure_disk(d, self._inspect(name))
             if d.desired_state == DesiredState.stopped:
+                self._converged(d, container_id, 0)
                 return self._observed(d, "stopped", container_id)
             info = self._start(name, container_id)
             faults.point("agent.create.started")
@@ -264,6 +276,7 @@ class Reconciler:
             if has_rates(d.limits):
                 self.limits.ensure_rates(info.pid, d.id, d.limits)
             faults.point("agent.create.plumbed")
+            self._converged(d, info.id, info.pid)
             return self._observed(d, "running", info.id, health=_health(info.health))
         except TemporaryError:
             raise
@@ -274,6 +287,9 @@ class Reconciler:
             self._rollback(d.id)
             return ObservedState(state="deleted", generation=d.generation, failed_create=True,
                                  message=exc.message)
+
+    def _converged(self, d: DesiredInstance, container_id: str, pid: int) -> None:
+        self.converged[d.id] = Converged(d, container_id, pid, time.monotonic())
 
     def ensure_image(self, d: DesiredInstance) -> None:
         """Public for a live restore (agent/live.py), which creates the container itself."""

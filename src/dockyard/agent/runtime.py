@@ -21,14 +21,16 @@ import secrets
 import socket
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 
 from dockyard import faults
-from dockyard.adapters import docker_certs, hostinfo, netlink, qemu
-from dockyard.adapters.docker_engine import ContainerInfo, DockerEngine
-from dockyard.adapters.lxcfs import Lxcfs
+from dockyard.adapters import docker_certs, hostinfo, hostlinks, netlink, qemu
+from dockyard.adapters.docker_engine import ContainerInfo, ContainerState, DockerEngine
+from dockyard.adapters.lxcfs import Lxcfs, MountTable
 from dockyard.agent import certs, imagegc
 from dockyard.agent.api import create_agent_app
 from dockyard.agent.collector import Collector
@@ -41,6 +43,7 @@ from dockyard.agent.lxcfs_watch import LxcfsWatch
 from dockyard.agent.network import LinuxHostNetwork
 from dockyard.agent.peers import PeerBook
 from dockyard.agent.reconciler import Reconciler
+from dockyard.agent.resync import DEEP_RESYNCS, HostProbes, HostView, reason
 from dockyard.agent.security import HostPolicy
 from dockyard.agent.vm import VmImages, VmRuntime
 from dockyard.agent.workqueue import WorkQueue
@@ -117,7 +120,8 @@ class Agent:
         self.collector: Collector | None = None
         self.lxcfs = Lxcfs(settings.lxcfs_root)
         self.lxcfs_watch = LxcfsWatch(self.lxcfs, self._lxcfs_pids,
-                                      interval=settings.lxcfs_check_interval)
+                                      interval=settings.lxcfs_check_interval,
+                                      mount_changed=_mount_waiter())
         self.vm_images = VmImages(settings.vm_images)
         self.vm_accel = qemu.accelerator(settings.vm_accel)
 
@@ -225,10 +229,50 @@ class Agent:
             self.departed.pop(d.id, None)
             self.desired[d.id] = d
             self.incoming.discard(d.id)
-            self.queue.add(d.id)
+            if not reply.full:
+                self.queue.add(d.id)
         if reply.full:
-            self._find_orphans({d.id for d in wanted})
+            states = self._resync([d.id for d in wanted])
+            self._find_orphans({d.id for d in wanted}, states)
             self.resynced = True
+
+    def _resync(self, keys: list[str]) -> list[ContainerState] | None:
+        """A full resync enqueues the instances whose cheap reads differ from their last
+        converged pass (agent/resync.py), every one of them when the bulk reads fail.
+        Returns the container list it read (the orphan scan's too), None if none."""
+        rec = self.reconciler
+        try:
+            states = self._own_states()
+            view = HostView({c.name: c for c in states}, hostlinks.link_states())
+        except DockyardError as exc:
+            log.warning("resync: cannot read the host at once (%s): syncing every instance",
+                        exc.message)
+            states, view = None, None
+        now, deep = time.monotonic(), DEEP_RESYNCS * self.settings.resync_interval
+        probes = HostProbes(self.files, rec.limits) if rec is not None else None
+        reasons: Counter[str] = Counter()
+        for key in keys:
+            d = self.desired.get(key)
+            if d is None:
+                continue
+            why = "no view" if view is None or rec is None or probes is None else reason(
+                self._current(d), rec.converged.get(key), view, probes, now, deep)
+            if why is not None:
+                log.debug("resync %s: %s", d.name, why)
+                reasons[why] += 1
+                self.queue.add(key)
+        if reasons:
+            log.info("resync: %d of %d instance(s) to sync (%s)", reasons.total(), len(keys),
+                     ", ".join(f"{why}: {n}" for why, n in reasons.most_common()))
+        return states
+
+    def _current(self, d: DesiredInstance) -> DesiredInstance:
+        """`d` with its network's newest peers (a peer change rewrites /etc/hosts without
+        touching the desired entries)."""
+        net = self.networks.get(d.network.id)
+        if net is not None and net.peers != d.network.peers:
+            return d.model_copy(update={"network": net})
+        return d
 
     def _sync_networks(self, nets: list[DesiredNetwork]) -> None:
         current = {n.id: n.bridge for n in nets}
@@ -262,8 +306,9 @@ class Agent:
                 except DockyardError as exc:
                     log.warning("hosts of %s: %s", d.name, exc.message)
 
-    def _find_orphans(self, known: set[str]) -> None:
-        for info in self._own_containers():
+    def _find_orphans(self, known: set[str],
+                      states: list[ContainerState] | None = None) -> None:
+        for info in self._own_states() if states is None else states:
             instance_id = info.labels.get(ids.LABEL_INSTANCE, "")
             if instance_id in known or instance_id in self.incoming:
                 continue
@@ -272,6 +317,11 @@ class Agent:
                 self.engine.stop(info.id, self.settings.stop_timeout)
                 self._event("orphan", f"container {info.name} ({instance_id}) is not known to "
                             "the server: stopped, not deleted")
+
+    def _own_states(self) -> list[ContainerState]:
+        """`_own_containers` from one list call, without the PIDs and limits."""
+        return [c for c in self.engine.owned_states(self.cluster)
+                if c.labels.get(ids.LABEL_HOST, self.settings.name) == self.settings.name]
 
     def _own_containers(self) -> list[ContainerInfo]:
         """This cluster's containers, less those another host's agent made on a shared
@@ -297,9 +347,7 @@ class Agent:
         d = self.desired.get(key)
         if d is None or self.reconciler is None or key in self.held:
             return
-        net = self.networks.get(d.network.id)
-        if net is not None and net.peers != d.network.peers:
-            d = d.model_copy(update={"network": net})
+        d = self._current(d)
         try:
             observed = self.reconciler.sync(d)
         except TemporaryError as exc:
@@ -374,7 +422,7 @@ class Agent:
                         and self.reconciler.own_start(str(event.get("id", "")))):
                     continue  # the sync that started it plumbs and reports it
                 if instance_id in self.desired and (
-                        status in ("start", "die", "oom", "destroy")
+                        status in ("start", "die", "oom", "destroy", "update")
                         or str(status).startswith("health_status")):  # reported to the server
                     self.queue.add(instance_id)
                 elif (instance_id and status == "start" and self.resynced
@@ -452,6 +500,16 @@ class Agent:
                              daemon=True).start()
         for n in range(self.settings.workers):
             threading.Thread(target=self._work, name=f"worker-{n}", daemon=True).start()
+
+
+def _mount_waiter() -> Callable[[float], bool] | None:
+    """The lxcfs watch's wake-up on mount table changes; None (check every interval) if the
+    table cannot be watched."""
+    try:
+        return MountTable().changed
+    except DockyardError as exc:
+        log.warning("lxcfs watch: %s; checking every interval instead", exc.message)
+        return None
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
