@@ -183,21 +183,21 @@ def start_server(home: Path, argv: list[str], fault: tuple[str, Path] | None = N
     # finds every host `down` until its agent calls again (each retries every second), and a
     # launch at once was refused "host is down" (CI run 11a)
     names = [h.name for h in st.hosts]
-    plumbing.wait_for(lambda: heard_since(home, names, started), "every host's agent back",
-                      st.server_pid, home / "server.log")
+    db = Database(f"sqlite:///{home / 'dockyard.db'}")  # one for the whole wait
+    try:
+        plumbing.wait_for(lambda: heard_since(db, names, started), "every host's agent back",
+                          st.server_pid, home / "server.log")
+    finally:
+        db.close()
     return st.server_pid
 
 
-def heard_since(home: Path, names: list[str], when: datetime) -> bool:
+def heard_since(db: Database, names: list[str], when: datetime) -> bool:
     """Whether the server has written the heartbeat of every host in `names` at `when` or
     later (read from its store)."""
-    db = Database(f"sqlite:///{home / 'dockyard.db'}")
-    try:
-        with db.read() as sess:
-            beats = dict(sess.execute(select(HostRow.name, HostRow.last_heartbeat)
-                                      .where(HostRow.name.in_(names))).tuples().all())
-    finally:
-        db.close()
+    with db.read() as sess:
+        beats = dict(sess.execute(select(HostRow.name, HostRow.last_heartbeat)
+                                  .where(HostRow.name.in_(names))).tuples().all())
     return len(beats) == len(names) and all(
         b is not None and (b if b.tzinfo else b.replace(tzinfo=UTC)) >= when
         for b in beats.values())

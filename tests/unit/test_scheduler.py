@@ -219,25 +219,24 @@ def test_place_prefers_most_headroom_and_counts_rejections() -> None:
     assert 0.0 <= plan.score <= 1.0
 
 
+def _place_each(req: PlacementRequest, view: ClusterView, count: int) -> list[str]:
+    """The hosts of `count` placements of `req` in a row, each assumed before the next."""
+    chosen = []
+    for _ in range(count):
+        plan = place(req, view)
+        chosen.append(plan.host_name)
+        view = assume(view, plan, req)
+    return chosen
+
+
 def test_placement_spreads() -> None:
     view = ClusterView(hosts=[host("a"), host("b"), host("c")])
-    chosen = []
-    for _ in range(6):
-        plan = place(request(memory_bytes=None), view)
-        chosen.append(plan.host_name)
-        view = assume(view, plan, request(memory_bytes=None))
-    assert chosen == ["a", "b", "c", "a", "b", "c"]
+    assert _place_each(request(memory_bytes=None), view, 6) == ["a", "b", "c", "a", "b", "c"]
 
 
 def test_placement_packs() -> None:
     view = ClusterView(hosts=[host("a"), host("b", instances=1)])
-    req = request(strategy="pack")
-    chosen = []
-    for _ in range(3):
-        plan = place(req, view)
-        chosen.append(plan.host_name)
-        view = assume(view, plan, req)
-    assert chosen == ["b", "b", "b"]
+    assert _place_each(request(strategy="pack"), view, 3) == ["b", "b", "b"]
 
 
 def test_anti_affinity_holds() -> None:
@@ -260,12 +259,7 @@ def test_a_spread_group_prefers_hosts_without_one_and_never_refuses() -> None:
     fuller one; once every host has one, by capacity again — never "no valid host"."""
     view = ClusterView(hosts=[host("a"), host("b", memory_reserved_bytes=6 * GiB),
                               host("c", memory_reserved_bytes=7 * GiB)])
-    req = request(spread_group="shop-web")
-    chosen = []
-    for _ in range(5):
-        plan = place(req, view)
-        chosen.append(plan.host_name)
-        view = assume(view, plan, req)
+    chosen = _place_each(request(spread_group="shop-web"), view, 5)
     assert chosen[:3] == ["a", "b", "c"]  # b and c are fuller than a: the group decides
     assert chosen[3:] == ["a", "a"]  # all hold one: the most headroom
     # without the group, the same view's spread strategy goes by capacity alone
