@@ -61,7 +61,7 @@ NOT_SOAKED = {  # the other points, and where they are driven instead
                 "per engine and the source copy is kept until the switch); this split env has "
                 "one agent on one dockerd. Its points are killed one by one on dev-clusters by "
                 "tests/e2e/test_migrate_faults.py (server.migrate.*) and "
-                "tests/e2e/test_live_migrate.py (server.live.*)"),
+                "tests/e2e/live/test_live_migrate.py (server.live.*)"),
     "stop/start": ("not an action of this soak; tests/integration/test_faults.py kills at "
                    "agent.stop.*, agent.start.started and server.action.committed"),
 }

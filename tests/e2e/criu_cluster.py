@@ -1,7 +1,8 @@
-"""A `dev-cluster up --criu` for one e2e module (live migration), and the checks its tests
-share: a counter loop inside an instance, a container's pid and cgroup files on its host.
+"""A `dev-cluster up --criu` for the live-migration modules (tests/e2e/live/), and the checks
+their tests share: a counter loop inside an instance, a container's pid and cgroup files on
+its host.
 
-Why a cluster of its own and not the session one: its daemons run --experimental with criu 4.1
+Why a cluster of its own and not the session one: its daemons run --experimental with criu 4.2
 (scripts/criu-wrapper) on their PATH, and a test restarts a host's dockerd *without* checkpoint
 support; the session cluster stays a plain production-like setup. Every skip prints its reason.
 """
@@ -33,9 +34,10 @@ def _skip(what: str, step: str) -> None:
     missing(what, step)
 
 
-def criu_cluster(network: str, subnet: str) -> Iterator[DevCluster]:
-    """The body of a module fixture: 3 hosts with criu, one bridge network. A missing part
-    skips, or fails under CI / make test (tests/requirements.py)."""
+def criu_cluster() -> Iterator[DevCluster]:
+    """The body of the live package's fixture (live/conftest.py): 3 hosts with criu; the
+    modules add their networks. A missing part skips, or fails under CI / make test
+    (tests/requirements.py)."""
     if os.geteuid() != 0 or shutil.which("ovs-vswitchd") is None:
         _skip("root or Open vSwitch for the dev-cluster", "scripts/setup.sh, run as root")
     build = subprocess.run([str(WRAPPER), "--build"], capture_output=True, text=True,
@@ -56,7 +58,6 @@ def criu_cluster(network: str, subnet: str) -> Iterator[DevCluster]:
     try:
         dc.ok("dev-cluster", "up", "--criu", "--hosts", "3", "--home", str(dc.home),
               "--heartbeat-timeout", "6", "--resync-interval", "10")
-        dc.ok("network", "create", network, "--subnet", subnet)
         yield dc
     finally:
         dc.cli("dev-cluster", "down", "--home", str(dc.home))

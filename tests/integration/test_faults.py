@@ -111,8 +111,8 @@ def recover(env: SplitDockyard, who: str) -> None:
 
 
 # A migration needs two hosts: its points are driven on dev-clusters, cold (server.migrate.*)
-# by tests/e2e/test_migrate_faults.py and live (server.live.*) by tests/e2e/test_live_migrate.py,
-# each checking that all of its points were hit there.
+# by tests/e2e/test_migrate_faults.py and live (server.live.*) by
+# tests/e2e/live/test_live_migrate.py, each checking that all of its points were hit there.
 LOCAL_POINTS = sorted(p for p in faults.POINTS
                       if not p.startswith(("server.migrate.", "server.live.")))
 

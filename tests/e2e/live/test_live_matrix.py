@@ -43,7 +43,6 @@ from tests.e2e.criu_cluster import (
     cgroup_file,
     container_pid,
     counts,
-    criu_cluster,
     host_netns,
     sh,
     show,
@@ -55,13 +54,21 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def matrix() -> Iterator[DevCluster]:
-    for dc in criu_cluster(BRIDGE, "10.241.60.0/24"):
-        dc.ok("network", "create", OVS, "--subnet", "10.241.61.0/24", "--mode", "ovs")
+def matrix(criu: DevCluster) -> Iterator[DevCluster]:
+    """The package's criu cluster with this module's two networks and pingers; the module's
+    instances are deleted after it (the next module's cases run on a quiet cluster)."""
+    dc = criu
+    dc.ok("network", "create", BRIDGE, "--subnet", "10.241.60.0/24")
+    dc.ok("network", "create", OVS, "--subnet", "10.241.61.0/24", "--mode", "ovs")
+    try:
         for net, name in ((BRIDGE, "mxping"), (OVS, "mxpingo")):
             dc.ok("launch", "dockyard/busybox", name, "--host", "host3", "--network", net,
                   "--no-lxcfs")
         yield dc
+    finally:
+        for item in hostctl.listed(dc.ok("list", "--json")):
+            if str(item["name"]).startswith("mx"):
+                dc.cli("delete", str(item["name"]), "--force")
 
 
 @pytest.fixture(scope="module")

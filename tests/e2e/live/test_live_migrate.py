@@ -1,4 +1,4 @@
-"""Live migration (CRIU) on a dev-cluster of its own, started with `--criu` (criu_cluster.py):
+"""Live migration (CRIU) on the package's dev-cluster, started with `--criu` (criu_cluster.py):
 the move of an instance with lxcfs (the default), the preflight's refusals, the fallback, a
 failed restore, and the server killed at each fault point of the move."""
 
@@ -21,7 +21,6 @@ from tests.e2e.criu_cluster import (
     assert_counting_on,
     background,
     counts,
-    criu_cluster,
     sh,
 )
 
@@ -30,8 +29,9 @@ SUBNET = "10.241.40.0/24"
 
 
 @pytest.fixture(scope="module")
-def live_cluster() -> Iterator[DevCluster]:
-    yield from criu_cluster(NET, SUBNET)
+def live_cluster(criu: DevCluster) -> DevCluster:
+    criu.ok("network", "create", NET, "--subnet", SUBNET)
+    return criu
 
 
 def _launch(dc: DevCluster, name: str, host: str, *extra: str) -> dict[str, object]:
