@@ -156,8 +156,11 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         f"window once the launches settled ({r.get('settle', 0):.0f} s), at the default "
         f"{r['interval']:.0f} s stats interval, and its VmRSS (last sample, max over the "
         "window). That is everything the agent does: collector and stats POST, the watch, "
-        "the lxcfs watch (lists and inspects every container every 2 s) and the full resync "
-        "(every instance every 60 s). *collect()* (a detail) = CPU time of one "
+        "the lxcfs watch (it reads the mount table only after poll(2) on /proc/self/mountinfo "
+        "reports a mount change, and at least every 30 intervals of 2 s) and the resync every "
+        "60 s (one container list and one link dump; a full pass only for instances whose "
+        "cheap reads differ, and for each at least every 10 resyncs). *collect()* (a "
+        "detail) = CPU time of one "
         "`Collector.collect()` (median of 20, in the benchmark process against the same "
         "cluster, after the window; the first pass, which inspects each container once to "
         "fill the PID cache, apart).", "",

@@ -227,7 +227,9 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         "downtime; then eth0 unplumbed + `docker checkpoint` (exit) on the source, the "
         "checkpoint and the writable layer (overlay2 upperdir) fetched by the target agent in "
         "parallel, `docker start --checkpoint`, eth0 re-plumbed with the same IP/MAC "
-        "(gratuitous ARP). An instance on host3 pings it every 10 ms; downtime = last answer "
+        "(gratuitous ARP; where the network goes through an OVS switch, its cached flows are "
+        "purged then, `ovs-appctl revalidator/purge`, so no frame follows the old port). An "
+        "instance on host3 pings it every 10 ms; downtime = last answer "
         "before → first answer after. Server: checkpoint (or stop) → restored (or running) as "
         "the server measures it; the live steps are the agents' own timings.", "",
         "| round | mode | ping downtime | server downtime | checkpoint | fetch | restore | "
