@@ -190,6 +190,8 @@ CASES: list[tuple[str, HostFacts, HostFacts, str | None, list[str]]] = [
     ("a link made inside the netns",
      host("h1", instance=inst(links=["lo", "eth0", "vxlan0"])), host("h2"), None,
      ["network_links"]),
+    ("a container made with a Docker network sandbox",
+     host("h1", instance=inst(sandbox=True)), host("h2"), None, ["docker_sandbox"]),
     ("instance not running", host("h1", instance=inst(running=False)), host("h2"), None,
      ["instance_not_running"]),
     ("no instance facts", host("h1"), host("h2"), None, ["instance_not_running"]),

@@ -1,11 +1,15 @@
-"""Agent endpoints of a live migration (CRIU through `docker checkpoint`), used by the server.
+"""Agent endpoints of a live migration (CRIU through containerd and `docker start
+--checkpoint`), used by the server.
 
     GET  /v1/live/facts?instance_id=I    HostFacts: criu + `criu check`, experimental dockerd,
                                          kernel, CPU flags, and (source) the instance's
                                          processes' sockets and its mounts
     POST /v1/instances/{id}/checkpoint   source: hold the instance (the reconciler leaves it
                                          alone), unplumb eth0 (the veth is not dumped: only lo
-                                         is in the netns), checkpoint with exit
+                                         is in the netns), checkpoint with exit:
+                                         `ctr task checkpoint --image-path` into
+                                         dockerd's directory (containerd_tasks.py),
+                                         else `docker checkpoint create`
     GET  /v1/instances/{id}/checkpoints/{name}/archive   the checkpoint as a tar stream
                                          (one-time token); DATA-ROOT/containers/ID/
                                          checkpoints/NAME, dockerd's own place: `docker
@@ -38,7 +42,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from dockyard.adapters import criu, hostinfo, volume_archive
+from dockyard.adapters import containerd_tasks, criu, hostinfo, volume_archive
+from dockyard.adapters.docker_containers import ContainerInfo
 from dockyard.adapters.docker_engine import RESTART_POLICY, DockerEngine
 from dockyard.adapters.lxcfs import Lxcfs
 from dockyard.agent.reconciler import Reconciler
@@ -114,7 +119,7 @@ def instance_facts(engine: DockerEngine, instance_id: str) -> InstanceFacts:
     return InstanceFacts(running=True, pid=info.pid, processes=len(pids),
                          sockets=criu.sockets(pids, info.pid), mounts=mounts,
                          mountinfo=criu.mountinfo(info.pid), devices=criu.open_devices(pids),
-                         links=criu.links(info.pid))
+                         links=criu.links(info.pid), sandbox=not info.network_disabled)
 
 
 def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., None],
@@ -138,10 +143,18 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
         t_unplumbed = time.monotonic()
         path = Path(engine.checkpoint_dir(info.id, cp))
         shutil.rmtree(path, ignore_errors=True)
+        work = hooks.home / "criu-work" / instance_id
+        shutil.rmtree(work, ignore_errors=True)
         engine.set_restart_policy(name, "no")  # else dockerd restarts it after the dump
+        shim = containerd_tasks.shim_of(info.pid, info.id) \
+            if containerd_tasks.available() else None
         t_dump = time.monotonic()
         try:
-            engine.checkpoint(name, cp)
+            if shim is not None:  # straight into dockerd's directory (containerd_tasks.py)
+                containerd_tasks.checkpoint(shim, path, work / cp)
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                engine.checkpoint(name, cp)
         except DockyardError as exc:
             engine.set_restart_policy(name, RESTART_POLICY)
             why = criu.log_errors(exc.message)  # runc says "type NOTIFY", the log says why
@@ -152,6 +165,7 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
         done = time.monotonic()
         return {"seconds": done - started, "unplumb_seconds": t_unplumbed - started,
                 "policy_seconds": t_dump - t_unplumbed, "dump_seconds": done - t_dump,
+                "through_containerd": float(shim is not None),
                 "bytes": float(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))}
 
     def where(instance_id: str, checkpoint: str) -> Path:
@@ -212,7 +226,7 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
         """Back to running here after a failed move: from the checkpoint when it is still
         here (the same processes), else the reconciler starts the container afresh."""
         name = ids.container_name(instance_id)
-        info = engine.inspect(name)
+        info = _stopped_after_dump(engine, name, _name(body.checkpoint))
         mode = "running"
         if info is not None and not info.running:
             try:
@@ -226,6 +240,23 @@ def install_live(app: FastAPI, engine: DockerEngine, authorized: Callable[..., N
             engine.set_restart_policy(name, RESTART_POLICY)
         hooks.release(instance_id)  # the reconciler plumbs eth0 (or starts it plainly)
         return {"mode": mode}
+
+
+def _stopped_after_dump(engine: DockerEngine, name: str, checkpoint: str,
+                        timeout: float = 5.0) -> ContainerInfo | None:
+    """The container as dockerd sees it; after a complete dump (CRIU's inventory written)
+    once dockerd has noticed the task's exit: a dump through containerd returns before
+    dockerd handles that event."""
+    info = engine.inspect(name)
+    if info is None or not info.running:
+        return info
+    if not (Path(engine.checkpoint_dir(info.id, checkpoint)) / "inventory.img").exists():
+        return info  # no dump here: it is still running
+    deadline = time.monotonic() + timeout
+    while info is not None and info.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+        info = engine.inspect(name)
+    return info
 
 
 def peer_client(ca: Path | None) -> httpx.Client:

@@ -100,6 +100,9 @@ class InstanceFacts(BaseModel):
     devices: list[str] = Field(default_factory=list, description="device files the "
                                "instance's processes hold open (as named inside it)")
     links: list[str] = Field(default_factory=list, description="network links of its netns")
+    sandbox: bool = Field(default=False, description="its netns is a Docker (libnetwork) "
+                          "sandbox: a container made before Dockyard created them with "
+                          "networking disabled")
 
 
 class HostFacts(BaseModel):
@@ -206,7 +209,7 @@ def _instance(source: HostFacts, target: HostFacts) -> list[Failure]:
     return [*_tcp(source.host, inst), *_sockets(source.host, inst), *_sockopts(source, inst),
             *_mounts(source.host, source.own_roots, inst), *_propagation(source.host, inst),
             *_mountinfo(source.host, inst), *_devices(source.host, inst),
-            *_links(source.host, inst), *_lxcfs(inst, target)]
+            *_links(source.host, inst), *_sandbox(source.host, inst), *_lxcfs(inst, target)]
 
 
 def _tcp(host: str, inst: InstanceFacts) -> list[Failure]:
@@ -338,6 +341,17 @@ def _links(host: str, inst: InstanceFacts) -> list[Failure]:
                             f"{', '.join(odd[:8])}; only eth0 is unplumbed and plumbed "
                             "again on the target",
                     fix="delete them inside the instance, or move it cold with --fallback")]
+
+
+def _sandbox(host: str, inst: InstanceFacts) -> list[Failure]:
+    if not inst.sandbox:
+        return []
+    return [Failure(code="docker_sandbox", host=host,
+                    message="the instance's container was made with a Docker network "
+                            "sandbox (an external netns to CRIU), and its copy on the target "
+                            "would be made without one",
+                    fix="move it cold once (dockyard migrate NAME, or --fallback): the "
+                        "copy made there has none, and later moves can be live")]
 
 
 def _lxcfs(inst: InstanceFacts, target: HostFacts) -> list[Failure]:
