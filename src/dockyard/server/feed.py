@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
@@ -209,8 +210,7 @@ def _changes(ctx: ServerContext, host_name: str, since: int, full: bool,
 
 def _read_changes(ctx: ServerContext, sess: Session, host_id: str, since: int, full: bool,
                   peers_token: str | None) -> WatchReply:
-    current = revision.current(sess)
-    networks_revision = int(meta.get(sess, meta.NETWORKS_REVISION) or 0)
+    current, networks_revision = revision.current_and_networks(sess)
     ctx.peers.refresh(networks_revision, lambda: peer_map(sess))  # read after: peers.py
     state = ctx.peers.since(None if full else peers_token)
     changed = instance_rows.changed_on_host(sess, host_id, None if full else since)
@@ -220,20 +220,16 @@ def _read_changes(ctx: ServerContext, sess: Session, host_id: str, since: int, f
         return WatchReply(revision=current, full=full, instances=[], networks=[],
                           peers_token="" if peers_token is None else state.token,
                           peers_delta=peers_token is not None and not state.full)
-    rows = {n.id: n for n in networks.all_networks(sess)}
-    nets = {n.id: desired_network(n, state.peers.get(n.id)) for n in rows.values()}
-    own = nets if peers_token is None else {n.id: desired_network(n) for n in rows.values()}
-    instances = [desired_instance(sess, row, own[row.network_id],
-                                  list(rows[row.network_id].dns)
-                                  or [rows[row.network_id].gateway],
-                                  rows[row.network_id].subnet)
+    rows = ctx.networks.rows(networks_revision, lambda: networks.all_networks(sess))
+    whole = peers_token is None  # an agent before the deltas: whole lists, its instances too
+    nets = ctx.networks.part(networks_revision, rows, state, peers_token) \
+        if net_changed or whole else []
+    own = {n.id: n for n in nets} if whole else rows.bare
+    instances = [desired_instance(sess, row, own[row.network_id], rows.dns[row.network_id],
+                                  rows.subnet[row.network_id])
                  for row in changed]
-    if not state.full:
-        for net_id, gone in state.gone.items():
-            if net_id in nets:
-                nets[net_id].peers_gone = gone
     return WatchReply(revision=current, full=full, instances=instances,
-                      networks=list(nets.values()) if net_changed else [],
+                      networks=nets if net_changed else [],
                       peers_token="" if peers_token is None else state.token,
                       peers_delta=peers_token is not None and not state.full)
 
@@ -251,7 +247,7 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
     assert caller.host_name is not None
     host = caller.host_name
     token = ctx.notifier.token()
-    reply = await run_in_threadpool(_changes, ctx, host, since, False, peers)
+    reply = await _reply(ctx, host, since, False, peers)
     answer_at = None
     if reply.networks and not reply.instances and since and not full and timeout:
         answer_at = ctx.pacer.due(host)  # peer-only: no sooner than the pacer allows
@@ -266,13 +262,20 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
         finally:
             ctx.pacer.held(-1)
         if woken:
-            reply = await run_in_threadpool(_changes, ctx, host, since, False, peers)
+            reply = await _reply(ctx, host, since, False, peers)
         elif ctx.liveness.note(host) and await run_in_threadpool(ctx.liveness.flush, ctx.db):
             ctx.notifier.bump()  # timed out, nothing of its own: the first read stands
     if full:
-        reply = await run_in_threadpool(_changes, ctx, host, since, True, peers)
+        reply = await _reply(ctx, host, since, True, peers)
     ctx.pacer.answered(host)
     return reply
+
+
+async def _reply(ctx: ServerContext, host: str, since: int, full: bool,
+                 peers: str | None) -> WatchReply:
+    """`_changes` in a worker thread of the watches' own limiter (`ctx.watch_threads`)."""
+    return await to_thread.run_sync(_changes, ctx, host, since, full, peers,
+                                    limiter=ctx.watch_threads)
 
 
 async def _hold(ctx: ServerContext, host: str, since: int, token: asyncio.Event, limit: float,
