@@ -348,3 +348,22 @@ def test_watch_replies_have_worker_threads_of_their_own(feed: Feed) -> None:
         assert [d.name for d in reply.instances] == ["quick"]
 
     asyncio.run(run())
+
+
+def test_a_watch_reads_its_host_and_changed_instances_in_one_query(feed: Feed) -> None:
+    """`host_and_changes`: the host's three columns with each changed instance, the host alone
+    when none changed, None for a host that never registered."""
+    from dockyard.store import instances as instance_rows
+    _launch_on(feed, "one", "h1")
+    _launch_on(feed, "two", "h1")
+    with feed.ctx.db.read() as sess:
+        assert instance_rows.host_and_changes(sess, "nobody", None) is None
+        found = instance_rows.host_and_changes(sess, "h2", None)
+        assert found is not None and found[0][1] == "up" and found[1] == []
+        found = instance_rows.host_and_changes(sess, "h1", None)
+        assert found is not None and sorted(r.name for r in found[1]) == ["one", "two"]
+        first = min(found[1], key=lambda r: r.revision)
+        later = instance_rows.host_and_changes(sess, "h1", first.revision)
+        assert later is not None and [r.name for r in later[1]] == [
+            max(found[1], key=lambda r: r.revision).name]
+        assert later[0] == found[0]

@@ -191,12 +191,17 @@ def _changes(ctx: ServerContext, host_name: str, since: int, full: bool,
     queue all of them on the write lock; the heartbeat is noted in memory and written in
     batches (`liveness.py`), at once only when the host is stored down or was silent."""
     with ctx.db.read() as sess:
-        found = hosts.liveness_of(sess, host_name)  # three columns, not the whole row
+        # the revisions first: on PostgreSQL (read committed) each statement sees the commits
+        # made before it, so instances read after the revision miss none at or below it
+        current, networks_revision = revision.current_and_networks(sess)
+        ctx.peers.refresh(networks_revision, lambda: peer_map(sess))  # read after: peers.py
+        found = instance_rows.host_and_changes(sess, host_name, None if full else since)
         if found is None:
             raise NotFound(f"host {host_name} has not registered")
-        host_id, state, last_heartbeat = found
+        (_, state, last_heartbeat), changed = found
         down = state != "up" or last_heartbeat is None
-        reply = _read_changes(ctx, sess, host_id, since, full, peers_token)
+        reply = _read_changes(ctx, current, networks_revision, changed, since, full,
+                              peers_token, sess)
     live = ctx.liveness
     if down or live.due_now(host_name, ctx.settings.heartbeat_timeout):
         with ctx.db.session() as sess:
@@ -208,12 +213,11 @@ def _changes(ctx: ServerContext, host_name: str, since: int, full: bool,
     return reply
 
 
-def _read_changes(ctx: ServerContext, sess: Session, host_id: str, since: int, full: bool,
-                  peers_token: str | None) -> WatchReply:
-    current, networks_revision = revision.current_and_networks(sess)
-    ctx.peers.refresh(networks_revision, lambda: peer_map(sess))  # read after: peers.py
+def _read_changes(ctx: ServerContext, current: int, networks_revision: int,
+                  changed: list[InstanceRow], since: int, full: bool, peers_token: str | None,
+                  sess: Session) -> WatchReply:
+    """The reply from what `_changes` read: the revisions, the host's `changed` instances."""
     state = ctx.peers.since(None if full else peers_token)
-    changed = instance_rows.changed_on_host(sess, host_id, None if full else since)
     net_changed = full or networks_revision > since or (
         peers_token is not None and state.token != peers_token)
     if not changed and not net_changed:  # the idle watch: nothing to build
