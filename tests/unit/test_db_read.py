@@ -55,3 +55,27 @@ def test_a_change_in_a_read_session_raises_and_is_not_written(db: Database) -> N
         sess.flush()
     with db.read() as sess:
         assert sess.get(Meta, "sneaky") is None
+
+
+def test_as_many_reads_at_once_as_threads_may_run_them(db: Database) -> None:
+    """anyio's 40 worker threads and the watches' own (`WATCH_THREADS`) each read at once,
+    none waiting for a pooled connection (SQLAlchemy's default pool held 15)."""
+    from dockyard.server.context import WATCH_THREADS  # the server's, not the store's layer
+    readers = 40 + WATCH_THREADS
+    inside = threading.Barrier(readers, timeout=10)
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            with db.read() as sess:
+                sess.scalar(select(Meta.value).limit(1))
+                inside.wait()  # every reader holds its connection here at the same time
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            failed.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert failed == []

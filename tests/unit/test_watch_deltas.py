@@ -256,3 +256,114 @@ def test_a_watch_answers_its_own_change_at_once_and_peer_changes_batched(
         _held_watch(feed, "h1", reply.revision, agent.book.token, one_on_h1))
     assert [d.name for d in reply.instances] == ["own"]
     assert answered < acted + 10  # not held for the batch (60 s) or the timeout (20 s)
+
+
+# -- the networks part shared between hosts (watch_networks.py) -------------------------------
+def _launch_on(feed: Feed, name: str, host: str) -> None:
+    resp = feed.call("POST", "/v1/instances", json={"name": name, "image": "busybox:1",
+                                                     "host": host})
+    assert resp.status_code == 202, resp.text
+
+
+def test_hosts_asking_alike_share_the_networks_but_each_gets_only_its_instances(
+        feed: Feed) -> None:
+    """h1 and h2 ask with the same revision and token after a launch on h1: one networks part
+    is built and both get it; only h1's reply carries the instance."""
+    agents = {h: Follower(feed, h) for h in HOSTS}
+    for a in agents.values():
+        a.poll()
+    since, token = agents["h1"].since, agents["h1"].book.token
+    assert agents["h2"].book.token == token
+    _launch_on(feed, "mine", "h1")
+    built = feed.ctx.networks.built
+    r1, _ = feed.watch("h1", since, token)
+    r2, _ = feed.watch("h2", since, token)
+    assert feed.ctx.networks.built == built + 1  # the second reply shared the first's part
+    assert [d.name for d in r1.instances] == ["mine"] and r2.instances == []
+    assert r1.networks == r2.networks
+    assert [p.name for p in r2.networks[0].peers] == ["mine"] and r2.peers_delta
+
+
+def test_a_host_further_behind_gets_its_own_longer_delta(feed: Feed) -> None:
+    """At the same journal state, h2 (three changes behind) and h1 (one behind) get different
+    deltas; each agent's book then holds exactly the store's peers."""
+    ahead, behind = Follower(feed, "h1"), Follower(feed, "h2")
+    ahead.poll()
+    behind.poll()
+    _launch_on(feed, "b1", "h2")
+    _launch_on(feed, "b2", "h2")
+    ahead.poll()  # h1 is past b1 and b2
+    feed.delete("b1")
+    _launch_on(feed, "b3", "h2")
+    near = ahead.poll()
+    far = behind.poll()
+    assert near.peers_delta and far.peers_delta
+    assert [p.name for p in near.networks[0].peers] == ["b3"]
+    assert sorted(p.name for p in far.networks[0].peers) == ["b2", "b3"]
+    assert sorted(d.name for d in far.instances) == ["b2", "b3"]
+    for agent in (ahead, behind):
+        assert [p.ip for p in agent.book.network(far.networks[0]).peers] == _live(feed)
+
+
+def test_a_new_network_is_in_the_next_reply_though_the_peers_did_not_change(
+        feed: Feed) -> None:
+    """A network created without instances moves the networks revision, not the peer journal:
+    a part built before must not be given again for the same tokens."""
+    _launch_on(feed, "c1", "h1")
+    a, b = Follower(feed, "h1"), Follower(feed, "h2")
+    a.poll()
+    b.poll()
+    since, token = a.since, a.book.token
+    _launch_on(feed, "c2", "h2")
+    assert [n.name for n in feed.watch("h1", since, token)[0].networks] == ["default"]
+    assert feed.call("POST", "/v1/networks", json={"name": "second",
+                                                   "subnet": "10.240.1.0/24"}).status_code == 201
+    reply, _ = feed.watch("h2", since, token)
+    assert sorted(n.name for n in reply.networks) == ["default", "second"]
+    assert [d.name for d in reply.instances] == ["c2"]
+
+
+def test_watch_replies_have_worker_threads_of_their_own(feed: Feed) -> None:
+    """With every thread of the watches' limiter taken, a launch still goes through (its
+    handler's thread comes from anyio's default limiter) and a watch reply waits for one."""
+    async def run() -> None:
+        ctx = feed.ctx
+        ctx.notifier.bind(asyncio.get_running_loop())
+        takers = [object() for _ in range(int(ctx.watch_threads.total_tokens))]
+        for taker in takers:
+            await ctx.watch_threads.acquire_on_behalf_of(taker)
+        transport = httpx.ASGITransport(app=feed.client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            watch = asyncio.create_task(client.get(
+                "/v1/agent/watch", params={"since": 0, "timeout": 0, "peers": ""},
+                headers={"Authorization": f"Bearer {feed.hosts['h1']}"}))
+            launch = await asyncio.wait_for(client.post(
+                "/v1/instances", json={"name": "quick", "image": "busybox:1", "host": "h1"},
+                headers={"Authorization": f"Bearer {feed.admin}"}), 10)
+            assert launch.status_code == 202, launch.text
+            assert not watch.done()
+            for taker in takers:
+                ctx.watch_threads.release_on_behalf_of(taker)
+            reply = WatchReply.model_validate_json((await asyncio.wait_for(watch, 10)).content)
+        assert [d.name for d in reply.instances] == ["quick"]
+
+    asyncio.run(run())
+
+
+def test_a_watch_reads_its_host_and_changed_instances_in_one_query(feed: Feed) -> None:
+    """`host_and_changes`: the host's three columns with each changed instance, the host alone
+    when none changed, None for a host that never registered."""
+    from dockyard.store import instances as instance_rows
+    _launch_on(feed, "one", "h1")
+    _launch_on(feed, "two", "h1")
+    with feed.ctx.db.read() as sess:
+        assert instance_rows.host_and_changes(sess, "nobody", None) is None
+        found = instance_rows.host_and_changes(sess, "h2", None)
+        assert found is not None and found[0][1] == "up" and found[1] == []
+        found = instance_rows.host_and_changes(sess, "h1", None)
+        assert found is not None and sorted(r.name for r in found[1]) == ["one", "two"]
+        first = min(found[1], key=lambda r: r.revision)
+        later = instance_rows.host_and_changes(sess, "h1", first.revision)
+        assert later is not None and [r.name for r in later[1]] == [
+            max(found[1], key=lambda r: r.revision).name]
+        assert later[0] == found[0]

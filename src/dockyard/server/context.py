@@ -7,6 +7,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+from anyio import CapacityLimiter
+
 from dockyard.config import ServerSettings
 from dockyard.server.agent_proxy import AgentProxy
 from dockyard.server.liveness import Liveness
@@ -14,7 +16,10 @@ from dockyard.server.notifier import Notifier
 from dockyard.server.peers import PeerJournal
 from dockyard.server.registry import RegistryClient
 from dockyard.server.wakeups import ChangeIndex, Pacer
+from dockyard.server.watch_networks import SharedNetworks
 from dockyard.store.db import Database
+
+WATCH_THREADS = 8  # replies built at once: more only queue on the GIL (and on SQLite)
 
 
 class FeedCounter:
@@ -46,3 +51,8 @@ class ServerContext:
     wakeups: ChangeIndex = field(default_factory=ChangeIndex)  # whom a change concerns
     pacer: Pacer = field(default_factory=Pacer)  # peer-only answers, batched per host
     liveness: Liveness = field(default_factory=Liveness)  # heartbeats, written in batches
+    networks: SharedNetworks = field(default_factory=SharedNetworks)  # watch replies share
+    # the watch replies' worker threads, apart from anyio's default limiter (every other
+    # handler's): a burst of replies does not make the launches wait for a thread
+    watch_threads: CapacityLimiter = field(
+        default_factory=lambda: CapacityLimiter(WATCH_THREADS))

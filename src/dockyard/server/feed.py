@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
@@ -190,12 +191,17 @@ def _changes(ctx: ServerContext, host_name: str, since: int, full: bool,
     queue all of them on the write lock; the heartbeat is noted in memory and written in
     batches (`liveness.py`), at once only when the host is stored down or was silent."""
     with ctx.db.read() as sess:
-        found = hosts.liveness_of(sess, host_name)  # three columns, not the whole row
+        # the revisions first: on PostgreSQL (read committed) each statement sees the commits
+        # made before it, so instances read after the revision miss none at or below it
+        current, networks_revision = revision.current_and_networks(sess)
+        ctx.peers.refresh(networks_revision, lambda: peer_map(sess))  # read after: peers.py
+        found = instance_rows.host_and_changes(sess, host_name, None if full else since)
         if found is None:
             raise NotFound(f"host {host_name} has not registered")
-        host_id, state, last_heartbeat = found
+        (_, state, last_heartbeat), changed = found
         down = state != "up" or last_heartbeat is None
-        reply = _read_changes(ctx, sess, host_id, since, full, peers_token)
+        reply = _read_changes(ctx, current, networks_revision, changed, since, full,
+                              peers_token, sess)
     live = ctx.liveness
     if down or live.due_now(host_name, ctx.settings.heartbeat_timeout):
         with ctx.db.session() as sess:
@@ -207,33 +213,27 @@ def _changes(ctx: ServerContext, host_name: str, since: int, full: bool,
     return reply
 
 
-def _read_changes(ctx: ServerContext, sess: Session, host_id: str, since: int, full: bool,
-                  peers_token: str | None) -> WatchReply:
-    current = revision.current(sess)
-    networks_revision = int(meta.get(sess, meta.NETWORKS_REVISION) or 0)
-    ctx.peers.refresh(networks_revision, lambda: peer_map(sess))  # read after: peers.py
+def _read_changes(ctx: ServerContext, current: int, networks_revision: int,
+                  changed: list[InstanceRow], since: int, full: bool, peers_token: str | None,
+                  sess: Session) -> WatchReply:
+    """The reply from what `_changes` read: the revisions, the host's `changed` instances."""
     state = ctx.peers.since(None if full else peers_token)
-    changed = instance_rows.changed_on_host(sess, host_id, None if full else since)
     net_changed = full or networks_revision > since or (
         peers_token is not None and state.token != peers_token)
     if not changed and not net_changed:  # the idle watch: nothing to build
         return WatchReply(revision=current, full=full, instances=[], networks=[],
                           peers_token="" if peers_token is None else state.token,
                           peers_delta=peers_token is not None and not state.full)
-    rows = {n.id: n for n in networks.all_networks(sess)}
-    nets = {n.id: desired_network(n, state.peers.get(n.id)) for n in rows.values()}
-    own = nets if peers_token is None else {n.id: desired_network(n) for n in rows.values()}
-    instances = [desired_instance(sess, row, own[row.network_id],
-                                  list(rows[row.network_id].dns)
-                                  or [rows[row.network_id].gateway],
-                                  rows[row.network_id].subnet)
+    rows = ctx.networks.rows(networks_revision, lambda: networks.all_networks(sess))
+    whole = peers_token is None  # an agent before the deltas: whole lists, its instances too
+    nets = ctx.networks.part(networks_revision, rows, state, peers_token) \
+        if net_changed or whole else []
+    own = {n.id: n for n in nets} if whole else rows.bare
+    instances = [desired_instance(sess, row, own[row.network_id], rows.dns[row.network_id],
+                                  rows.subnet[row.network_id])
                  for row in changed]
-    if not state.full:
-        for net_id, gone in state.gone.items():
-            if net_id in nets:
-                nets[net_id].peers_gone = gone
     return WatchReply(revision=current, full=full, instances=instances,
-                      networks=list(nets.values()) if net_changed else [],
+                      networks=nets if net_changed else [],
                       peers_token="" if peers_token is None else state.token,
                       peers_delta=peers_token is not None and not state.full)
 
@@ -251,7 +251,7 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
     assert caller.host_name is not None
     host = caller.host_name
     token = ctx.notifier.token()
-    reply = await run_in_threadpool(_changes, ctx, host, since, False, peers)
+    reply = await _reply(ctx, host, since, False, peers)
     answer_at = None
     if reply.networks and not reply.instances and since and not full and timeout:
         answer_at = ctx.pacer.due(host)  # peer-only: no sooner than the pacer allows
@@ -266,13 +266,20 @@ async def watch(since: int = Query(0, ge=0), full: bool = False,
         finally:
             ctx.pacer.held(-1)
         if woken:
-            reply = await run_in_threadpool(_changes, ctx, host, since, False, peers)
+            reply = await _reply(ctx, host, since, False, peers)
         elif ctx.liveness.note(host) and await run_in_threadpool(ctx.liveness.flush, ctx.db):
             ctx.notifier.bump()  # timed out, nothing of its own: the first read stands
     if full:
-        reply = await run_in_threadpool(_changes, ctx, host, since, True, peers)
+        reply = await _reply(ctx, host, since, True, peers)
     ctx.pacer.answered(host)
     return reply
+
+
+async def _reply(ctx: ServerContext, host: str, since: int, full: bool,
+                 peers: str | None) -> WatchReply:
+    """`_changes` in a worker thread of the watches' own limiter (`ctx.watch_threads`)."""
+    return await to_thread.run_sync(_changes, ctx, host, since, full, peers,
+                                    limiter=ctx.watch_threads)
 
 
 async def _hold(ctx: ServerContext, host: str, since: int, token: asyncio.Event, limit: float,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from fastapi.concurrency import run_in_threadpool
 
 from dockyard.store import instances as instance_rows
-from dockyard.store import meta, revision
+from dockyard.store import revision
 
 if TYPE_CHECKING:
     from dockyard.server.context import ServerContext
@@ -82,8 +82,7 @@ class ChangeIndex:
     @staticmethod
     def _read(ctx: ServerContext, old: Snapshot | None, taken: asyncio.Event) -> Snapshot:
         with ctx.db.read() as sess:
-            current = revision.current(sess)
-            networks = int(meta.get(sess, meta.NETWORKS_REVISION) or 0)
+            current, networks = revision.current_and_networks(sess)
             hosts = dict(old.hosts) if old is not None else {}
             hosts.update(instance_rows.newest_per_host(sess, old.revision if old else 0))
         return Snapshot(current, networks, hosts, taken)

@@ -59,6 +59,8 @@ TRANSACT_BACKOFF = 0.005  # seconds, doubled per lost attempt up to TRANSACT_BAC
 TRANSACT_BACKOFF_MAX = 0.25
 CHECKPOINT_EVERY = 0.5  # seconds between the checkpointer's passive checkpoints (SQLite)
 WAL_AUTOCHECKPOINT = 16_000  # pages: SQLite checkpoints in the commit only past this backstop
+SQLITE_POOL = 16  # SQLite connections kept open (cheap: a file handle each)
+SQLITE_OVERFLOW = 48  # and opened above those while that many threads read at once
 
 T = TypeVar("T")
 
@@ -91,7 +93,14 @@ def make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     private_sqlite_files(url)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    # a connection for every thread that may read at once (anyio's 40 worker threads, the
+    # watches' own, the checkpointer): with SQLAlchemy's default 5 + 10 the watch replies
+    # of a burst queued for a connection, not for the database (WAL readers do not block)
+    parsed = make_url(url)
+    in_memory = parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+    pool = {} if in_memory else {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_OVERFLOW}
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                           **pool)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -24,13 +24,6 @@ def by_name(sess: Session, name: str) -> HostRow | None:
     return sess.scalar(select(HostRow).where(HostRow.name == name))
 
 
-def liveness_of(sess: Session, name: str) -> tuple[str, str, datetime | None] | None:
-    """(id, stored state, last heartbeat) of the host named `name`; None if there is none."""
-    row = sess.execute(select(HostRow.id, HostRow.state, HostRow.last_heartbeat)
-                       .where(HostRow.name == name)).first()
-    return None if row is None else (row[0], row[1], row[2])
-
-
 def exists(sess: Session, name: str) -> bool:
     return sess.scalar(select(HostRow.id).where(HostRow.name == name)) is not None
 

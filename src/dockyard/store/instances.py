@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from dockyard.model.instance import DesiredState
@@ -51,12 +52,20 @@ def using_image(sess: Session, refs: list[str]) -> list[str]:
     return list(sess.scalars(select(InstanceRow.name).where(InstanceRow.image.in_(refs))))
 
 
-def changed_on_host(sess: Session, host_id: str, since: int | None) -> list[InstanceRow]:
-    """The host's instances whose desired-state revision is past `since` (all with None)."""
-    query = select(InstanceRow).where(InstanceRow.host_id == host_id)
+def host_and_changes(sess: Session, host_name: str, since: int | None
+                     ) -> tuple[tuple[str, str, datetime | None], list[InstanceRow]] | None:
+    """The host named `host_name` ((id, stored state, last heartbeat), three columns) and its
+    instances whose desired-state revision is past `since` (all with None), in one query (a
+    watch reads both); None if there is no such host."""
+    joined = InstanceRow.host_id == HostRow.id
     if since is not None:
-        query = query.where(InstanceRow.revision > since)
-    return list(sess.scalars(query))
+        joined = and_(joined, InstanceRow.revision > since)
+    found = sess.execute(select(HostRow.id, HostRow.state, HostRow.last_heartbeat, InstanceRow)
+                         .outerjoin(InstanceRow, joined).where(HostRow.name == host_name)).all()
+    if not found:
+        return None
+    host_id, state, last_heartbeat, _ = found[0]
+    return (host_id, state, last_heartbeat), [row[3] for row in found if row[3] is not None]
 
 
 def newest_per_host(sess: Session, after: int) -> dict[str, int]:

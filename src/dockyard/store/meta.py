@@ -7,9 +7,10 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dockyard.store.revision import NETWORKS_KEY
 from dockyard.store.tables import Meta
 
-NETWORKS_REVISION = "networks_revision"  # revision of the last network create/delete
+NETWORKS_REVISION = NETWORKS_KEY  # revision of the last network create/delete
 
 
 def put(sess: Session, key: str, value: str) -> None:

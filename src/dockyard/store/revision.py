@@ -13,11 +13,19 @@ from sqlalchemy.orm import Session
 from dockyard.store.tables import Meta
 
 KEY = "revision"
+NETWORKS_KEY = "networks_revision"  # meta.NETWORKS_REVISION (meta imports nothing of ours)
 
 
 def current(sess: Session) -> int:
     value = sess.scalar(select(Meta.value).where(Meta.key == KEY))
     return int(value) if value is not None else 0
+
+
+def current_and_networks(sess: Session) -> tuple[int, int]:
+    """The revision and `meta.NETWORKS_REVISION` (the last network change), in one query."""
+    values = {key: value for key, value in sess.execute(select(Meta.key, Meta.value).where(
+        Meta.key.in_((KEY, NETWORKS_KEY))))}
+    return int(values.get(KEY) or 0), int(values.get(NETWORKS_KEY) or 0)
 
 
 def bump(sess: Session) -> int:
