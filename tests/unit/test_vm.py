@@ -102,6 +102,16 @@ def test_the_seed_says_hostname_key_and_static_network() -> None:
     assert eth0["nameservers"] == {"addresses": ["10.9.0.1"]}
 
 
+def test_every_ssh_key_is_one_line_of_user_data() -> None:
+    """The test guest's /init reads root's keys as the `- KEY` lines: never folded."""
+    rsa = "ssh-rsa " + "A" * 700 + " someone@somewhere"
+    d = _desired().model_copy(update={"ssh_keys": ["ssh-ed25519 AAAAC3Nza key@test", rsa]})
+    lines = vm_seed.user_data(d).splitlines()
+    assert "  - ssh-ed25519 AAAAC3Nza key@test" in lines and f"  - {rsa}" in lines
+    assert yaml.safe_load(vm_seed.user_data(d))["users"][0]["ssh_authorized_keys"] == [
+        "ssh-ed25519 AAAAC3Nza key@test", rsa]
+
+
 def test_qemu_command_line() -> None:
     run = Path("/run/vms/x")
     cmd = qemu.command(qemu.VmLaunch(
@@ -115,6 +125,17 @@ def test_qemu_command_line() -> None:
     assert "ifname=dyvx" in cmd[cmd.index("-netdev") + 1]
     assert "mac=02:d7:0a:09:00:05" in cmd[cmd.index("-device") + 1]
     assert f"unix:{run}/qmp.sock,server=on,wait=off" in cmd
+    chardevs = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-chardev"]
+    # the serial console: a socket for `dockyard console`, every byte also in serial.log
+    assert (f"socket,id=serial0,path={run}/console.sock,server=on,wait=off,"
+            f"logfile={run}/serial.log,logappend=on") in chardevs
+    assert pairs["-serial"] == "chardev:serial0"
+    # the guest agent's virtio-serial port, named as qemu-ga looks for it
+    assert f"socket,id=qga0,path={run}/qga.sock,server=on,wait=off" in chardevs
+    devices = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-device"]
+    assert "virtio-serial-pci,id=vser0" in devices
+    assert ("virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0"
+            in devices)
     assert str(run / "qemu.pid") in cmd
 
 
