@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from dockyard.adapters import antispoof, qemu, qemu_tap
+from dockyard.adapters import antispoof, qemu, qemu_tap, tc, vm_cgroup
+from dockyard.agent.vm import QEMU_OVERHEAD
 from dockyard.errors import DockyardError
 from dockyard.model import ids
 from dockyard.model.cpulist import parse_cpu_list
@@ -76,6 +77,7 @@ def _remove_vms(dy: VmDockyard) -> None:
             tap = ids.vm_tap_name(run.name)
             antispoof.remove(tap)
             qemu_tap.delete_tap(tap)
+            vm_cgroup.remove(run.name)
 
 
 def _alive(pid: int) -> bool:
@@ -130,7 +132,7 @@ def key_file(ssh_key: Path) -> Path:
 def vm(vmdy: VmDockyard, key_file: Path) -> dict[str, Any]:
     shown: dict[str, Any] = vmdy.ok(
         "launch", VM_IMAGE, "vm1", "--type", "vm", "--cores", "1", "--memory", "512M",
-        "--ssh-key", str(key_file), "--json").json()
+        "--ingress", "50mbit", "--ssh-key", str(key_file), "--json").json()
     return shown
 
 
@@ -312,6 +314,16 @@ def test_vcpu_threads_run_only_on_the_vms_cores(vmdy: VmDockyard, vm: dict[str, 
         assert parse_cpu_list(allowed) == cores
 
 
+def test_qemu_runs_in_its_memory_cgroup_and_the_tap_is_shaped(vmdy: VmDockyard,
+                                                              vm: dict[str, Any]) -> None:
+    pid = qemu.running_pid(vmdy.vms / vm["id"])
+    assert pid is not None
+    cgroup = vm_cgroup.directory(vm["id"])
+    assert str(pid) in (cgroup / "cgroup.procs").read_text().split()
+    assert vm_cgroup.limit(vm["id"]) == 512 * 1024 * 1024 + QEMU_OVERHEAD
+    assert tc.read_ingress(ids.vm_tap_name(vm["id"])) == 50_000_000  # --ingress 50mbit
+
+
 def test_agent_killed_leaves_the_vm_running_and_adopts_it(vmdy: VmDockyard,
                                                           vm: dict[str, Any]) -> None:
     assert vmdy.proc is not None
@@ -349,6 +361,8 @@ def test_stop_and_start_keep_the_ip(vmdy: VmDockyard, vm: dict[str, Any]) -> Non
     ({"image": IMAGE, "type": "vm"}, "is not a VM image on host local"),
     ({"image": VM_IMAGE, "type": "vm", "limits": {"memory": "64M"}},
      "below the minimum of image vm-busybox"),
+    ({"image": VM_IMAGE, "type": "vm", "limits": {"egress": "10mbit"}},
+     "egress limits are not supported on VMs"),
     ({"image": VM_IMAGE, "type": "vm", "disk": "1G", "volumes": [
         {"source": "data", "target": "/data"}]}, "volumes are not supported on VMs"),
 ])
@@ -385,5 +399,6 @@ def test_delete_leaves_no_tap_process_or_overlay(vmdy: VmDockyard, vm: dict[str,
     assert ids.vm_tap_name(vm["id"]) not in _taps()
     assert not run.exists()
     assert ids.vm_tap_name(vm["id"]) not in antispoof.ports()
+    assert not vm_cgroup.directory(vm["id"]).exists()
     assert leaks(vmdy) == []
     assert json.loads(vmdy.ok("host", "show", "local", "--json").out)["exclusive_cores"] == {}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from dockyard.adapters import qemu
+from dockyard.adapters import qemu, vm_cgroup
 from dockyard.agent import vm_seed
 from dockyard.agent.vm import VmImages
 from dockyard.errors import NotFound, NoValidHost
@@ -161,3 +161,32 @@ def test_vm_images_catalogue(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         images.get("../etc")
     assert VmImages(tmp_path / "missing").catalogue() == {}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_vm_cgroup_made_limited_joined_and_removed(tmp_path: Path, version: int) -> None:
+    """On a directory laid out like the cgroup root (v1: a memory hierarchy; v2: unified)."""
+    root = tmp_path
+    if version == 2:
+        (root / "cgroup.controllers").write_text("cpu memory pids\n")
+        (root / "cgroup.subtree_control").write_text("")
+    path = vm_cgroup.directory("abc", str(root))
+    assert path == root / ("memory" if version == 1 else "") / "dockyard-vms" / "abc"
+    path.mkdir(parents=True)  # what the kernel would make: the cgroup's files
+    if version == 2:
+        (path.parent / "cgroup.subtree_control").write_text("")
+    limit_file = "memory.limit_in_bytes" if version == 1 else "memory.max"
+    (path / limit_file).write_text("max\n" if version == 2 else f"{2**63 - 4096}\n")
+    (path / "cgroup.procs").write_text("")
+    vm_cgroup.ensure("abc", 4242, 768 << 20, str(root))
+    assert vm_cgroup.limit("abc", str(root)) == 768 << 20
+    assert (path / "cgroup.procs").read_text() == "4242"
+    if version == 2:
+        assert (root / "cgroup.subtree_control").read_text() == "+memory"
+    for name in (limit_file, "cgroup.procs"):  # rmdir of a real cgroup takes its files
+        (path / name).unlink()
+    if version == 2:
+        (path.parent / "cgroup.subtree_control").unlink()
+    vm_cgroup.remove("abc", str(root))
+    assert not path.exists() and not path.parent.exists()  # the empty parent goes too
+    vm_cgroup.remove("abc", str(root))  # idempotent
