@@ -15,6 +15,7 @@ PKGS="$PKGS chromium"  # the web console's browser tests (Playwright drives it; 
 PKGS="$PKGS git"  # builds (issue #13): agents clone repositories; tests serve one with git daemon
 PKGS="$PKGS haproxy"  # the HTTP entrance of stacks: an entrance host's agent runs its own
 PKGS="$PKGS qemu-system-x86 qemu-utils cloud-image-utils cpio"  # VM instances (agent/vm.py)
+PKGS="$PKGS openssh-client"  # the VM tests log in to the guest with the real ssh client
 PKGS="$PKGS e2fsprogs"  # container disks (--disk): mkfs.ext4 makes each loop-mounted layer filesystem
 missing=""
 for p in $PKGS; do

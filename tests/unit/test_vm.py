@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from dockyard.adapters import qemu
+from dockyard.adapters import qemu, vm_cgroup
 from dockyard.agent import vm_seed
 from dockyard.agent.vm import VmImages
 from dockyard.errors import NotFound, NoValidHost
@@ -102,6 +102,16 @@ def test_the_seed_says_hostname_key_and_static_network() -> None:
     assert eth0["nameservers"] == {"addresses": ["10.9.0.1"]}
 
 
+def test_every_ssh_key_is_one_line_of_user_data() -> None:
+    """The test guest's /init reads root's keys as the `- KEY` lines: never folded."""
+    rsa = "ssh-rsa " + "A" * 700 + " someone@somewhere"
+    d = _desired().model_copy(update={"ssh_keys": ["ssh-ed25519 AAAAC3Nza key@test", rsa]})
+    lines = vm_seed.user_data(d).splitlines()
+    assert "  - ssh-ed25519 AAAAC3Nza key@test" in lines and f"  - {rsa}" in lines
+    assert yaml.safe_load(vm_seed.user_data(d))["users"][0]["ssh_authorized_keys"] == [
+        "ssh-ed25519 AAAAC3Nza key@test", rsa]
+
+
 def test_qemu_command_line() -> None:
     run = Path("/run/vms/x")
     cmd = qemu.command(qemu.VmLaunch(
@@ -115,6 +125,17 @@ def test_qemu_command_line() -> None:
     assert "ifname=dyvx" in cmd[cmd.index("-netdev") + 1]
     assert "mac=02:d7:0a:09:00:05" in cmd[cmd.index("-device") + 1]
     assert f"unix:{run}/qmp.sock,server=on,wait=off" in cmd
+    chardevs = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-chardev"]
+    # the serial console: a socket for `dockyard console`, every byte also in serial.log
+    assert (f"socket,id=serial0,path={run}/console.sock,server=on,wait=off,"
+            f"logfile={run}/serial.log,logappend=on") in chardevs
+    assert pairs["-serial"] == "chardev:serial0"
+    # the guest agent's virtio-serial port, named as qemu-ga looks for it
+    assert f"socket,id=qga0,path={run}/qga.sock,server=on,wait=off" in chardevs
+    devices = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-device"]
+    assert "virtio-serial-pci,id=vser0" in devices
+    assert ("virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0"
+            in devices)
     assert str(run / "qemu.pid") in cmd
 
 
@@ -140,3 +161,32 @@ def test_vm_images_catalogue(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         images.get("../etc")
     assert VmImages(tmp_path / "missing").catalogue() == {}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_vm_cgroup_made_limited_joined_and_removed(tmp_path: Path, version: int) -> None:
+    """On a directory laid out like the cgroup root (v1: a memory hierarchy; v2: unified)."""
+    root = tmp_path
+    if version == 2:
+        (root / "cgroup.controllers").write_text("cpu memory pids\n")
+        (root / "cgroup.subtree_control").write_text("")
+    path = vm_cgroup.directory("abc", str(root))
+    assert path == root / ("memory" if version == 1 else "") / "dockyard-vms" / "abc"
+    path.mkdir(parents=True)  # what the kernel would make: the cgroup's files
+    if version == 2:
+        (path.parent / "cgroup.subtree_control").write_text("")
+    limit_file = "memory.limit_in_bytes" if version == 1 else "memory.max"
+    (path / limit_file).write_text("max\n" if version == 2 else f"{2**63 - 4096}\n")
+    (path / "cgroup.procs").write_text("")
+    vm_cgroup.ensure("abc", 4242, 768 << 20, str(root))
+    assert vm_cgroup.limit("abc", str(root)) == 768 << 20
+    assert (path / "cgroup.procs").read_text() == "4242"
+    if version == 2:
+        assert (root / "cgroup.subtree_control").read_text() == "+memory"
+    for name in (limit_file, "cgroup.procs"):  # rmdir of a real cgroup takes its files
+        (path / name).unlink()
+    if version == 2:
+        (path.parent / "cgroup.subtree_control").unlink()
+    vm_cgroup.remove("abc", str(root))
+    assert not path.exists() and not path.parent.exists()  # the empty parent goes too
+    vm_cgroup.remove("abc", str(root))  # idempotent

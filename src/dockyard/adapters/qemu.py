@@ -35,7 +35,7 @@ class VmLaunch:
     """Everything one QEMU command line says."""
 
     name: str  # -name: the instance id (what `ps` shows)
-    run_dir: Path  # qemu.pid, qmp.sock, serial.log
+    run_dir: Path  # qemu.pid, qmp.sock, qga.sock, console.sock, serial.log
     accel: str  # kvm | tcg
     vcpus: int
     memory_bytes: int
@@ -60,6 +60,16 @@ def serial_log(run_dir: Path) -> Path:
     return run_dir / "serial.log"
 
 
+def console_socket(run_dir: Path) -> Path:
+    """The serial console (ttyS0): one client at a time; all output also goes to serial.log."""
+    return run_dir / "console.sock"
+
+
+def guest_agent_socket(run_dir: Path) -> Path:
+    """The virtio-serial port org.qemu.guest_agent.0 (adapters/qemu_ga.py speaks to it)."""
+    return run_dir / "qga.sock"
+
+
 def command(v: VmLaunch) -> list[str]:
     """The QEMU command line (pure). Direct kernel boot: the disk needs no boot loader."""
     cpu = "host" if v.accel == "kvm" else "max"
@@ -72,8 +82,12 @@ def command(v: VmLaunch) -> list[str]:
         "-drive", f"file={v.seed},if=virtio,format=raw,readonly=on",
         "-netdev", f"tap,id=net0,ifname={v.tap},script=no,downscript=no",
         "-device", f"virtio-net-pci,netdev=net0,mac={v.mac}",
-        "-chardev", f"file,id=serial0,path={serial_log(v.run_dir)}",
+        "-chardev", f"socket,id=serial0,path={console_socket(v.run_dir)},server=on,wait=off,"
+                    f"logfile={serial_log(v.run_dir)},logappend=on",
         "-serial", "chardev:serial0",
+        "-chardev", f"socket,id=qga0,path={guest_agent_socket(v.run_dir)},server=on,wait=off",
+        "-device", "virtio-serial-pci,id=vser0",
+        "-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
         "-qmp", f"unix:{qmp_socket(v.run_dir)},server=on,wait=off",
         "-pidfile", str(pidfile(v.run_dir)), "-daemonize",
     ]

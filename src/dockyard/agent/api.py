@@ -1,6 +1,6 @@
 """The agent's own small HTTP API, used by the server: image checks, listing and pushes to the
-registry, exec, logs, volume removal, the host doctor and the interactive console (a websocket,
-see `agent/console.py`).
+registry, exec, logs (of a VM: agent/vm_access.py), volume removal, the host doctor and the
+interactive console (a websocket, see `agent/console.py`).
 
 Authenticated with the secret the agent handed the server at registration.
 """
@@ -28,6 +28,7 @@ from dockyard.agent.console import install_console
 from dockyard.agent.live import LiveHooks, install_live, peer_client
 from dockyard.agent.security import resolve_host_path
 from dockyard.agent.transfer import install_transfer
+from dockyard.agent.vm_access import VmAccess
 from dockyard.errors import Conflict, DockyardError, InvalidRequest, NotFound, Unauthorized
 from dockyard.model import ids
 from dockyard.model.doctor import CheckResult
@@ -63,7 +64,8 @@ def push_lines(engine: DockerEngine, source: str, target: str) -> Iterator[bytes
 def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
                      lxcfs: Lxcfs, registry: str = "", home: Path | None = None,
                      forget: Callable[[str, int], None] | None = None,
-                     live: LiveHooks | None = None) -> FastAPI:
+                     live: LiveHooks | None = None, vms: VmAccess | None = None) -> FastAPI:
+    """`vms`: this host's VMs (exec, logs and the console go to them, not to Docker)."""
     app = FastAPI(title="Dockyard agent", version="0.1.0")
     api_errors.install(app)
 
@@ -109,6 +111,8 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
     @app.post("/v1/instances/{instance_id}/exec", response_model=ExecResult,
               dependencies=[Depends(authorized)])
     def exec_(instance_id: str, body: ExecRequest) -> ExecResult:
+        if vms is not None and vms.owns(instance_id):
+            return vms.exec(instance_id, body)
         return engine.exec(owned(instance_id), body.command, body.env, body.workdir, body.user)
 
     @app.get("/v1/instances/{instance_id}/usage", response_model=Usage,
@@ -131,8 +135,11 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
     @app.get("/v1/instances/{instance_id}/logs", dependencies=[Depends(authorized)])
     def logs(instance_id: str, follow: bool = False,
              tail: str = Query("all")) -> StreamingResponse:
-        name = owned(instance_id)
         count: int | str = int(tail) if tail.isdigit() else "all"
+        if vms is not None and vms.owns(instance_id):  # the serial log
+            lines = vms.logs(instance_id, follow, count if isinstance(count, int) else None)
+            return StreamingResponse(lines, media_type="text/plain")
+        name = owned(instance_id)
         stream: Iterator[bytes] = engine.logs(name, follow, count)
         return StreamingResponse(stream, media_type="text/plain")
 
@@ -155,7 +162,7 @@ def create_agent_app(engine: DockerEngine, secret: str, cluster: str,
         wanted = [b for b in bridges.split(",") if b]
         return doctor.examine(engine, lxcfs, cluster, wanted, ovs, server_time, received_at)
 
-    install_console(app, engine, authorized, owned)
+    install_console(app, engine, authorized, owned, vms)
     install_build(app, engine, authorized, registry, home)  # builds (agent/build.py)
     if home is not None:  # images, snapshots, migration (agent/transfer.py)
         tokens = install_transfer(app, engine, authorized, registry, home,

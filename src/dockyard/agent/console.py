@@ -10,8 +10,11 @@ Protocol (the server's proxy passes it through unchanged; the CLI speaks it):
                        close 1008 (S < 500: refused) or 1011 (the host failed)
 
 Query: `command` (repeated), `tty`, `cols`, `rows`, `env` (repeated KEY=VALUE), `workdir`,
-`user`. Authenticated like the rest of the agent API: `Authorization: Bearer SECRET` on the
-handshake. The socket is accepted before checking, so a refusal can say why.
+`user`; or `serial=true` for a VM's serial console (`dockyard console`, agent/vm_access.py:
+bytes both ways; exit code 0 when the VM's side closes). A VM refuses an exec here (422:
+guest-exec has no terminal) and a container refuses `serial`. Authenticated like the rest
+of the agent API: `Authorization: Bearer SECRET` on the handshake. The socket is accepted
+before checking, so a refusal can say why.
 
 Concurrency: a FastAPI websocket endpoint is async, while the rest of the agent is threaded
 and `ExecSession` blocks. Output is read by one thread per console (a single-worker executor
@@ -28,6 +31,7 @@ import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from typing import Protocol
 
 from fastapi import FastAPI, Query, WebSocket
 from pydantic import ValidationError
@@ -35,12 +39,25 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from dockyard.adapters.docker_engine import DockerEngine, ExecSession
+from dockyard.agent.vm_access import NO_TTY_EXEC, VmAccess
 from dockyard.errors import DockyardError, InvalidRequest
 from dockyard.model.instance import ExecRequest
 
 CLOSE_NORMAL = 1000
 CLOSE_REFUSED = 1008  # policy violation: 4xx
 CLOSE_FAILED = 1011  # internal error: 5xx
+
+
+class Session(Protocol):
+    """What `pump` drives: an attached docker exec (ExecSession) or a VM's serial console."""
+
+    def send(self, data: bytes) -> None: ...
+    def recv(self) -> bytes: ...
+    def resize(self, cols: int, rows: int) -> None: ...
+    def close_stdin(self) -> None: ...
+    def exit_code(self) -> int: ...
+    def hangup(self) -> None: ...
+    def close(self) -> None: ...
 
 
 async def refuse(websocket: WebSocket, exc: DockyardError) -> None:
@@ -63,7 +80,7 @@ def _request(command: list[str], env: list[str], workdir: str | None,
         raise InvalidRequest("console needs a command: ?command=sh (repeat for args)") from exc
 
 
-async def _input(websocket: WebSocket, session: ExecSession) -> None:
+async def _input(websocket: WebSocket, session: Session) -> None:
     """Client → process until the client hangs up. Control frames are applied in order, so a
     resize lands before the keystrokes typed after it. Failures here (the process already
     exited, a resize after the end) do not end the session: the output side reports the exit.
@@ -81,7 +98,7 @@ async def _input(websocket: WebSocket, session: ExecSession) -> None:
             continue
 
 
-async def _control(session: ExecSession, text: str) -> None:
+async def _control(session: Session, text: str) -> None:
     try:
         control = json.loads(text)
         kind = control.get("type")
@@ -94,7 +111,7 @@ async def _control(session: ExecSession, text: str) -> None:
         await asyncio.to_thread(session.close_stdin)
 
 
-async def _output(websocket: WebSocket, session: ExecSession, reader: ThreadPoolExecutor) -> None:
+async def _output(websocket: WebSocket, session: Session, reader: ThreadPoolExecutor) -> None:
     """Process → client until the process closes its output, then report its exit code."""
     loop = asyncio.get_running_loop()
     while data := await loop.run_in_executor(reader, session.recv):
@@ -104,7 +121,7 @@ async def _output(websocket: WebSocket, session: ExecSession, reader: ThreadPool
     await websocket.close(CLOSE_NORMAL)
 
 
-async def pump(websocket: WebSocket, session: ExecSession) -> None:
+async def pump(websocket: WebSocket, session: Session) -> None:
     """Run both directions until either ends; then close the exec and let the reader finish."""
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-read")
     tasks = [asyncio.create_task(_input(websocket, session)),
@@ -132,11 +149,13 @@ async def pump(websocket: WebSocket, session: ExecSession) -> None:
 
 def install_console(app: FastAPI, engine: DockerEngine,
                     authorized: Callable[[HTTPConnection], None],
-                    owned: Callable[[str], str]) -> None:
+                    owned: Callable[[str], str], vms: VmAccess | None = None) -> None:
     """Add the console route; `authorized` and `owned` are the agent API's own checks."""
 
     def open_session(instance_id: str, req: ExecRequest, tty: bool, cols: int,
                      rows: int) -> ExecSession:
+        if vms is not None and vms.owns(instance_id):
+            raise InvalidRequest(NO_TTY_EXEC)
         session = engine.attach_exec(owned(instance_id), req.command, req.env, req.workdir,
                                      req.user, tty)
         # dockerd only resizes a started exec, so this races a quick command's exit (then
@@ -145,17 +164,29 @@ def install_console(app: FastAPI, engine: DockerEngine,
             session.resize(cols, rows)
         return session
 
+    def open_serial(instance_id: str) -> Session:
+        if vms is None or not vms.owns(instance_id):
+            raise InvalidRequest("only VMs have a serial console: use `dockyard exec -it` "
+                                 "for a container")
+        return vms.console(instance_id)
+
     @app.websocket("/v1/instances/{instance_id}/console")
     async def console(websocket: WebSocket, instance_id: str,
                       command: list[str] = Query([]), tty: bool = False,  # noqa: B008
                       cols: int = 80, rows: int = 24,
                       env: list[str] = Query([]),  # noqa: B008
-                      workdir: str | None = None, user: str | None = None) -> None:
+                      workdir: str | None = None, user: str | None = None,
+                      serial: bool = False) -> None:
         await websocket.accept()
+        session: Session
         try:
             authorized(websocket)
-            req = _request(command, env, workdir, user)
-            session = await asyncio.to_thread(open_session, instance_id, req, tty, cols, rows)
+            if serial:
+                session = await asyncio.to_thread(open_serial, instance_id)
+            else:
+                req = _request(command, env, workdir, user)
+                session = await asyncio.to_thread(open_session, instance_id, req, tty, cols,
+                                                  rows)
         except DockyardError as exc:
             await refuse(websocket, exc)
             return

@@ -46,6 +46,7 @@ from dockyard.agent.reconciler import Reconciler
 from dockyard.agent.resync import DEEP_RESYNCS, HostProbes, HostView, reason
 from dockyard.agent.security import HostPolicy
 from dockyard.agent.vm import VmImages, VmRuntime
+from dockyard.agent.vm_access import VmAccess
 from dockyard.agent.workqueue import WorkQueue
 from dockyard.client import ApiClient
 from dockyard.config import AgentSettings, split_listen
@@ -539,7 +540,7 @@ def run_agent(settings: AgentSettings) -> None:
     agent.start_threads()
     app = create_agent_app(agent.engine, agent.secret, agent.cluster, agent.lxcfs,
                            agent.registry, settings.home, agent.forget,
-                           agent.live_hooks())
+                           agent.live_hooks(), VmAccess(settings.home / "vms"))
     config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=BACKLOG,
                             timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=1,
                             ssl_certfile=cert, ssl_keyfile=key)

@@ -8,13 +8,17 @@
       └─ desired running → restart if asked; not running? overlay (first time: a qcow2
                            over the image, grown to --disk), seed, tap on the bridge with
                            anti-spoofing rules, QEMU started detached; then the tap on its
-                           bridge and the vCPU threads pinned to the instance's cores, every
-                           pass                                                 → "running"
+                           bridge (tbf for --ingress), the vCPU threads pinned to the
+                           instance's cores, QEMU in its memory cgroup (guest memory +
+                           QEMU_OVERHEAD), every pass                           → "running"
 
 QEMU is no child of the agent (`-daemonize`): an agent restart leaves it running and the
 next pass adopts it from qemu.pid + qmp.sock (adapters/qemu.py). vCPUs = the instance's
 exclusive cores (1 without any); each vCPU thread (QMP query-cpus-fast) may run only on
-those cores. The guest's memory is `-m` = the memory limit (the scheduler reserved it
+those cores. `--egress` is refused for VMs: a qdisc inside the guest is the guest's to
+remove, and the VM's traffic enters the host at the tap's ingress, where shaping needs an
+ifb (not done). The guest's
+memory is `-m` = the memory limit (the scheduler reserved it
 without over-commit). A failure during the *first* create removes what it made and reports
 `deleted` + `failed_create`, as for containers.
 
@@ -32,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from dockyard.adapters import antispoof, qemu, qemu_tap
+from dockyard.adapters import antispoof, qemu, qemu_tap, tc, vm_cgroup
 from dockyard.agent import vm_seed
 from dockyard.agent.hostfiles import InstanceFiles
 from dockyard.errors import DockyardError, InvalidRequest, NotFound, TemporaryError
@@ -43,6 +47,9 @@ from dockyard.model.instance import DesiredState
 
 log = logging.getLogger(__name__)
 KILL_WAIT = 5.0  # seconds for a SIGKILLed QEMU to be gone
+# QEMU's own memory beyond the guest's RAM (device state, I/O buffers; under TCG its
+# translation cache too): the cgroup limit is the guest's memory plus this
+QEMU_OVERHEAD = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,7 @@ class VmRuntime:
             return self._boot(d)
         self._ensure_tap(d)
         self._pin(d)
+        self._limit_memory(d, pid)
         return self._observed(d, "running")
 
     def _boot(self, d: DesiredInstance) -> ObservedState:
@@ -150,11 +158,12 @@ class VmRuntime:
             qemu.make_seed(run / "seed.iso", vm_seed.user_data(d), vm_seed.meta_data(d),
                            vm_seed.network_config(d))
             self._ensure_tap(d)
-            qemu.start(qemu.VmLaunch(
+            pid = qemu.start(qemu.VmLaunch(
                 name=d.id, run_dir=run, accel=self.accel, vcpus=max(1, d.limits.cores),
                 memory_bytes=memory, kernel=image.kernel, initrd=image.initrd,
                 cmdline=image.cmdline, disk=run / "disk.qcow2", seed=run / "seed.iso",
                 tap=tap_name(d.id), mac=d.mac))
+            self._limit_memory(d, pid)
             self._pin(d)
             return self._observed(d, "running")
         except TemporaryError:
@@ -182,6 +191,11 @@ class VmRuntime:
         tap = tap_name(d.id)
         antispoof.ensure(tap, d.mac, d.ip)  # before the tap is on the bridge
         qemu_tap.ensure_tap(tap, d.network.bridge)
+        tc.set_ingress(tap, d.limits.ingress_bps)  # tbf towards the VM, as on a veth
+
+    @staticmethod
+    def _limit_memory(d: DesiredInstance, pid: int) -> None:
+        vm_cgroup.ensure(d.id, pid, (d.limits.memory_bytes or 0) + QEMU_OVERHEAD)
 
     def _pin(self, d: DesiredInstance) -> None:
         cores = parse_cpu_list(d.limits.cpuset) if d.limits.cores else []
@@ -205,6 +219,7 @@ class VmRuntime:
                 qemu.kill(pid)
                 if not qemu.wait_gone(run, KILL_WAIT):
                     raise TemporaryError(f"qemu {pid} of {instance_id} outlived SIGKILL")
+        vm_cgroup.remove(instance_id)
         tap = tap_name(instance_id)
         antispoof.remove(tap)
         qemu_tap.delete_tap(tap)

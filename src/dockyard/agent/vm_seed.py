@@ -3,7 +3,8 @@ reads at first boot from the ISO volume `cidata` the agent attaches.
 
     meta-data       instance-id (changes with the generation: cloud-init runs again after a
                     move), local-hostname
-    user-data       #cloud-config: hostname, root's SSH keys, no password login
+    user-data       #cloud-config: hostname, root's SSH keys (one `  - KEY` line each, never
+                    folded: the test guest's /init reads them by line), no password login
     network-config  version 2: eth0 matched by the MAC Dockyard derived from the IP, the
                     static address, default route via the network's gateway, DNS servers
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from dockyard.model.agent import DesiredInstance
+
+UNFOLDED = 1 << 20  # YAML's line width: an RSA key (~600 characters) stays on one line
 
 
 def meta_data(d: DesiredInstance) -> str:
@@ -26,7 +29,8 @@ def user_data(d: DesiredInstance) -> str:
     config = {"hostname": d.hostname, "preserve_hostname": False,
               "disable_root": False, "ssh_pwauth": False,
               "users": [{"name": "root", "ssh_authorized_keys": list(d.ssh_keys)}]}
-    return "#cloud-config\n" + _dump(config)
+    return "#cloud-config\n" + str(yaml.safe_dump(config, sort_keys=False,
+                                                 default_flow_style=False, width=UNFOLDED))
 
 
 def network_config(d: DesiredInstance) -> str:

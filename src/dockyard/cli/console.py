@@ -1,4 +1,6 @@
-"""`dockyard exec -i/-t`: an interactive exec over the server's console websocket.
+"""`dockyard exec -i/-t`: an interactive exec over the server's console websocket; and
+`dockyard console VM`, a VM's serial console over the same websocket (`serial=true`), left
+with Ctrl-] (as telnet and `virsh console`), which ends the session like stdin's end does.
 
 One event loop owns the connection (websockets' asyncio client; its threaded sync client
 reads and writes the TLS socket from two threads, and about 1 in 200 refused handshakes
@@ -35,6 +37,7 @@ from dockyard.errors import BackendError, from_reply
 
 DEFAULT_SIZE = (80, 24)
 EOF = b""  # stdin's end, as the reader thread hands it over
+ESCAPE = b"\x1d"  # Ctrl-]: leaves a serial console
 
 
 def terminal_size() -> tuple[int, int]:
@@ -79,13 +82,19 @@ def _raw_terminal(enabled: bool) -> Iterator[None]:
 
 
 def _read_stdin(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | str],
-                fd: int) -> None:
-    """The reader thread: stdin's chunks into the loop's queue, EOF at its end. A daemon:
-    when the session ends first, it is left blocked in its read and dies with the process."""
+                fd: int, escape: bytes | None = None) -> None:
+    """The reader thread: stdin's chunks into the loop's queue, EOF at its end (or at the
+    `escape` byte: what came before it is sent). A daemon: when the session ends first, it
+    is left blocked in its read and dies with the process."""
     while True:
         try:
             data = os.read(fd, 4096)
         except OSError:
+            data = EOF
+        if escape is not None and escape in data:
+            before = data.split(escape, 1)[0]
+            if before:
+                loop.call_soon_threadsafe(queue.put_nowait, before)
             data = EOF
         try:
             loop.call_soon_threadsafe(queue.put_nowait, data)
@@ -136,7 +145,8 @@ async def _receive_output(ws: ClientConnection) -> int:
     return code
 
 
-async def _session(query: str, name: str, interactive: bool, tty: bool) -> int:
+async def _session(query: str, name: str, interactive: bool, tty: bool,
+                   escape: bytes | None = None) -> int:
     ws = await _connect(name, query)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | str] = asyncio.Queue()
@@ -145,7 +155,7 @@ async def _session(query: str, name: str, interactive: bool, tty: bool) -> int:
         loop.add_signal_handler(signal.SIGWINCH, lambda: queue.put_nowait(_resize_frame()))
     if interactive:
         threading.Thread(target=_read_stdin, name="console-stdin", daemon=True,
-                         args=(loop, queue, sys.stdin.fileno())).start()
+                         args=(loop, queue, sys.stdin.fileno(), escape)).start()
     sender = asyncio.create_task(_send_input(ws, queue))
     try:
         with _raw_terminal(tty and interactive and sys.stdin.isatty()):
@@ -170,3 +180,10 @@ def run_console(name: str, command: list[str], env: dict[str, str], workdir: str
     if user:
         params["user"] = user
     return asyncio.run(_session(urlencode(params, doseq=True), name, interactive, tty))
+
+
+def run_serial(name: str) -> int:
+    """Attach this terminal to VM `name`'s serial console until Ctrl-] (or stdin's end)."""
+    if sys.stdin.isatty():
+        sys.stderr.write(f"connected to the serial console of {name}; leave with Ctrl-]\r\n")
+    return asyncio.run(_session("serial=true", name, True, True, ESCAPE))

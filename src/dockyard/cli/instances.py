@@ -326,9 +326,16 @@ def exec_(name: str, command: Annotated[list[str], typer.Argument(help="-- CMD â
     raise typer.Exit(result["exit_code"])
 
 
+def serial_console(name: str) -> None:
+    """Attach to a VM's serial console (ttyS0; its output is what `dockyard logs` shows).
+    Leave with Ctrl-]. Containers have none: use `dockyard exec -it NAME -- sh`."""
+    from dockyard.cli.console import run_serial  # websockets: only for the console
+    raise typer.Exit(run_serial(name))
+
+
 def logs(name: str, follow: bool = typer.Option(False, "--follow", "-f"),
          tail: str = typer.Option("all", "--tail", help="lines from the end")) -> None:
-    """Print an instance's console output."""
+    """Print an instance's console output (of a VM: its serial console's log)."""
     with client(timeout=3700) as api:
         for chunk in api.stream(f"/v1/instances/{name}/logs", follow=str(follow).lower(),
                                 tail=tail):

@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evacuate": ("moves", "evacuate"),
     "exec": ("instances", "exec_"),
     "logs": ("instances", "logs"),
+    "console": ("instances", "serial_console"),
     "events": ("instances", "events"),
     "stats": ("stats", "stats"),
     "top": ("stats", "top"),

@@ -408,6 +408,8 @@ class InstanceCreate(Strict):
                 self.limits.memory = VM_DEFAULT_MEMORY
             if self.volumes:
                 raise ValueError("volumes are not supported on VMs yet")
+            if self.limits.egress is not None:
+                raise ValueError("egress limits are not supported on VMs yet (--ingress is)")
         return self
 
 

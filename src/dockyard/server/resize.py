@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from dockyard.errors import Conflict
+from dockyard.errors import Conflict, InvalidRequest
 from dockyard.model.instance import DesiredState, InstanceState, Limits, LimitsPatch
 from dockyard.scheduler.cpusets import format_cpuset
 from dockyard.server import placement
@@ -46,6 +46,8 @@ def _resize(ctx: ServerContext, sess: Session, project_id: str, ref: str,
         raise Conflict(f"instance {row.name} has no host")
     old = Limits.model_validate(row.limits)
     new = patch.apply(old)
+    if row.type == "vm" and new.egress_bps is not None:
+        raise InvalidRequest("egress limits are not supported on VMs yet (--ingress is)")
     quotas.enforce(sess, project_id, _claim(old, new))
     # no placement options: constraints and anti-affinity chose the host, which stays
     plan = placement.reserve(

@@ -19,6 +19,7 @@ from dockyard.model.instance import (
     InstanceCreate,
     InstancePatch,
     InstanceState,
+    InstanceType,
     PlacementExplanation,
     Usage,
 )
@@ -162,7 +163,7 @@ async def instance_logs(ref: str, follow: bool = False, tail: str = "all",
     with ctx.db.session() as sess:
         row = records.instance_by_ref(sess, caller.project, ref)
         host = host_rows.get(sess, row.host_id)
-        if host is None or row.container_id is None:
+        if host is None or (row.container_id is None and row.type != InstanceType.vm):
             raise Conflict(f"instance {row.name} has no container yet")
         target = (host.name, host.api_url, host.api_secret, row.id)
     stream = ctx.agents.stream_logs(*target, {"follow": str(follow).lower(), "tail": tail})
