@@ -23,7 +23,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from dockyard.adapters.cgroups import PROC, ROOT, process_cgroups, read_number, read_text
+from dockyard.adapters.cgroups import (
+    PROC,
+    ROOT,
+    process_cgroups,
+    read_number,
+    read_text,
+    write_text,
+)
 from dockyard.errors import BackendError
 
 IO_KEYS = ("read_bps", "write_bps", "read_iops", "write_iops")
@@ -91,14 +98,6 @@ def read_io(pid: int, device: str, root: str = ROOT, proc: str = PROC) -> IoLimi
                                                  device) for key, name in _V1_FILES.items()})
 
 
-def _write(path: str, text: str) -> None:
-    try:
-        with open(path, "w", encoding="ascii") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise BackendError(f"writing {text!r} to {path}: {exc.strerror or exc}") from exc
-
-
 def write_io(pid: int, device: str, limits: IoLimits, root: str = ROOT,
              proc: str = PROC) -> None:
     """Set every throttle on `device` to `limits` (None removes it)."""
@@ -106,10 +105,10 @@ def write_io(pid: int, device: str, limits: IoLimits, root: str = ROOT,
     if version == 2:
         fields = " ".join(f"{v2}={getattr(limits, key) or 'max'}"
                           for key, v2 in _V2_KEYS.items())
-        _write(os.path.join(directory, "io.max"), f"{device} {fields}")
+        write_text(os.path.join(directory, "io.max"), f"{device} {fields}")
         return
     for key, name in _V1_FILES.items():
-        _write(os.path.join(directory, name), f"{device} {getattr(limits, key) or 0}")
+        write_text(os.path.join(directory, name), f"{device} {getattr(limits, key) or 0}")
 
 
 def _stat(path: str) -> dict[str, int]:

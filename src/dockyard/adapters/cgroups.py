@@ -26,7 +26,7 @@ from pathlib import Path
 from dockyard.errors import BackendError
 
 __all__ = ["PROC", "ROOT", "ProcessCgroups", "cgroup_version", "parse_number",
-           "process_cgroups", "read_number", "read_text", "remove_tree", "runs_in"]
+           "process_cgroups", "read_number", "read_text", "remove_tree", "runs_in", "write_text"]
 
 ROOT = "/sys/fs/cgroup"
 PROC = "/proc"
@@ -141,6 +141,15 @@ def read_number(directory: str | None, name: str) -> int | None:
         return None
     path = os.path.join(directory, name)
     return parse_number(read_text(path), path)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a cgroup file; BackendError naming the file and the kernel's refusal."""
+    try:
+        with open(path, "w", encoding="ascii") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise BackendError(f"writing {text!r} to {path}: {exc.strerror or exc}") from exc
 
 
 def remove_tree(parent: str, root: str = ROOT) -> None:

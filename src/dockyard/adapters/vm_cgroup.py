@@ -14,7 +14,7 @@ import errno
 import os
 from pathlib import Path
 
-from dockyard.adapters.cgroups import ROOT, cgroup_version, read_number
+from dockyard.adapters.cgroups import ROOT, cgroup_version, read_number, write_text
 from dockyard.errors import BackendError
 
 PARENT = "dockyard-vms"
@@ -29,20 +29,13 @@ def _limit_file(root: str) -> str:
     return "memory.limit_in_bytes" if cgroup_version(root) == 1 else "memory.max"
 
 
-def _write(path: Path, value: str) -> None:
-    try:
-        path.write_text(value)
-    except OSError as exc:
-        raise BackendError(f"writing {value!r} to {path}: {exc.strerror}") from exc
-
-
 def _make(path: Path, root: str) -> None:
     if cgroup_version(root) == 2:  # the controller must be enabled down to the parent
         for parent in (Path(root), path.parent):
             parent.mkdir(exist_ok=True)
             control = parent / "cgroup.subtree_control"
             if "memory" not in control.read_text().split():
-                _write(control, "+memory")
+                write_text(control, "+memory")
     path.mkdir(parents=True, exist_ok=True)
 
 
@@ -54,10 +47,10 @@ def ensure(instance_id: str, pid: int, limit_bytes: int, root: str = ROOT) -> No
     except OSError as exc:
         raise BackendError(f"making cgroup {path}: {exc.strerror}") from exc
     if read_number(str(path), _limit_file(root)) != limit_bytes:
-        _write(path / _limit_file(root), str(limit_bytes))
+        write_text(path / _limit_file(root), str(limit_bytes))
     if str(pid) not in (path / "cgroup.procs").read_text().split():
         try:
-            _write(path / "cgroup.procs", str(pid))
+            write_text(path / "cgroup.procs", str(pid))
         except BackendError:
             if os.path.exists(f"/proc/{pid}"):
                 raise  # a process that ended meanwhile is the next sync's business
