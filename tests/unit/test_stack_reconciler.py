@@ -28,6 +28,7 @@ from dockyard.server.context import ServerContext
 from dockyard.server.notifier import Notifier
 from dockyard.server.registry import client as registry_client
 from dockyard.stacks.replicas import instance_spec, not_yet, template_hash
+from dockyard.store import instances as instance_rows
 from dockyard.store import stacks as store
 from dockyard.store.db import Database
 from dockyard.store.stack_tables import StackReplicaRow
@@ -60,8 +61,13 @@ class FakeInstances:
         # its dockerd health as its agent reports it (test_stack_rollout sets it)
         self.on_create: Callable[[InstanceCreate], str] = lambda spec: "none"
 
-    def validate(self, ctx: ServerContext, project: str, spec: InstanceCreate) -> None:
+    def validate(self, ctx: ServerContext, project: str, spec: InstanceCreate,
+                 name_freeing_ok: bool = False) -> None:
+        """The real one's name check (store.instances.name_taken), nothing else."""
         self.calls.append(f"validate {spec.name}")
+        with ctx.db.read() as sess:
+            if instance_rows.name_taken(sess, project, spec.name, freeing=not name_freeing_ok):
+                raise Conflict(f"an instance named {spec.name!r} already exists")
 
     def create(self, ctx: ServerContext, project: str, spec: InstanceCreate,
                admin: bool = False) -> tuple[str, str]:
@@ -186,6 +192,32 @@ def test_changed_template_replaces_in_place_and_waits_for_the_name(
     assert polls.count("shop-web-1") >= 3  # it waited until the old one was gone
     assert [(s.name, s.version) for s in result.services] == [("db", 1), ("web", 2)]
     assert replica_rows(ctx) == [("db", 1, 1, True), ("web", 1, 2, True), ("web", 2, 2, True)]
+
+
+def test_scale_up_into_a_slot_whose_last_replica_is_still_being_deleted(
+        ctx: ServerContext, fake: FakeInstances, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scaled down and up again before the agent removed shop-web-2: the deploy's precheck
+    lets the name being freed pass and the create waits for it (the e2e flake of session 12:
+    `stack scale` answered 409 "an instance named 'shop-web-2' already exists")."""
+    pid = project(ctx)
+    stacks.deploy(ctx, pid, spec_of(BASE))
+    fake.keep_deleting = True
+    stacks.scale(ctx, pid, "shop", {"web": 1})  # shop-web-2: deleted, its row still there
+    polls = []
+
+    def name_holder(sess: Any, project_id: str, name: str) -> str | None:
+        polls.append(name)
+        if len(polls) % 3 == 0:
+            fake.gone()
+        return original(sess, project_id, name)
+
+    original = store.name_holder
+    monkeypatch.setattr(store, "name_holder", name_holder)
+    up = stacks.scale(ctx, pid, "shop", {"web": 2})
+    assert up.actions == ["created shop-web-2"]
+    assert polls.count("shop-web-2") >= 3  # it waited until the old one was gone
+    with ctx.db.read() as sess:  # a live holder is still refused before anything is written
+        assert instance_rows.name_taken(sess, pid, "shop-web-2", freeing=False)
 
 
 def test_leftovers_of_a_crash_are_adopted_or_dropped(ctx: ServerContext,

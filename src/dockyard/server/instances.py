@@ -134,12 +134,12 @@ def _claim(spec: InstanceCreate) -> quotas.Claim:
 
 
 def _checked(ctx: ServerContext, sess: Session, project_id: str,
-             spec: InstanceCreate) -> NetworkRow:
+             spec: InstanceCreate, name_freeing_ok: bool = False) -> NetworkRow:
     """The checks before placement; returns the instance's network."""
     _check_volumes(spec, ctx.settings.allowed_host_root())
     net = records.visible_network(sess, project_id, spec.network)
     _check_ip_shape(spec, net)
-    if instance_rows.name_taken(sess, project_id, spec.name):
+    if instance_rows.name_taken(sess, project_id, spec.name, freeing=not name_freeing_ok):
         raise Conflict(f"an instance named {spec.name!r} already exists")
     quotas.enforce(sess, project_id, _claim(spec))  # early answer; _commit decides
     if spec.host is not None and not hosts.exists(sess, spec.host):
@@ -147,12 +147,14 @@ def _checked(ctx: ServerContext, sess: Session, project_id: str,
     return net
 
 
-def validate(ctx: ServerContext, project_id: str,
-             spec: InstanceCreate) -> tuple[Plan, str, str]:
+def validate(ctx: ServerContext, project_id: str, spec: InstanceCreate,
+             name_freeing_ok: bool = False) -> tuple[Plan, str, str]:
     """Everything that can be checked before writing; returns the plan, the network id and
-    the image reference the agent gets (read-only: `_commit` checks again under the lock)."""
+    the image reference the agent gets (read-only: `_commit` checks again under the lock).
+    `name_freeing_ok`: a name held by an instance being deleted passes (a stack replica's:
+    its reconciler waits for the name before the create, `StackReconciler._wait_name_free`)."""
     with ctx.db.read() as sess:
-        net = _checked(ctx, sess, project_id, spec)
+        net = _checked(ctx, sess, project_id, spec, name_freeing_ok)
         _refuse_vm_image(sess, spec)
         if spec.type == InstanceType.container:
             image_access.check_launch(sess, project_id, spec.image, ctx.registry.address)

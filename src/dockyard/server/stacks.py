@@ -175,8 +175,8 @@ def _precheck(ctx: ServerContext, project_id: str, spec: StackSpec,
                          memory_bytes=None if unlimited else memory)
     with ctx.db.session() as sess:
         quotas.enforce(sess, project_id, claim)
-    for name, slot in changed:
-        instances.validate(ctx, project_id, creatable(spec, name, slot))
+    for name, slot in changed:  # the slot's last replica may still be going: _start waits
+        instances.validate(ctx, project_id, creatable(spec, name, slot), name_freeing_ok=True)
 
 
 def _check_hosts(sess: Session, project_id: str, spec: StackSpec) -> None:

@@ -90,9 +90,14 @@ def peers(sess: Session) -> list[tuple[str, str, str, str]]:
                              .order_by(InstanceRow.ip)).tuples())
 
 
-def name_taken(sess: Session, project_id: str, name: str) -> bool:
-    return sess.scalar(select(InstanceRow.id).where(InstanceRow.project_id == project_id,
-                                                    InstanceRow.name == name)) is not None
+def name_taken(sess: Session, project_id: str, name: str, freeing: bool = True) -> bool:
+    """Whether an instance of the project holds `name`; `freeing=False`: one that is not
+    being deleted (a deleted instance holds its name until its agent removed it)."""
+    query = select(InstanceRow.id).where(InstanceRow.project_id == project_id,
+                                         InstanceRow.name == name)
+    if not freeing:
+        query = query.where(InstanceRow.desired_state != DesiredState.deleted)
+    return sess.scalar(query) is not None
 
 
 def live_ids_on_host(sess: Session, host_id: str) -> list[str]:
