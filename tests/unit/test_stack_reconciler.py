@@ -170,12 +170,12 @@ def test_scale_up_and_down(ctx: ServerContext, fake: FakeInstances) -> None:
     assert names(ctx) == ["shop-web-1"] and down.version == 3
 
 
-def test_changed_template_replaces_in_place_and_waits_for_the_name(
-        ctx: ServerContext, fake: FakeInstances, monkeypatch: pytest.MonkeyPatch) -> None:
-    stacks.deploy(ctx, project(ctx), spec_of(BASE))
-    fake.calls.clear()
-    fake.keep_deleting = True  # the old instance holds its name until "the agent" ran
-    polls = []
+def _agent_deletes_every_third_poll(fake: FakeInstances,
+                                    monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names the reconciler polls while waiting for one to be free; "the agent" finishes
+    the deletes at every third poll."""
+    polls: list[str] = []
+    original = store.name_holder
 
     def name_holder(sess: Any, project_id: str, name: str) -> str | None:
         polls.append(name)
@@ -183,8 +183,16 @@ def test_changed_template_replaces_in_place_and_waits_for_the_name(
             fake.gone()
         return original(sess, project_id, name)
 
-    original = store.name_holder
     monkeypatch.setattr(store, "name_holder", name_holder)
+    return polls
+
+
+def test_changed_template_replaces_in_place_and_waits_for_the_name(
+        ctx: ServerContext, fake: FakeInstances, monkeypatch: pytest.MonkeyPatch) -> None:
+    stacks.deploy(ctx, project(ctx), spec_of(BASE))
+    fake.calls.clear()
+    fake.keep_deleting = True  # the old instance holds its name until "the agent" ran
+    polls = _agent_deletes_every_third_poll(fake, monkeypatch)
     result = stacks.deploy(ctx, project(ctx), spec_of(BASE.replace("img:1", "img:2")))
     assert [c for c in fake.calls if not c.startswith("validate")] == [
         "delete shop-web-1", "create shop-web-1 img:2",
@@ -203,16 +211,7 @@ def test_scale_up_into_a_slot_whose_last_replica_is_still_being_deleted(
     stacks.deploy(ctx, pid, spec_of(BASE))
     fake.keep_deleting = True
     stacks.scale(ctx, pid, "shop", {"web": 1})  # shop-web-2: deleted, its row still there
-    polls = []
-
-    def name_holder(sess: Any, project_id: str, name: str) -> str | None:
-        polls.append(name)
-        if len(polls) % 3 == 0:
-            fake.gone()
-        return original(sess, project_id, name)
-
-    original = store.name_holder
-    monkeypatch.setattr(store, "name_holder", name_holder)
+    polls = _agent_deletes_every_third_poll(fake, monkeypatch)
     up = stacks.scale(ctx, pid, "shop", {"web": 2})
     assert up.actions == ["created shop-web-2"]
     assert polls.count("shop-web-2") >= 3  # it waited until the old one was gone
